@@ -1,0 +1,165 @@
+// engine::Backend: the operations a Gemma forward pass needs (DESIGN.md "The seams"), with a CPU
+// implementation (engine/cpu_backend.h) and, later, a CUDA one.
+//
+// Memory model. A backend owns everything its verbs touch: activation buffers (Buffer), prepared
+// weights (WeightRef) and KV storage. The model never dereferences that memory; it hands the
+// pointers back to verbs, does pointer arithmetic on them (row offsets) and moves data in and out
+// with upload()/download(). For the CPU backend all of it is host memory (weights stay in the
+// checkpoint's mmap); for a GPU backend it would be device memory. Small host arrays (token ids,
+// positions, row indices) are passed as host pointers and are the backend's to stage.
+//
+// Numerics (gemma-spec §6.1). Activations are fp32 arrays holding bf16-representable values
+// wherever HF keeps a bf16 tensor; every verb that produces such a tensor rounds its output to
+// bf16 (round-to-nearest-even) itself, and accumulates in fp32 inside. Verbs are synchronous as
+// seen by the caller (a GPU backend may queue work; download() is the synchronisation point).
+// Verbs check shapes with asserts: the model validates untrusted input before calling them.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "api/status.h"
+#include "engine/checkpoint.h"
+#include "engine/model_config.h"
+#include "engine/safetensors.h"
+
+namespace engine {
+
+// A block of backend memory (host or device). Freed on destruction.
+class Buffer {
+ public:
+  virtual ~Buffer() = default;
+  virtual void* data() = 0;
+  virtual size_t bytes() const = 0;
+  float* f32() { return static_cast<float*>(data()); }
+  uint16_t* u16() { return static_cast<uint16_t*>(data()); }
+  int32_t* i32() { return static_cast<int32_t*>(data()); }
+};
+
+// A weight matrix [rows, cols] (row-major, nn.Linear layout [out, in]) or, with rows = 1, a
+// vector, as a backend reads it. Produced by Backend::prepare*; valid while both the backend
+// and the Checkpoint it came from live.
+struct WeightRef {
+  const void* data = nullptr;  // backend memory
+  DType dtype = DType::kBF16;  // kBF16, kF16 or kF32
+  int64_t rows = 0;
+  int64_t cols = 0;
+};
+
+// One y = x · Wᵀ of a matmul() call; several targets share the same x.
+struct MatmulTarget {
+  const WeightRef* w = nullptr;  // [out, in]
+  float* y = nullptr;            // [n, out]
+};
+
+// One layer of one sequence's KV cache, as writeKv() writes it and attention() reads it.
+// Slots hold K/V rows as bf16 (the values are bf16 already, so this is lossless; §6.1). A full
+// layer has one slot per position (slot = pos); a sliding layer is a ring (slot = pos % capacity)
+// of capacity >= W - 1 + max_chunk (gemma-spec §7, recommended design item 3).
+struct KvLayerView {
+  uint16_t* k = nullptr;        // [capacity, n_head_kv * head_dim] bf16, RoPE already applied
+  uint16_t* v = nullptr;        // [capacity, n_head_kv * head_dim] bf16
+  int32_t* slot_pos = nullptr;  // [capacity] absolute position stored in each slot
+  int capacity = 0;
+};
+
+struct AttentionShape {
+  int n_head = 0;     // Hq
+  int n_head_kv = 0;  // Hkv; query head h reads kv head h / (Hq / Hkv) (§2.3)
+  int head_dim = 0;   // D
+  float scale = 0;    // query_pre_attn_scalar^-0.5 (§2.3)
+  int window = 0;     // sliding window W (a query sees W keys including itself, §2.7); 0 = full
+};
+
+// The queries of one sequence for one layer.
+struct AttentionSeq {
+  const float* q = nullptr;  // [n, Hq * D], normalised and rotated
+  float* out = nullptr;      // [n, Hq * D], written bf16-rounded
+  int n = 0;                 // number of queries; query i sits at position pos0 + i
+  int pos0 = 0;
+  KvLayerView kv;   // must already hold the queries' own K/V (writeKv first)
+  int n_slots = 0;  // slots [0, n_slots) hold data: min(capacity, pos0 + n)
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  virtual std::string name() const = 0;
+
+  // ---- memory -----------------------------------------------------------------------------
+  // A buffer of `bytes` bytes (contents undefined), aligned for any verb. Never null; a failed
+  // allocation is fatal, as for operator new.
+  virtual std::unique_ptr<Buffer> alloc(size_t bytes) = 0;
+  // Host <-> backend copies. `offset` is in bytes from the start of the buffer.
+  virtual void upload(Buffer& dst, size_t offset, const void* src, size_t bytes) = 0;
+  virtual void download(void* dst, const Buffer& src, size_t offset, size_t bytes) = 0;
+
+  // A matrix for matmul()/embed(): [rows, cols] taken as is (the CPU backend reads the mmap;
+  // no copy). kConfig when the dtype is not BF16/F16/F32 or the shape is not 2-D.
+  virtual api::StatusOr<WeightRef> prepareMatrix(const Weight& w) = 0;
+  // A norm weight w [n] stored zero-centred, prepared as (1 + w) in fp32 (gemma-spec §2.2: HF
+  // computes 1 + w in fp32; rounding it to bf16 would lose bits). kConfig on a bad dtype/shape.
+  virtual api::StatusOr<WeightRef> prepareNorm1p(const Weight& w) = 0;
+
+  // ---- verbs ------------------------------------------------------------------------------
+  // out[i, :] = bf16(table[ids[i], :] * scale) for i < n. ids are host ints, already checked
+  // to lie in [0, table.rows). out: [n, table.cols].
+  virtual void embed(const int32_t* ids, int n, const WeightRef& table, float scale,
+                     float* out) = 0;
+
+  // For every target: y[n, w.rows] = x[n, w.cols] · wᵀ with fp32 accumulation, rounded to bf16
+  // when round_bf16. All targets must have the same cols. x and the y's must not overlap.
+  virtual void matmul(const float* x, int n, std::span<const MatmulTarget> targets,
+                      bool round_bf16) = 0;
+  void matmul(const float* x, int n, const WeightRef& w, float* y, bool round_bf16) {
+    const MatmulTarget t{&w, y};
+    matmul(x, n, std::span<const MatmulTarget>(&t, 1), round_bf16);
+  }
+
+  // Gemma RMSNorm (§2.2) over each of `rows` rows of width `cols`:
+  //   out = bf16(x * rsqrt(mean(x²) + eps) * w1p)       (w1p from prepareNorm1p, [cols])
+  // out may equal x.
+  virtual void rmsnorm1p(const float* x, int64_t rows, int64_t cols, const WeightRef& w1p,
+                         float eps, float* out) = 0;
+  // The same norm fused with the residual add that follows it in every Gemma block (§2.5):
+  //   residual = bf16(residual + bf16(norm(x)))
+  virtual void rmsnorm1pAdd(const float* x, int64_t rows, int64_t cols, const WeightRef& w1p,
+                            float eps, float* residual) = 0;
+
+  // RoPE tables for host positions pos[n] (§2.3): table[i, 0:D/2] = bf16(cos(pos_i * inv_freq)),
+  // table[i, D/2:D] = bf16(sin(...)), inv_freq[j] = 1 / base^(2j/D) / factor in fp32.
+  // table: [n, head_dim].
+  virtual void ropeTable(const int32_t* pos, int n, int head_dim, const RopeParams& rope,
+                         float* table) = 0;
+  // Rotates x[n, n_heads, head_dim] in place, NeoX / rotate_half layout (j pairs with j + D/2),
+  // rounding each op to bf16 as HF does: x' = bf16(bf16(x * cos) + bf16(rotate_half(x) * sin)).
+  virtual void rope(float* x, int n, int n_heads, int head_dim, const float* table) = 0;
+
+  // Stores k/v rows [n, kv_dim] (bf16 values) for positions pos0 .. pos0+n-1 into slots
+  // (pos % capacity) of `kv`, recording each slot's position. n <= kv.capacity.
+  virtual void writeKv(const float* k, const float* v, int n, int pos0, int kv_dim,
+                       const KvLayerView& kv) = 0;
+
+  // Causal (plus sliding window when shape.window > 0) GQA attention for every sequence, sdpa
+  // style (§6.1): fp32 scores q·k * scale, fp32 softmax, fp32 p·v, output rounded to bf16.
+  // A key in slot s is visible to the query at position p iff slot_pos[s] <= p and, with a
+  // window, slot_pos[s] > p - window (§2.7).
+  virtual void attention(const AttentionShape& shape, std::span<const AttentionSeq> seqs) = 0;
+
+  // out = bf16(bf16(gelu_tanh(gate)) * up), elementwise over n values (§2.4). out may alias
+  // gate or up.
+  virtual void geglu(const float* gate, const float* up, int64_t n, float* out) = 0;
+
+  // dst[i, :] = src[rows[i], :] for i < n; rows are host ints. dst must not overlap src.
+  virtual void gatherRows(const float* src, const int32_t* rows, int n, int64_t cols,
+                          float* dst) = 0;
+
+  // x = bf16(x), elementwise.
+  virtual void roundBf16(float* x, int64_t n) = 0;
+};
+
+}  // namespace engine

@@ -1,0 +1,400 @@
+#include "engine/cpu_backend.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cassert>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <new>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "engine/bf16.h"
+#include "engine/cpu/kernels.h"
+#include "engine/cpu/thread_pool.h"
+
+namespace engine {
+namespace {
+
+using api::ErrorCode;
+using api::Status;
+using api::StatusOr;
+
+constexpr size_t kAlign = 64;
+
+class HostBuffer final : public Buffer {
+ public:
+  explicit HostBuffer(size_t bytes) : bytes_(bytes) {
+    const size_t rounded = (std::max<size_t>(bytes, 1) + kAlign - 1) / kAlign * kAlign;
+    data_ = std::aligned_alloc(kAlign, rounded);
+    if (!data_) throw std::bad_alloc();
+  }
+  ~HostBuffer() override { std::free(data_); }
+  void* data() override { return data_; }
+  size_t bytes() const override { return bytes_; }
+
+ private:
+  void* data_;
+  size_t bytes_;
+};
+
+cpu::Isa toIsa(CpuIsa isa) {
+  switch (isa) {
+    case CpuIsa::kPortable:
+      return cpu::Isa::kPortable;
+    case CpuIsa::kAvx2:
+      return cpu::Isa::kAvx2;
+    default:
+      return cpu::Isa::kAvx512Bf16;
+  }
+}
+
+bool supportedDtype(DType d) { return d == DType::kBF16 || d == DType::kF16 || d == DType::kF32; }
+
+float loadElem(const WeightRef& w, int64_t i) {
+  switch (w.dtype) {
+    case DType::kBF16:
+      return bf16ToFloat(static_cast<const uint16_t*>(w.data)[i]);
+    case DType::kF16:
+      return f16ToFloat(static_cast<const uint16_t*>(w.data)[i]);
+    default:
+      return static_cast<const float*>(w.data)[i];
+  }
+}
+
+class CpuBackend final : public Backend {
+ public:
+  explicit CpuBackend(const CpuBackendOptions& o)
+      : pool_(o.threads > 0 ? o.threads
+                            : std::max(1, static_cast<int>(std::thread::hardware_concurrency()))),
+        k_(cpu::selectKernels(toIsa(o.isa))) {}
+
+  std::string name() const override {
+    return std::string("cpu (") + k_.name + ", " + std::to_string(pool_.threads()) + " threads)";
+  }
+
+  std::unique_ptr<Buffer> alloc(size_t bytes) override {
+    return std::make_unique<HostBuffer>(bytes);
+  }
+  void upload(Buffer& dst, size_t offset, const void* src, size_t bytes) override {
+    assert(offset + bytes <= dst.bytes());
+    if (bytes) std::memcpy(static_cast<char*>(dst.data()) + offset, src, bytes);
+  }
+  void download(void* dst, const Buffer& src, size_t offset, size_t bytes) override {
+    assert(offset + bytes <= src.bytes());
+    if (bytes)
+      std::memcpy(dst, static_cast<const char*>(const_cast<Buffer&>(src).data()) + offset, bytes);
+  }
+
+  StatusOr<WeightRef> prepareMatrix(const Weight& w) override {
+    if (!supportedDtype(w.dtype))
+      return Status(ErrorCode::kConfig, "tensor " + w.name + " in " + w.file + ": dtype " +
+                                            std::string(dtypeName(w.dtype)) + " not supported");
+    if (w.shape.size() != 2)
+      return Status(ErrorCode::kConfig, "tensor " + w.name + " in " + w.file + ": not a matrix");
+    return WeightRef{w.data, w.dtype, w.shape[0], w.shape[1]};
+  }
+
+  StatusOr<WeightRef> prepareNorm1p(const Weight& w) override {
+    if (!supportedDtype(w.dtype) || w.shape.size() != 1)
+      return Status(ErrorCode::kConfig,
+                    "tensor " + w.name + " in " + w.file + ": expected a 1-D BF16/F16/F32 vector");
+    const int64_t n = w.shape[0];
+    auto& buf = owned_.emplace_back(alloc(static_cast<size_t>(n) * sizeof(float)));
+    float* p = buf->f32();
+    // gemma-spec §2.2: (1 + w) in fp32; never round it to bf16.
+    for (int64_t i = 0; i < n; ++i) p[i] = 1.0f + w.at(i);
+    return WeightRef{p, DType::kF32, 1, n};
+  }
+
+  void embed(const int32_t* ids, int n, const WeightRef& table, float scale, float* out) override {
+    const int64_t H = table.cols;
+    parallelFor(n, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, H)),
+                [&](int64_t b, int64_t e) {
+                  for (int64_t i = b; i < e; ++i) {
+                    assert(ids[i] >= 0 && ids[i] < table.rows);
+                    const int64_t base = static_cast<int64_t>(ids[i]) * H;
+                    float* o = out + i * H;
+                    // gemma-spec §2.1: the scale is bf16(sqrt(H)) and the product is rounded to
+                    // bf16.
+                    for (int64_t j = 0; j < H; ++j)
+                      o[j] = roundBf16(loadElem(table, base + j) * scale);
+                  }
+                });
+  }
+
+  void matmul(const float* x, int n, std::span<const MatmulTarget> targets,
+              bool round_bf16) override {
+    if (n <= 0 || targets.empty()) return;
+    // Output rows of every target are cut into chunks that the pool hands out; several chunks
+    // per thread so that a thread the OS delays does not stall the step.
+    chunks_.clear();
+    int64_t total_rows = 0;
+    for (const auto& t : targets) total_rows += t.w->rows;
+    const int64_t want = static_cast<int64_t>(pool_.threads()) * 4;
+    const int64_t per = std::max<int64_t>(16, (total_rows + want - 1) / want + 15) & ~int64_t{15};
+    for (size_t ti = 0; ti < targets.size(); ++ti) {
+      assert(targets[ti].w->cols == targets[0].w->cols);
+      for (int64_t r = 0; r < targets[ti].w->rows; r += per)
+        chunks_.push_back({static_cast<int>(ti), r, std::min(targets[ti].w->rows, r + per)});
+    }
+    const uint16_t* xb = nullptr;
+    if (k_.matmul_rows_bf16) {
+      bool any_bf16 = false;
+      for (const auto& t : targets) any_bf16 |= t.w->dtype == DType::kBF16;
+      if (any_bf16) xb = toBf16IfExact(x, int64_t{n} * targets[0].w->cols);
+    }
+    const auto& chunks = chunks_;
+    pool_.run(static_cast<int>(chunks.size()), [&](int c) {
+      const MatmulChunk& ch = chunks[static_cast<size_t>(c)];
+      const WeightRef& w = *targets[static_cast<size_t>(ch.target)].w;
+      cpu::MatmulRowsArgs a;
+      a.x = x;
+      a.xb = xb;
+      a.n = n;
+      a.k = w.cols;
+      a.w = w.data;
+      a.dtype = w.dtype;
+      a.y = targets[static_cast<size_t>(ch.target)].y;
+      a.ldy = w.rows;
+      a.round_bf16 = round_bf16;
+      if (xb && w.dtype == DType::kBF16) {
+        k_.matmul_rows_bf16(a, ch.r0, ch.r1);
+      } else {
+        k_.matmul_rows(a, ch.r0, ch.r1);
+      }
+    });
+  }
+
+  void rmsnorm1p(const float* x, int64_t rows, int64_t cols, const WeightRef& w1p, float eps,
+                 float* out) override {
+    normRows(x, rows, cols, w1p, eps, out, false);
+  }
+  void rmsnorm1pAdd(const float* x, int64_t rows, int64_t cols, const WeightRef& w1p, float eps,
+                    float* residual) override {
+    normRows(x, rows, cols, w1p, eps, residual, true);
+  }
+
+  void ropeTable(const int32_t* pos, int n, int head_dim, const RopeParams& rope,
+                 float* table) override {
+    const int half = head_dim / 2;
+    inv_freq_.resize(static_cast<size_t>(half));
+    for (int j = 0; j < half; ++j) {
+      // fp32 throughout, as HF computes the table with autocast disabled (§2.3).
+      const float exponent = static_cast<float>(2 * j) / static_cast<float>(head_dim);
+      inv_freq_[static_cast<size_t>(j)] =
+          (1.0f / std::pow(static_cast<float>(rope.base), exponent)) /
+          static_cast<float>(rope.factor);
+    }
+    const float* inv = inv_freq_.data();
+    parallelFor(n, std::max(1, 8192 / std::max(1, head_dim)), [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        float* c = table + i * head_dim;
+        for (int j = 0; j < half; ++j) {
+          const float ang = static_cast<float>(pos[i]) * inv[j];
+          c[j] = roundBf16(std::cos(ang));  // HF rounds cos/sin to bf16 (§2.3, §6.1)
+          c[half + j] = roundBf16(std::sin(ang));
+        }
+      }
+    });
+  }
+
+  void rope(float* x, int n, int n_heads, int head_dim, const float* table) override {
+    const int half = head_dim / 2;
+    parallelFor(int64_t{n} * n_heads, std::max(1, 8192 / std::max(1, head_dim)),
+                [&](int64_t b, int64_t e) {
+                  for (int64_t r = b; r < e; ++r) {
+                    float* v = x + r * head_dim;
+                    const float* c = table + (r / n_heads) * head_dim;
+                    const float* s = c + half;
+                    for (int j = 0; j < half; ++j) {
+                      const float x1 = v[j], x2 = v[j + half];
+                      // gemma-spec §2.3: q*cos + rotate_half(q)*sin, every op on bf16 tensors.
+                      v[j] = roundBf16(roundBf16(x1 * c[j]) + roundBf16(-x2 * s[j]));
+                      v[j + half] = roundBf16(roundBf16(x2 * c[j]) + roundBf16(x1 * s[j]));
+                    }
+                  }
+                });
+  }
+
+  void writeKv(const float* k, const float* v, int n, int pos0, int kv_dim,
+               const KvLayerView& kv) override {
+    assert(n <= kv.capacity);
+    for (int i = 0; i < n; ++i) {
+      const int pos = pos0 + i;
+      const int slot = pos % kv.capacity;
+      uint16_t* kd = kv.k + static_cast<int64_t>(slot) * kv_dim;
+      uint16_t* vd = kv.v + static_cast<int64_t>(slot) * kv_dim;
+      const float* ks = k + static_cast<int64_t>(i) * kv_dim;
+      const float* vs = v + static_cast<int64_t>(i) * kv_dim;
+      for (int j = 0; j < kv_dim; ++j) {
+        kd[j] = floatToBf16(ks[j]);
+        vd[j] = floatToBf16(vs[j]);
+      }
+      kv.slot_pos[slot] = pos;
+    }
+  }
+
+  void attention(const AttentionShape& sh, std::span<const AttentionSeq> seqs) override;
+
+  void geglu(const float* gate, const float* up, int64_t n, float* out) override {
+    parallelFor(n, 16384,
+                [&](int64_t b, int64_t e) { k_.geglu(gate + b, up + b, e - b, out + b); });
+  }
+
+  void gatherRows(const float* src, const int32_t* rows, int n, int64_t cols, float* dst) override {
+    for (int i = 0; i < n; ++i)
+      std::memcpy(dst + i * cols, src + static_cast<int64_t>(rows[i]) * cols,
+                  static_cast<size_t>(cols) * sizeof(float));
+  }
+
+  void roundBf16(float* x, int64_t n) override {
+    parallelFor(n, 65536, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) x[i] = engine::roundBf16(x[i]);
+    });
+  }
+
+ private:
+  static float roundBf16(float v) { return engine::roundBf16(v); }
+
+  // Calls fn(begin, end) over [0, n) in pieces of at least `grain`, on the pool when there is
+  // more than one piece.
+  template <class F>
+  void parallelFor(int64_t n, int64_t grain, F&& fn) {
+    if (n <= 0) return;
+    const int64_t max_pieces = static_cast<int64_t>(pool_.threads()) * 4;
+    const int64_t pieces = std::min(max_pieces, (n + grain - 1) / std::max<int64_t>(1, grain));
+    if (pieces <= 1) return fn(int64_t{0}, n);
+    const int64_t step = (n + pieces - 1) / pieces;
+    pool_.run(static_cast<int>((n + step - 1) / step), [&](int p) {
+      const int64_t b = p * step;
+      fn(b, std::min(n, b + step));
+    });
+  }
+
+  // x as bf16 in xb_, or null when some value is not exactly a bf16 (then the fp32 kernels run;
+  // in the model every matmul input is a bf16 value, §6.1).
+  const uint16_t* toBf16IfExact(const float* x, int64_t n) {
+    if (xb_.size() < static_cast<size_t>(n)) xb_.resize(static_cast<size_t>(n));
+    uint16_t* xb = xb_.data();
+    std::atomic<bool> exact{true};
+    parallelFor(n, 65536, [&](int64_t b, int64_t e) {
+      bool ok = true;
+      for (int64_t i = b; i < e; ++i) {
+        xb[i] = floatToBf16(x[i]);
+        ok &= bf16ToFloat(xb[i]) == x[i];
+      }
+      if (!ok) exact.store(false, std::memory_order_relaxed);
+    });
+    return exact.load() ? xb : nullptr;
+  }
+
+  void normRows(const float* x, int64_t rows, int64_t cols, const WeightRef& w1p, float eps,
+                float* out, bool add) {
+    assert(w1p.dtype == DType::kF32 && w1p.cols == cols);
+    const float* w = static_cast<const float*>(w1p.data);
+    parallelFor(
+        rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, cols)), [&](int64_t b, int64_t e) {
+          for (int64_t r = b; r < e; ++r) {
+            const float* xr = x + r * cols;
+            float* o = out + r * cols;
+            double ss = 0;  // the mean of squares, accumulated more precisely than fp32 needs
+            for (int64_t j = 0; j < cols; ++j) ss += static_cast<double>(xr[j]) * xr[j];
+            const float ms = static_cast<float>(ss / static_cast<double>(cols));
+            const float inv = 1.0f / std::sqrt(ms + eps);
+            if (add) {
+              for (int64_t j = 0; j < cols; ++j)
+                o[j] = roundBf16(o[j] + roundBf16(xr[j] * inv * w[j]));
+            } else {
+              for (int64_t j = 0; j < cols; ++j) o[j] = roundBf16(xr[j] * inv * w[j]);
+            }
+          }
+        });
+  }
+
+  struct MatmulChunk {
+    int target;
+    int64_t r0, r1;
+  };
+  struct AttnTask {
+    int seq, query, kv_head;
+  };
+
+  cpu::ThreadPool pool_;
+  const cpu::Kernels& k_;
+  std::vector<std::unique_ptr<Buffer>> owned_;  // prepared (1 + w) norm weights
+  std::vector<float> inv_freq_;
+  std::vector<MatmulChunk> chunks_;  // work items of the current call, kept to reuse the memory
+  std::vector<AttnTask> attn_tasks_;
+  std::vector<uint16_t> xb_;  // matmul activations as bf16
+};
+
+void CpuBackend::attention(const AttentionShape& sh, std::span<const AttentionSeq> seqs) {
+  const int D = sh.head_dim, group = sh.n_head / sh.n_head_kv;
+  assert(group * sh.n_head_kv == sh.n_head);
+  const int64_t q_dim = int64_t{sh.n_head} * D, kv_dim = int64_t{sh.n_head_kv} * D;
+  // One work item per (sequence, query, kv head): the `group` query heads that share a kv head
+  // are done together so each cached key/value row is read once for all of them (§2.3 GQA).
+  attn_tasks_.clear();
+  for (int s = 0; s < static_cast<int>(seqs.size()); ++s)
+    for (int i = 0; i < seqs[static_cast<size_t>(s)].n; ++i)
+      for (int g = 0; g < sh.n_head_kv; ++g) attn_tasks_.push_back({s, i, g});
+  const auto& tasks = attn_tasks_;
+  pool_.run(static_cast<int>(tasks.size()), [&](int t) {
+    const AttnTask& task = tasks[static_cast<size_t>(t)];
+    const AttentionSeq& sq = seqs[static_cast<size_t>(task.seq)];
+    const int p = sq.pos0 + task.query;
+    // gemma-spec §2.7: causal, and on sliding layers only the W positions p-W+1 .. p.
+    const int lo = sh.window > 0 ? p - sh.window + 1 : std::numeric_limits<int>::min();
+    thread_local std::vector<int> vis;
+    thread_local std::vector<float> score;
+    thread_local std::vector<float> acc;
+    // Visit keys in position order (slot = pos % capacity, so a full ring starts at the oldest
+    // visible position): the fp32 sums then do not depend on the ring's capacity, and a prompt
+    // gives bit-identical results whether it is prefilled whole, in chunks or token by token.
+    const int cap = sq.kv.capacity;
+    const int start = sq.n_slots == cap ? std::max(lo, 0) % cap : 0;
+    vis.clear();
+    for (int j = 0, s = start; j < sq.n_slots; ++j, s = (s + 1 == cap ? 0 : s + 1)) {
+      const int sp = sq.kv.slot_pos[s];
+      if (sp <= p && sp >= lo) vis.push_back(s);
+    }
+    const int nv = static_cast<int>(vis.size());
+    score.resize(static_cast<size_t>(nv) * group);
+    acc.assign(static_cast<size_t>(D), 0.0f);
+    const float* q = sq.q + task.query * q_dim + int64_t{task.kv_head} * group * D;
+    const int64_t kv_off = int64_t{task.kv_head} * D;
+    for (int j = 0; j < nv; ++j) {
+      const uint16_t* kr = sq.kv.k + vis[static_cast<size_t>(j)] * kv_dim + kv_off;
+      for (int h = 0; h < group; ++h)
+        score[static_cast<size_t>(h) * nv + j] = k_.dot_bf16(q + h * D, kr, D) * sh.scale;
+    }
+    for (int h = 0; h < group; ++h) {
+      // sdpa style (§6.1): fp32 scores, fp32 softmax, fp32 p·v, one bf16 rounding at the end.
+      float* sc = score.data() + static_cast<size_t>(h) * nv;
+      float m = -std::numeric_limits<float>::infinity();
+      for (int j = 0; j < nv; ++j) m = std::max(m, sc[j]);
+      float sum = 0;
+      for (int j = 0; j < nv; ++j) sum += (sc[j] = std::exp(sc[j] - m));
+      std::fill(acc.begin(), acc.end(), 0.0f);
+      for (int j = 0; j < nv; ++j)
+        k_.axpy_bf16(sc[j] / sum, sq.kv.v + vis[static_cast<size_t>(j)] * kv_dim + kv_off,
+                     acc.data(), D);
+      float* o = sq.out + task.query * q_dim + (int64_t{task.kv_head} * group + h) * D;
+      for (int d = 0; d < D; ++d) o[d] = engine::roundBf16(acc[static_cast<size_t>(d)]);
+    }
+  });
+}
+
+}  // namespace
+
+bool cpuSupports(CpuIsa isa) { return isa == CpuIsa::kBest || cpu::cpuSupports(toIsa(isa)); }
+
+std::unique_ptr<Backend> makeCpuBackend(const CpuBackendOptions& options) {
+  return std::make_unique<CpuBackend>(options);
+}
+
+}  // namespace engine

@@ -1,0 +1,31 @@
+// The CPU implementation of engine::Backend: fp32 math over weights read in place from the
+// checkpoint's mmap (bf16/f16 widened in registers, never copied), a persistent thread pool that
+// splits matmul output rows, attention work items and elementwise ops across cores, and inner
+// loops chosen at run time (engine/cpu/kernels.h): AVX-512 BF16 dot products where the CPU has
+// them, else AVX2+FMA, else portable C++.
+//
+// It is the reference the CUDA backend is tested against and the fallback where there is no GPU.
+// Not thread-safe: one engine thread drives it (its verbs use the pool internally).
+#pragma once
+
+#include <memory>
+
+#include "engine/backend.h"
+
+namespace engine {
+
+// Instruction sets of the inner loops, best first. A choice the CPU lacks falls back to the best
+// one below it that it has.
+enum class CpuIsa { kBest, kAvx512Bf16, kAvx2, kPortable };
+
+struct CpuBackendOptions {
+  int threads = 0;             // threads doing the work, the calling thread included; 0 = all
+  CpuIsa isa = CpuIsa::kBest;  // tests pin each one in turn
+};
+
+// Whether this CPU runs `isa` natively (kBest and kPortable: always).
+bool cpuSupports(CpuIsa isa);
+
+std::unique_ptr<Backend> makeCpuBackend(const CpuBackendOptions& options = {});
+
+}  // namespace engine

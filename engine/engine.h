@@ -1,0 +1,124 @@
+// engine::Engine: the embedded Gemma engine as the rest of Switchyard sees it (DESIGN.md seams).
+//
+// submit() queues a generation; one scheduler thread owns the model and the KV cache and runs
+// every admitted request a step at a time (continuous batching). Token events go to the
+// request's TokenSink from the scheduler thread, as they are produced; the sink must not block.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "api/status.h"
+#include "engine/sampler.h"
+
+namespace engine {
+
+class Tokenizer;
+
+using Clock = std::chrono::steady_clock;
+
+struct GenerationRequest {
+  std::vector<int32_t> prompt;  // token ids, <bos> included
+  int max_tokens = 256;         // generated tokens at most (>= 1)
+  SamplingParams sampling;
+  std::vector<std::string> stop;      // stop strings (not included in the output)
+  std::vector<int32_t> stop_tokens;   // in addition to the model's eos ids
+  bool logprobs = false;              // report logprob/top logprobs in TokenEvents
+  Clock::time_point deadline = Clock::time_point::max();
+};
+
+struct TopToken {
+  int32_t id = 0;
+  std::string text;  // the token's own text (may be a partial UTF-8 sequence)
+  float logprob = 0;
+};
+
+struct TokenEvent {
+  int32_t id = 0;
+  std::string text;  // text delta safe to show: whole UTF-8 sequences, stop strings held back
+  std::string token_text;  // the token's own piece (for logprobs)
+  float logprob = 0;       // log p(id) under the model's raw distribution
+  float entropy = 0;       // nats, of the raw distribution at this step
+  std::vector<TopToken> top;  // filled when GenerationRequest::logprobs
+};
+
+struct Timings {
+  double queue_s = 0;    // submit -> admitted
+  double prefill_s = 0;  // admitted -> first token sampled
+  double decode_s = 0;   // first token -> finish
+};
+
+struct FinishEvent {
+  // "stop" (eos, end_of_turn, a stop token or string), "length" (max_tokens or context full),
+  // or "error" with `status` set (kCancelled, kUpstreamTimeout for a missed deadline, ...).
+  std::string finish_reason;
+  api::Status status;
+  std::string text;  // any text still held back (flushed at the end)
+  int prompt_tokens = 0;
+  int completion_tokens = 0;
+  Timings timings;
+};
+
+class TokenSink {
+ public:
+  virtual ~TokenSink() = default;
+  virtual void onToken(const TokenEvent& event) = 0;
+  // Exactly once, last.
+  virtual void onFinish(const FinishEvent& event) = 0;
+};
+
+class GenerationHandle {
+ public:
+  virtual ~GenerationHandle() = default;
+  // Thread-safe, idempotent. The request's KV is freed at the scheduler's next step and the
+  // sink gets onFinish with kCancelled (unless it had already finished).
+  virtual void cancel() = 0;
+};
+
+struct EngineStats {
+  int queued = 0;              // waiting for admission
+  int running = 0;             // in the batch
+  int64_t kv_tokens_used = 0;  // KV cache positions in use
+  int64_t kv_tokens_capacity = 0;
+  double decode_tokens_per_s = 0;   // recent, across the batch
+  double prefill_tokens_per_s = 0;  // recent
+  int64_t requests_rejected = 0;    // queue full
+  int64_t tokens_generated = 0;     // since start
+};
+
+struct EngineOptions {
+  std::string model_dir;
+  std::string backend = "cpu";  // "cpu" ("cuda" and "auto" with the CUDA backend)
+  int threads = 0;              // CPU backend threads; 0 = all cores
+  int max_batch = 8;            // requests decoded together
+  int max_queue = 64;           // waiting requests beyond the batch; more get kUnavailable
+  int64_t kv_cache_tokens = 0;  // KV positions for all requests together; 0 = a default
+  int max_context = 0;          // per request; 0 = the model's max positions (capped by the KV)
+};
+
+class Engine {
+ public:
+  virtual ~Engine() = default;
+
+  // Loads the model directory and starts the scheduler thread. Errors name the file and tensor.
+  static api::StatusOr<std::unique_ptr<Engine>> create(const EngineOptions& options);
+
+  // Queues a request. kInvalidRequest when the prompt does not fit the context, kUnavailable
+  // (with a retry-after hint) when the queue is full.
+  virtual api::StatusOr<std::shared_ptr<GenerationHandle>> submit(
+      GenerationRequest request, std::shared_ptr<TokenSink> sink) = 0;
+
+  virtual EngineStats stats() const = 0;
+  virtual const Tokenizer& tokenizer() const = 0;
+  // Token ids that end generation (eos, end_of_turn).
+  virtual const std::vector<int32_t>& eosIds() const = 0;
+  virtual int maxContext() const = 0;
+  // Sampling settings the checkpoint suggests (generation_config.json) for requests that leave
+  // them unset; temperature 1 and no truncation when it suggests nothing.
+  virtual SamplingParams defaultSampling() const = 0;
+};
+
+}  // namespace engine

@@ -1,0 +1,103 @@
+// The gateway's typed configuration (configs/switchyard.yaml), parsed and validated once.
+//
+// parseConfig() turns YAML text into a Config or a Status naming the offending key and its
+// line; the server never starts on an invalid file. After parsing the Config is immutable
+// and shared as std::shared_ptr<const Config>.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "api/status.h"
+
+namespace gateway {
+
+struct ServerConfig {
+  std::string listen = "127.0.0.1";  // address to bind
+  int port = 8080;                   // 0 picks a free port
+  int threads = 2;                   // Asio I/O threads, >= 1
+  int64_t max_body_bytes = 4 << 20;  // request bodies above this get 413
+  int64_t max_header_bytes = 16 << 10;  // request headers above this get 431/413
+  double read_timeout_s = 30;        // to receive one whole request (headers + body)
+  double idle_timeout_s = 75;        // keep-alive connection idle before it is closed
+  double shutdown_grace_s = 30;      // how long SIGTERM waits for in-flight streams
+  int max_connections = 10000;       // further connections are closed at once (and counted)
+};
+
+struct ApiKey {
+  std::string id;      // a short public name for logs and ledgers ("ci-bot"); never the key
+  std::string sha256;  // lowercase hex SHA-256 of the key (switchyard-cli hash-key)
+};
+
+struct Team {
+  std::string name;
+  std::vector<ApiKey> keys;
+};
+
+struct AuthConfig {
+  // When true, requests without an Authorization header are served as `anonymous_team`.
+  // A request that presents an unknown key is still rejected with 401.
+  bool allow_unauthenticated = false;
+  std::string anonymous_team = "local";
+};
+
+struct Timeouts {
+  double connect_s = 5;       // TCP + TLS handshake
+  double first_byte_s = 60;   // request sent -> first response byte
+  double idle_s = 30;         // longest gap between two received chunks
+  double total_s = 600;       // whole call
+};
+
+// The embedded engine behind a provider of type `local`.
+struct LocalEngineConfig {
+  std::string model_dir;        // a Hugging Face Gemma 3 checkpoint directory (relative: to cwd)
+  std::string backend = "auto"; // auto | cpu (auto picks CUDA where a GPU and the build allow)
+  int threads = 0;              // CPU backend threads; 0 = every core
+  int max_batch = 8;            // requests decoded together
+  int max_queue = 64;           // requests waiting beyond the batch; more get 503
+  int64_t kv_cache_tokens = 0;  // KV positions for all requests together; 0 = max_batch x 8192
+  int max_context = 8192;       // tokens per request (prompt + answer); 0 = the model's own limit
+};
+
+struct ProviderConfig {
+  std::string name;                   // key under `providers:`
+  std::string type;                   // "openai" (any OpenAI-compatible server) or "local"
+  std::string base_url;               // e.g. https://api.openai.com/v1 (no trailing slash)
+  std::string api_key;                // after ${ENV} interpolation; "" sends no Authorization
+  std::map<std::string, std::string> headers;  // extra request headers
+  Timeouts timeouts;
+  LocalEngineConfig local;            // type "local" only
+};
+
+struct ModelRoute {
+  std::string name;            // public model name clients send
+  std::string provider;        // a key of `providers`
+  std::string upstream_model;  // the provider's model name (defaults to `name`)
+};
+
+struct Config {
+  ServerConfig server;
+  AuthConfig auth;
+  std::vector<Team> teams;
+  std::map<std::string, ProviderConfig> providers;
+  std::vector<ModelRoute> models;
+  std::string source_path;  // the file it was read from ("" for text)
+};
+
+// Parses YAML text. `source_name` is used in error messages ("switchyard.yaml:12: ...").
+// `${VAR}` and `${VAR:-default}` in scalar values are replaced from the environment; an unset
+// variable without default is an error naming it. Unknown keys, wrong types, out-of-range
+// values, duplicate names, a model naming an unknown provider, or a key hash that is not 64
+// hex digits are errors of code kConfig whose message names the key path and line, e.g.
+// "switchyard.yaml:14: server.threads: must be >= 1, got 0".
+api::StatusOr<std::shared_ptr<const Config>> parseConfig(std::string_view yaml_text,
+                                                         std::string_view source_name);
+
+// Reads and parses a file; a missing or unreadable file is kIo naming the path.
+api::StatusOr<std::shared_ptr<const Config>> loadConfigFile(const std::string& path);
+
+}  // namespace gateway

@@ -1,0 +1,163 @@
+// switchyard: the gateway server.
+//
+//   switchyard serve [--config FILE] [--port N] [--listen ADDR]
+//
+// Without --config it runs on the embedded default config (configs/switchyard.yaml, compiled
+// in). When ready it prints one JSON line on stdout, {"event":"listening",...}; logs go to
+// stderr. SIGTERM or SIGINT drains in-flight answers and exits 0.
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <thread>
+
+#include <pthread.h>
+
+#include "gateway/config.h"
+#include "gateway/gateway.h"
+#include "gateway/metrics.h"
+#include "gateway/server.h"
+
+namespace gateway {
+extern const char* const kDefaultConfigYaml;
+}
+
+namespace {
+
+void usage(FILE* out) {
+  std::fprintf(out,
+               "usage: switchyard serve [--config FILE] [--port N] [--listen ADDR]\n"
+               "       switchyard check-config [--config FILE]\n"
+               "       switchyard --version\n\n"
+               "Without --config the embedded default config is used.\n");
+}
+
+bool parseInt(const char* s, int& out) {
+  char* end = nullptr;
+  long v = std::strtol(s, &end, 10);
+  if (end == s || *end != '\0' || v < 0 || v > 65535) return false;
+  out = static_cast<int>(v);
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    usage(stderr);
+    return 2;
+  }
+  std::string command = argv[1];
+  if (command == "--version") {
+    std::printf("switchyard 0.1.0\n");
+    return 0;
+  }
+  if (command == "--help" || command == "-h" || command == "help") {
+    usage(stdout);
+    return 0;
+  }
+  if (command != "serve" && command != "check-config") {
+    std::fprintf(stderr, "switchyard: unknown command '%s'\n", command.c_str());
+    usage(stderr);
+    return 2;
+  }
+  std::string config_path;
+  int port = -1;
+  std::string listen;
+  for (int i = 2; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&](const char* name) -> const char* {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "switchyard: %s needs a value\n", name);
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (a == "--config") {
+      config_path = value("--config");
+    } else if (a == "--port") {
+      if (!parseInt(value("--port"), port)) {
+        std::fprintf(stderr, "switchyard: --port must be 0..65535\n");
+        return 2;
+      }
+    } else if (a == "--listen") {
+      listen = value("--listen");
+    } else {
+      std::fprintf(stderr, "switchyard: unknown option '%s'\n", a.c_str());
+      usage(stderr);
+      return 2;
+    }
+  }
+
+  auto loaded = config_path.empty()
+                    ? gateway::parseConfig(gateway::kDefaultConfigYaml, "<embedded switchyard.yaml>")
+                    : gateway::loadConfigFile(config_path);
+  if (!loaded.ok()) {
+    std::fprintf(stderr, "switchyard: invalid config: %s\n", loaded.status().message().c_str());
+    return 2;
+  }
+  if (command == "check-config") {
+    std::printf("config ok\n");
+    return 0;
+  }
+  auto config = std::make_shared<gateway::Config>(**loaded);
+  if (port >= 0) config->server.port = port;
+  if (!listen.empty()) config->server.listen = listen;
+  std::shared_ptr<const gateway::Config> frozen = config;
+
+  // Signals are taken by one watcher thread; every other thread blocks them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  gateway::Metrics metrics;
+  auto created = gateway::Gateway::create(frozen, metrics);
+  if (!created.ok()) {
+    std::fprintf(stderr, "switchyard: %s\n", created.status().message().c_str());
+    return 2;
+  }
+  gateway::Gateway& app = **created;
+  gateway::Server server(frozen->server, metrics,
+                         [&app](gateway::Exchange ex, std::shared_ptr<gateway::Responder> r) {
+                           app.handle(std::move(ex), std::move(r));
+                         });
+  app.setDrainingProbe([&server] { return server.draining(); });
+
+  auto bound = server.listen();
+  if (!bound.ok()) {
+    std::fprintf(stderr, "switchyard: %s\n", bound.status().message().c_str());
+    return 1;
+  }
+  std::printf("{\"event\":\"listening\",\"address\":\"%s\",\"port\":%d}\n",
+              frozen->server.listen.c_str(), *bound);
+  std::fflush(stdout);
+  std::fprintf(stderr,
+               "{\"level\":\"info\",\"msg\":\"listening\",\"address\":\"%s\",\"port\":%d,"
+               "\"config\":\"%s\"}\n",
+               frozen->server.listen.c_str(), *bound,
+               config_path.empty() ? "<embedded>" : config_path.c_str());
+
+  std::atomic<bool> stopped{false};
+  std::thread watcher([&] {
+    timespec tick{0, 200 * 1000 * 1000};
+    while (!stopped.load()) {
+      int sig = sigtimedwait(&signals, nullptr, &tick);
+      if (sig == SIGTERM || sig == SIGINT) {
+        std::fprintf(stderr, "{\"level\":\"info\",\"msg\":\"draining\",\"signal\":%d}\n", sig);
+        server.beginShutdown();
+      }
+    }
+  });
+
+  server.run();
+  stopped = true;
+  watcher.join();
+  std::fprintf(stderr, "{\"level\":\"info\",\"msg\":\"stopped\"}\n");
+  return 0;
+}

@@ -1,0 +1,44 @@
+// The HTTP/1.1 server: Boost.Beast sessions on Asio threads (DESIGN.md "Threads").
+//
+// Limits (body, header, connection count) and timeouts (read, keep-alive idle) come from
+// ServerConfig. Shutdown: beginShutdown() stops accepting, lets in-flight answers finish
+// (up to shutdown_grace_s) and then stops the threads; run() returns.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "api/status.h"
+#include "gateway/config.h"
+#include "gateway/exchange.h"
+#include "gateway/metrics.h"
+
+namespace gateway {
+
+// Receives each request; must not block (hand long work to other threads and answer through
+// the Responder later).
+using RequestHandler = std::function<void(Exchange, std::shared_ptr<Responder>)>;
+
+class Server {
+ public:
+  Server(ServerConfig config, Metrics& metrics, RequestHandler handler);
+  ~Server();
+
+  // Binds and listens. Returns the bound port (useful with port 0), or kIo naming the address.
+  api::StatusOr<int> listen();
+  // Runs the I/O threads until shutdown completes.
+  void run();
+  // Thread- and signal-safe to call from a signal watcher; idempotent.
+  void beginShutdown();
+  bool draining() const;
+  // Requests being answered now.
+  int inFlight() const;
+
+  class Impl;  // internal; named here so that sessions can refer to it
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace gateway

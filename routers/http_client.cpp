@@ -1,0 +1,358 @@
+#include "routers/http_client.h"
+
+#include <curl/curl.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <unordered_set>
+
+namespace routers {
+namespace {
+
+using std::chrono::milliseconds;
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' ||
+                        s.back() == '\n')) {
+    s.remove_suffix(1);
+  }
+  return s;
+}
+
+struct CurlGlobal {
+  CurlGlobal() { curl_global_init(CURL_GLOBAL_DEFAULT); }
+};
+
+}  // namespace
+
+class Transfer;
+
+class HttpClient::Impl {
+ public:
+  explicit Impl(Options options);
+  ~Impl();
+
+  std::shared_ptr<HttpCall> start(HttpRequest request, HttpCallbacks callbacks);
+  void requestCancel(const std::shared_ptr<Transfer>& t);
+  size_t inFlight() const { return in_flight_.load(); }
+
+ private:
+  void loop();
+  void drainQueue();
+  void activate(const std::shared_ptr<Transfer>& t);
+  void finish(Transfer* t, const api::Status& status);
+  void checkTimeouts();
+  CURL* takeEasy();
+  void returnEasy(CURL* easy);
+
+  Options options_;
+  CURLM* multi_ = nullptr;
+  std::thread thread_;
+  std::atomic<bool> stopping_{false};
+  std::atomic<size_t> in_flight_{0};
+
+  std::mutex mu_;  // guards pending_start_ and pending_cancel_
+  std::deque<std::shared_ptr<Transfer>> pending_start_;
+  std::deque<std::shared_ptr<Transfer>> pending_cancel_;
+
+  // Loop-thread only below.
+  std::unordered_set<std::shared_ptr<Transfer>> active_;
+  std::vector<CURL*> easy_pool_;
+};
+
+class Transfer : public HttpCall, public std::enable_shared_from_this<Transfer> {
+ public:
+  Transfer(HttpClient::Impl* owner, HttpRequest request, HttpCallbacks callbacks)
+      : owner_(owner), request_(std::move(request)), callbacks_(std::move(callbacks)) {}
+
+  void cancel() override {
+    if (cancelled_.exchange(true)) return;
+    owner_->requestCancel(shared_from_this());
+  }
+
+  // Loop-thread state.
+  HttpClient::Impl* owner_;
+  HttpRequest request_;
+  HttpCallbacks callbacks_;
+  std::atomic<bool> cancelled_{false};
+  CURL* easy_ = nullptr;
+  curl_slist* header_list_ = nullptr;
+  char errbuf_[CURL_ERROR_SIZE] = {0};
+  HttpResponseHead head_;
+  bool head_delivered_ = false;
+  bool aborted_by_callback_ = false;
+  bool finished_ = false;
+  Clock::time_point started_;
+  Clock::time_point last_data_;
+  Clock::time_point total_deadline_;
+
+  void deliverHead() {
+    if (head_delivered_) return;
+    head_delivered_ = true;
+    long code = 0;
+    curl_easy_getinfo(easy_, CURLINFO_RESPONSE_CODE, &code);
+    head_.status = static_cast<int>(code);
+    if (callbacks_.on_head) callbacks_.on_head(head_);
+  }
+
+  static size_t onHeader(char* data, size_t size, size_t n, void* user) {
+    auto* t = static_cast<Transfer*>(user);
+    std::string_view line(data, size * n);
+    if (line.rfind("HTTP/", 0) == 0) {
+      t->head_.headers.clear();  // a new header block (after 1xx)
+      return size * n;
+    }
+    auto colon = line.find(':');
+    if (colon != std::string_view::npos) {
+      t->head_.headers[lower(trim(line.substr(0, colon)))] =
+          std::string(trim(line.substr(colon + 1)));
+    }
+    return size * n;
+  }
+
+  static size_t onWrite(char* data, size_t size, size_t n, void* user) {
+    auto* t = static_cast<Transfer*>(user);
+    if (t->cancelled_.load(std::memory_order_relaxed)) return 0;
+    t->last_data_ = Clock::now();
+    t->deliverHead();
+    if (t->callbacks_.on_data && !t->callbacks_.on_data(std::string_view(data, size * n))) {
+      t->aborted_by_callback_ = true;
+      return 0;
+    }
+    return size * n;
+  }
+};
+
+HttpClient::Impl::Impl(Options options) : options_(options) {
+  static CurlGlobal global;
+  multi_ = curl_multi_init();
+  curl_multi_setopt(multi_, CURLMOPT_MAX_HOST_CONNECTIONS,
+                    static_cast<long>(options_.max_connections_per_host));
+  curl_multi_setopt(multi_, CURLMOPT_MAX_TOTAL_CONNECTIONS,
+                    static_cast<long>(options_.max_total_connections));
+  curl_multi_setopt(multi_, CURLMOPT_MAXCONNECTS, static_cast<long>(options_.max_total_connections));
+  thread_ = std::thread([this] { loop(); });
+}
+
+HttpClient::Impl::~Impl() {
+  stopping_ = true;
+  curl_multi_wakeup(multi_);
+  thread_.join();
+  for (CURL* e : easy_pool_) curl_easy_cleanup(e);
+  curl_multi_cleanup(multi_);
+}
+
+std::shared_ptr<HttpCall> HttpClient::Impl::start(HttpRequest request, HttpCallbacks callbacks) {
+  auto t = std::make_shared<Transfer>(this, std::move(request), std::move(callbacks));
+  in_flight_.fetch_add(1);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    pending_start_.push_back(t);
+  }
+  curl_multi_wakeup(multi_);
+  return t;
+}
+
+void HttpClient::Impl::requestCancel(const std::shared_ptr<Transfer>& t) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    pending_cancel_.push_back(t);
+  }
+  curl_multi_wakeup(multi_);
+}
+
+CURL* HttpClient::Impl::takeEasy() {
+  if (easy_pool_.empty()) return curl_easy_init();
+  CURL* e = easy_pool_.back();
+  easy_pool_.pop_back();
+  curl_easy_reset(e);
+  return e;
+}
+
+void HttpClient::Impl::returnEasy(CURL* easy) {
+  if (easy_pool_.size() < 256) {
+    easy_pool_.push_back(easy);
+  } else {
+    curl_easy_cleanup(easy);
+  }
+}
+
+void HttpClient::Impl::activate(const std::shared_ptr<Transfer>& t) {
+  HttpRequest& r = t->request_;
+  t->started_ = Clock::now();
+  t->last_data_ = t->started_;
+  t->total_deadline_ = std::min(r.deadline, t->started_ + r.timeouts.total);
+  if (t->cancelled_) {
+    finish(t.get(), api::Status(api::ErrorCode::kCancelled, "cancelled before start"));
+    return;
+  }
+  if (t->total_deadline_ <= t->started_) {
+    finish(t.get(), api::Status(api::ErrorCode::kUpstreamTimeout,
+                                "the request's deadline passed before the upstream call"));
+    return;
+  }
+  CURL* e = takeEasy();
+  t->easy_ = e;
+  curl_easy_setopt(e, CURLOPT_URL, r.url.c_str());
+  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+  curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->errbuf_);
+  curl_easy_setopt(e, CURLOPT_PRIVATE, t.get());
+  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, &Transfer::onHeader);
+  curl_easy_setopt(e, CURLOPT_HEADERDATA, t.get());
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &Transfer::onWrite);
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, t.get());
+  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(r.timeouts.connect.count()));
+  auto total_ms = std::chrono::duration_cast<milliseconds>(t->total_deadline_ - t->started_);
+  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, std::max<long>(1, static_cast<long>(total_ms.count())));
+  curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+  if (r.method == "POST") {
+    curl_easy_setopt(e, CURLOPT_POST, 1L);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, r.body.data());
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(r.body.size()));
+  } else if (r.method != "GET") {
+    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r.method.c_str());
+    if (!r.body.empty()) {
+      curl_easy_setopt(e, CURLOPT_POSTFIELDS, r.body.data());
+      curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(r.body.size()));
+    }
+  }
+  curl_slist* list = curl_slist_append(nullptr, "Expect:");  // no 100-continue round trip
+  for (const auto& [name, value] : r.headers) {
+    std::string line = name + ": " + value;
+    list = curl_slist_append(list, line.c_str());
+  }
+  t->header_list_ = list;
+  curl_easy_setopt(e, CURLOPT_HTTPHEADER, list);
+  active_.insert(t);
+  curl_multi_add_handle(multi_, e);
+}
+
+void HttpClient::Impl::finish(Transfer* t, const api::Status& status) {
+  if (t->finished_) return;
+  t->finished_ = true;
+  std::shared_ptr<Transfer> keep;
+  if (t->easy_) {
+    curl_multi_remove_handle(multi_, t->easy_);
+    returnEasy(t->easy_);
+    t->easy_ = nullptr;
+  }
+  if (t->header_list_) {
+    curl_slist_free_all(t->header_list_);
+    t->header_list_ = nullptr;
+  }
+  for (auto it = active_.begin(); it != active_.end(); ++it) {
+    if (it->get() == t) {
+      keep = *it;
+      active_.erase(it);
+      break;
+    }
+  }
+  in_flight_.fetch_sub(1);
+  if (t->callbacks_.on_done) t->callbacks_.on_done(status);
+  // Drop the callbacks (and what they captured) now rather than when the last handle goes.
+  t->callbacks_ = HttpCallbacks{};
+}
+
+void HttpClient::Impl::drainQueue() {
+  std::deque<std::shared_ptr<Transfer>> starts, cancels;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    starts.swap(pending_start_);
+    cancels.swap(pending_cancel_);
+  }
+  for (auto& t : starts) activate(t);
+  for (auto& t : cancels) {
+    if (!t->finished_) finish(t.get(), api::Status(api::ErrorCode::kCancelled, "cancelled"));
+  }
+}
+
+void HttpClient::Impl::checkTimeouts() {
+  auto now = Clock::now();
+  std::vector<Transfer*> expired_first, expired_idle;
+  for (const auto& t : active_) {
+    const HttpTimeouts& to = t->request_.timeouts;
+    if (!t->head_delivered_) {
+      if (now - t->started_ > to.first_byte) expired_first.push_back(t.get());
+    } else if (now - t->last_data_ > to.idle) {
+      expired_idle.push_back(t.get());
+    }
+  }
+  for (Transfer* t : expired_first) {
+    finish(t, api::Status(api::ErrorCode::kUpstreamTimeout,
+                          "no response from upstream within " +
+                              std::to_string(t->request_.timeouts.first_byte.count()) + " ms"));
+  }
+  for (Transfer* t : expired_idle) {
+    finish(t, api::Status(api::ErrorCode::kUpstreamTimeout,
+                          "upstream went silent for more than " +
+                              std::to_string(t->request_.timeouts.idle.count()) + " ms"));
+  }
+}
+
+void HttpClient::Impl::loop() {
+  while (true) {
+    drainQueue();
+    if (stopping_) break;
+    int running = 0;
+    curl_multi_perform(multi_, &running);
+    int left = 0;
+    while (CURLMsg* msg = curl_multi_info_read(multi_, &left)) {
+      if (msg->msg != CURLMSG_DONE) continue;
+      Transfer* t = nullptr;
+      curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, reinterpret_cast<char**>(&t));
+      CURLcode rc = msg->data.result;
+      if (rc == CURLE_OK) {
+        t->deliverHead();
+        finish(t, api::Status());
+      } else if (t->cancelled_ || t->aborted_by_callback_) {
+        finish(t, api::Status(api::ErrorCode::kCancelled, "cancelled"));
+      } else if (rc == CURLE_OPERATION_TIMEDOUT) {
+        bool connected = false;
+        long connect_code = 0;
+        curl_easy_getinfo(t->easy_, CURLINFO_HTTP_CONNECTCODE, &connect_code);
+        double connect_time = 0;
+        curl_easy_getinfo(t->easy_, CURLINFO_CONNECT_TIME, &connect_time);
+        connected = connect_time > 0;
+        finish(t, api::Status(api::ErrorCode::kUpstreamTimeout,
+                              connected ? "upstream call exceeded its total time limit"
+                                        : "could not connect to upstream in time"));
+      } else {
+        std::string detail = t->errbuf_[0] ? t->errbuf_ : curl_easy_strerror(rc);
+        finish(t, api::Status(api::ErrorCode::kUpstreamError, "upstream call failed: " + detail));
+      }
+    }
+    checkTimeouts();
+    // Wake at least every 50 ms to enforce first-byte and idle timeouts.
+    curl_multi_poll(multi_, nullptr, 0, active_.empty() ? 1000 : 50, nullptr);
+  }
+  // Shutting down: everything still in flight is cancelled.
+  std::vector<Transfer*> left;
+  for (const auto& t : active_) left.push_back(t.get());
+  for (Transfer* t : left) {
+    finish(t, api::Status(api::ErrorCode::kCancelled, "the gateway is shutting down"));
+  }
+}
+
+HttpClient::HttpClient(Options options) : impl_(std::make_unique<Impl>(options)) {}
+HttpClient::~HttpClient() = default;
+
+std::shared_ptr<HttpCall> HttpClient::start(HttpRequest request, HttpCallbacks callbacks) {
+  return impl_->start(std::move(request), std::move(callbacks));
+}
+
+size_t HttpClient::inFlight() const { return impl_->inFlight(); }
+
+}  // namespace routers

@@ -1,0 +1,87 @@
+// HttpClient: outbound HTTP for the cloud providers on one libcurl multi handle, driven by one
+// thread (DESIGN.md "Threads": never a thread per request).
+//
+// A call is submitted with callbacks; they run on the client's thread, in order: onHead once
+// when the status line and headers are in, onData for each piece of body as it arrives, and
+// onDone exactly once at the end (also after cancel()). Callbacks must not block.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "api/status.h"
+
+namespace routers {
+
+using Clock = std::chrono::steady_clock;
+using Deadline = Clock::time_point;
+
+struct HttpTimeouts {
+  std::chrono::milliseconds connect{5000};      // TCP + TLS handshake
+  std::chrono::milliseconds first_byte{60000};  // request sent -> first response byte
+  std::chrono::milliseconds idle{30000};        // longest silence between two body pieces
+  std::chrono::milliseconds total{600000};      // the whole call
+};
+
+struct HttpRequest {
+  std::string method = "POST";
+  std::string url;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+  HttpTimeouts timeouts;
+  Deadline deadline = Deadline::max();  // the caller's own deadline; the sooner one wins
+};
+
+struct HttpResponseHead {
+  int status = 0;
+  std::map<std::string, std::string> headers;  // names lowercased; last value wins
+};
+
+struct HttpCallbacks {
+  std::function<void(const HttpResponseHead&)> on_head;
+  // Returns false to abort the call (onDone then reports kCancelled).
+  std::function<bool(std::string_view)> on_data;
+  // OK when the body ended normally. kUpstreamTimeout for any timeout (the message says
+  // which), kUpstreamError for connection and protocol failures, kCancelled after cancel().
+  std::function<void(const api::Status&)> on_done;
+};
+
+class HttpCall {
+ public:
+  virtual ~HttpCall() = default;
+  // Aborts the call from any thread; idempotent. onDone(kCancelled) follows unless the call
+  // had already finished.
+  virtual void cancel() = 0;
+};
+
+class HttpClient {
+ public:
+  struct Options {
+    int max_connections_per_host = 256;
+    int max_total_connections = 1024;
+  };
+
+  explicit HttpClient(Options options);
+  HttpClient() : HttpClient(Options{}) {}
+  ~HttpClient();  // cancels what is in flight and joins the thread
+  HttpClient(const HttpClient&) = delete;
+  HttpClient& operator=(const HttpClient&) = delete;
+
+  std::shared_ptr<HttpCall> start(HttpRequest request, HttpCallbacks callbacks);
+
+  // Calls currently in flight (for metrics and tests).
+  size_t inFlight() const;
+
+  class Impl;  // internal; named here so that the call objects can refer to it
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace routers

@@ -1,0 +1,57 @@
+// routers::Provider: one interface for every target that can answer a chat request, local or
+// cloud, so that the cascade, retries and fallback chains treat them alike (DESIGN.md).
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "api/chat.h"
+#include "api/status.h"
+
+namespace routers {
+
+using Clock = std::chrono::steady_clock;
+using Deadline = Clock::time_point;
+
+// Receives the outcome of one Provider::chat call. Callbacks come from the provider's own
+// thread, never concurrently for one call, and must not block.
+class ChatSink {
+ public:
+  virtual ~ChatSink() = default;
+
+  // Streamed calls only: one chunk, in order, as soon as it arrives. `chunk.model` is the
+  // upstream's model name; `chunk.usage` is never set here (usage arrives in onFinish).
+  virtual void onChunk(api::ChatChunk chunk) = 0;
+
+  // Exactly once, last. Non-streamed calls: the whole response. Streamed calls: a response
+  // with no choices whose `usage` holds the final usage when the upstream reported it, and
+  // whose `id`/`model` echo the stream's; or an error, which after chunks were delivered
+  // means the stream broke in the middle.
+  virtual void onFinish(api::StatusOr<api::ChatResponse> result) = 0;
+};
+
+// A call in flight. Destroying the handle does not cancel; cancel() does.
+class ProviderCall {
+ public:
+  virtual ~ProviderCall() = default;
+  // Aborts the call (thread-safe, idempotent); the sink then gets onFinish(kCancelled) unless
+  // the call had already finished.
+  virtual void cancel() = 0;
+};
+
+class Provider {
+ public:
+  virtual ~Provider() = default;
+
+  // The provider's configured name ("openai", "local", ...).
+  virtual const std::string& name() const = 0;
+
+  // Starts a chat completion and returns at once. `request.model` is already the provider's
+  // own model name. The call must finish (onFinish) by `deadline` at the latest.
+  virtual std::shared_ptr<ProviderCall> chat(const api::ChatRequest& request,
+                                             std::shared_ptr<ChatSink> sink,
+                                             Deadline deadline) = 0;
+};
+
+}  // namespace routers

@@ -1,0 +1,398 @@
+// Every CPU backend verb against a naive scalar reference (double accumulation) on random inputs
+// with odd sizes, for BF16/F16/F32 weights, with the SIMD kernels and the portable ones, on one
+// thread and several.
+//
+// Tolerances: verbs that round their output to bf16 may differ from the reference by one bf16 ulp
+// (2^-8 relative) where the fp32 value sits next to a rounding boundary, because fp32 and double
+// sums differ in their last bits; verbs whose arithmetic is elementwise and identical to the
+// reference (embed, rope, gather, round) must match exactly.
+#include "engine/cpu_backend.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <iterator>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "engine/bf16.h"
+
+namespace engine {
+namespace {
+
+uint16_t floatToF16(float f) {
+  _Float16 h = static_cast<_Float16>(f);
+  uint16_t u;
+  std::memcpy(&u, &h, sizeof u);
+  return u;
+}
+
+// A weight tensor owned by the test, in any of the three dtypes.
+struct TestWeight {
+  std::vector<uint16_t> u16;
+  std::vector<float> f32;
+  Weight w;
+  TestWeight(DType dtype, std::vector<int64_t> shape, std::mt19937& rng, float scale = 1.0f) {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    std::normal_distribution<float> dist(0.0f, scale);
+    w.dtype = dtype;
+    w.shape = std::move(shape);
+    w.name = "test.weight";
+    w.file = "memory";
+    if (dtype == DType::kF32) {
+      for (int64_t i = 0; i < n; ++i) f32.push_back(dist(rng));
+      w.data = f32.data();
+      w.bytes = size_t(n) * 4;
+    } else {
+      for (int64_t i = 0; i < n; ++i)
+        u16.push_back(dtype == DType::kBF16 ? floatToBf16(dist(rng)) : floatToF16(dist(rng)));
+      w.data = u16.data();
+      w.bytes = size_t(n) * 2;
+    }
+  }
+};
+
+// Random bf16-representable activations, as every matmul input in the model is.
+std::vector<float> randomActs(size_t n, std::mt19937& rng, float scale = 1.0f) {
+  std::normal_distribution<float> dist(0.0f, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = roundBf16(dist(rng));
+  return v;
+}
+
+bool isBf16(float v) { return roundBf16(v) == v; }
+
+// |got - want| within one bf16 ulp of want (plus a tiny absolute slack near zero).
+::testing::AssertionResult withinBf16Ulp(float got, double want, double abs_slack = 1e-6) {
+  const double tol = std::fabs(want) * std::ldexp(1.0, -7) + abs_slack;  // ulp <= 2^-7 |x|
+  if (std::fabs(got - want) <= tol) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << got << " vs reference " << want;
+}
+
+// y[T, rows] against a double-precision x · wᵀ. Unrounded: fp32 summation error only (relative
+// to Σ|x w|). Rounded: additionally one bf16 ulp.
+void checkMatmul(const std::vector<float>& x, int T, int64_t K, const Weight& w, int64_t rows,
+                 const std::vector<float>& y, bool round) {
+  for (int t = 0; t < T; ++t) {
+    for (int64_t r = 0; r < rows; ++r) {
+      double want = 0, mag = 0;
+      for (int64_t k = 0; k < K; ++k) {
+        const double p = double(x[size_t(t * K + k)]) * w.at(r * K + k);
+        want += p;
+        mag += std::fabs(p);
+      }
+      const float got = y[size_t(t * rows + r)];
+      if (round) {
+        ASSERT_TRUE(isBf16(got));
+        ASSERT_TRUE(withinBf16Ulp(got, want, 1e-5 * mag)) << t << "," << r << " K=" << K;
+      } else {
+        ASSERT_NEAR(got, want, 1e-5 * mag + 1e-7) << t << "," << r << " K=" << K;
+      }
+    }
+  }
+}
+
+struct Config {
+  int threads;
+  CpuIsa isa;
+};
+
+class CpuBackendTest : public ::testing::TestWithParam<Config> {
+ protected:
+  void SetUp() override {
+    if (!cpuSupports(GetParam().isa)) GTEST_SKIP() << "this CPU lacks the instruction set";
+    CpuBackendOptions o;
+    o.threads = GetParam().threads;
+    o.isa = GetParam().isa;
+    be_ = makeCpuBackend(o);
+  }
+  std::unique_ptr<Backend> be_;
+  std::mt19937 rng_{12345};
+};
+
+TEST_P(CpuBackendTest, MatmulMatchesScalarReference) {
+  for (DType dt : {DType::kBF16, DType::kF16, DType::kF32}) {
+    for (int T : {1, 2, 3, 4, 5, 7, 13}) {
+      for (int64_t K : {1, 7, 8, 9, 33, 67, 2001}) {
+        for (int64_t N : {1, 3, 17, 70}) {
+          if (K == 2001 && T < 5) continue;  // the large K exists to exercise row tiling
+          const int64_t rows = K == 2001 ? 150 : N;
+          TestWeight w(dt, {rows, K}, rng_, 1.0f / std::sqrt(float(K)));
+          TestWeight w2(dt, {5, K}, rng_);
+          auto ref = be_->prepareMatrix(w.w);
+          auto ref2 = be_->prepareMatrix(w2.w);
+          ASSERT_TRUE(ref.ok() && ref2.ok());
+          const std::vector<float> x = randomActs(size_t(T * K), rng_);
+          for (bool round : {false, true}) {
+            std::vector<float> y(size_t(T * rows)), y2(size_t(T * 5));
+            const MatmulTarget targets[] = {{&*ref, y.data()}, {&*ref2, y2.data()}};
+            be_->matmul(x.data(), T, targets, round);
+            checkMatmul(x, T, K, w.w, rows, y, round);
+            checkMatmul(x, T, K, w2.w, 5, y2, round);
+          }
+        }
+      }
+    }
+  }
+}
+
+// Activations that are not bf16 values (never the case inside the model) take the fp32 path.
+TEST_P(CpuBackendTest, MatmulTakesNonBf16Activations) {
+  const int T = 6;
+  const int64_t K = 45, N = 9;
+  TestWeight w(DType::kBF16, {N, K}, rng_);
+  auto ref = be_->prepareMatrix(w.w);
+  ASSERT_TRUE(ref.ok());
+  std::normal_distribution<float> dist;
+  std::vector<float> x(size_t(T * K)), y(size_t(T * N));
+  for (auto& v : x) v = dist(rng_);
+  be_->matmul(x.data(), T, *ref, y.data(), false);
+  checkMatmul(x, T, K, w.w, N, y, false);
+}
+
+// How many tokens share a call must not change any row's result: a scheduler batches freely.
+// K = 192 (rows of 384 bytes) at odd offsets takes the aligned-head path of the AVX-512 kernel.
+TEST_P(CpuBackendTest, MatmulRowsDoNotDependOnBatchSize) {
+  for (int64_t K : {131, 192}) {
+    for (int offset : {0, 3}) {
+      const int64_t N = 37;
+      TestWeight store(DType::kBF16, {N * K + 8}, rng_);
+      Weight w = store.w;
+      w.data = store.u16.data() + offset;
+      w.shape = {N, K};
+      auto ref = be_->prepareMatrix(w);
+      ASSERT_TRUE(ref.ok());
+      const std::vector<float> x = randomActs(size_t(11 * K), rng_);
+      std::vector<float> all(static_cast<size_t>(11 * N)), one(static_cast<size_t>(N));
+      be_->matmul(x.data(), 11, *ref, all.data(), false);
+      checkMatmul(x, 11, K, w, N, all, false);
+      for (int t = 0; t < 11; ++t) {
+        be_->matmul(x.data() + t * K, 1, *ref, one.data(), false);
+        for (int64_t r = 0; r < N; ++r) ASSERT_EQ(one[size_t(r)], all[size_t(t * N + r)]) << K;
+      }
+    }
+  }
+}
+
+TEST_P(CpuBackendTest, Rmsnorm1pMatchesScalarReference) {
+  for (DType dt : {DType::kBF16, DType::kF16, DType::kF32}) {
+    for (int64_t cols : {1, 5, 16, 67, 1153}) {
+      const int64_t rows = 9;
+      TestWeight w(dt, {cols}, rng_, 0.3f);
+      auto w1p = be_->prepareNorm1p(w.w);
+      ASSERT_TRUE(w1p.ok());
+      const std::vector<float> x = randomActs(size_t(rows * cols), rng_, 3.0f);
+      std::vector<float> out(x.size()), residual = randomActs(x.size(), rng_), res0 = residual;
+      be_->rmsnorm1p(x.data(), rows, cols, *w1p, 1e-6f, out.data());
+      be_->rmsnorm1pAdd(x.data(), rows, cols, *w1p, 1e-6f, residual.data());
+      for (int64_t r = 0; r < rows; ++r) {
+        double ss = 0;
+        for (int64_t j = 0; j < cols; ++j) ss += double(x[r * cols + j]) * x[r * cols + j];
+        const double inv = 1.0 / std::sqrt(ss / double(cols) + 1e-6);
+        for (int64_t j = 0; j < cols; ++j) {
+          const size_t i = size_t(r * cols + j);
+          const double want = x[i] * inv * (1.0 + double(w.w.at(j)));  // (1 + w), §2.2
+          ASSERT_TRUE(isBf16(out[i]));
+          ASSERT_TRUE(withinBf16Ulp(out[i], want)) << r << "," << j;
+          ASSERT_TRUE(isBf16(residual[i]));
+          ASSERT_TRUE(withinBf16Ulp(residual[i], double(res0[i]) + out[i], 1e-5)) << r << "," << j;
+        }
+      }
+      // In place.
+      std::vector<float> inplace = x;
+      be_->rmsnorm1p(inplace.data(), rows, cols, *w1p, 1e-6f, inplace.data());
+      ASSERT_EQ(inplace, out);
+    }
+  }
+}
+
+TEST_P(CpuBackendTest, EmbedScalesAndRounds) {
+  for (DType dt : {DType::kBF16, DType::kF16, DType::kF32}) {
+    TestWeight table(dt, {37, 19}, rng_);
+    auto t = be_->prepareMatrix(table.w);
+    ASSERT_TRUE(t.ok());
+    const int32_t ids[] = {0, 36, 5, 5, 17};
+    std::vector<float> out(5 * 19);
+    be_->embed(ids, 5, *t, 34.0f, out.data());
+    for (int i = 0; i < 5; ++i)
+      for (int j = 0; j < 19; ++j)
+        ASSERT_EQ(out[size_t(i * 19 + j)], roundBf16(table.w.at(ids[i] * 19 + j) * 34.0f));
+  }
+}
+
+TEST_P(CpuBackendTest, RopeTablesAndRotationMatchReference) {
+  for (const RopeParams rp : {RopeParams{10000.0, 1.0}, RopeParams{1e6, 8.0}}) {
+    const int D = 22, heads = 3, n = 7;
+    const std::vector<int32_t> pos = {0, 1, 2, 511, 512, 4097, 30000};
+    std::vector<float> table(size_t(n * D));
+    be_->ropeTable(pos.data(), n, D, rp, table.data());
+    for (int i = 0; i < n; ++i) {
+      for (int j = 0; j < D / 2; ++j) {
+        const double inv = 1.0 / std::pow(rp.base, 2.0 * j / D) / rp.factor;
+        const double ang = pos[size_t(i)] * inv;
+        // fp32 angles lose up to ~pos * 2^-24 rad; then the value is rounded to bf16.
+        const double slack = 1e-6 + pos[size_t(i)] * inv * 1.2e-7;
+        ASSERT_TRUE(isBf16(table[size_t(i * D + j)]));
+        ASSERT_TRUE(withinBf16Ulp(table[size_t(i * D + j)], std::cos(ang), slack)) << i << "," << j;
+        ASSERT_TRUE(withinBf16Ulp(table[size_t(i * D + D / 2 + j)], std::sin(ang), slack));
+      }
+    }
+    const std::vector<float> x = randomActs(size_t(n * heads * D), rng_);
+    std::vector<float> y = x;
+    be_->rope(y.data(), n, heads, D, table.data());
+    for (int i = 0; i < n; ++i) {
+      const float* c = table.data() + i * D;
+      const float* s = c + D / 2;
+      for (int h = 0; h < heads; ++h) {
+        const float* xr = x.data() + (i * heads + h) * D;
+        const float* yr = y.data() + (i * heads + h) * D;
+        for (int j = 0; j < D / 2; ++j) {
+          const float a = xr[j], b = xr[j + D / 2];
+          ASSERT_EQ(yr[j], roundBf16(roundBf16(a * c[j]) + roundBf16(-b * s[j])));
+          ASSERT_EQ(yr[j + D / 2], roundBf16(roundBf16(b * c[j]) + roundBf16(a * s[j])));
+        }
+      }
+    }
+  }
+}
+
+// Attention over a ring cache that wraps several times, written chunk by chunk, against a naive
+// reference that keeps every position and applies the mask of gemma-spec §2.7.
+TEST_P(CpuBackendTest, AttentionOverRingMatchesReference) {
+  for (int window : {0, 5}) {
+    AttentionShape sh;
+    sh.n_head = 6;
+    sh.n_head_kv = 2;  // groups of 3
+    sh.head_dim = 20;
+    sh.scale = 0.2f;
+    sh.window = window;
+    const int kv_dim = sh.n_head_kv * sh.head_dim, q_dim = sh.n_head * sh.head_dim;
+    const int max_chunk = 4, total = 23;
+    const int cap = window ? window - 1 + max_chunk : total;
+    auto kbuf = be_->alloc(size_t(cap * kv_dim) * 2), vbuf = be_->alloc(size_t(cap * kv_dim) * 2);
+    auto pbuf = be_->alloc(size_t(cap) * 4);
+    const KvLayerView view{kbuf->u16(), vbuf->u16(), pbuf->i32(), cap};
+    const std::vector<float> K = randomActs(size_t(total * kv_dim), rng_);
+    const std::vector<float> V = randomActs(size_t(total * kv_dim), rng_);
+    const std::vector<float> Q = randomActs(size_t(total * q_dim), rng_, 2.0f);
+    std::vector<float> out(size_t(total * q_dim));
+    // Chunks of 3, 4, 1, 4, ... tokens; a second "sequence" rides along in the same call.
+    int pos = 0;
+    for (int step = 0; pos < total; ++step) {
+      const int n = std::min(total - pos, step % 3 == 2 ? 1 : 3 + step % 2);
+      be_->writeKv(K.data() + pos * kv_dim, V.data() + pos * kv_dim, n, pos, kv_dim, view);
+      AttentionSeq s;
+      s.q = Q.data() + pos * q_dim;
+      s.out = out.data() + pos * q_dim;
+      s.n = n;
+      s.pos0 = pos;
+      s.kv = view;
+      s.n_slots = std::min(cap, pos + n);
+      const AttentionSeq seqs[] = {s, s};  // twice: same inputs, same outputs
+      be_->attention(sh, seqs);
+      pos += n;
+    }
+    for (int p = 0; p < total; ++p) {
+      for (int h = 0; h < sh.n_head; ++h) {
+        const int g = h / (sh.n_head / sh.n_head_kv);
+        std::vector<double> sc;
+        double m = -1e300;
+        const int lo = window ? std::max(0, p - window + 1) : 0;
+        for (int j = lo; j <= p; ++j) {
+          double d = 0;
+          for (int e = 0; e < sh.head_dim; ++e)
+            d += double(Q[size_t(p * q_dim + h * sh.head_dim + e)]) *
+                 K[size_t(j * kv_dim + g * sh.head_dim + e)];
+          sc.push_back(d * sh.scale);
+          m = std::max(m, sc.back());
+        }
+        double sum = 0;
+        for (double& v : sc) sum += (v = std::exp(v - m));
+        for (int e = 0; e < sh.head_dim; ++e) {
+          double o = 0;
+          for (int j = lo; j <= p; ++j)
+            o += sc[size_t(j - lo)] / sum * V[size_t(j * kv_dim + g * sh.head_dim + e)];
+          const float got = out[size_t(p * q_dim + h * sh.head_dim + e)];
+          ASSERT_TRUE(isBf16(got));
+          ASSERT_TRUE(withinBf16Ulp(got, o, 1e-5))
+              << "window " << window << " pos " << p << " head " << h << " dim " << e;
+        }
+      }
+    }
+  }
+}
+
+TEST_P(CpuBackendTest, GegluMatchesScalarReference) {
+  const int64_t n = 1001;
+  std::vector<float> g = randomActs(size_t(n), rng_, 3.0f);
+  const std::vector<float> u = randomActs(size_t(n), rng_);
+  const float edges[] = {0.0f, -0.0f, 1e-8f, -1e-8f, 30.0f, -30.0f, 100.0f, -100.0f, -5.0f, 5.0f};
+  std::copy(std::begin(edges), std::end(edges), g.begin() + 500);
+  std::vector<float> out(static_cast<size_t>(n));
+  be_->geglu(g.data(), u.data(), n, out.data());
+  for (int64_t i = 0; i < n; ++i) {
+    const double z = g[size_t(i)];
+    const double gelu = 0.5 * z * (1 + std::tanh(std::sqrt(2 / M_PI) * (z + 0.044715 * z * z * z)));
+    ASSERT_TRUE(isBf16(out[size_t(i)]));
+    // Two roundings (gelu, then the product): allow two ulps.
+    const double want = double(roundBf16(float(gelu))) * u[size_t(i)];
+    ASSERT_NEAR(out[size_t(i)], want, std::fabs(want) * std::ldexp(1.0, -6) + 1e-6) << i;
+  }
+  std::vector<float> inplace = g;  // out may alias gate
+  be_->geglu(inplace.data(), u.data(), n, inplace.data());
+  ASSERT_EQ(inplace, out);
+}
+
+TEST_P(CpuBackendTest, GatherAndRoundAndCopies) {
+  const std::vector<float> src = randomActs(5 * 7, rng_);
+  const int32_t rows[] = {4, 0, 4};
+  std::vector<float> dst(3 * 7);
+  be_->gatherRows(src.data(), rows, 3, 7, dst.data());
+  for (int i = 0; i < 3; ++i)
+    for (int j = 0; j < 7; ++j) ASSERT_EQ(dst[size_t(i * 7 + j)], src[size_t(rows[i] * 7 + j)]);
+
+  std::vector<float> x = {1.00390625f, 1.01171875f, -3.14159f, 1e-3f, 65537.0f};
+  std::vector<float> want;
+  for (float v : x) want.push_back(roundBf16(v));
+  be_->roundBf16(x.data(), int64_t(x.size()));
+  EXPECT_EQ(x, want);
+  EXPECT_EQ(x[0], 1.0f);  // tie to even
+  EXPECT_EQ(x[1], 1.015625f);
+
+  auto buf = be_->alloc(64);
+  const char text[] = "switchyard";
+  be_->upload(*buf, 8, text, sizeof text);
+  char back[sizeof text];
+  be_->download(back, *buf, 8, sizeof text);
+  EXPECT_STREQ(back, text);
+}
+
+TEST_P(CpuBackendTest, PrepareRejectsUnsupportedTensors) {
+  TestWeight w(DType::kBF16, {4, 4}, rng_);
+  w.w.dtype = DType::kI32;
+  EXPECT_EQ(be_->prepareMatrix(w.w).status().code(), api::ErrorCode::kConfig);
+  TestWeight v(DType::kBF16, {4, 4}, rng_);
+  EXPECT_EQ(be_->prepareNorm1p(v.w).status().code(), api::ErrorCode::kConfig);  // not 1-D
+  TestWeight n(DType::kBF16, {4}, rng_);
+  EXPECT_EQ(be_->prepareMatrix(n.w).status().code(), api::ErrorCode::kConfig);  // not 2-D
+}
+
+INSTANTIATE_TEST_SUITE_P(Kernels, CpuBackendTest,
+                         ::testing::Values(Config{1, CpuIsa::kPortable},
+                                           Config{2, CpuIsa::kPortable}, Config{1, CpuIsa::kAvx2},
+                                           Config{3, CpuIsa::kAvx2}, Config{1, CpuIsa::kAvx512Bf16},
+                                           Config{2, CpuIsa::kAvx512Bf16}),
+                         [](const auto& info) {
+                           const CpuIsa isa = info.param.isa;
+                           return std::string(isa == CpuIsa::kPortable ? "portable"
+                                              : isa == CpuIsa::kAvx2   ? "avx2"
+                                                                       : "avx512bf16") +
+                                  "_" + std::to_string(info.param.threads) + "threads";
+                         });
+
+}  // namespace
+}  // namespace engine
