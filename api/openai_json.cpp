@@ -39,27 +39,6 @@ struct Path {
   }
 };
 
-std::string_view describe(const Json& j) {
-  switch (j.type()) {
-    case Json::value_t::null:
-      return "null";
-    case Json::value_t::boolean:
-      return "a boolean";
-    case Json::value_t::number_integer:
-    case Json::value_t::number_unsigned:
-      return "an integer";
-    case Json::value_t::number_float:
-      return "a decimal";
-    case Json::value_t::string:
-      return "a string";
-    case Json::value_t::array:
-      return "an array";
-    case Json::value_t::object:
-      return "an object";
-    default:
-      return "an unsupported value";
-  }
-}
 
 // At most `max` bytes of `s` for an error message, cut on a UTF-8 boundary.
 std::string clip(std::string_view s, size_t max = 64) {
@@ -75,7 +54,7 @@ Status fail(std::string message, const Path& p, std::string_view code) {
 
 Status typeError(const Path& p, std::string_view expected, const Json& got) {
   std::string msg = "Invalid type for '" + p.str() + "': expected " + std::string(expected) +
-                    ", but got " + std::string(describe(got)) + " instead.";
+                    ", but got " + std::string(describeJsonType(got)) + " instead.";
   return fail(std::move(msg), p, "invalid_type");
 }
 
@@ -714,7 +693,7 @@ StatusOr<ChatRequest> parseRequest(std::string_view body) {
   if (!root.is_object()) {
     return Status(ErrorCode::kInvalidRequest,
                   "Invalid type for the request body: expected an object, but got " +
-                      std::string(describe(root)) + " instead.",
+                      std::string(describeJsonType(root)) + " instead.",
                   {}, "invalid_type");
   }
 
@@ -767,6 +746,28 @@ StatusOr<ChatRequest> parseRequest(std::string_view body) {
 }
 
 }  // namespace
+
+std::string_view describeJsonType(const Json& j) {
+  switch (j.type()) {
+    case Json::value_t::null:
+      return "null";
+    case Json::value_t::boolean:
+      return "a boolean";
+    case Json::value_t::number_integer:
+    case Json::value_t::number_unsigned:
+      return "an integer";
+    case Json::value_t::number_float:
+      return "a decimal";
+    case Json::value_t::string:
+      return "a string";
+    case Json::value_t::array:
+      return "an array";
+    case Json::value_t::object:
+      return "an object";
+    default:
+      return "an unsupported value";
+  }
+}
 
 StatusOr<ChatRequest> parseChatRequest(std::string_view body) {
   try {

@@ -64,6 +64,10 @@ StatusOr<ChatChunk> parseChatChunk(std::string_view data);
 // bytes (cut on a UTF-8 boundary). Empty for an empty body.
 std::string upstreamErrorMessage(std::string_view body);
 
+// "null", "a boolean", "an integer", "a decimal", "a string", "an array", "an object": the
+// words validation errors use for what a value is.
+std::string_view describeJsonType(const Json& j);
+
 // Appends `s` to `out` as a JSON string literal (quotes included). Control characters,
 // quotes and backslashes are escaped; invalid UTF-8 becomes U+FFFD (one per maximal
 // invalid subsequence, as the Unicode standard recommends).

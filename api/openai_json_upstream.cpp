@@ -14,29 +14,9 @@ constexpr size_t kMaxErrorMessageBytes = 500;
 
 Status bad(std::string what) { return Status(ErrorCode::kUpstreamError, std::move(what)); }
 
-std::string_view describe(const Json& j) {
-  switch (j.type()) {
-    case Json::value_t::null:
-      return "null";
-    case Json::value_t::boolean:
-      return "a boolean";
-    case Json::value_t::number_integer:
-    case Json::value_t::number_unsigned:
-    case Json::value_t::number_float:
-      return "a number";
-    case Json::value_t::string:
-      return "a string";
-    case Json::value_t::array:
-      return "an array";
-    case Json::value_t::object:
-      return "an object";
-    default:
-      return "not JSON";
-  }
-}
 
 Status wrongType(std::string_view where, std::string_view expected, const Json& got) {
-  return bad("'" + std::string(where) + "' is " + std::string(describe(got)) + ", expected " +
+  return bad("'" + std::string(where) + "' is " + std::string(describeJsonType(got)) + ", expected " +
              std::string(expected));
 }
 
@@ -264,7 +244,7 @@ Status parseObject(std::string_view body, Json& root) {
   root = Json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);
   if (root.is_discarded()) return bad("the body is not valid JSON");
   if (!root.is_object()) {
-    return bad("the body is " + std::string(describe(root)) + ", not an object");
+    return bad("the body is " + std::string(describeJsonType(root)) + ", not an object");
   }
   return {};
 }

@@ -228,7 +228,8 @@ void Gateway::replyError(const Exchange& ex, const std::shared_ptr<Responder>& r
   addRetryAfter(h, status);
   int code = status.httpStatusCode();
   responder->reply(code, api::serializeError(status), std::move(h));
-  metrics_.recordRequest(team, model, route.empty() ? "none" : route, code,
+  metrics_.recordRequest(team.empty() ? "none" : team, model.empty() ? "none" : model,
+                         route.empty() ? "none" : route, code,
                          secondsSince(ex.received), -1);
 }
 

@@ -1,6 +1,9 @@
 #include "routers/http_client.h"
 
 #include <curl/curl.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -55,9 +58,18 @@ class HttpClient::Impl {
   void checkTimeouts();
   CURL* takeEasy();
   void returnEasy(CURL* easy);
+  void wake();
+  void readCompletions();
+  // libcurl's socket and timer callbacks (the multi_socket API: only sockets with events are
+  // serviced, so the cost per event does not grow with the number of calls in flight).
+  static int onSocket(CURL* easy, curl_socket_t fd, int what, void* user, void* socket_data);
+  static int onTimer(CURLM* multi, long timeout_ms, void* user);
 
   Options options_;
   CURLM* multi_ = nullptr;
+  int epoll_fd_ = -1;
+  int wake_fd_ = -1;
+  long curl_timeout_ms_ = -1;  // what libcurl asked for; -1 = no timer
   std::thread thread_;
   std::atomic<bool> stopping_{false};
   std::atomic<size_t> in_flight_{0};
@@ -142,15 +154,27 @@ HttpClient::Impl::Impl(Options options) : options_(options) {
   curl_multi_setopt(multi_, CURLMOPT_MAX_TOTAL_CONNECTIONS,
                     static_cast<long>(options_.max_total_connections));
   curl_multi_setopt(multi_, CURLMOPT_MAXCONNECTS, static_cast<long>(options_.max_total_connections));
+  curl_multi_setopt(multi_, CURLMOPT_SOCKETFUNCTION, &Impl::onSocket);
+  curl_multi_setopt(multi_, CURLMOPT_SOCKETDATA, this);
+  curl_multi_setopt(multi_, CURLMOPT_TIMERFUNCTION, &Impl::onTimer);
+  curl_multi_setopt(multi_, CURLMOPT_TIMERDATA, this);
+  epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
+  wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.fd = wake_fd_;
+  epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &ev);
   thread_ = std::thread([this] { loop(); });
 }
 
 HttpClient::Impl::~Impl() {
   stopping_ = true;
-  curl_multi_wakeup(multi_);
+  wake();
   thread_.join();
   for (CURL* e : easy_pool_) curl_easy_cleanup(e);
   curl_multi_cleanup(multi_);
+  close(wake_fd_);
+  close(epoll_fd_);
 }
 
 std::shared_ptr<HttpCall> HttpClient::Impl::start(HttpRequest request, HttpCallbacks callbacks) {
@@ -160,7 +184,7 @@ std::shared_ptr<HttpCall> HttpClient::Impl::start(HttpRequest request, HttpCallb
     std::lock_guard<std::mutex> lock(mu_);
     pending_start_.push_back(t);
   }
-  curl_multi_wakeup(multi_);
+  wake();
   return t;
 }
 
@@ -169,7 +193,7 @@ void HttpClient::Impl::requestCancel(const std::shared_ptr<Transfer>& t) {
     std::lock_guard<std::mutex> lock(mu_);
     pending_cancel_.push_back(t);
   }
-  curl_multi_wakeup(multi_);
+  wake();
 }
 
 CURL* HttpClient::Impl::takeEasy() {
@@ -302,41 +326,102 @@ void HttpClient::Impl::checkTimeouts() {
   }
 }
 
+void HttpClient::Impl::wake() {
+  uint64_t one = 1;
+  ssize_t n = ::write(wake_fd_, &one, sizeof one);
+  (void)n;  // EAGAIN means a wake-up is already pending
+}
+
+int HttpClient::Impl::onSocket(CURL*, curl_socket_t fd, int what, void* user, void* socket_data) {
+  auto* self = static_cast<Impl*>(user);
+  if (what == CURL_POLL_REMOVE) {
+    epoll_ctl(self->epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+    curl_multi_assign(self->multi_, fd, nullptr);
+    return 0;
+  }
+  epoll_event ev{};
+  ev.data.fd = fd;
+  if (what & CURL_POLL_IN) ev.events |= EPOLLIN;
+  if (what & CURL_POLL_OUT) ev.events |= EPOLLOUT;
+  if (socket_data == nullptr) {
+    // First sight of this socket: remember that it is registered.
+    if (epoll_ctl(self->epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0 && errno == EEXIST) {
+      epoll_ctl(self->epoll_fd_, EPOLL_CTL_MOD, fd, &ev);
+    }
+    curl_multi_assign(self->multi_, fd, self);
+  } else {
+    epoll_ctl(self->epoll_fd_, EPOLL_CTL_MOD, fd, &ev);
+  }
+  return 0;
+}
+
+int HttpClient::Impl::onTimer(CURLM*, long timeout_ms, void* user) {
+  static_cast<Impl*>(user)->curl_timeout_ms_ = timeout_ms;
+  return 0;
+}
+
+void HttpClient::Impl::readCompletions() {
+  int left = 0;
+  while (CURLMsg* msg = curl_multi_info_read(multi_, &left)) {
+    if (msg->msg != CURLMSG_DONE) continue;
+    Transfer* t = nullptr;
+    curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, reinterpret_cast<char**>(&t));
+    CURLcode rc = msg->data.result;
+    if (rc == CURLE_OK) {
+      t->deliverHead();
+      finish(t, api::Status());
+    } else if (t->cancelled_ || t->aborted_by_callback_) {
+      finish(t, api::Status(api::ErrorCode::kCancelled, "cancelled"));
+    } else if (rc == CURLE_OPERATION_TIMEDOUT) {
+      double connect_time = 0;
+      curl_easy_getinfo(t->easy_, CURLINFO_CONNECT_TIME, &connect_time);
+      finish(t, api::Status(api::ErrorCode::kUpstreamTimeout,
+                            connect_time > 0 ? "upstream call exceeded its total time limit"
+                                             : "could not connect to upstream in time"));
+    } else {
+      std::string detail = t->errbuf_[0] ? t->errbuf_ : curl_easy_strerror(rc);
+      finish(t, api::Status(api::ErrorCode::kUpstreamError, "upstream call failed: " + detail));
+    }
+  }
+}
+
 void HttpClient::Impl::loop() {
+  int running = 0;
+  epoll_event events[64];
   while (true) {
     drainQueue();
     if (stopping_) break;
-    int running = 0;
-    curl_multi_perform(multi_, &running);
-    int left = 0;
-    while (CURLMsg* msg = curl_multi_info_read(multi_, &left)) {
-      if (msg->msg != CURLMSG_DONE) continue;
-      Transfer* t = nullptr;
-      curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, reinterpret_cast<char**>(&t));
-      CURLcode rc = msg->data.result;
-      if (rc == CURLE_OK) {
-        t->deliverHead();
-        finish(t, api::Status());
-      } else if (t->cancelled_ || t->aborted_by_callback_) {
-        finish(t, api::Status(api::ErrorCode::kCancelled, "cancelled"));
-      } else if (rc == CURLE_OPERATION_TIMEDOUT) {
-        bool connected = false;
-        long connect_code = 0;
-        curl_easy_getinfo(t->easy_, CURLINFO_HTTP_CONNECTCODE, &connect_code);
-        double connect_time = 0;
-        curl_easy_getinfo(t->easy_, CURLINFO_CONNECT_TIME, &connect_time);
-        connected = connect_time > 0;
-        finish(t, api::Status(api::ErrorCode::kUpstreamTimeout,
-                              connected ? "upstream call exceeded its total time limit"
-                                        : "could not connect to upstream in time"));
-      } else {
-        std::string detail = t->errbuf_[0] ? t->errbuf_ : curl_easy_strerror(rc);
-        finish(t, api::Status(api::ErrorCode::kUpstreamError, "upstream call failed: " + detail));
-      }
+    // Adding handles asks libcurl for a timer of 0: kick them off now.
+    if (curl_timeout_ms_ == 0) {
+      curl_timeout_ms_ = -1;
+      curl_multi_socket_action(multi_, CURL_SOCKET_TIMEOUT, 0, &running);
+      readCompletions();
     }
+    // Wake at least every 50 ms while calls are in flight, to enforce the first-byte and
+    // idle timeouts that libcurl does not know about.
+    int wait_ms = active_.empty() ? 1000 : 50;
+    if (curl_timeout_ms_ >= 0) wait_ms = std::min<int>(wait_ms, static_cast<int>(curl_timeout_ms_));
+    int n = epoll_wait(epoll_fd_, events, 64, wait_ms);
+    if (n == 0 && curl_timeout_ms_ >= 0) {
+      curl_timeout_ms_ = -1;
+      curl_multi_socket_action(multi_, CURL_SOCKET_TIMEOUT, 0, &running);
+    }
+    for (int i = 0; i < n; ++i) {
+      int fd = events[i].data.fd;
+      if (fd == wake_fd_) {
+        uint64_t count;
+        ssize_t r = ::read(wake_fd_, &count, sizeof count);
+        (void)r;
+        continue;
+      }
+      int flags = 0;
+      if (events[i].events & (EPOLLIN | EPOLLHUP)) flags |= CURL_CSELECT_IN;
+      if (events[i].events & EPOLLOUT) flags |= CURL_CSELECT_OUT;
+      if (events[i].events & EPOLLERR) flags |= CURL_CSELECT_ERR;
+      curl_multi_socket_action(multi_, fd, flags, &running);
+    }
+    readCompletions();
     checkTimeouts();
-    // Wake at least every 50 ms to enforce first-byte and idle timeouts.
-    curl_multi_poll(multi_, nullptr, 0, active_.empty() ? 1000 : 50, nullptr);
   }
   // Shutting down: everything still in flight is cancelled.
   std::vector<Transfer*> left;

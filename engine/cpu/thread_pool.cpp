@@ -16,6 +16,9 @@ namespace {
 // of one decode step, short enough not to steal a shared core for long.
 constexpr auto kSpin = std::chrono::microseconds(50);
 
+// Task index of a job that is not open yet: above any task count, so nothing is claimed.
+constexpr uint32_t kClosed = 0xffffffffu;
+
 // Polls `pred` for up to kSpin; true when it became true.
 template <class Pred>
 bool spinUntil(Pred pred) {
@@ -46,15 +49,16 @@ void ThreadPool::drain(uint32_t job) {
   for (;;) {
     uint64_t w = work_.load(std::memory_order_acquire);
     if (static_cast<uint32_t>(w >> 32) != job) return;
-    // The acquire above makes this job's fields visible; they cannot change before the job's
-    // last task is claimed, which the compare-exchange below would notice.
-    const int n = n_tasks_.load(std::memory_order_relaxed);
-    const Call call = call_.load(std::memory_order_relaxed);
-    void* ctx = ctx_.load(std::memory_order_relaxed);
-    const int task = static_cast<int>(w & 0xffffffffu);
-    if (task >= n) return;
+    // The acquire above makes this job's fields visible. If any of them is already the next
+    // job's, runImpl() closed this job before writing it (and the acquires below see that), so
+    // the compare-exchange fails: a task is only ever claimed with its own job's fields.
+    const int n = n_tasks_.load(std::memory_order_acquire);
+    const Call call = call_.load(std::memory_order_acquire);
+    void* ctx = ctx_.load(std::memory_order_acquire);
+    const uint32_t task = static_cast<uint32_t>(w);  // kClosed while a job is being set up
+    if (task >= static_cast<uint32_t>(n)) return;
     if (!work_.compare_exchange_weak(w, w + 1, std::memory_order_acq_rel)) continue;
-    call(ctx, task);
+    call(ctx, static_cast<int>(task));
     if (done_.fetch_add(1, std::memory_order_acq_rel) + 1 == n) done_.notify_one();
   }
 }
@@ -65,12 +69,15 @@ void ThreadPool::runImpl(int n_tasks, Call call, void* ctx) {
     for (int t = 0; t < n_tasks; ++t) call(ctx, t);
     return;
   }
-  n_tasks_.store(n_tasks, std::memory_order_relaxed);
-  call_.store(call, std::memory_order_relaxed);
-  ctx_.store(ctx, std::memory_order_relaxed);
-  done_.store(0, std::memory_order_relaxed);
   const uint32_t job = ++job_;
-  work_.store(uint64_t{job} << 32, std::memory_order_release);  // publishes the fields above
+  // Close the previous job first: a worker still holding its counter must not claim a task with
+  // the fields written below.
+  work_.store(uint64_t{job} << 32 | kClosed, std::memory_order_relaxed);
+  n_tasks_.store(n_tasks, std::memory_order_release);
+  call_.store(call, std::memory_order_release);
+  ctx_.store(ctx, std::memory_order_release);
+  done_.store(0, std::memory_order_relaxed);
+  work_.store(uint64_t{job} << 32, std::memory_order_release);  // opens it: task 0 is next
   wake_.store(job, std::memory_order_release);
   wake_.notify_all();
   drain(job);

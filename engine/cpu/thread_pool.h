@@ -11,6 +11,7 @@
 #include <atomic>
 #include <cstdint>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 namespace engine::cpu {
@@ -27,8 +28,9 @@ class ThreadPool {
 
   template <class F>
   void run(int n_tasks, F&& fn) {
-    auto call = [](void* ctx, int task) { (*static_cast<F*>(ctx))(task); };
-    runImpl(n_tasks, call, &fn);
+    using Fn = std::remove_reference_t<F>;
+    auto call = [](void* ctx, int task) { (*static_cast<Fn*>(ctx))(task); };
+    runImpl(n_tasks, call, const_cast<void*>(static_cast<const void*>(&fn)));
   }
 
  private:

@@ -170,7 +170,7 @@ TEST(ParseChatResponse, RejectsGarbage) {
            {"{}", "'choices' is missing"},
            {R"({"choices":null})", "'choices' is missing"},
            {R"({"choices":{}})", "'choices' is an object, expected an array"},
-           {R"({"choices":[5]})", "'choices[0]' is a number"},
+           {R"({"choices":[5]})", "'choices[0]' is an integer"},
            {R"({"choices":[{"finish_reason":"stop"}]})", "'choices[0].message' is missing"},
            {R"({"choices":[{"message":"hi"}]})", "'choices[0].message' is a string"},
            {R"({"choices":[{"message":{"content":5}}]})", "'choices[0].message.content'"},
@@ -178,7 +178,7 @@ TEST(ParseChatResponse, RejectsGarbage) {
            {R"({"choices":[{"message":{"content":"a"}},{"message":{"tool_calls":{}}}]})",
             "'choices[1].message.tool_calls' is an object"},
            {R"({"choices":[{"message":{"tool_calls":[1]}}]})",
-            "'choices[0].message.tool_calls[0]' is a number"},
+            "'choices[0].message.tool_calls[0]' is an integer"},
            {R"({"choices":[{"message":{"tool_calls":[{"id":"c"}]}}]})",
             "'choices[0].message.tool_calls[0].function' is missing"},
            {R"({"choices":[{"message":{"tool_calls":[{"function":"f"}]}}]})",
@@ -187,7 +187,7 @@ TEST(ParseChatResponse, RejectsGarbage) {
            {R"({"choices":[{"message":{"content":"x"},"logprobs":[1]}]})",
             "'choices[0].logprobs' is an array"},
            {R"({"choices":[{"message":{"content":"x"},"logprobs":{"content":5}}]})",
-            "'choices[0].logprobs.content' is a number"},
+            "'choices[0].logprobs.content' is an integer"},
        }) {
     SCOPED_TRACE(c.body);
     Status s = responseErr(c.body);
@@ -319,7 +319,7 @@ TEST(ParseChatChunk, RejectsGarbage) {
            {R"({"choices":[[]]})", "'choices[0]' is an array"},
            {R"({"choices":[{"delta":"x"}]})", "'choices[0].delta' is a string"},
            {R"({"choices":[{"delta":{}},{"delta":[]}]})", "'choices[1].delta' is an array"},
-           {R"({"choices":[{"delta":{"content":5}}]})", "'choices[0].delta.content' is a number"},
+           {R"({"choices":[{"delta":{"content":5}}]})", "'choices[0].delta.content' is an integer"},
            {R"({"choices":[{"delta":{"tool_calls":"x"}}]})",
             "'choices[0].delta.tool_calls' is a string"},
            {R"({"choices":[{"delta":{"tool_calls":[null]}}]})",

@@ -152,7 +152,8 @@ class GatewayE2E : public ::testing::Test {
                           std::optional<std::string> code = std::nullopt) {
     EXPECT_EQ(r.status, status) << r.error << "\n" << r.body;
     EXPECT_NE(r.header("content-type").find("application/json"), std::string::npos)
-        << "content-type: " << r.header("content-type") << "\n" << r.body;
+        << "content-type: " << r.header("content-type") << "\n"
+        << r.body;
     Json j = r.json();
     EXPECT_TRUE(j.is_object() && j.contains("error") && j["error"].is_object())
         << "not an OpenAI error body: " << r.body;

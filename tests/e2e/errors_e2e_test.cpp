@@ -70,8 +70,8 @@ TEST_F(GatewayE2E, OversizedContentLengthIs413BeforeTheBodyArrives) {
 TEST_F(GatewayE2E, MissingOrUnknownKeyIs401) {
   Json req = userChat("who am i");
   expectError(chat(req, {}), 401, "authentication_error", "invalid_api_key");
-  expectError(chat(req, {{"Authorization", "Bearer sk-not-a-key"}}), 401,
-              "authentication_error", "invalid_api_key");
+  expectError(chat(req, {{"Authorization", "Bearer sk-not-a-key"}}), 401, "authentication_error",
+              "invalid_api_key");
   expectError(chat(req, {{"Authorization", std::string("Basic ") + kClientKey}}), 401,
               "authentication_error", "invalid_api_key");
   expectError(chat(req, {{"Authorization", "Bearer"}}), 401, "authentication_error",
@@ -87,7 +87,8 @@ TEST_F(GatewayE2E, AnonymousAccessWhenAllowedStillRejectsUnknownKeys) {
   EXPECT_EQ(chat(userChat("anon"), {}).status, 200);
   expectError(chat(userChat("anon"), {{"Authorization", "Bearer sk-wrong"}}), 401,
               "authentication_error", "invalid_api_key");
-  std::string m = metricsWhen("switchyard_requests_total", {{"team", "local"}, {"status", "200"}}, 1);
+  std::string m =
+      metricsWhen("switchyard_requests_total", {{"team", "local"}, {"status", "200"}}, 1);
   EXPECT_EQ(metricValue(m, "switchyard_requests_total", {{"team", "local"}, {"status", "200"}})
                 .value_or(0),
             1)
@@ -99,8 +100,7 @@ TEST_F(GatewayE2E, UnknownModelIs404) {
   expectError(r, 404, "invalid_request_error", "model_not_found");
   EXPECT_EQ(fake_.chatRequestCount(), 0);
   // The upstream name is not a public name.
-  expectError(chat(userChat("x", "upstream-m1")), 404, "invalid_request_error",
-              "model_not_found");
+  expectError(chat(userChat("x", "upstream-m1")), 404, "invalid_request_error", "model_not_found");
 }
 
 TEST_F(GatewayE2E, UnknownPathAndWrongMethodAreJsonErrors) {
@@ -127,9 +127,9 @@ TEST_F(GatewayE2E, Upstream500Is502AndCounted) {
   std::string m = metricsWhen("switchyard_requests_total", {{"model", "m1"}, {"status", "502"}}, 1);
   EXPECT_GE(metricValue(m, "switchyard_upstream_errors_total", {{"provider", "up"}}).value_or(0), 1)
       << m;
-  EXPECT_GE(metricValue(m, "switchyard_requests_total", {{"model", "m1"}, {"status", "502"}})
-                .value_or(0),
-            1)
+  EXPECT_GE(
+      metricValue(m, "switchyard_requests_total", {{"model", "m1"}, {"status", "502"}}).value_or(0),
+      1)
       << m;
 }
 
@@ -253,8 +253,8 @@ void expectStreamEndsWithError(const HttpResponse& r, size_t min_chunks_before) 
 
 TEST_F(GatewayE2E, StreamCutMidwayEndsWithAnErrorEvent) {
   fake_.pushFault(Fault::cutStream(2));
-  HttpResponse r = chat(streamedChat("this stream will be cut short", true), auth(),
-                        milliseconds(8000));
+  HttpResponse r =
+      chat(streamedChat("this stream will be cut short", true), auth(), milliseconds(8000));
   expectStreamEndsWithError(r, 3);  // role + 2 content chunks
   EXPECT_LT(r.elapsed_s, 3.0) << "idle_s is 5: the cut must be noticed at once";
   EXPECT_NE(r.body.find("echo:"), std::string::npos);
@@ -263,8 +263,8 @@ TEST_F(GatewayE2E, StreamCutMidwayEndsWithAnErrorEvent) {
 
 TEST_F(GatewayE2E, StreamResetMidwayEndsWithAnErrorEvent) {
   fake_.pushFault(Fault::reset(2));
-  HttpResponse r = chat(streamedChat("this stream will be reset", false), auth(),
-                        milliseconds(8000));
+  HttpResponse r =
+      chat(streamedChat("this stream will be reset", false), auth(), milliseconds(8000));
   expectStreamEndsWithError(r, 1);
   EXPECT_LT(r.elapsed_s, 3.0);
 }

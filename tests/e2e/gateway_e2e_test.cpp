@@ -171,16 +171,15 @@ TEST_F(GatewayE2E, StreamPassesChunksThroughAsTheyArrive) {
   std::vector<std::pair<Clock::time_point, std::string>> arrivals;
   std::string pending;
   HttpClient client;
-  HttpResponse r = client.stream("POST", url("/v1/chat/completions"), auth(), req.dump(),
-                                 [&](std::string_view piece) {
-                                   pending.append(piece);
-                                   for (auto e = pending.find("\n\n"); e != std::string::npos;
-                                        e = pending.find("\n\n")) {
-                                     arrivals.emplace_back(Clock::now(), pending.substr(0, e));
-                                     pending.erase(0, e + 2);
-                                   }
-                                   return true;
-                                 });
+  HttpResponse r = client.stream(
+      "POST", url("/v1/chat/completions"), auth(), req.dump(), [&](std::string_view piece) {
+        pending.append(piece);
+        for (auto e = pending.find("\n\n"); e != std::string::npos; e = pending.find("\n\n")) {
+          arrivals.emplace_back(Clock::now(), pending.substr(0, e));
+          pending.erase(0, e + 2);
+        }
+        return true;
+      });
   ASSERT_EQ(r.status, 200) << r.error;
   ASSERT_GE(arrivals.size(), 7u) << r.body;  // role, 6 pieces, finish, [DONE]
   // The first content arrives while the upstream is still producing the rest: about 150 ms
@@ -251,8 +250,7 @@ TEST_F(GatewayE2E, MetricsCountRequestsByTeamModelAndStatus) {
   auto count = metricValue(r.body, "switchyard_request_duration_seconds_count");
   ASSERT_TRUE(count) << r.body;
   EXPECT_GE(*count, 2);
-  EXPECT_TRUE(metricValue(r.body, "switchyard_request_duration_seconds_bucket",
-                          {{"le", "+Inf"}}))
+  EXPECT_TRUE(metricValue(r.body, "switchyard_request_duration_seconds_bucket", {{"le", "+Inf"}}))
       << r.body;
   EXPECT_EQ(r.body.find(kClientKey), std::string::npos);
 
@@ -338,11 +336,11 @@ TEST_F(GatewayE2E, RawKeepAliveConnectionAnswersInOrder) {
   ASSERT_TRUE(c.connected());
   std::string body = userChat("raw").dump();
   for (int i = 0; i < 3; ++i) {
-    ASSERT_TRUE(c.send("POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer " +
-                       std::string(kClientKey) +
-                       "\r\nContent-Type: application/json\r\nContent-Length: " +
-                       std::to_string(body.size()) + "\r\nx-request-id: raw-" +
-                       std::to_string(i) + "\r\n\r\n" + body));
+    ASSERT_TRUE(c.send(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer " +
+        std::string(kClientKey) +
+        "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+        "\r\nx-request-id: raw-" + std::to_string(i) + "\r\n\r\n" + body));
     std::string resp = c.readResponse(milliseconds(5000));
     ASSERT_EQ(statusOf(resp), 200) << resp;
     EXPECT_NE(resp.find("raw-" + std::to_string(i)), std::string::npos) << resp;
@@ -364,7 +362,8 @@ TEST_F(GatewayE2E, ConcurrentStreamsAreServedInParallel) {
       std::string text;
       for (const auto& e : sseEvents(r.body)) {
         Json j = Json::parse(e, nullptr, false);
-        if (j.is_object() && !j["choices"].empty() && j["choices"][0]["delta"].contains("content")) {
+        if (j.is_object() && !j["choices"].empty() &&
+            j["choices"][0]["delta"].contains("content")) {
           text += j["choices"][0]["delta"].value("content", "");
         }
       }

@@ -25,16 +25,15 @@ TEST_F(GatewayE2E, ClientDisconnectMidStreamCancelsTheUpstreamCall) {
   fake_.pushFault(Fault::endless(milliseconds(50)));
   int events = 0;
   HttpClient client;
-  HttpResponse r = client.stream("POST", url("/v1/chat/completions"), auth(),
-                                 streamedChat("never ending", false).dump(),
-                                 [&](std::string_view piece) {
-                                   for (size_t p = piece.find("\n\n"); p != std::string::npos;
-                                        p = piece.find("\n\n", p + 2)) {
-                                     ++events;
-                                   }
-                                   return events < 4;  // hang up after a few chunks
-                                 },
-                                 milliseconds(8000));
+  HttpResponse r = client.stream(
+      "POST", url("/v1/chat/completions"), auth(), streamedChat("never ending", false).dump(),
+      [&](std::string_view piece) {
+        for (size_t p = piece.find("\n\n"); p != std::string::npos; p = piece.find("\n\n", p + 2)) {
+          ++events;
+        }
+        return events < 4;  // hang up after a few chunks
+      },
+      milliseconds(8000));
   ASSERT_TRUE(r.aborted) << "the stream ended by itself: " << r.error << "\n" << r.body;
   auto hung_up = Clock::now();
   auto up = fake_.lastChatRequest();
@@ -75,16 +74,17 @@ TEST_F(GatewayE2E, SigtermLetsAStreamInFlightFinishThenExitsZero) {
   Clock::time_point stream_end;
   std::thread client([&] {
     HttpClient c;
-    streamed = c.stream("POST", url("/v1/chat/completions"), auth(), req.dump(),
-                        [&](std::string_view piece) {
-                          if (piece.find("echo:") != std::string_view::npos) {
-                            std::lock_guard<std::mutex> lock(mu);
-                            first_chunk = true;
-                            cv.notify_all();
-                          }
-                          return true;
-                        },
-                        milliseconds(10000));
+    streamed = c.stream(
+        "POST", url("/v1/chat/completions"), auth(), req.dump(),
+        [&](std::string_view piece) {
+          if (piece.find("echo:") != std::string_view::npos) {
+            std::lock_guard<std::mutex> lock(mu);
+            first_chunk = true;
+            cv.notify_all();
+          }
+          return true;
+        },
+        milliseconds(10000));
     stream_end = Clock::now();
   });
   {
@@ -214,9 +214,9 @@ TEST_F(GatewayE2E, InvalidConfigExitsWithCode2NamingFileLineAndKey) {
     EXPECT_EQ(r.out.find("listening"), std::string::npos) << r.out;
   }
 
-  RunResult missing = runCommand(switchyardBin(),
-                                 {"serve", "--config", dir.path() + "/absent.yaml", "--port", "0"},
-                                 {}, std::nullopt, milliseconds(5000));
+  RunResult missing =
+      runCommand(switchyardBin(), {"serve", "--config", dir.path() + "/absent.yaml", "--port", "0"},
+                 {}, std::nullopt, milliseconds(5000));
   EXPECT_EQ(missing.status.code, 2) << missing.err;
   EXPECT_NE(missing.err.find("absent.yaml"), std::string::npos) << missing.err;
 }
@@ -288,8 +288,8 @@ TEST_F(GatewayE2E, SlowlyTrickledBodyWithinTheReadTimeoutIsServed) {
   RawConnection c(gw_->port());
   ASSERT_TRUE(c.connected());
   ASSERT_TRUE(c.send("POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer " +
-                     std::string(kClientKey) + "\r\nContent-Length: " +
-                     std::to_string(body.size()) + "\r\n\r\n"));
+                     std::string(kClientKey) +
+                     "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n"));
   for (size_t i = 0; i < body.size(); i += body.size() / 4 + 1) {
     std::this_thread::sleep_for(milliseconds(100));
     ASSERT_TRUE(c.send(body.substr(i, body.size() / 4 + 1)));

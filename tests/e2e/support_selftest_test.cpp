@@ -108,8 +108,8 @@ TEST(LoopbackServer, TellsWhenThePeerHangsUp) {
   int pieces = 0;
   HttpClient client;
   auto t0 = std::chrono::steady_clock::now();
-  HttpResponse r = client.stream("POST", fake.baseUrl() + "/chat/completions",
-                                 {}, chatBody("x", true).dump(), [&](std::string_view) {
+  HttpResponse r = client.stream("POST", fake.baseUrl() + "/chat/completions", {},
+                                 chatBody("x", true).dump(), [&](std::string_view) {
                                    // While we read, the server must not think we left.
                                    if (++pieces == 5) {
                                      auto id = fake.lastChatRequest()->connection_id;
@@ -129,8 +129,8 @@ TEST(LoopbackServer, HangEndsWhenTheClientGivesUpAndKeepAliveReusesConnections) 
   HttpResponse r = httpPost(fake.baseUrl() + "/chat/completions", chatBody("x", false).dump(), {},
                             milliseconds(300));
   EXPECT_EQ(r.status, 0);
-  EXPECT_TRUE(fake.server().waitForPeerClose(fake.lastChatRequest()->connection_id,
-                                             milliseconds(1000)));
+  EXPECT_TRUE(
+      fake.server().waitForPeerClose(fake.lastChatRequest()->connection_id, milliseconds(1000)));
 
   HttpClient client;
   std::string url = fake.baseUrl() + "/chat/completions";

@@ -181,7 +181,8 @@ void FakeOpenAI::handle(const Request& req, ResponseWriter& w) {
       }
     }
     for (const auto& id : seen) {
-      data.push_back({{"id", id}, {"object", "model"}, {"created", kCreated}, {"owned_by", "fake"}});
+      data.push_back(
+          {{"id", id}, {"object", "model"}, {"created", kCreated}, {"owned_by", "fake"}});
     }
     w.send(200, Json{{"object", "list"}, {"data", data}}.dump());
     return;

@@ -1,6 +1,7 @@
 #include "tests/support/http_client.h"
 
 #include <arpa/inet.h>
+#include <curl/curl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -12,8 +13,6 @@
 #include <cerrno>
 #include <cstdlib>
 #include <mutex>
-
-#include <curl/curl.h>
 
 namespace sytest {
 namespace {
@@ -29,8 +28,8 @@ std::string lower(std::string_view s) {
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' ||
-                        s.back() == '\n')) {
+  while (!s.empty() &&
+         (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n')) {
     s.remove_suffix(1);
   }
   return s;
@@ -73,9 +72,7 @@ size_t onBody(char* data, size_t size, size_t n, void* user) {
 
 }  // namespace
 
-bool HttpResponse::hasHeader(std::string_view name) const {
-  return headers.count(lower(name)) > 0;
-}
+bool HttpResponse::hasHeader(std::string_view name) const { return headers.count(lower(name)) > 0; }
 
 std::string HttpResponse::header(std::string_view name) const {
   auto it = headers.find(lower(name));
@@ -108,8 +105,7 @@ HttpResponse HttpClient::stream(const std::string& method, const std::string& ur
 
 HttpResponse HttpClient::perform(const std::string& method, const std::string& url,
                                  const HeaderList& headers, const std::string& body,
-                                 const ChunkCallback* on_piece,
-                                 std::chrono::milliseconds timeout) {
+                                 const ChunkCallback* on_piece, std::chrono::milliseconds timeout) {
   CURL* c = static_cast<CURL*>(curl_);
   curl_easy_reset(c);  // options only; live connections stay in the handle's cache
   HttpResponse response;

@@ -6,13 +6,12 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 namespace sytest {
 
@@ -23,9 +22,9 @@ struct HttpResponse {
   int status = 0;                              // 0 when no response arrived (see `error`)
   std::map<std::string, std::string> headers;  // names lowercased; repeated names joined ", "
   std::string body;
-  std::string error;    // libcurl's message when the transfer failed ("" otherwise)
-  bool aborted = false;  // the streaming callback hung up
-  double elapsed_s = 0;  // request start to end of transfer
+  std::string error;               // libcurl's message when the transfer failed ("" otherwise)
+  bool aborted = false;            // the streaming callback hung up
+  double elapsed_s = 0;            // request start to end of transfer
   bool reused_connection = false;  // no new connection was opened for it (keep-alive)
 
   bool ok() const { return error.empty() && status != 0; }
@@ -60,9 +59,9 @@ class HttpClient {
                       std::chrono::milliseconds timeout = std::chrono::milliseconds(10000));
 
  private:
-  HttpResponse perform(const std::string& method, const std::string& url,
-                       const HeaderList& headers, const std::string& body,
-                       const ChunkCallback* on_piece, std::chrono::milliseconds timeout);
+  HttpResponse perform(const std::string& method, const std::string& url, const HeaderList& headers,
+                       const std::string& body, const ChunkCallback* on_piece,
+                       std::chrono::milliseconds timeout);
   void* curl_;
 };
 

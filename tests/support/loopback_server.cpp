@@ -10,17 +10,16 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/error.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
 #include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <exception>
 #include <stdexcept>
-
-#include <boost/asio/buffer.hpp>
-#include <boost/asio/error.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/http.hpp>
 
 namespace sytest {
 
@@ -125,8 +124,8 @@ bool waitUntil(const std::function<bool()>& pred, Millis timeout) {
 // ---------------------------------------------------------------------------------------
 // ResponseWriter
 
-std::string ResponseWriter::head(int status, const Headers& headers,
-                                 std::string_view content_type, std::string_view framing) {
+std::string ResponseWriter::head(int status, const Headers& headers, std::string_view content_type,
+                                 std::string_view framing) {
   std::string out = "HTTP/1.1 " + std::to_string(status) + " ";
   out += std::string(http::obsolete_reason(static_cast<http::status>(status)));
   out += "\r\n";
@@ -159,8 +158,8 @@ bool ResponseWriter::writeAll(std::string_view bytes) {
 
 bool ResponseWriter::send(int status, std::string_view body, const Headers& headers,
                           std::string_view content_type) {
-  std::string out =
-      head(status, headers, content_type, "Content-Length: " + std::to_string(body.size()) + "\r\n");
+  std::string out = head(status, headers, content_type,
+                         "Content-Length: " + std::to_string(body.size()) + "\r\n");
   out += body;
   head_sent_ = true;
   if (!writeAll(out)) return false;

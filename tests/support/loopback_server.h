@@ -34,7 +34,7 @@ struct Request {
   int connection_id = 0;  // which connection carried it (see LoopbackServer::connection)
   int index = 0;          // 0-based order among all requests to this server
   std::string method;
-  std::string target;  // path and query, as sent
+  std::string target;                          // path and query, as sent
   std::map<std::string, std::string> headers;  // names lowercased; repeated names joined ", "
   std::string body;
   std::chrono::steady_clock::time_point received;
@@ -48,8 +48,8 @@ struct Request {
 // What happened to one accepted connection.
 struct ConnectionInfo {
   int id = 0;
-  int requests = 0;            // requests read on it
-  bool closed = false;         // no longer open on our side
+  int requests = 0;             // requests read on it
+  bool closed = false;          // no longer open on our side
   bool closed_by_peer = false;  // the client closed (EOF, reset, or write failed)
   std::chrono::steady_clock::time_point opened;
   std::chrono::steady_clock::time_point closed_at;  // valid when `closed`
