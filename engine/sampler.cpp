@@ -25,7 +25,7 @@ TokenChoice Sampler::sample(float* logits, int32_t n) {
     double z = static_cast<double>(logits[i]) - max_logit;
     double e = std::exp(z);
     sum += e;
-    weighted += e * z;
+    if (e > 0) weighted += e * z;  // a -inf logit adds nothing (0 * -inf would be NaN)
   }
   const double log_sum = std::log(sum);
   // H = -sum p log p, with log p = z - log_sum: H = log_sum - E[z].
@@ -89,7 +89,9 @@ TokenChoice Sampler::sample(float* logits, int32_t n) {
     return finish(best, rawOf(best));
   }
 
-  // 4. Temperature, then the candidate set (top-k, top-p, min-p) in descending order.
+  // 4. Temperature, then the candidate set: top-k, top-p, min-p. Each keeps a prefix of the
+  // candidates in descending order, so the result is their intersection; only as much of the
+  // order as a filter needs is computed (a full sort of a 262k vocabulary per token is slow).
   const float inv_t = 1.0f / params_.temperature;
   float m = -std::numeric_limits<float>::infinity();
   for (int32_t i = 0; i < v; ++i) m = std::max(m, logits[i]);
@@ -99,50 +101,53 @@ TokenChoice Sampler::sample(float* logits, int32_t n) {
     float s = (logits[i] - m) * inv_t;
     if (s > -80.0f) cand_.emplace_back(s, i);  // e^-80 is below any top-p or float mass
   }
+  if (cand_.empty()) {  // NaN logits: nothing to draw from, fall back to the first id
+    return finish(0, rawOf(0));
+  }
   auto desc = [](const auto& a, const auto& b) {
     return a.first != b.first ? a.first > b.first : a.second < b.second;
   };
-  size_t keep = cand_.size();
-  if (params_.top_k > 0 && static_cast<size_t>(params_.top_k) < keep) keep = params_.top_k;
-  bool need_order = params_.top_p < 1.0f || params_.min_p > 0.0f || keep < cand_.size();
-  if (need_order) {
-    // Sort only a prefix when that is enough: most of the mass sits in the first few hundred.
-    size_t prefix = std::min(keep, std::max<size_t>(1024, params_.top_k > 0 ? keep : 0));
-    prefix = std::min(prefix, cand_.size());
-    std::partial_sort(cand_.begin(), cand_.begin() + prefix, cand_.end(), desc);
-    if (params_.top_p < 1.0f && prefix < keep) {
-      double total = 0, head = 0;
-      for (const auto& c : cand_) total += std::exp(c.first);
-      for (size_t i = 0; i < prefix; ++i) head += std::exp(cand_[i].first);
-      if (head < params_.top_p * total) {
-        std::sort(cand_.begin(), cand_.end(), desc);
-        prefix = cand_.size();
-      }
-    }
-    keep = std::min(keep, prefix);
+  size_t sorted = 0;  // cand_[0, sorted) is in descending order and precedes the rest
+  if (params_.top_k > 0 && static_cast<size_t>(params_.top_k) < cand_.size()) {
+    std::partial_sort(cand_.begin(), cand_.begin() + params_.top_k, cand_.end(), desc);
+    cand_.resize(params_.top_k);
+    sorted = cand_.size();
   }
-  std::vector<double> probs(keep);
+  // Top-p's reference mass is that of the top-k set (Hugging Face renormalises after top-k),
+  // taken before min-p removes anything.
   double total = 0;
-  for (size_t i = 0; i < keep; ++i) total += (probs[i] = std::exp(cand_[i].first));
+  for (const auto& c : cand_) total += std::exp(static_cast<double>(c.first));
+  if (params_.min_p > 0.0f) {
+    // p / p_max = e^s (the best candidate has s = 0, so it always stays).
+    const double threshold = std::min(1.0, static_cast<double>(params_.min_p));
+    std::erase_if(cand_, [&](const auto& c) {
+      return std::exp(static_cast<double>(c.first)) < threshold;
+    });
+    sorted = std::min(sorted, cand_.size());  // erase_if keeps the order
+  }
+  size_t keep = cand_.size();
   if (params_.top_p < 1.0f) {
-    // Keep the smallest prefix whose mass reaches top_p (always at least one token).
+    const double target = static_cast<double>(params_.top_p) * total;
+    if (sorted < cand_.size()) {
+      // Most of the mass sits in the first few hundred: sort a prefix, all only when needed.
+      size_t prefix = std::min<size_t>(1024, cand_.size());
+      std::partial_sort(cand_.begin(), cand_.begin() + prefix, cand_.end(), desc);
+      double head = 0;
+      for (size_t i = 0; i < prefix; ++i) head += std::exp(static_cast<double>(cand_[i].first));
+      if (head < target) std::sort(cand_.begin() + prefix, cand_.end(), desc);
+    }
+    // The smallest prefix whose mass reaches top_p (always at least one token).
     double acc = 0;
-    size_t cut = keep;
-    for (size_t i = 0; i < keep; ++i) {
-      acc += probs[i];
-      if (acc >= params_.top_p * total) {
-        cut = i + 1;
+    for (size_t i = 0; i < cand_.size(); ++i) {
+      acc += std::exp(static_cast<double>(cand_[i].first));
+      if (acc >= target) {
+        keep = i + 1;
         break;
       }
     }
-    keep = cut;
   }
-  if (params_.min_p > 0.0f && keep > 1) {
-    double threshold = params_.min_p * probs[0];
-    size_t cut = 1;
-    while (cut < keep && probs[cut] >= threshold) ++cut;
-    keep = cut;
-  }
+  std::vector<double> probs(keep);
+  for (size_t i = 0; i < keep; ++i) probs[i] = std::exp(static_cast<double>(cand_[i].first));
   double mass = 0;
   for (size_t i = 0; i < keep; ++i) mass += probs[i];
   std::uniform_real_distribution<double> uni(0.0, mass);
