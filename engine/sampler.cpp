@@ -120,9 +120,8 @@ TokenChoice Sampler::sample(float* logits, int32_t n) {
   if (params_.min_p > 0.0f) {
     // p / p_max = e^s (the best candidate has s = 0, so it always stays).
     const double threshold = std::min(1.0, static_cast<double>(params_.min_p));
-    std::erase_if(cand_, [&](const auto& c) {
-      return std::exp(static_cast<double>(c.first)) < threshold;
-    });
+    std::erase_if(
+        cand_, [&](const auto& c) { return std::exp(static_cast<double>(c.first)) < threshold; });
     sorted = std::min(sorted, cand_.size());  // erase_if keeps the order
   }
   size_t keep = cand_.size();

@@ -94,6 +94,7 @@ struct Sequence {
   int32_t last_token = -1;  // sampled, not yet fed to the model
   int64_t kv_reserved = 0;
   Clock::time_point submitted, admitted, first_token;
+  bool stop_matched = false;  // a stop string ended it: nothing after it may be shown
   bool done = false;
 };
 
@@ -121,6 +122,7 @@ class EngineImpl : public Engine {
     // Sample only ids the tokenizer knows (embedding rows may exceed it, gemma-spec §2.6).
     vocab_limit_ = static_cast<int32_t>(
         std::min<int64_t>(cfg.vocab, static_cast<int64_t>(tokenizer_->vocabSize())));
+    stats_.kv_tokens_capacity = kv_capacity_;  // known before the first step
     thread_ = std::thread([this] { loop(); });
   }
 
@@ -159,7 +161,10 @@ class EngineImpl : public Engine {
     seq->submitted = Clock::now();
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (static_cast<int>(queue_.size()) >= options_.max_queue) {
+      // max_queue counts the requests waiting beyond the batch: those that free batch slots
+      // will take at the scheduler's next step do not wait.
+      const int free_slots = std::max(0, options_.max_batch - stats_.running);
+      if (static_cast<int>(queue_.size()) >= options_.max_queue + free_slots) {
         ++rejected_;
         return api::Status(api::ErrorCode::kUnavailable,
                            "The local engine's queue is full; retry shortly.")
@@ -202,6 +207,13 @@ class EngineImpl : public Engine {
   void finish(Sequence& s, std::string reason, api::Status status);
   void emit(Sequence& s, const TokenChoice& choice);
   void publishStats();
+  // The token's own text for logprobs: its raw byte for a byte-fallback token (possibly part of
+  // a UTF-8 sequence), else its piece as decoded.
+  std::string tokenText(int32_t id) const {
+    const int byte = tokenizer_->byteValue(id);
+    if (byte >= 0) return std::string(1, static_cast<char>(byte));
+    return std::string(tokenizer_->decodedPiece(id));
+  }
 
   const EngineOptions options_;
   std::unique_ptr<Gemma3Model> model_;
@@ -233,7 +245,7 @@ void EngineImpl::finish(Sequence& s, std::string reason, api::Status status) {
   FinishEvent ev;
   ev.finish_reason = std::move(reason);
   ev.status = std::move(status);
-  if (s.detok && ev.status.ok()) {
+  if (s.detok && ev.status.ok() && !s.stop_matched) {
     bool stopped = false;
     std::string tail = s.stops->push(s.detok->flush(), stopped);
     if (!stopped) tail += s.stops->flush();
@@ -276,6 +288,7 @@ void EngineImpl::admit() {
     seq->stops = std::make_unique<StopMatcher>(seq->request.stop);
     running_.push_back(std::move(seq));
   }
+  stats_.running = static_cast<int>(running_.size());  // submit() counts the free slots
 }
 
 void EngineImpl::emit(Sequence& s, const TokenChoice& choice) {
@@ -295,16 +308,17 @@ void EngineImpl::emit(Sequence& s, const TokenChoice& choice) {
   ev.id = choice.token;
   bool stopped = false;
   ev.text = s.stops->push(s.detok->feed(choice.token), stopped);
-  ev.token_text = std::string(tokenizer_->decodedPiece(choice.token));
+  ev.token_text = tokenText(choice.token);
   ev.logprob = choice.logprob;
   ev.entropy = choice.entropy;
   if (s.request.logprobs) {
     for (const auto& [id, lp] : choice.top) {
-      ev.top.push_back(TopToken{id, std::string(tokenizer_->decodedPiece(id)), lp});
+      ev.top.push_back(TopToken{id, tokenText(id), lp});
     }
   }
   s.sink->onToken(ev);
   if (stopped) {
+    s.stop_matched = true;
     finish(s, "stop", api::Status());
   } else if (s.generated >= s.request.max_tokens) {
     finish(s, "length", api::Status());
@@ -347,7 +361,10 @@ bool EngineImpl::step() {
     }
   }
   admit();
-  if (running_.empty()) return false;
+  if (running_.empty()) {
+    publishStats();  // cancellations and deadlines above may have freed the last KV
+    return false;
+  }
 
   // Build the batch: one token per decoding sequence, prompt chunks within the budget.
   const int64_t vocab = model_->config().vocab;

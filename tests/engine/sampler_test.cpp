@@ -94,8 +94,8 @@ TEST(Sampler, GreedyPicksTheArgmax) {
   EXPECT_EQ(draw(s, {-5.0f, -4.0f, -3.0f, -7.0f}).token, 2);
   for (uint64_t seed = 0; seed < 20; ++seed) {
     std::vector<float> logits = randomLogits(500, seed);
-    int32_t expect = static_cast<int32_t>(
-        std::max_element(logits.begin(), logits.end()) - logits.begin());
+    int32_t expect =
+        static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
     EXPECT_EQ(draw(s, logits).token, expect) << "seed " << seed;
   }
 }
@@ -116,8 +116,8 @@ TEST(Sampler, TinyTemperatureIsGreedy) {
   Sampler s(p, 1000);
   for (uint64_t seed = 0; seed < 20; ++seed) {
     std::vector<float> logits = randomLogits(300, 100 + seed);
-    int32_t argmax = static_cast<int32_t>(
-        std::max_element(logits.begin(), logits.end()) - logits.begin());
+    int32_t argmax =
+        static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
     logits[argmax] += 0.05f;  // a clear winner: 0.05 / 1e-4 leaves the others at e^-500
     for (int i = 0; i < 10; ++i) EXPECT_EQ(draw(s, logits).token, argmax);
   }
@@ -196,11 +196,11 @@ TEST(Sampler, TopPOnALargeVocabularyUsesTheWholeMass) {
   ASSERT_GT(ref.size(), 940u);
   ASSERT_LT(ref.size(), 1000u);
   std::set<int32_t> seen;
-  for (int32_t id : drawMany(s, logits, 30000)) {
+  for (int32_t id : drawMany(s, logits, 8000)) {
     ASSERT_TRUE(ref.count(id)) << "id " << id << " is outside the nucleus";
     seen.insert(id);
   }
-  // Nearly every nucleus id is drawn (30000 draws over < 1000 ids), so a nucleus cut too short
+  // Nearly every nucleus id is drawn (8000 draws over < 1000 ids), so a nucleus cut too short
   // (~870 ids) shows.
   EXPECT_GT(seen.size(), ref.size() - 10);
 }
@@ -229,12 +229,12 @@ TEST(Sampler, MinPOnALargeVocabularyKeepsEveryIdAboveTheThreshold) {
   p.min_p = 0.5f;
   Sampler s(p, n);
   std::set<int32_t> seen;
-  for (int32_t id : drawMany(s, logits, 20000)) {
+  for (int32_t id : drawMany(s, logits, 5000)) {
     ASSERT_EQ(id % 2, 0) << "id " << id << " is below the min-p threshold";
     seen.insert(id);
   }
   EXPECT_GT(*seen.rbegin(), 3000);  // ids from the whole vocabulary, not only its first 1024
-  EXPECT_GT(seen.size(), 1900u);    // of the 2048 candidates
+  EXPECT_GT(seen.size(), 1500u);    // of the 2048 candidates (~1870 expected in 5000 draws)
 }
 
 TEST(Sampler, PresencePenaltyChangesTheChoiceAfterAccept) {
@@ -276,10 +276,10 @@ TEST(Sampler, FrequencyPenaltyGrowsWithTheCount) {
 
 TEST(Sampler, LogitBiasForcesAndBans) {
   const std::vector<float> logits = randomLogits(200, 16);
-  const int32_t argmax = static_cast<int32_t>(
-      std::max_element(logits.begin(), logits.end()) - logits.begin());
-  const int32_t argmin = static_cast<int32_t>(
-      std::min_element(logits.begin(), logits.end()) - logits.begin());
+  const int32_t argmax =
+      static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+  const int32_t argmin =
+      static_cast<int32_t>(std::min_element(logits.begin(), logits.end()) - logits.begin());
   // +100 forces even the least likely id, when sampling too.
   SamplingParams force = seeded(17);
   force.logit_bias = {{argmin, 100.0f}};
@@ -338,7 +338,9 @@ TEST(Sampler, ReportedStatisticsDescribeTheRawDistribution) {
       for (size_t k = 0; k < 5; ++k) {
         EXPECT_EQ(c.top[k].first, order[k]);
         EXPECT_NEAR(c.top[k].second, lp[order[k]], 1e-5);
-        if (k > 0) EXPECT_LE(c.top[k].second, c.top[k - 1].second);
+        if (k > 0) {
+          EXPECT_LE(c.top[k].second, c.top[k - 1].second);
+        }
       }
     }
   }
