@@ -237,49 +237,41 @@ void Gateway::handle(Exchange ex, std::shared_ptr<Responder> responder) {
   try {
     std::string_view path = pathOf(ex.target);
     const bool get = ex.method == "GET" || ex.method == "HEAD";
+    auto methodNotAllowed = [&] {
+      replyError(ex, responder,
+                 api::Status(api::ErrorCode::kMethodNotAllowed,
+                             "Method " + ex.method + " is not allowed for " + std::string(path) +
+                                 ".",
+                             {}, "method_not_allowed"),
+                 "", "", "");
+    };
     if (path == "/healthz") {
-      if (!get) goto method_not_allowed;
+      if (!get) return methodNotAllowed();
       responder->reply(200, R"({"status":"ok"})", {});
-      return;
-    }
-    if (path == "/readyz") {
-      if (!get) goto method_not_allowed;
+    } else if (path == "/readyz") {
+      if (!get) return methodNotAllowed();
       if (isDraining()) {
         responder->reply(503, R"({"status":"draining"})", {});
       } else {
         responder->reply(200, R"({"status":"ready"})", {});
       }
-      return;
-    }
-    if (path == "/metrics") {
-      if (!get) goto method_not_allowed;
+    } else if (path == "/metrics") {
+      if (!get) return methodNotAllowed();
       responder->reply(200, metrics_.serialize(), {}, "text/plain; version=0.0.4; charset=utf-8");
-      return;
-    }
-    if (path == "/v1/chat/completions") {
-      if (ex.method != "POST") goto method_not_allowed;
+    } else if (path == "/v1/chat/completions") {
+      if (ex.method != "POST") return methodNotAllowed();
       handleChat(ex, responder);
-      return;
-    }
-    if (path == "/v1/models" || path.rfind("/v1/models/", 0) == 0) {
-      if (!get) goto method_not_allowed;
+    } else if (path == "/v1/models" || path.rfind("/v1/models/", 0) == 0) {
+      if (!get) return methodNotAllowed();
       std::string_view id = path.size() > 11 ? path.substr(11) : std::string_view();
       handleModels(ex, responder, id);
-      return;
+    } else {
+      replyError(ex, responder,
+                 api::Status(api::ErrorCode::kNotFound,
+                             "Unknown request URL: " + ex.method + " " + std::string(path) + ".",
+                             {}, "unknown_url"),
+                 "", "", "");
     }
-    replyError(ex, responder,
-               api::Status(api::ErrorCode::kNotFound,
-                           "Unknown request URL: " + ex.method + " " + std::string(path) + ".",
-                           {}, "unknown_url"),
-               "", "", "");
-    return;
-  method_not_allowed:
-    replyError(ex, responder,
-               api::Status(api::ErrorCode::kMethodNotAllowed,
-                           "Method " + ex.method + " is not allowed for " + std::string(path) +
-                               ".",
-                           {}, "method_not_allowed"),
-               "", "", "");
   } catch (const std::exception& e) {
     std::fprintf(stderr,
                  "{\"level\":\"error\",\"msg\":\"request failed\",\"request_id\":\"%s\","
