@@ -73,6 +73,13 @@ class [[nodiscard]] Status {
   }
   // The HTTP status to answer with: the override when set, else httpStatus(code()).
   int httpStatusCode() const;
+  // The HTTP status an upstream answered when this error came from one (for retry decisions
+  // and logs); never sent to the client as such.
+  std::optional<int> upstreamHttpStatus() const { return upstream_http_; }
+  Status& withUpstreamHttpStatus(int status) {
+    upstream_http_ = status;
+    return *this;
+  }
 
   // "invalid_request: message" (for logs and CLI output).
   std::string toString() const;
@@ -84,6 +91,7 @@ class [[nodiscard]] Status {
   std::string openai_code_;
   std::optional<double> retry_after_s_;
   std::optional<int> http_status_;
+  std::optional<int> upstream_http_;
 };
 
 inline Status invalidRequest(std::string message, std::string param = {}) {

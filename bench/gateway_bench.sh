@@ -30,6 +30,8 @@ providers:
   up: {type: openai, base_url: "http://127.0.0.1:${up_port}/v1"}
 models:
   - {name: bench, provider: up, upstream_model: bench-model}
+pricing:
+  up: {bench-model: {input: 1.0, output: 2.0}}
 YAML
 "$build/switchyard" serve --config "$tmp/bench.yaml" >"$tmp/gw.out" 2>"$tmp/gw.err" &
 gw_pid=$!

@@ -92,7 +92,7 @@ api::Status parseServer(const YamlReader& r, Config* config) {
   ServerConfig& s = config->server;
   CONFIG_TRY(r.checkNoUnknownKeys({"listen", "port", "threads", "max_body_bytes",
                                    "max_header_bytes", "read_timeout_s", "idle_timeout_s",
-                                   "shutdown_grace_s", "max_connections"}));
+                                   "shutdown_grace_s", "max_connections", "request_timeout_s"}));
   CONFIG_TRY(r.readString("listen", &s.listen));
   if (r.has("listen") && !isIpAddress(s.listen)) {
     return r.errorAt(
@@ -107,6 +107,7 @@ api::Status parseServer(const YamlReader& r, Config* config) {
   CONFIG_TRY(r.readDouble("idle_timeout_s", &s.idle_timeout_s, duration()));
   CONFIG_TRY(r.readDouble("shutdown_grace_s", &s.shutdown_grace_s,
                           NumberRange::atLeast(0, kMaxDurationS)));
+  CONFIG_TRY(r.readDouble("request_timeout_s", &s.request_timeout_s, duration()));
   return r.readInt("max_connections", &s.max_connections, 1, 10'000'000);
 }
 
@@ -184,9 +185,10 @@ api::Status parseTimeouts(const YamlReader& r, Timeouts* t) {
   return r.readDouble("total_s", &t->total_s, duration());
 }
 
-// Checks base_url and strips its trailing slashes.
-api::Status parseBaseUrl(const YamlReader& r, std::string* base_url) {
-  CONFIG_TRY(r.readString("base_url", base_url, Presence::kRequired));
+// Checks base_url and strips its trailing slashes; an absent optional one keeps `*base_url`.
+api::Status parseBaseUrl(const YamlReader& r, std::string* base_url, Presence presence) {
+  CONFIG_TRY(r.readString("base_url", base_url, presence));
+  if (!r.has("base_url")) return api::Status();
   std::string_view url = *base_url;
   size_t scheme = url.starts_with("https://") ? 8 : url.starts_with("http://") ? 7 : 0;
   if (scheme == 0) {
@@ -236,18 +238,75 @@ api::Status parseLocalProvider(const YamlReader& r, ProviderConfig* p) {
   return parseTimeouts(r.section("timeouts"), &p->timeouts);
 }
 
+api::Status parseRetry(const YamlReader& r, routers::RetryPolicy* retry) {
+  CONFIG_TRY(r.checkNoUnknownKeys(
+      {"max_attempts", "initial_backoff_s", "max_backoff_s", "max_retry_after_s"}));
+  CONFIG_TRY(r.readInt("max_attempts", &retry->max_attempts, 1, 20));
+  CONFIG_TRY(r.readDouble("initial_backoff_s", &retry->initial_backoff_s,
+                          NumberRange::atLeast(0, 3600)));
+  CONFIG_TRY(r.readDouble("max_backoff_s", &retry->max_backoff_s, NumberRange::atLeast(0, 3600)));
+  return r.readDouble("max_retry_after_s", &retry->max_retry_after_s,
+                      NumberRange::atLeast(0, 3600));
+}
+
+api::Status parseCircuit(const YamlReader& r, routers::CircuitBreakerConfig* c) {
+  CONFIG_TRY(r.checkNoUnknownKeys({"failure_threshold", "open_s", "half_open_probes"}));
+  CONFIG_TRY(r.readInt("failure_threshold", &c->failure_threshold, 0, 1000000));
+  CONFIG_TRY(r.readDouble("open_s", &c->open_s, duration()));
+  return r.readInt("half_open_probes", &c->half_open_probes, 1, 1000);
+}
+
+// The API of each cloud provider type: where it lives by default and its own keys.
+struct CloudType {
+  std::string_view type;
+  std::string_view default_base_url;  // "" when base_url is required
+  std::vector<std::string_view> extra_keys;
+};
+
+const CloudType kCloudTypes[] = {
+    {"openai", "https://api.openai.com/v1", {}},
+    {"openai_compatible", "", {}},
+    {"anthropic", "https://api.anthropic.com/v1", {"anthropic_version", "default_max_tokens"}},
+    {"gemini", "https://generativelanguage.googleapis.com/v1beta", {"vertex"}},
+};
+
 api::Status parseProvider(const std::string& name, const YamlReader& r, ProviderConfig* p) {
   p->name = name;
   if (!isIdentifier(name)) {
     return r.keyError("provider names must be 1 to 64 letters, digits, '_', '-' or '.'");
   }
   if (!r.isMap()) return r.error("expected a map with type, base_url, ..., got " + r.describe());
-  CONFIG_TRY(r.readChoice("type", &p->type, {"openai", "openai_compatible", "local"},
+  CONFIG_TRY(r.readChoice("type", &p->type,
+                          {"openai", "openai_compatible", "anthropic", "gemini", "local"},
                           Presence::kRequired));
   if (p->type == "local") return parseLocalProvider(r, p);
-  CONFIG_TRY(r.checkNoUnknownKeys({"type", "base_url", "api_key", "headers", "timeouts"}));
+  const CloudType* cloud = nullptr;
+  for (const CloudType& c : kCloudTypes) {
+    if (c.type == p->type) cloud = &c;
+  }
+  std::vector<std::string_view> keys = {"type",    "base_url", "api_key",        "headers",
+                                        "timeouts", "retry",   "circuit_breaker"};
+  keys.insert(keys.end(), cloud->extra_keys.begin(), cloud->extra_keys.end());
+  CONFIG_TRY(r.checkNoUnknownKeys(keys));
+  p->base_url = std::string(cloud->default_base_url);
+  CONFIG_TRY(parseBaseUrl(r, &p->base_url,
+                          p->base_url.empty() ? Presence::kRequired : Presence::kOptional));
   if (p->type == "openai_compatible") p->type = "openai";  // the same wire format
-  CONFIG_TRY(parseBaseUrl(r, &p->base_url));
+  if (p->type == "anthropic") {
+    CONFIG_TRY(r.readName("anthropic_version", &p->anthropic_version));
+    CONFIG_TRY(r.readInt("default_max_tokens", &p->default_max_tokens, 1, 10'000'000));
+  }
+  if (auto vertex = r.child("vertex")) {
+    CONFIG_TRY(vertex->checkNoUnknownKeys({"project", "location"}));
+    CONFIG_TRY(readIdentifier(*vertex, "project", &p->vertex_project, Presence::kRequired));
+    CONFIG_TRY(readIdentifier(*vertex, "location", &p->vertex_location, Presence::kRequired));
+    if (r.has("base_url")) {
+      return r.errorAt("base_url", "give either base_url or vertex, not both");
+    }
+    p->base_url.clear();  // built from the project and location
+  }
+  CONFIG_TRY(parseRetry(r.section("retry"), &p->retry));
+  CONFIG_TRY(parseCircuit(r.section("circuit_breaker"), &p->circuit));
   CONFIG_TRY(r.readString("api_key", &p->api_key));
   if (p->api_key.find_first_of("\r\n") != std::string::npos) {
     return r.errorAt("api_key", "must not contain a line break");
@@ -272,8 +331,9 @@ api::Status parseModels(const YamlReader& r, Config* config) {
   std::vector<std::string_view> provider_names;
   for (const auto& [name, p] : config->providers) provider_names.push_back(name);
   return r.forEachItem([&](const YamlReader& item) -> api::Status {
-    CONFIG_TRY(item.checkNoUnknownKeys({"name", "provider", "upstream_model"}));
+    CONFIG_TRY(item.checkNoUnknownKeys({"name", "provider", "upstream_model", "fallbacks"}));
     ModelRoute m;
+    m.line = item.line();
     CONFIG_TRY(item.readName("name", &m.name, Presence::kRequired));
     if (auto [it, inserted] = model_lines.emplace(m.name, item.child("name")->line()); !inserted) {
       return item.errorAt("name", "duplicate model '" + m.name + "' (first defined at line " +
@@ -291,6 +351,7 @@ api::Status parseModels(const YamlReader& r, Config* config) {
     }
     m.upstream_model = m.name;
     CONFIG_TRY(item.readName("upstream_model", &m.upstream_model));
+    CONFIG_TRY(item.readStringList("fallbacks", &m.fallbacks));
     config->models.push_back(std::move(m));
     return api::Status();
   });
@@ -311,37 +372,107 @@ constexpr Section kSections[] = {
     {"providers", &parseProviders}, {"models", &parseModels},
 };
 
+// `pricing:`: a file name (read with `read_file`) or the table itself.
+api::Status parsePricing(const YamlReader& root, const ConfigFileReader& read_file,
+                         Config* config) {
+  auto node = root.child("pricing");
+  if (!node || node->isNull()) {
+    config->prices = std::make_shared<const policies::PriceTable>();
+    return api::Status();
+  }
+  api::StatusOr<policies::PriceTable> table = api::Status(api::ErrorCode::kConfig, "");
+  if (node->isMap()) {
+    table = policies::PriceTable::read(*node);
+  } else if (node->isScalar()) {
+    auto path = node->asString();
+    if (!path.ok()) return path.status();
+    auto text = read_file(*path);
+    if (!text.ok()) {
+      return node->error("cannot read the pricing file: " + text.status().message());
+    }
+    table = policies::PriceTable::parse(*text, *path);
+  } else {
+    return node->error("expected a pricing file name or a map of provider prices, got " +
+                       node->describe());
+  }
+  if (!table.ok()) return table.status();
+  config->prices = std::make_shared<const policies::PriceTable>(std::move(table).value());
+  return api::Status();
+}
+
+// Each model's fallbacks name other models, once each; every model routed to a cloud
+// provider has a price.
+api::Status checkModels(const YamlReader& models, const Config& config) {
+  size_t i = 0;
+  return models.forEachItem([&](const YamlReader& item) -> api::Status {
+    const ModelRoute& m = config.models[i++];
+    std::vector<std::string_view> names;
+    for (const ModelRoute& other : config.models) names.push_back(other.name);
+    std::map<std::string, bool> seen;
+    for (const std::string& f : m.fallbacks) {
+      if (f == m.name) return item.errorAt("fallbacks", "'" + f + "' falls back to itself");
+      if (!config.findModel(f)) {
+        std::string problem = "unknown model '" + f + "'";
+        if (auto near = policies::closestMatch(f, names)) {
+          problem += "; did you mean '" + std::string(*near) + "'?";
+        }
+        return item.errorAt("fallbacks", problem + " (fallbacks name entries of `models:`)");
+      }
+      if (seen[f]) return item.errorAt("fallbacks", "lists '" + f + "' twice");
+      seen[f] = true;
+    }
+    const ProviderConfig& p = config.providers.at(m.provider);
+    if (p.type != "local" && !config.prices->find(m.provider, m.upstream_model)) {
+      return item.error("no price for '" + m.upstream_model + "' at provider '" + m.provider +
+                        "': add it to the pricing table (`pricing:`" +
+                        (config.prices->source().empty()
+                             ? std::string(", which is not set")
+                             : ", " + config.prices->source()) +
+                        ") as " + m.provider + ": {" + m.upstream_model +
+                        ": {input: ..., output: ...}} in USD per million tokens");
+    }
+    return api::Status();
+  });
+}
+
 // Rules across sections, once every section is read.
-api::Status finish(Config* config) {
+api::Status finish(const YamlReader& root, Config* config) {
   AuthConfig& auth = config->auth;
   if (auth.allow_unauthenticated) {
     bool defined = std::any_of(config->teams.begin(), config->teams.end(),
                                [&](const Team& t) { return t.name == auth.anonymous_team; });
     if (!defined) config->teams.push_back(Team{auth.anonymous_team, {}});
   }
-  return api::Status();
+  return checkModels(root.section("models"), *config);
 }
 
-api::Status parseDocument(const YamlReader& root, Config* config) {
+api::Status parseDocument(const YamlReader& root, const ConfigFileReader& read_file,
+                          Config* config) {
   if (!root.isNull() && !root.isMap()) {
     return root.error("expected a map of sections (server, auth, ...) at the top level, got " +
                       root.describe());
   }
   std::vector<std::string_view> keys;
   for (const Section& s : kSections) keys.push_back(s.key);
+  keys.push_back("pricing");
   CONFIG_TRY(root.checkNoUnknownKeys(keys));
   for (const Section& s : kSections) CONFIG_TRY(s.parse(root.section(s.key), config));
-  return finish(config);
+  CONFIG_TRY(parsePricing(root, read_file, config));
+  return finish(root, config);
 }
 
 #undef CONFIG_TRY
 
-api::StatusOr<Config> parseInto(std::string_view yaml_text, std::string_view source_name) {
+api::StatusOr<Config> parseInto(std::string_view yaml_text, std::string_view source_name,
+                                const ConfigFileReader& read_file) {
   try {
     auto root = policies::YamlReader::parse(yaml_text, source_name);
     if (!root.ok()) return root.status();
     Config config;
-    if (api::Status st = parseDocument(*root, &config); !st.ok()) return st;
+    ConfigFileReader reader = read_file ? read_file : [](const std::string& path) {
+      return policies::readTextFile(path);
+    };
+    if (api::Status st = parseDocument(*root, reader, &config); !st.ok()) return st;
     return config;
   } catch (const std::exception& e) {
     // The reader returns statuses; this only stops an unexpected exception (e.g. bad_alloc)
@@ -353,9 +484,17 @@ api::StatusOr<Config> parseInto(std::string_view yaml_text, std::string_view sou
 
 }  // namespace
 
+const ModelRoute* Config::findModel(std::string_view name) const {
+  for (const ModelRoute& m : models) {
+    if (m.name == name) return &m;
+  }
+  return nullptr;
+}
+
 api::StatusOr<std::shared_ptr<const Config>> parseConfig(std::string_view yaml_text,
-                                                         std::string_view source_name) {
-  auto config = parseInto(yaml_text, source_name);
+                                                         std::string_view source_name,
+                                                         ConfigFileReader read_file) {
+  auto config = parseInto(yaml_text, source_name, read_file);
   if (!config.ok()) return config.status();
   return std::shared_ptr<const Config>(std::make_shared<Config>(std::move(config).value()));
 }
@@ -363,7 +502,11 @@ api::StatusOr<std::shared_ptr<const Config>> parseConfig(std::string_view yaml_t
 api::StatusOr<std::shared_ptr<const Config>> loadConfigFile(const std::string& path) {
   auto text = policies::readTextFile(path);
   if (!text.ok()) return text.status();
-  auto config = parseInto(*text, path);
+  std::string dir;
+  if (auto slash = path.rfind('/'); slash != std::string::npos) dir = path.substr(0, slash + 1);
+  auto config = parseInto(*text, path, [dir](const std::string& name) {
+    return policies::readTextFile(!name.empty() && name[0] == '/' ? name : dir + name);
+  });
   if (!config.ok()) return config.status();
   config->source_path = path;
   return std::shared_ptr<const Config>(std::make_shared<Config>(std::move(config).value()));

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -13,6 +14,9 @@
 #include <vector>
 
 #include "api/status.h"
+#include "policies/pricing.h"
+#include "routers/circuit_breaker.h"
+#include "routers/fallback.h"
 
 namespace gateway {
 
@@ -26,6 +30,7 @@ struct ServerConfig {
   double idle_timeout_s = 75;        // keep-alive connection idle before it is closed
   double shutdown_grace_s = 30;      // how long SIGTERM waits for in-flight streams
   int max_connections = 10000;       // further connections are closed at once (and counted)
+  double request_timeout_s = 900;    // one chat request, all retries and fallbacks included
 };
 
 struct ApiKey {
@@ -64,19 +69,30 @@ struct LocalEngineConfig {
 };
 
 struct ProviderConfig {
-  std::string name;                   // key under `providers:`
-  std::string type;                   // "openai" (any OpenAI-compatible server) or "local"
-  std::string base_url;               // e.g. https://api.openai.com/v1 (no trailing slash)
-  std::string api_key;                // after ${ENV} interpolation; "" sends no Authorization
+  std::string name;  // key under `providers:`
+  // "openai" (OpenAI or any OpenAI-compatible server), "anthropic", "gemini" or "local".
+  std::string type;
+  std::string base_url;  // e.g. https://api.openai.com/v1 (no trailing slash)
+  std::string api_key;   // after ${ENV} interpolation; "" sends none
   std::map<std::string, std::string> headers;  // extra request headers
   Timeouts timeouts;
-  LocalEngineConfig local;            // type "local" only
+  routers::RetryPolicy retry;              // cloud providers; local ones never retry
+  routers::CircuitBreakerConfig circuit;   // cloud providers
+  std::string anthropic_version = "2023-06-01";  // anthropic: the anthropic-version header
+  int64_t default_max_tokens = 4096;             // anthropic: when the request sets none
+  std::string vertex_project;   // gemini on Vertex AI (api_key is then an access token)
+  std::string vertex_location;  // gemini on Vertex AI, e.g. us-central1 or global
+  LocalEngineConfig local;      // type "local" only
 };
 
 struct ModelRoute {
   std::string name;            // public model name clients send
   std::string provider;        // a key of `providers`
   std::string upstream_model;  // the provider's model name (defaults to `name`)
+  // Other models (names of `models:` entries) tried in order when this one fails with a
+  // retryable error before anything reached the client.
+  std::vector<std::string> fallbacks;
+  int line = 0;  // where the entry starts in the file, for messages
 };
 
 struct Config {
@@ -85,8 +101,16 @@ struct Config {
   std::vector<Team> teams;
   std::map<std::string, ProviderConfig> providers;
   std::vector<ModelRoute> models;
+  // Prices of cloud tokens (`pricing:`, a file or an inline map); every model routed to a
+  // cloud provider has one.
+  std::shared_ptr<const policies::PriceTable> prices;
   std::string source_path;  // the file it was read from ("" for text)
+
+  const ModelRoute* findModel(std::string_view name) const;
 };
+
+// Reads a file that the config names (`pricing: pricing.yaml`), given as written.
+using ConfigFileReader = std::function<api::StatusOr<std::string>(const std::string& path)>;
 
 // Parses YAML text. `source_name` is used in error messages ("switchyard.yaml:12: ...").
 // `${VAR}` and `${VAR:-default}` in scalar values are replaced from the environment; an unset
@@ -94,10 +118,14 @@ struct Config {
 // values, duplicate names, a model naming an unknown provider, or a key hash that is not 64
 // hex digits are errors of code kConfig whose message names the key path and line, e.g.
 // "switchyard.yaml:14: server.threads: must be >= 1, got 0".
+// Files the config names are read with `read_file` (default: relative to the working
+// directory).
 api::StatusOr<std::shared_ptr<const Config>> parseConfig(std::string_view yaml_text,
-                                                         std::string_view source_name);
+                                                         std::string_view source_name,
+                                                         ConfigFileReader read_file = {});
 
-// Reads and parses a file; a missing or unreadable file is kIo naming the path.
+// Reads and parses a file; a missing or unreadable file is kIo naming the path. Files it
+// names are read relative to its directory.
 api::StatusOr<std::shared_ptr<const Config>> loadConfigFile(const std::string& path);
 
 }  // namespace gateway

@@ -3,11 +3,15 @@
 #include <chrono>
 #include <cstdio>
 #include <mutex>
+#include <optional>
 
 #include "api/openai_json.h"
 #include "api/sse.h"
+#include "routers/anthropic_wire.h"
+#include "routers/cloud_provider.h"
+#include "routers/gemini_wire.h"
 #include "routers/local_provider.h"
-#include "routers/openai_provider.h"
+#include "routers/openai_wire.h"
 
 namespace gateway {
 namespace {
@@ -36,21 +40,23 @@ void addRetryAfter(Headers& h, const api::Status& s) {
   }
 }
 
-// Streams (or collects) one provider answer back to the client in OpenAI's format.
+// Streams (or collects) one answer back to the client in OpenAI's format, with headers that
+// say which target answered, after how many attempts, and what it cost.
 class ChatForwarder : public routers::ChatSink {
  public:
-  ChatForwarder(std::shared_ptr<Responder> out, Metrics& metrics, std::string team,
-                std::string model, std::string provider, std::string route, bool stream,
-                bool include_usage, Clock::time_point received)
+  ChatForwarder(std::shared_ptr<Responder> out, Metrics& metrics,
+                const policies::PriceTable& prices, std::string team, std::string model,
+                bool stream, bool include_usage, Clock::time_point received)
       : out_(std::move(out)),
         metrics_(metrics),
+        prices_(prices),
         team_(std::move(team)),
         model_(std::move(model)),
-        provider_(std::move(provider)),
-        route_(std::move(route)),
         stream_(stream),
         include_usage_(include_usage),
         received_(received) {}
+
+  void onRoute(const routers::RouteInfo& route) override { route_ = route; }
 
   void setCall(std::shared_ptr<routers::ProviderCall> call) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -72,7 +78,7 @@ class ChatForwarder : public routers::ChatSink {
     if (!started_) {
       started_ = true;
       ttft_ = secondsSince(received_);
-      out_->startStream(commonHeaders(route_));
+      out_->startStream(headers());
     }
     if (out_->pendingBytes() > kMaxPendingStreamBytes) {
       metrics_.recordRejected("slow_client");
@@ -88,35 +94,46 @@ class ChatForwarder : public routers::ChatSink {
 
   void onFinish(api::StatusOr<api::ChatResponse> result) override {
     double duration = secondsSince(received_);
+    const std::string& route = route_.label;
     if (!result.ok()) {
       const api::Status& s = result.status();
-      if (s.code() != api::ErrorCode::kCancelled) {
-        metrics_.recordUpstreamError(provider_, std::string(api::codeName(s.code())));
-      }
       if (started_) {
         // The stream broke in the middle: the client gets a clean error event and the end.
         out_->write(api::sseData(api::serializeError(s)));
         out_->finish();
-        metrics_.recordRequest(team_, model_, route_, 200, duration, ttft_);
+        metrics_.recordRequest(team_, model_, route, 200, duration, ttft_);
         return;
       }
-      Headers h = commonHeaders(route_);
+      Headers h = headers();
       addRetryAfter(h, s);
       int status = s.httpStatusCode();
       out_->reply(status, api::serializeError(s), std::move(h));
-      metrics_.recordRequest(team_, model_, route_, status, duration, -1);
+      metrics_.recordRequest(team_, model_, route, status, duration, -1);
       return;
     }
     api::ChatResponse& r = result.value();
+    std::optional<double> cost;
+    if (r.usage) {
+      const policies::Price* price = prices_.find(route_.provider, route_.model);
+      cost = price ? price->cost(*r.usage) : 0.0;
+      metrics_.recordUsage(team_, model_, route, r.usage->prompt_tokens,
+                           r.usage->cached_prompt_tokens, r.usage->completion_tokens, *cost);
+    }
     if (!stream_) {
       r.model = model_;
-      out_->reply(200, api::serializeChatResponse(r), commonHeaders(route_));
-      metrics_.recordRequest(team_, model_, route_, 200, duration, -1);
+      Headers h = headers();
+      if (cost) {
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "%.8f", *cost);
+        h.emplace_back("x-switchyard-cost-usd", buf);
+      }
+      out_->reply(200, api::serializeChatResponse(r), std::move(h));
+      metrics_.recordRequest(team_, model_, route, 200, duration, -1);
       return;
     }
     if (!started_) {
       started_ = true;
-      out_->startStream(commonHeaders(route_));
+      out_->startStream(headers());
     }
     if (include_usage_ && r.usage) {
       api::ChatChunk usage_chunk;
@@ -129,13 +146,26 @@ class ChatForwarder : public routers::ChatSink {
     }
     out_->write(std::string(api::kSseDone));
     out_->finish();
-    metrics_.recordRequest(team_, model_, route_, 200, duration, ttft_);
+    metrics_.recordRequest(team_, model_, route, 200, duration, ttft_);
   }
 
  private:
+  Headers headers() const {
+    Headers h = commonHeaders(route_.label);
+    h.emplace_back("x-switchyard-attempts", std::to_string(route_.attempts));
+    if (!route_.failed.empty()) {
+      std::string from;
+      for (const std::string& f : route_.failed) from += (from.empty() ? "" : ", ") + f;
+      h.emplace_back("x-switchyard-fallback-from", from);
+    }
+    return h;
+  }
+
   std::shared_ptr<Responder> out_;
   Metrics& metrics_;
-  const std::string team_, model_, provider_, route_;
+  const policies::PriceTable& prices_;
+  const std::string team_, model_;
+  routers::RouteInfo route_;
   const bool stream_, include_usage_;
   const Clock::time_point received_;
   bool started_ = false;
@@ -148,6 +178,33 @@ class ChatForwarder : public routers::ChatSink {
   std::shared_ptr<routers::ProviderCall> call_;
   bool cancel_requested_ = false;
 };
+
+// The wire format of a cloud provider's API.
+std::unique_ptr<routers::WireFormat> makeWireFormat(const ProviderConfig& pc) {
+  if (pc.type == "anthropic") {
+    routers::AnthropicWireConfig c;
+    c.base_url = pc.base_url;
+    c.api_key = pc.api_key;
+    c.version = pc.anthropic_version;
+    c.default_max_tokens = pc.default_max_tokens;
+    return std::make_unique<routers::AnthropicWire>(std::move(c));
+  }
+  if (pc.type == "gemini") {
+    routers::GeminiWireConfig c;
+    c.api_key = pc.api_key;
+    if (!pc.vertex_project.empty()) {
+      c.base_url = routers::vertexBaseUrl(pc.vertex_project, pc.vertex_location);
+      c.bearer = true;
+    } else {
+      c.base_url = pc.base_url;
+    }
+    return std::make_unique<routers::GeminiWire>(std::move(c));
+  }
+  routers::OpenAIWireConfig c;
+  c.base_url = pc.base_url;
+  c.api_key = pc.api_key;
+  return std::make_unique<routers::OpenAIWire>(std::move(c));
+}
 
 std::string_view pathOf(std::string_view target) {
   auto q = target.find('?');
@@ -183,10 +240,52 @@ api::Status Gateway::startEngines() {
     providers_[name] = std::make_unique<routers::LocalProvider>(name, name, **engine);
     engines_.push_back(std::move(engine).value());
   }
+  return buildRoutes();
+}
+
+// Feeds the fallback chains' events into the metrics.
+class ChainMetrics : public routers::ChainObserver {
+ public:
+  explicit ChainMetrics(Metrics& metrics) : metrics_(metrics) {}
+  void onAttemptFailed(const routers::ChainTarget& t, const api::Status& status) override {
+    metrics_.recordUpstreamError(t.provider->name(), std::string(api::codeName(status.code())));
+  }
+  void onRetry(const routers::ChainTarget& t, double) override {
+    metrics_.recordRetry(t.provider->name());
+  }
+  void onFallback(const routers::ChainTarget& from, const routers::ChainTarget& to) override {
+    metrics_.recordFallback(from.label, to.label);
+  }
+  void onCircuitOpen(const routers::ChainTarget& t) override {
+    metrics_.recordCircuitOpen(t.provider->name());
+  }
+
+ private:
+  Metrics& metrics_;
+};
+
+api::Status Gateway::buildRoutes() {
+  observer_ = std::make_unique<ChainMetrics>(metrics_);
+  auto target = [&](const ModelRoute& m) {
+    routers::ChainTarget t;
+    t.provider = providers_.at(m.provider).get();
+    t.upstream_model = m.upstream_model;
+    t.label = m.provider + "/" + m.upstream_model;
+    const ProviderConfig& pc = config_->providers.at(m.provider);
+    if (pc.type == "local") {
+      t.retry.max_attempts = 1;  // a full queue moves on to the next target at once
+    } else {
+      t.retry = pc.retry;
+      t.breaker = breakers_.at(m.provider).get();
+    }
+    return t;
+  };
   for (const ModelRoute& m : config_->models) {
-    auto it = providers_.find(m.provider);
-    if (it == providers_.end()) continue;  // parseConfig already rejects this
-    routes_[m.name] = Route{&m, it->second.get(), m.provider + "/" + m.upstream_model};
+    std::vector<routers::ChainTarget> targets = {target(m)};
+    for (const std::string& f : m.fallbacks) targets.push_back(target(*config_->findModel(f)));
+    chains_.push_back(
+        std::make_unique<routers::FallbackChain>(m.name, std::move(targets), *timer_, observer_.get()));
+    routes_[m.name] = Route{&m, chains_.back().get()};
   }
   return api::Status();
 }
@@ -195,28 +294,30 @@ Gateway::Gateway(std::shared_ptr<const Config> config, Metrics& metrics)
     : config_(std::move(config)),
       metrics_(metrics),
       auth_(*config_),
+      timer_(std::make_unique<routers::TimerThread>()),
       http_(std::make_unique<routers::HttpClient>()),
       started_unix_(std::chrono::duration_cast<std::chrono::seconds>(
                         std::chrono::system_clock::now().time_since_epoch())
                         .count()) {
   for (const auto& [name, pc] : config_->providers) {
     if (pc.type == "local") continue;  // startEngines()
-    routers::OpenAIProviderConfig oc;
-    oc.name = name;
-    oc.base_url = pc.base_url;
-    oc.api_key = pc.api_key;
-    oc.headers = pc.headers;
-    oc.timeouts.connect = ms(pc.timeouts.connect_s);
-    oc.timeouts.first_byte = ms(pc.timeouts.first_byte_s);
-    oc.timeouts.idle = ms(pc.timeouts.idle_s);
-    oc.timeouts.total = ms(pc.timeouts.total_s);
-    providers_[name] = std::make_unique<routers::OpenAIProvider>(std::move(oc), *http_);
+    routers::CloudProviderConfig cc;
+    cc.name = name;
+    cc.headers.assign(pc.headers.begin(), pc.headers.end());
+    cc.timeouts.connect = ms(pc.timeouts.connect_s);
+    cc.timeouts.first_byte = ms(pc.timeouts.first_byte_s);
+    cc.timeouts.idle = ms(pc.timeouts.idle_s);
+    cc.timeouts.total = ms(pc.timeouts.total_s);
+    providers_[name] =
+        std::make_unique<routers::CloudProvider>(std::move(cc), makeWireFormat(pc), *http_);
+    breakers_[name] = std::make_unique<routers::CircuitBreaker>(pc.circuit);
   }
 }
 
 Gateway::~Gateway() {
-  // Cancels upstream calls still in flight and joins the HTTP and engine threads before the
-  // providers go.
+  // No retry may start once the HTTP client is gone; then cancel upstream calls still in
+  // flight and join the HTTP and engine threads before the providers go.
+  timer_->shutdown();
   http_.reset();
   engines_.clear();
 }
@@ -335,14 +436,11 @@ void Gateway::handleChat(Exchange& ex, const std::shared_ptr<Responder>& respond
                       team, "unknown", "");
   }
   const Route& route = it->second;
-  const std::string public_model = request.model;
-  request.model = route.model->upstream_model;
-
-  auto forwarder = std::make_shared<ChatForwarder>(
-      responder, metrics_, team, public_model, route.provider->name(), route.label,
-      request.stream, request.include_usage, ex.received);
-  auto deadline = Clock::now() + ms(config_->providers.at(route.model->provider).timeouts.total_s);
-  auto call = route.provider->chat(request, forwarder, deadline);
+  auto forwarder =
+      std::make_shared<ChatForwarder>(responder, metrics_, *config_->prices, team, request.model,
+                                      request.stream, request.include_usage, ex.received);
+  auto deadline = ex.received + ms(config_->server.request_timeout_s);
+  auto call = route.chain->chat(request, forwarder, deadline);
   forwarder->setCall(call);
   responder->onClientGone([forwarder] { forwarder->cancel(); });
 }

@@ -14,8 +14,11 @@
 #include "gateway/exchange.h"
 #include "gateway/metrics.h"
 #include "engine/engine.h"
+#include "routers/circuit_breaker.h"
+#include "routers/fallback.h"
 #include "routers/http_client.h"
 #include "routers/provider.h"
+#include "routers/timer.h"
 
 namespace gateway {
 
@@ -36,12 +39,12 @@ class Gateway {
  private:
   struct Route {
     const ModelRoute* model;
-    routers::Provider* provider;
-    std::string label;  // "<provider>/<upstream model>", for headers and metrics
+    routers::FallbackChain* chain;  // the model's own target, then its fallbacks
   };
 
   Gateway(std::shared_ptr<const Config> config, Metrics& metrics);
   api::Status startEngines();
+  api::Status buildRoutes();
   void handleChat(Exchange& ex, const std::shared_ptr<Responder>& responder);
   void handleModels(const Exchange& ex, const std::shared_ptr<Responder>& responder,
                     std::string_view model_id);
@@ -53,9 +56,13 @@ class Gateway {
   std::shared_ptr<const Config> config_;
   Metrics& metrics_;
   Authenticator auth_;
+  std::unique_ptr<routers::TimerThread> timer_;  // retry backoff
   std::unique_ptr<routers::HttpClient> http_;
   std::vector<std::unique_ptr<engine::Engine>> engines_;  // local providers' engines
   std::map<std::string, std::unique_ptr<routers::Provider>> providers_;
+  std::map<std::string, std::unique_ptr<routers::CircuitBreaker>> breakers_;  // cloud providers
+  std::unique_ptr<routers::ChainObserver> observer_;
+  std::vector<std::unique_ptr<routers::FallbackChain>> chains_;
   std::unordered_map<std::string, Route> routes_;
   std::function<bool()> draining_;
   int64_t started_unix_ = 0;

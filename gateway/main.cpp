@@ -22,6 +22,7 @@
 
 namespace gateway {
 extern const char* const kDefaultConfigYaml;
+extern const char* const kDefaultPricingYaml;
 }
 
 namespace {
@@ -91,8 +92,15 @@ int main(int argc, char** argv) {
     }
   }
 
+  // The embedded config names "pricing.yaml", which is embedded too.
+  auto embedded_files = [](const std::string& name) -> api::StatusOr<std::string> {
+    if (name == "pricing.yaml") return std::string(gateway::kDefaultPricingYaml);
+    return api::Status(api::ErrorCode::kIo,
+                       "the embedded config has no file '" + name + "'; use --config");
+  };
   auto loaded = config_path.empty()
-                    ? gateway::parseConfig(gateway::kDefaultConfigYaml, "<embedded switchyard.yaml>")
+                    ? gateway::parseConfig(gateway::kDefaultConfigYaml,
+                                           "<embedded switchyard.yaml>", embedded_files)
                     : gateway::loadConfigFile(config_path);
   if (!loaded.ok()) {
     std::fprintf(stderr, "switchyard: invalid config: %s\n", loaded.status().message().c_str());

@@ -35,6 +35,26 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                    .Name("switchyard_http_rejected_total")
                    .Help("Connections and requests refused before routing, by reason")
                    .Register(*registry_);
+  retries_ = &prometheus::BuildCounter()
+                  .Name("switchyard_upstream_retries_total")
+                  .Help("Upstream calls tried again after a retryable failure, by provider")
+                  .Register(*registry_);
+  fallbacks_ = &prometheus::BuildCounter()
+                    .Name("switchyard_fallbacks_total")
+                    .Help("Requests handed from one target of a fallback chain to the next")
+                    .Register(*registry_);
+  circuit_open_ = &prometheus::BuildCounter()
+                       .Name("switchyard_circuit_open_rejections_total")
+                       .Help("Calls not sent because the provider's circuit breaker was open")
+                       .Register(*registry_);
+  tokens_ = &prometheus::BuildCounter()
+                 .Name("switchyard_tokens_total")
+                 .Help("Tokens of answered requests, by team, model, route and kind")
+                 .Register(*registry_);
+  cost_ = &prometheus::BuildCounter()
+               .Name("switchyard_cost_usd_total")
+               .Help("Cloud spend in USD computed from provider-reported usage")
+               .Register(*registry_);
   connections_ = &prometheus::BuildGauge()
                       .Name("switchyard_http_connections")
                       .Help("Open client connections")
@@ -59,6 +79,34 @@ void Metrics::recordRequest(const std::string& team, const std::string& model,
 
 void Metrics::recordUpstreamError(const std::string& provider, const std::string& kind) {
   upstream_errors_->Add({{"provider", provider}, {"kind", kind}}).Increment();
+}
+
+void Metrics::recordRetry(const std::string& provider) {
+  retries_->Add({{"provider", provider}}).Increment();
+}
+
+void Metrics::recordFallback(const std::string& from_route, const std::string& to_route) {
+  fallbacks_->Add({{"from", from_route}, {"to", to_route}}).Increment();
+}
+
+void Metrics::recordCircuitOpen(const std::string& provider) {
+  circuit_open_->Add({{"provider", provider}}).Increment();
+}
+
+void Metrics::recordUsage(const std::string& team, const std::string& model,
+                          const std::string& route, int64_t prompt_tokens,
+                          int64_t cached_prompt_tokens, int64_t completion_tokens,
+                          double cost_usd) {
+  auto add = [&](const char* kind, int64_t n) {
+    if (n > 0) {
+      tokens_->Add({{"team", team}, {"model", model}, {"route", route}, {"kind", kind}})
+          .Increment(static_cast<double>(n));
+    }
+  };
+  add("prompt", prompt_tokens);
+  add("cached_prompt", cached_prompt_tokens);
+  add("completion", completion_tokens);
+  cost_->Add({{"team", team}, {"model", model}, {"route", route}}).Increment(cost_usd);
 }
 
 void Metrics::recordRejected(const std::string& reason) {

@@ -5,6 +5,7 @@
 // codes. Never a key, a user or a request id.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -23,7 +24,16 @@ class Metrics {
   // One finished request. `ttft_s` < 0 when no first token was measured.
   void recordRequest(const std::string& team, const std::string& model,
                      const std::string& route, int status, double duration_s, double ttft_s);
+  // One failed upstream attempt (every retry and fallback counts).
   void recordUpstreamError(const std::string& provider, const std::string& kind);
+  void recordRetry(const std::string& provider);
+  void recordFallback(const std::string& from_route, const std::string& to_route);
+  // A call refused at once because the provider's circuit breaker is open.
+  void recordCircuitOpen(const std::string& provider);
+  // Tokens and cost of one answer (cost 0 for the local engine).
+  void recordUsage(const std::string& team, const std::string& model, const std::string& route,
+                   int64_t prompt_tokens, int64_t cached_prompt_tokens, int64_t completion_tokens,
+                   double cost_usd);
   // Something the server refused before routing (body too large, header too large,
   // connection limit, malformed HTTP, timeouts).
   void recordRejected(const std::string& reason);
@@ -43,6 +53,11 @@ class Metrics {
   prometheus::Family<prometheus::Histogram>* ttft_;
   prometheus::Family<prometheus::Counter>* upstream_errors_;
   prometheus::Family<prometheus::Counter>* rejected_;
+  prometheus::Family<prometheus::Counter>* retries_;
+  prometheus::Family<prometheus::Counter>* fallbacks_;
+  prometheus::Family<prometheus::Counter>* circuit_open_;
+  prometheus::Family<prometheus::Counter>* tokens_;
+  prometheus::Family<prometheus::Counter>* cost_;
   prometheus::Gauge* connections_;
   prometheus::Gauge* in_flight_;
 };

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "api/chat.h"
 #include "api/status.h"
@@ -13,6 +14,15 @@ namespace routers {
 
 using Clock = std::chrono::steady_clock;
 using Deadline = Clock::time_point;
+
+// Which target answered a call that went through retries or a fallback chain.
+struct RouteInfo {
+  std::string provider;        // the provider's configured name
+  std::string model;           // its upstream model
+  std::string label;           // "<provider>/<model>"
+  int attempts = 1;            // attempts made in all, this one included
+  std::vector<std::string> failed;  // labels of the targets given up on, in order
+};
 
 // Receives the outcome of one Provider::chat call. Callbacks come from the provider's own
 // thread, never concurrently for one call, and must not block.
@@ -29,6 +39,10 @@ class ChatSink {
   // whose `id`/`model` echo the stream's; or an error, which after chunks were delivered
   // means the stream broke in the middle.
   virtual void onFinish(api::StatusOr<api::ChatResponse> result) = 0;
+
+  // Fallback chains only: once, before the first onChunk or the onFinish, which target is
+  // answering (or, for a final error, which target failed last).
+  virtual void onRoute(const RouteInfo& route) {}
 };
 
 // A call in flight. Destroying the handle does not cancel; cancel() does.

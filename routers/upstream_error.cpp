@@ -35,15 +35,18 @@ api::Status statusFromUpstreamHttp(std::string_view provider, int http_status,
   std::string message = upstream_message.empty() ? prefix : prefix + ": " + upstream_message;
   if (http_status == 429) {
     api::Status s(api::ErrorCode::kRateLimited, message, {}, "rate_limit_exceeded");
+    s.withUpstreamHttpStatus(http_status);
     auto it = headers.find("retry-after");
     if (it != headers.end()) {
       if (auto seconds = parseRetryAfter(it->second)) s.withRetryAfter(*seconds);
     }
     return s;
   }
-  if (http_status == 408) return api::Status(api::ErrorCode::kUpstreamTimeout, message);
+  if (http_status == 408) {
+    return api::Status(api::ErrorCode::kUpstreamTimeout, message).withUpstreamHttpStatus(408);
+  }
   if (http_status >= 500 || http_status == 401 || http_status == 403 || http_status == 404) {
-    return api::Status(api::ErrorCode::kUpstreamError, message);
+    return api::Status(api::ErrorCode::kUpstreamError, message).withUpstreamHttpStatus(http_status);
   }
   // Any other 4xx: the request itself was refused; the client can fix it, so it gets the
   // upstream's own words and the field it named.
@@ -58,7 +61,7 @@ api::Status statusFromUpstreamHttp(std::string_view provider, int http_status,
   }
   api::Status s(api::ErrorCode::kInvalidRequest,
                 upstream_message.empty() ? message : upstream_message, param);
-  s.withHttpStatus(http_status);
+  s.withHttpStatus(http_status).withUpstreamHttpStatus(http_status);
   return s;
 }
 

@@ -34,6 +34,10 @@ struct GatewayConfig {
   double first_byte_s = 5;
   double idle_s = 5;
   double total_s = 30;
+  // One try per request and no circuit breaker, so that each queued fault reaches the client
+  // as such; the resilience tests turn them on.
+  int max_attempts = 1;
+  int breaker_failures = 0;
 
   std::string yaml(const std::string& key_sha256) const {
     std::ostringstream y;
@@ -59,9 +63,15 @@ struct GatewayConfig {
       << "    api_key: \"${UP_KEY:-}\"\n"
       << "    timeouts: {connect_s: " << connect_s << ", first_byte_s: " << first_byte_s
       << ", idle_s: " << idle_s << ", total_s: " << total_s << "}\n"
+      << "    retry: {max_attempts: " << max_attempts << ", initial_backoff_s: 0.05}\n"
+      << "    circuit_breaker: {failure_threshold: " << breaker_failures << "}\n"
       << "models:\n"
       << "  - {name: m1, provider: up, upstream_model: upstream-m1}\n"
-      << "  - {name: m2, provider: up, upstream_model: upstream-m2}\n";
+      << "  - {name: m2, provider: up, upstream_model: upstream-m2}\n"
+      << "pricing:\n"
+      << "  up:\n"
+      << "    upstream-m1: {input: 1.0, cached_input: 0.5, output: 2.0}\n"
+      << "    upstream-m2: {input: 3.0, output: 4.0}\n";
     return y.str();
   }
 };

@@ -83,7 +83,7 @@ TEST(Config, ShippedConfigParses) {
   EXPECT_EQ(local.type, "local");
   EXPECT_EQ(local.local.model_dir, "models/tiny");  // SWITCHYARD_MODEL_DIR unset in tests
   EXPECT_EQ(local.local.backend, "auto");
-  ASSERT_EQ(c.models.size(), 3u);
+  ASSERT_EQ(c.models.size(), 5u);
   EXPECT_EQ(c.models[0].name, "gemma-3-local");
   EXPECT_EQ(c.models[0].provider, "local");
   EXPECT_EQ(c.models[1].name, "gpt-4o-mini");
@@ -91,6 +91,17 @@ TEST(Config, ShippedConfigParses) {
   EXPECT_EQ(c.models[1].upstream_model, "gpt-4o-mini");
   EXPECT_EQ(c.models[2].name, "gpt-4o");
   EXPECT_EQ(c.models[2].upstream_model, "gpt-4o");
+  EXPECT_EQ(c.providers.at("anthropic").type, "anthropic");
+  EXPECT_EQ(c.providers.at("gemini").type, "gemini");
+  // Every cloud model of the shipped config has a price in the shipped pricing.yaml.
+  for (const ModelRoute& m : c.models) {
+    if (c.providers.at(m.provider).type == "local") continue;
+    EXPECT_NE(c.prices->find(m.provider, m.upstream_model), nullptr) << m.name;
+  }
+  const policies::Price* mini = c.prices->find("openai", "gpt-4o-mini");
+  ASSERT_NE(mini, nullptr);
+  EXPECT_DOUBLE_EQ(mini->input, 0.15);
+  EXPECT_DOUBLE_EQ(mini->output, 0.60);
 }
 
 TEST(Config, LocalProviderNeedsAModelDirAndTakesEngineSettings) {
@@ -206,15 +217,35 @@ TEST(Config, ParsesEveryField) {
                    "    api_key: sk-literal\n"
                    "    headers: {OpenAI-Organization: org-123}\n"
                    "    timeouts: {connect_s: 1, first_byte_s: 2, idle_s: 3, total_s: 4}\n"
+                   "    retry: {max_attempts: 5, initial_backoff_s: 0.1, max_backoff_s: 2,\n"
+                   "            max_retry_after_s: 7}\n"
+                   "    circuit_breaker: {failure_threshold: 3, open_s: 9, half_open_probes: 2}\n"
                    "  vllm:\n"
                    "    type: openai_compatible\n"
                    "    base_url: http://127.0.0.1:8000/v1\n"
+                   "  claude:\n"
+                   "    type: anthropic\n"
+                   "    api_key: sk-ant\n"
+                   "    anthropic_version: '2023-06-01'\n"
+                   "    default_max_tokens: 1000\n"
+                   "  vertex:\n"
+                   "    type: gemini\n"
+                   "    api_key: ya29.token\n"
+                   "    vertex: {project: my-proj, location: us-central1}\n"
                    "models:\n"
                    "  - name: gpt-4o-mini\n"
                    "    provider: openai\n"
+                   "    fallbacks: [sonnet, llama]\n"
                    "  - name: llama\n"
                    "    provider: vllm\n"
-                   "    upstream_model: meta-llama/Llama-3.1-8B-Instruct\n");
+                   "    upstream_model: meta-llama/Llama-3.1-8B-Instruct\n"
+                   "  - {name: sonnet, provider: claude, upstream_model: claude-sonnet-4-5}\n"
+                   "  - {name: flash, provider: vertex, upstream_model: gemini-2.5-flash}\n"
+                   "pricing:\n"
+                   "  openai: {gpt-4o-mini: {input: 0.15, cached_input: 0.075, output: 0.6}}\n"
+                   "  vllm: {meta-llama/Llama-3.1-8B-Instruct: {input: 0, output: 0}}\n"
+                   "  claude: {claude-sonnet-4-5: {input: 3, cache_write: 3.75, output: 15}}\n"
+                   "  vertex: {gemini-2.5-flash: {input: 0.3, output: 2.5}}\n");
   const ServerConfig& s = c->server;
   EXPECT_EQ(s.listen, "0.0.0.0");
   EXPECT_EQ(s.port, 0);
@@ -248,9 +279,110 @@ TEST(Config, ParsesEveryField) {
   EXPECT_EQ(v.base_url, "http://127.0.0.1:8000/v1");
   EXPECT_EQ(v.api_key, "");
   EXPECT_EQ(v.timeouts.total_s, Timeouts().total_s);
-  ASSERT_EQ(c->models.size(), 2u);
+  EXPECT_EQ(o.retry.max_attempts, 5);
+  EXPECT_DOUBLE_EQ(o.retry.initial_backoff_s, 0.1);
+  EXPECT_DOUBLE_EQ(o.retry.max_backoff_s, 2);
+  EXPECT_DOUBLE_EQ(o.retry.max_retry_after_s, 7);
+  EXPECT_EQ(o.circuit.failure_threshold, 3);
+  EXPECT_DOUBLE_EQ(o.circuit.open_s, 9);
+  EXPECT_EQ(o.circuit.half_open_probes, 2);
+  EXPECT_EQ(v.retry.max_attempts, routers::RetryPolicy().max_attempts);
+  const ProviderConfig& a = c->providers.at("claude");
+  EXPECT_EQ(a.type, "anthropic");
+  EXPECT_EQ(a.base_url, "https://api.anthropic.com/v1");
+  EXPECT_EQ(a.api_key, "sk-ant");
+  EXPECT_EQ(a.default_max_tokens, 1000);
+  const ProviderConfig& g = c->providers.at("vertex");
+  EXPECT_EQ(g.vertex_project, "my-proj");
+  EXPECT_EQ(g.vertex_location, "us-central1");
+  EXPECT_EQ(g.base_url, "");  // built from the project and location
+  ASSERT_EQ(c->models.size(), 4u);
   EXPECT_EQ(c->models[0].upstream_model, "gpt-4o-mini");  // defaults to the name
+  EXPECT_EQ(c->models[0].fallbacks, (std::vector<std::string>{"sonnet", "llama"}));
   EXPECT_EQ(c->models[1].upstream_model, "meta-llama/Llama-3.1-8B-Instruct");
+  const policies::Price* p = c->prices->find("claude", "claude-sonnet-4-5");
+  ASSERT_NE(p, nullptr);
+  EXPECT_DOUBLE_EQ(p->input, 3);
+  EXPECT_DOUBLE_EQ(p->cached_input, 3);  // defaults to input
+  EXPECT_DOUBLE_EQ(p->cache_write, 3.75);
+  EXPECT_DOUBLE_EQ(p->output, 15);
+}
+
+TEST(Config, CloudModelsNeedAPrice) {
+  const std::string head =
+      "providers:\n  up: {type: openai, base_url: http://x}\n  gemma: {type: local, model_dir: m}\n"
+      "models:\n  - {name: g, provider: gemma}\n  - name: m1\n    provider: up\n"
+      "    upstream_model: big\n";
+  EXPECT_TRUE(isConfigError(parseError(head), "t.yaml:6: models[1]: no price for 'big' at provider 'up'",
+                            "pricing:`, which is not set"));
+  EXPECT_TRUE(isConfigError(parseError(head + "pricing:\n  up: {small: {input: 1, output: 1}}\n"),
+                            "t.yaml:6: models[1]: no price for 'big'"));
+  EXPECT_TRUE(isConfigError(parseError(head + "pricing:\n  up: {big: {input: 1}}\n"),
+                            "t.yaml:10: pricing.up.big.output: is required"));
+  EXPECT_TRUE(isConfigError(parseError(head + "pricing:\n  up: {big: {input: -1, output: 1}}\n"),
+                            "t.yaml:10: pricing.up.big.input: must be >= 0"));
+  EXPECT_TRUE(isConfigError(parseError(head + "pricing:\n  up: {big: {input: 1, ouput: 1}}\n"),
+                            "t.yaml:10: pricing.up.big.ouput: unknown key", "did you mean 'output'?"));
+  EXPECT_TRUE(isConfigError(parseError(head + "pricing: [1]\n"), "t.yaml:9: pricing: expected"));
+  auto ok = parseOk(head + "pricing:\n  up: {big: {input: 1, output: 2}}\n");
+  EXPECT_DOUBLE_EQ(ok->prices->find("up", "big")->output, 2);
+  // A pricing file is read through the reader given to parseConfig, by the name written.
+  auto from_file = parseConfig(head + "pricing: prices.yaml\n", "t.yaml",
+                               [](const std::string& name) -> api::StatusOr<std::string> {
+                                 if (name != "prices.yaml") return api::Status(api::ErrorCode::kIo, name);
+                                 return std::string("up:\n  big: {input: 1, output: 3}\n");
+                               });
+  ASSERT_TRUE(from_file.ok()) << from_file.status().message();
+  EXPECT_DOUBLE_EQ((*from_file)->prices->find("up", "big")->output, 3);
+  auto bad_file = parseConfig(head + "pricing: prices.yaml\n", "t.yaml",
+                              [](const std::string&) -> api::StatusOr<std::string> {
+                                return std::string("up:\n  big: {input: x, output: 3}\n");
+                              });
+  ASSERT_FALSE(bad_file.ok());
+  EXPECT_NE(bad_file.status().message().find("prices.yaml:2: up.big.input"), std::string::npos)
+      << bad_file.status().message();
+  auto missing = parseConfig(head + "pricing: prices.yaml\n", "t.yaml",
+                             [](const std::string& name) -> api::StatusOr<std::string> {
+                               return api::Status(api::ErrorCode::kIo, "cannot open " + name);
+                             });
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find("t.yaml:9: pricing: cannot read the pricing file"),
+            std::string::npos)
+      << missing.status().message();
+}
+
+TEST(Config, FallbacksNameOtherModels) {
+  const std::string head =
+      "providers:\n  up: {type: openai, base_url: http://x}\n"
+      "pricing: {up: {a: {input: 1, output: 1}, b: {input: 1, output: 1}}}\n"
+      "models:\n  - {name: a, provider: up}\n  - {name: b, provider: up, fallbacks: [";
+  EXPECT_TRUE(isConfigError(parseError(head + "c]}\n"), "t.yaml:6: models[1].fallbacks: unknown model 'c'"));
+  EXPECT_TRUE(isConfigError(parseError(head + "b]}\n"), "t.yaml:6: models[1].fallbacks: 'b' falls back to itself"));
+  EXPECT_TRUE(isConfigError(parseError(head + "a, a]}\n"), "t.yaml:6: models[1].fallbacks: lists 'a' twice"));
+  EXPECT_TRUE(isConfigError(parseError(head + "aa]}\n"), "t.yaml:6: models[1].fallbacks: unknown model 'aa'",
+                            "did you mean 'a'?"));
+  auto ok = parseOk(head + "a]}\n");
+  EXPECT_EQ(ok->models[1].fallbacks, std::vector<std::string>{"a"});
+}
+
+TEST(Config, RetryCircuitAndVertexSettingsAreChecked) {
+  const std::string head = "providers:\n  p:\n    type: openai\n";
+  EXPECT_TRUE(isConfigError(parseError(head + "    retry: {max_attempts: 0}\n"),
+                            "t.yaml:4: providers.p.retry.max_attempts: must be >= 1"));
+  EXPECT_TRUE(isConfigError(parseError(head + "    retry: {max_attemps: 2}\n"),
+                            "t.yaml:4: providers.p.retry.max_attemps: unknown key", "did you mean 'max_attempts'?"));
+  EXPECT_TRUE(isConfigError(parseError(head + "    circuit_breaker: {open_s: 0}\n"),
+                            "t.yaml:4: providers.p.circuit_breaker.open_s: must be > 0"));
+  EXPECT_TRUE(isConfigError(parseError(head + "    default_max_tokens: 5\n"),
+                            "t.yaml:4: providers.p.default_max_tokens: unknown key"));
+  EXPECT_TRUE(isConfigError(
+      parseError("providers:\n  g:\n    type: gemini\n    vertex: {project: p}\n"),
+      "t.yaml:4: providers.g.vertex.location: is required"));
+  EXPECT_TRUE(isConfigError(parseError("providers:\n  g:\n    type: gemini\n    base_url: http://x\n"
+                                       "    vertex: {project: p, location: l}\n"),
+                            "t.yaml:4: providers.g.base_url: give either base_url or vertex"));
+  EXPECT_TRUE(isConfigError(parseError("providers:\n  a:\n    type: anthropic\n    vertex: {}\n"),
+                            "t.yaml:4: providers.a.vertex: unknown key"));
 }
 
 TEST(Config, TopLevelMustBeAMap) {
@@ -431,8 +563,15 @@ TEST(Config, ProviderTypeAndUrl) {
       isConfigError(parseError("providers:\n  p:\n    type: opneai\n    base_url: http://x\n"),
                     "t.yaml:3: providers.p.type: must be one of 'openai', 'openai_compatible'",
                     "did you mean 'openai'?"));
-  EXPECT_TRUE(isConfigError(parseError("providers:\n  p:\n    type: openai\n"),
+  EXPECT_TRUE(isConfigError(parseError("providers:\n  p:\n    type: openai_compatible\n"),
                             "t.yaml:2: providers.p.base_url: is required"));
+  // The cloud APIs have their documented endpoints as defaults.
+  auto defaults = parseOk(
+      "providers:\n  o: {type: openai}\n  a: {type: anthropic}\n  g: {type: gemini}\n");
+  EXPECT_EQ(defaults->providers.at("o").base_url, "https://api.openai.com/v1");
+  EXPECT_EQ(defaults->providers.at("a").base_url, "https://api.anthropic.com/v1");
+  EXPECT_EQ(defaults->providers.at("g").base_url,
+            "https://generativelanguage.googleapis.com/v1beta");
   EXPECT_TRUE(
       isConfigError(parseError("providers:\n  p:\n    type: openai\n    base_url: ftp://x\n"),
                     "t.yaml:4: providers.p.base_url: must start with http:// or https://"));
@@ -494,6 +633,7 @@ TEST(Config, ModelsReferToKnownProvidersAndAreUnique) {
                     "t.yaml:10: models[1].upstream_model: must not be empty"));
   // Sections are read in dependency order, whatever their order in the file.
   auto c = parseOk(
+      "pricing: {p: {m: {input: 1, output: 1}}}\n"
       "models:\n  - name: m\n    provider: p\n"
       "providers:\n  p: {type: openai, base_url: 'http://x'}\n");
   EXPECT_EQ(c->models[0].provider, "p");

@@ -105,6 +105,10 @@ providers:
 models:
   - {name: m1, provider: up, upstream_model: upstream-m1}
   - {name: m2, provider: up, upstream_model: upstream-m2}
+pricing:
+  up:
+    upstream-m1: {input: 1.0, output: 2.0}
+    upstream-m2: {input: 1.0, output: 2.0}
 `;
 }
 

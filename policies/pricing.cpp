@@ -1,0 +1,81 @@
+#include "policies/pricing.h"
+
+#include <algorithm>
+
+namespace policies {
+
+double Price::cost(const api::Usage& u) const {
+  int64_t cached = std::max<int64_t>(0, u.cached_prompt_tokens);
+  int64_t written = std::max<int64_t>(0, u.cache_write_prompt_tokens);
+  int64_t plain = std::max<int64_t>(0, u.prompt_tokens - cached - written);
+  int64_t completion = std::max<int64_t>(0, u.completion_tokens);
+  return (static_cast<double>(plain) * input + static_cast<double>(cached) * cached_input +
+          static_cast<double>(written) * cache_write +
+          static_cast<double>(completion) * output) /
+         1e6;
+}
+
+api::StatusOr<PriceTable> PriceTable::read(const YamlReader& r) {
+  PriceTable table;
+  table.source_ = r.sourceName();
+  // USD per million tokens: a price above $100,000 is surely a unit mistake.
+  const NumberRange price = NumberRange::atLeast(0, 100000);
+  api::Status st = r.forEachEntry([&](const std::string& provider,
+                                      const YamlReader& models) -> api::Status {
+    if (!models.isMap() && !models.isNull()) {
+      return models.error("expected a map of model names to prices, got " + models.describe());
+    }
+    auto& by_model = table.prices_[provider];
+    return models.forEachEntry([&](const std::string& model,
+                                   const YamlReader& p) -> api::Status {
+      if (!p.isMap()) {
+        return p.error("expected {input: ..., output: ...} in USD per million tokens, got " +
+                       p.describe());
+      }
+      if (api::Status s = p.checkNoUnknownKeys({"input", "cached_input", "cache_write", "output"});
+          !s.ok()) {
+        return s;
+      }
+      Price out;
+      if (api::Status s = p.readDouble("input", &out.input, price, Presence::kRequired); !s.ok()) {
+        return s;
+      }
+      if (api::Status s = p.readDouble("output", &out.output, price, Presence::kRequired);
+          !s.ok()) {
+        return s;
+      }
+      out.cached_input = out.input;
+      out.cache_write = out.input;
+      if (api::Status s = p.readDouble("cached_input", &out.cached_input, price); !s.ok()) {
+        return s;
+      }
+      if (api::Status s = p.readDouble("cache_write", &out.cache_write, price); !s.ok()) {
+        return s;
+      }
+      by_model[model] = out;
+      return api::Status();
+    });
+  });
+  if (!st.ok()) return st;
+  return table;
+}
+
+api::StatusOr<PriceTable> PriceTable::parse(std::string_view yaml_text,
+                                            std::string_view source_name) {
+  auto root = YamlReader::parse(yaml_text, source_name);
+  if (!root.ok()) return root.status();
+  if (!root->isMap() && !root->isNull()) {
+    return root->error("expected a map of provider names to model prices, got " +
+                       root->describe());
+  }
+  return read(*root);
+}
+
+const Price* PriceTable::find(const std::string& provider, const std::string& model) const {
+  auto p = prices_.find(provider);
+  if (p == prices_.end()) return nullptr;
+  auto m = p->second.find(model);
+  return m == p->second.end() ? nullptr : &m->second;
+}
+
+}  // namespace policies

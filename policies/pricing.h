@@ -1,0 +1,54 @@
+// PriceTable: what cloud tokens cost (configs/pricing.yaml), per provider and model, in USD
+// per million tokens. Every cloud answer is costed from the usage its provider reported; a
+// cloud model without a price is a config error at start, never a silent $0.
+//
+// The file is a map of provider names (as configured under `providers:`) to maps of upstream
+// model names to prices:
+//
+//     openai:
+//       gpt-4o-mini: {input: 0.15, cached_input: 0.075, output: 0.60}
+//     anthropic:
+//       claude-sonnet-4-5: {input: 3.00, cached_input: 0.30, cache_write: 3.75, output: 15.00}
+//
+// `input` and `output` are required; `cached_input` (prompt tokens read from the provider's
+// cache) and `cache_write` (prompt tokens written to it) default to `input`.
+#pragma once
+
+#include <map>
+#include <string>
+#include <string_view>
+
+#include "api/chat.h"
+#include "api/status.h"
+#include "policies/yaml_reader.h"
+
+namespace policies {
+
+struct Price {
+  double input = 0;         // USD per 1M uncached prompt tokens
+  double cached_input = 0;  // USD per 1M prompt tokens read from a cache
+  double cache_write = 0;   // USD per 1M prompt tokens written to a cache
+  double output = 0;        // USD per 1M completion tokens (reasoning tokens included)
+
+  // The cost of one answer in USD.
+  double cost(const api::Usage& usage) const;
+};
+
+class PriceTable {
+ public:
+  // Reads a pricing document (a file's text, or an inline `pricing:` map) from `reader`.
+  static api::StatusOr<PriceTable> read(const YamlReader& reader);
+  static api::StatusOr<PriceTable> parse(std::string_view yaml_text, std::string_view source_name);
+
+  // The price of `model` at `provider`; nullptr when the table has none.
+  const Price* find(const std::string& provider, const std::string& model) const;
+  bool empty() const { return prices_.empty(); }
+  // Where the table came from ("pricing.yaml"), for messages.
+  const std::string& source() const { return source_; }
+
+ private:
+  std::map<std::string, std::map<std::string, Price>> prices_;
+  std::string source_;
+};
+
+}  // namespace policies
