@@ -125,10 +125,10 @@ struct Usage {
   int64_t completion_tokens = 0;
   int64_t total_tokens = 0;
   int64_t cached_prompt_tokens = 0;  // prompt_tokens_details.cached_tokens
+  int64_t reasoning_tokens = 0;      // completion_tokens_details.reasoning_tokens
   // Prompt tokens written to a provider's prompt cache (Anthropic's cache_creation_input_tokens),
   // part of prompt_tokens and priced apart; not on OpenAI's wire.
   int64_t cache_write_prompt_tokens = 0;
-  int64_t reasoning_tokens = 0;      // completion_tokens_details.reasoning_tokens
 };
 
 // A token's `token` holds its raw bytes, which may be only part of a multi-byte UTF-8
