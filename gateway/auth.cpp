@@ -31,18 +31,20 @@ std::string sha256Hex(std::string_view data) { return toHex(rawSha256(data)); }
 Authenticator::Authenticator(const Config& config)
     : allow_unauthenticated_(config.auth.allow_unauthenticated),
       anonymous_team_(config.auth.anonymous_team) {
-  for (const Team& team : config.teams) {
-    for (const ApiKey& key : team.keys) {
-      Entry e;
-      e.principal = Principal{team.name, key.id};
-      // Keep the raw digest for the constant-time confirmation.
-      e.digest.reserve(32);
-      for (size_t i = 0; i + 1 < key.sha256.size(); i += 2) {
-        e.digest += static_cast<char>(std::stoi(key.sha256.substr(i, 2), nullptr, 16));
-      }
-      by_digest_hex_[key.sha256] = std::move(e);
+  auto add = [&](const ApiKey& key, Principal principal) {
+    Entry e;
+    e.principal = std::move(principal);
+    // Keep the raw digest for the constant-time confirmation.
+    e.digest.reserve(32);
+    for (size_t i = 0; i + 1 < key.sha256.size(); i += 2) {
+      e.digest += static_cast<char>(std::stoi(key.sha256.substr(i, 2), nullptr, 16));
     }
+    by_digest_hex_[key.sha256] = std::move(e);
+  };
+  for (const Team& team : config.teams) {
+    for (const ApiKey& key : team.keys) add(key, Principal{team.name, key.id, false});
   }
+  for (const ApiKey& key : config.auth.admin_keys) add(key, Principal{"", key.id, true});
 }
 
 api::StatusOr<Principal> Authenticator::authenticate(std::string_view authorization) const {

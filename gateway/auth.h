@@ -20,6 +20,7 @@ std::string sha256Hex(std::string_view data);
 struct Principal {
   std::string team;
   std::string key_id;  // "" for anonymous access
+  bool admin = false;  // an operator key (auth.admin_keys): the admin endpoints, no chat
 };
 
 class Authenticator {

@@ -115,9 +115,10 @@ api::Status parseServer(const YamlReader& r, Config* config) {
 
 api::Status parseAuth(const YamlReader& r, Config* config) {
   AuthConfig& a = config->auth;
-  CONFIG_TRY(r.checkNoUnknownKeys({"allow_unauthenticated", "anonymous_team"}));
+  CONFIG_TRY(r.checkNoUnknownKeys({"allow_unauthenticated", "anonymous_team", "admin_keys"}));
   CONFIG_TRY(r.readBool("allow_unauthenticated", &a.allow_unauthenticated));
-  return readIdentifier(r, "anonymous_team", &a.anonymous_team, Presence::kOptional);
+  CONFIG_TRY(readIdentifier(r, "anonymous_team", &a.anonymous_team, Presence::kOptional));
+  return api::Status();
 }
 
 // ---- teams -----------------------------------------------------------------------------------
@@ -151,6 +152,23 @@ api::Status parseKey(const YamlReader& r, const std::string& team, TeamsSeen* se
     return r.errorAt("sha256", "the same key is already used by " + it->second);
   }
   return api::Status();
+}
+
+// Admin keys share the namespace of team keys (one key, one principal).
+api::Status parseAdminKeys(const YamlReader& auth, Config* config) {
+  TeamsSeen seen;
+  for (const Team& t : config->teams) {
+    for (const ApiKey& k : t.keys) {
+      seen.key_id_lines.emplace(k.id, 0);
+      seen.key_owner.emplace(k.sha256, t.name + "/" + k.id);
+    }
+  }
+  return auth.forEachItem("admin_keys", [&](const YamlReader& key) -> api::Status {
+    ApiKey k;
+    CONFIG_TRY(parseKey(key, "admin", &seen, &k));
+    config->auth.admin_keys.push_back(std::move(k));
+    return api::Status();
+  });
 }
 
 api::Status parseTeams(const YamlReader& r, Config* config) {
@@ -400,6 +418,32 @@ api::Status parsePricing(const YamlReader& root, const ConfigFileReader& read_fi
   return api::Status();
 }
 
+// `policies:`: the per-team policy file. Absent: every team gets the built-in defaults.
+api::Status parsePolicies(const YamlReader& root, const ConfigFileReader& read_file,
+                          Config* config) {
+  auto node = root.child("policies");
+  if (!node || node->isNull()) {
+    auto empty = policies::PolicySet::parse("", "<no policies file>");
+    if (!empty.ok()) return empty.status();
+    config->policies = *empty;
+    return api::Status();
+  }
+  auto path = node->asString();
+  if (!path.ok()) return path.status();
+  auto text = read_file(*path);
+  if (!text.ok()) return node->error("cannot read the policies file: " + text.status().message());
+  auto set = policies::PolicySet::parse(*text, *path);
+  if (!set.ok()) return set.status();
+  config->policies_file = *path;
+  config->policies = *set;
+  return api::Status();
+}
+
+api::Status parseLedger(const YamlReader& r, Config* config) {
+  CONFIG_TRY(r.checkNoUnknownKeys({"path"}));
+  return r.readString("path", &config->ledger_path);
+}
+
 // Each model's fallbacks name other models, once each; every model routed to a cloud
 // provider has a price.
 api::Status checkModels(const YamlReader& models, const Config& config) {
@@ -443,6 +487,37 @@ api::Status finish(const YamlReader& root, Config* config) {
                                [&](const Team& t) { return t.name == auth.anonymous_team; });
     if (!defined) config->teams.push_back(Team{auth.anonymous_team, {}});
   }
+  // Teams of the policies file join those of this file; their keys must not clash.
+  std::map<std::string, std::string> owner;  // sha256 -> "team/key"
+  for (const Team& t : config->teams) {
+    for (const ApiKey& k : t.keys) owner[k.sha256] = t.name + "/" + k.id;
+  }
+  for (const ApiKey& k : auth.admin_keys) owner[k.sha256] = "admin/" + k.id;
+  for (const policies::TeamPolicy& tp : config->policies->teams()) {
+    auto it = std::find_if(config->teams.begin(), config->teams.end(),
+                           [&](const Team& t) { return t.name == tp.name; });
+    if (it == config->teams.end()) {
+      config->teams.push_back(Team{tp.name, {}});
+      it = std::prev(config->teams.end());
+    }
+    for (const policies::TeamKey& k : tp.keys) {
+      if (auto [o, inserted] = owner.emplace(k.sha256, tp.name + "/" + k.id); !inserted) {
+        return root.errorAt("policies", "the policies file gives team '" + tp.name + "' key '" +
+                                            k.id + "', which is already used by " + o->second);
+      }
+      it->keys.push_back(ApiKey{k.id, k.sha256});
+    }
+  }
+  // Without a policies file, the built-in routing applies only where its models exist.
+  for (const policies::ModelReference& ref : config->policies->referencedModels()) {
+    if (config->policies_file.empty()) break;
+    if (!config->findModel(ref.model)) {
+      return api::Status(api::ErrorCode::kConfig,
+                         ref.location + ": unknown model '" + ref.model +
+                             "' (policies route to entries of `models:` in " +
+                             std::string(root.sourceName()) + ")");
+    }
+  }
   return checkModels(root.section("models"), *config);
 }
 
@@ -454,10 +529,14 @@ api::Status parseDocument(const YamlReader& root, const ConfigFileReader& read_f
   }
   std::vector<std::string_view> keys;
   for (const Section& s : kSections) keys.push_back(s.key);
-  keys.push_back("pricing");
+  keys.insert(keys.end(), {"pricing", "policies", "ledger"});
   CONFIG_TRY(root.checkNoUnknownKeys(keys));
   for (const Section& s : kSections) CONFIG_TRY(s.parse(root.section(s.key), config));
+  CONFIG_TRY(parseAdminKeys(root.section("auth"), config));
   CONFIG_TRY(parsePricing(root, read_file, config));
+  CONFIG_TRY(parsePolicies(root, read_file, config));
+  CONFIG_TRY(parseLedger(root.section("ledger"), config));
+  config->read_file = read_file;
   return finish(root, config);
 }
 
@@ -507,6 +586,9 @@ api::StatusOr<std::shared_ptr<const Config>> loadConfigFile(const std::string& p
   auto config = parseInto(*text, path, [dir](const std::string& name) {
     return policies::readTextFile(!name.empty() && name[0] == '/' ? name : dir + name);
   });
+  if (config.ok() && !config->ledger_path.empty() && config->ledger_path[0] != '/') {
+    config->ledger_path = dir + config->ledger_path;
+  }
   if (!config.ok()) return config.status();
   config->source_path = path;
   return std::shared_ptr<const Config>(std::make_shared<Config>(std::move(config).value()));

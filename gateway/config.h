@@ -14,11 +14,15 @@
 #include <vector>
 
 #include "api/status.h"
+#include "policies/policy_set.h"
 #include "policies/pricing.h"
 #include "routers/circuit_breaker.h"
 #include "routers/fallback.h"
 
 namespace gateway {
+
+// Reads a file that the config names (`pricing: pricing.yaml`), given as written.
+using ConfigFileReader = std::function<api::StatusOr<std::string>(const std::string& path)>;
 
 struct ServerConfig {
   std::string listen = "127.0.0.1";  // address to bind
@@ -48,6 +52,8 @@ struct AuthConfig {
   // A request that presents an unknown key is still rejected with 401.
   bool allow_unauthenticated = false;
   std::string anonymous_team = "local";
+  // Keys of operators: the admin endpoints (/admin/v1/...) accept only these.
+  std::vector<ApiKey> admin_keys;
 };
 
 struct Timeouts {
@@ -104,13 +110,19 @@ struct Config {
   // Prices of cloud tokens (`pricing:`, a file or an inline map); every model routed to a
   // cloud provider has one.
   std::shared_ptr<const policies::PriceTable> prices;
+  // Per-team policies (`policies:`, a file): keys, allowed models, budgets, rate limits and
+  // routing. Never null: without the key, every team gets the built-in defaults.
+  std::shared_ptr<const policies::PolicySet> policies;
+  std::string policies_file;  // `policies:` as written ("" when absent)
+  // The SQLite ledger of every request and the budgets' spend (`ledger: {path: ...}`); ""
+  // keeps no ledger (budgets cannot be enforced and are refused at start).
+  std::string ledger_path;
+  ConfigFileReader read_file;  // how files it names were read (for reloads)
   std::string source_path;  // the file it was read from ("" for text)
 
   const ModelRoute* findModel(std::string_view name) const;
 };
 
-// Reads a file that the config names (`pricing: pricing.yaml`), given as written.
-using ConfigFileReader = std::function<api::StatusOr<std::string>(const std::string& path)>;
 
 // Parses YAML text. `source_name` is used in error messages ("switchyard.yaml:12: ...").
 // `${VAR}` and `${VAR:-default}` in scalar values are replaced from the environment; an unset

@@ -7,6 +7,7 @@
 
 #include "api/openai_json.h"
 #include "api/sse.h"
+#include "gateway/http_util.h"
 #include "routers/anthropic_wire.h"
 #include "routers/cloud_provider.h"
 #include "routers/gemini_wire.h"
@@ -15,169 +16,6 @@
 
 namespace gateway {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-constexpr size_t kMaxPendingStreamBytes = 16u << 20;  // a client this far behind is dropped
-
-double secondsSince(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
-}
-
-std::chrono::milliseconds ms(double seconds) {
-  return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
-}
-
-Headers commonHeaders(const std::string& route) {
-  Headers h;
-  h.emplace_back("x-switchyard-route", route.empty() ? "none" : route);
-  return h;
-}
-
-void addRetryAfter(Headers& h, const api::Status& s) {
-  if (auto ra = s.retryAfterSeconds()) {
-    h.emplace_back("retry-after", std::to_string(static_cast<int64_t>(*ra + 0.999)));
-  }
-}
-
-// Streams (or collects) one answer back to the client in OpenAI's format, with headers that
-// say which target answered, after how many attempts, and what it cost.
-class ChatForwarder : public routers::ChatSink {
- public:
-  ChatForwarder(std::shared_ptr<Responder> out, Metrics& metrics,
-                const policies::PriceTable& prices, std::string team, std::string model,
-                bool stream, bool include_usage, Clock::time_point received)
-      : out_(std::move(out)),
-        metrics_(metrics),
-        prices_(prices),
-        team_(std::move(team)),
-        model_(std::move(model)),
-        stream_(stream),
-        include_usage_(include_usage),
-        received_(received) {}
-
-  void onRoute(const routers::RouteInfo& route) override { route_ = route; }
-
-  void setCall(std::shared_ptr<routers::ProviderCall> call) {
-    std::lock_guard<std::mutex> lock(mu_);
-    call_ = std::move(call);
-    if (cancel_requested_) call_->cancel();
-  }
-
-  void cancel() {
-    std::shared_ptr<routers::ProviderCall> call;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      cancel_requested_ = true;
-      call = call_;
-    }
-    if (call) call->cancel();
-  }
-
-  void onChunk(api::ChatChunk chunk) override {
-    if (!started_) {
-      started_ = true;
-      ttft_ = secondsSince(received_);
-      out_->startStream(headers());
-    }
-    if (out_->pendingBytes() > kMaxPendingStreamBytes) {
-      metrics_.recordRejected("slow_client");
-      cancel();
-      return;
-    }
-    chunk.model = model_;
-    last_id_ = chunk.id;
-    created_ = chunk.created;
-    fingerprint_ = chunk.system_fingerprint;
-    out_->write(api::sseData(api::serializeChatChunk(chunk, include_usage_)));
-  }
-
-  void onFinish(api::StatusOr<api::ChatResponse> result) override {
-    double duration = secondsSince(received_);
-    const std::string& route = route_.label;
-    if (!result.ok()) {
-      const api::Status& s = result.status();
-      if (started_) {
-        // The stream broke in the middle: the client gets a clean error event and the end.
-        out_->write(api::sseData(api::serializeError(s)));
-        out_->finish();
-        metrics_.recordRequest(team_, model_, route, 200, duration, ttft_);
-        return;
-      }
-      Headers h = headers();
-      addRetryAfter(h, s);
-      int status = s.httpStatusCode();
-      out_->reply(status, api::serializeError(s), std::move(h));
-      metrics_.recordRequest(team_, model_, route, status, duration, -1);
-      return;
-    }
-    api::ChatResponse& r = result.value();
-    std::optional<double> cost;
-    if (r.usage) {
-      const policies::Price* price = prices_.find(route_.provider, route_.model);
-      cost = price ? price->cost(*r.usage) : 0.0;
-      metrics_.recordUsage(team_, model_, route, r.usage->prompt_tokens,
-                           r.usage->cached_prompt_tokens, r.usage->completion_tokens, *cost);
-    }
-    if (!stream_) {
-      r.model = model_;
-      Headers h = headers();
-      if (cost) {
-        char buf[32];
-        std::snprintf(buf, sizeof buf, "%.8f", *cost);
-        h.emplace_back("x-switchyard-cost-usd", buf);
-      }
-      out_->reply(200, api::serializeChatResponse(r), std::move(h));
-      metrics_.recordRequest(team_, model_, route, 200, duration, -1);
-      return;
-    }
-    if (!started_) {
-      started_ = true;
-      out_->startStream(headers());
-    }
-    if (include_usage_ && r.usage) {
-      api::ChatChunk usage_chunk;
-      usage_chunk.id = last_id_.empty() ? r.id : last_id_;
-      usage_chunk.created = created_ ? created_ : r.created;
-      usage_chunk.model = model_;
-      usage_chunk.system_fingerprint = fingerprint_;
-      usage_chunk.usage = r.usage;
-      out_->write(api::sseData(api::serializeChatChunk(usage_chunk, true)));
-    }
-    out_->write(std::string(api::kSseDone));
-    out_->finish();
-    metrics_.recordRequest(team_, model_, route, 200, duration, ttft_);
-  }
-
- private:
-  Headers headers() const {
-    Headers h = commonHeaders(route_.label);
-    h.emplace_back("x-switchyard-attempts", std::to_string(route_.attempts));
-    if (!route_.failed.empty()) {
-      std::string from;
-      for (const std::string& f : route_.failed) from += (from.empty() ? "" : ", ") + f;
-      h.emplace_back("x-switchyard-fallback-from", from);
-    }
-    return h;
-  }
-
-  std::shared_ptr<Responder> out_;
-  Metrics& metrics_;
-  const policies::PriceTable& prices_;
-  const std::string team_, model_;
-  routers::RouteInfo route_;
-  const bool stream_, include_usage_;
-  const Clock::time_point received_;
-  bool started_ = false;
-  double ttft_ = -1;
-  std::string last_id_;
-  int64_t created_ = 0;
-  std::string fingerprint_;
-
-  std::mutex mu_;
-  std::shared_ptr<routers::ProviderCall> call_;
-  bool cancel_requested_ = false;
-};
 
 // The wire format of a cloud provider's API.
 std::unique_ptr<routers::WireFormat> makeWireFormat(const ProviderConfig& pc) {
@@ -220,7 +58,37 @@ api::StatusOr<std::unique_ptr<Gateway>> Gateway::create(std::shared_ptr<const Co
   return gw;
 }
 
+std::shared_ptr<const Gateway::Live> Gateway::liveState() const {
+  std::lock_guard<std::mutex> lock(live_mu_);
+  return live_;
+}
+
 api::Status Gateway::startEngines() {
+  auto live = std::make_shared<Live>();
+  live->policies = config_->policies;
+  live->auth = std::make_shared<const Authenticator>(*config_);
+  live_ = std::move(live);
+  if (!config_->ledger_path.empty()) {
+    auto ledger = policies::openSqliteLedger(config_->ledger_path);
+    if (!ledger.ok()) return ledger.status();
+    ledger_ = std::move(ledger).value();
+    quality_path_ = config_->ledger_path + ".quality.jsonl";
+  } else {
+    for (const policies::TeamPolicy& t : config_->policies->teams()) {
+      if (t.budget.limited()) {
+        return api::Status(api::ErrorCode::kConfig,
+                           config_->policies->source() + ": team '" + t.name +
+                               "' has a budget, but no ledger is configured to keep it "
+                               "(add `ledger: {path: ledger.db}`)");
+      }
+    }
+    if (config_->policies->defaults().budget.limited()) {
+      return api::Status(api::ErrorCode::kConfig,
+                         config_->policies->source() +
+                             ": the defaults set a budget, but no ledger is configured to keep "
+                             "it (add `ledger: {path: ledger.db}`)");
+    }
+  }
   for (const auto& [name, pc] : config_->providers) {
     if (pc.type != "local") continue;
     engine::EngineOptions options;
@@ -293,7 +161,6 @@ api::Status Gateway::buildRoutes() {
 Gateway::Gateway(std::shared_ptr<const Config> config, Metrics& metrics)
     : config_(std::move(config)),
       metrics_(metrics),
-      auth_(*config_),
       timer_(std::make_unique<routers::TimerThread>()),
       http_(std::make_unique<routers::HttpClient>()),
       started_unix_(std::chrono::duration_cast<std::chrono::seconds>(
@@ -362,6 +229,8 @@ void Gateway::handle(Exchange ex, std::shared_ptr<Responder> responder) {
     } else if (path == "/v1/chat/completions") {
       if (ex.method != "POST") return methodNotAllowed();
       handleChat(ex, responder);
+    } else if (path.rfind("/admin/", 0) == 0) {
+      handleAdmin(ex, responder, path);
     } else if (path == "/v1/models" || path.rfind("/v1/models/", 0) == 0) {
       if (!get) return methodNotAllowed();
       std::string_view id = path.size() > 11 ? path.substr(11) : std::string_view();
@@ -385,7 +254,7 @@ void Gateway::handle(Exchange ex, std::shared_ptr<Responder> responder) {
 
 void Gateway::handleModels(const Exchange& ex, const std::shared_ptr<Responder>& responder,
                            std::string_view model_id) {
-  auto principal = auth_.authenticate(ex.authorization);
+  auto principal = liveState()->auth->authenticate(ex.authorization);
   if (!principal.ok()) return replyError(ex, responder, principal.status(), "", "", "");
   auto entry = [&](const ModelRoute& m) {
     return api::Json{{"id", m.name},
@@ -410,39 +279,5 @@ void Gateway::handleModels(const Exchange& ex, const std::shared_ptr<Responder>&
   responder->reply(200, api::Json{{"object", "list"}, {"data", std::move(data)}}.dump(), {});
 }
 
-void Gateway::handleChat(Exchange& ex, const std::shared_ptr<Responder>& responder) {
-  if (isDraining()) {
-    return replyError(ex, responder,
-                      api::Status(api::ErrorCode::kUnavailable,
-                                  "The gateway is shutting down; retry on another instance.")
-                          .withRetryAfter(1),
-                      "", "", "");
-  }
-  auto principal = auth_.authenticate(ex.authorization);
-  if (!principal.ok()) return replyError(ex, responder, principal.status(), "", "", "");
-  const std::string& team = principal->team;
-
-  auto parsed = api::parseChatRequest(ex.body);
-  if (!parsed.ok()) return replyError(ex, responder, parsed.status(), team, "", "");
-  api::ChatRequest& request = parsed.value();
-
-  auto it = routes_.find(request.model);
-  if (it == routes_.end()) {
-    return replyError(ex, responder,
-                      api::Status(api::ErrorCode::kNotFound,
-                                  "The model `" + request.model +
-                                      "` does not exist or you do not have access to it.",
-                                  "model", "model_not_found"),
-                      team, "unknown", "");
-  }
-  const Route& route = it->second;
-  auto forwarder =
-      std::make_shared<ChatForwarder>(responder, metrics_, *config_->prices, team, request.model,
-                                      request.stream, request.include_usage, ex.received);
-  auto deadline = ex.received + ms(config_->server.request_timeout_s);
-  auto call = route.chain->chat(request, forwarder, deadline);
-  forwarder->setCall(call);
-  responder->onClientGone([forwarder] { forwarder->cancel(); });
-}
 
 }  // namespace gateway

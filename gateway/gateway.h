@@ -5,6 +5,8 @@
 #include <atomic>
 #include <functional>
 #include <map>
+#include <mutex>
+#include <optional>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -14,6 +16,11 @@
 #include "gateway/exchange.h"
 #include "gateway/metrics.h"
 #include "engine/engine.h"
+#include "policies/ledger.h"
+#include "policies/policy_set.h"
+#include "policies/rate_limiter.h"
+#include "routers/cascade.h"
+#include "routers/complexity.h"
 #include "routers/circuit_breaker.h"
 #include "routers/fallback.h"
 #include "routers/http_client.h"
@@ -21,6 +28,8 @@
 #include "routers/timer.h"
 
 namespace gateway {
+
+class Accounting;
 
 class Gateway {
  public:
@@ -36,15 +45,46 @@ class Gateway {
   // Tells the gateway that the server is draining (new requests get 503, /readyz fails).
   void setDrainingProbe(std::function<bool()> probe) { draining_ = std::move(probe); }
 
+  // Re-reads the policies file (SIGHUP, POST /admin/v1/reload). An invalid file changes
+  // nothing and its error is returned; the old policies keep serving.
+  api::Status reloadPolicies();
+
  private:
   struct Route {
     const ModelRoute* model;
     routers::FallbackChain* chain;  // the model's own target, then its fallbacks
   };
 
+  // What a reload swaps at once: the policies and the keys they give.
+  struct Live {
+    std::shared_ptr<const policies::PolicySet> policies;
+    std::shared_ptr<const Authenticator> auth;
+  };
+  struct BudgetView {
+    std::optional<double> used;  // the tightest window's share spent or reserved
+    bool exhausted = false;
+  };
+
   Gateway(std::shared_ptr<const Config> config, Metrics& metrics);
   api::Status startEngines();
   api::Status buildRoutes();
+  std::shared_ptr<const Live> liveState() const;
+  bool isCloudModel(const std::string& model) const;
+  double localQueueMs(const std::string& model) const;
+  BudgetView budgetView(const std::string& team, const policies::BudgetPolicy& budget) const;
+  api::StatusOr<std::shared_ptr<routers::ProviderCall>> startCloud(
+      routers::Provider& chain, const std::vector<routers::ChainTarget>& targets,
+      api::ChatRequest request, const policies::TeamPolicy& policy, const std::string& team,
+      const std::shared_ptr<Accounting>& account, std::shared_ptr<routers::ChatSink> sink,
+      routers::Deadline deadline);
+  void recordPair(const std::string& request_id, const std::string& team,
+                  const std::string& model, const routers::CascadePair& pair, bool redact);
+  // Budget alerts: after a settled row, each threshold crossed in the current period is
+  // reported once (log line, metric, webhook).
+  void checkAlerts(const Live& live, const std::string& team);
+  void sendWebhook(const std::string& url, std::string body, int retries_left);
+  void handleAdmin(const Exchange& ex, const std::shared_ptr<Responder>& responder,
+                   std::string_view path);
   void handleChat(Exchange& ex, const std::shared_ptr<Responder>& responder);
   void handleModels(const Exchange& ex, const std::shared_ptr<Responder>& responder,
                     std::string_view model_id);
@@ -55,7 +95,6 @@ class Gateway {
 
   std::shared_ptr<const Config> config_;
   Metrics& metrics_;
-  Authenticator auth_;
   std::unique_ptr<routers::TimerThread> timer_;  // retry backoff
   std::unique_ptr<routers::HttpClient> http_;
   std::vector<std::unique_ptr<engine::Engine>> engines_;  // local providers' engines
@@ -64,6 +103,13 @@ class Gateway {
   std::unique_ptr<routers::ChainObserver> observer_;
   std::vector<std::unique_ptr<routers::FallbackChain>> chains_;
   std::unordered_map<std::string, Route> routes_;
+  std::unique_ptr<policies::Ledger> ledger_;  // null without `ledger:`
+  policies::RateLimiter limiter_;
+  routers::ComplexityWeights complexity_weights_;
+  mutable std::mutex live_mu_;
+  std::shared_ptr<const Live> live_;
+  std::mutex quality_mu_;
+  std::string quality_path_;  // cascade pairs, JSON lines ("" without a ledger)
   std::function<bool()> draining_;
   int64_t started_unix_ = 0;
 };

@@ -159,6 +159,14 @@ int main(int argc, char** argv) {
       if (sig == SIGTERM || sig == SIGINT) {
         std::fprintf(stderr, "{\"level\":\"info\",\"msg\":\"draining\",\"signal\":%d}\n", sig);
         server.beginShutdown();
+      } else if (sig == SIGHUP) {
+        // Re-read the policies; an invalid file keeps the old ones (and says why).
+        if (api::Status st = app.reloadPolicies(); !st.ok()) {
+          std::fprintf(stderr,
+                       "{\"level\":\"error\",\"msg\":\"policies not reloaded; the old ones "
+                       "still apply\",\"why\":%s}\n",
+                       api::Json(st.message()).dump().c_str());
+        }
       }
     }
   });

@@ -2,6 +2,8 @@
 
 #include <prometheus/text_serializer.h>
 
+#include <cstdio>
+
 namespace gateway {
 namespace {
 
@@ -55,6 +57,34 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                .Name("switchyard_cost_usd_total")
                .Help("Cloud spend in USD computed from provider-reported usage")
                .Register(*registry_);
+  routing_ = &prometheus::BuildCounter()
+                  .Name("switchyard_routing_decisions_total")
+                  .Help("Routed requests by team, target (local, cloud, cascade, reject) and reason")
+                  .Register(*registry_);
+  escalations_ = &prometheus::BuildCounter()
+                      .Name("switchyard_escalations_total")
+                      .Help("Requests sent to the cloud by the router or the cascade, by reason")
+                      .Register(*registry_);
+  complexity_ = &prometheus::BuildHistogram()
+                     .Name("switchyard_complexity_score")
+                     .Help("Complexity scores of routed requests")
+                     .Register(*registry_);
+  confidence_ = &prometheus::BuildHistogram()
+                     .Name("switchyard_confidence_score")
+                     .Help("Confidence of local answers in the cascade")
+                     .Register(*registry_);
+  spend_ = &prometheus::BuildGauge()
+                .Name("switchyard_team_spend_usd")
+                .Help("Settled cloud spend of a team in the current period, by window")
+                .Register(*registry_);
+  budget_ = &prometheus::BuildGauge()
+                 .Name("switchyard_team_budget_usd")
+                 .Help("A team's cloud budget for the current period, by window")
+                 .Register(*registry_);
+  alerts_ = &prometheus::BuildCounter()
+                 .Name("switchyard_budget_alerts_total")
+                 .Help("Budget threshold crossings, by team, window and threshold")
+                 .Register(*registry_);
   connections_ = &prometheus::BuildGauge()
                       .Name("switchyard_http_connections")
                       .Help("Open client connections")
@@ -107,6 +137,43 @@ void Metrics::recordUsage(const std::string& team, const std::string& model,
   add("cached_prompt", cached_prompt_tokens);
   add("completion", completion_tokens);
   cost_->Add({{"team", team}, {"model", model}, {"route", route}}).Increment(cost_usd);
+}
+
+namespace {
+const prometheus::Histogram::BucketBoundaries& unitBuckets() {
+  static const prometheus::Histogram::BucketBoundaries kBuckets = {
+      0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1.0};
+  return kBuckets;
+}
+}  // namespace
+
+void Metrics::recordRouting(const std::string& team, const std::string& target,
+                            const std::string& reason) {
+  routing_->Add({{"team", team}, {"target", target}, {"reason", reason}}).Increment();
+}
+
+void Metrics::recordEscalation(const std::string& team, const std::string& reason) {
+  escalations_->Add({{"team", team}, {"reason", reason}}).Increment();
+}
+
+void Metrics::observeComplexity(double score) {
+  complexity_->Add({}, unitBuckets()).Observe(score);
+}
+
+void Metrics::observeConfidence(double score) {
+  confidence_->Add({}, unitBuckets()).Observe(score);
+}
+
+void Metrics::setSpend(const std::string& team, const std::string& window, double spent,
+                       double budget) {
+  spend_->Add({{"team", team}, {"window", window}}).Set(spent);
+  budget_->Add({{"team", team}, {"window", window}}).Set(budget);
+}
+
+void Metrics::recordAlert(const std::string& team, const std::string& window, double threshold) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "%g", threshold);
+  alerts_->Add({{"team", team}, {"window", window}, {"threshold", buf}}).Increment();
 }
 
 void Metrics::recordRejected(const std::string& reason) {

@@ -34,6 +34,14 @@ class Metrics {
   void recordUsage(const std::string& team, const std::string& model, const std::string& route,
                    int64_t prompt_tokens, int64_t cached_prompt_tokens, int64_t completion_tokens,
                    double cost_usd);
+  // Routing: where a request went and why; escalations to the cloud and their reason.
+  void recordRouting(const std::string& team, const std::string& target, const std::string& reason);
+  void recordEscalation(const std::string& team, const std::string& reason);
+  void observeComplexity(double score);
+  void observeConfidence(double score);
+  // Budgets: a team's settled spend and limit per window ("day", "month"); threshold alerts.
+  void setSpend(const std::string& team, const std::string& window, double spent, double budget);
+  void recordAlert(const std::string& team, const std::string& window, double threshold);
   // Something the server refused before routing (body too large, header too large,
   // connection limit, malformed HTTP, timeouts).
   void recordRejected(const std::string& reason);
@@ -58,6 +66,13 @@ class Metrics {
   prometheus::Family<prometheus::Counter>* circuit_open_;
   prometheus::Family<prometheus::Counter>* tokens_;
   prometheus::Family<prometheus::Counter>* cost_;
+  prometheus::Family<prometheus::Counter>* routing_;
+  prometheus::Family<prometheus::Counter>* escalations_;
+  prometheus::Family<prometheus::Histogram>* complexity_;
+  prometheus::Family<prometheus::Histogram>* confidence_;
+  prometheus::Family<prometheus::Gauge>* spend_;
+  prometheus::Family<prometheus::Gauge>* budget_;
+  prometheus::Family<prometheus::Counter>* alerts_;
   prometheus::Gauge* connections_;
   prometheus::Gauge* in_flight_;
 };

@@ -59,6 +59,7 @@ class LocalCall : public ProviderCall,
   }
 
   void onToken(const engine::TokenEvent& ev) override {
+    sink_->onTokenStats(ev.logprob, ev.entropy);
     if (!stream_) {
       text_ += ev.text;
       if (logprobs_) logprobs_list_.push_back(toLogprob(ev));

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,10 @@ struct RouteInfo {
   std::string label;           // "<provider>/<model>"
   int attempts = 1;            // attempts made in all, this one included
   std::vector<std::string> failed;  // labels of the targets given up on, in order
+  // Set by the cascade: the scores it decided on and why it escalated ("" when it did not).
+  std::optional<double> complexity;
+  std::optional<double> confidence;
+  std::string escalation;
 };
 
 // Receives the outcome of one Provider::chat call. Callbacks come from the provider's own
@@ -40,9 +45,14 @@ class ChatSink {
   // means the stream broke in the middle.
   virtual void onFinish(api::StatusOr<api::ChatResponse> result) = 0;
 
-  // Fallback chains only: once, before the first onChunk or the onFinish, which target is
-  // answering (or, for a final error, which target failed last).
+  // Fallback chains and cascades: once, before the first onChunk or the onFinish, which
+  // target is answering (or, for a final error, which target failed last).
   virtual void onRoute(const RouteInfo& route) {}
+
+  // Local engines only: each generated token's log-probability (natural log) and the entropy
+  // (nats) of the distribution it was drawn from, before the token's chunk; the cascade's
+  // confidence signal. Called for streamed and non-streamed calls alike.
+  virtual void onTokenStats(double logprob, double entropy) {}
 };
 
 // A call in flight. Destroying the handle does not cancel; cancel() does.

@@ -1,0 +1,65 @@
+// The cascade (DESIGN.md "routers/"): answer on the local engine first, watch its confidence
+// token by token, and escalate to the cloud when the team's trigger says the local answer is
+// not good enough. The client gets one answer, and for streams one coherent stream:
+//
+//   - non-streamed: the local answer is generated whole (or cut short by an early
+//     escalation), scored, and either returned or replaced by the cloud's;
+//   - streamed: the first `hold_tokens` local tokens are held back until the confidence is
+//     known; then either they and the rest stream out, or the local call is cancelled and the
+//     cloud's stream is what the client sees, from its first byte.
+//
+// When the cascade escalates after a local draft, both answers exist: `on_pair` hands them to
+// the quality recorder. The gateway supplies how to reach the cloud (`escalate`, which
+// reserves budget and may refuse) and how to judge (`decide`, the team's trigger).
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "routers/confidence.h"
+#include "routers/provider.h"
+
+namespace routers {
+
+enum class Verdict {
+  kKeepLocal,  // the local answer stands
+  kEscalate,   // go to the cloud
+  kUndecided,  // not known yet (more tokens may tell); at the end it keeps the local answer
+};
+
+// Both answers to one prompt, when an escalation happened after a local draft.
+struct CascadePair {
+  std::string local_text;      // the draft as far as it got
+  bool local_complete = false; // the draft ran to its end (false: cut short by escalation)
+  std::optional<double> confidence;
+  int local_tokens = 0;
+  std::string cloud_text;
+  std::string cloud_route;  // label of the target that answered
+  std::string reason;       // why it escalated
+};
+
+struct CascadeOptions {
+  int hold_tokens = 16;  // streamed: local tokens held back before the decision
+  ConfidenceConfig confidence;
+  std::optional<double> complexity;  // reported in RouteInfo
+  // The team's judgement given the confidence so far (nullopt before any token); `final` when
+  // the local answer is complete. Returns the verdict and, for kEscalate, the reason.
+  std::function<Verdict(std::optional<double> confidence, bool final, std::string* reason)> decide;
+  // Starts the cloud call for `request` into `sink`, or says why it may not (budget
+  // exhausted, data rules): the local answer then stands, and the reason is reported.
+  std::function<api::StatusOr<std::shared_ptr<ProviderCall>>(const api::ChatRequest& request,
+                                                            std::shared_ptr<ChatSink> sink)>
+      escalate;
+  // Called once when both answers exist (from a provider thread; must not block).
+  std::function<void(const CascadePair& pair)> on_pair;
+};
+
+// Runs `request` through the cascade on `local` (a provider or a fallback chain ending in the
+// local engine). The returned call cancels whichever side is running.
+std::shared_ptr<ProviderCall> startCascade(Provider& local, const api::ChatRequest& request,
+                                           std::shared_ptr<ChatSink> sink, Deadline deadline,
+                                           CascadeOptions options);
+
+}  // namespace routers
