@@ -21,7 +21,12 @@ class CascadeCall : public ProviderCall, public std::enable_shared_from_this<Cas
         monitor_(options_.confidence) {}
 
   void start(Provider& local, Deadline deadline) {
-    auto call = local.chat(request_, std::make_shared<LocalSink>(shared_from_this()), deadline);
+    // The local side always streams, so that an early escalation keeps the draft as far as
+    // it got; a non-streamed client gets the answer assembled from the chunks.
+    api::ChatRequest streamed = request_;
+    streamed.stream = true;
+    streamed.include_usage = true;
+    auto call = local.chat(streamed, std::make_shared<LocalSink>(shared_from_this()), deadline);
     std::lock_guard<std::mutex> lock(mu_);
     local_call_ = call;
     if (cancelled_) call->cancel();
@@ -58,6 +63,17 @@ class CascadeCall : public ProviderCall, public std::enable_shared_from_this<Cas
     if (phase_ == Phase::kEscalated || phase_ == Phase::kDone) return;  // the draft is frozen
     for (const auto& c : chunk.choices) {
       if (c.delta.content) draft_ += *c.delta.content;
+      if (c.finish_reason) finish_reason_ = *c.finish_reason;
+      if (c.logprobs) logprobs_.insert(logprobs_.end(), c.logprobs->begin(), c.logprobs->end());
+    }
+    if (chunk_id_.empty()) {
+      chunk_id_ = chunk.id;
+      chunk_created_ = chunk.created;
+      chunk_model_ = chunk.model;
+    }
+    if (!request_.stream) {
+      // Non-streamed: nothing goes out before the end (early escalation aside).
+      return;
     }
     if (phase_ == Phase::kLocal) {
       out_->onChunk(std::move(chunk));
@@ -86,8 +102,18 @@ class CascadeCall : public ProviderCall, public std::enable_shared_from_this<Cas
     }
     local_finished_ = true;
     if (!request_.stream) {
-      draft_ = responseText(*result);
-      local_result_ = *result;  // stands in if the escalation fails before answering
+      // Assemble the non-streamed answer from the streamed pieces.
+      api::ChatResponse& r = *result;
+      if (r.id.empty()) r.id = chunk_id_;
+      if (r.created == 0) r.created = chunk_created_;
+      if (r.model.empty()) r.model = chunk_model_;
+      api::Choice choice;
+      choice.message.role = api::Role::kAssistant;
+      choice.message.content = api::Content::ofText(draft_);
+      choice.finish_reason = finish_reason_.empty() ? "stop" : finish_reason_;
+      if (request_.logprobs) choice.logprobs = logprobs_;
+      r.choices = {std::move(choice)};
+      local_result_ = r;  // stands in if the escalation fails before answering
     }
     if (phase_ == Phase::kHolding) {
       std::string reason;
@@ -262,6 +288,9 @@ class CascadeCall : public ProviderCall, public std::enable_shared_from_this<Cas
   std::string reason_;
   std::string escalation_note_;
   std::optional<api::ChatResponse> local_result_;  // non-streamed: the finished local answer
+  std::string finish_reason_, chunk_id_, chunk_model_;
+  int64_t chunk_created_ = 0;
+  std::vector<api::TokenLogprob> logprobs_;
   RouteInfo cloud_route_;
   bool announced_ = false;  // the cloud route was passed on
 
