@@ -586,9 +586,7 @@ api::StatusOr<std::shared_ptr<const Config>> loadConfigFile(const std::string& p
   auto config = parseInto(*text, path, [dir](const std::string& name) {
     return policies::readTextFile(!name.empty() && name[0] == '/' ? name : dir + name);
   });
-  if (config.ok() && !config->ledger_path.empty() && config->ledger_path[0] != '/') {
-    config->ledger_path = dir + config->ledger_path;
-  }
+
   if (!config.ok()) return config.status();
   config->source_path = path;
   return std::shared_ptr<const Config>(std::make_shared<Config>(std::move(config).value()));

@@ -114,7 +114,8 @@ struct Config {
   // routing. Never null: without the key, every team gets the built-in defaults.
   std::shared_ptr<const policies::PolicySet> policies;
   std::string policies_file;  // `policies:` as written ("" when absent)
-  // The SQLite ledger of every request and the budgets' spend (`ledger: {path: ...}`); ""
+  // The SQLite ledger of every request and the budgets' spend (`ledger: {path: ...}`,
+  // relative to the working directory, like model_dir; missing directories are created); ""
   // keeps no ledger (budgets cannot be enforced and are refused at start).
   std::string ledger_path;
   ConfigFileReader read_file;  // how files it names were read (for reloads)

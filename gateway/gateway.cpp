@@ -1,6 +1,7 @@
 #include "gateway/gateway.h"
 
 #include <chrono>
+#include <filesystem>
 #include <cstdio>
 #include <mutex>
 #include <optional>
@@ -69,6 +70,9 @@ api::Status Gateway::startEngines() {
   live->auth = std::make_shared<const Authenticator>(*config_);
   live_ = std::move(live);
   if (!config_->ledger_path.empty()) {
+    std::error_code ec;
+    auto parent = std::filesystem::path(config_->ledger_path).parent_path();
+    if (!parent.empty()) std::filesystem::create_directories(parent, ec);
     auto ledger = policies::openSqliteLedger(config_->ledger_path);
     if (!ledger.ok()) return ledger.status();
     ledger_ = std::move(ledger).value();

@@ -23,6 +23,7 @@
 namespace gateway {
 extern const char* const kDefaultConfigYaml;
 extern const char* const kDefaultPricingYaml;
+extern const char* const kDefaultPoliciesYaml;
 }
 
 namespace {
@@ -92,9 +93,10 @@ int main(int argc, char** argv) {
     }
   }
 
-  // The embedded config names "pricing.yaml", which is embedded too.
+  // The embedded config names "pricing.yaml" and "policies.yaml", which are embedded too.
   auto embedded_files = [](const std::string& name) -> api::StatusOr<std::string> {
     if (name == "pricing.yaml") return std::string(gateway::kDefaultPricingYaml);
+    if (name == "policies.yaml") return std::string(gateway::kDefaultPoliciesYaml);
     return api::Status(api::ErrorCode::kIo,
                        "the embedded config has no file '" + name + "'; use --config");
   };

@@ -7,10 +7,11 @@
 namespace routers {
 namespace {
 
-std::string responseText(const api::ChatResponse& r) {
-  return r.choices.empty() ? std::string() : r.choices[0].message.content.joinedText();
-}
-
+// One cascade. The local side (the engine's thread) runs first and alone; once it escalates,
+// the cloud side (the HTTP thread) takes over the outer sink, while the local answer goes on
+// as a hedge until the cloud's first byte: a cloud that fails before answering leaves the
+// local answer standing. Every decision about who answers is taken under `mu_`; the outer
+// sink is called outside it, by the one side that owns it at that moment.
 class CascadeCall : public ProviderCall, public std::enable_shared_from_this<CascadeCall> {
  public:
   CascadeCall(const api::ChatRequest& request, std::shared_ptr<ChatSink> out,
@@ -21,8 +22,8 @@ class CascadeCall : public ProviderCall, public std::enable_shared_from_this<Cas
         monitor_(options_.confidence) {}
 
   void start(Provider& local, Deadline deadline) {
-    // The local side always streams, so that an early escalation keeps the draft as far as
-    // it got; a non-streamed client gets the answer assembled from the chunks.
+    // The local side always streams, so that the draft is known as far as it got; a
+    // non-streamed client gets the answer assembled from the chunks.
     api::ChatRequest streamed = request_;
     streamed.stream = true;
     streamed.include_usage = true;
@@ -47,201 +48,295 @@ class CascadeCall : public ProviderCall, public std::enable_shared_from_this<Cas
  private:
   enum class Phase { kHolding, kLocal, kEscalated, kDone };
 
-  // ---- the local side (engine thread) ---------------------------------------------------------
+  // ---- the local side -------------------------------------------------------------------------
 
-  void onLocalRoute(const RouteInfo& route) { local_route_ = route; }
+  void onLocalRoute(const RouteInfo& route) {
+    std::lock_guard<std::mutex> lock(mu_);
+    local_route_ = route;
+  }
 
   void onLocalTokenStats(double logprob, double entropy) {
-    monitor_.onToken(logprob, entropy);
-    // Streams decide once, when the held tokens are in (onLocalChunk).
-    if (request_.stream || phase_ != Phase::kHolding || !monitor_.shouldEscalateEarly()) return;
+    bool early;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      monitor_.onToken(logprob, entropy);
+      // Streams decide once, when the held tokens are in (onLocalChunk).
+      early = !request_.stream && phase_ == Phase::kHolding && monitor_.shouldEscalateEarly();
+    }
+    if (!early) return;
     std::string reason;
-    if (decide(false, &reason) == Verdict::kEscalate) escalate("early: " + reason, false);
+    if (decide(false, &reason) == Verdict::kEscalate) escalate("early: " + reason, false, true);
   }
 
   void onLocalChunk(api::ChatChunk chunk) {
-    if (phase_ == Phase::kEscalated || phase_ == Phase::kDone) return;  // the draft is frozen
-    for (const auto& c : chunk.choices) {
-      if (c.delta.content) draft_ += *c.delta.content;
-      if (c.finish_reason) finish_reason_ = *c.finish_reason;
-      if (c.logprobs) logprobs_.insert(logprobs_.end(), c.logprobs->begin(), c.logprobs->end());
+    bool forward = false, decide_now = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (phase_ == Phase::kDone || (phase_ == Phase::kEscalated && !hedging_)) return;
+      for (const auto& c : chunk.choices) {
+        if (c.delta.content) draft_ += *c.delta.content;
+        if (c.finish_reason) finish_reason_ = *c.finish_reason;
+        if (c.logprobs) logprobs_.insert(logprobs_.end(), c.logprobs->begin(), c.logprobs->end());
+      }
+      if (chunk_id_.empty()) {
+        chunk_id_ = chunk.id;
+        chunk_created_ = chunk.created;
+        chunk_model_ = chunk.model;
+      }
+      if (!request_.stream) return;  // assembled at the end
+      if (phase_ == Phase::kLocal) {
+        forward = true;
+      } else {
+        held_.push_back(std::move(chunk));
+        decide_now = phase_ == Phase::kHolding && monitor_.tokens() >= options_.hold_tokens;
+      }
     }
-    if (chunk_id_.empty()) {
-      chunk_id_ = chunk.id;
-      chunk_created_ = chunk.created;
-      chunk_model_ = chunk.model;
-    }
-    if (!request_.stream) {
-      // Non-streamed: nothing goes out before the end (early escalation aside).
-      return;
-    }
-    if (phase_ == Phase::kLocal) {
-      out_->onChunk(std::move(chunk));
-      return;
-    }
-    if (phase_ != Phase::kHolding) return;  // escalated: the draft is only recorded
-    held_.push_back(std::move(chunk));
-    if (monitor_.tokens() < options_.hold_tokens) return;
+    if (forward) out_->onChunk(std::move(chunk));
+    if (!decide_now) return;
     std::string reason;
-    if (decide(false, &reason) == Verdict::kEscalate && escalate(reason, false)) return;
+    if (decide(false, &reason) == Verdict::kEscalate && escalate(reason, false, true)) return;
     commitLocal();
   }
 
   void onLocalFinish(api::StatusOr<api::ChatResponse> result) {
-    if (phase_ == Phase::kEscalated || phase_ == Phase::kDone) return;
+    std::unique_lock<std::mutex> lock(mu_);
+    if (phase_ == Phase::kDone) return;
+    if (result.ok()) keepLocalResult(*result);
+    if (phase_ == Phase::kEscalated) {
+      // A hedge ended. If the cloud already failed, this answer (or this error) is the one.
+      hedging_ = false;
+      local_done_ = result.ok();
+      if (!cloud_failure_) return;
+      phase_ = Phase::kDone;
+      api::Status cloud_failure = *cloud_failure_;
+      lock.unlock();
+      if (local_done_) {
+        deliverLocal("wanted (" + reason_ + ") but the cloud failed: " + cloud_failure.message());
+      } else {
+        announceCloud();
+        finish(cloud_failure);
+      }
+      return;
+    }
+    const bool committed = phase_ == Phase::kLocal;
+    lock.unlock();
     if (!result.ok()) {
       const api::Status& s = result.status();
-      bool committed = phase_ == Phase::kLocal;
       if (s.code() != api::ErrorCode::kCancelled && !committed &&
-          escalate("local engine failed: " + s.message(), false)) {
+          escalate("local engine failed: " + s.message(), false, false)) {
         return;
       }
       if (!committed) announce(escalation_note_);
-      finish(std::move(result));
+      end(std::move(result));
       return;
     }
-    local_finished_ = true;
+    if (!committed) {
+      std::string reason;
+      if (decide(true, &reason) == Verdict::kEscalate && escalate(reason, true, false)) return;
+      if (!request_.stream) {
+        deliverLocal(escalation_note_);
+        return;
+      }
+      commitLocal();
+    }
+    end(request_.stream ? std::move(result) : api::StatusOr<api::ChatResponse>(*local_result_));
+  }
+
+  // Under mu_: remembers the finished local answer (non-streamed: assembled).
+  void keepLocalResult(api::ChatResponse r) {
+    if (r.id.empty()) r.id = chunk_id_;
+    if (r.created == 0) r.created = chunk_created_;
+    if (r.model.empty()) r.model = chunk_model_;
     if (!request_.stream) {
-      // Assemble the non-streamed answer from the streamed pieces.
-      api::ChatResponse& r = *result;
-      if (r.id.empty()) r.id = chunk_id_;
-      if (r.created == 0) r.created = chunk_created_;
-      if (r.model.empty()) r.model = chunk_model_;
       api::Choice choice;
       choice.message.role = api::Role::kAssistant;
       choice.message.content = api::Content::ofText(draft_);
       choice.finish_reason = finish_reason_.empty() ? "stop" : finish_reason_;
       if (request_.logprobs) choice.logprobs = logprobs_;
       r.choices = {std::move(choice)};
-      local_result_ = r;  // stands in if the escalation fails before answering
     }
-    if (phase_ == Phase::kHolding) {
-      std::string reason;
-      if (decide(true, &reason) == Verdict::kEscalate && escalate(reason, true)) return;
-      if (!request_.stream) {
-        announce(escalation_note_);
-        finish(std::move(result));
-        return;
-      }
-      commitLocal();
-    }
-    finish(std::move(result));
+    local_result_ = std::move(r);
   }
 
   // ---- decisions ------------------------------------------------------------------------------
 
   Verdict decide(bool final, std::string* reason) {
     if (!options_.decide) return Verdict::kKeepLocal;
-    return options_.decide(monitor_.score(), final, reason);
+    std::optional<double> score;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      score = monitor_.score();
+    }
+    return options_.decide(score, final, reason);
   }
 
   // Streams out what was held and lets the rest of the local answer through.
   void commitLocal() {
-    phase_ = Phase::kLocal;
+    std::vector<api::ChatChunk> held;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      phase_ = Phase::kLocal;
+      held.swap(held_);
+    }
     announce(escalation_note_);
-    for (auto& c : held_) out_->onChunk(std::move(c));
-    held_.clear();
+    for (auto& c : held) out_->onChunk(std::move(c));
+  }
+
+  // The local answer is the one after all (non-streamed: whole; streamed: what was held).
+  void deliverLocal(const std::string& note) {
+    announce(note);
+    if (!request_.stream) {
+      end(*local_result_);
+      return;
+    }
+    std::vector<api::ChatChunk> held;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      held.swap(held_);
+    }
+    for (auto& c : held) out_->onChunk(std::move(c));
+    end(*local_result_);
   }
 
   // Tries the cloud. False when it may not (the local answer then stands).
-  bool escalate(const std::string& reason, bool local_complete) {
+  // `hedge`: the local answer is still being generated and goes on until the cloud answers.
+  bool escalate(const std::string& reason, bool local_complete, bool hedge) {
     if (!options_.escalate) return false;
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (cancelled_) return false;
+      phase_ = Phase::kEscalated;  // from here on the local side never touches `out_`
+      reason_ = reason;
+      local_finished_ = local_complete;
+      hedging_ = hedge;
     }
-    phase_ = Phase::kEscalated;  // from here on the local side never touches `out_`
-    reason_ = reason;
-    local_finished_ = local_complete;
     auto started = options_.escalate(request_, std::make_shared<CloudSink>(shared_from_this()));
+    std::lock_guard<std::mutex> lock(mu_);
     if (!started.ok()) {
       phase_ = Phase::kHolding;
+      hedging_ = false;
       escalation_note_ = "wanted (" + reason + ") but " + started.status().message();
       return false;
     }
-    std::shared_ptr<ProviderCall> local;
-    bool cancelled;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      cloud_call_ = *started;
-      local = local_call_;
-      cancelled = cancelled_;
-    }
-    if (cancelled) (*started)->cancel();
-    if (local && !local_complete) local->cancel();
+    cloud_call_ = *started;
+    if (cancelled_) (*started)->cancel();
     return true;
   }
 
-  // ---- the cloud side (provider threads) ------------------------------------------------------
+  // ---- the cloud side -------------------------------------------------------------------------
 
-  // The chain reports its route before its first chunk or its end; it is passed on then,
-  // unless a failed escalation leaves the finished local answer standing.
-  void onCloudRoute(const RouteInfo& route) { cloud_route_ = route; }
-
-  void announceCloud() {
-    if (announced_) return;
-    announced_ = true;
-    RouteInfo r = cloud_route_;
-    r.complexity = options_.complexity;
-    r.confidence = monitor_.score();
-    r.escalation = reason_;
-    out_->onRoute(r);
+  void onCloudRoute(const RouteInfo& route) {
+    std::lock_guard<std::mutex> lock(mu_);
+    cloud_route_ = route;
   }
 
   void onCloudChunk(api::ChatChunk chunk) {
-    announceCloud();
-    for (const auto& c : chunk.choices) {
-      if (c.delta.content) cloud_text_ += *c.delta.content;
+    std::shared_ptr<ProviderCall> stop_local;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (phase_ == Phase::kDone) return;
+      if (hedging_) {
+        hedging_ = false;  // the cloud answers: the local hedge is no longer needed
+        stop_local = local_call_;
+      }
+      for (const auto& c : chunk.choices) {
+        if (c.delta.content) cloud_text_ += *c.delta.content;
+      }
     }
+    if (stop_local) stop_local->cancel();
+    announceCloud();
     out_->onChunk(std::move(chunk));
   }
 
   void onCloudFinish(api::StatusOr<api::ChatResponse> result) {
-    if (!result.ok() && !announced_ && local_result_ &&
-        result.status().code() != api::ErrorCode::kCancelled) {
-      // The cloud failed before a byte reached the client: the finished local answer stands.
-      announce("wanted (" + reason_ + ") but the cloud failed: " + result.status().message());
-      finish(std::move(*local_result_));
+    std::shared_ptr<ProviderCall> stop_local;
+    bool use_local = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (phase_ == Phase::kDone) return;
+      bool before_output = !announced_;
+      if (!result.ok() && before_output &&
+          result.status().code() != api::ErrorCode::kCancelled) {
+        if (local_result_ && (local_done_ || local_finished_)) {
+          use_local = true;
+        } else if (hedging_) {
+          cloud_failure_ = result.status();  // the local answer, when it ends, decides
+          return;
+        }
+      }
+      if (hedging_) {
+        hedging_ = false;
+        stop_local = local_call_;
+      }
+      phase_ = Phase::kDone;
+    }
+    if (stop_local) stop_local->cancel();
+    if (use_local) {
+      deliverLocal("wanted (" + reason_ + ") but the cloud failed: " + result.status().message());
       return;
     }
     announceCloud();
-    if (result.ok()) {
-      if (!request_.stream) cloud_text_ = responseText(*result);
-      if (options_.on_pair) {
-        CascadePair pair;
-        pair.local_text = draft_;
-        pair.local_complete = local_finished_;
-        pair.confidence = monitor_.score();
-        pair.local_tokens = monitor_.tokens();
-        pair.cloud_text = cloud_text_;
-        pair.cloud_route = cloud_route_.label;
-        pair.reason = reason_;
-        options_.on_pair(pair);
-      }
-    }
-    finish(std::move(result));
+    if (result.ok()) recordPair(*result);
+    end(std::move(result));
   }
 
-  // ---- the outer sink -----------------------------------------------------------------------
+  void announceCloud() {
+    RouteInfo r;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (announced_) return;
+      announced_ = true;
+      r = cloud_route_;
+      r.confidence = monitor_.score();
+    }
+    r.complexity = options_.complexity;
+    r.escalation = reason_;
+    out_->onRoute(r);
+  }
+
+  void recordPair(const api::ChatResponse& response) {
+    if (!options_.on_pair) return;
+    CascadePair pair;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!request_.stream && !response.choices.empty()) {
+        cloud_text_ = response.choices[0].message.content.joinedText();
+      }
+      pair.local_text = draft_;
+      pair.local_complete = local_finished_ || local_done_;
+      pair.confidence = monitor_.score();
+      pair.local_tokens = monitor_.tokens();
+      pair.cloud_text = cloud_text_;
+      pair.cloud_route = cloud_route_.label;
+    }
+    pair.reason = reason_;
+    options_.on_pair(pair);
+  }
+
+  // ---- the outer sink -------------------------------------------------------------------------
 
   void announce(const std::string& note) {
-    RouteInfo r = local_route_;
+    RouteInfo r;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      r = local_route_;
+      r.confidence = monitor_.score();
+    }
     r.complexity = options_.complexity;
-    r.confidence = monitor_.score();
     r.escalation = note;
     out_->onRoute(r);
   }
 
-  void finish(api::StatusOr<api::ChatResponse> result) {
-    if (phase_ == Phase::kDone) return;
-    phase_ = Phase::kDone;
+  void end(api::StatusOr<api::ChatResponse> result) {
     {
       std::lock_guard<std::mutex> lock(mu_);
+      phase_ = Phase::kDone;
       local_call_.reset();
       cloud_call_.reset();
     }
     out_->onFinish(std::move(result));
   }
+  void finish(api::Status status) { end(api::StatusOr<api::ChatResponse>(std::move(status))); }
 
   class LocalSink : public ChatSink {
    public:
@@ -276,25 +371,23 @@ class CascadeCall : public ProviderCall, public std::enable_shared_from_this<Cas
   const std::shared_ptr<ChatSink> out_;
   const CascadeOptions options_;
 
-  // The local side runs first and alone; once escalated, only the cloud side acts on the
-  // outer sink. `phase_` moves forward only, each step taken by the side that owns it.
-  std::atomic<Phase> phase_{Phase::kHolding};
+  std::mutex mu_;
+  Phase phase_ = Phase::kHolding;
   ConfidenceMonitor monitor_;
-  RouteInfo local_route_;
-  std::vector<api::ChatChunk> held_;
-  std::string draft_;
-  std::atomic<bool> local_finished_{false};
-  std::string cloud_text_;
-  std::string reason_;
-  std::string escalation_note_;
-  std::optional<api::ChatResponse> local_result_;  // non-streamed: the finished local answer
-  std::string finish_reason_, chunk_id_, chunk_model_;
+  RouteInfo local_route_, cloud_route_;
+  std::vector<api::ChatChunk> held_;  // streamed local chunks not sent (yet)
+  std::string draft_, finish_reason_, chunk_id_, chunk_model_;
   int64_t chunk_created_ = 0;
   std::vector<api::TokenLogprob> logprobs_;
-  RouteInfo cloud_route_;
-  bool announced_ = false;  // the cloud route was passed on
-
-  std::mutex mu_;  // what cancel() touches
+  std::optional<api::ChatResponse> local_result_;  // the finished local answer (or summary)
+  bool local_finished_ = false;  // the draft was complete when the cascade escalated
+  bool local_done_ = false;      // a hedge ran to its end
+  bool hedging_ = false;         // escalated, with the local answer still going
+  std::optional<api::Status> cloud_failure_;  // the cloud failed while the hedge ran
+  bool announced_ = false;       // the cloud's route was passed on
+  std::string cloud_text_;
+  std::string reason_;           // why it escalated (written before the cloud starts)
+  std::string escalation_note_;  // why it did not, when it wanted to
   std::shared_ptr<ProviderCall> local_call_, cloud_call_;
   bool cancelled_ = false;
 };
