@@ -181,6 +181,7 @@ class ChatForwarder : public routers::ChatSink {
       return;
     }
     api::ChatResponse& r = result.value();
+    if (route_.confidence) metrics_.observeConfidence(*route_.confidence);
     std::optional<double> cost;
     if (r.usage) {
       const policies::Price* price = prices_.find(route_.provider, route_.model);

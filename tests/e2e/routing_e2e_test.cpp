@@ -15,6 +15,7 @@
 
 #include "tests/support/fake_openai.h"
 #include "tests/support/http_client.h"
+#include "tests/support/loopback_server.h"
 #include "tests/support/process.h"
 
 namespace sytest {
@@ -83,7 +84,8 @@ class RoutingE2E : public ::testing::Test {
       << "    budget: {monthly_usd: 0.0, when_exhausted: local_only}\n"
       << "  limited:\n" << keys("limited")
       << "    routing: {mode: local_only}\n"
-      << "    rate_limits: {requests_per_minute: 2}\n";
+      << "    rate_limits: {requests_per_minute: 2}\n"
+      << "alerts: {webhook_url: \"" << hook_.url() << "/hook\", webhook_retries: 1}\n";
     return p.str();
   }
 
@@ -135,6 +137,7 @@ class RoutingE2E : public ::testing::Test {
   static inline std::string skip_, error_;
   static inline std::map<std::string, std::string> hashes_;
   FakeOpenAI fake_;
+  LoopbackServer hook_{[](const Request&, ResponseWriter& w) { w.send(204, ""); }};
   std::unique_ptr<TempDir> work_;
   std::unique_ptr<SwitchyardServer> gw_;
 };
@@ -223,6 +226,18 @@ TEST_F(RoutingE2E, ConcurrentCloudRequestsNeverPassTheBudget) {
   std::string metrics = httpGet(gw_->url() + "/metrics").body;
   EXPECT_EQ(metricValue(metrics, "switchyard_budget_alerts_total", {{"team", "cloudy"}}), 1.0)
       << "the 50% alert once (100% is not reached: the last reservation never fits)";
+  ASSERT_TRUE(hook_.waitForRequests(1, 5000ms)) << "the alert webhook was not called";
+  Request hook = *hook_.lastRequest();
+  EXPECT_EQ(hook.method, "POST");
+  EXPECT_EQ(hook.path(), "/hook");
+  Json alert = Json::parse(hook.body);
+  EXPECT_EQ(alert["type"], "budget_threshold");
+  EXPECT_EQ(alert["team"], "cloudy");
+  EXPECT_EQ(alert["window"], "month");
+  EXPECT_DOUBLE_EQ(alert["threshold"].get<double>(), 0.5);
+  EXPECT_DOUBLE_EQ(alert["budget_usd"].get<double>(), 0.05);
+  std::this_thread::sleep_for(200ms);
+  EXPECT_EQ(hook_.requestCount(), 1) << "once per threshold per period";
 }
 
 TEST_F(RoutingE2E, ExhaustedBudgetServesLocallyWhenThePolicySaysSo) {
