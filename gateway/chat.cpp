@@ -50,7 +50,9 @@ class Accounting {
   // Once: writes the row, settling the reservation when there is one.
   void finish(const routers::RouteInfo& route, const api::Usage* usage, double cost,
               int status, double latency_s) {
-    if (done_.exchange(true) || !ledger_) return;
+    if (done_.exchange(true)) return;
+    if (usage && on_usage_) on_usage_(usage->prompt_tokens + usage->completion_tokens);
+    if (!ledger_) return;
     policies::LedgerRow row;
     row.request_id = request_id_;
     row.team = team_;
@@ -81,6 +83,7 @@ class Accounting {
   }
 
   void onSettled(std::function<void(const std::string& team)> fn) { on_settled_ = std::move(fn); }
+  void onUsage(std::function<void(int64_t total_tokens)> fn) { on_usage_ = std::move(fn); }
 
  private:
   policies::Ledger* ledger_;
@@ -89,6 +92,7 @@ class Accounting {
   std::optional<uint64_t> reservation_;
   std::atomic<bool> done_{false};
   std::function<void(const std::string&)> on_settled_;
+  std::function<void(int64_t)> on_usage_;
 };
 
 namespace {
@@ -424,6 +428,11 @@ void Gateway::handleChat(Exchange& ex, const std::shared_ptr<Responder>& respond
   auto account = std::make_shared<Accounting>(ledger_.get(), ex.request_id, team,
                                               principal->key_id, public_model);
   account->onSettled([this, live](const std::string& t) { checkAlerts(*live, t); });
+  // The rate limiter took an estimate; the actual tokens correct it.
+  account->onUsage([this, live, team, key = principal->key_id, estimate](int64_t actual) {
+    limiter_.adjustTokens(team, key, live->policies->policyFor(team).rate_limits,
+                          actual - estimate, Clock::now());
+  });
   auto forwarder = std::make_shared<ChatForwarder>(responder, metrics_, *config_->prices,
                                                    account, team, public_model, request.stream,
                                                    request.include_usage, ex.received);
@@ -534,6 +543,7 @@ void Gateway::handleChat(Exchange& ex, const std::shared_ptr<Responder>& respond
   // The cascade: local first, the cloud when the trigger fires on the local answer.
   routers::CascadeOptions options;
   options.hold_tokens = routing.hold_tokens;
+  options.confidence = config_->confidence;
   options.confidence.min_tokens = routing.min_tokens;
   options.complexity = complexity;
   auto trigger = routing.trigger;

@@ -375,6 +375,19 @@ api::Status parseModels(const YamlReader& r, Config* config) {
   });
 }
 
+// ---- router ----------------------------------------------------------------------------------
+
+api::Status parseRouter(const YamlReader& r, Config* config) {
+  CONFIG_TRY(r.checkNoUnknownKeys({"complexity", "confidence"}));
+  auto weights = routers::ComplexityWeights::read(r.section("complexity"));
+  if (!weights.ok()) return weights.status();
+  config->complexity = *weights;
+  auto confidence = routers::ConfidenceConfig::read(r.section("confidence"));
+  if (!confidence.ok()) return confidence.status();
+  config->confidence = *confidence;
+  return api::Status();
+}
+
 // ---- the document ----------------------------------------------------------------------------
 
 // A top-level section: its key and the function that reads it (given the section's node,
@@ -387,7 +400,7 @@ struct Section {
 // Order matters: a section may use what the sections above it filled.
 constexpr Section kSections[] = {
     {"server", &parseServer},       {"auth", &parseAuth},     {"teams", &parseTeams},
-    {"providers", &parseProviders}, {"models", &parseModels},
+    {"providers", &parseProviders}, {"models", &parseModels},   {"router", &parseRouter},
 };
 
 // `pricing:`: a file name (read with `read_file`) or the table itself.

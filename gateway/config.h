@@ -17,6 +17,8 @@
 #include "policies/policy_set.h"
 #include "policies/pricing.h"
 #include "routers/circuit_breaker.h"
+#include "routers/complexity.h"
+#include "routers/confidence.h"
 #include "routers/fallback.h"
 
 namespace gateway {
@@ -107,6 +109,9 @@ struct Config {
   std::vector<Team> teams;
   std::map<std::string, ProviderConfig> providers;
   std::vector<ModelRoute> models;
+  // `router:`: the complexity score's weights and the confidence monitor's settings.
+  routers::ComplexityWeights complexity;
+  routers::ConfidenceConfig confidence;
   // Prices of cloud tokens (`pricing:`, a file or an inline map); every model routed to a
   // cloud provider has one.
   std::shared_ptr<const policies::PriceTable> prices;

@@ -65,6 +65,7 @@ std::shared_ptr<const Gateway::Live> Gateway::liveState() const {
 }
 
 api::Status Gateway::startEngines() {
+  complexity_weights_ = config_->complexity;
   auto live = std::make_shared<Live>();
   live->policies = config_->policies;
   live->auth = std::make_shared<const Authenticator>(*config_);

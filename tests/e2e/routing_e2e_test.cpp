@@ -23,7 +23,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-const char* kTeams[] = {"cascade", "localonly", "secure", "cloudy", "thrifty", "limited"};
+const char* kTeams[] = {"cascade", "localonly", "secure", "cloudy", "thrifty", "limited", "firsty"};
 
 std::string keyOf(const std::string& team) { return "sk-" + team + "-routing-e2e-key"; }
 
@@ -85,6 +85,9 @@ class RoutingE2E : public ::testing::Test {
       << "  limited:\n" << keys("limited")
       << "    routing: {mode: local_only}\n"
       << "    rate_limits: {requests_per_minute: 2}\n"
+      << "  firsty:\n" << keys("firsty")
+      << "    routing: {mode: cloud_first}\n"
+      << "    allowed_models: [gemma-3-local]\n"
       << "alerts: {webhook_url: \"" << hook_.url() << "/hook\", webhook_retries: 1}\n";
     return p.str();
   }
@@ -194,12 +197,12 @@ TEST_F(RoutingE2E, LocalOnlyAndDataRulesNeverReachTheCloud) {
 }
 
 TEST_F(RoutingE2E, ConcurrentCloudRequestsNeverPassTheBudget) {
-  constexpr int kRequests = 120;
+  constexpr int kRequests = 320;
   std::atomic<int> ok{0}, refused{0}, other{0};
   std::vector<std::thread> threads;
-  for (int t = 0; t < 8; ++t) {
+  for (int t = 0; t < 32; ++t) {
     threads.emplace_back([&, t] {
-      for (int i = t; i < kRequests; i += 8) {
+      for (int i = t; i < kRequests; i += 32) {
         HttpResponse r = chat("cloudy", ask("auto", "hi"));
         if (r.status == 200) {
           ++ok;
@@ -249,6 +252,20 @@ TEST_F(RoutingE2E, ExhaustedBudgetServesLocallyWhenThePolicySaysSo) {
   ASSERT_EQ(direct.status, 200) << direct.body;
   EXPECT_EQ(direct.headers["x-switchyard-route"], "gemma/gemma-3-local");
   EXPECT_NE(direct.headers["x-switchyard-escalation"].find("budget"), std::string::npos);
+}
+
+TEST_F(RoutingE2E, CloudFirstFallsBackToLocalAndAllowedModelsHold) {
+  HttpResponse r = chat("firsty", ask("auto", "cloud please"));
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.headers["x-switchyard-route"], "up/gpt-4o-mini");
+  fake_.pushFault(Fault::error(503, "down"));
+  HttpResponse fb = chat("firsty", ask("auto", "cloud please"));
+  ASSERT_EQ(fb.status, 200) << fb.body;
+  EXPECT_EQ(fb.headers["x-switchyard-route"], "gemma/gemma-3-local");
+  EXPECT_EQ(fb.headers["x-switchyard-fallback-from"], "up/gpt-4o-mini");
+  HttpResponse denied = chat("firsty", ask("gpt-4o-mini", "direct"));
+  EXPECT_EQ(denied.status, 403) << denied.body;
+  EXPECT_EQ(denied.json()["error"]["code"], "model_not_allowed");
 }
 
 TEST_F(RoutingE2E, RateLimitsAnswer429WithRetryAfter) {

@@ -365,6 +365,18 @@ TEST(Config, FallbacksNameOtherModels) {
   EXPECT_EQ(ok->models[1].fallbacks, std::vector<std::string>{"a"});
 }
 
+TEST(Config, RouterScoresAreConfigurable) {
+  auto c = parseOk("router:\n  complexity: {reasoning: 5, bias: -2}\n  confidence: {window: 4}\n");
+  EXPECT_DOUBLE_EQ(c->complexity.reasoning, 5);
+  EXPECT_DOUBLE_EQ(c->complexity.bias, -2);
+  EXPECT_DOUBLE_EQ(c->complexity.code, routers::ComplexityWeights().code);
+  EXPECT_EQ(c->confidence.window, 4);
+  EXPECT_TRUE(isConfigError(parseError("router:\n  complexity: {reasoningg: 5}\n"),
+                            "t.yaml:2: router.complexity.reasoningg: unknown key"));
+  EXPECT_TRUE(isConfigError(parseError("router:\n  confidence: {window: 0}\n"),
+                            "t.yaml:2: router.confidence.window:"));
+}
+
 TEST(Config, RetryCircuitAndVertexSettingsAreChecked) {
   const std::string head = "providers:\n  p:\n    type: openai\n";
   EXPECT_TRUE(isConfigError(parseError(head + "    retry: {max_attempts: 0}\n"),
