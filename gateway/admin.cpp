@@ -6,6 +6,7 @@
 //
 // Admin endpoints take an admin key (auth.admin_keys); a team's own key may read its own
 // team's spend.
+#include <algorithm>
 #include <cstdio>
 
 #include "api/openai_json.h"
@@ -213,6 +214,15 @@ void Gateway::handleAdmin(const Exchange& ex, const std::shared_ptr<Responder>& 
       path.substr(path.size() - 6) == "/spend") {
     std::string team(path.substr(kTeams.size(), path.size() - kTeams.size() - 6));
     if (!principal->admin && principal->team != team) return forbidden();
+    bool known = std::any_of(config_->teams.begin(), config_->teams.end(),
+                             [&](const Team& t) { return t.name == team; }) ||
+                 live->policies->team(team) != nullptr;
+    if (!known) {
+      return replyError(ex, responder,
+                        api::Status(api::ErrorCode::kNotFound, "No team '" + team + "'.", {},
+                                    "team_not_found"),
+                        "", "", "");
+    }
     api::Json j = teamJson(team);
     if (ledger_) {
       for (auto [w, name] : {std::pair{policies::Window::kDay, "day"},

@@ -29,7 +29,9 @@
 namespace gateway {
 namespace {
 
+using policies::isIdentifier;
 using policies::NumberRange;
+using policies::readIdentifier;
 using policies::Presence;
 using policies::YamlReader;
 
@@ -37,12 +39,6 @@ constexpr double kMaxDurationS = 7 * 24 * 3600;
 
 NumberRange duration() { return NumberRange::positive(kMaxDurationS); }
 
-bool isIdentifier(std::string_view s) {
-  if (s.empty() || s.size() > 64) return false;
-  return std::all_of(s.begin(), s.end(), [](unsigned char c) {
-    return std::isalnum(c) || c == '_' || c == '-' || c == '.';
-  });
-}
 
 // Returns the status of `expr` from the enclosing function when it is an error.
 #define CONFIG_TRY(expr)                       \
@@ -52,21 +48,6 @@ bool isIdentifier(std::string_view s) {
     }                                          \
   } while (false)
 
-// Reads an identifier (see the file comment) under `key`.
-api::Status readIdentifier(const YamlReader& r, std::string_view key, std::string* out,
-                           Presence presence) {
-  std::string value = *out;
-  CONFIG_TRY(r.readString(key, &value, presence));
-  if (!r.has(key)) return api::Status();
-  if (!isIdentifier(value)) {
-    return r.errorAt(key,
-                     value.empty()
-                         ? "must not be empty"
-                         : "must be 1 to 64 letters, digits, '_', '-' or '.', got '" + value + "'");
-  }
-  *out = std::move(value);
-  return api::Status();
-}
 
 bool isHttpToken(std::string_view s) {
   static constexpr std::string_view kExtra = "!#$%&'*+-.^_`|~";
@@ -137,17 +118,7 @@ api::Status parseKey(const YamlReader& r, const std::string& team, TeamsSeen* se
     return r.errorAt("id", "duplicate key id '" + k->id + "' (first defined at line " +
                                std::to_string(it->second) + ")");
   }
-  CONFIG_TRY(r.readString("sha256", &k->sha256, Presence::kRequired));
-  k->sha256 = lower(k->sha256);
-  // The length, never the value: a raw key pasted here by mistake must not reach the logs.
-  if (k->sha256.size() != 64 || !std::all_of(k->sha256.begin(), k->sha256.end(), [](char c) {
-        return std::isxdigit(static_cast<unsigned char>(c)) != 0;
-      })) {
-    return r.errorAt("sha256",
-                     "must be the 64 hex digits of the key's SHA-256 (from `switchyard-cli "
-                     "hash-key`), got " +
-                         std::to_string(k->sha256.size()) + " characters");
-  }
+  CONFIG_TRY(policies::readKeySha256(r, "sha256", &k->sha256));
   if (auto [it, inserted] = seen->key_owner.emplace(k->sha256, team + "/" + k->id); !inserted) {
     return r.errorAt("sha256", "the same key is already used by " + it->second);
   }

@@ -44,18 +44,6 @@ constexpr std::string_view kDefaultTrigger = "confidence < 0.85 OR complexity > 
 const std::vector<std::string_view> kDefaultsKeys = {
     "allowed_models", "allow_cloud", "budget", "rate_limits", "routing", "redact_prompts"};
 
-bool isIdentifier(std::string_view s) {
-  if (s.empty() || s.size() > 64) return false;
-  return std::all_of(s.begin(), s.end(), [](unsigned char c) {
-    return std::isalnum(c) || c == '_' || c == '-' || c == '.';
-  });
-}
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
 
 std::string formatNumber(double v) {
   char buf[64];
@@ -329,26 +317,12 @@ class PolicySetParser {
 
   api::Status parseKey(const YamlReader& r, const std::string& team, TeamKey* k) {
     POLICY_TRY(r.checkNoUnknownKeys({"id", "sha256"}));
-    POLICY_TRY(r.readString("id", &k->id, Presence::kRequired));
-    if (!isIdentifier(k->id)) {
-      return r.errorAt("id",
-                       "must be 1 to 64 letters, digits, '_', '-' or '.', got '" + k->id + "'");
-    }
+    POLICY_TRY(readIdentifier(r, "id", &k->id, Presence::kRequired));
     if (auto [it, inserted] = key_id_lines_.emplace(k->id, r.child("id")->line()); !inserted) {
       return r.errorAt("id", "duplicate key id '" + k->id + "' (first defined at line " +
                                  std::to_string(it->second) + ")");
     }
-    POLICY_TRY(r.readString("sha256", &k->sha256, Presence::kRequired));
-    k->sha256 = lower(k->sha256);
-    // The length, never the value: a raw key pasted here by mistake must not reach the logs.
-    if (k->sha256.size() != 64 || !std::all_of(k->sha256.begin(), k->sha256.end(), [](char c) {
-          return std::isxdigit(static_cast<unsigned char>(c)) != 0;
-        })) {
-      return r.errorAt("sha256",
-                       "must be the 64 hex digits of the key's SHA-256 (from `switchyard-cli "
-                       "hash-key`), got " +
-                           std::to_string(k->sha256.size()) + " characters");
-    }
+    POLICY_TRY(readKeySha256(r, "sha256", &k->sha256));
     if (auto [it, inserted] = key_owner_.emplace(k->sha256, team + "/" + k->id); !inserted) {
       return r.errorAt("sha256", "the same key is already used by " + it->second);
     }

@@ -652,4 +652,42 @@ api::Status YamlReader::forEachEntry(
   return c.has_value() ? c->forEachEntry(fn) : api::Status();
 }
 
+bool isIdentifier(std::string_view s) {
+  if (s.empty() || s.size() > 64) return false;
+  return std::all_of(s.begin(), s.end(), [](unsigned char c) {
+    return std::isalnum(c) || c == '_' || c == '-' || c == '.';
+  });
+}
+
+api::Status readIdentifier(const YamlReader& r, std::string_view key, std::string* out,
+                           Presence presence) {
+  std::string value = *out;
+  if (api::Status st = r.readString(key, &value, presence); !st.ok()) return st;
+  if (!r.has(key)) return api::Status();
+  if (!isIdentifier(value)) {
+    return r.errorAt(key,
+                     value.empty()
+                         ? "must not be empty"
+                         : "must be 1 to 64 letters, digits, '_', '-' or '.', got '" + value + "'");
+  }
+  *out = std::move(value);
+  return api::Status();
+}
+
+api::Status readKeySha256(const YamlReader& r, std::string_view key, std::string* out) {
+  std::string value;
+  if (api::Status st = r.readString(key, &value, Presence::kRequired); !st.ok()) return st;
+  for (char& c : value) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (value.size() != 64 || !std::all_of(value.begin(), value.end(), [](char c) {
+        return std::isxdigit(static_cast<unsigned char>(c)) != 0;
+      })) {
+    return r.errorAt(key,
+                     "must be the 64 hex digits of the key's SHA-256 (from `switchyard-cli "
+                     "hash-key`), got " +
+                         std::to_string(value.size()) + " characters");
+  }
+  *out = std::move(value);
+  return api::Status();
+}
+
 }  // namespace policies

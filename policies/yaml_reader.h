@@ -216,4 +216,17 @@ class YamlReader {
   std::shared_ptr<const Context> ctx_;
 };
 
+// An identifier: 1 to 64 letters, digits, '_', '-' or '.'. Team names, key ids and provider
+// names are identifiers: they appear in logs, metric labels, ledgers and route headers.
+bool isIdentifier(std::string_view s);
+
+// Reads `key` as an identifier; an absent optional key leaves `*out` as it was.
+api::Status readIdentifier(const YamlReader& r, std::string_view key, std::string* out,
+                           Presence presence);
+
+// Reads `key` as an API key's SHA-256 (`switchyard-cli hash-key`): 64 hex digits, stored
+// lowercase. A bad value is reported by its length, never its text: a raw key pasted there by
+// mistake must not reach the logs.
+api::Status readKeySha256(const YamlReader& r, std::string_view key, std::string* out);
+
 }  // namespace policies

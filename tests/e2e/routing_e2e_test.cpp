@@ -287,6 +287,11 @@ TEST_F(RoutingE2E, AdminEndpointsNeedTheRightKey) {
       << "a team reads its own spend";
   EXPECT_EQ(admin("GET", "/admin/v1/teams/secure/spend", keyOf("cloudy")).status, 403);
   EXPECT_EQ(admin("GET", "/admin/v1/teams", "sk-wrong").status, 401);
+  HttpResponse nobody = admin("GET", "/admin/v1/teams/nobody/spend");
+  EXPECT_EQ(nobody.status, 404) << nobody.body;
+  EXPECT_EQ(nobody.json()["error"]["code"], "team_not_found");
+  EXPECT_EQ(admin("GET", "/admin/v1/nothing").status, 404);
+  EXPECT_EQ(admin("POST", "/admin/v1/teams").status, 405);
   EXPECT_EQ(chat("cascade", ask("auto", "x")).status, 200);
   HttpResponse admin_chat = httpPost(gw_->url() + "/v1/chat/completions", ask("auto", "x").dump(),
                                      {{"Authorization", "Bearer sk-admin-routing-e2e"}});
