@@ -7,7 +7,7 @@ packages=(
   build-essential cmake ninja-build pkg-config git ca-certificates
   libboost-dev nlohmann-json3-dev libcurl4-openssl-dev libssl-dev libyaml-cpp-dev
   prometheus-cpp-dev libsqlite3-dev sqlite3 libgtest-dev libgmock-dev
-  python3 python3-numpy wrk curl
+  python3 python3-numpy wrk curl chromium
 )
 
 missing=()

@@ -1,0 +1,52 @@
+#include "quality/record.h"
+
+#include <algorithm>
+
+namespace quality {
+
+std::string_view kindName(RecordKind kind) {
+  return kind == RecordKind::kShadow ? "shadow" : "escalation";
+}
+
+std::optional<RecordKind> parseKind(std::string_view name) {
+  if (name == "escalation") return RecordKind::kEscalation;
+  if (name == "shadow") return RecordKind::kShadow;
+  return std::nullopt;
+}
+
+std::string_view judgeStatusName(JudgeStatus status) {
+  switch (status) {
+    case JudgeStatus::kOk:
+      return "ok";
+    case JudgeStatus::kUnparsed:
+      return "unparsed";
+    case JudgeStatus::kError:
+      return "error";
+  }
+  return "error";
+}
+
+std::optional<JudgeStatus> parseJudgeStatus(std::string_view name) {
+  if (name == "ok") return JudgeStatus::kOk;
+  if (name == "unparsed") return JudgeStatus::kUnparsed;
+  if (name == "error") return JudgeStatus::kError;
+  return std::nullopt;
+}
+
+std::optional<double> QualityRecord::delta() const {
+  if (feedback) {
+    double s = std::clamp(feedback->score, -1.0, 1.0);
+    return kind == RecordKind::kShadow ? -s : s;
+  }
+  if (judge && judge->status == JudgeStatus::kOk) return std::clamp(judge->delta, -1.0, 1.0);
+  return std::nullopt;
+}
+
+std::optional<double> QualityRecord::complexityFeature(std::string_view name) const {
+  for (const Feature& f : complexity_features) {
+    if (f.name == name) return f.value;
+  }
+  return std::nullopt;
+}
+
+}  // namespace quality
