@@ -52,6 +52,13 @@ struct BudgetLimits {  // hard limits in USD; nullopt = none
 struct LedgerRow {
   std::string request_id, team, key_id, model, route;
   std::string kind;  // "local" or "cloud"
+  // How the gateway chose the target: "direct" (a model asked for by name), "local" or
+  // "cloud" (planned), "cascade" (local answer kept), "escalated" (cascade went to the cloud),
+  // "shadow" (a sampled cloud comparison), "judge" (an LLM judge call), "" (unknown).
+  std::string decision;
+  // Local answers: this request's share of the accelerator's busy time, in ms (each engine
+  // step's time split over the tokens it processed). 0 for cloud rows.
+  double compute_ms = 0;
   int64_t prompt_tokens = 0, cached_prompt_tokens = 0, completion_tokens = 0;
   double cost_usd = 0;    // USD, finite and >= 0
   double latency_ms = 0;  // milliseconds, from arrival to the last byte
