@@ -49,6 +49,10 @@ struct Timings {
   double queue_s = 0;    // submit -> admitted
   double prefill_s = 0;  // admitted -> first token sampled
   double decode_s = 0;   // first token -> finish
+  // This request's share of the forward passes it took part in: each step's time split over
+  // the batch by tokens processed. Summed over requests it is the engine's busy time, so it
+  // prices local answers honestly under batching.
+  double compute_s = 0;
 };
 
 struct FinishEvent {

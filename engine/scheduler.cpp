@@ -91,6 +91,7 @@ struct Sequence {
   std::unique_ptr<StopMatcher> stops;
   int prefilled = 0;   // prompt tokens already in the KV cache
   int generated = 0;   // tokens sampled
+  double compute_s = 0;  // share of the forward passes so far (Timings::compute_s)
   int32_t last_token = -1;  // sampled, not yet fed to the model
   int64_t kv_reserved = 0;
   Clock::time_point submitted, admitted, first_token;
@@ -265,6 +266,7 @@ void EngineImpl::finish(Sequence& s, std::string reason, api::Status status) {
   } else {
     ev.timings.queue_s = secondsBetween(s.submitted, now);
   }
+  ev.timings.compute_s = s.compute_s;
   s.kv.reset();  // frees the request's KV at once
   kv_used_ -= s.kv_reserved;
   s.kv_reserved = 0;
@@ -402,6 +404,10 @@ bool EngineImpl::step() {
   auto t0 = Clock::now();
   api::Status st = model_->forward(batch);
   double dt = secondsBetween(t0, Clock::now());
+  const int step_tokens = prefill_tokens + decode_tokens;
+  for (size_t i = 0; i < batch.size() && step_tokens > 0; ++i) {
+    owners[i]->compute_s += dt * batch[i].n_tokens / step_tokens;
+  }
   if (!st.ok()) {
     for (Sequence* s : owners) finish(*s, "error", st);
   } else {

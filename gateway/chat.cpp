@@ -4,15 +4,17 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
-#include <fstream>
 #include <mutex>
 #include <optional>
 #include <random>
+#include <set>
 
 #include "api/openai_json.h"
 #include "api/sse.h"
+#include "gateway/accounting.h"
 #include "gateway/gateway.h"
 #include "gateway/http_util.h"
+#include "gateway/live_stats.h"
 #include "routers/cascade.h"
 #include "routers/local_provider.h"
 #include "routers/router.h"
@@ -26,88 +28,26 @@ constexpr int64_t kBudgetedDefaultMaxTokens = 16384;
 
 }  // namespace
 
-// One request's ledger bookkeeping: a reservation while a cloud call runs, and the row.
-class Accounting {
- public:
-  Accounting(policies::Ledger* ledger, std::string request_id, std::string team,
-             std::string key_id, std::string model)
-      : ledger_(ledger),
-        request_id_(std::move(request_id)),
-        team_(std::move(team)),
-        key_id_(std::move(key_id)),
-        model_(std::move(model)) {}
-
-  ~Accounting() {
-    // A reservation whose call never reported back (it cannot happen, but never leak one).
-    if (reservation_ && ledger_) ledger_->release(*reservation_);
-  }
-
-  void setReservation(uint64_t id) {
-    std::lock_guard<std::mutex> lock(mu_);
-    reservation_ = id;
-  }
-
-  // Once: writes the row, settling the reservation when there is one.
-  void finish(const routers::RouteInfo& route, const api::Usage* usage, double cost,
-              int status, double latency_s) {
-    if (done_.exchange(true)) return;
-    if (usage && on_usage_) on_usage_(usage->prompt_tokens + usage->completion_tokens);
-    if (!ledger_) return;
-    policies::LedgerRow row;
-    row.request_id = request_id_;
-    row.team = team_;
-    row.key_id = key_id_;
-    row.model = model_;
-    row.route = route.label.empty() ? "none" : route.label;
-    row.kind = cost > 0 || reservation_ ? "cloud" : "local";
-    if (usage) {
-      row.prompt_tokens = usage->prompt_tokens;
-      row.cached_prompt_tokens = usage->cached_prompt_tokens;
-      row.completion_tokens = usage->completion_tokens;
-    }
-    row.cost_usd = cost;
-    row.latency_ms = latency_s * 1000;
-    row.status = status;
-    row.unix_ms = unixMs();
-    std::optional<uint64_t> reservation;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      reservation.swap(reservation_);
-    }
-    api::Status st = reservation ? ledger_->settle(*reservation, row) : ledger_->record(row);
-    if (!st.ok()) {
-      std::fprintf(stderr, "{\"level\":\"error\",\"msg\":\"ledger write failed\",\"what\":\"%s\"}\n",
-                   st.message().c_str());
-    }
-    if (on_settled_) on_settled_(team_);
-  }
-
-  void onSettled(std::function<void(const std::string& team)> fn) { on_settled_ = std::move(fn); }
-  void onUsage(std::function<void(int64_t total_tokens)> fn) { on_usage_ = std::move(fn); }
-
- private:
-  policies::Ledger* ledger_;
-  const std::string request_id_, team_, key_id_, model_;
-  std::mutex mu_;
-  std::optional<uint64_t> reservation_;
-  std::atomic<bool> done_{false};
-  std::function<void(const std::string&)> on_settled_;
-  std::function<void(int64_t)> on_usage_;
-};
-
 namespace {
 
 // Streams (or collects) one answer back to the client in OpenAI's format, with headers that
 // say which target answered, after how many attempts, and what it cost.
 class ChatForwarder : public routers::ChatSink {
  public:
+  // Called once after a successful answer reached the client, with the target that answered
+  // and the answer (streamed answers assembled): shadow comparisons start here.
+  using AnswerTap = std::function<void(const routers::RouteInfo& route, bool local_route,
+                                       const api::ChatResponse& answer)>;
+
   ChatForwarder(std::shared_ptr<Responder> out, Metrics& metrics,
-                const policies::PriceTable& prices, std::shared_ptr<Accounting> account,
-                std::string team, std::string model, bool stream, bool include_usage,
-                Clock::time_point received)
+                const policies::PriceTable& prices, const std::set<std::string>& local_providers,
+                LiveStats& live, std::shared_ptr<Accounting> account, std::string team,
+                std::string model, bool stream, bool include_usage, Clock::time_point received)
       : out_(std::move(out)),
         metrics_(metrics),
         prices_(prices),
+        local_providers_(local_providers),
+        live_(live),
         account_(std::move(account)),
         team_(std::move(team)),
         model_(std::move(model)),
@@ -128,6 +68,8 @@ class ChatForwarder : public routers::ChatSink {
     route_.complexity = complexity;
     route_.escalation = std::move(note);
   }
+
+  void setTap(AnswerTap tap) { tap_ = std::move(tap); }
 
   void setCall(std::shared_ptr<routers::ProviderCall> call) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -156,6 +98,12 @@ class ChatForwarder : public routers::ChatSink {
       cancel();
       return;
     }
+    if (tap_) {
+      for (const api::ChunkChoice& c : chunk.choices) {
+        if (c.delta.content) streamed_text_ += *c.delta.content;
+        if (c.finish_reason) streamed_finish_ = *c.finish_reason;
+      }
+    }
     chunk.model = model_;
     last_id_ = chunk.id;
     created_ = chunk.created;
@@ -166,10 +114,13 @@ class ChatForwarder : public routers::ChatSink {
   void onFinish(api::StatusOr<api::ChatResponse> result) override {
     double duration = secondsSince(received_);
     const std::string& route = route_.label;
+    const bool local_route = local_providers_.count(route_.provider) > 0;
+    const std::string decision = account_->decisionFor(local_route);
     if (!result.ok()) {
       const api::Status& s = result.status();
       int status = s.code() == api::ErrorCode::kCancelled ? 499 : s.httpStatusCode();
-      account_->finish(route_, nullptr, 0, started_ ? 200 : status, duration);
+      account_->finish(route_, local_route, nullptr, 0, started_ ? 200 : status, duration);
+      live_.add(LiveSample{team_, decision, started_ ? 200 : status, duration * 1000, 0, unixMs()});
       if (started_) {
         // The stream broke in the middle: the client gets a clean error event and the end.
         out_->write(api::sseData(api::serializeError(s)));
@@ -193,7 +144,26 @@ class ChatForwarder : public routers::ChatSink {
       metrics_.recordUsage(team_, model_, route, r.usage->prompt_tokens,
                            r.usage->cached_prompt_tokens, r.usage->completion_tokens, *cost);
     }
-    account_->finish(route_, r.usage ? &*r.usage : nullptr, cost.value_or(0), 200, duration);
+    account_->finish(route_, local_route, r.usage ? &*r.usage : nullptr, cost.value_or(0), 200,
+                     duration);
+    live_.add(LiveSample{team_, decision, 200, duration * 1000, cost.value_or(0), unixMs()});
+    // The tap sees the answer as the client got it (streams assembled from the chunks), once
+    // the client has it.
+    std::optional<api::ChatResponse> tapped;
+    if (tap_) {
+      tapped = r;
+      if (stream_) {
+        api::Choice& c = tapped->choices.emplace_back();
+        c.message.role = api::Role::kAssistant;
+        c.message.content = api::Content::ofText(std::move(streamed_text_));
+        if (!streamed_finish_.empty()) c.finish_reason = streamed_finish_;
+      }
+    }
+    auto runTap = [&] {
+      if (!tapped) return;
+      AnswerTap tap = std::move(tap_);
+      tap(route_, local_route, *tapped);
+    };
     if (!stream_) {
       r.model = model_;
       Headers h = headers();
@@ -204,6 +174,7 @@ class ChatForwarder : public routers::ChatSink {
       }
       out_->reply(200, api::serializeChatResponse(r), std::move(h));
       metrics_.recordRequest(team_, model_, route, 200, duration, -1);
+      runTap();
       return;
     }
     if (!started_) {
@@ -222,6 +193,7 @@ class ChatForwarder : public routers::ChatSink {
     out_->write(std::string(api::kSseDone));
     out_->finish();
     metrics_.recordRequest(team_, model_, route, 200, duration, ttft_);
+    runTap();
   }
 
  private:
@@ -255,7 +227,11 @@ class ChatForwarder : public routers::ChatSink {
   std::shared_ptr<Responder> out_;
   Metrics& metrics_;
   const policies::PriceTable& prices_;
+  const std::set<std::string>& local_providers_;
+  LiveStats& live_;
   const std::shared_ptr<Accounting> account_;
+  AnswerTap tap_;
+  std::string streamed_text_, streamed_finish_;
   const std::string team_, model_;
   routers::RouteInfo route_;
   const bool stream_, include_usage_;
@@ -352,24 +328,11 @@ api::StatusOr<std::shared_ptr<routers::ProviderCall>> Gateway::startCloud(
   return chain.chat(request, std::move(sink), deadline);
 }
 
-void Gateway::recordPair(const std::string& request_id, const std::string& team,
-                         const std::string& model, const routers::CascadePair& pair,
-                         bool redact) {
-  if (quality_path_.empty()) return;
-  api::Json j = {{"request_id", request_id},
-                 {"unix_ms", unixMs()},
-                 {"team", team},
-                 {"model", model},
-                 {"reason", pair.reason},
-                 {"confidence", pair.confidence ? api::Json(*pair.confidence) : api::Json()},
-                 {"local_tokens", pair.local_tokens},
-                 {"local_complete", pair.local_complete},
-                 {"local", redact ? "[redacted]" : pair.local_text},
-                 {"cloud", redact ? "[redacted]" : pair.cloud_text}};
-  std::string line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
-  std::lock_guard<std::mutex> lock(quality_mu_);
-  std::ofstream out(quality_path_, std::ios::app | std::ios::binary);
-  out << line;
+bool Gateway::sampleShadow(double rate) {
+  if (rate <= 0) return false;
+  if (rate >= 1) return true;
+  std::lock_guard<std::mutex> lock(shadow_mu_);
+  return std::uniform_real_distribution<double>(0, 1)(shadow_rng_) < rate;
 }
 
 void Gateway::handleChat(Exchange& ex, const std::shared_ptr<Responder>& responder) {
@@ -433,9 +396,9 @@ void Gateway::handleChat(Exchange& ex, const std::shared_ptr<Responder>& respond
     limiter_.adjustTokens(team, key, live->policies->policyFor(team).rate_limits,
                           actual - estimate, Clock::now());
   });
-  auto forwarder = std::make_shared<ChatForwarder>(responder, metrics_, *config_->prices,
-                                                   account, team, public_model, request.stream,
-                                                   request.include_usage, ex.received);
+  auto forwarder = std::make_shared<ChatForwarder>(
+      responder, metrics_, *config_->prices, local_providers_, *live_stats_, account, team,
+      public_model, request.stream, request.include_usage, ex.received);
   responder->onClientGone([forwarder] { forwarder->cancel(); });
   const auto deadline = ex.received + ms(config_->server.request_timeout_s);
   auto fail = [&](const api::Status& s, const std::string& note) {
@@ -453,6 +416,7 @@ void Gateway::handleChat(Exchange& ex, const std::shared_ptr<Responder>& respond
                   note);
     }
     metrics_.recordRouting(team, "local", "policy");
+    account->setDecision("local");
     forwarder->setDecision(complexity, note);
     forwarder->setCall(local->second.chain->chat(request, forwarder, deadline));
   };
@@ -482,6 +446,7 @@ void Gateway::handleChat(Exchange& ex, const std::shared_ptr<Responder>& respond
   };
 
   if (!routed) {
+    account->setDecision("direct");
     if (!isCloudModel(entry)) {
       forwarder->setCall(it->second.chain->chat(request, forwarder, deadline));
       return;
@@ -513,6 +478,41 @@ void Gateway::handleChat(Exchange& ex, const std::shared_ptr<Responder>& respond
   metrics_.observeComplexity(plan.complexity.score);
   const double complexity = plan.complexity.score;
   request.model = plan.model;
+  account->setDecision(plan.target == routers::RoutePlan::Target::kCascade ? "cascade"
+                       : plan.target == routers::RoutePlan::Target::kLocal ? "local"
+                                                                           : "cloud");
+
+  // Answers of the local engine may be compared with the cloud's: the cascade's escalations
+  // always, local answers when the team samples them for shadow comparison.
+  std::shared_ptr<RequestFacts> facts;
+  if (quality_ && (plan.target == routers::RoutePlan::Target::kLocal ||
+                   plan.target == routers::RoutePlan::Target::kCascade)) {
+    facts = std::make_shared<RequestFacts>();
+    facts->request_id = ex.request_id;
+    facts->team = team;
+    facts->key_id = principal->key_id;
+    facts->public_model = public_model;
+    facts->redact = policy.redact_prompts;
+    if (!facts->redact) facts->prompt = api::chatRequestToJson(request)["messages"];
+    facts->complexity = complexity;
+    facts->complexity_features = plan.complexity.features;
+    const std::string shadow_model = !plan.cloud_model.empty() ? plan.cloud_model
+                                     : routing.cloud_models.empty() ? std::string()
+                                                                    : routing.cloud_models[0];
+    if (policy.allow_cloud && !shadow_model.empty() && sampleShadow(routing.shadow_rate)) {
+      const policies::TeamPolicy policy_copy = policy;
+      const api::ChatRequest shadow_request = request;
+      const auto started = Clock::now();
+      forwarder->setTap([this, facts, policy_copy, shadow_request, shadow_model, started](
+                            const routers::RouteInfo& route, bool local_route,
+                            const api::ChatResponse& answer) {
+        // An escalated cascade already has its pair; only local answers are shadowed.
+        if (!local_route) return;
+        startShadow(*facts, shadow_request, policy_copy, shadow_model, route, answer,
+                    secondsSince(started) * 1000);
+      });
+    }
+  }
 
   switch (plan.target) {
     case routers::RoutePlan::Target::kReject:
@@ -576,11 +576,9 @@ void Gateway::handleChat(Exchange& ex, const std::shared_ptr<Responder>& respond
     return startCloud(*cloud_route->second.chain, cloud_route->second.chain->targets(), cloud_req,
                       policy_copy, team, account, std::move(sink), deadline);
   };
-  const bool redact = policy.redact_prompts;
-  options.on_pair = [this, request_id = ex.request_id, team, public_model,
-                     redact](const routers::CascadePair& pair) {
-    recordPair(request_id, team, public_model, pair, redact);
-  };
+  if (facts) {
+    options.on_pair = [this, facts](const routers::CascadePair& pair) { recordPair(*facts, pair); };
+  }
   forwarder->setDecision(complexity, "");
   forwarder->setCall(routers::startCascade(*routes_.at(plan.model).chain, request, forwarder,
                                            deadline, std::move(options)));

@@ -428,6 +428,38 @@ api::Status parseLedger(const YamlReader& r, Config* config) {
   return r.readString("path", &config->ledger_path);
 }
 
+api::Status parseQuality(const YamlReader& r, Config* config) {
+  QualityConfig& q = config->quality;
+  CONFIG_TRY(r.checkNoUnknownKeys({"path", "queue_size", "retention", "gpu_hour_usd", "judge"}));
+  CONFIG_TRY(r.readString("path", &q.path));
+  CONFIG_TRY(r.readInt("queue_size", &q.queue_size, 1, 1 << 20));
+  CONFIG_TRY(r.readDouble("gpu_hour_usd", &q.gpu_hour_usd, NumberRange::atLeast(0, 1e6)));
+  YamlReader retention = r.section("retention");
+  CONFIG_TRY(retention.checkNoUnknownKeys({"max_age_days", "max_rows", "max_mb"}));
+  CONFIG_TRY(retention.readInt("max_age_days", &q.max_age_days, 0, 100000));
+  CONFIG_TRY(retention.readInt("max_rows", &q.max_rows, 0, int64_t{1} << 40));
+  CONFIG_TRY(retention.readInt("max_mb", &q.max_mb, 0, int64_t{1} << 30));
+  YamlReader judge = r.section("judge");
+  QualityJudgeConfig& j = q.judge;
+  CONFIG_TRY(judge.checkNoUnknownKeys(
+      {"model", "sample_rate", "daily_budget_usd", "rubric", "max_tokens", "timeout_s"}));
+  CONFIG_TRY(judge.readName("model", &j.model));
+  CONFIG_TRY(judge.readDouble("sample_rate", &j.sample_rate, NumberRange::atLeast(0, 1)));
+  CONFIG_TRY(judge.readDouble("daily_budget_usd", &j.daily_budget_usd,
+                              NumberRange::atLeast(0, 1e9)));
+  CONFIG_TRY(judge.readString("rubric", &j.rubric));
+  CONFIG_TRY(judge.readInt("max_tokens", &j.max_tokens, 16, 32768));
+  CONFIG_TRY(judge.readDouble("timeout_s", &j.timeout_s, NumberRange::positive(3600)));
+  if (!j.model.empty() && !config->findModel(j.model)) {
+    return judge.errorAt("model", "unknown model '" + j.model +
+                                      "' (the judge runs on an entry of `models:`)");
+  }
+  if (!j.model.empty() && q.path.empty()) {
+    return judge.errorAt("model", "a judge needs a quality store: set quality.path");
+  }
+  return api::Status();
+}
+
 // Each model's fallbacks name other models, once each; every model routed to a cloud
 // provider has a price.
 api::Status checkModels(const YamlReader& models, const Config& config) {
@@ -513,13 +545,14 @@ api::Status parseDocument(const YamlReader& root, const ConfigFileReader& read_f
   }
   std::vector<std::string_view> keys;
   for (const Section& s : kSections) keys.push_back(s.key);
-  keys.insert(keys.end(), {"pricing", "policies", "ledger"});
+  keys.insert(keys.end(), {"pricing", "policies", "ledger", "quality"});
   CONFIG_TRY(root.checkNoUnknownKeys(keys));
   for (const Section& s : kSections) CONFIG_TRY(s.parse(root.section(s.key), config));
   CONFIG_TRY(parseAdminKeys(root.section("auth"), config));
   CONFIG_TRY(parsePricing(root, read_file, config));
   CONFIG_TRY(parsePolicies(root, read_file, config));
   CONFIG_TRY(parseLedger(root.section("ledger"), config));
+  CONFIG_TRY(parseQuality(root.section("quality"), config));
   config->read_file = read_file;
   return finish(root, config);
 }

@@ -103,6 +103,29 @@ struct ModelRoute {
   int line = 0;  // where the entry starts in the file, for messages
 };
 
+// `quality:`: where quality records go, how long they stay, the LLM judge, and the price that
+// costs local answers.
+struct QualityJudgeConfig {
+  std::string model;              // an entry of `models:`; "" = no judge
+  double sample_rate = 0.1;       // share of stored records judged, [0, 1]
+  double daily_budget_usd = 1.0;  // judge spend per UTC day (kept in the ledger as team `judge`)
+  std::string rubric;             // "" = the built-in rubric
+  int max_tokens = 512;
+  double timeout_s = 60;
+};
+
+struct QualityConfig {
+  // The SQLite store of quality records (relative to the working directory; its directory is
+  // created). "" records nothing.
+  std::string path;
+  int64_t queue_size = 1024;      // records waiting for the writer; more are dropped and counted
+  int64_t max_age_days = 90;      // retention; 0 keeps records forever
+  int64_t max_rows = 1000000;     // 0 = unbounded
+  int64_t max_mb = 1024;          // 0 = unbounded
+  double gpu_hour_usd = 0;        // price of one accelerator hour: costs local answers
+  QualityJudgeConfig judge;
+};
+
 struct Config {
   ServerConfig server;
   AuthConfig auth;
@@ -123,6 +146,7 @@ struct Config {
   // relative to the working directory, like model_dir; missing directories are created); ""
   // keeps no ledger (budgets cannot be enforced and are refused at start).
   std::string ledger_path;
+  QualityConfig quality;
   ConfigFileReader read_file;  // how files it names were read (for reloads)
   std::string source_path;  // the file it was read from ("" for text)
 

@@ -9,6 +9,8 @@
 #include "api/openai_json.h"
 #include "api/sse.h"
 #include "gateway/http_util.h"
+#include "gateway/live_stats.h"
+#include "gateway/quality_hub.h"
 #include "routers/anthropic_wire.h"
 #include "routers/cloud_provider.h"
 #include "routers/gemini_wire.h"
@@ -77,7 +79,6 @@ api::Status Gateway::startEngines() {
     auto ledger = policies::openSqliteLedger(config_->ledger_path);
     if (!ledger.ok()) return ledger.status();
     ledger_ = std::move(ledger).value();
-    quality_path_ = config_->ledger_path + ".quality.jsonl";
   } else {
     for (const policies::TeamPolicy& t : config_->policies->teams()) {
       if (t.budget.limited()) {
@@ -112,8 +113,33 @@ api::Status Gateway::startEngines() {
     }
     providers_[name] = std::make_unique<routers::LocalProvider>(name, name, **engine);
     engines_.push_back(std::move(engine).value());
+    local_providers_.insert(name);
   }
-  return buildRoutes();
+  if (api::Status st = buildRoutes(); !st.ok()) return st;
+  std::vector<std::string> teams;
+  for (const Team& t : config_->teams) teams.push_back(t.name);
+  live_stats_ = std::make_unique<LiveStats>(teams);
+  if (!config_->quality.path.empty()) {
+    routers::FallbackChain* judge = nullptr;
+    if (!config_->quality.judge.model.empty()) judge = routes_.at(config_->quality.judge.model).chain;
+    auto hub = QualityHub::open(*config_, metrics_, ledger_.get(), judge);
+    if (!hub.ok()) return hub.status();
+    quality_ = std::move(hub).value();
+  }
+  return api::Status();
+}
+
+void Gateway::updateEngineMetrics() {
+  for (const auto& [name, provider] : providers_) {
+    auto* local = dynamic_cast<routers::LocalProvider*>(provider.get());
+    if (!local) continue;
+    engine::EngineStats s = local->engine().stats();
+    double kv = s.kv_tokens_capacity > 0
+                    ? static_cast<double>(s.kv_tokens_used) / static_cast<double>(s.kv_tokens_capacity)
+                    : 0;
+    metrics_.setEngineLoad(name, s.queued, s.running, kv, s.decode_tokens_per_s);
+  }
+  if (quality_) metrics_.setQualityDropped(quality_->stats().dropped);
 }
 
 // Feeds the fallback chains' events into the metrics.
@@ -190,6 +216,7 @@ Gateway::~Gateway() {
   // No retry may start once the HTTP client is gone; then cancel upstream calls still in
   // flight and join the HTTP and engine threads before the providers go.
   timer_->shutdown();
+  if (quality_) quality_->stop();
   http_.reset();
   engines_.clear();
 }
@@ -230,10 +257,17 @@ void Gateway::handle(Exchange ex, std::shared_ptr<Responder> responder) {
       }
     } else if (path == "/metrics") {
       if (!get) return methodNotAllowed();
+      updateEngineMetrics();
       responder->reply(200, metrics_.serialize(), {}, "text/plain; version=0.0.4; charset=utf-8");
     } else if (path == "/v1/chat/completions") {
       if (ex.method != "POST") return methodNotAllowed();
       handleChat(ex, responder);
+    } else if (path == "/v1/feedback") {
+      if (ex.method != "POST") return methodNotAllowed();
+      handleFeedback(ex, responder);
+    } else if (path == "/dashboard" || path == "/admin/v1/dashboard") {
+      if (!get) return methodNotAllowed();
+      handleDashboard(ex, responder);
     } else if (path.rfind("/admin/", 0) == 0) {
       handleAdmin(ex, responder, path);
     } else if (path == "/v1/models" || path.rfind("/v1/models/", 0) == 0) {

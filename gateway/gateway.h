@@ -8,6 +8,8 @@
 #include <mutex>
 #include <optional>
 #include <memory>
+#include <random>
+#include <set>
 #include <string>
 #include <unordered_map>
 
@@ -19,6 +21,7 @@
 #include "policies/ledger.h"
 #include "policies/policy_set.h"
 #include "policies/rate_limiter.h"
+#include "quality/record.h"
 #include "routers/cascade.h"
 #include "routers/complexity.h"
 #include "routers/circuit_breaker.h"
@@ -30,6 +33,8 @@
 namespace gateway {
 
 class Accounting;
+class QualityHub;
+class LiveStats;
 
 class Gateway {
  public:
@@ -77,8 +82,27 @@ class Gateway {
       api::ChatRequest request, const policies::TeamPolicy& policy, const std::string& team,
       const std::shared_ptr<Accounting>& account, std::shared_ptr<routers::ChatSink> sink,
       routers::Deadline deadline);
-  void recordPair(const std::string& request_id, const std::string& team,
-                  const std::string& model, const routers::CascadePair& pair, bool redact);
+  // What a quality record needs to know of the request it compares answers for.
+  struct RequestFacts {
+    std::string request_id, team, key_id, public_model;
+    bool redact = false;
+    api::Json prompt;  // the request's messages (OpenAI JSON); null when redacted
+    std::optional<double> complexity;
+    std::vector<routers::ComplexityScore::Feature> complexity_features;
+  };
+  quality::QualityRecord baseRecord(const RequestFacts& facts, quality::RecordKind kind) const;
+  // The cascade escalated after a local draft: both answers become a record.
+  void recordPair(const RequestFacts& facts, const routers::CascadePair& pair);
+  // A sampled request was answered locally: the cloud answers the same request now, off the
+  // request path and within the team's budget, and the pair is recorded.
+  void startShadow(const RequestFacts& facts, const api::ChatRequest& request,
+                   const policies::TeamPolicy& policy, const std::string& cloud_model,
+                   const routers::RouteInfo& local_route, const api::ChatResponse& local_answer,
+                   double local_latency_ms);
+  bool sampleShadow(double rate);
+  void handleFeedback(const Exchange& ex, const std::shared_ptr<Responder>& responder);
+  void handleDashboard(const Exchange& ex, const std::shared_ptr<Responder>& responder);
+  void updateEngineMetrics();
   // Budget alerts: after a settled row, each threshold crossed in the current period is
   // reported once (log line, metric, webhook).
   void checkAlerts(const Live& live, const std::string& team);
@@ -108,8 +132,11 @@ class Gateway {
   routers::ComplexityWeights complexity_weights_;
   mutable std::mutex live_mu_;
   std::shared_ptr<const Live> live_;
-  std::mutex quality_mu_;
-  std::string quality_path_;  // cascade pairs, JSON lines ("" without a ledger)
+  std::unique_ptr<QualityHub> quality_;  // null without quality.path
+  std::unique_ptr<LiveStats> live_stats_;
+  std::set<std::string> local_providers_;  // names of providers of type local
+  std::mutex shadow_mu_;
+  std::mt19937_64 shadow_rng_{std::random_device{}()};
   std::function<bool()> draining_;
   int64_t started_unix_ = 0;
 };

@@ -85,6 +85,44 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                  .Name("switchyard_budget_alerts_total")
                  .Help("Budget threshold crossings, by team, window and threshold")
                  .Register(*registry_);
+  engine_queue_ = &prometheus::BuildGauge()
+                       .Name("switchyard_engine_queue_depth")
+                       .Help("Requests waiting in a local engine's queue, by provider")
+                       .Register(*registry_);
+  engine_running_ = &prometheus::BuildGauge()
+                         .Name("switchyard_engine_running_requests")
+                         .Help("Requests a local engine is generating now, by provider")
+                         .Register(*registry_);
+  engine_kv_ = &prometheus::BuildGauge()
+                    .Name("switchyard_engine_kv_cache_usage_ratio")
+                    .Help("Share of a local engine's KV cache positions in use, by provider")
+                    .Register(*registry_);
+  engine_decode_ = &prometheus::BuildGauge()
+                        .Name("switchyard_engine_decode_tokens_per_second")
+                        .Help("Smoothed decode rate of a local engine, by provider")
+                        .Register(*registry_);
+  quality_records_ = &prometheus::BuildCounter()
+                          .Name("switchyard_quality_records_total")
+                          .Help("Quality records stored, by kind (escalation, shadow)")
+                          .Register(*registry_);
+  quality_dropped_ = &prometheus::BuildCounter()
+                          .Name("switchyard_quality_records_dropped_total")
+                          .Help("Quality records dropped because the writer's queue was full")
+                          .Register(*registry_)
+                          .Add({});
+  judge_verdicts_ = &prometheus::BuildCounter()
+                         .Name("switchyard_judge_verdicts_total")
+                         .Help("LLM judge runs by status (ok, unparsed, error, skipped_budget)")
+                         .Register(*registry_);
+  shadow_ = &prometheus::BuildCounter()
+                 .Name("switchyard_shadow_requests_total")
+                 .Help("Shadow cloud comparisons by team and outcome")
+                 .Register(*registry_);
+  feedback_ = &prometheus::BuildCounter()
+                   .Name("switchyard_feedback_total")
+                   .Help("User feedback received on answers (POST /v1/feedback)")
+                   .Register(*registry_)
+                   .Add({});
   connections_ = &prometheus::BuildGauge()
                       .Name("switchyard_http_connections")
                       .Help("Open client connections")
@@ -179,6 +217,34 @@ void Metrics::recordAlert(const std::string& team, const std::string& window, do
 void Metrics::recordRejected(const std::string& reason) {
   rejected_->Add({{"reason", reason}}).Increment();
 }
+
+void Metrics::setEngineLoad(const std::string& provider, int64_t queued, int64_t running,
+                            double kv_usage, double decode_tokens_per_s) {
+  engine_queue_->Add({{"provider", provider}}).Set(static_cast<double>(queued));
+  engine_running_->Add({{"provider", provider}}).Set(static_cast<double>(running));
+  engine_kv_->Add({{"provider", provider}}).Set(kv_usage);
+  engine_decode_->Add({{"provider", provider}}).Set(decode_tokens_per_s);
+}
+
+void Metrics::recordQualityRecord(const std::string& kind) {
+  quality_records_->Add({{"kind", kind}}).Increment();
+}
+
+void Metrics::setQualityDropped(uint64_t total) {
+  // The recorder counts drops itself; the counter follows it (counters only go up).
+  double now = static_cast<double>(total);
+  if (now > quality_dropped_->Value()) quality_dropped_->Increment(now - quality_dropped_->Value());
+}
+
+void Metrics::recordJudgeVerdict(const std::string& status) {
+  judge_verdicts_->Add({{"status", status}}).Increment();
+}
+
+void Metrics::recordShadow(const std::string& team, const std::string& outcome) {
+  shadow_->Add({{"team", team}, {"outcome", outcome}}).Increment();
+}
+
+void Metrics::recordFeedback() { feedback_->Increment(); }
 
 std::string Metrics::serialize() const {
   prometheus::TextSerializer serializer;

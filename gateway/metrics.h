@@ -46,6 +46,19 @@ class Metrics {
   // connection limit, malformed HTTP, timeouts).
   void recordRejected(const std::string& reason);
 
+  // The local engines' load, set before each scrape: requests waiting and running, the share
+  // of KV cache positions in use, and the smoothed decode rate.
+  void setEngineLoad(const std::string& provider, int64_t queued, int64_t running,
+                     double kv_usage, double decode_tokens_per_s);
+  // Quality records: stored (by kind), dropped by a full queue; judge verdicts by status
+  // ("ok", "unparsed", "error", "skipped_budget"); shadow comparisons by outcome ("sampled",
+  // "recorded", "failed", "skipped_budget"); user feedback received.
+  void recordQualityRecord(const std::string& kind);
+  void setQualityDropped(uint64_t total);
+  void recordJudgeVerdict(const std::string& status);
+  void recordShadow(const std::string& team, const std::string& outcome);
+  void recordFeedback();
+
   prometheus::Gauge& connections() { return *connections_; }
   prometheus::Gauge& inFlight() { return *in_flight_; }
 
@@ -73,6 +86,15 @@ class Metrics {
   prometheus::Family<prometheus::Gauge>* spend_;
   prometheus::Family<prometheus::Gauge>* budget_;
   prometheus::Family<prometheus::Counter>* alerts_;
+  prometheus::Family<prometheus::Gauge>* engine_queue_;
+  prometheus::Family<prometheus::Gauge>* engine_running_;
+  prometheus::Family<prometheus::Gauge>* engine_kv_;
+  prometheus::Family<prometheus::Gauge>* engine_decode_;
+  prometheus::Family<prometheus::Counter>* quality_records_;
+  prometheus::Counter* quality_dropped_;
+  prometheus::Family<prometheus::Counter>* judge_verdicts_;
+  prometheus::Family<prometheus::Counter>* shadow_;
+  prometheus::Counter* feedback_;
   prometheus::Gauge* connections_;
   prometheus::Gauge* in_flight_;
 };

@@ -126,6 +126,10 @@ bool validRow(const LedgerRow& row, std::string* problem) {
     *problem = "latency_ms must be finite";
     return false;
   }
+  if (!std::isfinite(row.compute_ms) || row.compute_ms < 0) {
+    *problem = "compute_ms must be finite and >= 0";
+    return false;
+  }
   return true;
 }
 

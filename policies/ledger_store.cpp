@@ -15,6 +15,13 @@
 namespace policies {
 namespace {
 
+// Version 1 lacked requests.decision and requests.compute_ms; opening it for writing adds them.
+const char* const kMigrateV1Sql = R"sql(
+ALTER TABLE requests ADD COLUMN decision TEXT NOT NULL DEFAULT '';
+ALTER TABLE requests ADD COLUMN compute_ms REAL NOT NULL DEFAULT 0;
+UPDATE meta SET value = '2' WHERE key = 'schema_version';
+)sql";
+
 // How long a connection waits for another one's write lock (the writer's batch, an alert).
 constexpr int kBusyTimeoutMs = 5'000;
 
@@ -34,7 +41,9 @@ CREATE TABLE requests(
   completion_tokens INTEGER NOT NULL,
   cost_usd REAL NOT NULL,
   latency_ms REAL NOT NULL,
-  status INTEGER NOT NULL);
+  status INTEGER NOT NULL,
+  decision TEXT NOT NULL DEFAULT '',  -- direct | local | cloud | cascade | escalated | shadow | judge
+  compute_ms REAL NOT NULL DEFAULT 0);  -- local answers: share of the accelerator's busy time
 CREATE INDEX requests_team_time ON requests(team, unix_ms);
 CREATE TABLE alerts(
   team TEXT NOT NULL,
@@ -222,6 +231,13 @@ api::Status LedgerStore::createOrCheckSchema() {
       if (rc != SQLITE_ROW && rc != SQLITE_DONE) return fail(error(db, "reading the schema"));
       if (rc == SQLITE_ROW) version = use.columnText(0);
     }
+    if (version == "1") {
+      if (api::Status s = exec(db, kMigrateV1Sql, "upgrading the schema from version 1");
+          !s.ok()) {
+        return fail(s);
+      }
+      version = want;
+    }
     if (version != want) {
       return fail(api::Status(api::ErrorCode::kConfig,
                               name + ": schema version " +
@@ -269,8 +285,8 @@ api::Status LedgerStore::init() {
            prepareInto(wdb, &insert_,
                        "INSERT INTO requests(id, request_id, unix_ms, team, key_id, model, route, "
                        "kind, prompt_tokens, cached_prompt_tokens, completion_tokens, cost_usd, "
-                       "latency_ms, status) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "
-                       "?12, ?13, ?14)"),
+                       "latency_ms, status, decision, compute_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, "
+                       "?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"),
            prepareInto(wdb, &begin_, "BEGIN IMMEDIATE"),
            prepareInto(wdb, &commit_, "COMMIT"),
            prepareInto(wdb, &rollback_, "ROLLBACK"),
@@ -321,6 +337,8 @@ api::Status LedgerStore::insertBatch(const std::vector<const StoredRow*>& rows) 
     q.real(12, r.cost_usd);
     q.real(13, r.latency_ms);
     q.int64(14, r.status);
+    q.text(15, r.decision);
+    q.real(16, r.compute_ms);
     if (q.step() != SQLITE_DONE) {
       status = error(db, "writing rows");
       break;

@@ -34,7 +34,7 @@ struct StoredRow {
 
 class LedgerStore {
  public:
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;
 
   // Opens or creates the file (its parent directory must exist), takes an exclusive flock() on
   // it (a second owner, in this process or another, is refused: budgets are held in the

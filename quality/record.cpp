@@ -1,6 +1,7 @@
 #include "quality/record.h"
 
 #include <algorithm>
+#include <cmath>
 
 namespace quality {
 
@@ -34,11 +35,13 @@ std::optional<JudgeStatus> parseJudgeStatus(std::string_view name) {
 }
 
 std::optional<double> QualityRecord::delta() const {
-  if (feedback) {
+  if (feedback && std::isfinite(feedback->score)) {
     double s = std::clamp(feedback->score, -1.0, 1.0);
     return kind == RecordKind::kShadow ? -s : s;
   }
-  if (judge && judge->status == JudgeStatus::kOk) return std::clamp(judge->delta, -1.0, 1.0);
+  if (judge && judge->status == JudgeStatus::kOk && std::isfinite(judge->delta)) {
+    return std::clamp(judge->delta, -1.0, 1.0);
+  }
   return std::nullopt;
 }
 

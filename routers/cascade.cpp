@@ -1,6 +1,7 @@
 #include "routers/cascade.h"
 
 #include <atomic>
+#include <chrono>
 #include <mutex>
 #include <vector>
 
@@ -19,7 +20,8 @@ class CascadeCall : public ProviderCall, public std::enable_shared_from_this<Cas
       : request_(request),
         out_(std::move(out)),
         options_(std::move(options)),
-        monitor_(options_.confidence) {}
+        monitor_(options_.confidence),
+        started_(Clock::now()) {}
 
   void start(Provider& local, Deadline deadline) {
     // The local side always streams, so that the draft is known as far as it got; a
@@ -100,6 +102,7 @@ class CascadeCall : public ProviderCall, public std::enable_shared_from_this<Cas
 
   void onLocalFinish(api::StatusOr<api::ChatResponse> result) {
     std::unique_lock<std::mutex> lock(mu_);
+    if (!local_end_) local_end_ = Clock::now();
     if (phase_ == Phase::kDone) return;
     if (result.ok()) keepLocalResult(*result);
     if (phase_ == Phase::kEscalated) {
@@ -206,6 +209,7 @@ class CascadeCall : public ProviderCall, public std::enable_shared_from_this<Cas
       std::lock_guard<std::mutex> lock(mu_);
       if (cancelled_) return false;
       phase_ = Phase::kEscalated;  // from here on the local side never touches `out_`
+      escalated_at_ = Clock::now();
       reason_ = reason;
       local_finished_ = local_complete;
       hedging_ = hedge;
@@ -238,9 +242,11 @@ class CascadeCall : public ProviderCall, public std::enable_shared_from_this<Cas
       if (hedging_) {
         hedging_ = false;  // the cloud answers: the local hedge is no longer needed
         stop_local = local_call_;
+        if (!local_end_) local_end_ = Clock::now();
       }
       for (const auto& c : chunk.choices) {
         if (c.delta.content) cloud_text_ += *c.delta.content;
+        if (c.finish_reason) cloud_finish_reason_ = *c.finish_reason;
       }
     }
     if (stop_local) stop_local->cancel();
@@ -297,17 +303,33 @@ class CascadeCall : public ProviderCall, public std::enable_shared_from_this<Cas
   void recordPair(const api::ChatResponse& response) {
     if (!options_.on_pair) return;
     CascadePair pair;
+    const auto now = Clock::now();
+    auto ms = [](Clock::duration d) {
+      return std::chrono::duration<double, std::milli>(d).count();
+    };
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (!request_.stream && !response.choices.empty()) {
         cloud_text_ = response.choices[0].message.content.joinedText();
+        cloud_finish_reason_ = response.choices[0].finish_reason;
       }
       pair.local_text = draft_;
       pair.local_complete = local_finished_ || local_done_;
       pair.confidence = monitor_.score();
+      pair.confidence_features = monitor_.features();
       pair.local_tokens = monitor_.tokens();
+      pair.local_route = local_route_;
+      if (pair.local_complete) {
+        pair.local_finish_reason = finish_reason_;
+        if (local_result_) pair.local_usage = local_result_->usage;
+      }
+      pair.local_latency_ms = ms(local_end_.value_or(escalated_at_) - started_);
       pair.cloud_text = cloud_text_;
       pair.cloud_route = cloud_route_.label;
+      pair.cloud_route_info = cloud_route_;
+      pair.cloud_finish_reason = cloud_finish_reason_;
+      pair.cloud_usage = response.usage;
+      pair.cloud_latency_ms = ms(now - escalated_at_);
     }
     pair.reason = reason_;
     options_.on_pair(pair);
@@ -374,6 +396,7 @@ class CascadeCall : public ProviderCall, public std::enable_shared_from_this<Cas
   std::mutex mu_;
   Phase phase_ = Phase::kHolding;
   ConfidenceMonitor monitor_;
+  const Clock::time_point started_;
   RouteInfo local_route_, cloud_route_;
   std::vector<api::ChatChunk> held_;  // streamed local chunks not sent (yet)
   std::string draft_, finish_reason_, chunk_id_, chunk_model_;
@@ -385,7 +408,9 @@ class CascadeCall : public ProviderCall, public std::enable_shared_from_this<Cas
   bool hedging_ = false;         // escalated, with the local answer still going
   std::optional<api::Status> cloud_failure_;  // the cloud failed while the hedge ran
   bool announced_ = false;       // the cloud's route was passed on
-  std::string cloud_text_;
+  std::string cloud_text_, cloud_finish_reason_;
+  Clock::time_point escalated_at_;
+  std::optional<Clock::time_point> local_end_;  // the draft finished or was cut
   std::string reason_;           // why it escalated (written before the cloud starts)
   std::string escalation_note_;  // why it did not, when it wanted to
   std::shared_ptr<ProviderCall> local_call_, cloud_call_;

@@ -34,10 +34,19 @@ struct CascadePair {
   std::string local_text;      // the draft as far as it got
   bool local_complete = false; // the draft ran to its end (false: cut short by escalation)
   std::optional<double> confidence;
+  ConfidenceMonitor::Features confidence_features;
   int local_tokens = 0;
+  RouteInfo local_route;            // the local target that drafted
+  std::string local_finish_reason;  // "" when the draft was cut short
+  std::optional<api::Usage> local_usage;  // when the draft finished (engine_compute_s set)
+  double local_latency_ms = 0;      // cascade start to the draft's end (or its cut)
   std::string cloud_text;
-  std::string cloud_route;  // label of the target that answered
-  std::string reason;       // why it escalated
+  std::string cloud_route;          // label of the target that answered
+  RouteInfo cloud_route_info;       // provider and model, to price cloud_usage
+  std::string cloud_finish_reason;
+  std::optional<api::Usage> cloud_usage;
+  double cloud_latency_ms = 0;      // escalation to the cloud's last byte
+  std::string reason;               // why it escalated
 };
 
 struct CascadeOptions {

@@ -83,6 +83,7 @@ class LocalCall : public ProviderCall,
     usage.prompt_tokens = ev.prompt_tokens;
     usage.completion_tokens = ev.completion_tokens;
     usage.total_tokens = ev.prompt_tokens + ev.completion_tokens;
+    usage.engine_compute_s = ev.timings.compute_s;
     if (stream_) {
       if (!sent_role_) sendRole();
       if (!ev.text.empty()) {

@@ -145,7 +145,7 @@ class RoutingE2E : public ::testing::Test {
   std::unique_ptr<SwitchyardServer> gw_;
 };
 
-TEST_F(RoutingE2E, CascadeEscalatesALowConfidenceAnswerAndRecordsBothAnswers) {
+TEST_F(RoutingE2E, CascadeEscalatesALowConfidenceAnswer) {
   HttpResponse r = chat("cascade", ask("auto", "what is a switchyard"));
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(r.json()["choices"][0]["message"]["content"], "echo: what is a switchyard");
@@ -155,19 +155,6 @@ TEST_F(RoutingE2E, CascadeEscalatesALowConfidenceAnswerAndRecordsBothAnswers) {
   EXPECT_FALSE(r.headers["x-switchyard-confidence"].empty());
   EXPECT_FALSE(r.headers["x-switchyard-complexity"].empty());
   EXPECT_FALSE(r.headers["x-switchyard-cost-usd"].empty());
-  std::string records;
-  ASSERT_TRUE(waitUntil([&] {
-    std::ifstream in(work_->path() + "/ledger.db.quality.jsonl");
-    std::stringstream ss;
-    ss << in.rdbuf();
-    records = ss.str();
-    return !records.empty();
-  }, 5000ms));
-  Json rec = Json::parse(records.substr(0, records.find('\n')));
-  EXPECT_EQ(rec["team"], "cascade");
-  EXPECT_EQ(rec["cloud"], "echo: what is a switchyard");
-  EXPECT_FALSE(rec["local"].get<std::string>().empty());
-
   // Streamed: the held local tokens never reach the client; the cloud's stream does.
   HttpResponse s = chat("cascade", ask("gemma-3-local", "stream it", true));
   ASSERT_EQ(s.status, 200) << s.body;

@@ -274,6 +274,10 @@ TEST_F(SchedulerTest, GreedyIsDeterministicAloneAndBatched) {
     ASSERT_TRUE(sinks[i]);
     EXPECT_EQ(sinks[i]->finish().finish_reason, "length");
     EXPECT_EQ(sinks[i]->ids(), alone[i % std::size(kPrompts)]) << "request " << i;
+    // Each request's share of the batched forward passes is part of its own busy time.
+    const Timings& t = sinks[i]->finish().timings;
+    EXPECT_GT(t.compute_s, 0) << "request " << i;
+    EXPECT_LE(t.compute_s, t.prefill_s + t.decode_s + 1e-3) << "request " << i;
   }
   EXPECT_GE(max_running.load(), 2) << "the requests never ran in one batch";
 }

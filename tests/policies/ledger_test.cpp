@@ -522,7 +522,7 @@ TEST(Ledger, RowsSurviveReopenWithTheirPeriodSums) {
             "chatcmpl-1|1795446245000|acme|key-7|claude-sonnet|escalate|cloud|1200|800|345|0.25|"
             "812.25|200");
   EXPECT_EQ(db.text("PRAGMA journal_mode"), "wal");
-  EXPECT_EQ(db.text("SELECT value FROM meta WHERE key = 'schema_version'"), "1");
+  EXPECT_EQ(db.text("SELECT value FROM meta WHERE key = 'schema_version'"), "2");
 }
 
 TEST(Ledger, FailedWritesKeepTheRowsAndRetry) {
@@ -852,7 +852,7 @@ TEST(Ledger, ForeignDatabaseOrUnknownSchemaVersionIsAConfigError) {
   EXPECT_EQ(l.status().code(), api::ErrorCode::kConfig);
   EXPECT_EQ(l.status().message(), "ledger '" + future +
                                       "': schema version '99' is not supported (this build reads "
-                                      "version 1)");
+                                      "version 2)");
 }
 
 TEST(Ledger, SecondOwnerOfAFileIsRefused) {

@@ -1,0 +1,143 @@
+#include "gateway/quality_hub.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+
+#include "gateway/http_util.h"
+#include "quality/text_metrics.h"
+
+namespace gateway {
+namespace {
+
+// Bytes of text a judge request carries: one token is at least one byte, so this bounds its
+// prompt tokens for any tokenizer.
+int64_t requestBytes(const api::ChatRequest& r) {
+  int64_t bytes = 0;
+  for (const api::Message& m : r.messages) {
+    bytes += 16 + static_cast<int64_t>(m.content.text.size());
+    for (const auto& p : m.content.parts) bytes += static_cast<int64_t>(p.text.size()) + 16;
+  }
+  return bytes;
+}
+
+}  // namespace
+
+api::StatusOr<std::unique_ptr<QualityHub>> QualityHub::open(const Config& config,
+                                                            Metrics& metrics,
+                                                            policies::Ledger* ledger,
+                                                            routers::FallbackChain* judge_chain) {
+  const QualityConfig& q = config.quality;
+  std::error_code ec;
+  auto parent = std::filesystem::path(q.path).parent_path();
+  if (!parent.empty()) std::filesystem::create_directories(parent, ec);
+  auto store = quality::QualityStore::open(q.path);
+  if (!store.ok()) return store.status();
+  if (judge_chain && !ledger) {
+    return api::Status(api::ErrorCode::kConfig,
+                       "quality.judge needs a ledger to keep its daily budget (add `ledger: "
+                       "{path: ...}`)");
+  }
+  std::unique_ptr<QualityHub> hub(new QualityHub(config, metrics, ledger, judge_chain));
+  quality::RecorderOptions options;
+  options.queue_capacity = static_cast<size_t>(q.queue_size);
+  options.retention.max_age_days = q.max_age_days;
+  options.retention.max_rows = q.max_rows;
+  options.retention.max_bytes = q.max_mb << 20;
+  options.annotate = [](quality::QualityRecord& r) {
+    if (!r.redacted) r.metrics = quality::computeTextMetrics(r.local.text, r.cloud.text);
+  };
+  QualityHub* self = hub.get();
+  options.on_stored = [self](const quality::QualityRecord& r) {
+    self->metrics_.recordQualityRecord(std::string(quality::kindName(r.kind)));
+    self->maybeJudge(r);
+  };
+  hub->recorder_ = std::make_unique<quality::Recorder>(std::move(store).value(), options);
+  return hub;
+}
+
+QualityHub::QualityHub(const Config& config, Metrics& metrics, policies::Ledger* ledger,
+                       routers::FallbackChain* judge_chain)
+    : metrics_(metrics),
+      ledger_(ledger),
+      judge_chain_(judge_chain),
+      prices_(config.prices),
+      gpu_hour_usd_(config.quality.gpu_hour_usd),
+      rng_(std::random_device{}()) {
+  const QualityJudgeConfig& j = config.quality.judge;
+  judge_config_.model = j.model;
+  judge_config_.sample_rate = j.sample_rate;
+  judge_config_.daily_budget_usd = j.daily_budget_usd;
+  judge_config_.rubric = j.rubric;
+  judge_config_.max_tokens = j.max_tokens;
+  judge_config_.timeout_s = j.timeout_s;
+  if (judge_chain_) {
+    judge_ = std::make_unique<quality::Judge>(*judge_chain_, judge_config_, prices_.get());
+  }
+}
+
+QualityHub::~QualityHub() {
+  stopping_ = true;
+  recorder_.reset();  // drains the queue; no judge starts while stopping
+}
+
+void QualityHub::record(quality::QualityRecord r) {
+  if (!recorder_->submit(std::move(r))) metrics_.setQualityDropped(recorder_->stats().dropped);
+}
+
+void QualityHub::feedback(quality::Feedback f, std::function<void(api::Status)> done) {
+  metrics_.recordFeedback();
+  recorder_->submitFeedback(std::move(f), std::move(done));
+}
+
+void QualityHub::maybeJudge(const quality::QualityRecord& r) {
+  if (!judge_ || stopping_ || r.redacted || judge_config_.sample_rate <= 0) return;
+  if (r.local.text.empty() && r.cloud.text.empty()) return;
+  {
+    std::lock_guard<std::mutex> lock(rng_mu_);
+    if (std::uniform_real_distribution<double>(0, 1)(rng_) >= judge_config_.sample_rate) return;
+  }
+  // The judge's budget is a daily limit of the ledger's team `judge`: reserve the worst case of
+  // both orders at the priciest target of the judge's chain, settle the actual cost after.
+  api::ChatRequest probe = quality::buildJudgeRequest(r, judge_config_, false);
+  const double in = static_cast<double>(requestBytes(probe));
+  const double out = static_cast<double>(judge_config_.max_tokens);
+  double worst = 0;
+  for (const routers::ChainTarget& t : judge_chain_->targets()) {
+    if (const policies::Price* p = prices_->find(t.provider->name(), t.upstream_model)) {
+      worst = std::max(worst, 2 * (in * p->input + out * p->output) / 1e6);
+    }
+  }
+  auto reservation = ledger_->reserve(kJudgeTeam, worst,
+                                      policies::BudgetLimits{judge_config_.daily_budget_usd, {}},
+                                      unixMs());
+  if (!reservation.ok()) {
+    metrics_.recordJudgeVerdict("skipped_budget");
+    return;
+  }
+  const int64_t id = r.id;
+  const uint64_t held = *reservation;
+  const std::string request_id = r.request_id;
+  const auto started = Clock::now();
+  judge_->judge(r, [this, id, held, request_id, started](quality::JudgeResult result) {
+    policies::LedgerRow row;
+    row.request_id = request_id;
+    row.team = kJudgeTeam;
+    row.key_id = "judge";
+    row.model = judge_config_.model;
+    row.route = result.model.empty() ? judge_config_.model : result.model;
+    row.kind = "cloud";
+    row.decision = "judge";
+    row.cost_usd = std::isfinite(result.cost_usd) && result.cost_usd >= 0 ? result.cost_usd : 0;
+    row.latency_ms = secondsSince(started) * 1000;
+    row.status = result.status == quality::JudgeStatus::kError ? 502 : 200;
+    row.unix_ms = unixMs();
+    if (api::Status st = ledger_->settle(held, row); !st.ok()) {
+      std::fprintf(stderr, "{\"level\":\"error\",\"msg\":\"judge ledger write failed\"}\n");
+    }
+    metrics_.recordJudgeVerdict(std::string(quality::judgeStatusName(result.status)));
+    recorder_->submitJudge(id, std::move(result));
+  });
+}
+
+}  // namespace gateway

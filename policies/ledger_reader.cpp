@@ -1,0 +1,221 @@
+#include "policies/ledger_reader.h"
+
+#include <sqlite3.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <limits>
+#include <memory>
+#include <set>
+#include <system_error>
+#include <utility>
+
+namespace policies {
+namespace {
+
+// A reader waits this long when the gateway's writer holds the WAL index for a moment (WAL
+// recovery after a crash, a checkpoint's brief exclusive section).
+constexpr int kBusyTimeoutMs = 5'000;
+
+// Every ledger's requests table has these; `decision` and `compute_ms` came later and are
+// optional.
+const char* const kRequiredColumns[] = {
+    "id",
+    "request_id",
+    "unix_ms",
+    "team",
+    "key_id",
+    "model",
+    "route",
+    "kind",
+    "prompt_tokens",
+    "cached_prompt_tokens",
+    "completion_tokens",
+    "cost_usd",
+    "latency_ms",
+    "status",
+};
+
+struct DbCloser {
+  void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
+};
+struct StmtCloser {
+  void operator()(sqlite3_stmt* s) const { sqlite3_finalize(s); }
+};
+using Db = std::unique_ptr<sqlite3, DbCloser>;
+using Stmt = std::unique_ptr<sqlite3_stmt, StmtCloser>;
+
+class Reader {
+ public:
+  explicit Reader(std::string path) : path_(std::move(path)), name_("ledger '" + path_ + "'") {}
+
+  api::StatusOr<std::vector<LedgerRow>> read(std::optional<int64_t> since_ms,
+                                             std::optional<int64_t> until_ms) {
+    if (path_.empty()) return api::Status(api::ErrorCode::kIo, "ledger path is empty");
+    if (api::Status s = checkFile(); !s.ok()) return s;
+    if (api::Status s = open(); !s.ok()) return s;
+    auto columns = requestColumns();
+    if (!columns.ok()) return columns.status();
+    return rows(*columns, since_ms, until_ms);
+  }
+
+ private:
+  // stat() first: SQLite's own message for a missing file ("unable to open database file")
+  // does not say which of the many reasons it was.
+  api::Status checkFile() const {
+    struct stat st {};
+    if (::stat(path_.c_str(), &st) != 0) {
+      int err = errno;
+      if (err == ENOENT) return api::Status(api::ErrorCode::kIo, name_ + ": no such file");
+      return api::Status(api::ErrorCode::kIo,
+                         name_ + ": " + std::error_code(err, std::generic_category()).message());
+    }
+    if (S_ISDIR(st.st_mode)) {
+      return api::Status(api::ErrorCode::kIo, name_ + ": is a directory, expected a database file");
+    }
+    return {};
+  }
+
+  api::Status open() {
+    sqlite3* raw = nullptr;
+    // Read-only, and no flock(): the owning gateway holds an exclusive flock() on the file, and
+    // SQLite's own locks (POSIX record locks) let a WAL reader run beside its writer.
+    int rc =
+        sqlite3_open_v2(path_.c_str(), &raw, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr);
+    db_.reset(raw);
+    if (rc != SQLITE_OK) return error("cannot open");
+    sqlite3_extended_result_codes(db_.get(), 1);
+    sqlite3_busy_timeout(db_.get(), kBusyTimeoutMs);
+    return {};
+  }
+
+  api::Status error(const std::string& what) const {
+    int code = db_ ? sqlite3_extended_errcode(db_.get()) : SQLITE_NOMEM;
+    std::string detail = db_ ? sqlite3_errmsg(db_.get()) : "out of memory";
+    switch (code & 0xff) {
+      case SQLITE_NOTADB:
+        return api::Status(api::ErrorCode::kIo, name_ + ": not a SQLite database (" + detail + ")");
+      case SQLITE_CORRUPT:
+        return api::Status(api::ErrorCode::kIo,
+                           name_ + ": database is corrupt (" + what + ": " + detail + ")");
+      case SQLITE_CANTOPEN:
+        return api::Status(api::ErrorCode::kIo, name_ + ": " + what + ": " + detail +
+                                                    " (a ledger in WAL mode needs its -wal and "
+                                                    "-shm files, or a writable directory)");
+      default:
+        return api::Status(api::ErrorCode::kIo, name_ + ": " + what + ": " + detail);
+    }
+  }
+
+  api::StatusOr<Stmt> prepare(const std::string& sql, const std::string& what) {
+    sqlite3_stmt* s = nullptr;
+    if (sqlite3_prepare_v2(db_.get(), sql.c_str(), -1, &s, nullptr) != SQLITE_OK) {
+      sqlite3_finalize(s);
+      return error(what);
+    }
+    return Stmt(s);
+  }
+
+  // The first column of every row of `sql`, as text.
+  api::StatusOr<std::set<std::string>> names(const std::string& sql, int column,
+                                             const std::string& what) {
+    auto q = prepare(sql, what);
+    if (!q.ok()) return q.status();
+    std::set<std::string> out;
+    int rc;
+    while ((rc = sqlite3_step(q->get())) == SQLITE_ROW) out.insert(text(q->get(), column));
+    if (rc != SQLITE_DONE) return error(what);
+    return out;
+  }
+
+  // The columns of the requests table, after checking that this is a ledger.
+  api::StatusOr<std::set<std::string>> requestColumns() {
+    // The first read of the file: a file that is not a database fails here.
+    auto tables =
+        names("SELECT name FROM sqlite_master WHERE type = 'table'", 0, "reading the schema");
+    if (!tables.ok()) return tables.status();
+    if (tables->count("meta") == 0 || tables->count("requests") == 0) {
+      return api::Status(api::ErrorCode::kConfig,
+                         name_ + ": a SQLite database that is not a Switchyard ledger (" +
+                             (tables->empty() ? std::string("it has no tables")
+                                              : std::string("no meta or requests table")) +
+                             ")");
+    }
+    auto columns = names("PRAGMA table_info(requests)", 1, "reading the schema");
+    if (!columns.ok()) return columns.status();
+    for (const char* c : kRequiredColumns) {
+      if (columns->count(c) == 0) {
+        return api::Status(
+            api::ErrorCode::kConfig,
+            name_ + ": not a Switchyard ledger: its requests table has no '" + c + "' column");
+      }
+    }
+    return columns;
+  }
+
+  api::StatusOr<std::vector<LedgerRow>> rows(const std::set<std::string>& columns,
+                                             std::optional<int64_t> since_ms,
+                                             std::optional<int64_t> until_ms) {
+    // Columns added after the first schema are read when the file has them.
+    std::string decision = columns.count("decision") ? "decision" : "''";
+    std::string compute = columns.count("compute_ms") ? "compute_ms" : "0.0";
+    std::string sql =
+        "SELECT request_id, team, key_id, model, route, kind, " + decision + ", " + compute +
+        ", prompt_tokens, cached_prompt_tokens, completion_tokens, cost_usd, latency_ms, status, "
+        "unix_ms FROM requests WHERE unix_ms >= ?1 AND unix_ms < ?2 ORDER BY unix_ms, id";
+    auto q = prepare(sql, "reading rows");
+    if (!q.ok()) return q.status();
+    sqlite3_stmt* s = q->get();
+    sqlite3_bind_int64(s, 1, since_ms.value_or(std::numeric_limits<int64_t>::min()));
+    if (until_ms) {
+      sqlite3_bind_int64(s, 2, *until_ms);
+    } else {
+      // No upper bound: a row at INT64_MAX must not be lost to an exclusive bound.
+      sqlite3_bind_double(s, 2, std::numeric_limits<double>::infinity());
+    }
+    std::vector<LedgerRow> out;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+      LedgerRow r;
+      r.request_id = text(s, 0);
+      r.team = text(s, 1);
+      r.key_id = text(s, 2);
+      r.model = text(s, 3);
+      r.route = text(s, 4);
+      r.kind = text(s, 5);
+      r.decision = text(s, 6);
+      r.compute_ms = sqlite3_column_double(s, 7);  // NULL (a column added without default): 0
+      r.prompt_tokens = sqlite3_column_int64(s, 8);
+      r.cached_prompt_tokens = sqlite3_column_int64(s, 9);
+      r.completion_tokens = sqlite3_column_int64(s, 10);
+      r.cost_usd = sqlite3_column_double(s, 11);
+      r.latency_ms = sqlite3_column_double(s, 12);
+      r.status = static_cast<int>(sqlite3_column_int64(s, 13));
+      r.unix_ms = sqlite3_column_int64(s, 14);
+      out.push_back(std::move(r));
+    }
+    if (rc != SQLITE_DONE) return error("reading rows");
+    return out;
+  }
+
+  static std::string text(sqlite3_stmt* s, int i) {
+    const unsigned char* t = sqlite3_column_text(s, i);
+    return t ? std::string(reinterpret_cast<const char*>(t),
+                           static_cast<size_t>(sqlite3_column_bytes(s, i)))
+             : std::string();
+  }
+
+  std::string path_;
+  std::string name_;
+  Db db_;
+};
+
+}  // namespace
+
+api::StatusOr<std::vector<LedgerRow>> readLedgerRows(const std::string& path,
+                                                     std::optional<int64_t> since_ms,
+                                                     std::optional<int64_t> until_ms) {
+  return Reader(path).read(since_ms, until_ms);
+}
+
+}  // namespace policies

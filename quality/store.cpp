@@ -1,0 +1,897 @@
+#include "quality/store.h"
+
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <set>
+#include <string_view>
+#include <system_error>
+#include <utility>
+
+namespace quality {
+namespace {
+
+// How long a connection waits for another one's lock before a write (or the open) gives up.
+constexpr int kBusyTimeoutMs = 5'000;
+// Rows deleted per prune transaction: small enough that the writer's lock and the WAL stay
+// short, large enough that a big prune is not dominated by commits.
+constexpr int64_t kPruneChunkRows = 5'000;
+// The WAL file is cut back to this after a checkpoint (a large prune may have grown it).
+constexpr int64_t kWalSizeLimitBytes = 64LL << 20;
+constexpr int64_t kMsPerDay = 86'400'000;
+constexpr const char* kStoreKey = "switchyard-quality";
+
+const char* const kSchemaSql = R"sql(
+CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE records(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  request_id TEXT NOT NULL,
+  unix_ms INTEGER NOT NULL,
+  team TEXT NOT NULL,
+  kind TEXT NOT NULL,                -- escalation | shadow
+  model TEXT NOT NULL,
+  reason TEXT NOT NULL,
+  prompt TEXT,                       -- JSON; NULL for a null prompt (redacted)
+  redacted INTEGER NOT NULL,
+  local_model TEXT NOT NULL, local_text TEXT NOT NULL, local_complete INTEGER NOT NULL,
+  local_finish_reason TEXT NOT NULL, local_prompt_tokens INTEGER NOT NULL,
+  local_completion_tokens INTEGER NOT NULL, local_cost_usd REAL NOT NULL,
+  local_latency_ms REAL NOT NULL,
+  cloud_model TEXT NOT NULL, cloud_text TEXT NOT NULL, cloud_complete INTEGER NOT NULL,
+  cloud_finish_reason TEXT NOT NULL, cloud_prompt_tokens INTEGER NOT NULL,
+  cloud_completion_tokens INTEGER NOT NULL, cloud_cost_usd REAL NOT NULL,
+  cloud_latency_ms REAL NOT NULL,
+  complexity REAL,                   -- NULL: absent
+  complexity_features TEXT NOT NULL, -- JSON [[name, value], ...]
+  confidence REAL,
+  confidence_features TEXT NOT NULL,
+  -- metrics_exact_match NULL: no metrics (then every metrics_* is NULL)
+  metrics_exact_match INTEGER, metrics_token_f1 REAL, metrics_rouge_l REAL,
+  metrics_length_ratio REAL, metrics_json_both_parse INTEGER, metrics_json_agree INTEGER,
+  -- judge_status NULL: not judged (then every judge_* is NULL)
+  judge_status TEXT, judge_model TEXT, judge_delta REAL, judge_agreement INTEGER,
+  judge_verdict_ab TEXT, judge_verdict_ba TEXT, judge_detail TEXT, judge_cost_usd REAL,
+  judge_unix_ms INTEGER);
+CREATE INDEX records_team_time ON records(team, unix_ms);
+CREATE INDEX records_time ON records(unix_ms);
+CREATE INDEX records_request ON records(request_id);
+CREATE TABLE feedback(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  team TEXT NOT NULL,
+  request_id TEXT NOT NULL,
+  score REAL NOT NULL,
+  comment TEXT NOT NULL,
+  unix_ms INTEGER NOT NULL);
+CREATE INDEX feedback_request ON feedback(team, request_id, unix_ms);
+)sql";
+
+// The record columns after `id`, in the order insert_ binds them (?1..?43) and query() reads
+// them (columns 1..43).
+const char* const kRecordColumns =
+    "request_id, unix_ms, team, kind, model, reason, prompt, redacted, "
+    "local_model, local_text, local_complete, local_finish_reason, local_prompt_tokens, "
+    "local_completion_tokens, local_cost_usd, local_latency_ms, "
+    "cloud_model, cloud_text, cloud_complete, cloud_finish_reason, cloud_prompt_tokens, "
+    "cloud_completion_tokens, cloud_cost_usd, cloud_latency_ms, "
+    "complexity, complexity_features, confidence, confidence_features, "
+    "metrics_exact_match, metrics_token_f1, metrics_rouge_l, metrics_length_ratio, "
+    "metrics_json_both_parse, metrics_json_agree, "
+    "judge_status, judge_model, judge_delta, judge_agreement, judge_verdict_ab, "
+    "judge_verdict_ba, judge_detail, judge_cost_usd, judge_unix_ms";
+constexpr int kRecordColumnCount = 43;
+
+// kRecordColumns with each name qualified by `table` ("r.request_id, r.unix_ms, ...").
+std::string qualifiedColumns(const std::string& table) {
+  std::string out = table + ".";
+  for (const char* c = kRecordColumns; *c != '\0'; ++c) {
+    out += *c;
+    if (*c == ' ') out += table + ".";
+  }
+  return out;
+}
+constexpr int kMetricsColumn = 29;  // first metrics_* column (1-based after id)
+constexpr int kJudgeColumn = 35;    // first judge_* column
+
+// Binds and reads one statement; resets it (and clears its bindings) when it goes.
+class Use {
+ public:
+  explicit Use(sqlite3_stmt* s) : s_(s) {}
+  ~Use() {
+    sqlite3_reset(s_);
+    sqlite3_clear_bindings(s_);
+  }
+  Use(const Use&) = delete;
+  Use& operator=(const Use&) = delete;
+
+  void text(int i, std::string_view v) {
+    sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+  }
+  void int64(int i, int64_t v) { sqlite3_bind_int64(s_, i, v); }
+  void boolean(int i, bool v) { sqlite3_bind_int(s_, i, v ? 1 : 0); }
+  // SQLite keeps neither a NaN (stored as NULL) nor the sign of -0.0 (an integral REAL is
+  // stored as an integer): those go in as their 8 IEEE-754 bytes, a BLOB, read back by
+  // columnReal.
+  void real(int i, double v) {
+    if (std::isnan(v) || (v == 0 && std::signbit(v))) {
+      sqlite3_bind_blob(s_, i, &v, sizeof v, SQLITE_TRANSIENT);
+    } else {
+      sqlite3_bind_double(s_, i, v);
+    }
+  }
+  void null(int i) { sqlite3_bind_null(s_, i); }
+  void optReal(int i, const std::optional<double>& v) { v ? real(i, *v) : null(i); }
+  void optBool(int i, const std::optional<bool>& v) { v ? boolean(i, *v) : null(i); }
+
+  int step() { return sqlite3_step(s_); }
+
+  bool isNull(int c) const { return sqlite3_column_type(s_, c) == SQLITE_NULL; }
+  std::string columnText(int c) const {
+    const unsigned char* t = sqlite3_column_text(s_, c);
+    return t ? std::string(reinterpret_cast<const char*>(t),
+                           static_cast<size_t>(sqlite3_column_bytes(s_, c)))
+             : std::string();
+  }
+  int64_t columnInt64(int c) const { return sqlite3_column_int64(s_, c); }
+  bool columnBool(int c) const { return sqlite3_column_int64(s_, c) != 0; }
+  double columnReal(int c) const {
+    double v = std::nan("");
+    if (sqlite3_column_type(s_, c) != SQLITE_BLOB) return sqlite3_column_double(s_, c);
+    if (sqlite3_column_bytes(s_, c) == sizeof v) {  // see real()
+      std::memcpy(&v, sqlite3_column_blob(s_, c), sizeof v);
+    }
+    return v;
+  }
+  std::optional<double> columnOptReal(int c) const {
+    if (isNull(c)) return std::nullopt;
+    return columnReal(c);
+  }
+  std::optional<bool> columnOptBool(int c) const {
+    if (isNull(c)) return std::nullopt;
+    return columnBool(c);
+  }
+
+ private:
+  sqlite3_stmt* s_;
+};
+
+// ---- Features as JSON: [[name, value], ...]; a non-finite value as "NaN"/"Infinity"/...
+
+api::Json numberJson(double v) {
+  if (std::isnan(v)) return "NaN";
+  if (std::isinf(v)) return v > 0 ? "Infinity" : "-Infinity";
+  return v;
+}
+
+std::optional<double> jsonNumber(const api::Json& j) {
+  if (j.is_number()) return j.get<double>();
+  if (j.is_string()) {
+    const auto& s = j.get_ref<const std::string&>();
+    if (s == "NaN") return std::nan("");
+    if (s == "Infinity") return std::numeric_limits<double>::infinity();
+    if (s == "-Infinity") return -std::numeric_limits<double>::infinity();
+  }
+  return std::nullopt;
+}
+
+std::string dumpJson(const api::Json& j) {
+  // `replace`: a string that is not UTF-8 must not throw out of a write.
+  return j.dump(-1, ' ', false, api::Json::error_handler_t::replace);
+}
+
+std::string featuresJson(const std::vector<Feature>& features) {
+  api::Json a = api::Json::array();
+  for (const Feature& f : features) a.push_back(api::Json::array({f.name, numberJson(f.value)}));
+  return dumpJson(a);
+}
+
+bool parseFeatures(const std::string& text, std::vector<Feature>* out) {
+  api::Json a = api::Json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!a.is_array()) return false;
+  for (const api::Json& e : a) {
+    if (!e.is_array() || e.size() != 2 || !e[0].is_string()) return false;
+    std::optional<double> v = jsonNumber(e[1]);
+    if (!v) return false;
+    out->push_back(Feature{e[0].get<std::string>(), *v});
+  }
+  return true;
+}
+
+void bindAnswer(Use& q, int first, const Answer& a) {
+  q.text(first, a.model);
+  q.text(first + 1, a.text);
+  q.boolean(first + 2, a.complete);
+  q.text(first + 3, a.finish_reason);
+  q.int64(first + 4, a.prompt_tokens);
+  q.int64(first + 5, a.completion_tokens);
+  q.real(first + 6, a.cost_usd);
+  q.real(first + 7, a.latency_ms);
+}
+
+Answer readAnswer(const Use& q, int first) {
+  Answer a;
+  a.model = q.columnText(first);
+  a.text = q.columnText(first + 1);
+  a.complete = q.columnBool(first + 2);
+  a.finish_reason = q.columnText(first + 3);
+  a.prompt_tokens = q.columnInt64(first + 4);
+  a.completion_tokens = q.columnInt64(first + 5);
+  a.cost_usd = q.columnReal(first + 6);
+  a.latency_ms = q.columnReal(first + 7);
+  return a;
+}
+
+void bindMetrics(Use& q, int first, const std::optional<TextMetrics>& m) {
+  if (!m) {
+    for (int i = 0; i < 6; ++i) q.null(first + i);
+    return;
+  }
+  q.boolean(first, m->exact_match);
+  q.real(first + 1, m->token_f1);
+  q.real(first + 2, m->rouge_l);
+  q.real(first + 3, m->length_ratio);
+  q.optBool(first + 4, m->json_both_parse);
+  q.optBool(first + 5, m->json_agree);
+}
+
+std::optional<TextMetrics> readMetrics(const Use& q, int first) {
+  if (q.isNull(first)) return std::nullopt;
+  TextMetrics m;
+  m.exact_match = q.columnBool(first);
+  m.token_f1 = q.columnReal(first + 1);
+  m.rouge_l = q.columnReal(first + 2);
+  m.length_ratio = q.columnReal(first + 3);
+  m.json_both_parse = q.columnOptBool(first + 4);
+  m.json_agree = q.columnOptBool(first + 5);
+  return m;
+}
+
+void bindJudge(Use& q, int first, const std::optional<JudgeResult>& j) {
+  if (!j) {
+    for (int i = 0; i < 9; ++i) q.null(first + i);
+    return;
+  }
+  q.text(first, judgeStatusName(j->status));
+  q.text(first + 1, j->model);
+  q.real(first + 2, j->delta);
+  q.boolean(first + 3, j->agreement);
+  q.text(first + 4, j->verdict_ab);
+  q.text(first + 5, j->verdict_ba);
+  q.text(first + 6, j->detail);
+  q.real(first + 7, j->cost_usd);
+  q.int64(first + 8, j->unix_ms);
+}
+
+// False when the status name is unknown (a damaged or hand-edited row).
+bool readJudge(const Use& q, int first, std::optional<JudgeResult>* out) {
+  if (q.isNull(first)) return true;
+  std::optional<JudgeStatus> status = parseJudgeStatus(q.columnText(first));
+  if (!status) return false;
+  JudgeResult j;
+  j.status = *status;
+  j.model = q.columnText(first + 1);
+  j.delta = q.columnReal(first + 2);
+  j.agreement = q.columnBool(first + 3);
+  j.verdict_ab = q.columnText(first + 4);
+  j.verdict_ba = q.columnText(first + 5);
+  j.detail = q.columnText(first + 6);
+  j.cost_usd = q.columnReal(first + 7);
+  j.unix_ms = q.columnInt64(first + 8);
+  *out = std::move(j);
+  return true;
+}
+
+std::string errnoText(int err) { return std::error_code(err, std::generic_category()).message(); }
+
+}  // namespace
+
+void QualityStore::Closer::operator()(sqlite3* db) const { sqlite3_close_v2(db); }
+void QualityStore::Closer::operator()(sqlite3_stmt* stmt) const { sqlite3_finalize(stmt); }
+
+// ---- Opening ----
+
+api::StatusOr<std::unique_ptr<QualityStore>> QualityStore::open(const std::string& path,
+                                                                bool read_only) {
+  if (path.empty()) return api::Status(api::ErrorCode::kIo, "quality store path is empty");
+  std::string name = "quality store '" + path + "'";
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+    return api::Status(api::ErrorCode::kIo, name + ": is a directory, expected a database file");
+  }
+  // Opened here first for an error that says what is wrong (SQLite only says "unable to open
+  // database file"); a writer creates the file.
+  int fd =
+      ::open(path.c_str(), read_only ? O_RDONLY | O_CLOEXEC : O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    int err = errno;
+    std::string msg;
+    if (read_only) {
+      msg = name + ": cannot open for reading: " + errnoText(err);
+    } else {
+      msg = name + ": cannot open or create: " + errnoText(err);
+      if (err == ENOENT) msg += " (its parent directory must exist)";
+    }
+    return api::Status(api::ErrorCode::kIo, msg);
+  }
+  ::close(fd);
+  std::unique_ptr<QualityStore> store(new QualityStore(path, read_only));
+  if (api::Status s = store->init(); !s.ok()) return s;
+  return store;
+}
+
+QualityStore::~QualityStore() {
+  // Statements before their connection; the writer last, so that it checkpoints the WAL.
+  begin_.reset();
+  commit_.reset();
+  rollback_.reset();
+  insert_.reset();
+  set_metrics_.reset();
+  set_judge_.reset();
+  add_feedback_.reset();
+  read_db_.reset();
+  write_db_.reset();
+}
+
+api::Status QualityStore::error(sqlite3* db, const std::string& what) const {
+  int code = db ? sqlite3_extended_errcode(db) : SQLITE_NOMEM;
+  std::string detail = db ? sqlite3_errmsg(db) : "out of memory";
+  std::string msg = "quality store '" + path_ + "': ";
+  switch (code & 0xff) {
+    case SQLITE_NOTADB:
+      msg += "not a SQLite database (" + detail + ")";
+      break;
+    case SQLITE_CORRUPT:
+      msg += "not a SQLite database, or a corrupt or truncated one (" + what + ": " + detail + ")";
+      break;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      msg += "locked by another connection (" + what + ": " + detail + ")";
+      break;
+    case SQLITE_FULL:
+      msg += "disk full (" + what + ": " + detail + ")";
+      break;
+    default:
+      msg += what + ": " + detail;
+  }
+  return api::Status(api::ErrorCode::kIo, msg);
+}
+
+api::Status QualityStore::exec(sqlite3* db, const char* sql, const std::string& what) const {
+  if (sqlite3_exec(db, sql, nullptr, nullptr, nullptr) != SQLITE_OK) return error(db, what);
+  return {};
+}
+
+api::StatusOr<QualityStore::Stmt> QualityStore::prepare(sqlite3* db, const char* sql,
+                                                        bool persistent) const {
+  sqlite3_stmt* s = nullptr;
+  if (sqlite3_prepare_v3(db, sql, -1, persistent ? SQLITE_PREPARE_PERSISTENT : 0, &s, nullptr) !=
+      SQLITE_OK) {
+    return error(db, "preparing a statement");
+  }
+  return Stmt(s);
+}
+
+api::Status QualityStore::readOnlyError() const {
+  return api::Status(api::ErrorCode::kIo, "quality store '" + path_ + "': opened read-only");
+}
+
+api::StatusOr<QualityStore::Db> QualityStore::connect(bool read_only) {
+  sqlite3* raw = nullptr;
+  // NOMUTEX: each connection is used under its own mutex (see the header).
+  int flags = (read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) | SQLITE_OPEN_NOMUTEX;
+  int rc = sqlite3_open_v2(path_.c_str(), &raw, flags, nullptr);
+  Db db(raw);
+  if (rc != SQLITE_OK) return error(db.get(), "cannot open");
+  sqlite3_extended_result_codes(db.get(), 1);
+  sqlite3_busy_timeout(db.get(), kBusyTimeoutMs);
+  return db;
+}
+
+api::Status QualityStore::checkSchema(sqlite3* db, bool may_create) {
+  // A writer takes the write lock at once, so that two processes creating one file do not both
+  // create the schema; a reader only needs a consistent snapshot.
+  if (api::Status s = exec(db, may_create ? "BEGIN IMMEDIATE" : "BEGIN", "reading the schema");
+      !s.ok()) {
+    return s;
+  }
+  auto fail = [&](api::Status s) {
+    sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+    return s;
+  };
+  std::set<std::string> tables;
+  {
+    // The first statement that reads the file: one that is not a database fails here.
+    auto q = prepare(db, "SELECT name FROM sqlite_master WHERE type = 'table'", false);
+    if (!q.ok()) return fail(q.status());
+    Use use(q->get());
+    int rc;
+    while ((rc = use.step()) == SQLITE_ROW) tables.insert(use.columnText(0));
+    if (rc != SQLITE_DONE) return fail(error(db, "reading the schema"));
+  }
+  std::string name = "quality store '" + path_ + "'";
+  std::string want = std::to_string(kSchemaVersion);
+  if (tables.empty()) {
+    if (!may_create) {
+      return fail(api::Status(api::ErrorCode::kConfig,
+                              name + ": an empty SQLite database, not a Switchyard quality store"));
+    }
+    if (api::Status s = exec(db, kSchemaSql, "creating the schema"); !s.ok()) return fail(s);
+    std::string meta = "INSERT INTO meta(key, value) VALUES('store', '" + std::string(kStoreKey) +
+                       "'), ('schema_version', '" + want + "')";
+    if (api::Status s = exec(db, meta.c_str(), "creating the schema"); !s.ok()) return fail(s);
+    return exec(db, "COMMIT", "creating the schema");
+  }
+  std::string store_key, version;
+  if (tables.count("meta") != 0) {
+    // A meta table of another shape (no key or value column) fails to prepare: then this is a
+    // foreign database, reported below.
+    auto q =
+        prepare(db, "SELECT key, value FROM meta WHERE key IN ('store', 'schema_version')", false);
+    if (q.ok()) {
+      Use use(q->get());
+      int rc;
+      while ((rc = use.step()) == SQLITE_ROW) {
+        (use.columnText(0) == "store" ? store_key : version) = use.columnText(1);
+      }
+      if (rc != SQLITE_DONE) return fail(error(db, "reading the schema"));
+    }
+  }
+  if (store_key != kStoreKey) {
+    std::string list;
+    for (const std::string& t : tables) list += (list.empty() ? "" : ", ") + t;
+    return fail(api::Status(api::ErrorCode::kConfig,
+                            name +
+                                ": a SQLite database that is not a Switchyard quality store "
+                                "(tables: " +
+                                list + ")"));
+  }
+  if (version != want) {
+    return fail(api::Status(api::ErrorCode::kConfig,
+                            name + ": schema version " +
+                                (version.empty() ? "(none)" : "'" + version + "'") +
+                                " is not supported (this build reads version " + want + ")"));
+  }
+  return exec(db, "COMMIT", "reading the schema");
+}
+
+api::Status QualityStore::init() {
+  if (!read_only_) {
+    auto w = connect(false);
+    if (!w.ok()) return w.status();
+    write_db_ = std::move(*w);
+    sqlite3* db = write_db_.get();
+    // The schema is created or checked before the switch to WAL mode: a file that is not a
+    // store is left as it was, and auto_vacuum can only be switched on while the file is
+    // empty (on an existing database this pragma does nothing).
+    if (api::Status s = exec(db, "PRAGMA auto_vacuum=INCREMENTAL", "configuring"); !s.ok()) {
+      return s;
+    }
+    if (api::Status s = checkSchema(db, true); !s.ok()) return s;
+    {
+      auto q = prepare(db, "PRAGMA journal_mode=WAL", false);
+      if (!q.ok()) return q.status();
+      Use use(q->get());
+      if (use.step() != SQLITE_ROW) return error(db, "switching to WAL mode");
+      if (std::string mode = use.columnText(0); mode != "wal") {
+        return api::Status(
+            api::ErrorCode::kIo,
+            "quality store '" + path_ + "': cannot use WAL mode (journal mode is " + mode + ")");
+      }
+    }
+    // NORMAL: a commit survives a crash of the process; a power loss may undo the last ones,
+    // never corrupt the file.
+    std::string pragmas = "PRAGMA synchronous=NORMAL; PRAGMA journal_size_limit=" +
+                          std::to_string(kWalSizeLimitBytes);
+    if (api::Status s = exec(db, pragmas.c_str(), "configuring"); !s.ok()) return s;
+    if (api::Status s = prepareWriteStatements(); !s.ok()) return s;
+  }
+  auto r = connect(true);
+  if (!r.ok()) return r.status();
+  read_db_ = std::move(*r);
+  if (read_only_) return checkSchema(read_db_.get(), false);
+  return {};
+}
+
+api::Status QualityStore::prepareWriteStatements() {
+  sqlite3* db = write_db_.get();
+  std::string insert = std::string("INSERT INTO records(") + kRecordColumns + ") VALUES(";
+  for (int i = 1; i <= kRecordColumnCount; ++i) {
+    insert += (i > 1 ? ", ?" : "?") + std::to_string(i);
+  }
+  insert += ")";
+  struct Target {
+    Stmt* stmt;
+    std::string sql;
+  };
+  for (Target& t : std::vector<Target>{
+           {&begin_, "BEGIN IMMEDIATE"},
+           {&commit_, "COMMIT"},
+           {&rollback_, "ROLLBACK"},
+           {&insert_, insert},
+           {&set_metrics_,
+            "UPDATE records SET metrics_exact_match = ?2, metrics_token_f1 = ?3, "
+            "metrics_rouge_l = ?4, metrics_length_ratio = ?5, metrics_json_both_parse = ?6, "
+            "metrics_json_agree = ?7 WHERE id = ?1"},
+           {&set_judge_,
+            "UPDATE records SET judge_status = ?2, judge_model = ?3, judge_delta = ?4, "
+            "judge_agreement = ?5, judge_verdict_ab = ?6, judge_verdict_ba = ?7, "
+            "judge_detail = ?8, judge_cost_usd = ?9, judge_unix_ms = ?10 WHERE id = ?1"},
+           {&add_feedback_,
+            "INSERT INTO feedback(team, request_id, score, comment, unix_ms) "
+            "VALUES(?1, ?2, ?3, ?4, ?5)"},
+       }) {
+    auto s = prepare(db, t.sql.c_str(), true);
+    if (!s.ok()) return s.status();
+    *t.stmt = std::move(*s);
+  }
+  return {};
+}
+
+// ---- Writes ----
+
+api::Status QualityStore::rolledBackError() const {
+  return api::Status(api::ErrorCode::kIo, "quality store '" + path_ +
+                                              "': the transaction was rolled back by an earlier "
+                                              "error");
+}
+
+api::Status QualityStore::inTransaction(const std::function<api::Status()>& body,
+                                        const std::string& what, bool outer) {
+  sqlite3* db = write_db_.get();
+  if (in_transaction_ && !outer) {
+    // SQLite rolls a transaction back by itself after some errors (a full disk, I/O errors);
+    // a write after that must not commit on its own while the caller's batch is reported
+    // failed.
+    if (sqlite3_get_autocommit(db) != 0) return rolledBackError();
+    return body();
+  }
+  {
+    Use begin(begin_.get());
+    if (begin.step() != SQLITE_DONE) return error(db, "beginning a transaction");
+  }
+  in_transaction_ = outer;
+  api::Status status = body();
+  in_transaction_ = false;
+  if (status.ok() && sqlite3_get_autocommit(db) != 0) return rolledBackError();
+  if (status.ok()) {
+    Use commit(commit_.get());
+    if (commit.step() == SQLITE_DONE) return {};
+    status = error(db, what);
+  }
+  if (sqlite3_get_autocommit(db) == 0) {
+    Use rollback(rollback_.get());
+    rollback.step();
+  }
+  return status;
+}
+
+api::Status QualityStore::write(const std::function<api::Status(sqlite3*)>& body,
+                                const std::string& what) {
+  if (read_only_) return readOnlyError();
+  std::lock_guard<std::recursive_mutex> lock(write_mu_);
+  return inTransaction([&] { return body(write_db_.get()); }, what, false);
+}
+
+api::Status QualityStore::transaction(const std::function<api::Status()>& body) {
+  if (read_only_) return readOnlyError();
+  std::lock_guard<std::recursive_mutex> lock(write_mu_);
+  if (in_transaction_) return api::Status(api::ErrorCode::kInternal, "nested transaction()");
+  return inTransaction(body, "committing", true);
+}
+
+api::StatusOr<int64_t> QualityStore::insert(const QualityRecord& r) {
+  int64_t id = 0;
+  api::Status s = write(
+      [&](sqlite3* db) -> api::Status {
+        Use q(insert_.get());
+        q.text(1, r.request_id);
+        q.int64(2, r.unix_ms);
+        q.text(3, r.team);
+        q.text(4, kindName(r.kind));
+        q.text(5, r.model);
+        q.text(6, r.reason);
+        r.prompt.is_null() ? q.null(7) : q.text(7, dumpJson(r.prompt));
+        q.boolean(8, r.redacted);
+        bindAnswer(q, 9, r.local);
+        bindAnswer(q, 17, r.cloud);
+        q.optReal(25, r.complexity);
+        q.text(26, featuresJson(r.complexity_features));
+        q.optReal(27, r.confidence);
+        q.text(28, featuresJson(r.confidence_features));
+        bindMetrics(q, kMetricsColumn, r.metrics);
+        bindJudge(q, kJudgeColumn, r.judge);
+        if (q.step() != SQLITE_DONE) {
+          return error(db, "writing the record of request '" + r.request_id + "'");
+        }
+        id = sqlite3_last_insert_rowid(db);
+        return {};
+      },
+      "committing a record");
+  if (!s.ok()) return s;
+  return id;
+}
+
+api::Status QualityStore::setMetrics(int64_t id, const TextMetrics& m) {
+  bool found = false;
+  api::Status s = write(
+      [&](sqlite3* db) -> api::Status {
+        Use q(set_metrics_.get());
+        q.int64(1, id);
+        bindMetrics(q, 2, m);
+        if (q.step() != SQLITE_DONE) {
+          return error(db, "writing metrics of record " + std::to_string(id));
+        }
+        found = sqlite3_changes(db) > 0;
+        return {};
+      },
+      "committing metrics");
+  return s.ok() && !found ? notFound(id) : s;
+}
+
+api::Status QualityStore::setJudge(int64_t id, const JudgeResult& j) {
+  bool found = false;
+  api::Status s = write(
+      [&](sqlite3* db) -> api::Status {
+        Use q(set_judge_.get());
+        q.int64(1, id);
+        bindJudge(q, 2, j);
+        if (q.step() != SQLITE_DONE) {
+          return error(db, "writing the judge of record " + std::to_string(id));
+        }
+        found = sqlite3_changes(db) > 0;
+        return {};
+      },
+      "committing a judge result");
+  return s.ok() && !found ? notFound(id) : s;
+}
+
+api::Status QualityStore::notFound(int64_t id) const {
+  return api::Status(api::ErrorCode::kNotFound,
+                     "quality store '" + path_ + "': no record " + std::to_string(id));
+}
+
+api::Status QualityStore::addFeedback(const Feedback& f) {
+  return write(
+      [&](sqlite3* db) -> api::Status {
+        Use q(add_feedback_.get());
+        q.text(1, f.team);
+        q.text(2, f.request_id);
+        q.real(3, f.score);
+        q.text(4, f.comment);
+        q.int64(5, f.unix_ms);
+        if (q.step() != SQLITE_DONE) {
+          return error(db, "writing feedback on request '" + f.request_id + "'");
+        }
+        return {};
+      },
+      "committing feedback");
+}
+
+// ---- Reads ----
+
+api::StatusOr<std::vector<QualityRecord>> QualityStore::query(const RecordFilter& f) const {
+  if (f.limit < 0) {
+    return api::invalidRequest("limit must be >= 0 (0: all), got " + std::to_string(f.limit),
+                               "limit");
+  }
+  // The latest feedback of the record's (team, request_id), one index seek per record.
+  std::string sql = "SELECT r.id, " + qualifiedColumns("r") +
+                    ", f.id, f.score, f.comment, f.unix_ms FROM records r "
+                    "LEFT JOIN feedback f ON f.id = (SELECT id FROM feedback "
+                    "WHERE team = r.team AND request_id = r.request_id "
+                    "ORDER BY unix_ms DESC, id DESC LIMIT 1) WHERE 1";
+  if (f.team) sql += " AND r.team = :team";
+  if (f.since_ms) sql += " AND r.unix_ms >= :since";
+  if (f.until_ms) sql += " AND r.unix_ms < :until";
+  if (f.kind) sql += " AND r.kind = :kind";
+  sql += f.newest_first ? " ORDER BY r.unix_ms DESC, r.id DESC" : " ORDER BY r.unix_ms, r.id";
+  sql += " LIMIT :limit";
+
+  std::lock_guard<std::mutex> lock(read_mu_);
+  sqlite3* db = read_db_.get();
+  auto stmt = prepare(db, sql.c_str(), false);
+  if (!stmt.ok()) return stmt.status();
+  sqlite3_stmt* s = stmt->get();
+  Use q(s);
+  auto param = [&](const char* name) { return sqlite3_bind_parameter_index(s, name); };
+  if (f.team) q.text(param(":team"), *f.team);
+  if (f.since_ms) q.int64(param(":since"), *f.since_ms);
+  if (f.until_ms) q.int64(param(":until"), *f.until_ms);
+  if (f.kind) q.text(param(":kind"), kindName(*f.kind));
+  q.int64(param(":limit"), f.limit == 0 ? -1 : f.limit);
+
+  std::vector<QualityRecord> out;
+  int rc;
+  while ((rc = q.step()) == SQLITE_ROW) {
+    QualityRecord r;
+    r.id = q.columnInt64(0);
+    auto bad = [&](const std::string& what) {
+      return api::Status(api::ErrorCode::kIo, "quality store '" + path_ + "': record " +
+                                                  std::to_string(r.id) + " has " + what);
+    };
+    r.request_id = q.columnText(1);
+    r.unix_ms = q.columnInt64(2);
+    r.team = q.columnText(3);
+    std::optional<RecordKind> kind = parseKind(q.columnText(4));
+    if (!kind) return bad("an unknown kind '" + q.columnText(4) + "'");
+    r.kind = *kind;
+    r.model = q.columnText(5);
+    r.reason = q.columnText(6);
+    if (!q.isNull(7)) {
+      r.prompt = api::Json::parse(q.columnText(7), nullptr, /*allow_exceptions=*/false);
+      if (r.prompt.is_discarded()) return bad("a prompt that is not JSON");
+    }
+    r.redacted = q.columnBool(8);
+    r.local = readAnswer(q, 9);
+    r.cloud = readAnswer(q, 17);
+    r.complexity = q.columnOptReal(25);
+    if (!parseFeatures(q.columnText(26), &r.complexity_features)) {
+      return bad("malformed complexity_features");
+    }
+    r.confidence = q.columnOptReal(27);
+    if (!parseFeatures(q.columnText(28), &r.confidence_features)) {
+      return bad("malformed confidence_features");
+    }
+    r.metrics = readMetrics(q, kMetricsColumn);
+    if (!readJudge(q, kJudgeColumn, &r.judge)) {
+      return bad("an unknown judge status '" + q.columnText(kJudgeColumn) + "'");
+    }
+    constexpr int kFeedback = kRecordColumnCount + 1;
+    if (!q.isNull(kFeedback)) {
+      Feedback fb;
+      fb.request_id = r.request_id;
+      fb.team = r.team;
+      fb.score = q.columnReal(kFeedback + 1);
+      fb.comment = q.columnText(kFeedback + 2);
+      fb.unix_ms = q.columnInt64(kFeedback + 3);
+      r.feedback = std::move(fb);
+    }
+    out.push_back(std::move(r));
+  }
+  if (rc != SQLITE_DONE) return error(db, "reading records");
+  return out;
+}
+
+api::StatusOr<StoreStats> QualityStore::stats() const {
+  std::lock_guard<std::mutex> lock(read_mu_);
+  sqlite3* db = read_db_.get();
+  // One statement: one snapshot.
+  auto q = prepare(db,
+                   "SELECT (SELECT COUNT(*) FROM records), (SELECT COUNT(*) FROM feedback), "
+                   "(SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size())",
+                   false);
+  if (!q.ok()) return q.status();
+  Use use(q->get());
+  if (use.step() != SQLITE_ROW) return error(db, "reading statistics");
+  return StoreStats{use.columnInt64(0), use.columnInt64(1), use.columnInt64(2)};
+}
+
+// ---- Retention ----
+
+api::StatusOr<int64_t> QualityStore::writeInt(const char* sql) {
+  sqlite3* db = write_db_.get();
+  auto q = prepare(db, sql, false);
+  if (!q.ok()) return q.status();
+  Use use(q->get());
+  if (use.step() != SQLITE_ROW) return error(db, "measuring the store");
+  return use.columnInt64(0);
+}
+
+api::StatusOr<int64_t> QualityStore::deleteOldest(int64_t before_ms, int64_t n) {
+  sqlite3* db = write_db_.get();
+  int64_t deleted = 0;
+  // The victims are chosen by the same subquery twice in one transaction: their feedback
+  // first, while the records still name it.
+  static const char* const kVictims =
+      "SELECT id FROM records WHERE unix_ms < ?1 ORDER BY unix_ms, id LIMIT ?2";
+  std::string feedback_sql = std::string(
+                                 "DELETE FROM feedback WHERE (team, request_id) IN (SELECT team, "
+                                 "request_id FROM records WHERE id IN (") +
+                             kVictims + "))";
+  std::string records_sql = std::string("DELETE FROM records WHERE id IN (") + kVictims + ")";
+  api::Status s = inTransaction(
+      [&]() -> api::Status {
+        for (const std::string* sql : {&feedback_sql, &records_sql}) {
+          auto q = prepare(db, sql->c_str(), false);
+          if (!q.ok()) return q.status();
+          Use use(q->get());
+          use.int64(1, before_ms);
+          use.int64(2, n);
+          if (use.step() != SQLITE_DONE) return error(db, "deleting old records");
+        }
+        deleted = sqlite3_changes(db);  // of the last statement: the records
+        return {};
+      },
+      "committing a prune", false);
+  if (!s.ok()) return s;
+  return deleted;
+}
+
+api::StatusOr<int64_t> QualityStore::prune(const Retention& r, int64_t now_ms) {
+  for (auto [value, name] : {std::pair<int64_t, const char*>{r.max_age_days, "max_age_days"},
+                             {r.max_rows, "max_rows"},
+                             {r.max_bytes, "max_bytes"}}) {
+    if (value < 0) {
+      return api::invalidRequest(std::string("retention ") + name + " must be >= 0 (0: no limit)",
+                                 name);
+    }
+  }
+  if (read_only_) return readOnlyError();
+  std::lock_guard<std::recursive_mutex> lock(write_mu_);
+  sqlite3* db = write_db_.get();
+  constexpr int64_t kNoCutoff = std::numeric_limits<int64_t>::max();
+  int64_t deleted = 0;
+
+  if (r.max_age_days > 0) {
+    // Saturating: an age beyond the clock's range keeps everything.
+    int64_t cutoff = std::numeric_limits<int64_t>::min();
+    if (r.max_age_days <= std::numeric_limits<int64_t>::max() / kMsPerDay) {
+      int64_t age_ms = r.max_age_days * kMsPerDay;
+      if (now_ms >= std::numeric_limits<int64_t>::min() + age_ms) cutoff = now_ms - age_ms;
+    }
+    while (true) {
+      auto n = deleteOldest(cutoff, kPruneChunkRows);
+      if (!n.ok()) return n.status();
+      deleted += *n;
+      if (*n < kPruneChunkRows) break;
+    }
+    auto stmt = prepare(db, "DELETE FROM feedback WHERE unix_ms < ?1", false);
+    if (!stmt.ok()) return stmt.status();
+    Use del(stmt->get());
+    del.int64(1, cutoff);
+    if (del.step() != SQLITE_DONE) return error(db, "deleting old feedback");
+  }
+
+  if (r.max_rows > 0) {
+    auto count = writeInt("SELECT COUNT(*) FROM records");
+    if (!count.ok()) return count.status();
+    for (int64_t excess = *count - r.max_rows; excess > 0;) {
+      auto n = deleteOldest(kNoCutoff, std::min(excess, kPruneChunkRows));
+      if (!n.ok()) return n.status();
+      if (*n == 0) break;
+      deleted += *n;
+      excess -= *n;
+    }
+  }
+
+  if (r.max_bytes > 0) {
+    while (true) {
+      auto used = writeInt(
+          "SELECT (page_count - freelist_count) * page_size FROM pragma_page_count(), "
+          "pragma_freelist_count(), pragma_page_size()");
+      if (!used.ok()) return used.status();
+      if (*used <= r.max_bytes) break;
+      auto count = writeInt("SELECT COUNT(*) FROM records");
+      if (!count.ok()) return count.status();
+      if (*count == 0) break;  // what is left is schema and feedback
+      // The share of rows over the limit, as if every row took the same room; the loop
+      // measures again, so a low guess only costs another round.
+      double share = static_cast<double>(*used - r.max_bytes) / static_cast<double>(*used);
+      auto want = static_cast<int64_t>(std::ceil(share * static_cast<double>(*count)));
+      auto n = deleteOldest(kNoCutoff, std::clamp<int64_t>(want, 1, kPruneChunkRows));
+      if (!n.ok()) return n.status();
+      if (*n == 0) break;
+      deleted += *n;
+    }
+  }
+
+  if (deleted > 0 && !in_transaction_) {
+    // Hand the freed pages back (the file shrinks at the checkpoint). PASSIVE never waits for
+    // readers; pages a reader still needs are copied by a later checkpoint.
+    if (api::Status s = exec(db, "PRAGMA incremental_vacuum", "returning free pages"); !s.ok()) {
+      return s;
+    }
+    if (api::Status s = exec(db, "PRAGMA wal_checkpoint(PASSIVE)", "checkpointing"); !s.ok()) {
+      return s;
+    }
+  }
+  return deleted;
+}
+
+}  // namespace quality

@@ -1,0 +1,174 @@
+// QualityStore: the SQLite file that holds quality records (quality/record.h) and user
+// feedback. The Recorder (quality/recorder.h) writes it off the request path; exports, reports
+// and admin endpoints read it.
+//
+// Layout (schema version 1, recorded in the `meta` table beside the key store =
+// 'switchyard-quality', which tells this file apart from other Switchyard databases such as
+// the ledger):
+//   - `records`: one row per record. What filters and reports sort on (unix_ms, team, kind,
+//     request_id) and every scalar are columns; the prompt and the feature vectors are JSON text.
+//     An optional value is a NULL column when absent, so that "absent" and 0 stay apart. Ids are
+//     never reused (AUTOINCREMENT), even after a prune removed the newest rows, so that a judge
+//     result that arrives late cannot land on another record.
+//   - `feedback`: every Feedback as sent; a record read back carries the latest one of its
+//     (team, request_id): the greatest unix_ms, ties going to the one added last. Feedback may
+//     arrive before or after its record.
+//   Indexes: records(team, unix_ms), records(unix_ms) (the oldest-first prune and team-less
+//   queries), records(request_id), feedback(team, request_id, unix_ms).
+//
+// Text is stored as the bytes given (no UTF-8 check) and doubles exactly: a NaN or -0.0, which
+// a SQLite REAL cannot hold, as its 8 bytes in a BLOB; in the feature JSON a non-finite value
+// as the string "NaN", "Infinity" or "-Infinity". The prompt is kept as its JSON text; JSON
+// strings that are not valid UTF-8 are replaced on the way in (a parsed request has none).
+//
+// The file is in WAL mode: readers (a read_only open, in this process or another) never wait
+// for the writer and see every committed write. It is created with auto_vacuum=INCREMENTAL, so
+// that prune() can hand the pages of deleted rows back to the file system (see prune()).
+//
+// Thread-safe: every method may be called from any thread. Writes share one connection under a
+// mutex; query() and stats() use a second, read-only connection, so that a slow report does not
+// hold up the writer.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "api/status.h"
+#include "quality/record.h"
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace quality {
+
+struct RecordFilter {
+  std::optional<std::string> team;
+  std::optional<int64_t> since_ms;  // inclusive, on unix_ms
+  std::optional<int64_t> until_ms;  // exclusive, on unix_ms
+  std::optional<RecordKind> kind;
+  int64_t limit = 0;          // 0 = all; negative is kInvalidRequest
+  bool newest_first = false;  // default oldest first (by unix_ms, then id)
+};
+
+// What prune() keeps. Each limit removes the oldest records first (by unix_ms, then id).
+struct Retention {
+  int64_t max_age_days = 90;   // 0 = keep forever
+  int64_t max_rows = 1000000;  // records; 0 = unbounded
+  // 0 = unbounded. Approximate: the pages in use (page_count - freelist_count) * page_size,
+  // which counts indexes and feedback too; it is met to within a few pages.
+  int64_t max_bytes = 1LL << 30;
+};
+
+struct StoreStats {
+  int64_t records = 0;
+  int64_t feedback = 0;
+  int64_t bytes = 0;  // page_count * page_size of the database (the WAL not counted)
+};
+
+class QualityStore {
+ public:
+  static constexpr int kSchemaVersion = 1;
+
+  // Opens the store at `path`, creating the file (its parent directory must exist) and the
+  // schema when absent, unless read_only. Errors name the path:
+  //   kIo: missing (read_only), a directory, unreadable, not a SQLite database (random bytes, a
+  //        truncated or otherwise corrupt file), locked by another connection for longer than
+  //        the busy timeout;
+  //   kConfig: a SQLite database that is not a Switchyard quality store (another schema, or an
+  //        empty database opened read_only), or one of an unsupported schema version.
+  // A file that fails to open is left as it was. A read_only open works while another
+  // connection, in this process or another, writes the store.
+  static api::StatusOr<std::unique_ptr<QualityStore>> open(const std::string& path,
+                                                           bool read_only = false);
+  ~QualityStore();
+  QualityStore(const QualityStore&) = delete;
+  QualityStore& operator=(const QualityStore&) = delete;
+
+  // Every write below is kIo naming the path when the store is read_only or SQLite fails (the
+  // write then changed nothing).
+
+  // Stores `r` (with its metrics and judge when set; r.id and r.feedback are ignored) and
+  // returns its new id (> 0).
+  api::StatusOr<int64_t> insert(const QualityRecord& r);
+  // Set (replace) the record's metrics or judge result; kNotFound for an unknown id.
+  api::Status setMetrics(int64_t id, const TextMetrics& m);
+  api::Status setJudge(int64_t id, const JudgeResult& j);
+  // Adds a feedback. Several per (team, request_id) are kept; reads attach the latest.
+  api::Status addFeedback(const Feedback& f);
+  // Runs `body` in one transaction: the writes it makes through this store are committed
+  // together when it returns OK (the commit's error otherwise) and all rolled back when it
+  // returns an error (that error is returned). Other threads' writes wait until it returns.
+  // Writes that return kNotFound inside `body` change nothing and do not end the transaction.
+  // `body` must not call transaction() again (kInternal).
+  api::Status transaction(const std::function<api::Status()>& body);
+
+  // Records matching the filter, each with the latest feedback of its (team, request_id)
+  // attached. kInvalidRequest for a negative limit; kIo when reading fails or a row does not
+  // decode (a damaged file).
+  api::StatusOr<std::vector<QualityRecord>> query(const RecordFilter& f) const;
+
+  // Applies `r` at `now_ms` and returns the number of records deleted. Records older than
+  // max_age_days go, then the oldest ones beyond max_rows, then the oldest ones while the pages
+  // in use exceed max_bytes. The feedback of a deleted record goes with it, and feedback older
+  // than max_age_days goes too (not counted in the result). Deletes run in transactions of at
+  // most a few thousand rows, so that readers and the WAL stay small; after any deletion the
+  // free pages are returned to the file system (PRAGMA incremental_vacuum, then a passive WAL
+  // checkpoint, which shrinks the file once no reader holds an older snapshot).
+  // kInvalidRequest for a negative limit. Inside transaction(), the pages are not returned.
+  api::StatusOr<int64_t> prune(const Retention& r, int64_t now_ms);
+
+  api::StatusOr<StoreStats> stats() const;
+  const std::string& path() const { return path_; }
+  bool readOnly() const { return read_only_; }
+
+ private:
+  struct Closer {
+    void operator()(sqlite3* db) const;
+    void operator()(sqlite3_stmt* stmt) const;
+  };
+  using Db = std::unique_ptr<sqlite3, Closer>;
+  using Stmt = std::unique_ptr<sqlite3_stmt, Closer>;
+
+  QualityStore(std::string path, bool read_only) : path_(std::move(path)), read_only_(read_only) {}
+
+  api::Status init();
+  api::StatusOr<Db> connect(bool read_only);
+  api::Status checkSchema(sqlite3* db, bool may_create);
+  api::Status prepareWriteStatements();
+  api::Status error(sqlite3* db, const std::string& what) const;
+  api::Status exec(sqlite3* db, const char* sql, const std::string& what) const;
+  api::StatusOr<Stmt> prepare(sqlite3* db, const char* sql, bool persistent) const;
+  api::Status readOnlyError() const;
+  api::Status rolledBackError() const;
+  api::Status notFound(int64_t id) const;
+  // Runs `body` in a transaction of its own, or within transaction()'s when one is open and
+  // `outer` is false. Requires write_mu_.
+  api::Status inTransaction(const std::function<api::Status()>& body, const std::string& what,
+                            bool outer);
+  // A write method's frame: refuses on a read-only store, locks, runs `body` in a transaction.
+  api::Status write(const std::function<api::Status(sqlite3*)>& body, const std::string& what);
+  // Deletes (with their feedback) up to `n` of the oldest records with unix_ms < before_ms, in
+  // one transaction; returns how many went.
+  api::StatusOr<int64_t> deleteOldest(int64_t before_ms, int64_t n);
+  // The integer that a one-row, one-column query gives on the write connection.
+  api::StatusOr<int64_t> writeInt(const char* sql);
+
+  std::string path_;
+  bool read_only_;
+
+  std::recursive_mutex write_mu_;  // the write connection and its statements
+  Db write_db_;                    // null when read_only
+  bool in_transaction_ = false;    // inside transaction()
+  Stmt begin_, commit_, rollback_, insert_, set_metrics_, set_judge_, add_feedback_;
+
+  mutable std::mutex read_mu_;  // the read connection
+  Db read_db_;
+};
+
+}  // namespace quality
