@@ -1,4 +1,5 @@
 #include "quality/recorder.h"
+#include "tests/support/process.h"
 
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -35,23 +36,7 @@ using quality::TextMetrics;
 constexpr int64_t kT0 = 1795446245000;  // 2026-11-23T15:04:05Z
 constexpr int64_t kDayMs = 86'400'000;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::path(testing::TempDir()) / "quality_recorder_test.XXXXXX").string();
-    char* made = mkdtemp(tmpl.data());
-    EXPECT_NE(made, nullptr);
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
+using sytest::TempDir;
 
 // A gate the writer thread can be held at: wait() blocks until open(); reached() tells the
 // test that the writer is inside.

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "policies/ledger.h"
+#include "tests/support/process.h"
 
 namespace {
 
@@ -35,24 +36,7 @@ using quality::TextMetrics;
 constexpr int64_t kT0 = 1795446245000;  // 2026-11-23T15:04:05Z
 constexpr int64_t kDayMs = 86'400'000;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::path(testing::TempDir()) / "quality_store_test.XXXXXX").string();
-    char* made = mkdtemp(tmpl.data());
-    EXPECT_NE(made, nullptr);
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using sytest::TempDir;
 
 // Runs `sql` on a plain SQLite connection, to change a file behind the store's back.
 void rawExec(const std::string& path, const std::string& sql) {
@@ -773,8 +757,8 @@ TEST(QualityStore, MissingFilesAndDirectoriesAreClearIoErrors) {
                       "directory must exist)");
   for (bool ro : {false, true}) {
     expectOpenError(
-        dir.path().string(), ro, api::ErrorCode::kIo,
-        "quality store '" + dir.path().string() + "': is a directory, expected a database file");
+        dir.path(), ro, api::ErrorCode::kIo,
+        "quality store '" + dir.path() + "': is a directory, expected a database file");
   }
   expectOpenError("", false, api::ErrorCode::kIo, "quality store path is empty");
 }

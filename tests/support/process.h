@@ -32,6 +32,8 @@ class TempDir {
   const std::string& path() const { return path_; }
   // Writes `content` to <dir>/<name> and returns the file's path.
   std::string write(const std::string& name, const std::string& content) const;
+  // <dir>/<name>, without creating it.
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
 
  private:
   std::string path_;
