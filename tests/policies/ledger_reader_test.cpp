@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "policies/ledger.h"
+#include "tests/policies/sqlite_test_util.h"
 
 namespace {
 
@@ -23,58 +24,8 @@ using policies::readLedgerRows;
 constexpr int64_t kNov23 = 1795446245000;  // 2026-11-23T15:04:05Z
 constexpr int64_t kMinute = 60'000;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::path(testing::TempDir()) / "ledger_reader_test.XXXXXX").string();
-    char* made = mkdtemp(tmpl.data());
-    EXPECT_NE(made, nullptr);
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
-
-// A plain read-write SQLite connection, for shaping files the way other versions left them.
-class RawDb {
- public:
-  explicit RawDb(const std::string& path) {
-    EXPECT_EQ(
-        sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr),
-        SQLITE_OK);
-    sqlite3_busy_timeout(db_, 5000);
-  }
-  ~RawDb() { sqlite3_close_v2(db_); }
-  RawDb(const RawDb&) = delete;
-  RawDb& operator=(const RawDb&) = delete;
-
-  void exec(const std::string& sql) {
-    char* err = nullptr;
-    EXPECT_EQ(sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err), SQLITE_OK)
-        << sql << ": " << (err ? err : "");
-    sqlite3_free(err);
-  }
-  std::set<std::string> columns(const std::string& table) {
-    std::set<std::string> out;
-    sqlite3_stmt* s = nullptr;
-    std::string sql = "PRAGMA table_info(" + table + ")";
-    EXPECT_EQ(sqlite3_prepare_v2(db_, sql.c_str(), -1, &s, nullptr), SQLITE_OK);
-    while (s && sqlite3_step(s) == SQLITE_ROW) {
-      out.insert(reinterpret_cast<const char*>(sqlite3_column_text(s, 1)));
-    }
-    sqlite3_finalize(s);
-    return out;
-  }
-
- private:
-  sqlite3* db_ = nullptr;
-};
+using policies_test::RawDb;
+using policies_test::TempDir;
 
 LedgerRow makeRow(const std::string& id, const std::string& team, int64_t unix_ms) {
   LedgerRow r;
