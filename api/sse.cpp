@@ -95,6 +95,7 @@ bool SseParser::feed(std::string_view bytes, std::vector<SseEvent>& out) {
     line_.shrink_to_fit();
     data_.clear();
     data_.shrink_to_fit();
+    last_id_.clear();
   }
   return !failed_;
 }
@@ -126,7 +127,9 @@ void SseParser::processLine(std::string_view line, std::vector<SseEvent>& out) {
   } else if (field == "event") {
     event_.assign(value);
   } else if (field == "id") {
-    if (value.find('\0') == std::string_view::npos) last_id_.assign(value);
+    if (value.size() <= kMaxSseIdBytes && value.find('\0') == std::string_view::npos) {
+      last_id_.assign(value);
+    }
   } else if (field == "retry") {
     uint64_t ms = 0;
     auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), ms);
@@ -134,7 +137,7 @@ void SseParser::processLine(std::string_view line, std::vector<SseEvent>& out) {
       retry_ms_ = ms;
     }
   }
-  if (data_.size() + event_.size() > max_event_bytes_) failed_ = true;
+  if (data_.size() + event_.size() + last_id_.size() > max_event_bytes_) failed_ = true;
 }
 
 }  // namespace api

@@ -135,6 +135,37 @@ TEST(SseParser, IdContainingNulIsIgnored) {
   EXPECT_EQ(events[1].id, "good");
 }
 
+TEST(SseParser, IdUpToTheCapIsKept) {
+  std::string id(kMaxSseIdBytes, 'i');
+  auto events = parseAll("id: " + id + "\ndata: a\n\n");
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].id, id);
+}
+
+TEST(SseParser, OverlongIdIsIgnoredNotCopiedIntoEveryEvent) {
+  // An id is repeated in every later event: one long id line must not multiply into
+  // (events x id) bytes. It is ignored and the previous id stays.
+  std::string stream = "id: short\ndata: a\n\nid: " + std::string(kMaxSseIdBytes + 1, 'i') + "\n";
+  for (int i = 0; i < 1000; ++i) stream += "data: b\n\n";
+  auto events = parseAll(stream);
+  ASSERT_EQ(events.size(), 1001u);
+  size_t id_bytes = 0;
+  for (const SseEvent& e : events) {
+    EXPECT_EQ(e.id, "short");
+    id_bytes += e.id.size();
+  }
+  EXPECT_EQ(id_bytes, 1001u * 5);
+}
+
+TEST(SseParser, IdCountsAgainstTheEventLimit) {
+  SseParser parser(100);
+  std::vector<SseEvent> out;
+  EXPECT_FALSE(
+      parser.feed("id: " + std::string(80, 'i') + "\ndata: " + std::string(30, 'x') + "\n\n", out));
+  EXPECT_TRUE(parser.failed());
+  EXPECT_TRUE(out.empty());
+}
+
 TEST(SseParser, ReadsRetry) {
   SseParser parser;
   std::vector<SseEvent> out;
