@@ -1,19 +1,16 @@
 // The gateway's quality records: the cascade's escalations and shadow comparisons become
-// quality::QualityRecords, and POST /v1/feedback records what users said of an answer.
+// quality::QualityRecords (POST /v1/feedback is in gateway/feedback.cpp).
 #include <cmath>
 #include <cstdio>
 
 #include "api/openai_json.h"
-#include "gateway/accounting.h"
 #include "gateway/gateway.h"
 #include "gateway/http_util.h"
 #include "gateway/quality_hub.h"
+#include "policies/spend.h"
 
 namespace gateway {
 namespace {
-
-constexpr size_t kMaxFeedbackComment = 4096;
-constexpr size_t kMaxFeedbackRequestId = 200;
 
 std::vector<quality::Feature> confidenceFeatures(const routers::ConfidenceMonitor::Features& f) {
   return {{"mean_logprob", f.mean_logprob},
@@ -93,11 +90,19 @@ void Gateway::recordPair(const RequestFacts& facts, const routers::CascadePair& 
 }
 
 void Gateway::startShadow(const RequestFacts& facts, const api::ChatRequest& request,
-                          const policies::TeamPolicy& policy, const std::string& cloud_model,
-                          const routers::RouteInfo& local_route,
+                          std::shared_ptr<const policies::TeamPolicy> policy,
+                          const std::string& cloud_model, const routers::RouteInfo& local_route,
                           const api::ChatResponse& local_answer, double local_latency_ms) {
-  auto route = routes_.find(cloud_model);
-  if (!quality_ || route == routes_.end()) return;
+  std::vector<routers::ChainTarget> targets;
+  for (const routers::ChainTarget& t : targetsOf(cloud_model)) {
+    if (t.cloud()) targets.push_back(t);  // a comparison with the cloud, never another local
+  }
+  if (!quality_ || targets.empty()) return;
+  if (ledger_ && policy->budget.limited() &&
+      policies::budgetState(*ledger_, facts.team, policy->budget, unixMs()).exhausted) {
+    metrics_.recordShadow(facts.team, "skipped_budget");
+    return;
+  }
   metrics_.recordShadow(facts.team, "sampled");
   quality::QualityRecord base = baseRecord(facts, quality::RecordKind::kShadow);
   base.reason = "shadow";
@@ -119,8 +124,9 @@ void Gateway::startShadow(const RequestFacts& facts, const api::ChatRequest& req
   cloud_request.model = cloud_model;
   cloud_request.stream = false;
   cloud_request.include_usage = false;
-  auto account = std::make_shared<Accounting>(ledger_.get(), facts.request_id, facts.team,
-                                              facts.key_id, facts.public_model);
+  auto account = std::make_shared<routers::Account>(
+      ledger_.get(),
+      routers::Payer{facts.request_id, facts.team, facts.key_id, facts.public_model, policy});
   account->setDecision("shadow");
   std::shared_ptr<const Live> live = liveState();
   account->onSettled([this, live](const std::string& t) { checkAlerts(*live, t); });
@@ -132,21 +138,20 @@ void Gateway::startShadow(const RequestFacts& facts, const api::ChatRequest& req
           double latency_ms) mutable {
         if (!result.ok()) {
           const api::Status& s = result.status();
-          account->finish(route, false, nullptr, 0, s.httpStatusCode(), latency_ms / 1000);
-          metrics_.recordShadow(team, "failed");
+          int status = s.code() == api::ErrorCode::kCancelled ? 499 : s.httpStatusCode();
+          account->finish(route, false, nullptr, status, latency_ms / 1000);
+          metrics_.recordShadow(team, routers::isGateRefusal(s) ? "skipped_budget" : "failed");
           return;
         }
         const api::ChatResponse& r = *result;
-        double cost = 0;
+        account->finish(route, false, r.usage ? &*r.usage : nullptr, 200, latency_ms / 1000);
+        const double cost = account->costUsd();
         if (r.usage) {
-          const policies::Price* price = config_->prices->find(route.provider, route.model);
-          cost = price ? price->cost(*r.usage) : 0;
           metrics_.recordUsage(team, base.model, route.label, r.usage->prompt_tokens,
                                r.usage->cached_prompt_tokens, r.usage->completion_tokens, cost);
           base.cloud.prompt_tokens = r.usage->prompt_tokens;
           base.cloud.completion_tokens = r.usage->completion_tokens;
         }
-        account->finish(route, false, r.usage ? &*r.usage : nullptr, cost, 200, latency_ms / 1000);
         base.cloud.model = route.label;
         base.cloud.cost_usd = cost;
         base.cloud.latency_ms = latency_ms;
@@ -158,89 +163,7 @@ void Gateway::startShadow(const RequestFacts& facts, const api::ChatRequest& req
         quality_->record(std::move(base));
       });
   const auto deadline = Clock::now() + ms(config_->server.request_timeout_s);
-  auto call = startCloud(*route->second.chain, route->second.chain->targets(), cloud_request,
-                         policy, facts.team, account, sink, deadline);
-  if (!call.ok()) {
-    // Refused before it started (the budget): nothing was spent, nothing is recorded.
-    metrics_.recordShadow(facts.team, call.status().code() == api::ErrorCode::kQuotaExceeded
-                                          ? "skipped_budget"
-                                          : "failed");
-  }
-}
-
-void Gateway::handleFeedback(const Exchange& ex, const std::shared_ptr<Responder>& responder) {
-  std::shared_ptr<const Live> live = liveState();
-  auto principal = live->auth->authenticate(ex.authorization);
-  if (!principal.ok()) return replyError(ex, responder, principal.status(), "", "", "");
-  if (principal->admin) {
-    return replyError(ex, responder,
-                      api::Status(api::ErrorCode::kPermissionDenied,
-                                  "Feedback is given with the key of the team that asked."),
-                      "", "", "");
-  }
-  auto bad = [&](const std::string& message, const std::string& param) {
-    replyError(ex, responder,
-               api::Status(api::ErrorCode::kInvalidRequest, message, param, "invalid_value"),
-               principal->team, "", "");
-  };
-  api::Json body = api::Json::parse(ex.body, nullptr, false);
-  if (body.is_discarded() || !body.is_object()) {
-    return bad("The body must be a JSON object: {\"request_id\": ..., \"score\": ..., "
-               "\"comment\": ...}.",
-               "");
-  }
-  quality::Feedback f;
-  f.team = principal->team;
-  f.unix_ms = unixMs();
-  auto id = body.find("request_id");
-  if (id == body.end() || !id->is_string() || id->get<std::string>().empty() ||
-      id->get<std::string>().size() > kMaxFeedbackRequestId) {
-    return bad("request_id must be the x-request-id of the answer (a non-empty string of at most " +
-                   std::to_string(kMaxFeedbackRequestId) + " bytes).",
-               "request_id");
-  }
-  f.request_id = id->get<std::string>();
-  auto score = body.find("score");
-  if (score == body.end() || !score->is_number() || !std::isfinite(score->get<double>()) ||
-      score->get<double>() < -1 || score->get<double>() > 1) {
-    return bad("score must be a number from -1 (bad) to 1 (good).", "score");
-  }
-  f.score = score->get<double>();
-  if (auto c = body.find("comment"); c != body.end() && !c->is_null()) {
-    if (!c->is_string() || c->get<std::string>().size() > kMaxFeedbackComment) {
-      return bad("comment must be a string of at most " + std::to_string(kMaxFeedbackComment) +
-                     " bytes.",
-                 "comment");
-    }
-    f.comment = c->get<std::string>();
-  }
-  for (const auto& [key, value] : body.items()) {
-    if (key != "request_id" && key != "score" && key != "comment") {
-      return bad("Unknown field '" + key + "' (expected request_id, score, comment).", key);
-    }
-  }
-  if (!quality_) {
-    return replyError(ex, responder,
-                      api::Status(api::ErrorCode::kNotFound,
-                                  "Feedback is not recorded here: the gateway has no quality "
-                                  "store (quality.path).",
-                                  {}, "feedback_disabled"),
-                      principal->team, "", "");
-  }
-  api::Json reply = {{"object", "feedback"},
-                     {"request_id", f.request_id},
-                     {"score", f.score},
-                     {"recorded", true}};
-  const std::string team = principal->team;
-  quality_->feedback(std::move(f), [responder, reply, this, team](api::Status st) {
-    if (st.ok()) {
-      responder->reply(200, reply.dump(-1, ' ', false, api::Json::error_handler_t::replace), {});
-      return;
-    }
-    api::Status failure(api::ErrorCode::kUnavailable,
-                        "The feedback could not be stored: " + st.message());
-    responder->reply(failure.httpStatusCode(), api::serializeError(failure), {});
-  });
+  spender_->run(cloud_model, account, std::move(targets), cloud_request, sink, deadline);
 }
 
 }  // namespace gateway
