@@ -3,7 +3,10 @@
 // content chunks, a finish chunk, then, when the request sets stream_options.include_usage,
 // the usage chunk with `choices: []`, and `data: [DONE]`).
 //
-//   node bench/fake_openai_upstream.mjs [--port N]      (default 0: a free port)
+//   node bench/fake_openai_upstream.mjs [--port N] [--keep-alive-ms N]
+//
+// --port 0 (the default) picks a free port; --keep-alive-ms (default 5000, Node's own) is how
+// long an idle keep-alive connection stays open before this server closes it.
 //
 // Prints {"port":N} on its first stdout line once listening. GET /stats returns counters
 // (requests, streams finished, streams whose reader went away mid-way, bytes written).
@@ -22,6 +25,8 @@ import {contentOf, expectedText} from './sse_shape.mjs';
 const args = process.argv.slice(2);
 const portArg = args.indexOf('--port');
 const port = portArg >= 0 ? Number(args[portArg + 1]) : 0;
+const keepAliveArg = args.indexOf('--keep-alive-ms');
+const keepAliveMs = keepAliveArg >= 0 ? Number(args[keepAliveArg + 1]) : 5000;
 
 const kMaxChunks = 100000;
 const kMaxChunkBytes = 65536;
@@ -200,8 +205,8 @@ const server = http.createServer((httpReq, res) => {
     else complete(res, req, model);
   });
 });
-server.keepAliveTimeout = 30000;
-server.headersTimeout = 35000;
+server.keepAliveTimeout = keepAliveMs;
+server.headersTimeout = 30000;
 server.maxConnections = 20000;
 server.listen(port, '127.0.0.1', () => {
   process.stdout.write(`${JSON.stringify({port: server.address().port})}\n`);
