@@ -1,12 +1,52 @@
 #include "routers/upstream_error.h"
 
+#include <chrono>
+#include <cstdio>
 #include <ctime>
+#include <mutex>
 
 #include <nlohmann/json.hpp>
 
 #include "api/openai_json.h"
 
 namespace routers {
+namespace {
+
+// Logs an upstream's refusal of the gateway's credentials, with its own words, for the
+// operator. Rate-limited so that a revoked key under load does not flood the log.
+void logCredentialRejection(std::string_view provider, int http_status,
+                            const std::string& upstream_message) {
+  static std::mutex mu;
+  static std::chrono::steady_clock::time_point window_start;
+  static int in_window = 0;
+  static int64_t dropped = 0;
+  int64_t dropped_before = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    auto now = std::chrono::steady_clock::now();
+    if (now - window_start >= std::chrono::minutes(1)) {
+      window_start = now;
+      in_window = 0;
+    }
+    if (in_window >= kMaxAuthLogLinesPerMinute) {
+      ++dropped;
+      return;
+    }
+    ++in_window;
+    dropped_before = dropped;
+    dropped = 0;
+  }
+  nlohmann::json line = {{"level", "error"},
+                         {"msg", "upstream rejected the gateway's credentials"},
+                         {"provider", std::string(provider)},
+                         {"upstream_status", http_status},
+                         {"upstream_message", upstream_message}};
+  if (dropped_before > 0) line["suppressed_before"] = dropped_before;
+  std::string text = line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  std::fwrite(text.data(), 1, text.size(), stderr);
+}
+
+}  // namespace
 
 std::optional<double> parseRetryAfter(std::string_view value) {
   if (value.empty()) return std::nullopt;
@@ -42,10 +82,18 @@ api::Status statusFromUpstreamHttp(std::string_view provider, int http_status,
     }
     return s;
   }
+  if (http_status == 401 || http_status == 403) {
+    logCredentialRejection(provider, http_status, upstream_message);
+    return api::Status(api::ErrorCode::kUpstreamError,
+                       "upstream '" + std::string(provider) +
+                           "' rejected the gateway's credentials (HTTP " +
+                           std::to_string(http_status) + ")")
+        .withUpstreamHttpStatus(http_status);
+  }
   if (http_status == 408) {
     return api::Status(api::ErrorCode::kUpstreamTimeout, message).withUpstreamHttpStatus(408);
   }
-  if (http_status >= 500 || http_status == 401 || http_status == 403 || http_status == 404) {
+  if (http_status >= 500 || http_status == 404) {
     return api::Status(api::ErrorCode::kUpstreamError, message).withUpstreamHttpStatus(http_status);
   }
   // Any other 4xx: the request itself was refused; the client can fix it, so it gets the

@@ -123,6 +123,23 @@ TEST_P(CloudProviderTest, ServerErrorsAreUpstreamErrorsWithTheirMessage) {
   }
 }
 
+TEST_P(CloudProviderTest, CredentialRejectionsNeverQuoteTheUpstream) {
+  // Providers quote the (masked) key in these messages; it is the gateway's secret.
+  const std::string leak = "Incorrect API key provided: sk-proj-****************abcd";
+  for (int code : {401, 403}) {
+    fake_->pushFault(Fault::error(code, leak));
+    api::Status s = failure(run(sytest::userRequest("hi", code == 403)));
+    EXPECT_EQ(s.code(), api::ErrorCode::kUpstreamError) << s.message();
+    EXPECT_EQ(s.httpStatusCode(), 502);
+    EXPECT_EQ(s.upstreamHttpStatus(), code);
+    EXPECT_EQ(s.message().find("sk-proj"), std::string::npos) << s.message();
+    EXPECT_EQ(s.message().find("Incorrect API key"), std::string::npos) << s.message();
+    EXPECT_NE(s.message().find("rejected the gateway's credentials"), std::string::npos)
+        << s.message();
+    EXPECT_NE(s.message().find("upstream 'cloud'"), std::string::npos) << s.message();
+  }
+}
+
 TEST_P(CloudProviderTest, ClientErrorsPassThroughWithTheirStatus) {
   fake_->pushFault(Fault::error(400, "this field is wrong"));
   api::Status s = failure(run(sytest::userRequest("hi", false)));
