@@ -16,7 +16,10 @@
 # switchyard-cli) and node. Environment: SY_BENCH_ROUNDS (50), SY_BENCH_PER_ROUND (100),
 # SY_BENCH_WARMUP (500 per setup), SY_BENCH_GATEWAY_THREADS (2, the shipped default),
 # SY_BENCH_PEER (auto: use Portkey, running `npm ci --prefix bench/peer` once if it is not
-# installed; off: skip it). Everything listens on 127.0.0.1 and stops when the script ends.
+# installed; off: skip it), SY_BENCH_CPP_UPSTREAM (0; 1 adds two rows against the C++
+# sy_bench_upstream of bench/gateway_bench.sh, direct and through a plain switchyard, to tell
+# the upstream's share from the gateway's). Everything listens on 127.0.0.1 and stops when the
+# script ends.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
@@ -25,6 +28,7 @@ per_round=${SY_BENCH_PER_ROUND:-100}
 warmup=${SY_BENCH_WARMUP:-500}
 gw_threads=${SY_BENCH_GATEWAY_THREADS:-2}
 peer=${SY_BENCH_PEER:-auto}
+cpp_upstream=${SY_BENCH_CPP_UPSTREAM:-0}
 
 for bin in switchyard switchyard-cli; do
   if [[ ! -x "$build/$bin" ]]; then
@@ -130,8 +134,25 @@ if [[ "$peer" != off ]]; then
     peer_note="not run: @portkey-ai/gateway is not installed and did not install (see npm ci --prefix bench/peer)"
   fi
 fi
+if [[ "$cpp_upstream" == 1 ]]; then
+  if [[ ! -x "$build/sy_bench_upstream" ]]; then
+    echo "missing $build/sy_bench_upstream: cmake --build $build --target sy_bench_upstream" >&2
+    exit 2
+  fi
+  "$build/sy_bench_upstream" >"$tmp/cpp.out" 2>"$tmp/cpp.err" &
+  pids+=($!)
+  cpp_port=$(port_of "$tmp/cpp.out")
+  sed "s|127.0.0.1:${up_port}/v1|127.0.0.1:${cpp_port}/v1|" "$tmp/plain.yaml" >"$tmp/plain-cpp.yaml"
+  "$build/switchyard" serve --config "$tmp/plain-cpp.yaml" >"$tmp/plcpp.out" 2>"$tmp/plcpp.err" &
+  pids+=($!)
+  plcpp_port=$(port_of "$tmp/plcpp.out")
+  targets+=",
+ {\"name\":\"direct, C++ upstream\",\"url\":\"http://127.0.0.1:${cpp_port}${chat}\",\"headers\":{}},
+ {\"name\":\"switchyard plain proxy, C++ upstream\",\"url\":\"http://127.0.0.1:${plcpp_port}${chat}\",\"headers\":{}}"
+fi
 echo "${targets}]" >"$tmp/targets.json"
 
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 node bench/latency_client.mjs --targets "$tmp/targets.json" --rounds "$rounds" \
   --per-round "$per_round" --warmup "$warmup" >"$tmp/result.json"
 
@@ -139,20 +160,27 @@ ledger_rows=$(command -v sqlite3 >/dev/null &&
   sqlite3 "$tmp/ledger.db" "select group_concat(status || ': ' || n, ', ') from
     (select status, count(*) n from requests group by status)" 2>/dev/null || echo "?")
 
-echo "### side-by-side latency ($(date -u +%Y-%m-%d), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load average $(cut -d' ' -f1-3 /proc/loadavg))"
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+tree=$(git rev-parse --short HEAD 2>/dev/null || echo "?")
+[[ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]] && tree+=" + uncommitted changes"
+
+echo "### side-by-side latency ($(date -u +%Y-%m-%d), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
 echo
 echo "Command: \`bench/latency_side_by_side.sh\` (Node $(node --version) client, one keep-alive"
 echo "connection per setup, ${rounds} interleaved rounds of ${per_round} sequential requests per setup"
-echo "after ${warmup} warm-up requests each; switchyard \`server.threads: ${gw_threads}\`)"
+echo "after ${warmup} warm-up requests each; switchyard \`server.threads: ${gw_threads}\`, tree at run time"
+echo "${tree}; load average ${load_before} before, ${load_after} after)"
 echo
 node -e '
 const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
 const ms = (us) => (us / 1000).toFixed(3);
-const base = r.targets[0].p50_us;
+// Each row is compared with the direct row of its own upstream.
+const direct = (t) => t.name.endsWith("C++ upstream")
+    ? r.targets.find((x) => x.name === "direct, C++ upstream") : r.targets[0];
 console.log("| setup | requests | p50 ms | p90 ms | p99 ms | added p50 over direct | errors |");
 console.log("|---|---|---|---|---|---|---|");
 for (const t of r.targets) {
-  const added = t === r.targets[0] ? "—" : `${ms(t.p50_us - base)} ms`;
+  const added = t === direct(t) ? "—" : `${ms(t.p50_us - direct(t).p50_us)} ms`;
   const errs = Object.entries(t.errors).map(([k, v]) => `${k}: ${v}`).join(", ") || "0";
   const conns = t.connections > 1 ? ` (${t.connections} connections)` : "";
   console.log(`| ${t.name} | ${t.requests}${conns} | ${ms(t.p50_us)} | ${ms(t.p90_us)} | ` +

@@ -128,10 +128,14 @@ if [[ "$plain" != 1 ]] && command -v sqlite3 >/dev/null; then
     (select status, count(*) n from requests group by status)" 2>/dev/null || echo "?")
 fi
 
+tree=$(git rev-parse --short HEAD 2>/dev/null || echo "?")
+[[ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]] && tree+=" + uncommitted changes"
+
 echo "### soak ($(date -u +%Y-%m-%d), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
 echo
 echo "Command: \`SY_SOAK_DURATION_S=${duration} SY_SOAK_CLIENTS=${clients} bench/soak.sh\` (gateway: ${setup},"
-echo "\`server.threads: ${gw_threads}\`; started ${start}; load average ${load_before} before, ${load_after} after)"
+echo "\`server.threads: ${gw_threads}\`, tree at run time ${tree}; started ${start}; load average ${load_before}"
+echo "before, ${load_after} after)"
 echo
 node -e '
 const s = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
