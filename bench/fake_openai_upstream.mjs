@@ -16,8 +16,9 @@
 //   chunks=N       content chunks (default 8); each is one completion token in the usage
 //   gap_ms=N       pause before each content chunk (default 0)
 //   chunk_bytes=N  bytes of content per chunk (default 6)
-// Chunk i carries contentOf(i, chunk_bytes) (bench/sse_shape.mjs); clients rebuild the expected text with the
-// same rule. Writes honour backpressure: a reader that stops reading stalls its own stream.
+// Chunk i carries contentOf(i, chunk_bytes) (bench/sse_shape.mjs); clients rebuild the
+// expected text with the same rule. Writes honour backpressure: a reader that stops reading
+// stalls its own stream.
 import http from 'node:http';
 
 import {contentOf, expectedText} from './sse_shape.mjs';

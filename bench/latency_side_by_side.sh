@@ -131,7 +131,8 @@ if [[ "$peer" != off ]]; then
   \"x-portkey-custom-host\":\"http://127.0.0.1:${up_port}/v1\"}}"
     peer_note=""
   else
-    peer_note="not run: @portkey-ai/gateway is not installed and did not install (see npm ci --prefix bench/peer)"
+    peer_note="not run: @portkey-ai/gateway is not installed and did not install"
+    peer_note+=" (npm ci --prefix bench/peer)"
   fi
 fi
 if [[ "$cpp_upstream" == 1 ]]; then
@@ -164,7 +165,8 @@ load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 tree=$(git rev-parse --short HEAD 2>/dev/null || echo "?")
 [[ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]] && tree+=" + uncommitted changes"
 
-echo "### side-by-side latency ($(date -u +%Y-%m-%d), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
+cpu="$(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+echo "### side-by-side latency ($(date -u +%Y-%m-%d), ${cpu})"
 echo
 echo "Command: \`bench/latency_side_by_side.sh\` (Node $(node --version) client, one keep-alive"
 echo "connection per setup, ${rounds} interleaved rounds of ${per_round} sequential requests per setup"

@@ -123,7 +123,8 @@ ledger_rows=$(command -v sqlite3 >/dev/null &&
 tree=$(git rev-parse --short HEAD 2>/dev/null || echo "?")
 [[ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]] && tree+=" + uncommitted changes"
 
-echo "### gateway overhead with policies and the ledger ($(date -u +%Y-%m-%d), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
+cpu="$(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+echo "### gateway overhead with policies and the ledger ($(date -u +%Y-%m-%d), ${cpu})"
 echo
 echo "Command: \`bench/ledger_throughput.sh\` (wrk -t1, ${duration} per run, gateway threads: ${gw_threads};"
 echo "tree at run time ${tree}; load average ${load_before} before, ${load_after} after)"

@@ -131,7 +131,8 @@ fi
 tree=$(git rev-parse --short HEAD 2>/dev/null || echo "?")
 [[ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]] && tree+=" + uncommitted changes"
 
-echo "### soak ($(date -u +%Y-%m-%d), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
+cpu="$(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+echo "### soak ($(date -u +%Y-%m-%d), ${cpu})"
 echo
 echo "Command: \`SY_SOAK_DURATION_S=${duration} SY_SOAK_CLIENTS=${clients} bench/soak.sh\` (gateway: ${setup},"
 echo "\`server.threads: ${gw_threads}\`, tree at run time ${tree}; started ${start}; load average ${load_before}"

@@ -253,8 +253,8 @@ function tcpSockets() {
     for (const line of text.split('\n').slice(1)) {
       const f = line.trim().split(/\s+/);
       if (f.length < 10) continue;
-      map.set(f[9], {local: parseInt(f[1].split(':')[1], 16), remote: parseInt(f[2].split(':')[1], 16),
-                     state: kTcpStates[f[3]] || f[3]});
+      const port = (addr) => parseInt(addr.split(':')[1], 16);
+      map.set(f[9], {local: port(f[1]), remote: port(f[2]), state: kTcpStates[f[3]] || f[3]});
     }
   }
   return map;
