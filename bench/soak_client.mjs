@@ -213,10 +213,11 @@ function streamOnce(role, leaveAfter) {
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 let loadEndsAt = 0;
+let gatewayGone = false;  // set by the sampler when /proc/<pid> disappears: the load stops
 
 async function client(index, role) {
   await sleep(rand() * opt.rampS * 1000);
-  while (performance.now() < loadEndsAt) {
+  while (performance.now() < loadEndsAt && !gatewayGone) {
     counts.started += 1;
     active += 1;
     const leaveAfter = 1 + Math.floor(rand() * (kShapes.normal.chunks - 2));
@@ -318,7 +319,6 @@ function sampleGateway() {
           fds, kinds, threads: field('Threads'), cpuS};
 }
 
-let gatewayGone = false;
 function sample() {
   const s = sampleGateway();
   if (!s) {
