@@ -3,13 +3,17 @@
 //
 // Budget state lives under one mutex (mu_): per team, the settled sum of one cached day and one
 // cached month, and the sum of open reservations. A cached sum is exact by construction: it is
-// computed from committed rows (id <= last_committed_id_) plus the queued ones (id >
-// last_committed_id_: they stay in queue_ until the writer publishes their commit under mu_),
-// and every row queued later in the same period is added to it under the same lock. A period
-// that is not cached (a new day, a team seen first) is computed that way on first access.
+// computed from the final rows committed by writes with seq <= last_committed_seq_ plus the
+// final rows still queued (seq > last_committed_seq_: they stay in queue_ until the writer
+// publishes their commit under mu_), and every row queued later in the same period is added to
+// it under the same lock. A period that is not cached (a new day, a team seen first) is
+// computed that way on first access. Pending rows never count there: their money is in the
+// team's reserved sum until they are settled.
 //
-// Rows get their ids when queued; the writer inserts them in id order, one transaction per
-// batch of whatever is queued (up to kMaxBatchRows), so a crash leaves a prefix of the queue.
+// Every write (a row, a pending row, its removal, an alert) gets a seq when queued; the writer
+// applies them in seq order, one transaction per batch of whatever is queued (up to
+// kMaxBatchWrites: group commit), so a crash leaves a prefix of the queue. Nothing but the
+// writer waits on the file: a full queue drops writes (counted and logged) instead.
 #include "policies/ledger.h"
 
 #include <algorithm>
@@ -18,6 +22,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -35,17 +40,19 @@ constexpr int64_t kMsPerDay = 86'400'000;
 // Times are clamped to +-10^11 days (about 270 million years), so that no period arithmetic
 // can overflow.
 constexpr int64_t kMaxAbsMs = int64_t{100'000'000'000} * kMsPerDay;
-// Rows queued but not committed; beyond this settle/record wait for the writer.
-constexpr size_t kMaxQueuedRows = 100'000;
-constexpr size_t kMaxBatchRows = 1'000;
+// Writes queued but not committed; beyond this they are dropped (counted and logged: the
+// callers run on I/O threads and never wait) and reserveDurable answers kUnavailable.
+constexpr size_t kMaxQueuedWrites = 100'000;
+// One transaction takes whatever is queued, up to this many writes (group commit).
+constexpr size_t kMaxBatchWrites = 1'000;
 // A reservation may fill a budget to within this much (USD) of its limit: it absorbs the
 // rounding of sums of doubles, never a real overspend.
 constexpr double kEpsilonUsd = 1e-9;
 // Attempts to write the last rows at shutdown while the database is failing.
 constexpr int kShutdownWriteAttempts = 3;
-// How long settle/record wait on a full queue while the writer keeps failing before they give
-// up on the row (with a healthy writer they wait as long as it takes).
-constexpr auto kFullQueueFailingWait = std::chrono::seconds(2);
+// LedgerRow::state values.
+const char* const kPending = "pending";
+const char* const kSettled = "settled";
 
 // ---- UTC calendar (H. Hinnant, "chrono-Compatible Low-Level Date Algorithms") ----
 
@@ -138,6 +145,8 @@ class SqliteLedger final : public Ledger {
   static api::StatusOr<std::unique_ptr<Ledger>> open(const std::string& path);
   ~SqliteLedger() override;
 
+  api::StatusOr<uint64_t> reserveDurable(const ReservationRequest& request,
+                                         DurableCallback on_durable) override;
   api::StatusOr<uint64_t> reserve(const std::string& team, double max_cost_usd,
                                   const BudgetLimits& limits, int64_t now_ms) override;
   api::Status settle(uint64_t reservation, const LedgerRow& row) override;
@@ -150,22 +159,33 @@ class SqliteLedger final : public Ledger {
                                   double threshold, int64_t now_ms) override;
   api::Status flush() override;
   std::vector<std::string> teams() override;
+  LedgerStats stats() override;
 
  private:
   struct PeriodSum {
     bool loaded = false;
     int64_t start_ms = 0;    // the cached period
-    double settled_usd = 0;  // rows of the team in it, committed or queued
+    double settled_usd = 0;  // final rows of the team in it, committed or queued
   };
   struct TeamState {
     PeriodSum day, month;
     double reserved_usd = 0;
     int64_t open_reservations = 0;
+    // Cost of rows the full queue dropped, by (window, period start): neither in the file nor
+    // queued, so a recomputed sum adds it back. Empty unless the database failed for long.
+    std::map<std::pair<Window, int64_t>, double> dropped_usd;
   };
   struct Reservation {
     std::string team;
     double amount_usd = 0;
+    int64_t row_id = 0;  // its pending row (durable reservations); 0: in memory only
   };
+  // The caller of reserveDurable waiting for its pending row (keyed by the write's seq).
+  struct Waiter {
+    uint64_t reservation = 0;
+    DurableCallback on_durable;
+  };
+  using Callbacks = std::vector<std::pair<DurableCallback, api::Status>>;
 
   explicit SqliteLedger(std::unique_ptr<LedgerStore> store)
       : store_(std::move(store)), path_(store_->path()) {}
@@ -175,34 +195,49 @@ class SqliteLedger final : public Ledger {
   // All *Locked methods require mu_.
   api::StatusOr<double> settledLocked(const std::string& team, TeamState& t, Window w,
                                       int64_t now_ms);
+  api::StatusOr<uint64_t> reserveLocked(const std::string& team, double max_cost_usd,
+                                        const BudgetLimits& limits, int64_t now_ms);
   void dropReservationLocked(std::unordered_map<uint64_t, Reservation>::iterator it);
-  // Waits (releasing mu_) while the queue is full and the writer makes progress. False when it
-  // is still full because the writer has been failing for a while (or has stopped).
-  bool waitForQueueSpaceLocked(std::unique_lock<std::mutex>& lock);
-  // Adds the row's cost to the cached sums it falls in and, when `has_space`, queues it; else
-  // kIo (the cost counts, the row is not written). Never releases mu_, so that a settled cost
-  // replaces its reservation atomically.
-  api::Status countAndQueueLocked(const LedgerRow& row, bool has_space);
+  // Queues `w` (giving it the next seq) unless the queue is full; then counts and logs the
+  // dropped write and returns false. Never waits.
+  bool queueLocked(LedgerWrite w);
+  void dropLocked();  // counts and logs a write the full queue could not take
+  // Adds the row's cost to the cached sums it falls in and queues it as row `id` (0: a new
+  // one), or kIo when the queue is full (the cost counts, the row is not written). Never
+  // releases mu_, so that a settled cost replaces its reservation atomically.
+  api::Status countAndQueueLocked(const LedgerRow& row, int64_t id);
 
   void writerLoop();
+  // After the writer's attempt at the first `n` queued writes: publishes them, or drops the
+  // pending rows among them (their calls have not started) and keeps the rest for a retry.
+  // Returns the callbacks to run once mu_ is released.
+  Callbacks committedLocked(size_t n);
+  Callbacks failedLocked(size_t n, const api::Status& error);
+  // Every waiter gets kUnavailable (the writer stops with writes it could not make).
+  Callbacks abandonLocked();
+  static void run(Callbacks callbacks);
 
-  // Its writer side is used by writerLoop only, its sum side under mu_.
+  // Its writer side is used by writerLoop only, its sum side under mu_ (and at open).
   std::unique_ptr<LedgerStore> store_;
   std::string path_;
 
   std::mutex mu_;
-  std::condition_variable writer_cv_;    // the writer waits for rows or stop_
-  std::condition_variable progress_cv_;  // flush() and full-queue waiters wait for the writer
+  std::condition_variable writer_cv_;    // the writer waits for writes, failures or stop_
+  std::condition_variable progress_cv_;  // flush() waits for the writer
   std::unordered_map<std::string, TeamState> state_;
   std::set<std::string> team_names_;  // teams with any row, committed or queued
   std::unordered_map<uint64_t, Reservation> reservations_;
   uint64_t next_reservation_ = 1;
-  // Rows with id > last_committed_id_, in id order. The writer reads the front of it without
-  // the lock (deque elements do not move on push_back); only the writer removes rows.
-  std::deque<StoredRow> queue_;
+  std::unordered_map<int64_t, Waiter> waiters_;
+  std::set<AlertKey> alerted_;  // every alert recorded, in the file or queued
+  // Writes with seq > last_committed_seq_, in seq order. The writer reads the front of it
+  // without the lock (deque elements do not move on push_back); only the writer removes them.
+  std::deque<LedgerWrite> queue_;
   int64_t next_row_id_ = 1;
-  int64_t last_committed_id_ = 0;
-  uint64_t write_failures_ = 0;  // failed batch attempts since open
+  int64_t next_seq_ = 1;
+  int64_t last_committed_seq_ = 0;
+  LedgerStats stats_;
+  uint64_t write_failures_ = 0;  // failed attempts (batches and probes) since open
   bool failing_ = false;         // the last attempt failed
   std::string last_error_;
   bool stop_ = false;
@@ -221,18 +256,35 @@ api::StatusOr<std::unique_ptr<Ledger>> SqliteLedger::open(const std::string& pat
 }
 
 api::Status SqliteLedger::init() {
+  // Before anything is summed: a reservation left by a crash becomes spend.
+  auto crashed = store_->settleCrashed();
+  if (!crashed.ok()) return crashed.status();
+  if (crashed->count > 0) {
+    std::fprintf(stderr,
+                 "{\"level\":\"warn\",\"msg\":\"ledger: reservations left by a crash settled at "
+                 "their reserved amount\",\"path\":\"%s\",\"reservations\":%lld,\"usd\":%.6f}\n",
+                 jsonEscape(path_).c_str(), static_cast<long long>(crashed->count), crashed->usd);
+  }
   auto last = store_->lastId();
   if (!last.ok()) return last.status();
+  auto seq = store_->lastSeq();
+  if (!seq.ok()) return seq.status();
   auto teams = store_->teams();
   if (!teams.ok()) return teams.status();
+  auto alerts = store_->alerts();
+  if (!alerts.ok()) return alerts.status();
   // Warm the sums of the current day and month, so that the first requests do not read them.
   int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                        std::chrono::system_clock::now().time_since_epoch())
                        .count();
   {
     std::lock_guard<std::mutex> lock(mu_);
-    last_committed_id_ = *last;
+    stats_.crashed_reservations = static_cast<uint64_t>(crashed->count);
+    stats_.crashed_usd = crashed->usd;
     next_row_id_ = *last + 1;
+    last_committed_seq_ = *seq;
+    next_seq_ = *seq + 1;
+    alerted_.insert(alerts->begin(), alerts->end());
     team_names_.insert(teams->begin(), teams->end());
     for (const std::string& team : team_names_) {
       TeamState& t = state_[team];
@@ -267,29 +319,31 @@ api::StatusOr<double> SqliteLedger::settledLocked(const std::string& team, TeamS
   int64_t end = periodEndMs(w, now_ms);
   double sum = 0;
   {
-    auto committed = store_->sumCost(team, start, end, last_committed_id_);
+    auto committed = store_->sumCost(team, start, end, last_committed_seq_);
     if (!committed.ok()) return committed.status();
     sum = *committed;
   }
-  for (const StoredRow& r : queue_) {
-    if (r.row.team == team && r.row.unix_ms >= start && r.row.unix_ms < end) {
-      sum += r.row.cost_usd;
+  for (const LedgerWrite& q : queue_) {
+    const LedgerRow& r = q.row;
+    if (q.kind == LedgerWrite::Kind::kRow && r.state == kSettled && r.team == team &&
+        r.unix_ms >= start && r.unix_ms < end) {
+      sum += r.cost_usd;
     }
   }
+  if (auto d = t.dropped_usd.find({w, start}); d != t.dropped_usd.end()) sum += d->second;
   p.loaded = true;
   p.start_ms = start;
   p.settled_usd = sum;
   return sum;
 }
 
-api::StatusOr<uint64_t> SqliteLedger::reserve(const std::string& team, double max_cost_usd,
-                                              const BudgetLimits& limits, int64_t now_ms) {
+api::StatusOr<uint64_t> SqliteLedger::reserveLocked(const std::string& team, double max_cost_usd,
+                                                    const BudgetLimits& limits, int64_t now_ms) {
   if (!std::isfinite(max_cost_usd) || max_cost_usd < 0) {
     return api::Status(api::ErrorCode::kInternal, "reservation of an invalid amount " +
                                                       std::to_string(max_cost_usd) + " for team '" +
                                                       team + "'");
   }
-  std::lock_guard<std::mutex> lock(mu_);
   TeamState& t = state_[team];
   struct Check {
     Window w;
@@ -312,9 +366,49 @@ api::StatusOr<uint64_t> SqliteLedger::reserve(const std::string& team, double ma
     }
   }
   uint64_t id = next_reservation_++;
-  reservations_.emplace(id, Reservation{team, max_cost_usd});
+  reservations_.emplace(id, Reservation{team, max_cost_usd, 0});
   t.reserved_usd += max_cost_usd;
   ++t.open_reservations;
+  return id;
+}
+
+api::StatusOr<uint64_t> SqliteLedger::reserve(const std::string& team, double max_cost_usd,
+                                              const BudgetLimits& limits, int64_t now_ms) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return reserveLocked(team, max_cost_usd, limits, now_ms);
+}
+
+api::StatusOr<uint64_t> SqliteLedger::reserveDurable(const ReservationRequest& request,
+                                                     DurableCallback on_durable) {
+  std::lock_guard<std::mutex> lock(mu_);
+  // Refused before anything is reserved: a call that starts now could not be billed after a
+  // crash. The writer's retries and probes clear failing_ once writes work again.
+  if (failing_ || writer_done_ || queue_.size() >= kMaxQueuedWrites) {
+    std::string why = writer_done_ ? "closing"
+                      : failing_   ? last_error_
+                                   : std::to_string(queue_.size()) + " writes queued";
+    return api::Status(api::ErrorCode::kUnavailable, "ledger unavailable: " + why);
+  }
+  auto id = reserveLocked(request.team, request.max_cost_usd, request.limits, request.now_ms);
+  if (!id.ok()) return id;
+  LedgerWrite w;
+  w.id = next_row_id_++;
+  reservations_[*id].row_id = w.id;
+  LedgerRow& r = w.row;
+  r.request_id = request.request_id;
+  r.team = request.team;
+  r.key_id = request.key_id;
+  r.model = request.model;
+  r.decision = request.decision;
+  r.kind = "cloud";
+  r.cost_usd = request.max_cost_usd;  // what a crash settles it at
+  r.status = 0;                       // no answer yet
+  r.unix_ms = request.now_ms;
+  r.state = kPending;
+  team_names_.insert(request.team);
+  int64_t seq = next_seq_;
+  queueLocked(std::move(w));  // has space: checked above
+  waiters_.emplace(seq, Waiter{*id, std::move(on_durable)});
   return id;
 }
 
@@ -325,37 +419,50 @@ void SqliteLedger::dropReservationLocked(std::unordered_map<uint64_t, Reservatio
   reservations_.erase(it);
 }
 
-bool SqliteLedger::waitForQueueSpaceLocked(std::unique_lock<std::mutex>& lock) {
-  std::optional<std::chrono::steady_clock::time_point> failing_since;
-  while (queue_.size() >= kMaxQueuedRows) {
-    if (writer_done_) return false;
-    if (failing_) {
-      auto now = std::chrono::steady_clock::now();
-      if (!failing_since) failing_since = now;
-      if (now - *failing_since >= kFullQueueFailingWait) return false;
-    } else {
-      failing_since.reset();
-    }
-    progress_cv_.wait_for(lock, std::chrono::milliseconds(100));
+void SqliteLedger::dropLocked() {
+  uint64_t dropped = ++stats_.dropped_writes;
+  if (dropped == 1 || dropped % 1000 == 0) {
+    logError("ledger: write queue full, writes dropped (" + std::to_string(dropped) +
+                 " so far; their money still counts in memory)",
+             path_, last_error_);
   }
+}
+
+bool SqliteLedger::queueLocked(LedgerWrite w) {
+  if (queue_.size() >= kMaxQueuedWrites) {
+    // Only after the database has failed for long (a healthy writer keeps the queue short):
+    // the caller runs on an I/O thread and must not wait.
+    dropLocked();
+    return false;
+  }
+  w.seq = next_seq_++;
+  queue_.push_back(std::move(w));
+  writer_cv_.notify_one();
   return true;
 }
 
-api::Status SqliteLedger::countAndQueueLocked(const LedgerRow& row, bool has_space) {
+api::Status SqliteLedger::countAndQueueLocked(const LedgerRow& row, int64_t id) {
   TeamState& t = state_[row.team];
   for (PeriodSum* p : {&t.day, &t.month}) {
     Window w = p == &t.day ? Window::kDay : Window::kMonth;
     if (p->loaded && p->start_ms == periodStartMs(w, row.unix_ms)) p->settled_usd += row.cost_usd;
   }
-  if (!has_space) {
+  team_names_.insert(row.team);
+  if (queue_.size() >= kMaxQueuedWrites) {
+    for (Window w : {Window::kDay, Window::kMonth}) {
+      t.dropped_usd[{w, periodStartMs(w, row.unix_ms)}] += row.cost_usd;
+    }
+    dropLocked();
     return api::Status(api::ErrorCode::kIo,
                        "ledger '" + path_ + "': " + std::to_string(queue_.size()) +
-                           " rows wait for a failing database (" + last_error_ +
+                           " writes wait for a failing database (" + last_error_ +
                            "); row of request '" + row.request_id + "' not recorded");
   }
-  queue_.push_back(StoredRow{next_row_id_++, row});
-  team_names_.insert(row.team);
-  writer_cv_.notify_one();
+  LedgerWrite w;
+  w.id = id != 0 ? id : next_row_id_++;
+  w.row = row;
+  w.row.state = kSettled;
+  queueLocked(std::move(w));
   return {};
 }
 
@@ -365,10 +472,7 @@ api::Status SqliteLedger::settle(uint64_t reservation, const LedgerRow& row) {
     return api::Status(api::ErrorCode::kInternal,
                        "settle of reservation " + std::to_string(reservation) + ": " + problem);
   }
-  std::unique_lock<std::mutex> lock(mu_);
-  // Wait before touching the reservation: from its drop to the row's count nobody may see
-  // the money as neither reserved nor spent.
-  bool has_space = waitForQueueSpaceLocked(lock);
+  std::lock_guard<std::mutex> lock(mu_);
   auto it = reservations_.find(reservation);
   if (it == reservations_.end()) {
     return api::Status(api::ErrorCode::kInternal, "settle of unknown reservation " +
@@ -380,14 +484,23 @@ api::Status SqliteLedger::settle(uint64_t reservation, const LedgerRow& row) {
                        "settle of reservation " + std::to_string(reservation) + " of team '" +
                            it->second.team + "' with a row of team '" + row.team + "'");
   }
+  int64_t row_id = it->second.row_id;  // a durable reservation's pending row becomes the row
   dropReservationLocked(it);
-  return countAndQueueLocked(row, has_space);
+  return countAndQueueLocked(row, row_id);
 }
 
 void SqliteLedger::release(uint64_t reservation) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = reservations_.find(reservation);
-  if (it != reservations_.end()) dropReservationLocked(it);
+  if (it == reservations_.end()) return;
+  if (it->second.row_id != 0) {
+    LedgerWrite w;
+    w.kind = LedgerWrite::Kind::kRemovePending;
+    w.id = it->second.row_id;
+    // Dropped when the queue is full: the pending row then stays, and a restart bills it.
+    queueLocked(std::move(w));
+  }
+  dropReservationLocked(it);
 }
 
 api::Status SqliteLedger::record(const LedgerRow& row) {
@@ -396,9 +509,8 @@ api::Status SqliteLedger::record(const LedgerRow& row) {
     return api::Status(api::ErrorCode::kInternal,
                        "record of request '" + row.request_id + "': " + problem);
   }
-  std::unique_lock<std::mutex> lock(mu_);
-  bool has_space = waitForQueueSpaceLocked(lock);
-  return countAndQueueLocked(row, has_space);
+  std::lock_guard<std::mutex> lock(mu_);
+  return countAndQueueLocked(row, 0);
 }
 
 Spend SqliteLedger::spent(const std::string& team, Window w, int64_t now_ms) {
@@ -413,9 +525,11 @@ Spend SqliteLedger::spent(const std::string& team, Window w, int64_t now_ms) {
     // No status to return: report what is known (the queued rows) and say why.
     logError("ledger: cannot read spend", path_, settled.status().message());
     int64_t start = periodStartMs(w, now_ms), end = periodEndMs(w, now_ms);
-    for (const StoredRow& r : queue_) {
-      if (r.row.team == team && r.row.unix_ms >= start && r.row.unix_ms < end) {
-        out.settled_usd += r.row.cost_usd;
+    for (const LedgerWrite& q : queue_) {
+      const LedgerRow& r = q.row;
+      if (q.kind == LedgerWrite::Kind::kRow && r.state == kSettled && r.team == team &&
+          r.unix_ms >= start && r.unix_ms < end) {
+        out.settled_usd += r.cost_usd;
       }
     }
   }
@@ -425,6 +539,14 @@ Spend SqliteLedger::spent(const std::string& team, Window w, int64_t now_ms) {
 std::vector<std::string> SqliteLedger::teams() {
   std::lock_guard<std::mutex> lock(mu_);
   return {team_names_.begin(), team_names_.end()};
+}
+
+LedgerStats SqliteLedger::stats() {
+  std::lock_guard<std::mutex> lock(mu_);
+  LedgerStats out = stats_;
+  out.failed_commits = write_failures_;
+  out.available = !failing_ && !writer_done_;
+  return out;
 }
 
 // ---- Admin reads and alerts ----
@@ -439,61 +561,149 @@ api::StatusOr<bool> SqliteLedger::markAlerted(const std::string& team, const std
   if (!std::isfinite(threshold)) {
     return api::Status(api::ErrorCode::kInternal, "alert threshold must be finite");
   }
-  return store_->insertAlert(team, period, threshold, now_ms);
+  std::lock_guard<std::mutex> lock(mu_);
+  // Decided here, in memory: this runs on every settle past a threshold, on an I/O thread.
+  if (!alerted_.insert(AlertKey{team, period, threshold}).second) return false;
+  LedgerWrite w;
+  w.kind = LedgerWrite::Kind::kAlert;
+  w.row.team = team;
+  w.row.unix_ms = now_ms;
+  w.period = period;
+  w.threshold = threshold;
+  queueLocked(std::move(w));  // dropped when full: a restart may alert once more
+  return true;
 }
 
 // ---- The writer ----
 
 api::Status SqliteLedger::flush() {
   std::unique_lock<std::mutex> lock(mu_);
-  int64_t target = next_row_id_ - 1;
+  int64_t target = next_seq_ - 1;
   uint64_t failures = write_failures_;
-  progress_cv_.wait(lock, [&] {
-    return last_committed_id_ >= target || write_failures_ != failures || writer_done_;
-  });
-  if (last_committed_id_ >= target) return {};
-  return api::Status(api::ErrorCode::kIo, "ledger '" + path_ +
-                                              "': " + std::to_string(target - last_committed_id_) +
-                                              " rows not committed yet: " + last_error_);
+  // Written or dropped (a pending row whose batch failed): nothing at or before target queued.
+  auto done = [&] { return queue_.empty() || queue_.front().seq > target; };
+  progress_cv_.wait(lock, [&] { return done() || write_failures_ != failures || writer_done_; });
+  if (done()) return {};
+  int64_t left = 0;
+  for (const LedgerWrite& w : queue_) left += w.seq <= target ? 1 : 0;
+  return api::Status(api::ErrorCode::kIo, "ledger '" + path_ + "': " + std::to_string(left) +
+                                              " writes not committed yet: " + last_error_);
+}
+
+void SqliteLedger::run(Callbacks callbacks) {
+  for (auto& [callback, status] : callbacks) {
+    if (callback) callback(status);
+  }
+}
+
+SqliteLedger::Callbacks SqliteLedger::committedLocked(size_t n) {
+  Callbacks out;
+  for (size_t i = 0; i < n; ++i) {
+    auto it = waiters_.find(queue_[i].seq);
+    if (it == waiters_.end()) continue;
+    out.emplace_back(std::move(it->second.on_durable), api::Status());
+    waiters_.erase(it);
+  }
+  // Published together under mu_: a period sum reads seqs <= last_committed_seq_ from the
+  // database and the rest from queue_.
+  last_committed_seq_ = queue_[n - 1].seq;
+  queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(n));
+  ++stats_.commits;
+  failing_ = false;
+  progress_cv_.notify_all();
+  return out;
+}
+
+SqliteLedger::Callbacks SqliteLedger::failedLocked(size_t n, const api::Status& error) {
+  ++write_failures_;
+  failing_ = true;
+  last_error_ = error.message();
+  logError("ledger: write failed; rows kept and retried", path_, error.message());
+  // A pending row's call waits for it, so it has not started: release the reservation and
+  // forget the row rather than retry it. Its settle or release, if already queued, still
+  // applies (a settle writes the whole row; removing an absent row does nothing).
+  Callbacks out;
+  std::deque<LedgerWrite> kept;
+  api::Status unavailable(api::ErrorCode::kUnavailable, "ledger unavailable: " + last_error_);
+  for (size_t i = 0; i < n; ++i) {
+    LedgerWrite& w = queue_[i];
+    if (w.kind != LedgerWrite::Kind::kRow || w.row.state != kPending) {
+      kept.push_back(std::move(w));
+      continue;
+    }
+    auto waiter = waiters_.find(w.seq);
+    if (waiter == waiters_.end()) continue;
+    auto r = reservations_.find(waiter->second.reservation);
+    if (r != reservations_.end() && r->second.row_id == w.id) dropReservationLocked(r);
+    out.emplace_back(std::move(waiter->second.on_durable), unavailable);
+    waiters_.erase(waiter);
+  }
+  queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(n));
+  queue_.insert(queue_.begin(), std::make_move_iterator(kept.begin()),
+                std::make_move_iterator(kept.end()));
+  progress_cv_.notify_all();
+  return out;
+}
+
+SqliteLedger::Callbacks SqliteLedger::abandonLocked() {
+  Callbacks out;
+  api::Status unavailable(api::ErrorCode::kUnavailable, "ledger unavailable: closing");
+  for (auto& [seq, waiter] : waiters_) out.emplace_back(std::move(waiter.on_durable), unavailable);
+  waiters_.clear();
+  return out;
 }
 
 void SqliteLedger::writerLoop() {
   std::unique_lock<std::mutex> lock(mu_);
   int failures_in_a_row = 0;
   while (true) {
-    writer_cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
-    if (queue_.empty()) break;  // stopping, and everything is written
-    size_t n = std::min(queue_.size(), kMaxBatchRows);
-    std::vector<const StoredRow*> batch;
-    batch.reserve(n);
-    for (size_t i = 0; i < n; ++i) batch.push_back(&queue_[i]);
-    lock.unlock();
-    api::Status st = store_->insertBatch(batch);
-    lock.lock();
-    if (st.ok()) {
-      // Published together under mu_: a period sum reads ids <= last_committed_id_ from the
-      // database and the rest from queue_.
-      last_committed_id_ = batch.back()->id;
-      queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(n));
-      failing_ = false;
-      failures_in_a_row = 0;
+    writer_cv_.wait(lock, [&] { return stop_ || failing_ || !queue_.empty(); });
+    if (failing_ && !stop_) {
+      // Back off (50 ms doubling up to 1.6 s) before the next attempt; at shutdown retry at once.
+      auto backoff = std::chrono::milliseconds(50 << std::min(std::max(failures_in_a_row, 1) - 1, 5));
+      writer_cv_.wait_for(lock, backoff, [&] { return stop_; });
+    }
+    if (queue_.empty()) {
+      if (stop_) break;
+      // Failing with nothing to retry: probe, so that reserveDurable is accepted again once
+      // writes work (the disk has room again, the file is writable again).
+      lock.unlock();
+      api::Status st = store_->probe();
+      lock.lock();
+      if (st.ok()) {
+        failing_ = false;
+        failures_in_a_row = 0;
+      } else {
+        ++write_failures_;
+        ++failures_in_a_row;
+        last_error_ = st.message();
+      }
       progress_cv_.notify_all();
       continue;
     }
-    ++write_failures_;
-    failing_ = true;
-    last_error_ = st.message();
-    progress_cv_.notify_all();
-    logError("ledger: write failed; rows kept and retried", path_, st.message());
-    ++failures_in_a_row;
-    if (stop_ && failures_in_a_row >= kShutdownWriteAttempts) {
+    size_t n = std::min(queue_.size(), kMaxBatchWrites);
+    std::vector<const LedgerWrite*> batch;
+    batch.reserve(n);
+    for (size_t i = 0; i < n; ++i) batch.push_back(&queue_[i]);
+    lock.unlock();
+    api::Status st = store_->writeBatch(batch);
+    lock.lock();
+    Callbacks callbacks = st.ok() ? committedLocked(n) : failedLocked(n, st);
+    failures_in_a_row = st.ok() ? 0 : failures_in_a_row + 1;
+    bool give_up = !st.ok() && stop_ && failures_in_a_row >= kShutdownWriteAttempts;
+    if (give_up) {
       logError("ledger: closing with rows not written", path_,
-               std::to_string(queue_.size()) + " rows lost: " + st.message());
-      break;
+               std::to_string(queue_.size()) + " writes lost: " + st.message());
+      Callbacks rest = abandonLocked();
+      callbacks.insert(callbacks.end(), std::make_move_iterator(rest.begin()),
+                       std::make_move_iterator(rest.end()));
     }
-    // Back off (50 ms doubling up to 1.6 s); at shutdown retry at once.
-    auto backoff = std::chrono::milliseconds(50 << std::min(failures_in_a_row - 1, 5));
-    writer_cv_.wait_for(lock, backoff, [&] { return stop_; });
+    if (!callbacks.empty()) {
+      lock.unlock();
+      run(std::move(callbacks));
+      lock.lock();
+    }
+    if (give_up) break;
   }
   writer_done_ = true;
   progress_cv_.notify_all();

@@ -159,10 +159,13 @@ class Reader {
     // Columns added after the first schema are read when the file has them.
     std::string decision = columns.count("decision") ? "decision" : "''";
     std::string compute = columns.count("compute_ms") ? "compute_ms" : "0.0";
+    // Before version 3 every row was final.
+    std::string state = columns.count("state") ? "COALESCE(state, 'settled')" : "'settled'";
     std::string sql =
         "SELECT request_id, team, key_id, model, route, kind, " + decision + ", " + compute +
         ", prompt_tokens, cached_prompt_tokens, completion_tokens, cost_usd, latency_ms, status, "
-        "unix_ms FROM requests WHERE unix_ms >= ?1 AND unix_ms < ?2 ORDER BY unix_ms, id";
+        "unix_ms, " + state +
+        " FROM requests WHERE unix_ms >= ?1 AND unix_ms < ?2 ORDER BY unix_ms, id";
     auto q = prepare(sql, "reading rows");
     if (!q.ok()) return q.status();
     sqlite3_stmt* s = q->get();
@@ -192,6 +195,7 @@ class Reader {
       r.latency_ms = sqlite3_column_double(s, 12);
       r.status = static_cast<int>(sqlite3_column_int64(s, 13));
       r.unix_ms = sqlite3_column_int64(s, 14);
+      r.state = text(s, 15);
       out.push_back(std::move(r));
     }
     if (rc != SQLITE_DONE) return error("reading rows");

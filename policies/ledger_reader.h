@@ -10,7 +10,12 @@
 // (a read-only connection cannot remove them); the next owner uses them as usual.
 //
 // Files written before the `decision` and `compute_ms` columns existed are read too: those
-// fields are then "" and 0.
+// fields are then "" and 0. Before `state` (schema version 3) every row is "settled".
+//
+// Pending rows (durable reservations whose calls are in flight) are returned too, with state
+// "pending" and cost_usd their reserved amount: an upper bound of what the call will cost,
+// money that is reserved rather than spent. A report that wants spend only skips them; one
+// that wants the worst case keeps them. Crashed rows (state "crashed") are spend.
 #pragma once
 
 #include <cstdint>

@@ -458,7 +458,7 @@ TEST(Ledger, RowsSurviveReopenWithTheirPeriodSums) {
             "chatcmpl-1|1795446245000|acme|key-7|claude-sonnet|escalate|cloud|1200|800|345|0.25|"
             "812.25|200");
   EXPECT_EQ(db.text("PRAGMA journal_mode"), "wal");
-  EXPECT_EQ(db.text("SELECT value FROM meta WHERE key = 'schema_version'"), "2");
+  EXPECT_EQ(db.text("SELECT value FROM meta WHERE key = 'schema_version'"), "3");
 }
 
 TEST(Ledger, FailedWritesKeepTheRowsAndRetry) {
@@ -655,6 +655,7 @@ TEST(Ledger, MarkAlertedOncePerTeamPeriodAndThresholdAcrossRestarts) {
   EXPECT_FALSE(*ledger->markAlerted("acme", "2026-11", 0.8, kNov23 + 2));
   EXPECT_FALSE(*ledger->markAlerted("acme", "2026-11", 0.9, kNov23 + 2));
   EXPECT_TRUE(*ledger->markAlerted("acme", "2026-11", 0.5, kNov23 + 2));
+  ASSERT_TRUE(ledger->flush().ok());  // alerts are written by the writer, like rows
   RawDb db(path);
   EXPECT_EQ(db.int64("SELECT COUNT(*) FROM alerts"), 6);
   EXPECT_EQ(db.int64("SELECT unix_ms FROM alerts WHERE team = 'acme' AND period = '2026-11' AND "
@@ -788,7 +789,7 @@ TEST(Ledger, ForeignDatabaseOrUnknownSchemaVersionIsAConfigError) {
   EXPECT_EQ(l.status().code(), api::ErrorCode::kConfig);
   EXPECT_EQ(l.status().message(), "ledger '" + future +
                                       "': schema version '99' is not supported (this build reads "
-                                      "version 2)");
+                                      "version 3)");
 }
 
 TEST(Ledger, SecondOwnerOfAFileIsRefused) {
