@@ -108,6 +108,10 @@ class CloudCall : public ProviderCall {
   void cancel() override {
     if (http_) http_->cancel();
   }
+  // The stream's bytes then wait in the socket and the upstream; see HttpCall::setPaused.
+  void setPaused(bool paused) override {
+    if (http_) http_->setPaused(paused);
+  }
 
  private:
   std::shared_ptr<HttpCall> http_;

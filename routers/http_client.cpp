@@ -48,6 +48,7 @@ class HttpClient::Impl {
 
   std::shared_ptr<HttpCall> start(HttpRequest request, HttpCallbacks callbacks);
   void requestCancel(const std::shared_ptr<Transfer>& t);
+  void requestPause(const std::shared_ptr<Transfer>& t);
   size_t inFlight() const { return in_flight_.load(); }
 
  private:
@@ -55,6 +56,7 @@ class HttpClient::Impl {
   void drainQueue();
   void activate(const std::shared_ptr<Transfer>& t);
   void finish(Transfer* t, const api::Status& status);
+  void applyPause(Transfer* t);
   void checkTimeouts();
   CURL* takeEasy();
   void returnEasy(CURL* easy);
@@ -74,9 +76,10 @@ class HttpClient::Impl {
   std::atomic<bool> stopping_{false};
   std::atomic<size_t> in_flight_{0};
 
-  std::mutex mu_;  // guards pending_start_ and pending_cancel_
+  std::mutex mu_;  // guards the pending_ queues
   std::deque<std::shared_ptr<Transfer>> pending_start_;
   std::deque<std::shared_ptr<Transfer>> pending_cancel_;
+  std::deque<std::shared_ptr<Transfer>> pending_pause_;  // want_paused_ changed
 
   // Loop-thread only below.
   std::unordered_set<std::shared_ptr<Transfer>> active_;
@@ -93,11 +96,19 @@ class Transfer : public HttpCall, public std::enable_shared_from_this<Transfer> 
     owner_->requestCancel(shared_from_this());
   }
 
+  // curl_easy_pause must run on the thread driving the multi handle, so the wish is posted
+  // there; onWrite also honours it at once, before handing over another byte.
+  void setPaused(bool paused) override {
+    if (want_paused_.exchange(paused) == paused) return;
+    owner_->requestPause(shared_from_this());
+  }
+
   // Loop-thread state.
   HttpClient::Impl* owner_;
   HttpRequest request_;
   HttpCallbacks callbacks_;
   std::atomic<bool> cancelled_{false};
+  std::atomic<bool> want_paused_{false};
   CURL* easy_ = nullptr;
   curl_slist* header_list_ = nullptr;
   char errbuf_[CURL_ERROR_SIZE] = {0};
@@ -105,8 +116,9 @@ class Transfer : public HttpCall, public std::enable_shared_from_this<Transfer> 
   bool head_delivered_ = false;
   bool aborted_by_callback_ = false;
   bool finished_ = false;
-  Clock::time_point started_;
-  Clock::time_point last_data_;
+  bool paused_ = false;          // libcurl holds the transfer paused (receive side)
+  Clock::time_point started_;    // the first-byte timer's start (moved on resume)
+  Clock::time_point last_data_;  // the idle timer's start (moved on resume)
   Clock::time_point total_deadline_;
 
   void deliverHead() {
@@ -136,6 +148,11 @@ class Transfer : public HttpCall, public std::enable_shared_from_this<Transfer> 
   static size_t onWrite(char* data, size_t size, size_t n, void* user) {
     auto* t = static_cast<Transfer*>(user);
     if (t->cancelled_.load(std::memory_order_relaxed)) return 0;
+    if (t->want_paused_.load(std::memory_order_relaxed)) {
+      // libcurl keeps this piece and hands it over again on resume.
+      t->paused_ = true;
+      return CURL_WRITEFUNC_PAUSE;
+    }
     t->last_data_ = Clock::now();
     t->deliverHead();
     if (t->callbacks_.on_data && !t->callbacks_.on_data(std::string_view(data, size * n))) {
@@ -194,6 +211,43 @@ void HttpClient::Impl::requestCancel(const std::shared_ptr<Transfer>& t) {
     pending_cancel_.push_back(t);
   }
   wake();
+}
+
+void HttpClient::Impl::requestPause(const std::shared_ptr<Transfer>& t) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    pending_pause_.push_back(t);
+  }
+  wake();
+}
+
+// Brings libcurl's pause state in line with the latest wish (several requests may have
+// queued up; only the last one counts).
+void HttpClient::Impl::applyPause(Transfer* t) {
+  if (t->finished_ || t->easy_ == nullptr) return;
+  bool want = t->want_paused_.load();
+  if (want == t->paused_) return;
+  t->paused_ = want;
+  if (want) {
+    curl_easy_pause(t->easy_, CURLPAUSE_RECV);
+    return;
+  }
+  // The client caused the pause, so the upstream gets its full first-byte and idle time again.
+  auto now = Clock::now();
+  t->last_data_ = now;
+  if (!t->head_delivered_) t->started_ = now;
+  // Resuming hands over what libcurl held back, on this thread, possibly calling on_data (which
+  // may ask for a pause again: onWrite honours that).
+  CURLcode rc = curl_easy_pause(t->easy_, CURLPAUSE_CONT);
+  if (rc != CURLE_OK && !t->finished_) {
+    if (t->cancelled_ || t->aborted_by_callback_) {
+      finish(t, api::Status(api::ErrorCode::kCancelled, "cancelled"));
+    } else {
+      finish(t,
+             api::Status(api::ErrorCode::kUpstreamError,
+                         std::string("upstream call failed on resume: ") + curl_easy_strerror(rc)));
+    }
+  }
 }
 
 CURL* HttpClient::Impl::takeEasy() {
@@ -291,24 +345,32 @@ void HttpClient::Impl::finish(Transfer* t, const api::Status& status) {
 }
 
 void HttpClient::Impl::drainQueue() {
-  std::deque<std::shared_ptr<Transfer>> starts, cancels;
+  std::deque<std::shared_ptr<Transfer>> starts, cancels, pauses;
   {
     std::lock_guard<std::mutex> lock(mu_);
     starts.swap(pending_start_);
     cancels.swap(pending_cancel_);
+    pauses.swap(pending_pause_);
   }
   for (auto& t : starts) activate(t);
   for (auto& t : cancels) {
     if (!t->finished_) finish(t.get(), api::Status(api::ErrorCode::kCancelled, "cancelled"));
   }
+  for (auto& t : pauses) applyPause(t.get());
 }
 
 void HttpClient::Impl::checkTimeouts() {
   auto now = Clock::now();
-  std::vector<Transfer*> expired_first, expired_idle;
+  std::vector<Transfer*> expired_first, expired_idle, expired_total;
   for (const auto& t : active_) {
     const HttpTimeouts& to = t->request_.timeouts;
-    if (!t->head_delivered_) {
+    if (now >= t->total_deadline_) {
+      // libcurl enforces this too; checked here as well so that it holds for a paused
+      // transfer whatever libcurl does with those.
+      expired_total.push_back(t.get());
+    } else if (t->paused_) {
+      continue;  // the silence is ours, not the upstream's
+    } else if (!t->head_delivered_) {
       if (now - t->started_ > to.first_byte) expired_first.push_back(t.get());
     } else if (now - t->last_data_ > to.idle) {
       expired_idle.push_back(t.get());
@@ -323,6 +385,10 @@ void HttpClient::Impl::checkTimeouts() {
     finish(t, api::Status(api::ErrorCode::kUpstreamTimeout,
                           "upstream went silent for more than " +
                               std::to_string(t->request_.timeouts.idle.count()) + " ms"));
+  }
+  for (Transfer* t : expired_total) {
+    finish(t, api::Status(api::ErrorCode::kUpstreamTimeout,
+                          "upstream call exceeded its total time limit"));
   }
 }
 

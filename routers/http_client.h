@@ -58,6 +58,15 @@ class HttpCall {
   // Aborts the call from any thread; idempotent. onDone(kCancelled) follows unless the call
   // had already finished.
   virtual void cancel() = 0;
+  // Backpressure, from any thread; idempotent. While paused the call stops reading its
+  // socket: no onData (nor onHead) is called, and what the upstream sends waits in the
+  // kernel's socket buffers and then in the upstream itself, not in our memory (at most the
+  // one piece libcurl had already read when the pause took effect is held back). Resuming
+  // delivers everything in order. A pause is the client's doing, not the upstream's, so the
+  // first-byte and idle timers are suspended while paused and start over in full on resume;
+  // the total time limit and the caller's deadline keep running (a call paused past them ends
+  // with kUpstreamTimeout).
+  virtual void setPaused(bool paused) = 0;
 };
 
 class HttpClient {

@@ -221,6 +221,22 @@ TEST_P(CloudProviderTest, EndlessStreamEndsAtTheTotalTimeout) {
   EXPECT_LT(took, 5000ms);
 }
 
+TEST_P(CloudProviderTest, PausedStreamDeliversNothingUntilResumed) {
+  fake_->pushFault(Fault::slowDrip(20ms));
+  auto sink = std::make_shared<RecordingSink>();
+  auto call = provider_->chat(sytest::userRequest("held back for a while", true), sink,
+                              routers::Clock::now() + 10s);
+  call->setPaused(true);
+  // Longer than the first-byte (700 ms) and idle (400 ms) timeouts: a client-caused pause
+  // trips neither.
+  EXPECT_FALSE(sink->wait(1000ms)) << "finished while paused";
+  EXPECT_TRUE(sink->chunks().empty()) << "a chunk arrived while paused";
+  call->setPaused(false);
+  ASSERT_TRUE(sink->wait());
+  ASSERT_TRUE(sink->result().ok()) << sink->result().status().message();
+  EXPECT_EQ(sink->text(), "echo: held back for a while");
+}
+
 TEST_P(CloudProviderTest, ErrorEventInTheStreamEndsTheCall) {
   fake_->pushFault(Fault::streamError(1, "the model is overloaded, try later"));
   auto sink = run(sytest::userRequest("p q r", true));
