@@ -92,22 +92,32 @@ bool Recorder::submitJudge(int64_t id, JudgeResult j) {
 }
 
 bool Recorder::submitFeedback(Feedback f, std::function<void(api::Status)> done) {
-  Item item = FeedbackItem{std::move(f), std::move(done)};
-  if (enqueue(item)) return true;
-  auto& refused = std::get<FeedbackItem>(item);
-  if (refused.done) {
-    refused.done(api::Status(api::ErrorCode::kUnavailable,
-                             "quality store '" + store_->path() +
-                                 "': the write queue is full; feedback on request '" +
-                                 refused.feedback.request_id + "' was not recorded"));
+  submitted_.fetch_add(1, std::memory_order_relaxed);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (feedback_.size() < options_.feedback_queue_capacity) {
+      feedback_.push_back(FeedbackItem{std::move(f), std::move(done), queued_total_});
+      ++feedback_queued_;
+      writer_cv_.notify_one();
+      return true;
+    }
+  }
+  feedback_dropped_.fetch_add(1, std::memory_order_relaxed);
+  if (done) {
+    done(api::Status(api::ErrorCode::kUnavailable,
+                     "quality store '" + store_->path() +
+                         "': the feedback queue is full; feedback on request '" + f.request_id +
+                         "' was not recorded"));
   }
   return false;
 }
 
 void Recorder::flush() {
   std::unique_lock<std::mutex> lock(mu_);
-  uint64_t target = queued_total_;
-  handled_cv_.wait(lock, [&] { return handled_total_ >= target; });
+  uint64_t target = queued_total_, feedback_target = feedback_queued_;
+  handled_cv_.wait(lock, [&] {
+    return handled_total_ >= target && feedback_handled_ >= feedback_target;
+  });
 }
 
 RecorderStats Recorder::stats() const {
@@ -115,6 +125,8 @@ RecorderStats Recorder::stats() const {
   s.submitted = submitted_.load(std::memory_order_relaxed);
   s.written = written_.load(std::memory_order_relaxed);
   s.dropped = dropped_.load(std::memory_order_relaxed);
+  s.feedback_dropped = feedback_dropped_.load(std::memory_order_relaxed);
+  s.feedback_refused = feedback_refused_.load(std::memory_order_relaxed);
   s.failed = failed_.load(std::memory_order_relaxed);
   s.prunes = prunes_.load(std::memory_order_relaxed);
   s.pruned = pruned_.load(std::memory_order_relaxed);
@@ -165,7 +177,11 @@ api::Status Recorder::writeOne(Item& item) {
 
 void Recorder::report(Item& item, const api::Status& s) {
   if (std::holds_alternative<PruneItem>(item)) return;
-  if (s.ok()) {
+  auto* f = std::get_if<FeedbackItem>(&item);
+  if (f && s.code() == api::ErrorCode::kNotFound) {
+    // The client named a request its team has no record of: its error, not the store's.
+    feedback_refused_.fetch_add(1, std::memory_order_relaxed);
+  } else if (s.ok()) {
     written_.fetch_add(1, std::memory_order_relaxed);
   } else {
     failed_.fetch_add(1, std::memory_order_relaxed);
@@ -177,7 +193,7 @@ void Recorder::report(Item& item, const api::Status& s) {
   if (auto* r = std::get_if<QualityRecord>(&item); r && s.ok() && options_.on_stored) {
     guarded("on_stored", store_->path(), [&] { options_.on_stored(*r); });
   }
-  if (auto* f = std::get_if<FeedbackItem>(&item); f && f->done) {
+  if (f && f->done) {
     guarded("feedback done", store_->path(), [&] { f->done(s); });
   }
 }
@@ -231,12 +247,22 @@ void Recorder::writeBatch(std::vector<Item>& batch) {
   for (size_t i = 0; i < batch.size(); ++i) report(batch[i], statuses[i]);
 }
 
+size_t Recorder::takeFeedback(std::vector<Item>& batch, uint64_t records_through) {
+  size_t n = 0;
+  while (!feedback_.empty() && n < kMaxBatchItems && feedback_.front().after <= records_through) {
+    batch.push_back(std::move(feedback_.front()));
+    feedback_.pop_front();
+    ++n;
+  }
+  return n;
+}
+
 void Recorder::writerLoop() {
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
     bool periodic = options_.prune_every_ms > 0;
     auto due = [&] { return periodic && next_prune_ms_ && nowMs() >= *next_prune_ms_; };
-    if (queue_.empty() && !stop_ && !due()) {
+    if (queue_.empty() && feedback_.empty() && !stop_ && !due()) {
       std::chrono::milliseconds wait = kMaxIdleWait;
       if (periodic && next_prune_ms_) {
         wait = std::min(wait,
@@ -245,7 +271,7 @@ void Recorder::writerLoop() {
       writer_cv_.wait_for(lock, wait);
       continue;
     }
-    if (queue_.empty() && stop_) break;
+    if (queue_.empty() && feedback_.empty() && stop_) break;
     // Decided under the lock that saw the items: a clock moved before a submit is seen by the
     // batch that holds it.
     bool prune_now = due();
@@ -256,6 +282,7 @@ void Recorder::writerLoop() {
       batch.push_back(std::move(queue_.front()));
       queue_.pop_front();
     }
+    const size_t n_feedback = takeFeedback(batch, handled_total_ + n);
     lock.unlock();
 
     if (!batch.empty() && std::holds_alternative<PruneItem>(batch.front())) prune_now = true;
@@ -267,6 +294,7 @@ void Recorder::writerLoop() {
 
     lock.lock();
     handled_total_ += n;
+    feedback_handled_ += n_feedback;
     handled_cv_.notify_all();
   }
 }

@@ -1,9 +1,13 @@
 // Recorder: writes quality records, judge results and feedback to a QualityStore off the
 // request path, and keeps the store within its retention limits.
 //
-// Callers (request handlers, the shadow sampler, the judge) only push onto a bounded queue:
-// submit* never blocks and never fails loudly; a full queue drops the item and counts it. One
-// writer thread takes whatever is queued (up to kMaxBatchItems), runs `annotate` on each record
+// Callers (request handlers, the shadow sampler, the judge) only push onto bounded queues:
+// submit* never blocks and never fails loudly; a full queue drops the item and counts it.
+// Records and judge results share one queue; feedback has its own, so that a flood of
+// feedback (which clients send at will) can never crowd records out, nor the reverse. A
+// feedback is written after every record queued before it, so that feedback sent on an answer
+// whose record was queued first finds that record. One writer thread takes whatever is
+// queued (up to kMaxBatchItems of each queue), runs `annotate` on each record
 // outside any transaction, writes the batch in one transaction, then reports each item: a
 // record's `on_stored`, a feedback's `done`. When a batch fails it is rolled back and its
 // items are written one by one, so that one bad item costs only itself (unless the failure
@@ -38,8 +42,11 @@
 namespace quality {
 
 struct RecorderOptions {
-  // Items waiting to be written; a full queue drops (and counts) and never blocks the caller.
+  // Records and judge results waiting to be written; a full queue drops (and counts) and never
+  // blocks the caller.
   size_t queue_capacity = 1024;
+  // Feedback waiting to be written, in a queue of its own (the same rules).
+  size_t feedback_queue_capacity = 256;
   Retention retention;
   // Prune at start and then this often (ms of now_ms()); <= 0: only at start.
   int64_t prune_every_ms = 3600000;
@@ -55,7 +62,9 @@ struct RecorderOptions {
 struct RecorderStats {
   uint64_t submitted = 0;  // every submit*() call
   uint64_t written = 0;    // items stored
-  uint64_t dropped = 0;    // refused at submit: the queue was full
+  uint64_t dropped = 0;    // records and judge results refused at submit: their queue was full
+  uint64_t feedback_dropped = 0;  // feedback refused at submit: the feedback queue was full
+  uint64_t feedback_refused = 0;  // feedback on a (team, request id) with no record; not stored
   uint64_t failed = 0;     // accepted but not stored (store error, judge of an unknown id)
   uint64_t prunes = 0;     // prune() runs that succeeded
   uint64_t pruned = 0;     // records they deleted
@@ -77,8 +86,10 @@ class Recorder {
   bool submit(QualityRecord r);
   // Non-blocking; the same queue. A judge result for an id that is gone counts as failed.
   bool submitJudge(int64_t id, JudgeResult j);
-  // Non-blocking; `done` (may be empty) runs on the writer thread with the write's status, or
-  // at once on the caller's with kUnavailable when the queue is full (then false).
+  // Non-blocking, on the feedback queue; `done` (may be empty) runs on the writer thread with
+  // the write's status (kNotFound when the team has no record of the request: see
+  // QualityStore::addFeedback), or at once on the caller's with kUnavailable when the feedback
+  // queue is full (then false).
   bool submitFeedback(Feedback f, std::function<void(api::Status)> done);
   // Blocks until every item queued before the call is handled (written or failed), and the
   // prune at start has run. Not from the callbacks.
@@ -98,12 +109,16 @@ class Recorder {
   struct FeedbackItem {
     Feedback feedback;
     std::function<void(api::Status)> done;
+    uint64_t after = 0;  // queued_total_ at submit: written after those records
   };
   struct PruneItem {};
   using Item = std::variant<QualityRecord, JudgeItem, FeedbackItem, PruneItem>;
 
   // Moves `item` into the queue when it fits; false (item untouched) when it is full.
   bool enqueue(Item& item);
+  // Moves the feedback items that may go now (their records handled or in `batch`) to `batch`;
+  // returns how many. Requires mu_.
+  size_t takeFeedback(std::vector<Item>& batch, uint64_t records_through);
   int64_t nowMs() const;
   void writerLoop();
   void prune();
@@ -122,10 +137,14 @@ class Recorder {
   std::deque<Item> queue_;
   uint64_t queued_total_ = 0;   // items ever queued (the prune at start included)
   uint64_t handled_total_ = 0;  // items handled, in queue order
+  std::deque<FeedbackItem> feedback_;
+  uint64_t feedback_queued_ = 0;   // feedback ever queued
+  uint64_t feedback_handled_ = 0;  // feedback handled, in queue order
   bool stop_ = false;
   std::optional<int64_t> next_prune_ms_;  // writer thread only; set after the first prune
 
   std::atomic<uint64_t> submitted_{0}, written_{0}, dropped_{0}, failed_{0}, prunes_{0}, pruned_{0};
+  std::atomic<uint64_t> feedback_dropped_{0}, feedback_refused_{0};
 
   // Failure log rate limit; writer thread only.
   std::chrono::steady_clock::time_point last_log_{};

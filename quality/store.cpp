@@ -306,8 +306,10 @@ api::StatusOr<std::unique_ptr<QualityStore>> QualityStore::open(const std::strin
   }
   // Opened here first for an error that says what is wrong (SQLite only says "unable to open
   // database file"); a writer creates the file.
+  // 0600: records hold prompts and answers. SQLite gives the -wal and -shm files the mode of
+  // the database file, so they are private too.
   int fd =
-      ::open(path.c_str(), read_only ? O_RDONLY | O_CLOEXEC : O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+      ::open(path.c_str(), read_only ? O_RDONLY | O_CLOEXEC : O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) {
     int err = errno;
     std::string msg;
@@ -333,6 +335,8 @@ QualityStore::~QualityStore() {
   insert_.reset();
   set_metrics_.reset();
   set_judge_.reset();
+  feedback_target_.reset();
+  drop_feedback_.reset();
   add_feedback_.reset();
   read_db_.reset();
   write_db_.reset();
@@ -522,9 +526,16 @@ api::Status QualityStore::prepareWriteStatements() {
             "UPDATE records SET judge_status = ?2, judge_model = ?3, judge_delta = ?4, "
             "judge_agreement = ?5, judge_verdict_ab = ?6, judge_verdict_ba = ?7, "
             "judge_detail = ?8, judge_cost_usd = ?9, judge_unix_ms = ?10 WHERE id = ?1"},
+           {&feedback_target_,
+            "SELECT EXISTS(SELECT 1 FROM records WHERE request_id = ?2 AND team = ?1)"},
+           // One row per (team, request_id): a feedback replaces those not newer than itself
+           // and is kept only when none newer is left.
+           {&drop_feedback_,
+            "DELETE FROM feedback WHERE team = ?1 AND request_id = ?2 AND unix_ms <= ?3"},
            {&add_feedback_,
             "INSERT INTO feedback(team, request_id, score, comment, unix_ms) "
-            "VALUES(?1, ?2, ?3, ?4, ?5)"},
+            "SELECT ?1, ?2, ?3, ?4, ?5 WHERE NOT EXISTS "
+            "(SELECT 1 FROM feedback WHERE team = ?1 AND request_id = ?2)"},
        }) {
     auto s = prepare(db, t.sql.c_str(), true);
     if (!s.ok()) return s.status();
@@ -657,20 +668,42 @@ api::Status QualityStore::notFound(int64_t id) const {
 }
 
 api::Status QualityStore::addFeedback(const Feedback& f) {
-  return write(
+  bool found = false;
+  api::Status s = write(
       [&](sqlite3* db) -> api::Status {
+        const std::string what = "writing feedback on request '" + f.request_id + "'";
+        {
+          Use target(feedback_target_.get());
+          target.text(1, f.team);
+          target.text(2, f.request_id);
+          if (target.step() != SQLITE_ROW) return error(db, what);
+          found = target.columnBool(0);
+        }
+        if (!found) return {};
+        {
+          Use drop(drop_feedback_.get());
+          drop.text(1, f.team);
+          drop.text(2, f.request_id);
+          drop.int64(3, f.unix_ms);
+          if (drop.step() != SQLITE_DONE) return error(db, what);
+        }
         Use q(add_feedback_.get());
         q.text(1, f.team);
         q.text(2, f.request_id);
         q.real(3, f.score);
         q.text(4, f.comment);
         q.int64(5, f.unix_ms);
-        if (q.step() != SQLITE_DONE) {
-          return error(db, "writing feedback on request '" + f.request_id + "'");
-        }
+        if (q.step() != SQLITE_DONE) return error(db, what);
         return {};
       },
       "committing feedback");
+  if (s.ok() && !found) {
+    return api::Status(api::ErrorCode::kNotFound, "quality store '" + path_ +
+                                                      "': team '" + f.team +
+                                                      "' has no record of request '" +
+                                                      f.request_id + "'");
+  }
+  return s;
 }
 
 // ---- Reads ----
@@ -846,6 +879,16 @@ api::StatusOr<int64_t> QualityStore::prune(const Retention& r, int64_t now_ms) {
     Use del(stmt->get());
     del.int64(1, cutoff);
     if (del.step() != SQLITE_DONE) return error(db, "deleting old feedback");
+  }
+
+  // Feedback whose record is gone (written before feedback needed a record, or by a damaged
+  // delete) is bounded by nothing else.
+  if (api::Status s = exec(db,
+                           "DELETE FROM feedback WHERE NOT EXISTS (SELECT 1 FROM records r "
+                           "WHERE r.request_id = feedback.request_id AND r.team = feedback.team)",
+                           "deleting feedback without a record");
+      !s.ok()) {
+    return s;
   }
 
   if (r.max_rows > 0) {

@@ -10,9 +10,9 @@
 //     An optional value is a NULL column when absent, so that "absent" and 0 stay apart. Ids are
 //     never reused (AUTOINCREMENT), even after a prune removed the newest rows, so that a judge
 //     result that arrives late cannot land on another record.
-//   - `feedback`: every Feedback as sent; a record read back carries the latest one of its
-//     (team, request_id): the greatest unix_ms, ties going to the one added last. Feedback may
-//     arrive before or after its record.
+//   - `feedback`: at most one row per (team, request_id), the latest Feedback sent (the
+//     greatest unix_ms, ties going to the one added last), and only for a record of that team
+//     and request: feedback never outgrows the records it rates, and goes with them.
 //   Indexes: records(team, unix_ms), records(unix_ms) (the oldest-first prune and team-less
 //   queries), records(request_id), feedback(team, request_id, unix_ms).
 //
@@ -99,7 +99,9 @@ class QualityStore {
   // Set (replace) the record's metrics or judge result; kNotFound for an unknown id.
   api::Status setMetrics(int64_t id, const TextMetrics& m);
   api::Status setJudge(int64_t id, const JudgeResult& j);
-  // Adds a feedback. Several per (team, request_id) are kept; reads attach the latest.
+  // Stores a feedback on the records of (f.team, f.request_id), in place of an older one;
+  // one older than what is stored changes nothing. kNotFound (nothing written) when that team
+  // has no record of that request.
   api::Status addFeedback(const Feedback& f);
   // Runs `body` in one transaction: the writes it makes through this store are committed
   // together when it returns OK (the commit's error otherwise) and all rolled back when it
@@ -116,7 +118,7 @@ class QualityStore {
   // Applies `r` at `now_ms` and returns the number of records deleted. Records older than
   // max_age_days go, then the oldest ones beyond max_rows, then the oldest ones while the pages
   // in use exceed max_bytes. The feedback of a deleted record goes with it, and feedback older
-  // than max_age_days goes too (not counted in the result). Deletes run in transactions of at
+  // than max_age_days or without a record goes too (not counted in the result). Deletes run in transactions of at
   // most a few thousand rows, so that readers and the WAL stay small; after any deletion the
   // free pages are returned to the file system (PRAGMA incremental_vacuum, then a passive WAL
   // checkpoint, which shrinks the file once no reader holds an older snapshot).
@@ -165,7 +167,8 @@ class QualityStore {
   std::recursive_mutex write_mu_;  // the write connection and its statements
   Db write_db_;                    // null when read_only
   bool in_transaction_ = false;    // inside transaction()
-  Stmt begin_, commit_, rollback_, insert_, set_metrics_, set_judge_, add_feedback_;
+  Stmt begin_, commit_, rollback_, insert_, set_metrics_, set_judge_;
+  Stmt feedback_target_, drop_feedback_, add_feedback_;
 
   mutable std::mutex read_mu_;  // the read connection
   Db read_db_;

@@ -109,6 +109,7 @@ TEST(Recorder, ConcurrentSubmittersAreAllWritten) {
   TempDir dir;
   RecorderOptions o = options();
   o.queue_capacity = 10'000;
+  o.feedback_queue_capacity = 10'000;
   Recorder rec(mustOpen(dir.file("q.db")), o);
   constexpr uint64_t kThreads = 8, kEach = 250;
   std::vector<std::thread> threads;
@@ -118,7 +119,9 @@ TEST(Recorder, ConcurrentSubmittersAreAllWritten) {
     threads.emplace_back([&, t] {
       for (uint64_t i = 0; i < kEach; ++i) {
         std::string id = "t" + std::to_string(t) + "-" + std::to_string(i);
-        bool ok = i % 5 == 4 ? rec.submitFeedback({id, "acme", 1, "", kT0}, nullptr)
+        // Every fifth is feedback on the record this thread queued just before.
+        std::string previous = "t" + std::to_string(t) + "-" + std::to_string(i - 1);
+        bool ok = i % 5 == 4 ? rec.submitFeedback({previous, "acme", 1, "", kT0}, nullptr)
                              : rec.submit(record("acme", id, kT0 + static_cast<int64_t>(i)));
         if (!ok) ++refused;
       }
@@ -132,11 +135,17 @@ TEST(Recorder, ConcurrentSubmittersAreAllWritten) {
   EXPECT_EQ(s.written, kThreads * kEach);
   EXPECT_EQ(s.dropped, 0u);
   EXPECT_EQ(s.failed, 0u);
+  EXPECT_EQ(s.feedback_refused, 0u);
   auto got = mustQuery(rec);
   ASSERT_EQ(got.size(), kThreads * kEach * 4 / 5);
   std::set<std::string> ids;
-  for (const QualityRecord& r : got) ids.insert(r.request_id);
+  size_t with_feedback = 0;
+  for (const QualityRecord& r : got) {
+    ids.insert(r.request_id);
+    with_feedback += r.feedback.has_value();
+  }
   EXPECT_EQ(ids.size(), got.size());
+  EXPECT_EQ(with_feedback, kThreads * kEach / 5);
 }
 
 TEST(Recorder, AFullQueueDropsAndCountsWithoutBlocking) {
@@ -156,20 +165,9 @@ TEST(Recorder, AFullQueueDropsAndCountsWithoutBlocking) {
   // Full: each of these returns at once (the writer is still held).
   EXPECT_FALSE(rec.submit(record("acme", "c")));
   EXPECT_FALSE(rec.submitJudge(1, JudgeResult{}));
-  api::Status refused;
-  bool called = false;
-  std::thread::id caller = std::this_thread::get_id(), called_on;
-  EXPECT_FALSE(rec.submitFeedback({"a", "acme", 1, "", kT0}, [&](const api::Status& s) {
-    called = true;
-    called_on = std::this_thread::get_id();
-    refused = s;
-  }));
-  EXPECT_TRUE(called);
-  EXPECT_EQ(called_on, caller);
-  EXPECT_EQ(refused.code(), api::ErrorCode::kUnavailable);
   RecorderStats s = rec.stats();
-  EXPECT_EQ(s.submitted, 7u);
-  EXPECT_EQ(s.dropped, 3u);
+  EXPECT_EQ(s.submitted, 6u);
+  EXPECT_EQ(s.dropped, 2u);
   EXPECT_EQ(s.written, 0u);
 
   gate.open();
@@ -177,7 +175,7 @@ TEST(Recorder, AFullQueueDropsAndCountsWithoutBlocking) {
   s = rec.stats();
   EXPECT_EQ(s.written, 3u);  // first, a, b
   EXPECT_EQ(s.failed, 1u);   // the judge result of a record that does not exist
-  EXPECT_EQ(s.dropped, 3u);
+  EXPECT_EQ(s.dropped, 2u);
   EXPECT_EQ(s.submitted, s.written + s.failed + s.dropped);
   std::vector<std::string> ids;
   for (const QualityRecord& r : mustQuery(rec)) ids.push_back(r.request_id);
@@ -186,6 +184,74 @@ TEST(Recorder, AFullQueueDropsAndCountsWithoutBlocking) {
   EXPECT_TRUE(rec.submit(record("acme", "d")));
   rec.flush();
   EXPECT_EQ(rec.stats().written, 4u);
+}
+
+// Feedback is what clients send at will: a flood of it fills its own queue, never the one of
+// records, and the reverse.
+TEST(Recorder, FeedbackHasAQueueOfItsOwn) {
+  TempDir dir;
+  Gate gate;
+  RecorderOptions o = options();
+  o.queue_capacity = 2;
+  o.feedback_queue_capacity = 3;
+  o.annotate = [&](QualityRecord& r) {
+    if (r.request_id == "first") gate.wait();
+  };
+  Recorder rec(mustOpen(dir.file("q.db")), o);
+  ASSERT_TRUE(rec.submit(record("acme", "first")));
+  gate.awaitReached(1);  // the writer holds "first"; both queues are empty
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_TRUE(rec.submitFeedback({"first", "acme", 1, "", kT0 + i}, nullptr)) << i;
+  }
+  api::Status refused;
+  bool called = false;
+  std::thread::id caller = std::this_thread::get_id(), called_on;
+  EXPECT_FALSE(rec.submitFeedback({"first", "acme", 1, "", kT0 + 9}, [&](const api::Status& s) {
+    called = true;
+    called_on = std::this_thread::get_id();
+    refused = s;
+  }));
+  EXPECT_TRUE(called);
+  EXPECT_EQ(called_on, caller);
+  EXPECT_EQ(refused.code(), api::ErrorCode::kUnavailable);
+  // The feedback queue is full; records still have room.
+  EXPECT_TRUE(rec.submit(record("acme", "a")));
+  EXPECT_TRUE(rec.submit(record("acme", "b")));
+  EXPECT_FALSE(rec.submit(record("acme", "c")));
+  // And a full record queue leaves feedback alone.
+  RecorderStats s = rec.stats();
+  EXPECT_EQ(s.feedback_dropped, 1u);
+  EXPECT_EQ(s.dropped, 1u);
+
+  gate.open();
+  rec.flush();
+  s = rec.stats();
+  EXPECT_EQ(s.written, 6u);  // first, a, b and three feedback
+  EXPECT_EQ(s.failed, 0u);
+  std::vector<std::string> ids;
+  for (const QualityRecord& r : mustQuery(rec)) ids.push_back(r.request_id);
+  EXPECT_EQ(ids, (std::vector<std::string>{"first", "a", "b"}));
+}
+
+TEST(Recorder, FeedbackOnAnUnknownRequestIsRefusedNotFailed) {
+  TempDir dir;
+  Recorder rec(mustOpen(dir.file("q.db")), options());
+  ASSERT_TRUE(rec.submit(record("acme", "r1")));
+  std::vector<api::Status> results(3);
+  ASSERT_TRUE(rec.submitFeedback({"r1", "acme", 1, "", kT0},
+                                 [&](const api::Status& s) { results[0] = s; }));
+  ASSERT_TRUE(rec.submitFeedback({"r1", "beta", 1, "", kT0},
+                                 [&](const api::Status& s) { results[1] = s; }));
+  ASSERT_TRUE(rec.submitFeedback({"r2", "acme", 1, "", kT0},
+                                 [&](const api::Status& s) { results[2] = s; }));
+  rec.flush();
+  EXPECT_TRUE(results[0].ok()) << results[0].message();
+  EXPECT_EQ(results[1].code(), api::ErrorCode::kNotFound);
+  EXPECT_EQ(results[2].code(), api::ErrorCode::kNotFound);
+  RecorderStats s = rec.stats();
+  EXPECT_EQ(s.written, 2u);
+  EXPECT_EQ(s.feedback_refused, 2u);
+  EXPECT_EQ(s.failed, 0u);
 }
 
 TEST(Recorder, AnnotatesBeforeAndReportsAfterStoring) {
@@ -268,9 +334,9 @@ TEST(Recorder, FeedbackDoneRunsOnTheWriterWithTheStatus) {
     results.push_back(s);
     cv.notify_all();
   };
-  // Before and after its record; the latest wins.
-  ASSERT_TRUE(rec.submitFeedback({"r1", "acme", -1, "bad", kT0 + 1}, done));
+  // Two after its record; the latest wins.
   ASSERT_TRUE(rec.submit(record("acme", "r1")));
+  ASSERT_TRUE(rec.submitFeedback({"r1", "acme", -1, "bad", kT0 + 1}, done));
   ASSERT_TRUE(rec.submitFeedback({"r1", "acme", 1, "good after all", kT0 + 2}, done));
   {
     std::unique_lock<std::mutex> lock(mu);
@@ -367,7 +433,7 @@ TEST(Recorder, StoreErrorsAreCountedAndCostOnlyTheirItems) {
                            "CREATE TRIGGER poison_r BEFORE INSERT ON records WHEN "
                            "NEW.team = 'poison' BEGIN SELECT RAISE(ABORT, 'poisoned record'); END;"
                            "CREATE TRIGGER poison_f BEFORE INSERT ON feedback WHEN "
-                           "NEW.team = 'poison' BEGIN SELECT RAISE(ABORT, 'poisoned feedback'); "
+                           "NEW.comment = 'poison' BEGIN SELECT RAISE(ABORT, 'poisoned feedback'); "
                            "END;",
                            nullptr, nullptr, nullptr),
               SQLITE_OK);
@@ -379,7 +445,8 @@ TEST(Recorder, StoreErrorsAreCountedAndCostOnlyTheirItems) {
   ASSERT_TRUE(rec.submit(record("acme", "good1")));
   ASSERT_TRUE(rec.submit(record("poison", "bad1")));
   api::Status bad_feedback, good_feedback;
-  ASSERT_TRUE(rec.submitFeedback({"x", "poison", 1, "", kT0},
+  // On a stored record, but with the comment that the trigger refuses.
+  ASSERT_TRUE(rec.submitFeedback({"good1", "acme", 1, "poison", kT0},
                                  [&](const api::Status& s) { bad_feedback = s; }));
   ASSERT_TRUE(rec.submitFeedback({"good1", "acme", 1, "", kT0},
                                  [&](const api::Status& s) { good_feedback = s; }));

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <cmath>
@@ -351,11 +352,10 @@ TEST(QualityStore, LatestFeedbackOfTheSameTeamAndRequestIsAttached) {
   TempDir dir;
   auto store = mustOpen(dir.file("q.db"));
   ASSERT_NE(store, nullptr);
-  // Before the record exists.
-  ASSERT_TRUE(store->addFeedback({"r1", "acme", -1, "first", kT0 + 10}).ok());
   ASSERT_TRUE(store->insert(rec("acme", "r1", kT0)).ok());
   ASSERT_TRUE(store->insert(rec("acme", "r2", kT0 + 1)).ok());
   ASSERT_TRUE(store->insert(rec("beta", "r3", kT0 + 2)).ok());
+  ASSERT_TRUE(store->addFeedback({"r1", "acme", -1, "first", kT0 + 10}).ok());
   auto got = mustQuery(*store);
   ASSERT_EQ(got.size(), 3u);
   ASSERT_TRUE(got[0].feedback.has_value());
@@ -372,8 +372,9 @@ TEST(QualityStore, LatestFeedbackOfTheSameTeamAndRequestIsAttached) {
   ASSERT_TRUE(store->addFeedback({"r1", "acme", 1, "stale", kT0 + 15}).ok());
   ASSERT_TRUE(store->addFeedback({"r2", "acme", 0.25, "tie-a", kT0 + 30}).ok());
   ASSERT_TRUE(store->addFeedback({"r2", "acme", 0.75, "tie-b", kT0 + 30}).ok());
-  // Another team's feedback on the same request id is not attached.
-  ASSERT_TRUE(store->addFeedback({"r3", "acme", 1, "not beta's", kT0 + 40}).ok());
+  // Another team's feedback on the same request id is refused.
+  EXPECT_EQ(store->addFeedback({"r3", "acme", 1, "not beta's", kT0 + 40}).code(),
+            api::ErrorCode::kNotFound);
   got = mustQuery(*store);
   ASSERT_EQ(got.size(), 3u);
   ASSERT_TRUE(got[0].feedback && got[1].feedback);
@@ -390,8 +391,55 @@ TEST(QualityStore, LatestFeedbackOfTheSameTeamAndRequestIsAttached) {
   auto stats = store->stats();
   ASSERT_TRUE(stats.ok());
   EXPECT_EQ(stats->records, 3);
-  EXPECT_EQ(stats->feedback, 7);
+  EXPECT_EQ(stats->feedback, 3);  // the latest of each (team, request)
   EXPECT_GT(stats->bytes, 0);
+}
+
+TEST(QualityStore, FeedbackNeedsARecordOfTheSameTeamAndRequest) {
+  TempDir dir;
+  auto store = mustOpen(dir.file("q.db"));
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->insert(rec("acme", "r1", kT0)).ok());
+  for (const Feedback& f : {Feedback{"nope", "acme", 1, "unknown request", kT0},
+                            Feedback{"r1", "beta", 1, "another team's request", kT0},
+                            Feedback{"", "acme", 1, "empty id", kT0}}) {
+    api::Status s = store->addFeedback(f);
+    EXPECT_EQ(s.code(), api::ErrorCode::kNotFound) << f.comment;
+    EXPECT_NE(s.message().find("has no record of request"), std::string::npos) << s.message();
+  }
+  // Inside a transaction, a refused feedback is the item's own outcome.
+  ASSERT_TRUE(store
+                  ->transaction([&]() -> api::Status {
+                    EXPECT_EQ(store->addFeedback({"nope", "acme", 1, "", kT0}).code(),
+                              api::ErrorCode::kNotFound);
+                    return store->addFeedback({"r1", "acme", 1, "kept", kT0});
+                  })
+                  .ok());
+  auto stats = store->stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->feedback, 1);
+}
+
+TEST(QualityStore, FeedbackIsOneRowPerRecordHoweverOftenSent) {
+  TempDir dir;
+  auto store = mustOpen(dir.file("q.db"));
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->insert(rec("acme", "r1", kT0)).ok());
+  auto empty = store->stats();
+  ASSERT_TRUE(empty.ok());
+  const std::string comment(4000, 'x');
+  for (int i = 0; i < 320; ++i) {
+    ASSERT_TRUE(store->addFeedback({"r1", "acme", 1, comment, kT0 + i}).ok());
+  }
+  auto stats = store->stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->feedback, 1);
+  // 320 comments of 4 KB would take over a megabyte; one row takes a few pages.
+  EXPECT_LT(stats->bytes - empty->bytes, 64 * 1024);
+  auto got = mustQuery(*store);
+  ASSERT_EQ(got.size(), 1u);
+  ASSERT_TRUE(got[0].feedback.has_value());
+  EXPECT_EQ(got[0].feedback->unix_ms, kT0 + 319);
 }
 
 TEST(QualityStore, SetJudgeAndMetricsReplaceAndRefuseUnknownIds) {
@@ -460,10 +508,16 @@ TEST(QualityStore, PruneByAgeDropsOldRecordsAndFeedback) {
   ASSERT_TRUE(store->insert(rec("acme", "old", cutoff - 1)).ok());
   ASSERT_TRUE(store->insert(rec("acme", "edge", cutoff)).ok());  // exactly 30 days: kept
   ASSERT_TRUE(store->insert(rec("acme", "new", now)).ok());
-  ASSERT_TRUE(store->addFeedback({"old", "acme", 1, "", cutoff + 5}).ok());     // goes with "old"
-  ASSERT_TRUE(store->addFeedback({"orphan", "acme", 1, "", cutoff - 1}).ok());  // too old
-  ASSERT_TRUE(store->addFeedback({"early", "acme", 1, "", cutoff + 1}).ok());   // kept
-  ASSERT_TRUE(store->addFeedback({"edge", "acme", 1, "", cutoff}).ok());        // kept
+  ASSERT_TRUE(store->addFeedback({"old", "acme", 1, "", cutoff + 5}).ok());  // goes with "old"
+  ASSERT_TRUE(store->addFeedback({"edge", "acme", 1, "", cutoff}).ok());     // kept
+  ASSERT_TRUE(store->addFeedback({"new", "acme", 1, "", cutoff - 1}).ok());  // too old
+  // Feedback without a record, as older versions stored it: goes at any age.
+  store.reset();
+  rawExec(dir.file("q.db"),
+          "INSERT INTO feedback(team, request_id, score, comment, unix_ms) VALUES "
+          "('acme', 'orphan', 1, '', " + std::to_string(now) + ")");
+  store = mustOpen(dir.file("q.db"));
+  ASSERT_NE(store, nullptr);
 
   Retention keep_all{0, 0, 0};
   auto n = store->prune(keep_all, now);
@@ -477,9 +531,10 @@ TEST(QualityStore, PruneByAgeDropsOldRecordsAndFeedback) {
   auto got = mustQuery(*store);
   EXPECT_EQ(requestIds(got), (std::vector<std::string>{"edge", "new"}));
   EXPECT_TRUE(got[0].feedback.has_value());
+  EXPECT_FALSE(got[1].feedback.has_value());
   auto stats = store->stats();
   ASSERT_TRUE(stats.ok());
-  EXPECT_EQ(stats->feedback, 2);
+  EXPECT_EQ(stats->feedback, 1);
 
   // The pruned record's id is not given out again, even though it was the newest.
   ASSERT_TRUE(store->insert(rec("acme", "older", cutoff - 10)).ok());
@@ -581,6 +636,47 @@ TEST(QualityStore, PruneByBytesShrinksTheFile) {
   // The pages went back to the file system.
   store.reset();  // the last connection checkpoints
   EXPECT_LE(static_cast<int64_t>(fs::file_size(path)), kLimit + int64_t{64} * 1024);
+}
+
+TEST(QualityStore, AFeedbackFloodCannotPruneOtherTeamsRecords) {
+  TempDir dir;
+  auto store = mustOpen(dir.file("q.db"));
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->insert(rec("acme", "mine", kT0)).ok());
+  for (int i = 0; i < 50; ++i) {
+    ASSERT_TRUE(store->insert(rec("beta", "b" + std::to_string(i), kT0 + 1 + i)).ok());
+  }
+  auto before = store->stats();
+  ASSERT_TRUE(before.ok());
+  // Room for what is there and one comment, not for 320 of them.
+  const Retention retention{0, 0, before->bytes + 64 * 1024};
+  const std::string comment(4000, 'x');
+  for (int i = 0; i < 320; ++i) {
+    ASSERT_TRUE(store->addFeedback({"mine", "acme", 1, comment, kT0 + i}).ok());
+    EXPECT_EQ(store->addFeedback({"x" + std::to_string(i), "acme", 1, comment, kT0 + i}).code(),
+              api::ErrorCode::kNotFound);
+  }
+  auto n = store->prune(retention, kT0 + 1000);
+  ASSERT_TRUE(n.ok()) << n.status().message();
+  EXPECT_EQ(*n, 0);
+  RecordFilter beta;
+  beta.team = "beta";
+  EXPECT_EQ(mustQuery(*store, beta).size(), 50u);
+}
+
+TEST(QualityStore, TheFileAndItsWalArePrivateToTheOwner) {
+  TempDir dir;
+  std::string path = dir.file("q.db");
+  mode_t old_mask = ::umask(022);  // the usual mask, which leaves files world-readable
+  auto store = mustOpen(path);
+  ::umask(old_mask);
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->insert(rec("acme", "r1", kT0)).ok());
+  for (const std::string& f : {path, path + "-wal", path + "-shm"}) {
+    struct stat st {};
+    ASSERT_EQ(::stat(f.c_str(), &st), 0) << f;
+    EXPECT_EQ(st.st_mode & 0777, 0600u) << f;
+  }
 }
 
 // ---- Readers beside a writer ----
