@@ -89,13 +89,19 @@ api::Status Gateway::reloadPolicies() {
   return api::Status();
 }
 
+// Runs on the upstream I/O thread after every settle, so it never touches the ledger's file:
+// the spend comes from the ledger's memory (a period not loaded yet, just after midnight, is
+// checked at the next settle, once a reservation has loaded it) and markAlerted decides in
+// memory and leaves the write to the ledger's writer. The webhook is sent asynchronously.
 void Gateway::checkAlerts(const Live& live, const std::string& team) {
   if (!ledger_) return;
   const policies::BudgetPolicy& budget = live.policies->policyFor(team).budget;
   int64_t now = unixMs();
   auto check = [&](std::optional<double> limit, policies::Window w, const char* name) {
     if (!limit || *limit <= 0) return;
-    policies::Spend s = ledger_->spent(team, w, now);
+    std::optional<policies::Spend> cached = ledger_->cachedSpent(team, w, now);
+    if (!cached) return;
+    const policies::Spend& s = *cached;
     double share = s.settled_usd / *limit;
     metrics_.setSpend(team, name, s.settled_usd, *limit);
     for (double threshold : budget.alert_thresholds) {

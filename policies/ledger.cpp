@@ -153,6 +153,7 @@ class SqliteLedger final : public Ledger {
   void release(uint64_t reservation) override;
   api::Status record(const LedgerRow& row) override;
   Spend spent(const std::string& team, Window w, int64_t now_ms) override;
+  std::optional<Spend> cachedSpent(const std::string& team, Window w, int64_t now_ms) override;
   api::StatusOr<std::vector<SpendBreakdownRow>> breakdown(const std::string& team, Window w,
                                                           int64_t now_ms) override;
   api::StatusOr<bool> markAlerted(const std::string& team, const std::string& period,
@@ -534,6 +535,17 @@ Spend SqliteLedger::spent(const std::string& team, Window w, int64_t now_ms) {
     }
   }
   return out;
+}
+
+std::optional<Spend> SqliteLedger::cachedSpent(const std::string& team, Window w,
+                                               int64_t now_ms) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = state_.find(team);
+  if (it == state_.end()) return std::nullopt;
+  const TeamState& t = it->second;
+  const PeriodSum& p = w == Window::kDay ? t.day : t.month;
+  if (!p.loaded || p.start_ms != periodStartMs(w, now_ms)) return std::nullopt;
+  return Spend{p.settled_usd, t.reserved_usd};
 }
 
 std::vector<std::string> SqliteLedger::teams() {

@@ -167,6 +167,12 @@ class Ledger {
   // The team's settled spend in the period of `w` containing now_ms, and its open reservations.
   // Both are read under one lock, so their sum is a consistent snapshot.
   virtual Spend spent(const std::string& team, Window w, int64_t now_ms) = 0;
+  // spent(), when the period's sum is in memory (it is once a reservation or spent() of that
+  // period has loaded it); nullopt when it would have to be read from the file. Never touches
+  // the file: for callers on I/O threads that can skip a check (budget alerts after a settle).
+  virtual std::optional<Spend> cachedSpent(const std::string& team, Window w, int64_t now_ms) {
+    return spent(team, w, now_ms);
+  }
   // Committed rows of the team's period (reads SQLite; for admin endpoints), most costly group
   // first; pending rows are counted apart (SpendBreakdownRow::pending). Rows still queued are
   // not included: flush() first for an exact view. kIo on failure.

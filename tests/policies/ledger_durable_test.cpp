@@ -452,6 +452,32 @@ TEST(LedgerDurable, MarkAlertedDecidesInMemoryWhileTheFileIsLocked) {
   EXPECT_FALSE(*ledger->markAlerted("acme", "2026-12", 0.8, kNov23 + 3));
 }
 
+TEST(LedgerDurable, CachedSpentNeverReadsTheFile) {
+  TempDir dir;
+  std::string path = dir.file("ledger.db");
+  auto ledger = mustOpen(path);
+  ASSERT_NE(ledger, nullptr);
+  ASSERT_TRUE(ledger->record(settledRow("old", 0.5)).ok());
+  ASSERT_TRUE(ledger->flush().ok());
+  ledger.reset();
+  ledger = mustOpen(path);  // warms only the current day and month, not November 2026's
+  ASSERT_NE(ledger, nullptr);
+  EXPECT_FALSE(ledger->cachedSpent("acme", Window::kMonth, kNov23).has_value());
+  EXPECT_FALSE(ledger->cachedSpent("nobody", Window::kDay, kNov23).has_value());
+  // A reservation against a monthly limit loads the month; a settle then keeps it current.
+  uint64_t id = reserveAndWait(*ledger, request("r1", 0.25, "acme", BudgetLimits{{}, 10.0}));
+  auto month = ledger->cachedSpent("acme", Window::kMonth, kNov23);
+  ASSERT_TRUE(month.has_value());
+  EXPECT_DOUBLE_EQ(month->settled_usd, 0.5);
+  EXPECT_DOUBLE_EQ(month->reserved_usd, 0.25);
+  ASSERT_TRUE(ledger->settle(id, settledRow("r1", 0.125)).ok());
+  month = ledger->cachedSpent("acme", Window::kMonth, kNov23);
+  ASSERT_TRUE(month.has_value());
+  EXPECT_DOUBLE_EQ(month->settled_usd, 0.625);
+  EXPECT_EQ(month->reserved_usd, 0);
+  EXPECT_FALSE(ledger->cachedSpent("acme", Window::kDay, kNov23).has_value());  // no daily limit
+}
+
 TEST(LedgerDurable, NewFilesAreReadableByTheOwnerOnly) {
   TempDir dir;
   std::string path = dir.file("ledger.db");
