@@ -574,34 +574,6 @@ std::optional<Field> fieldOf(std::string_view key) {
   return it->second;
 }
 
-// True when no object or array in `s` nests deeper than `max_depth`. A cheap pre-pass that
-// skips over strings with memchr.
-bool nestingWithin(std::string_view s, int max_depth) {
-  int depth = 0;
-  const char* p = s.data();
-  const char* end = p + s.size();
-  while (p < end) {
-    char c = *p++;
-    if (c == '"') {
-      // Find the closing quote: the first one preceded by an even run of backslashes.
-      for (;;) {
-        const void* q = std::memchr(p, '"', static_cast<size_t>(end - p));
-        if (q == nullptr) return true;  // unterminated: the parser reports it
-        const char* quote = static_cast<const char*>(q);
-        size_t slashes = 0;
-        for (const char* b = quote; b > p && b[-1] == '\\'; --b) ++slashes;
-        p = quote + 1;
-        if (slashes % 2 == 0) break;
-      }
-    } else if (c == '[' || c == '{') {
-      if (++depth > max_depth) return false;
-    } else if (c == ']' || c == '}') {
-      --depth;
-    }
-  }
-  return true;
-}
-
 Status parseField(Field f, Json& v, const Path& p, ChatRequest& req, const Json*& stream_options) {
   std::optional<int64_t> i;
   std::optional<bool> b;
@@ -683,13 +655,9 @@ Status parseField(Field f, Json& v, const Path& p, ChatRequest& req, const Json*
 }
 
 StatusOr<ChatRequest> parseRequest(std::string_view body) {
-  if (!nestingWithin(body, kMaxRequestJsonDepth)) {
-    return Status(ErrorCode::kInvalidRequest,
-                  "Invalid JSON body: objects and arrays may nest at most " +
-                      std::to_string(kMaxRequestJsonDepth) + " levels deep.");
-  }
-  Json root = Json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);
-  if (root.is_discarded()) return Status(ErrorCode::kInvalidRequest, std::string(kUnparsableBody));
+  auto parsed = parseBoundedJson(body);
+  if (!parsed.ok()) return parsed.status();
+  Json& root = *parsed;
   if (!root.is_object()) {
     return Status(ErrorCode::kInvalidRequest,
                   "Invalid type for the request body: expected an object, but got " +
@@ -767,6 +735,56 @@ std::string_view describeJsonType(const Json& j) {
     default:
       return "an unsupported value";
   }
+}
+
+Status checkJsonBounds(std::string_view text, JsonBounds bounds) {
+  // One pass over the bytes: strings are skipped with memchr; every '[' '{' ',' ':' outside
+  // them starts a value (or a member), which bounds the size of the tree a parse would build.
+  int depth = 0;
+  int64_t values = 1;
+  const char* p = text.data();
+  const char* end = p + text.size();
+  while (p < end) {
+    char c = *p++;
+    if (c == '"') {
+      // Find the closing quote: the first one preceded by an even run of backslashes.
+      for (;;) {
+        const void* q = std::memchr(p, '"', static_cast<size_t>(end - p));
+        if (q == nullptr) return Status();  // unterminated: the parser reports it
+        const char* quote = static_cast<const char*>(q);
+        size_t slashes = 0;
+        for (const char* b = quote; b > p && b[-1] == '\\'; --b) ++slashes;
+        p = quote + 1;
+        if (slashes % 2 == 0) break;
+      }
+      continue;
+    }
+    if (c == '[' || c == '{') {
+      if (++depth > bounds.max_depth) {
+        return Status(ErrorCode::kInvalidRequest,
+                      "Invalid JSON body: objects and arrays may nest at most " +
+                          std::to_string(bounds.max_depth) + " levels deep.");
+      }
+    } else if (c == ']' || c == '}') {
+      --depth;
+      continue;
+    } else if (c != ',' && c != ':') {
+      continue;
+    }
+    if (++values > bounds.max_values) {
+      return Status(ErrorCode::kInvalidRequest,
+                    "Invalid JSON body: more than " + std::to_string(bounds.max_values) +
+                        " values (objects, arrays, members and elements together).");
+    }
+  }
+  return Status();
+}
+
+StatusOr<Json> parseBoundedJson(std::string_view text, JsonBounds bounds) {
+  if (Status st = checkJsonBounds(text, bounds); !st.ok()) return st;
+  Json root = Json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
+  if (root.is_discarded()) return Status(ErrorCode::kInvalidRequest, std::string(kUnparsableBody));
+  return root;
 }
 
 StatusOr<ChatRequest> parseChatRequest(std::string_view body) {

@@ -12,6 +12,7 @@
 // None of these functions throws.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -23,6 +24,25 @@ namespace api {
 // Deepest JSON nesting accepted in a client request (objects and arrays), so that no later
 // walk of a kept JSON value (tool parameters, pass-through fields) can exhaust the stack.
 inline constexpr int kMaxRequestJsonDepth = 128;
+// Most values (objects, arrays, members, elements together) accepted in a client's JSON
+// document: bounds the memory its tree takes (a 4 MB body of tiny values would otherwise
+// become hundreds of MB of nodes).
+inline constexpr int64_t kMaxRequestJsonValues = 100000;
+
+struct JsonBounds {
+  int max_depth = kMaxRequestJsonDepth;
+  int64_t max_values = kMaxRequestJsonValues;
+};
+
+// The one check of a JSON document's shape before it is built: a single pass over the text
+// (strings skipped), so that an over-deep or over-large document is refused without parsing
+// it. Ok, or kInvalidRequest whose message names the bound exceeded. Malformed JSON is left
+// for the parser to report.
+Status checkJsonBounds(std::string_view text, JsonBounds bounds = {});
+
+// checkJsonBounds, then parses. Fails with kInvalidRequest: over a bound, or not JSON (with
+// OpenAI's wording). Every client JSON body (chat, feedback, admin) is read through this.
+StatusOr<Json> parseBoundedJson(std::string_view text, JsonBounds bounds = {});
 
 // Parses and validates a POST /v1/chat/completions body.
 // Fails with kInvalidRequest: malformed JSON (param empty), a top level that is not an

@@ -24,6 +24,7 @@
 #include <cctype>
 #include <utility>
 
+#include "gateway/tls.h"
 #include "policies/yaml_reader.h"
 
 namespace gateway {
@@ -69,11 +70,15 @@ std::string lower(std::string_view s) {
 
 // ---- server ----------------------------------------------------------------------------------
 
+api::Status parseTls(const YamlReader& server, TlsConfig* tls);
+
 api::Status parseServer(const YamlReader& r, Config* config) {
   ServerConfig& s = config->server;
   CONFIG_TRY(r.checkNoUnknownKeys({"listen", "port", "threads", "max_body_bytes",
                                    "max_header_bytes", "read_timeout_s", "idle_timeout_s",
-                                   "shutdown_grace_s", "max_connections", "request_timeout_s"}));
+                                   "shutdown_grace_s", "max_connections", "request_timeout_s",
+                                   "inline_body_bytes", "worker_threads", "worker_queue",
+                                   "max_buffered_bytes", "tls"}));
   CONFIG_TRY(r.readString("listen", &s.listen));
   if (r.has("listen") && !isIpAddress(s.listen)) {
     return r.errorAt(
@@ -89,7 +94,63 @@ api::Status parseServer(const YamlReader& r, Config* config) {
   CONFIG_TRY(r.readDouble("shutdown_grace_s", &s.shutdown_grace_s,
                           NumberRange::atLeast(0, kMaxDurationS)));
   CONFIG_TRY(r.readDouble("request_timeout_s", &s.request_timeout_s, duration()));
+  CONFIG_TRY(r.readInt("inline_body_bytes", &s.inline_body_bytes, 0, int64_t{1} << 40));
+  CONFIG_TRY(r.readInt("worker_threads", &s.worker_threads, 1, 256));
+  CONFIG_TRY(r.readInt("worker_queue", &s.worker_queue, 1, 1 << 20));
+  CONFIG_TRY(r.readInt("max_buffered_bytes", &s.max_buffered_bytes, 1 << 20, int64_t{1} << 40));
+  CONFIG_TRY(parseTls(r, &s.tls));
   return r.readInt("max_connections", &s.max_connections, 1, 10'000'000);
+}
+
+// The files are read (and the context built) in checkTls, once the file reader is known.
+api::Status parseTls(const YamlReader& server, TlsConfig* tls) {
+  if (!server.has("tls")) return api::Status();
+  YamlReader r = server.section("tls");
+  CONFIG_TRY(r.expectMap());
+  CONFIG_TRY(r.checkNoUnknownKeys({"cert_file", "key_file", "client_ca_file", "min_version"}));
+  tls->enabled = true;
+  CONFIG_TRY(r.readString("cert_file", &tls->cert_file, Presence::kRequired));
+  CONFIG_TRY(r.readString("key_file", &tls->key_file, Presence::kRequired));
+  CONFIG_TRY(r.readString("client_ca_file", &tls->client_ca_file));
+  return r.readChoice("min_version", &tls->min_version, {"1.2", "1.3"});
+}
+
+// Reads the certificate files and builds the context once, so that a missing file or a bad
+// PEM stops the start (and check-config) with the key and line that name it.
+api::Status checkTls(const YamlReader& server, const ConfigFileReader& read_file,
+                     Config* config) {
+  TlsConfig& tls = config->server.tls;
+  if (!tls.enabled) return api::Status();
+  tls.read_file = read_file;
+  auto ctx = makeTlsContext(tls);
+  if (ctx.ok()) return api::Status();
+  YamlReader r = server.section("tls");
+  const std::string& msg = ctx.status().message();
+  for (std::string_view key : {"cert_file", "key_file", "client_ca_file"}) {
+    std::string prefix = "server.tls." + std::string(key) + ": ";
+    if (msg.rfind(prefix, 0) == 0) return r.errorAt(key, msg.substr(prefix.size()));
+  }
+  return r.error(msg);
+}
+
+// ---- metrics ---------------------------------------------------------------------------------
+
+api::Status parseMetrics(const YamlReader& r, Config* config) {
+  MetricsConfig& m = config->metrics;
+  CONFIG_TRY(r.checkNoUnknownKeys({"require_admin_key", "listen", "port"}));
+  CONFIG_TRY(r.readBool("require_admin_key", &m.require_admin_key));
+  CONFIG_TRY(r.readString("listen", &m.listen));
+  if (r.has("listen") && !isIpAddress(m.listen)) {
+    return r.errorAt("listen", "must be an IPv4 or IPv6 address, got '" + m.listen + "'");
+  }
+  CONFIG_TRY(r.readInt("port", &m.port, 0, 65535));
+  if (r.has("listen") && !r.has("port")) {
+    return r.errorAt("listen", "a separate metrics listener needs `port` too");
+  }
+  if (m.require_admin_key && config->auth.admin_keys.empty()) {
+    return r.errorAt("require_admin_key", "needs at least one key in auth.admin_keys");
+  }
+  return api::Status();
 }
 
 // ---- auth ------------------------------------------------------------------------------------
@@ -545,10 +606,12 @@ api::Status parseDocument(const YamlReader& root, const ConfigFileReader& read_f
   }
   std::vector<std::string_view> keys;
   for (const Section& s : kSections) keys.push_back(s.key);
-  keys.insert(keys.end(), {"pricing", "policies", "ledger", "quality"});
+  keys.insert(keys.end(), {"pricing", "policies", "ledger", "quality", "metrics"});
   CONFIG_TRY(root.checkNoUnknownKeys(keys));
   for (const Section& s : kSections) CONFIG_TRY(s.parse(root.section(s.key), config));
   CONFIG_TRY(parseAdminKeys(root.section("auth"), config));
+  CONFIG_TRY(parseMetrics(root.section("metrics"), config));
+  CONFIG_TRY(checkTls(root.section("server"), read_file, config));
   CONFIG_TRY(parsePricing(root, read_file, config));
   CONFIG_TRY(parsePolicies(root, read_file, config));
   CONFIG_TRY(parseLedger(root.section("ledger"), config));

@@ -26,6 +26,17 @@ namespace gateway {
 // Reads a file that the config names (`pricing: pricing.yaml`), given as written.
 using ConfigFileReader = std::function<api::StatusOr<std::string>(const std::string& path)>;
 
+// `server.tls`: serve HTTPS on the main listener. Files are read through `read_file` (relative
+// to the config's directory) at start and again on SIGHUP.
+struct TlsConfig {
+  bool enabled = false;        // true when `server.tls` is present
+  std::string cert_file;       // PEM certificate chain, the server's certificate first
+  std::string key_file;        // PEM private key of that certificate
+  std::string client_ca_file;  // PEM CA bundle; when set, clients must present a cert it signed
+  std::string min_version = "1.2";  // "1.2" or "1.3"; older protocols are never offered
+  ConfigFileReader read_file;       // how the files above are read
+};
+
 struct ServerConfig {
   std::string listen = "127.0.0.1";  // address to bind
   int port = 8080;                   // 0 picks a free port
@@ -37,6 +48,23 @@ struct ServerConfig {
   double shutdown_grace_s = 30;      // how long SIGTERM waits for in-flight streams
   int max_connections = 10000;       // further connections are closed at once (and counted)
   double request_timeout_s = 900;    // one chat request, all retries and fallbacks included
+  // Bodies up to this size are handled on the I/O thread; larger ones on the worker pool, so
+  // that parsing a big JSON document never stalls the other connections of that thread.
+  int64_t inline_body_bytes = 64 << 10;
+  int worker_threads = 2;    // the pool for large bodies
+  int worker_queue = 64;     // large-body requests waiting for a worker; more get 503
+  // Bytes of streamed answers buffered for slow clients, all connections together; above
+  // it the connection furthest behind is dropped (and counted).
+  int64_t max_buffered_bytes = int64_t{256} << 20;
+  TlsConfig tls;
+};
+
+// `metrics:`: who may read /metrics and where it is served.
+struct MetricsConfig {
+  bool require_admin_key = false;  // GET /metrics needs an admin key (auth.admin_keys)
+  // When `port` is set, /metrics is served only on this separate listener (not the main one).
+  std::string listen = "127.0.0.1";
+  int port = -1;  // -1: served on the main listener; 0 picks a free port
 };
 
 struct ApiKey {
@@ -128,6 +156,7 @@ struct QualityConfig {
 
 struct Config {
   ServerConfig server;
+  MetricsConfig metrics;
   AuthConfig auth;
   std::vector<Team> teams;
   std::map<std::string, ProviderConfig> providers;

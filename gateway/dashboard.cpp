@@ -25,7 +25,8 @@ void Gateway::handleDashboard(const Exchange& ex, const std::shared_ptr<Responde
                      {{"cache-control", "no-store"},
                       {"content-security-policy",
                        "default-src 'none'; script-src 'unsafe-inline'; style-src "
-                       "'unsafe-inline'; connect-src 'self'; img-src 'self' data:"},
+                       "'unsafe-inline'; connect-src 'self'; img-src 'self' data:; "
+                       "frame-ancestors 'none'"},
                       {"x-content-type-options", "nosniff"}},
                      "text/html; charset=utf-8");
     return;

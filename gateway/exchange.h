@@ -49,6 +49,13 @@ class Responder {
   // Bytes written by the handler but not yet sent to the client: lets a producer notice a
   // client that reads too slowly.
   virtual size_t pendingBytes() const = 0;
+
+  // Backpressure: a streaming producer pauses its upstream while pendingBytes() is above
+  // kPauseAboveBytes; `fn` runs (on some thread) each time the pending bytes drain to or below
+  // kResumeBelowBytes after having been above kPauseAboveBytes. Replaces an earlier fn.
+  static constexpr size_t kPauseAboveBytes = 256u << 10;
+  static constexpr size_t kResumeBelowBytes = 64u << 10;
+  virtual void onDrained(std::function<void()> fn) {}
 };
 
 }  // namespace gateway

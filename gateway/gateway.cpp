@@ -245,6 +245,14 @@ void Gateway::handle(Exchange ex, std::shared_ptr<Responder> responder) {
                              {}, "method_not_allowed"),
                  "", "", "");
     };
+    // Every JSON body (chat, feedback, admin) is bounded in depth and size before any handler
+    // builds it.
+    if (!get && !ex.body.empty()) {
+      if (api::Status st = api::checkJsonBounds(ex.body); !st.ok()) {
+        metrics_.recordRejected("json_bounds");
+        return replyError(ex, responder, st, "", "", "");
+      }
+    }
     if (path == "/healthz") {
       if (!get) return methodNotAllowed();
       responder->reply(200, R"({"status":"ok"})", {});
@@ -257,6 +265,16 @@ void Gateway::handle(Exchange ex, std::shared_ptr<Responder> responder) {
       }
     } else if (path == "/metrics") {
       if (!get) return methodNotAllowed();
+      if (config_->metrics.require_admin_key) {
+        // Spend per team is not for every key holder (nor for anonymous access).
+        auto principal = liveState()->auth->authenticate(ex.authorization);
+        if (!principal.ok() || !principal->admin) {
+          return replyError(ex, responder,
+                            api::Status(api::ErrorCode::kUnauthenticated,
+                                        "/metrics needs an admin key (auth.admin_keys)."),
+                            "", "", "");
+        }
+      }
       updateEngineMetrics();
       responder->reply(200, metrics_.serialize(), {}, "text/plain; version=0.0.4; charset=utf-8");
     } else if (path == "/v1/chat/completions") {

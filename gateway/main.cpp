@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <thread>
 
@@ -18,6 +19,7 @@
 #include "gateway/config.h"
 #include "gateway/gateway.h"
 #include "gateway/metrics.h"
+#include "api/openai_json.h"
 #include "gateway/server.h"
 
 namespace gateway {
@@ -34,6 +36,35 @@ void usage(FILE* out) {
                "       switchyard check-config [--config FILE]\n"
                "       switchyard --version\n\n"
                "Without --config the embedded default config is used.\n");
+}
+
+std::string_view pathOf(std::string_view target) {
+  return target.substr(0, target.find('?'));
+}
+
+void replyNotFound(const gateway::Exchange& ex, gateway::Responder& r) {
+  api::Status st(api::ErrorCode::kNotFound,
+                 "Unknown request URL: " + ex.method + " " + std::string(pathOf(ex.target)) + ".",
+                 {}, "unknown_url");
+  r.reply(st.httpStatusCode(), api::serializeError(st), {});
+}
+
+// The separate /metrics listener (`metrics.port`): the main listener's limits, one thread,
+// plain HTTP (it is meant for a private network or loopback), and no other endpoint.
+std::unique_ptr<gateway::Server> makeMetricsServer(const gateway::Config& config,
+                                                   gateway::Metrics& metrics,
+                                                   gateway::Gateway& app) {
+  gateway::ServerConfig sc = config.server;
+  sc.listen = config.metrics.listen;
+  sc.port = config.metrics.port;
+  sc.threads = 1;
+  sc.worker_threads = 1;
+  sc.tls = gateway::TlsConfig{};
+  return std::make_unique<gateway::Server>(
+      sc, metrics, [&app](gateway::Exchange ex, std::shared_ptr<gateway::Responder> r) {
+        if (pathOf(ex.target) != "/metrics") return replyNotFound(ex, *r);
+        app.handle(std::move(ex), std::move(r));
+      });
 }
 
 bool parseInt(const char* s, int& out) {
@@ -133,25 +164,41 @@ int main(int argc, char** argv) {
     return 2;
   }
   gateway::Gateway& app = **created;
-  gateway::Server server(frozen->server, metrics,
-                         [&app](gateway::Exchange ex, std::shared_ptr<gateway::Responder> r) {
-                           app.handle(std::move(ex), std::move(r));
-                         });
+  const bool separate_metrics = frozen->metrics.port >= 0;
+  gateway::Server server(
+      frozen->server, metrics,
+      [&app, separate_metrics](gateway::Exchange ex, std::shared_ptr<gateway::Responder> r) {
+        if (separate_metrics && pathOf(ex.target) == "/metrics") return replyNotFound(ex, *r);
+        app.handle(std::move(ex), std::move(r));
+      });
   app.setDrainingProbe([&server] { return server.draining(); });
+  std::unique_ptr<gateway::Server> metrics_server;
+  if (separate_metrics) metrics_server = makeMetricsServer(*frozen, metrics, app);
 
   auto bound = server.listen();
   if (!bound.ok()) {
     std::fprintf(stderr, "switchyard: %s\n", bound.status().message().c_str());
     return 1;
   }
-  std::printf("{\"event\":\"listening\",\"address\":\"%s\",\"port\":%d}\n",
-              frozen->server.listen.c_str(), *bound);
+  int metrics_port = -1;
+  if (metrics_server) {
+    auto m = metrics_server->listen();
+    if (!m.ok()) {
+      std::fprintf(stderr, "switchyard: metrics: %s\n", m.status().message().c_str());
+      return 1;
+    }
+    metrics_port = *m;
+  }
+  std::string extra = frozen->server.tls.enabled ? ",\"tls\":true" : "";
+  if (metrics_port >= 0) extra += ",\"metrics_port\":" + std::to_string(metrics_port);
+  std::printf("{\"event\":\"listening\",\"address\":\"%s\",\"port\":%d%s}\n",
+              frozen->server.listen.c_str(), *bound, extra.c_str());
   std::fflush(stdout);
   std::fprintf(stderr,
                "{\"level\":\"info\",\"msg\":\"listening\",\"address\":\"%s\",\"port\":%d,"
-               "\"config\":\"%s\"}\n",
+               "\"config\":\"%s\"%s}\n",
                frozen->server.listen.c_str(), *bound,
-               config_path.empty() ? "<embedded>" : config_path.c_str());
+               config_path.empty() ? "<embedded>" : config_path.c_str(), extra.c_str());
 
   std::atomic<bool> stopped{false};
   std::thread watcher([&] {
@@ -161,7 +208,17 @@ int main(int argc, char** argv) {
       if (sig == SIGTERM || sig == SIGINT) {
         std::fprintf(stderr, "{\"level\":\"info\",\"msg\":\"draining\",\"signal\":%d}\n", sig);
         server.beginShutdown();
+        if (metrics_server) metrics_server->beginShutdown();
       } else if (sig == SIGHUP) {
+        // Re-read the certificates; bad new files keep the old ones (and say why).
+        if (api::Status st = server.reloadTls(); !st.ok()) {
+          std::fprintf(stderr,
+                       "{\"level\":\"error\",\"msg\":\"TLS certificates not reloaded; the "
+                       "old ones still apply\",\"why\":%s}\n",
+                       api::Json(st.message()).dump().c_str());
+        } else if (frozen->server.tls.enabled) {
+          std::fprintf(stderr, "{\"level\":\"info\",\"msg\":\"TLS certificates reloaded\"}\n");
+        }
         // Re-read the policies; an invalid file keeps the old ones (and says why).
         if (api::Status st = app.reloadPolicies(); !st.ok()) {
           std::fprintf(stderr,
@@ -173,7 +230,13 @@ int main(int argc, char** argv) {
     }
   });
 
+  std::thread metrics_thread;
+  if (metrics_server) metrics_thread = std::thread([&] { metrics_server->run(); });
   server.run();
+  if (metrics_server) {
+    metrics_server->beginShutdown();
+    metrics_thread.join();
+  }
   stopped = true;
   watcher.join();
   std::fprintf(stderr, "{\"level\":\"info\",\"msg\":\"stopped\"}\n");

@@ -7,17 +7,22 @@
 #include <optional>
 #include <random>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 
 #include "api/openai_json.h"
 #include "api/status.h"
+#include "gateway/tls.h"
+#include "gateway/worker_pool.h"
 
 namespace gateway {
 
@@ -62,9 +67,41 @@ std::string errorBody(api::ErrorCode code, std::string message) {
   return api::serializeError(api::Status(code, std::move(message)));
 }
 
+bool asciiIEquals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    char x = a[i] >= 'A' && a[i] <= 'Z' ? static_cast<char>(a[i] - 'A' + 'a') : a[i];
+    if (x != b[i]) return false;
+  }
+  return true;
+}
+
+// Runs the handler; one backstop turns an escaped exception into a 500.
+void invokeHandler(const RequestHandler& handler, Exchange ex, std::shared_ptr<Responder> r) {
+  try {
+    handler(std::move(ex), r);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "{\"level\":\"error\",\"msg\":\"handler threw\",\"what\":\"%s\"}\n",
+                 e.what());
+    r->reply(500, errorBody(api::ErrorCode::kInternal, "Internal error."), {});
+  }
+}
+
+constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+
 }  // namespace
 
-class Session;
+// What the server's registry of connections sees of a session, whatever its transport: the
+// bytes buffered for its client, and a way to drop it when the process holds too many.
+class SessionBase : public std::enable_shared_from_this<SessionBase> {
+ public:
+  virtual ~SessionBase() = default;
+  // Posts the drop to the session's strand.
+  virtual void dropSlowClient() = 0;
+
+  std::atomic<size_t> pending_bytes_{0};  // written by the handler, not yet sent
+  std::atomic<bool> dropping_{false};     // chosen by the buffered-bytes cap
+};
 
 class Server::Impl {
  public:
@@ -74,7 +111,10 @@ class Server::Impl {
         handler_(std::move(handler)),
         ioc_(config_.threads),
         acceptor_(net::make_strand(ioc_)),
-        drain_timer_(acceptor_.get_executor()) {}
+        drain_timer_(acceptor_.get_executor()),
+        pool_(config_.worker_threads, static_cast<size_t>(config_.worker_queue)) {
+    if (config_.tls.enabled) tls_ = std::make_unique<TlsContextHolder>(config_.tls);
+  }
 
   api::StatusOr<int> listen();
   void run();
@@ -83,34 +123,103 @@ class Server::Impl {
   void onAccept(beast::error_code ec, tcp::socket socket);
   void checkDrained();
 
+  // The process-wide cap on buffered bytes.
+  void addBuffered(size_t n) {
+    int64_t total = buffered_.fetch_add(static_cast<int64_t>(n)) + static_cast<int64_t>(n);
+    if (total > config_.max_buffered_bytes) shedSlowest();
+  }
+  void releaseBuffered(size_t n) { buffered_.fetch_sub(static_cast<int64_t>(n)); }
+  void shedSlowest();
+  void registerSession(const std::shared_ptr<SessionBase>& s) {
+    std::lock_guard<std::mutex> lock(sessions_mu_);
+    sessions_.emplace(s.get(), s);
+  }
+  void unregisterSession(SessionBase* s) {
+    std::lock_guard<std::mutex> lock(sessions_mu_);
+    sessions_.erase(s);
+  }
+
   const ServerConfig config_;
   Metrics& metrics_;
   RequestHandler handler_;
   std::atomic<bool> draining_{false};
   std::atomic<int> in_flight_{0};
   std::atomic<int> connections_{0};
+  std::atomic<int64_t> buffered_{0};
   std::chrono::steady_clock::time_point drain_deadline_;
+  std::unique_ptr<TlsContextHolder> tls_;  // null without server.tls
+  std::mutex sessions_mu_;
+  std::unordered_map<SessionBase*, std::weak_ptr<SessionBase>> sessions_;
   net::io_context ioc_;
   tcp::acceptor acceptor_;
   net::steady_timer drain_timer_;
+  // Last: its jobs hold sessions, which need everything above while they are destroyed.
+  WorkerPool pool_;
 };
 
-// One client connection. Reads requests one at a time, hands each to the handler, writes
-// the answer (whole or streamed), and meanwhile watches the socket so that a client that
-// goes away cancels the work done for it.
-class Session : public std::enable_shared_from_this<Session> {
+// Chooses the connection with the most bytes waiting for its client and drops it, unless the
+// drops already under way bring the total back under the cap.
+void Server::Impl::shedSlowest() {
+  std::shared_ptr<SessionBase> victim;
+  int64_t being_dropped = 0;
+  {
+    std::lock_guard<std::mutex> lock(sessions_mu_);
+    size_t most = 0;
+    for (auto& [raw, weak] : sessions_) {
+      size_t pending = raw->pending_bytes_.load();
+      if (raw->dropping_.load()) {
+        being_dropped += static_cast<int64_t>(pending);
+      } else if (pending > most) {
+        if (auto s = weak.lock()) {
+          most = pending;
+          victim = std::move(s);
+        }
+      }
+    }
+  }
+  if (!victim || buffered_.load() - being_dropped <= config_.max_buffered_bytes) return;
+  if (victim->dropping_.exchange(true)) return;
+  metrics_.recordRejected("buffered_bytes_limit");
+  std::fprintf(stderr,
+               "{\"level\":\"warn\",\"msg\":\"dropping the slowest client: buffered bytes over "
+               "server.max_buffered_bytes\",\"pending_bytes\":%zu}\n",
+               victim->pending_bytes_.load());
+  victim->dropSlowClient();
+}
+
+// One client connection over `Stream` (plain TCP or TLS). Reads requests one at a time, hands
+// each to the handler, writes the answer (whole or streamed), and meanwhile watches the socket
+// so that a client that goes away cancels the work done for it.
+template <class Stream>
+class Session : public SessionBase {
  public:
-  Session(tcp::socket&& socket, Server::Impl& server)
-      : stream_(std::move(socket)), server_(server) {
+  static constexpr bool kTls = !std::is_same_v<Stream, beast::tcp_stream>;
+
+  template <class... Args>
+  Session(Server::Impl& server, Args&&... args)
+      : stream_(std::forward<Args>(args)...), server_(server) {
     server_.metrics_.connections().Increment();
   }
-  ~Session() {
+  ~Session() override {
+    server_.unregisterSession(this);
+    server_.releaseBuffered(pending_bytes_.load());
     server_.metrics_.connections().Decrement();
     server_.connections_.fetch_sub(1);
   }
 
   void start() {
-    net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->doRead(); });
+    server_.registerSession(shared_from_this());
+    net::dispatch(stream_.get_executor(), [self = self()] {
+      if constexpr (kTls) {
+        self->doHandshake();
+      } else {
+        self->doRead();
+      }
+    });
+  }
+
+  void dropSlowClient() override {
+    net::post(stream_.get_executor(), [self = self()] { self->clientGone(); });
   }
 
   // Responder operations, always on the strand.
@@ -119,13 +228,28 @@ class Session : public std::enable_shared_from_this<Session> {
   void write(std::string data);
   void finish();
   void setGoneHandler(std::function<void()> fn);
-  std::atomic<size_t> pending_bytes_{0};
+  void setDrainedHandler(std::function<void()> fn) { drained_handler_ = std::move(fn); }
+  // Counts bytes the handler queued and the cap across connections.
+  void addPending(size_t n) {
+    if (pending_bytes_.fetch_add(n) + n > Responder::kPauseAboveBytes) over_pause_ = true;
+    server_.addBuffered(n);
+  }
+  // Bytes sent or discarded; runs the drained handler once below the resume mark.
+  void releasePending(size_t n);
 
  private:
   class Channel;
 
+  std::shared_ptr<Session> self() {
+    return std::static_pointer_cast<Session>(shared_from_this());
+  }
+  beast::tcp_stream& tcp() { return beast::get_lowest_layer(stream_); }
+
+  void doHandshake();
   void doRead();
+  void onHeader(beast::error_code ec, size_t bytes);
   void onRead(beast::error_code ec, size_t bytes);
+  bool readFailed(beast::error_code ec);
   void dispatchRequest();
   void doWatch();
   void onWatch(beast::error_code ec, size_t bytes);
@@ -140,7 +264,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void close();
   void baseHeaders(http::fields& f);
 
-  beast::tcp_stream stream_;
+  Stream stream_;
   Server::Impl& server_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
@@ -154,6 +278,8 @@ class Session : public std::enable_shared_from_this<Session> {
   std::string request_id_;
   std::shared_ptr<Channel> channel_;
   std::function<void()> gone_handler_;
+  std::function<void()> drained_handler_;
+  std::atomic<bool> over_pause_{false};  // pending bytes went above kPauseAboveBytes
   bool gone_ = false;
 
   // Watching for a disconnect while answering.
@@ -176,7 +302,9 @@ class Session : public std::enable_shared_from_this<Session> {
 
 // The Responder handed to handlers: posts every call onto the session's strand, and ignores
 // calls once the answer is complete.
-class Session::Channel : public Responder, public std::enable_shared_from_this<Channel> {
+template <class Stream>
+class Session<Stream>::Channel : public Responder,
+                                 public std::enable_shared_from_this<Channel> {
  public:
   explicit Channel(std::shared_ptr<Session> session) : session_(std::move(session)) {}
 
@@ -193,14 +321,22 @@ class Session::Channel : public Responder, public std::enable_shared_from_this<C
     });
   }
   void write(std::string data) override {
-    session_->pending_bytes_.fetch_add(data.size());
-    post([data = std::move(data)](Session& s) mutable { s.write(std::move(data)); });
+    session_->addPending(data.size());
+    // Unlike the other calls, a write after the answer is complete still releases its bytes.
+    net::post(session_->stream_.get_executor(),
+              [channel = this->shared_from_this(), data = std::move(data)]() mutable {
+                if (channel->closed) return channel->session_->releasePending(data.size());
+                channel->session_->write(std::move(data));
+              });
   }
   void finish() override {
     post([](Session& s) { s.finish(); });
   }
   void onClientGone(std::function<void()> fn) override {
     post([fn = std::move(fn)](Session& s) mutable { s.setGoneHandler(std::move(fn)); });
+  }
+  void onDrained(std::function<void()> fn) override {
+    post([fn = std::move(fn)](Session& s) mutable { s.setDrainedHandler(std::move(fn)); });
   }
   size_t pendingBytes() const override { return session_->pending_bytes_.load(); }
 
@@ -212,7 +348,7 @@ class Session::Channel : public Responder, public std::enable_shared_from_this<C
   void post(F&& f) {
     // `closed` is only read and written on the strand.
     net::post(session_->stream_.get_executor(),
-              [channel = shared_from_this(), f = std::forward<F>(f)]() mutable {
+              [channel = this->shared_from_this(), f = std::forward<F>(f)]() mutable {
                 if (channel->closed) return;
                 f(*channel->session_);
               });
@@ -221,52 +357,107 @@ class Session::Channel : public Responder, public std::enable_shared_from_this<C
   std::shared_ptr<Session> session_;
 };
 
-void Session::baseHeaders(http::fields& f) {
+template <class Stream>
+void Session<Stream>::releasePending(size_t n) {
+  size_t left = pending_bytes_.fetch_sub(n) - n;
+  server_.releaseBuffered(n);
+  if (left <= Responder::kResumeBelowBytes && over_pause_.exchange(false) && drained_handler_) {
+    auto fn = drained_handler_;  // may replace itself
+    fn();
+  }
+}
+
+template <class Stream>
+void Session<Stream>::baseHeaders(http::fields& f) {
   f.set(http::field::server, "switchyard");
   f.set("x-request-id", request_id_);
 }
 
-void Session::doRead() {
+template <class Stream>
+void Session<Stream>::doHandshake() {
+  if constexpr (kTls) {
+    tcp().expires_after(toMs(server_.config_.read_timeout_s));
+    stream_.async_handshake(net::ssl::stream_base::server, [self = self()](beast::error_code ec) {
+      if (ec) {
+        // Not TLS (a plain HTTP client), no acceptable protocol or cipher, or no valid client
+        // certificate: nothing can be said to the client, so close.
+        self->server_.metrics_.recordRejected("tls_handshake");
+        return self->close();
+      }
+      self->doRead();
+    });
+  }
+}
+
+template <class Stream>
+void Session<Stream>::doRead() {
   parser_.emplace();
   parser_->body_limit(static_cast<uint64_t>(server_.config_.max_body_bytes));
   parser_->header_limit(static_cast<uint32_t>(server_.config_.max_header_bytes));
-  stream_.expires_after(first_request_ ? toMs(server_.config_.read_timeout_s)
-                                       : toMs(server_.config_.idle_timeout_s));
-  http::async_read(stream_, buffer_, *parser_,
-                   beast::bind_front_handler(&Session::onRead, shared_from_this()));
+  tcp().expires_after(first_request_ ? toMs(server_.config_.read_timeout_s)
+                                     : toMs(server_.config_.idle_timeout_s));
+  http::async_read_header(stream_, buffer_, *parser_,
+                          beast::bind_front_handler(&Session::onHeader, self()));
 }
 
-void Session::onRead(beast::error_code ec, size_t) {
-  if (ec == http::error::end_of_stream || ec == net::error::eof ||
-      ec == net::error::connection_reset) {
-    return close();
+// Headers are in: a client that waits for `100 Continue` gets it before the body is read.
+template <class Stream>
+void Session<Stream>::onHeader(beast::error_code ec, size_t) {
+  if (readFailed(ec)) return;
+  tcp().expires_after(toMs(server_.config_.read_timeout_s));
+  const auto& req = parser_->get();
+  bool wants_continue = req.version() >= 11 && !parser_->is_done() &&
+                        asciiIEquals(req[http::field::expect], "100-continue");
+  if (!wants_continue) {
+    return http::async_read(stream_, buffer_, *parser_,
+                            beast::bind_front_handler(&Session::onRead, self()));
   }
-  if (ec == beast::error::timeout) {
-    if (buffer_.size() > 0 || parser_->got_some()) server_.metrics_.recordRejected("read_timeout");
-    return close();
-  }
-  if (ec == http::error::body_limit) {
-    return rejectAndClose(413, api::ErrorCode::kPayloadTooLarge,
-                          "Request body exceeds the limit of " +
-                              std::to_string(server_.config_.max_body_bytes) + " bytes.",
-                          "body_too_large");
-  }
-  if (ec == http::error::header_limit) {
-    return rejectAndClose(431, api::ErrorCode::kPayloadTooLarge,
-                          "Request headers exceed the limit of " +
-                              std::to_string(server_.config_.max_header_bytes) + " bytes.",
-                          "headers_too_large");
-  }
-  if (ec) {
-    if (ec == net::error::operation_aborted) return close();
-    return rejectAndClose(400, api::ErrorCode::kInvalidRequest,
-                          "Malformed HTTP request: " + ec.message(), "malformed_http");
-  }
+  net::async_write(stream_, net::buffer(kContinue.data(), kContinue.size()),
+                   [self = self()](beast::error_code ec, size_t) {
+                     if (ec) return self->close();
+                     http::async_read(self->stream_, self->buffer_, *self->parser_,
+                                      beast::bind_front_handler(&Session::onRead, self));
+                   });
+}
+
+template <class Stream>
+void Session<Stream>::onRead(beast::error_code ec, size_t) {
+  if (readFailed(ec)) return;
   first_request_ = false;
   dispatchRequest();
 }
 
-void Session::dispatchRequest() {
+// Handles a failed read of headers or body; true when it did (the connection is closing).
+template <class Stream>
+bool Session<Stream>::readFailed(beast::error_code ec) {
+  if (!ec) return false;
+  if (ec == http::error::end_of_stream || ec == net::error::eof ||
+      ec == net::error::connection_reset || ec == net::ssl::error::stream_truncated) {
+    close();
+  } else if (ec == beast::error::timeout) {
+    if (buffer_.size() > 0 || parser_->got_some()) server_.metrics_.recordRejected("read_timeout");
+    close();
+  } else if (ec == http::error::body_limit) {
+    rejectAndClose(413, api::ErrorCode::kPayloadTooLarge,
+                   "Request body exceeds the limit of " +
+                       std::to_string(server_.config_.max_body_bytes) + " bytes.",
+                   "body_too_large");
+  } else if (ec == http::error::header_limit) {
+    rejectAndClose(431, api::ErrorCode::kPayloadTooLarge,
+                   "Request headers exceed the limit of " +
+                       std::to_string(server_.config_.max_header_bytes) + " bytes.",
+                   "headers_too_large");
+  } else if (ec == net::error::operation_aborted) {
+    close();
+  } else {
+    rejectAndClose(400, api::ErrorCode::kInvalidRequest,
+                   "Malformed HTTP request: " + ec.message(), "malformed_http");
+  }
+  return true;
+}
+
+template <class Stream>
+void Session<Stream>::dispatchRequest() {
   http::request<http::string_body> req = parser_->release();
   http_version_ = req.version();
   request_keep_alive_ = req.keep_alive();
@@ -284,36 +475,48 @@ void Session::dispatchRequest() {
   responding_ = true;
   gone_ = false;
   gone_handler_ = nullptr;
+  drained_handler_ = nullptr;
+  over_pause_ = false;
   stream_started_ = stream_head_written_ = stream_writing_ = false;
   stream_finish_requested_ = stream_done_ = false;
   stream_queue_.clear();
-  pending_bytes_ = 0;
   server_.in_flight_.fetch_add(1);
   server_.metrics_.inFlight().Increment();
   counted_in_flight_ = true;
 
-  stream_.expires_never();
-  channel_ = std::make_shared<Channel>(shared_from_this());
+  tcp().expires_never();
+  channel_ = std::make_shared<Channel>(self());
   doWatch();
-  try {
-    server_.handler_(std::move(ex), channel_);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "{\"level\":\"error\",\"msg\":\"handler threw\",\"what\":\"%s\"}\n",
-                 e.what());
-    reply(500, errorBody(api::ErrorCode::kInternal, "Internal error."), {}, "application/json");
+  if (static_cast<int64_t>(ex.body.size()) <= server_.config_.inline_body_bytes) {
+    return invokeHandler(server_.handler_, std::move(ex), channel_);
+  }
+  // A large body: parsing it would hold this I/O thread (and every connection on it) for
+  // a long while, so a worker handles the whole request.
+  bool queued = server_.pool_.tryPost(
+      [&server = server_, ex = std::move(ex), channel = channel_]() mutable {
+        invokeHandler(server.handler_, std::move(ex), std::move(channel));
+      });
+  if (!queued) {
+    server_.metrics_.recordRejected("worker_queue_full");
+    reply(503,
+          errorBody(api::ErrorCode::kUnavailable,
+                    "The server is busy with other large requests; retry shortly."),
+          {{"retry-after", "1"}}, "application/json");
   }
 }
 
-void Session::doWatch() {
+template <class Stream>
+void Session<Stream>::doWatch() {
   if (watching_) return;
   watching_ = true;
   // Reads into the same buffer the next request is parsed from, so a pipelined request is
   // not lost.
   stream_.async_read_some(buffer_.prepare(4096),
-                          beast::bind_front_handler(&Session::onWatch, shared_from_this()));
+                          beast::bind_front_handler(&Session::onWatch, self()));
 }
 
-void Session::onWatch(beast::error_code ec, size_t bytes) {
+template <class Stream>
+void Session<Stream>::onWatch(beast::error_code ec, size_t bytes) {
   watching_ = false;
   if (ec) {
     if (responding_) return clientGone();
@@ -328,7 +531,8 @@ void Session::onWatch(beast::error_code ec, size_t bytes) {
   // when the answer is complete. The disconnect watch ends here.
 }
 
-void Session::setGoneHandler(std::function<void()> fn) {
+template <class Stream>
+void Session<Stream>::setGoneHandler(std::function<void()> fn) {
   if (gone_) {
     fn();
     return;
@@ -336,7 +540,8 @@ void Session::setGoneHandler(std::function<void()> fn) {
   gone_handler_ = std::move(fn);
 }
 
-void Session::clientGone() {
+template <class Stream>
+void Session<Stream>::clientGone() {
   if (gone_) return;
   gone_ = true;
   if (gone_handler_) {
@@ -349,11 +554,14 @@ void Session::clientGone() {
 }
 
 // After the client went away: ends the answer once no write still uses its buffers.
-void Session::completeIfIdle() {
+template <class Stream>
+void Session<Stream>::completeIfIdle() {
   if (responding_ && gone_ && !stream_writing_ && !reply_) responseComplete(false);
 }
 
-void Session::reply(int status, std::string body, Headers headers, std::string content_type) {
+template <class Stream>
+void Session<Stream>::reply(int status, std::string body, Headers headers,
+                            std::string content_type) {
   if (!responding_ || stream_started_ || reply_) return;
   bool keep_alive = request_keep_alive_ && !server_.draining_.load();
   auto res = std::make_shared<http::response<http::string_body>>(
@@ -366,14 +574,15 @@ void Session::reply(int status, std::string body, Headers headers, std::string c
   res->prepare_payload();
   if (gone_) return responseComplete(false);
   reply_ = res;
-  stream_.expires_after(toMs(server_.config_.idle_timeout_s));
+  tcp().expires_after(toMs(server_.config_.idle_timeout_s));
   http::async_write(stream_, *res,
-                    [self = shared_from_this(), res, keep_alive](beast::error_code ec, size_t) {
+                    [self = self(), res, keep_alive](beast::error_code ec, size_t) {
                       self->onReplyWritten(ec, keep_alive);
                     });
 }
 
-void Session::onReplyWritten(beast::error_code ec, bool keep_alive) {
+template <class Stream>
+void Session<Stream>::onReplyWritten(beast::error_code ec, bool keep_alive) {
   reply_.reset();
   if (ec || gone_) {
     clientGone();
@@ -382,7 +591,8 @@ void Session::onReplyWritten(beast::error_code ec, bool keep_alive) {
   responseComplete(keep_alive);
 }
 
-void Session::startStream(Headers headers) {
+template <class Stream>
+void Session<Stream>::startStream(Headers headers) {
   if (!responding_ || stream_started_ || reply_) return;
   stream_started_ = true;
   stream_head_ = std::make_unique<http::response<http::empty_body>>(http::status::ok,
@@ -397,40 +607,43 @@ void Session::startStream(Headers headers) {
   stream_serializer_ = std::make_unique<http::response_serializer<http::empty_body>>(*stream_head_);
   if (gone_) return completeIfIdle();
   stream_writing_ = true;
-  stream_.expires_after(toMs(server_.config_.idle_timeout_s));
+  tcp().expires_after(toMs(server_.config_.idle_timeout_s));
   http::async_write_header(stream_, *stream_serializer_,
-                           [self = shared_from_this()](beast::error_code ec, size_t) {
+                           [self = self()](beast::error_code ec, size_t) {
                              self->stream_head_written_ = true;
                              self->onStreamWritten(ec);
                            });
 }
 
-void Session::write(std::string data) {
-  if (!stream_started_ || stream_done_ || stream_finish_requested_) {
-    pending_bytes_.fetch_sub(data.size());
-    return;
+template <class Stream>
+void Session<Stream>::write(std::string data) {
+  if (!stream_started_ || stream_done_ || stream_finish_requested_ || gone_) {
+    return releasePending(data.size());
   }
   stream_queue_.push_back(std::move(data));
   doStreamWrite();
 }
 
-void Session::finish() {
+template <class Stream>
+void Session<Stream>::finish() {
   if (!stream_started_ || stream_finish_requested_) return;
   stream_finish_requested_ = true;
   doStreamWrite();
 }
 
-void Session::doStreamWrite() {
+template <class Stream>
+void Session<Stream>::doStreamWrite() {
   if (gone_) return completeIfIdle();
   if (stream_writing_ || !stream_head_written_) return;
-  stream_.expires_after(toMs(server_.config_.idle_timeout_s));
+  tcp().expires_after(toMs(server_.config_.idle_timeout_s));
   if (!stream_queue_.empty()) {
     stream_writing_ = true;
     net::async_write(stream_, http::make_chunk(net::buffer(stream_queue_.front())),
-                     [self = shared_from_this()](beast::error_code ec, size_t) {
+                     [self = self()](beast::error_code ec, size_t) {
                        if (!self->stream_queue_.empty()) {
-                         self->pending_bytes_.fetch_sub(self->stream_queue_.front().size());
+                         size_t n = self->stream_queue_.front().size();
                          self->stream_queue_.pop_front();
+                         self->releasePending(n);
                        }
                        self->onStreamWritten(ec);
                      });
@@ -440,7 +653,7 @@ void Session::doStreamWrite() {
     stream_done_ = true;
     stream_writing_ = true;
     net::async_write(stream_, http::make_chunk_last(),
-                     [self = shared_from_this()](beast::error_code ec, size_t) {
+                     [self = self()](beast::error_code ec, size_t) {
                        self->stream_writing_ = false;
                        if (ec || self->gone_) {
                          self->clientGone();
@@ -451,7 +664,8 @@ void Session::doStreamWrite() {
   }
 }
 
-void Session::onStreamWritten(beast::error_code ec) {
+template <class Stream>
+void Session<Stream>::onStreamWritten(beast::error_code ec) {
   stream_writing_ = false;
   if (ec || gone_) {
     clientGone();
@@ -460,15 +674,20 @@ void Session::onStreamWritten(beast::error_code ec) {
   doStreamWrite();
 }
 
-void Session::responseComplete(bool keep_alive) {
+template <class Stream>
+void Session<Stream>::responseComplete(bool keep_alive) {
   if (!responding_) return;
   responding_ = false;
   if (channel_) channel_->closed = true;
   channel_.reset();
   gone_handler_ = nullptr;
+  drained_handler_ = nullptr;
   stream_serializer_.reset();
   stream_head_.reset();
+  size_t unsent = 0;
+  for (const std::string& s : stream_queue_) unsent += s.size();
   stream_queue_.clear();
+  if (unsent > 0) releasePending(unsent);
   if (counted_in_flight_) {
     counted_in_flight_ = false;
     server_.metrics_.inFlight().Decrement();
@@ -480,14 +699,15 @@ void Session::responseComplete(bool keep_alive) {
   if (watching_) {
     // The disconnect watch is still pending: the next request starts from its completion.
     resume_after_watch_ = true;
-    stream_.expires_after(toMs(server_.config_.idle_timeout_s));
+    tcp().expires_after(toMs(server_.config_.idle_timeout_s));
     return;
   }
   doRead();
 }
 
-void Session::rejectAndClose(int status, api::ErrorCode code, std::string message,
-                             const std::string& reason) {
+template <class Stream>
+void Session<Stream>::rejectAndClose(int status, api::ErrorCode code, std::string message,
+                                     const std::string& reason) {
   server_.metrics_.recordRejected(reason);
   if (request_id_.empty()) request_id_ = newRequestId();
   auto res = std::make_shared<http::response<http::string_body>>(
@@ -497,19 +717,25 @@ void Session::rejectAndClose(int status, api::ErrorCode code, std::string messag
   res->body() = errorBody(code, std::move(message));
   res->keep_alive(false);
   res->prepare_payload();
-  stream_.expires_after(std::chrono::seconds(5));
-  http::async_write(stream_, *res, [self = shared_from_this(), res](beast::error_code, size_t) {
+  tcp().expires_after(std::chrono::seconds(5));
+  http::async_write(stream_, *res, [self = self(), res](beast::error_code, size_t) {
     self->close();
   });
 }
 
-void Session::close() {
+// Closes the TCP connection. Over TLS no close_notify is sent: every answer is framed
+// (content-length or chunked), so a client cannot mistake the close for a truncation.
+template <class Stream>
+void Session<Stream>::close() {
   beast::error_code ec;
-  stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
-  stream_.close();
+  tcp().socket().shutdown(tcp::socket::shutdown_send, ec);
+  tcp().close();
 }
 
 api::StatusOr<int> Server::Impl::listen() {
+  if (tls_) {
+    if (api::Status st = tls_->load(); !st.ok()) return st;
+  }
   beast::error_code ec;
   auto address = net::ip::make_address(config_.listen, ec);
   if (ec) {
@@ -545,7 +771,14 @@ void Server::Impl::onAccept(beast::error_code ec, tcp::socket socket) {
     } else {
       connections_.fetch_add(1);
       socket.set_option(tcp::no_delay(true), ec);
-      std::make_shared<Session>(std::move(socket), *this)->start();
+      if (tls_) {
+        // Each connection keeps the context it started with; a reload affects later ones.
+        std::shared_ptr<TlsContext> ctx = tls_->current();
+        using TlsSession = Session<beast::ssl_stream<beast::tcp_stream>>;
+        std::make_shared<TlsSession>(*this, std::move(socket), *ctx)->start();
+      } else {
+        std::make_shared<Session<beast::tcp_stream>>(*this, std::move(socket))->start();
+      }
     }
   }
   doAccept();
@@ -556,6 +789,7 @@ void Server::Impl::run() {
   for (int i = 1; i < config_.threads; ++i) threads.emplace_back([this] { ioc_.run(); });
   ioc_.run();
   for (auto& t : threads) t.join();
+  pool_.stop();
 }
 
 void Server::Impl::beginShutdown() {
@@ -587,5 +821,6 @@ void Server::run() { impl_->run(); }
 void Server::beginShutdown() { impl_->beginShutdown(); }
 bool Server::draining() const { return impl_->draining_.load(); }
 int Server::inFlight() const { return impl_->in_flight_.load(); }
+api::Status Server::reloadTls() { return impl_->tls_ ? impl_->tls_->reload() : api::Status(); }
 
 }  // namespace gateway

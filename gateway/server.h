@@ -3,6 +3,13 @@
 // Limits (body, header, connection count) and timeouts (read, keep-alive idle) come from
 // ServerConfig. Shutdown: beginShutdown() stops accepting, lets in-flight answers finish
 // (up to shutdown_grace_s) and then stops the threads; run() returns.
+//
+// With `tls` enabled every connection starts with a TLS handshake (a client that does not
+// speak TLS, or fails mutual TLS, is closed and counted). Requests whose body exceeds
+// inline_body_bytes are handed to a small worker pool instead of running on the I/O thread
+// (a full pool answers 503 with Retry-After). `Expect: 100-continue` is answered before the
+// body is read. Bytes buffered for slow streaming clients are capped across all connections
+// (max_buffered_bytes): above the cap the connection furthest behind is dropped.
 #pragma once
 
 #include <functional>
@@ -34,6 +41,9 @@ class Server {
   bool draining() const;
   // Requests being answered now.
   int inFlight() const;
+  // Re-reads the TLS certificate files (SIGHUP): new connections use them; on failure the old
+  // ones stay and the reason is returned. Ok and nothing done without TLS.
+  api::Status reloadTls();
 
   class Impl;  // internal; named here so that sessions can refer to it
 
