@@ -81,6 +81,14 @@ class [[nodiscard]] Status {
     return *this;
   }
 
+  // The request never left the gateway (no connection could be made, a circuit was open): no
+  // provider can have billed it. Set by the transports; read by the spend accounting.
+  bool neverSent() const { return never_sent_; }
+  Status& withNeverSent() {
+    never_sent_ = true;
+    return *this;
+  }
+
   // "invalid_request: message" (for logs and CLI output).
   std::string toString() const;
 
@@ -92,6 +100,7 @@ class [[nodiscard]] Status {
   std::optional<double> retry_after_s_;
   std::optional<int> http_status_;
   std::optional<int> upstream_http_;
+  bool never_sent_ = false;
 };
 
 inline Status invalidRequest(std::string message, std::string param = {}) {

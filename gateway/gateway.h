@@ -28,11 +28,12 @@
 #include "routers/fallback.h"
 #include "routers/http_client.h"
 #include "routers/provider.h"
+#include "routers/router.h"
+#include "routers/spend.h"
 #include "routers/timer.h"
 
 namespace gateway {
 
-class Accounting;
 class QualityHub;
 class LiveStats;
 
@@ -65,23 +66,30 @@ class Gateway {
     std::shared_ptr<const policies::PolicySet> policies;
     std::shared_ptr<const Authenticator> auth;
   };
-  struct BudgetView {
-    std::optional<double> used;  // the tightest window's share spent or reserved
-    bool exhausted = false;
-  };
-
   Gateway(std::shared_ptr<const Config> config, Metrics& metrics);
   api::Status startEngines();
   api::Status buildRoutes();
   std::shared_ptr<const Live> liveState() const;
   bool isCloudModel(const std::string& model) const;
   double localQueueMs(const std::string& model) const;
-  BudgetView budgetView(const std::string& team, const policies::BudgetPolicy& budget) const;
-  api::StatusOr<std::shared_ptr<routers::ProviderCall>> startCloud(
-      routers::Provider& chain, const std::vector<routers::ChainTarget>& targets,
-      api::ChatRequest request, const policies::TeamPolicy& policy, const std::string& team,
-      const std::shared_ptr<Accounting>& account, std::shared_ptr<routers::ChatSink> sink,
-      routers::Deadline deadline);
+
+  // The chat handler (chat.cpp): admit, plan, dispatch.
+  struct ChatCall;
+  std::optional<ChatCall> admitChat(Exchange& ex, const std::shared_ptr<Responder>& responder);
+  api::Status checkModel(const ChatCall& call) const;
+  void openAccount(ChatCall& call, const Exchange& ex,
+                   const std::shared_ptr<Responder>& responder, int64_t rate_estimate);
+  void dispatchDirect(ChatCall& call);
+  void dispatchPlanned(ChatCall& call);
+  void runTargets(ChatCall& call, const std::string& name,
+                  std::vector<routers::ChainTarget> targets, std::optional<double> complexity,
+                  const std::string& note);
+  // The model's target and its fallbacks (empty for an unknown model).
+  std::vector<routers::ChainTarget> targetsOf(const std::string& model) const;
+  // A team whose exhausted budget falls back to its local model gets that model's local
+  // targets after the cloud ones, used only when the spending gate refuses.
+  void addLocalAfterRefusal(const policies::TeamPolicy& policy,
+                            std::vector<routers::ChainTarget>& targets) const;
   // What a quality record needs to know of the request it compares answers for.
   struct RequestFacts {
     std::string request_id, team, key_id, public_model;
@@ -96,10 +104,15 @@ class Gateway {
   // A sampled request was answered locally: the cloud answers the same request now, off the
   // request path and within the team's budget, and the pair is recorded.
   void startShadow(const RequestFacts& facts, const api::ChatRequest& request,
-                   const policies::TeamPolicy& policy, const std::string& cloud_model,
+                   std::shared_ptr<const policies::TeamPolicy> policy, const std::string& cloud_model,
                    const routers::RouteInfo& local_route, const api::ChatResponse& local_answer,
                    double local_latency_ms);
   bool sampleShadow(double rate);
+  std::shared_ptr<RequestFacts> qualityFacts(ChatCall& call, const routers::RoutePlan& plan);
+  void dispatchCascade(ChatCall& call, const routers::RoutePlan& plan,
+                       const std::shared_ptr<RequestFacts>& facts);
+  routers::CascadeOptions::Escalate escalation(const ChatCall& call,
+                                               const std::string& cloud_model);
   void handleFeedback(const Exchange& ex, const std::shared_ptr<Responder>& responder);
   void handleDashboard(const Exchange& ex, const std::shared_ptr<Responder>& responder);
   void updateEngineMetrics();
@@ -128,6 +141,8 @@ class Gateway {
   std::vector<std::unique_ptr<routers::FallbackChain>> chains_;
   std::unordered_map<std::string, Route> routes_;
   std::unique_ptr<policies::Ledger> ledger_;  // null without `ledger:`
+  std::unique_ptr<routers::SpendObserver> spend_metrics_;
+  std::unique_ptr<routers::Spender> spender_;  // every call that can spend goes through it
   policies::RateLimiter limiter_;
   routers::ComplexityWeights complexity_weights_;
   mutable std::mutex live_mu_;

@@ -5,13 +5,12 @@
 namespace policies {
 
 double Price::cost(const api::Usage& u) const {
-  int64_t cached = std::max<int64_t>(0, u.cached_prompt_tokens);
-  int64_t written = std::max<int64_t>(0, u.cache_write_prompt_tokens);
-  int64_t plain = std::max<int64_t>(0, u.prompt_tokens - cached - written);
-  int64_t completion = std::max<int64_t>(0, u.completion_tokens);
-  return (static_cast<double>(plain) * input + static_cast<double>(cached) * cached_input +
-          static_cast<double>(written) * cache_write +
-          static_cast<double>(completion) * output) /
+  // In doubles: an upstream's usage is untrusted and int64 differences could overflow.
+  double cached = std::max(0.0, static_cast<double>(u.cached_prompt_tokens));
+  double written = std::max(0.0, static_cast<double>(u.cache_write_prompt_tokens));
+  double plain = std::max(0.0, static_cast<double>(u.prompt_tokens) - cached - written);
+  double completion = std::max(0.0, static_cast<double>(u.completion_tokens));
+  return (plain * input + cached * cached_input + written * cache_write + completion * output) /
          1e6;
 }
 
@@ -32,7 +31,8 @@ api::StatusOr<PriceTable> PriceTable::read(const YamlReader& r) {
         return p.error("expected {input: ..., output: ...} in USD per million tokens, got " +
                        p.describe());
       }
-      if (api::Status s = p.checkNoUnknownKeys({"input", "cached_input", "cache_write", "output"});
+      if (api::Status s = p.checkNoUnknownKeys(
+                                     {"input", "cached_input", "cache_write", "output", "max_output"});
           !s.ok()) {
         return s;
       }
@@ -52,6 +52,11 @@ api::StatusOr<PriceTable> PriceTable::read(const YamlReader& r) {
       if (api::Status s = p.readDouble("cache_write", &out.cache_write, price); !s.ok()) {
         return s;
       }
+      int64_t max_output = 0;
+      if (api::Status s = p.readInt("max_output", &max_output, 1, int64_t{1} << 30); !s.ok()) {
+        return s;
+      }
+      if (max_output > 0) out.max_output_tokens = max_output;
       by_model[model] = out;
       return api::Status();
     });

@@ -11,10 +11,12 @@
 //       claude-sonnet-4-5: {input: 3.00, cached_input: 0.30, cache_write: 3.75, output: 15.00}
 //
 // `input` and `output` are required; `cached_input` (prompt tokens read from the provider's
-// cache) and `cache_write` (prompt tokens written to it) default to `input`.
+// cache) and `cache_write` (prompt tokens written to it) default to `input`. `max_output` is
+// the model's own output-token limit: requests are clamped to it, and budgets reserve no more.
 #pragma once
 
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -29,6 +31,7 @@ struct Price {
   double cached_input = 0;  // USD per 1M prompt tokens read from a cache
   double cache_write = 0;   // USD per 1M prompt tokens written to a cache
   double output = 0;        // USD per 1M completion tokens (reasoning tokens included)
+  std::optional<int64_t> max_output_tokens;  // the model's output limit, when configured
 
   // The cost of one answer in USD.
   double cost(const api::Usage& usage) const;

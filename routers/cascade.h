@@ -58,9 +58,9 @@ struct CascadeOptions {
   std::function<Verdict(std::optional<double> confidence, bool final, std::string* reason)> decide;
   // Starts the cloud call for `request` into `sink`, or says why it may not (budget
   // exhausted, data rules): the local answer then stands, and the reason is reported.
-  std::function<api::StatusOr<std::shared_ptr<ProviderCall>>(const api::ChatRequest& request,
-                                                            std::shared_ptr<ChatSink> sink)>
-      escalate;
+  using Escalate = std::function<api::StatusOr<std::shared_ptr<ProviderCall>>(
+      const api::ChatRequest& request, std::shared_ptr<ChatSink> sink)>;
+  Escalate escalate;
   // Called once when both answers exist (from a provider thread; must not block).
   std::function<void(const CascadePair& pair)> on_pair;
 };

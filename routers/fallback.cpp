@@ -46,6 +46,16 @@ class ChainCall : public ProviderCall, public std::enable_shared_from_this<Chain
     // Otherwise an attempt is starting right now; tryTarget() sees `cancelled_`.
   }
 
+  void setPaused(bool paused) override {
+    std::shared_ptr<ProviderCall> call;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      paused_ = paused;
+      call = current_;
+    }
+    if (call) call->setPaused(paused);
+  }
+
   void onAttemptChunk(api::ChatChunk chunk) {
     if (!routed_) announceRoute();
     delivered_ = true;
@@ -83,6 +93,10 @@ class ChainCall : public ProviderCall, public std::enable_shared_from_this<Chain
     // failure that made us leave the first one.
     bool refused_by_fallback = target_ > 0 && status.code() == api::ErrorCode::kInvalidRequest &&
                                !status.upstreamHttpStatus();
+    if (isGateRefusal(status)) {
+      moveOn(std::move(status), false);
+      return;
+    }
     if (!refused_by_fallback && !isFallbackable(status)) {
       finalize(std::move(status));
       return;
@@ -141,15 +155,17 @@ class ChainCall : public ProviderCall, public std::enable_shared_from_this<Chain
     request.model = t.upstream_model;
     auto sink = std::make_shared<AttemptSink>(shared_from_this());
     auto call = t.provider->chat(request, std::move(sink), deadline_);
-    bool cancel_now = false;
+    bool cancel_now = false, pause_now = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (serial_ == serial && !finished_) {
         current_ = call;
         cancel_now = cancelled_;
+        pause_now = paused_;
       }
     }
     if (cancel_now) call->cancel();
+    if (pause_now) call->setPaused(true);
   }
 
   // Gives up on the current target; tries the next one or ends with `status`.
@@ -157,12 +173,15 @@ class ChainCall : public ProviderCall, public std::enable_shared_from_this<Chain
     const ChainTarget& t = targets_[target_];
     failed_.push_back(t.label);
     if (!refused_by_fallback || !last_error_) last_error_ = status;
-    if (target_ + 1 >= targets_.size()) {
+    gate_refused_ = isGateRefusal(status);
+    size_t next = target_ + 1;
+    while (next < targets_.size() && targets_[next].after_refusal_only && !gate_refused_) ++next;
+    if (next >= targets_.size()) {
       finalize(*last_error_);
       return;
     }
-    if (observer_) observer_->onFallback(t, targets_[target_ + 1]);
-    ++target_;
+    if (observer_) observer_->onFallback(t, targets_[next]);
+    target_ = next;
     tries_on_target_ = 0;
     tryTarget();
   }
@@ -177,6 +196,13 @@ class ChainCall : public ProviderCall, public std::enable_shared_from_this<Chain
     info.attempts = std::max(attempts_, 1);
     info.failed = failed_;
     if (!failed_.empty() && failed_.back() == t.label) info.failed.pop_back();
+    if (t.after_refusal_only && last_error_) {
+      // Served here only because the spending gate refused the targets before.
+      info.escalation = (last_error_->openaiCode() == "insufficient_quota"
+                             ? "cloud budget exhausted: "
+                             : "cloud refused: ") +
+                        last_error_->message();
+    }
     sink_->onRoute(info);
   }
 
@@ -222,6 +248,7 @@ class ChainCall : public ProviderCall, public std::enable_shared_from_this<Chain
   std::optional<api::Status> last_error_;
   bool delivered_ = false;
   bool routed_ = false;
+  bool gate_refused_ = false;  // the last failure was the spending gate's refusal
 
   std::mutex mu_;  // guards what cancel() touches
   std::shared_ptr<ProviderCall> current_;
@@ -229,11 +256,20 @@ class ChainCall : public ProviderCall, public std::enable_shared_from_this<Chain
   uint64_t serial_ = 0;
   bool cancelled_ = false;
   bool finished_ = false;
+  bool paused_ = false;
 };
 
 }  // namespace
 
+bool isGateRefusal(const api::Status& status) {
+  const std::string& code = status.openaiCode();
+  return !status.upstreamHttpStatus() &&
+         (code == "cloud_not_allowed" || code == "model_not_allowed" ||
+          code == "insufficient_quota" || code == "ledger_unavailable");
+}
+
 bool isRetryable(const api::Status& status) {
+  if (isGateRefusal(status)) return false;
   if (auto http = status.upstreamHttpStatus()) {
     return *http == 408 || *http == 409 || *http == 429 || *http >= 500;
   }

@@ -50,7 +50,18 @@ struct ChainTarget {
   std::string label;                  // "<provider>/<upstream model>" for headers and metrics
   RetryPolicy retry;
   CircuitBreaker* breaker = nullptr;  // not owned; null: no circuit breaking (local engines)
+  std::string model;                  // the configured model name clients use (`models:`)
+  std::string api;                    // "local", or the cloud API: openai | anthropic | gemini
+  // Tried only when the chain got here because the spending gate refused the targets before
+  // (a team whose exhausted budget falls back to its local model); skipped otherwise.
+  bool after_refusal_only = false;
+
+  bool cloud() const { return api != "local"; }
 };
+
+// Whether a failure is the spending gate's refusal (routers/spend.h: data rules, budget,
+// ledger unavailable) rather than a target's: never retried, always moves on.
+bool isGateRefusal(const api::Status& status);
 
 // Hooks for metrics and logs; called from the providers' and the timer's threads.
 class ChainObserver {

@@ -62,6 +62,10 @@ class ProviderCall {
   // Aborts the call (thread-safe, idempotent); the sink then gets onFinish(kCancelled) unless
   // the call had already finished.
   virtual void cancel() = 0;
+  // Backpressure (thread-safe, idempotent): while paused, the call stops reading from its
+  // upstream (its chunks wait there, not in the gateway's memory); unpausing resumes. A call
+  // that cannot pause (the local engine, whose answers are bounded) ignores it.
+  virtual void setPaused(bool paused) {}
 };
 
 class Provider {

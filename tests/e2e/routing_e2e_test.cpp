@@ -309,32 +309,75 @@ TEST_F(RoutingE2E, ReloadAppliesValidPoliciesAndKeepsTheOldOnesOtherwise) {
   }, 5000ms));
 }
 
-TEST_F(RoutingE2E, KillDuringLoadLeavesAConsistentLedger) {
+TEST_F(RoutingE2E, KillDuringLoadNeverLosesSpend) {
+  // Streams in flight at the kill were billed by the provider; their durable reservations
+  // are settled at the reserved amount when the gateway starts again.
+  fake_.setDefaultInterval(40ms);
   std::atomic<bool> stop{false};
   std::vector<std::thread> load;
   for (int t = 0; t < 4; ++t) {
     load.emplace_back([&] {
-      while (!stop) chat("cloudy", ask("auto", "hi"));
+      while (!stop) chat("cloudy", ask("auto", "hi", true));
     });
   }
   std::this_thread::sleep_for(700ms);
   ::kill(gw_->process().pid(), SIGKILL);
   stop = true;
   for (auto& t : load) t.join();
+  fake_.setDefaultInterval(0ms);
   gw_.reset();
   start();
   HttpResponse spend = admin("GET", "/admin/v1/teams/cloudy/spend");
   ASSERT_EQ(spend.status, 200) << spend.body;
-  EXPECT_EQ(spend.json()["month"]["reserved_usd"], 0.0) << "reservations die with the process";
+  EXPECT_EQ(spend.json()["month"]["reserved_usd"], 0.0) << "no reservation survives a restart";
   double spent = spend.json()["month"]["spent_usd"];
   EXPECT_LE(spent, 0.05 + 1e-9);
-  // The settled rows and the spend agree.
-  int64_t rows = 0;
-  Json month = spend.json()["month"];
-  for (const auto& r : month["by_model_and_route"]) {
-    if (r["kind"] == "cloud") rows += r["requests"].get<int64_t>();
+  // The provider billed each call it received at most 4 prompt + 2 completion tokens.
+  EXPECT_GE(spent + 1e-12, fake_.chatRequestCount() * 0.006) << spend.body;
+}
+
+TEST_F(RoutingE2E, StreamsTheClientLeavesAreBilled) {
+  fake_.setDefaultInterval(100ms);
+  constexpr int kStreams = 8;
+  for (int i = 0; i < kStreams; ++i) {
+    HttpClient client;
+    Json body = ask("gpt-4o-mini", "tell me something", true);
+    client.stream("POST", gw_->url() + "/v1/chat/completions",
+                  {{"Authorization", "Bearer " + keyOf("cascade")},
+                   {"Content-Type", "application/json"}},
+                  body.dump(), [](std::string_view piece) {
+                    return piece.find("data:") == std::string_view::npos;  // hang up at once
+                  });
   }
-  EXPECT_NEAR(spent, rows * 0.006, 1e-9) << spend.body;
+  fake_.setDefaultInterval(0ms);
+  ASSERT_TRUE(waitUntil([&] {
+    std::string m = httpGet(gw_->url() + "/metrics").body;
+    return metricValue(m, "switchyard_cost_estimated_total", {{"team", "cascade"}, {"provider", "up"}})
+               .value_or(0) >= kStreams;
+  }, 10000ms));
+  ASSERT_TRUE(waitUntil([&] {
+    return admin("GET", "/admin/v1/teams/cascade/spend").json()["month"]["spent_usd"] > 0;
+  }, 5000ms));
+  HttpResponse spend = admin("GET", "/admin/v1/teams/cascade/spend");
+  // The provider bills the prompt (3 + 3 words) and what it streamed (at least one piece).
+  EXPECT_GE(spend.json()["month"]["spent_usd"].get<double>(), kStreams * 7 * 0.001) << spend.body;
+}
+
+TEST_F(RoutingE2E, EveryChoiceIsReserved) {
+  // 40 concurrent requests for 4 choices each on a $0.05 budget: the provider bills 4 prompt
+  // tokens and 4 x 2 completion tokens per call; what it billed stays within the budget.
+  std::vector<std::thread> threads;
+  std::atomic<int> ok{0};
+  for (int t = 0; t < 40; ++t) {
+    threads.emplace_back([&] {
+      Json b = ask("auto", "hi");
+      b["n"] = 4;
+      if (chat("cloudy", b).status == 200) ++ok;
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_GT(ok.load(), 0);
+  EXPECT_LE(fake_.chatRequestCount() * (4 + 4 * 2) * 0.001, 0.05 + 1e-9);
 }
 
 }  // namespace

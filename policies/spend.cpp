@@ -1,0 +1,129 @@
+#include "policies/spend.h"
+
+#include <algorithm>
+#include <limits>
+
+namespace policies {
+namespace {
+
+constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+// Chat-format tokens around one message (role markers, separators): generous for every API.
+constexpr int64_t kPerMessageTokens = 16;
+
+int64_t jsonBytes(const api::Json& j) {
+  if (j.is_null()) return 0;
+  if (j.is_object() && j.empty()) return 0;
+  return static_cast<int64_t>(j.dump().size());
+}
+
+bool contains(std::string_view s, std::string_view part) {
+  return s.find(part) != std::string_view::npos;
+}
+
+}  // namespace
+
+int64_t saturatingAdd(int64_t a, int64_t b) {
+  int64_t r;
+  if (__builtin_add_overflow(a, b, &r)) return b > 0 ? kMax : std::numeric_limits<int64_t>::min();
+  return r;
+}
+
+int64_t saturatingMul(int64_t a, int64_t b) {
+  int64_t r;
+  if (__builtin_mul_overflow(a, b, &r)) {
+    return (a < 0) != (b < 0) ? std::numeric_limits<int64_t>::min() : kMax;
+  }
+  return r;
+}
+
+int64_t imageTokenBound(std::string_view api, std::string_view model, std::string_view detail) {
+  const bool low = detail == "low";
+  if (api == "anthropic") {
+    // Anthropic: tokens = width * height / 750, images scaled down to at most ~1.15 megapixels
+    // (about 1,600 tokens); the bound keeps a margin over that.
+    return 1800;
+  }
+  if (api == "gemini") {
+    // Gemini: 258 tokens per 768x768 tile (258 for an image of at most 384 px); images are
+    // scaled to at most 3072x3072, so 16 tiles; Gemini 3's high media resolution is 1,120.
+    return 16 * 258;
+  }
+  // OpenAI: tile models (gpt-4o, gpt-4.1, o-series) scale to fit 2048x2048 and then the short
+  // side to 768: at most 2x4 tiles of 512 px, 85 + 170 per tile (1,445), low detail 85. Patch
+  // models (gpt-4.1-mini/nano, o4-mini) cap at 1,536 32-px patches times a multiplier of at
+  // most 2.46 (3,779). gpt-4o-mini bills images as 2,833 + 5,667 per tile (48,169; low 2,833).
+  if (contains(model, "4o-mini")) return low ? 2833 : 2833 + 8 * 5667;
+  if (contains(model, "mini") || contains(model, "nano")) return 3779;
+  return low ? 85 : 3779;
+}
+
+int64_t promptTokenBound(const api::ChatRequest& r, std::string_view api, std::string_view model) {
+  int64_t tokens = 0;
+  auto add = [&](int64_t n) { tokens = saturatingAdd(tokens, n); };
+  for (const api::Message& m : r.messages) {
+    add(kPerMessageTokens);
+    add(static_cast<int64_t>(m.content.text.size() + m.name.size() + m.tool_call_id.size()));
+    for (const api::ContentPart& p : m.content.parts) {
+      add(static_cast<int64_t>(p.text.size()));
+      if (p.type == api::ContentPart::Type::kImageUrl) {
+        add(imageTokenBound(api, model, p.image_detail));
+      } else if (!p.raw.is_null()) {
+        add(jsonBytes(p.raw));  // audio and files: their encoded bytes bound their tokens
+      }
+    }
+    for (const api::ToolCall& t : m.tool_calls) {
+      add(static_cast<int64_t>(t.arguments.size() + t.name.size() + t.id.size()) + 8);
+    }
+    if (m.refusal) add(static_cast<int64_t>(m.refusal->size()));
+  }
+  for (const api::Tool& t : r.tools) {
+    add(jsonBytes(t.parameters) + static_cast<int64_t>(t.description.size() + t.name.size()) + 8);
+  }
+  if (r.response_format) add(jsonBytes(r.response_format->json_schema) + 8);
+  for (const std::string& s : r.stop) add(static_cast<int64_t>(s.size()));
+  add(jsonBytes(r.extra));
+  return tokens;
+}
+
+int64_t promptTokenEstimate(const api::ChatRequest& r) {
+  // Images count at a typical high-detail size rather than the bound.
+  return promptTokenBound(r, "", "") / 4 + 1;
+}
+
+int64_t outputCap(const api::ChatRequest& r, const Price* price) {
+  int64_t limit = kMaxOutputCap;
+  if (price && price->max_output_tokens) limit = std::min(limit, *price->max_output_tokens);
+  if (auto asked = r.maxOutputTokens()) return std::clamp<int64_t>(*asked, 1, limit);
+  return price && price->max_output_tokens ? limit : std::min(limit, kDefaultOutputCap);
+}
+
+double worstCaseUsd(int64_t prompt_tokens, int64_t output_cap, int choices, const Price& price) {
+  double in = static_cast<double>(std::max<int64_t>(0, prompt_tokens));
+  double out = static_cast<double>(std::max<int64_t>(0, output_cap)) * std::max(1, choices);
+  double in_price = std::max({price.input, price.cached_input, price.cache_write});
+  return (in * in_price + out * price.output) / 1e6;
+}
+
+double estimatedUsd(int64_t prompt_tokens, int64_t output_tokens, const Price& price) {
+  double in = static_cast<double>(std::max<int64_t>(0, prompt_tokens));
+  double out = static_cast<double>(std::max<int64_t>(0, output_tokens));
+  return (in * std::max(price.input, price.cache_write) + out * price.output) / 1e6;
+}
+
+BudgetState budgetState(Ledger& ledger, const std::string& team, const BudgetPolicy& budget,
+                        int64_t now_ms) {
+  BudgetState state;
+  auto check = [&](std::optional<double> limit, Window w) {
+    if (!limit) return;
+    Spend s = ledger.spent(team, w, now_ms);
+    double used = s.settled_usd + s.reserved_usd;
+    double share = *limit > 0 ? used / *limit : (used > 0 ? 1e9 : 1);
+    state.used = std::max(state.used.value_or(0), share);
+    if (used >= *limit) state.exhausted = true;
+  };
+  check(budget.daily_usd, Window::kDay);
+  check(budget.monthly_usd, Window::kMonth);
+  return state;
+}
+
+}  // namespace policies

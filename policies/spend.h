@@ -1,0 +1,66 @@
+// The spend math of a cloud call, in one place: how many prompt tokens a request can be billed
+// at most, the output cap a call is held to, the worst-case cost a reservation holds, the
+// never-lower estimate for a call that ended without the provider's usage, and a team's
+// budget state. Every path that spends (routers/spend.h) and the planner use these.
+//
+// All token arithmetic saturates: requests and upstream usage are untrusted, and an overflowed
+// count must never turn into a negative (refilling) amount.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "api/chat.h"
+#include "policies/ledger.h"
+#include "policies/policy_set.h"
+#include "policies/pricing.h"
+
+namespace policies {
+
+int64_t saturatingAdd(int64_t a, int64_t b);
+int64_t saturatingMul(int64_t a, int64_t b);
+
+// The most prompt tokens one image can be billed at by a target speaking `api` ("openai",
+// "anthropic", "gemini"; anything else is taken as OpenAI-compatible), from each provider's
+// published sizing rules at their largest image (see spend.cpp), for `detail` "low" or not.
+int64_t imageTokenBound(std::string_view api, std::string_view model, std::string_view detail);
+
+// An upper bound of the prompt tokens `request` can be billed at by `model` behind `api`: one
+// token per byte of everything sent as text (messages, tool calls, tool definitions, the
+// response_format schema, stop strings and passed-through fields), a few tokens of chat
+// format per message, and each image by imageTokenBound.
+int64_t promptTokenBound(const api::ChatRequest& request, std::string_view api,
+                         std::string_view model);
+// A typical count (about 4 bytes a token), for rate limits and the trigger's prompt_tokens.
+int64_t promptTokenEstimate(const api::ChatRequest& request);
+
+// Output cap per choice assumed (and sent, for budgeted calls) when a request names none and
+// the model's limit is unknown; and the cap no request may exceed.
+constexpr int64_t kDefaultOutputCap = 16384;
+constexpr int64_t kMaxOutputCap = int64_t{1} << 20;
+
+// The output tokens per choice a call is held to: the request's own cap clamped to the
+// model's limit (Price::max_output_tokens) and kMaxOutputCap; with no cap in the request, the
+// model's limit, else kDefaultOutputCap.
+int64_t outputCap(const api::ChatRequest& request, const Price* price);
+
+// The most a call can cost in USD: every prompt token at the input price (cache writes may
+// cost more than input) plus `choices` answers of `output_cap` tokens.
+double worstCaseUsd(int64_t prompt_tokens, int64_t output_cap, int choices, const Price& price);
+
+// A never-lower estimate in USD of a call that reached its provider and ended without usage:
+// `prompt_tokens` (the provider's count when known, else the bound) and `output_tokens`
+// produced so far, each at its undiscounted price.
+double estimatedUsd(int64_t prompt_tokens, int64_t output_tokens, const Price& price);
+
+struct BudgetState {
+  std::optional<double> used;  // the tightest window's share spent or reserved; none: no limit
+  bool exhausted = false;      // some window has nothing left
+};
+// The team's budget state in the periods containing `now_ms`.
+BudgetState budgetState(Ledger& ledger, const std::string& team, const BudgetPolicy& budget,
+                        int64_t now_ms);
+
+}  // namespace policies
