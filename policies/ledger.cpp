@@ -537,8 +537,7 @@ Spend SqliteLedger::spent(const std::string& team, Window w, int64_t now_ms) {
   return out;
 }
 
-std::optional<Spend> SqliteLedger::cachedSpent(const std::string& team, Window w,
-                                               int64_t now_ms) {
+std::optional<Spend> SqliteLedger::cachedSpent(const std::string& team, Window w, int64_t now_ms) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = state_.find(team);
   if (it == state_.end()) return std::nullopt;
@@ -672,7 +671,8 @@ void SqliteLedger::writerLoop() {
     writer_cv_.wait(lock, [&] { return stop_ || failing_ || !queue_.empty(); });
     if (failing_ && !stop_) {
       // Back off (50 ms doubling up to 1.6 s) before the next attempt; at shutdown retry at once.
-      auto backoff = std::chrono::milliseconds(50 << std::min(std::max(failures_in_a_row, 1) - 1, 5));
+      auto backoff =
+          std::chrono::milliseconds(50 << std::min(std::max(failures_in_a_row, 1) - 1, 5));
       writer_cv_.wait_for(lock, backoff, [&] { return stop_; });
     }
     if (queue_.empty()) {

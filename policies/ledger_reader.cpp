@@ -164,8 +164,8 @@ class Reader {
     std::string sql =
         "SELECT request_id, team, key_id, model, route, kind, " + decision + ", " + compute +
         ", prompt_tokens, cached_prompt_tokens, completion_tokens, cost_usd, latency_ms, status, "
-        "unix_ms, " + state +
-        " FROM requests WHERE unix_ms >= ?1 AND unix_ms < ?2 ORDER BY unix_ms, id";
+        "unix_ms, " +
+        state + " FROM requests WHERE unix_ms >= ?1 AND unix_ms < ?2 ORDER BY unix_ms, id";
     auto q = prepare(sql, "reading rows");
     if (!q.ok()) return q.status();
     sqlite3_stmt* s = q->get();

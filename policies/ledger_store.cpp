@@ -476,8 +476,7 @@ api::StatusOr<CrashedRows> LedgerStore::settleCrashed() {
     sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
     return out;
   }
-  const char* sql =
-      "UPDATE requests SET state = 'crashed' WHERE state = 'pending'; COMMIT";
+  const char* sql = "UPDATE requests SET state = 'crashed' WHERE state = 'pending'; COMMIT";
   if (api::Status s = exec(db, sql, "settling crashed reservations"); !s.ok()) {
     sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
     return s;

@@ -39,8 +39,8 @@ std::unique_ptr<policies::Ledger> mustOpen(const std::string& path) {
   return l.ok() ? std::move(*l) : nullptr;
 }
 
-ReservationRequest request(const std::string& id, double max_cost,
-                           const std::string& team = "acme", BudgetLimits limits = {}) {
+ReservationRequest request(const std::string& id, double max_cost, const std::string& team = "acme",
+                           BudgetLimits limits = {}) {
   ReservationRequest r;
   r.request_id = id;
   r.team = team;
@@ -367,8 +367,8 @@ TEST(LedgerDurable, ConcurrentReservationsShareCommits) {
   RawDb db(path);
   EXPECT_EQ(db.int64("SELECT COUNT(*) FROM requests WHERE state = 'settled'"), kThreads * kEach);
   EXPECT_EQ(db.int64("SELECT COUNT(*) FROM requests"), kThreads * kEach);
-  EXPECT_NEAR(ledger->spent("acme", Window::kDay, kNov23).settled_usd,
-              kThreads * kEach * 0.0005, 1e-9);
+  EXPECT_NEAR(ledger->spent("acme", Window::kDay, kNov23).settled_usd, kThreads * kEach * 0.0005,
+              1e-9);
 }
 
 TEST(LedgerDurable, DurableReservationsCountAgainstLimitsLikeReserve) {

@@ -79,8 +79,8 @@ TEST(LedgerMigration, VersionOneGainsDecisionAndComputeColumns) {
 // A version-2 ledger (every row final, no state or seq) is upgraded in place: its rows are
 // settled, count in the sums, and durable reservations work on it.
 TEST(LedgerMigration, VersionTwoGainsStateAndDurableReservations) {
-  auto dir = std::filesystem::temp_directory_path() /
-             ("sy-ledger-mig2-" + std::to_string(::getpid()));
+  auto dir =
+      std::filesystem::temp_directory_path() / ("sy-ledger-mig2-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   const std::string path = (dir / "ledger.db").string();
   {
@@ -125,16 +125,17 @@ TEST(LedgerMigration, VersionTwoGainsStateAndDurableReservations) {
   ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
   EXPECT_EQ(query(db, "SELECT value FROM meta WHERE key = 'schema_version'"), "3");
   // The pending row r3 was left open at close, so it reads as pending until the next open.
-  EXPECT_EQ(query(db, "SELECT request_id || '|' || state || '|' || cost_usd FROM requests "
-                      "ORDER BY id"),
+  EXPECT_EQ(query(db,
+                  "SELECT request_id || '|' || state || '|' || cost_usd FROM requests "
+                  "ORDER BY id"),
             "r1|settled|0.5;r2|settled|0.25;r3|pending|0.125");
   EXPECT_EQ(query(db, "SELECT COUNT(*) FROM sqlite_master WHERE name = 'requests_pending'"), "1");
   sqlite3_close(db);
   {
     auto ledger = policies::openSqliteLedger(path);
     ASSERT_TRUE(ledger.ok()) << ledger.status().message();
-    EXPECT_DOUBLE_EQ(
-        (*ledger)->spent("acme", policies::Window::kMonth, 1795446245000).settled_usd, 0.875);
+    EXPECT_DOUBLE_EQ((*ledger)->spent("acme", policies::Window::kMonth, 1795446245000).settled_usd,
+                     0.875);
   }
   std::filesystem::remove_all(dir);
 }
