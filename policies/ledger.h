@@ -185,8 +185,9 @@ class Ledger {
   // that is not finite.
   virtual api::StatusOr<bool> markAlerted(const std::string& team, const std::string& period,
                                           double threshold, int64_t now_ms) = 0;
-  // Blocks until every row queued before the call is committed. kIo when the writer failed
-  // meanwhile (it keeps the rows and retries).
+  // Blocks until every write queued before the call is committed (a pending row whose write
+  // failed is dropped instead: its on_durable said so). kIo when the writer failed meanwhile (it
+  // keeps the rows and retries).
   virtual api::Status flush() = 0;
   // Teams with any row (committed or queued), sorted.
   virtual std::vector<std::string> teams() = 0;

@@ -246,6 +246,31 @@ TEST(LedgerReader, ReadsANewerSchemasColumnsAndDefaultsNulls) {
   EXPECT_EQ((*rows)[1].kind, "local");
 }
 
+TEST(LedgerReader, RowsOfAVersionTwoFileAreSettled) {
+  // Written before durable reservations: no state column, every row final.
+  TempDir dir;
+  std::string path = dir.file("ledger.db");
+  {
+    RawDb raw(path);
+    raw.exec(
+        "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+        "INSERT INTO meta VALUES('schema_version', '2');"
+        "CREATE TABLE requests(id INTEGER PRIMARY KEY, request_id TEXT NOT NULL, unix_ms INTEGER "
+        "NOT NULL, team TEXT NOT NULL, key_id TEXT NOT NULL, model TEXT NOT NULL, route TEXT NOT "
+        "NULL, kind TEXT NOT NULL, prompt_tokens INTEGER NOT NULL, cached_prompt_tokens INTEGER "
+        "NOT NULL, completion_tokens INTEGER NOT NULL, cost_usd REAL NOT NULL, latency_ms REAL NOT "
+        "NULL, status INTEGER NOT NULL, decision TEXT NOT NULL DEFAULT '', compute_ms REAL NOT "
+        "NULL DEFAULT 0);"
+        "INSERT INTO requests VALUES(1, 'r1', 1795446245000, 'acme', 'k', 'gpt-4o', 'smart', "
+        "'cloud', 10, 0, 5, 0.5, 12.0, 200, 'cloud', 0);");
+  }
+  auto rows = readLedgerRows(path, std::nullopt, std::nullopt);
+  ASSERT_TRUE(rows.ok()) << rows.status().message();
+  ASSERT_EQ(rows->size(), 1u);
+  EXPECT_EQ((*rows)[0].state, "settled");
+  EXPECT_DOUBLE_EQ((*rows)[0].cost_usd, 0.5);
+}
+
 TEST(LedgerReader, ReadsAClosedLedger) {
   TempDir dir;
   std::string path = dir.file("ledger.db");
