@@ -3,6 +3,12 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include <algorithm>
+#include <map>
+#include <utility>
+
+#include "api/ascii.h"
+
 namespace gateway {
 namespace {
 
@@ -27,6 +33,84 @@ std::string toHex(std::string_view raw) {
 }  // namespace
 
 std::string sha256Hex(std::string_view data) { return toHex(rawSha256(data)); }
+
+std::vector<Team> switchyardTeams(const Config& config) {
+  std::vector<Team> own;
+  for (const Team& t : config.teams) {
+    Team team{t.name, {}};
+    const policies::TeamPolicy* from_file = config.policies ? config.policies->team(t.name) : nullptr;
+    for (const ApiKey& k : t.keys) {
+      bool given_by_file = false;
+      if (from_file) {
+        for (const policies::TeamKey& fk : from_file->keys) given_by_file |= fk.sha256 == k.sha256;
+      }
+      if (!given_by_file) team.keys.push_back(k);
+    }
+    own.push_back(std::move(team));
+  }
+  return own;
+}
+
+namespace {
+
+api::Status checkBudgetsKept(const policies::PolicySet& set) {
+  for (const policies::TeamPolicy& t : set.teams()) {
+    if (t.budget.limited()) {
+      return api::Status(api::ErrorCode::kConfig,
+                         set.source() + ": team '" + t.name +
+                             "' has a budget, but no ledger is configured to keep it (add "
+                             "`ledger: {path: ledger.db}`)");
+    }
+  }
+  if (set.defaults().budget.limited()) {
+    return api::Status(api::ErrorCode::kConfig,
+                       set.source() +
+                           ": the defaults set a budget, but no ledger is configured to keep it "
+                           "(add `ledger: {path: ledger.db}`)");
+  }
+  return api::Status();
+}
+
+}  // namespace
+
+api::StatusOr<std::vector<Team>> bindPolicies(const Config& config, std::vector<Team> own,
+                                              const policies::PolicySet& set, bool has_ledger) {
+  std::map<std::string, std::string> owner;  // sha256 -> "team/key"
+  for (const Team& t : own) {
+    for (const ApiKey& k : t.keys) owner[k.sha256] = t.name + "/" + k.id;
+  }
+  for (const ApiKey& k : config.auth.admin_keys) owner[k.sha256] = "admin/" + k.id;
+  for (const policies::TeamPolicy& tp : set.teams()) {
+    auto it = std::find_if(own.begin(), own.end(), [&](const Team& t) { return t.name == tp.name; });
+    if (it == own.end()) {
+      own.push_back(Team{tp.name, {}});
+      it = std::prev(own.end());
+    }
+    for (const policies::TeamKey& k : tp.keys) {
+      if (auto [o, inserted] = owner.emplace(k.sha256, tp.name + "/" + k.id); !inserted) {
+        return api::Status(api::ErrorCode::kConfig,
+                           "the policies file gives team '" + tp.name + "' key '" + k.id +
+                               "', which is already used by " + o->second);
+      }
+      it->keys.push_back(ApiKey{k.id, k.sha256});
+    }
+  }
+  // Without a policies file, the built-in routing applies only where its models exist.
+  for (const policies::ModelReference& ref : set.referencedModels()) {
+    if (config.policies_file.empty()) break;
+    if (!config.findModel(ref.model)) {
+      return api::Status(api::ErrorCode::kConfig,
+                         ref.location + ": unknown model '" + ref.model +
+                             "' (policies route to entries of `models:`" +
+                             (config.source_path.empty() ? "" : " in " + config.source_path) +
+                             ")");
+    }
+  }
+  if (!has_ledger) {
+    if (api::Status st = checkBudgetsKept(set); !st.ok()) return st;
+  }
+  return own;
+}
 
 Authenticator::Authenticator(const Config& config)
     : allow_unauthenticated_(config.auth.allow_unauthenticated),
@@ -58,8 +142,7 @@ api::StatusOr<Principal> Authenticator::authenticate(std::string_view authorizat
   }
   constexpr std::string_view kBearer = "Bearer ";
   if (authorization.size() <= kBearer.size() ||
-      !std::equal(kBearer.begin(), kBearer.end(), authorization.begin(),
-                  [](char a, char b) { return std::tolower(a) == std::tolower(b); })) {
+      !api::equalsIgnoringAsciiCase(authorization.substr(0, kBearer.size()), kBearer)) {
     return api::Status(api::ErrorCode::kUnauthenticated,
                        "The Authorization header must use the Bearer scheme "
                        "(Authorization: Bearer YOUR_KEY).",

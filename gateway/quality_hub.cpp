@@ -41,13 +41,19 @@ api::StatusOr<std::unique_ptr<QualityHub>> QualityHub::open(const Config& config
   std::unique_ptr<QualityHub> hub(new QualityHub(config, metrics, ledger, judge_chain));
   quality::RecorderOptions options;
   options.queue_capacity = static_cast<size_t>(q.queue_size);
+  options.feedback_queue_capacity = kFeedbackQueue;
   options.retention.max_age_days = q.max_age_days;
   options.retention.max_rows = q.max_rows;
   options.retention.max_bytes = q.max_mb << 20;
-  options.annotate = [](quality::QualityRecord& r) {
-    if (!r.redacted) r.metrics = quality::computeTextMetrics(r.local.text, r.cloud.text);
-  };
   QualityHub* self = hub.get();
+  options.annotate = [self](quality::QualityRecord& r) {
+    if (!r.redacted) r.metrics = quality::computeTextMetrics(r.local.text, r.cloud.text);
+    // Stored with the reason, so that a report tells "kept from the judge" from "not sampled".
+    if (self->judge_ && !r.judge && self->judgeForbiddenFor(r.team)) {
+      r.judge = self->skippedByPolicy(r.team);
+      self->metrics_.recordJudgeVerdict(kSkippedPolicy);
+    }
+  };
   options.on_stored = [self](const quality::QualityRecord& r) {
     self->metrics_.recordQualityRecord(std::string(quality::kindName(r.kind)));
     self->maybeJudge(r);
@@ -63,6 +69,7 @@ QualityHub::QualityHub(const Config& config, Metrics& metrics, policies::Ledger*
       judge_chain_(judge_chain),
       prices_(config.prices),
       gpu_hour_usd_(config.quality.gpu_hour_usd),
+      policies_(config.policies),
       rng_(std::random_device{}()) {
   const QualityJudgeConfig& j = config.quality.judge;
   judge_config_.model = j.model;
@@ -73,7 +80,59 @@ QualityHub::QualityHub(const Config& config, Metrics& metrics, policies::Ledger*
   judge_config_.timeout_s = j.timeout_s;
   if (judge_chain_) {
     judge_ = std::make_unique<quality::Judge>(*judge_chain_, judge_config_, prices_.get());
+    // The judge's model and its fallbacks: one cloud target makes the judge a cloud path.
+    std::vector<std::string> models = {j.model};
+    if (const ModelRoute* m = config.findModel(j.model)) {
+      models.insert(models.end(), m->fallbacks.begin(), m->fallbacks.end());
+    }
+    for (const std::string& name : models) {
+      const ModelRoute* m = config.findModel(name);
+      auto p = m ? config.providers.find(m->provider) : config.providers.end();
+      if (p == config.providers.end() || p->second.type != "local") judge_is_cloud_ = true;
+    }
   }
+}
+
+void QualityHub::setPolicies(std::shared_ptr<const policies::PolicySet> policies) {
+  std::lock_guard<std::mutex> lock(policies_mu_);
+  policies_ = std::move(policies);
+}
+
+bool QualityHub::judgeForbiddenFor(const std::string& team) const {
+  if (!judge_is_cloud_) return false;
+  std::shared_ptr<const policies::PolicySet> set;
+  {
+    std::lock_guard<std::mutex> lock(policies_mu_);
+    set = policies_;
+  }
+  if (!set) return true;  // no policy to say yes
+  const policies::TeamPolicy& p = set->policyFor(team);
+  return !p.allow_cloud || !p.allowsModel(judge_config_.model);
+}
+
+quality::JudgeResult QualityHub::skippedByPolicy(const std::string& team) const {
+  quality::JudgeResult j;
+  j.status = quality::JudgeStatus::kError;
+  j.model = judge_config_.model;
+  j.detail = std::string(kSkippedPolicy) + ": the policy of team '" + team +
+             "' keeps its data from the judge's model '" + judge_config_.model +
+             "' (allow_cloud, allowed_models)";
+  j.unix_ms = unixMs();
+  return j;
+}
+
+api::Status QualityHub::admitFeedback(const std::string& team) {
+  policies::RateLimitPolicy limit;
+  limit.team.requests_per_minute = kFeedbackPerMinute;
+  api::Status st =
+      feedback_limiter_.admit(team, "", limit, 0, policies::RateLimiter::Clock::now());
+  if (st.ok()) return st;
+  api::Status refused(api::ErrorCode::kRateLimited,
+                      "Too much feedback from team '" + team + "': at most " +
+                          std::to_string(kFeedbackPerMinute) + " per minute.",
+                      {}, "rate_limit_exceeded");
+  if (auto after = st.retryAfterSeconds()) refused.withRetryAfter(*after);
+  return refused;
 }
 
 QualityHub::~QualityHub() {
@@ -92,6 +151,12 @@ void QualityHub::feedback(quality::Feedback f, std::function<void(api::Status)> 
 
 void QualityHub::maybeJudge(const quality::QualityRecord& r) {
   if (!judge_ || stopping_ || r.redacted || judge_config_.sample_rate <= 0) return;
+  if (r.judge) return;  // skipped by policy when annotated
+  if (judgeForbiddenFor(r.team)) {  // the policy changed since (a reload)
+    metrics_.recordJudgeVerdict(kSkippedPolicy);
+    recorder_->submitJudge(r.id, skippedByPolicy(r.team));
+    return;
+  }
   if (r.local.text.empty() && r.cloud.text.empty()) return;
   {
     std::lock_guard<std::mutex> lock(rng_mu_);

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <iterator>
 
+#include "api/ascii.h"
 #include "policies/yaml_reader.h"
 
 namespace policies {
@@ -51,11 +52,7 @@ api::Status errorAtColumn(size_t column, std::string_view problem) {
                      "column " + std::to_string(column) + ": " + std::string(problem));
 }
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
+std::string lower(std::string_view s) { return api::asciiLower(s); }
 
 std::string formatNumber(double v) {
   char buf[64];

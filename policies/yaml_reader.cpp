@@ -10,7 +10,14 @@
 #include <cstdlib>
 #include <fstream>
 #include <iterator>
+#include <optional>
+#include <sstream>
 #include <system_error>
+
+#include <yaml-cpp/eventhandler.h>
+#include <yaml-cpp/parser.h>
+
+#include "api/ascii.h"
 
 namespace policies {
 
@@ -73,9 +80,7 @@ bool isVarChar(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c
 
 // Optimal string alignment distance, ASCII case-insensitive.
 size_t editDistance(std::string_view a, std::string_view b) {
-  auto lower = [](char c) {
-    return static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  };
+  auto lower = [](char c) { return api::asciiLower(c); };
   std::vector<std::vector<size_t>> d(a.size() + 1, std::vector<size_t>(b.size() + 1));
   for (size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
   for (size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
@@ -104,8 +109,7 @@ std::string joinQuoted(const std::vector<std::string_view>& words) {
 }
 
 bool isYaml11BoolWord(std::string_view text) {
-  std::string lower(text);
-  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  const std::string lower = api::asciiLower(text);
   return lower == "yes" || lower == "no" || lower == "on" || lower == "off" || lower == "y" ||
          lower == "n";
 }
@@ -226,6 +230,46 @@ std::optional<std::string_view> closestMatch(std::string_view word,
   return best;
 }
 
+// Where each document of a stream starts, and the line of its first node that is not null.
+// YamlReader::parse reads at most two documents with it instead of YAML::LoadAll, which loops
+// forever in yaml-cpp 0.7 on some malformed text (a lone ',', yaml-cpp issue #1040): the parser
+// keeps reporting empty documents without consuming anything.
+class DocumentScan : public YAML::EventHandler {
+ public:
+  struct Doc {
+    YAML::Mark start;
+    int first_line = 1;  // 1-based; 1 for an empty document, as lineOf() gives for null
+    bool has_node = false;
+  };
+  std::vector<Doc> docs;
+
+  void OnDocumentStart(const YAML::Mark& mark) override { docs.push_back({mark}); }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override { node(mark); }
+  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                const std::string&) override {
+    node(mark);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    node(mark);
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    node(mark);
+  }
+  void OnMapEnd() override {}
+
+ private:
+  void node(const YAML::Mark& mark) {
+    if (docs.empty() || docs.back().has_node) return;
+    docs.back().has_node = true;
+    if (mark.line >= 0) docs.back().first_line = mark.line + 1;
+  }
+};
+
 // ---------------------------------------------------------------------------------------------
 
 YamlReader::YamlReader(const YAML::Node& node, std::string_view source_name, EnvLookup env)
@@ -243,14 +287,24 @@ YamlReader::YamlReader(const YAML::Node& node, std::string path, int line, int k
 api::StatusOr<YamlReader> YamlReader::parse(std::string_view text, std::string_view source_name,
                                             EnvLookup env) {
   try {
-    std::vector<YAML::Node> docs = YAML::LoadAll(std::string(text));
-    if (docs.size() > 1) {
-      return configError(std::string(source_name) + ":" + std::to_string(lineOf(docs[1], 1)) +
+    const std::string owned(text);
+    std::istringstream in(owned);
+    YAML::Parser parser(in);
+    DocumentScan scan;
+    while (scan.docs.size() < 2 && parser.HandleNextDocument(scan)) {
+    }
+    if (scan.docs.size() > 1) {
+      const YAML::Mark& at = scan.docs[1].start;
+      if (at.pos == scan.docs[0].start.pos) {  // stuck: see DocumentScan
+        return configError(std::string(source_name) + ":" + std::to_string(at.line + 1) + ":" +
+                           std::to_string(at.column + 1) + ": invalid YAML: unexpected text");
+      }
+      return configError(std::string(source_name) + ":" +
+                         std::to_string(scan.docs[1].first_line) +
                          ": the file holds more than one YAML document (a second '---'); "
                          "expected one");
     }
-    YAML::Node root = docs.empty() ? YAML::Node(YAML::NodeType::Null) : docs[0];
-    return YamlReader(root, source_name, std::move(env));
+    return YamlReader(YAML::Load(owned), source_name, std::move(env));
   } catch (const YAML::Exception& e) {
     std::string where = std::string(source_name);
     if (e.mark.line >= 0) {
@@ -677,7 +731,7 @@ api::Status readIdentifier(const YamlReader& r, std::string_view key, std::strin
 api::Status readKeySha256(const YamlReader& r, std::string_view key, std::string* out) {
   std::string value;
   if (api::Status st = r.readString(key, &value, Presence::kRequired); !st.ok()) return st;
-  for (char& c : value) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  value = api::asciiLower(value);
   if (value.size() != 64 || !std::all_of(value.begin(), value.end(), [](char c) {
         return std::isxdigit(static_cast<unsigned char>(c)) != 0;
       })) {
