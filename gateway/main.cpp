@@ -67,6 +67,20 @@ std::unique_ptr<gateway::Server> makeMetricsServer(const gateway::Config& config
       });
 }
 
+// SIGHUP: re-reads the certificates; bad new files keep the old ones (and say why).
+void reloadTls(gateway::Server& server, gateway::Metrics& metrics) {
+  api::Status st = server.reloadTls();
+  metrics.recordTlsReload(st.ok());
+  if (!st.ok()) {
+    std::fprintf(stderr,
+                 "{\"level\":\"error\",\"msg\":\"TLS certificates not reloaded; the old ones "
+                 "still apply\",\"why\":%s}\n",
+                 api::Json(st.message()).dump().c_str());
+  } else {
+    std::fprintf(stderr, "{\"level\":\"info\",\"msg\":\"TLS certificates reloaded\"}\n");
+  }
+}
+
 bool parseInt(const char* s, int& out) {
   char* end = nullptr;
   long v = std::strtol(s, &end, 10);
@@ -210,15 +224,7 @@ int main(int argc, char** argv) {
         server.beginShutdown();
         if (metrics_server) metrics_server->beginShutdown();
       } else if (sig == SIGHUP) {
-        // Re-read the certificates; bad new files keep the old ones (and say why).
-        if (api::Status st = server.reloadTls(); !st.ok()) {
-          std::fprintf(stderr,
-                       "{\"level\":\"error\",\"msg\":\"TLS certificates not reloaded; the "
-                       "old ones still apply\",\"why\":%s}\n",
-                       api::Json(st.message()).dump().c_str());
-        } else if (frozen->server.tls.enabled) {
-          std::fprintf(stderr, "{\"level\":\"info\",\"msg\":\"TLS certificates reloaded\"}\n");
-        }
+        if (frozen->server.tls.enabled) reloadTls(server, metrics);
         // Re-read the policies; an invalid file keeps the old ones (and says why).
         if (api::Status st = app.reloadPolicies(); !st.ok()) {
           std::fprintf(stderr,

@@ -37,6 +37,10 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                    .Name("switchyard_http_rejected_total")
                    .Help("Connections and requests refused before routing, by reason")
                    .Register(*registry_);
+  tls_reloads_ = &prometheus::BuildCounter()
+                      .Name("switchyard_tls_reloads_total")
+                      .Help("Re-reads of the TLS certificate files (SIGHUP), by result (ok, error)")
+                      .Register(*registry_);
   retries_ = &prometheus::BuildCounter()
                   .Name("switchyard_upstream_retries_total")
                   .Help("Upstream calls tried again after a retryable failure, by provider")
@@ -216,6 +220,10 @@ void Metrics::recordAlert(const std::string& team, const std::string& window, do
 
 void Metrics::recordRejected(const std::string& reason) {
   rejected_->Add({{"reason", reason}}).Increment();
+}
+
+void Metrics::recordTlsReload(bool ok) {
+  tls_reloads_->Add({{"result", ok ? "ok" : "error"}}).Increment();
 }
 
 void Metrics::setEngineLoad(const std::string& provider, int64_t queued, int64_t running,

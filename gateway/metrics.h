@@ -43,8 +43,11 @@ class Metrics {
   void setSpend(const std::string& team, const std::string& window, double spent, double budget);
   void recordAlert(const std::string& team, const std::string& window, double threshold);
   // Something the server refused before routing (body too large, header too large,
-  // connection limit, malformed HTTP, timeouts).
+  // connection limit, malformed HTTP, timeouts, TLS handshakes, a full worker queue, JSON over
+  // its bounds, a slow client dropped by the buffered-bytes cap).
   void recordRejected(const std::string& reason);
+  // One re-read of the TLS certificates (SIGHUP); a failed one keeps the old certificates.
+  void recordTlsReload(bool ok);
 
   // The local engines' load, set before each scrape: requests waiting and running, the share
   // of KV cache positions in use, and the smoothed decode rate.
@@ -74,6 +77,7 @@ class Metrics {
   prometheus::Family<prometheus::Histogram>* ttft_;
   prometheus::Family<prometheus::Counter>* upstream_errors_;
   prometheus::Family<prometheus::Counter>* rejected_;
+  prometheus::Family<prometheus::Counter>* tls_reloads_;
   prometheus::Family<prometheus::Counter>* retries_;
   prometheus::Family<prometheus::Counter>* fallbacks_;
   prometheus::Family<prometheus::Counter>* circuit_open_;

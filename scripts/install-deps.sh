@@ -7,7 +7,8 @@ packages=(
   build-essential cmake ninja-build pkg-config git ca-certificates
   libboost-dev nlohmann-json3-dev libcurl4-openssl-dev libssl-dev libyaml-cpp-dev
   prometheus-cpp-dev libsqlite3-dev sqlite3 libgtest-dev libgmock-dev
-  python3 python3-numpy wrk curl chromium
+  python3 python3-numpy wrk curl chromium openssl
+  clang libclang-rt-14-dev llvm-14  # scripts/fuzz.sh: libFuzzer, ASan/UBSan runtimes, symbolizer
 )
 
 missing=()
