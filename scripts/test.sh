@@ -17,5 +17,8 @@ fi
 
 cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "${extra[@]}"
 cmake --build "$build_dir" -j "$(nproc)"
+# The libFuzzer targets, a bounded time each (scripts/fuzz.sh; SY_FUZZ_SECONDS=0 skips them),
+# before ctest so that ctest's summary stays the last thing printed.
+if [[ "${SY_FUZZ_SECONDS:-}" != "0" ]]; then bash scripts/fuzz.sh; fi
 cd "$build_dir"
 ctest --output-on-failure -j "$(nproc)" --timeout 300
