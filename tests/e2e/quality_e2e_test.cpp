@@ -9,8 +9,11 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <mutex>
 #include <random>
 #include <sstream>
+#include <string>
+#include <vector>
 
 #include "quality/store.h"
 #include "tests/support/fake_openai.h"
@@ -23,7 +26,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-const char* kTeams[] = {"cascade", "shadowy", "secure", "hidden"};
+const char* kTeams[] = {"cascade", "shadowy", "secure", "hidden", "walled"};
 std::string keyOf(const std::string& team) { return "sk-" + team + "-quality-e2e-key"; }
 
 // A judge in OpenAI's wire format. "cloud" mode prefers the answer that starts with "echo:"
@@ -34,10 +37,22 @@ class FakeJudge {
   explicit FakeJudge(std::string mode) : mode_(std::move(mode)) {}
   std::string baseUrl() const { return "http://127.0.0.1:" + std::to_string(server_.port()) + "/v1"; }
   int calls() const { return calls_.load(); }
+  // True when a judge request so far carried `text` anywhere in its body.
+  bool saw(const std::string& text) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const std::string& b : bodies_) {
+      if (b.find(text) != std::string::npos) return true;
+    }
+    return false;
+  }
 
  private:
   void handle(const Request& req, ResponseWriter& w) {
     ++calls_;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      bodies_.push_back(req.body);
+    }
     if (mode_ == "hang") {
       w.hangUntilPeerGone(30000ms);
       return;
@@ -73,6 +88,8 @@ class FakeJudge {
 
   std::string mode_;
   std::atomic<int> calls_{0};
+  mutable std::mutex mu_;
+  std::vector<std::string> bodies_;
   LoopbackServer server_{[this](const Request& r, ResponseWriter& w) { handle(r, w); }};
 };
 
@@ -123,7 +140,10 @@ class QualityE2E : public ::testing::Test {
       << "    allow_cloud: false\n"
       << "    routing: {mode: local_only, shadow_rate: 1.0}\n"
       << "  hidden:\n" << keys("hidden")
-      << "    redact_prompts: true\n";
+      << "    redact_prompts: true\n"
+      // Cloud answers, but only from gpt-4o-mini: the judge's model is not one of them.
+      << "  walled:\n" << keys("walled")
+      << "    allowed_models: [gemma-3-local, gpt-4o-mini]\n";
     return p.str();
   }
 
@@ -290,6 +310,38 @@ TEST_F(QualityE2E, EscalationsAndShadowSamplesBecomeJudgedRecords) {
                         {{"team", "shadowy"}, {"outcome", "recorded"}}),
             1);
   EXPECT_EQ(metricValue(metrics, "switchyard_feedback_total"), 1);
+}
+
+// The judge reads prompts and answers: a team whose policy does not allow the judge's model
+// keeps its records from it; they are stored with a judge result that says why.
+TEST_F(QualityE2E, TheJudgeReadsOnlyTeamsWhoseDataMayGoToItsModel) {
+  FakeJudge judge("cloud");
+  start(judge.baseUrl());
+  HttpResponse walled = chat("walled", "the walled garden plan");
+  ASSERT_EQ(walled.status, 200) << walled.body;
+  EXPECT_EQ(walled.headers["x-switchyard-route"], "up/gpt-4o-mini");
+  HttpResponse open = chat("cascade", "an open question");
+  ASSERT_EQ(open.status, 200) << open.body;
+  auto records = recordsWhen([](const auto& rs) {
+    int judged = 0;
+    for (const auto& r : rs) judged += r.judge.has_value();
+    return judged >= 2;
+  });
+  const quality::QualityRecord* w = find(records, "walled", quality::RecordKind::kEscalation);
+  ASSERT_NE(w, nullptr);
+  ASSERT_TRUE(w->judge.has_value());
+  EXPECT_EQ(w->judge->detail.rfind("skipped_policy", 0), 0u) << w->judge->detail;
+  EXPECT_EQ(w->judge->model, "judge-model");
+  EXPECT_FALSE(w->delta().has_value());
+  const quality::QualityRecord* c = find(records, "cascade", quality::RecordKind::kEscalation);
+  ASSERT_NE(c, nullptr);
+  ASSERT_TRUE(c->judge.has_value());
+  EXPECT_EQ(c->judge->status, quality::JudgeStatus::kOk);
+  EXPECT_TRUE(judge.saw("an open question"));
+  EXPECT_FALSE(judge.saw("the walled garden plan"));
+  std::string metrics = httpGet(gw_->url() + "/metrics").body;
+  EXPECT_GE(metricValue(metrics, "switchyard_judge_verdicts_total", {{"status", "skipped_policy"}}),
+            1);
 }
 
 TEST_F(QualityE2E, DataRulesRedactionAndNoShadowForTeamsWhoseDataStays) {
