@@ -12,6 +12,7 @@
 #include "api/openai_json.h"
 #include "gateway/gateway.h"
 #include "gateway/http_util.h"
+#include "gateway/quality_hub.h"
 
 namespace gateway {
 namespace {
@@ -40,43 +41,12 @@ api::Status Gateway::reloadPolicies() {
   if (!text.ok()) return text.status();
   auto set = policies::PolicySet::parse(*text, config_->policies_file);
   if (!set.ok()) return set.status();
-  for (const policies::ModelReference& ref : (*set)->referencedModels()) {
-    if (!config_->findModel(ref.model)) {
-      return api::Status(api::ErrorCode::kConfig,
-                         ref.location + ": unknown model '" + ref.model + "'");
-    }
-  }
-  if (!ledger_) {
-    for (const policies::TeamPolicy& t : (*set)->teams()) {
-      if (t.budget.limited()) {
-        return api::Status(api::ErrorCode::kConfig,
-                           "team '" + t.name + "' has a budget, but no ledger is configured");
-      }
-    }
-  }
-  // The keys: this config's own teams, with the new file's in place of the old file's.
+  // The start-up validation, unchanged: switchyard.yaml's own teams and keys, joined by the
+  // new file's in place of the old file's.
+  auto teams = bindPolicies(*config_, switchyardTeams(*config_), **set, ledger_ != nullptr);
+  if (!teams.ok()) return teams.status();
   Config keys = *config_;
-  keys.teams.clear();
-  for (const Team& t : config_->teams) {
-    Team own{t.name, {}};
-    for (const ApiKey& k : t.keys) {
-      bool from_old_file = false;
-      if (const policies::TeamPolicy* old = config_->policies->team(t.name)) {
-        for (const policies::TeamKey& ok : old->keys) from_old_file |= ok.sha256 == k.sha256;
-      }
-      if (!from_old_file) own.keys.push_back(k);
-    }
-    keys.teams.push_back(std::move(own));
-  }
-  for (const policies::TeamPolicy& tp : (*set)->teams()) {
-    auto it = std::find_if(keys.teams.begin(), keys.teams.end(),
-                           [&](const Team& t) { return t.name == tp.name; });
-    if (it == keys.teams.end()) {
-      keys.teams.push_back(Team{tp.name, {}});
-      it = std::prev(keys.teams.end());
-    }
-    for (const policies::TeamKey& k : tp.keys) it->keys.push_back(ApiKey{k.id, k.sha256});
-  }
+  keys.teams = std::move(teams).value();
   auto live = std::make_shared<Live>();
   live->policies = *set;
   live->auth = std::make_shared<const Authenticator>(keys);
@@ -84,6 +54,7 @@ api::Status Gateway::reloadPolicies() {
     std::lock_guard<std::mutex> lock(live_mu_);
     live_ = std::move(live);
   }
+  if (quality_) quality_->setPolicies(*set);
   std::fprintf(stderr, "{\"level\":\"info\",\"msg\":\"policies reloaded\",\"file\":\"%s\"}\n",
                config_->policies_file.c_str());
   return api::Status();
