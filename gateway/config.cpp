@@ -24,6 +24,7 @@
 #include <cctype>
 #include <utility>
 
+#include "api/ascii.h"
 #include "gateway/tls.h"
 #include "policies/yaml_reader.h"
 
@@ -62,11 +63,7 @@ bool isIpAddress(const std::string& s) {
   return inet_pton(AF_INET, s.c_str(), buf) == 1 || inet_pton(AF_INET6, s.c_str(), buf) == 1;
 }
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
+std::string lower(std::string_view s) { return api::asciiLower(s); }
 
 // ---- server ----------------------------------------------------------------------------------
 
