@@ -57,6 +57,8 @@ struct RecordFilter {
 };
 
 // What prune() keeps. Each limit removes the oldest records first (by unix_ms, then id).
+// Feedback follows its record: at most one row per record, deleted with it, so that limits on
+// records bound feedback too and no team's feedback can push another team's records out.
 struct Retention {
   int64_t max_age_days = 90;   // 0 = keep forever
   int64_t max_rows = 1000000;  // records; 0 = unbounded
