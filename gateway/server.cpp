@@ -67,15 +67,6 @@ std::string errorBody(api::ErrorCode code, std::string message) {
   return api::serializeError(api::Status(code, std::move(message)));
 }
 
-bool asciiIEquals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    char x = a[i] >= 'A' && a[i] <= 'Z' ? static_cast<char>(a[i] - 'A' + 'a') : a[i];
-    if (x != b[i]) return false;
-  }
-  return true;
-}
-
 // Runs the handler; one backstop turns an escaped exception into a 500.
 void invokeHandler(const RequestHandler& handler, Exchange ex, std::shared_ptr<Responder> r) {
   try {
@@ -160,9 +151,12 @@ class Server::Impl {
 // Chooses the connection with the most bytes waiting for its client and drops it, unless the
 // drops already under way bring the total back under the cap.
 void Server::Impl::shedSlowest() {
-  std::shared_ptr<SessionBase> victim;
+  std::weak_ptr<SessionBase> chosen;
   int64_t being_dropped = 0;
   {
+    // A session being destroyed waits on this mutex to unregister, so every one listed is
+    // whole while it is held. No shared_ptr is made (or released) under it: releasing the
+    // last one would destroy a session here, which takes the mutex again.
     std::lock_guard<std::mutex> lock(sessions_mu_);
     size_t most = 0;
     for (auto& [raw, weak] : sessions_) {
@@ -170,14 +164,14 @@ void Server::Impl::shedSlowest() {
       if (raw->dropping_.load()) {
         being_dropped += static_cast<int64_t>(pending);
       } else if (pending > most) {
-        if (auto s = weak.lock()) {
-          most = pending;
-          victim = std::move(s);
-        }
+        most = pending;
+        chosen = weak;
       }
     }
   }
-  if (!victim || buffered_.load() - being_dropped <= config_.max_buffered_bytes) return;
+  if (buffered_.load() - being_dropped <= config_.max_buffered_bytes) return;
+  std::shared_ptr<SessionBase> victim = chosen.lock();
+  if (!victim) return;
   if (victim->dropping_.exchange(true)) return;
   metrics_.recordRejected("buffered_bytes_limit");
   std::fprintf(stderr,
@@ -407,7 +401,7 @@ void Session<Stream>::onHeader(beast::error_code ec, size_t) {
   tcp().expires_after(toMs(server_.config_.read_timeout_s));
   const auto& req = parser_->get();
   bool wants_continue = req.version() >= 11 && !parser_->is_done() &&
-                        asciiIEquals(req[http::field::expect], "100-continue");
+                        beast::iequals(req[http::field::expect], "100-continue");
   if (!wants_continue) {
     return http::async_read(stream_, buffer_, *parser_,
                             beast::bind_front_handler(&Session::onRead, self()));
