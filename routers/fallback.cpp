@@ -70,6 +70,12 @@ class ChainCall : public ProviderCall, public std::enable_shared_from_this<Chain
       return;
     }
     api::Status status = result.status();
+    if (isGateRefusal(status)) {
+      // Our own refusal before the upstream was called: says nothing about its health.
+      if (t.breaker) t.breaker->onAbandoned();
+      moveOn(std::move(status), false);
+      return;
+    }
     if (t.breaker) {
       if (CircuitBreaker::countsAsFailure(status)) {
         t.breaker->onFailure();
@@ -93,10 +99,6 @@ class ChainCall : public ProviderCall, public std::enable_shared_from_this<Chain
     // failure that made us leave the first one.
     bool refused_by_fallback = target_ > 0 && status.code() == api::ErrorCode::kInvalidRequest &&
                                !status.upstreamHttpStatus();
-    if (isGateRefusal(status)) {
-      moveOn(std::move(status), false);
-      return;
-    }
     if (!refused_by_fallback && !isFallbackable(status)) {
       finalize(std::move(status));
       return;

@@ -4,6 +4,7 @@
 // concurrency, rate limits, the admin endpoints and policy reloads.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sqlite3.h>
 
 #include <atomic>
 #include <chrono>
@@ -378,6 +379,38 @@ TEST_F(RoutingE2E, EveryChoiceIsReserved) {
   for (auto& t : threads) t.join();
   EXPECT_GT(ok.load(), 0);
   EXPECT_LE(fake_.chatRequestCount() * (4 + 4 * 2) * 0.001, 0.05 + 1e-9);
+}
+
+// Runs one SQL statement on the ledger file beside the running gateway.
+void execOnFile(const std::string& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  sqlite3_busy_timeout(db, 5000);
+  char* err = nullptr;
+  EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err), SQLITE_OK) << (err ? err : "");
+  sqlite3_free(err);
+  sqlite3_close(db);
+}
+
+TEST_F(RoutingE2E, AnUnwritableLedgerStopsCloudCallsWhileLocalAnswersFlow) {
+  const std::string ledger = work_->path() + "/ledger.db";
+  // Every write of a request row fails, as on a full disk.
+  execOnFile(ledger,
+             "CREATE TRIGGER full_disk BEFORE INSERT ON requests "
+             "BEGIN SELECT RAISE(FAIL, 'database or disk is full'); END;");
+  HttpResponse cloud = chat("cloudy", ask("gpt-4o-mini", "hi"));
+  EXPECT_EQ(cloud.status, 503) << cloud.body;
+  EXPECT_EQ(cloud.json()["error"]["code"], "ledger_unavailable") << cloud.body;
+  EXPECT_EQ(fake_.chatRequestCount(), 0) << "no cloud call may start unbilled";
+  HttpResponse local = chat("localonly", ask("auto", "hi"));
+  EXPECT_EQ(local.status, 200) << local.body;
+  EXPECT_EQ(local.headers["x-switchyard-route"], "gemma/gemma-3-local");
+  execOnFile(ledger, "DROP TRIGGER full_disk;");
+  HttpResponse again;
+  EXPECT_TRUE(waitUntil([&] {
+    again = chat("cloudy", ask("gpt-4o-mini", "hi"));
+    return again.status == 200;
+  }, 10000ms)) << "cloud calls resume once the ledger can write again: " << again.body;
 }
 
 }  // namespace
