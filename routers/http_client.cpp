@@ -37,6 +37,22 @@ struct CurlGlobal {
   CurlGlobal() { curl_global_init(CURL_GLOBAL_DEFAULT); }
 };
 
+// The client this thread is driving right now (it holds that client's driver_mu_), or null.
+// A call started from inside one of our callbacks must queue: libcurl refuses to be
+// re-entered from its own callbacks, and the lock is not recursive.
+thread_local const void* tl_driving = nullptr;
+
+class DrivingScope {
+ public:
+  explicit DrivingScope(const void* client) : previous_(tl_driving) { tl_driving = client; }
+  ~DrivingScope() { tl_driving = previous_; }
+  DrivingScope(const DrivingScope&) = delete;
+  DrivingScope& operator=(const DrivingScope&) = delete;
+
+ private:
+  const void* previous_;
+};
+
 }  // namespace
 
 class Transfer;
@@ -53,6 +69,13 @@ class HttpClient::Impl {
 
  private:
   void loop();
+  // One round of driving work: queued starts, cancels and pauses, libcurl's timer when due,
+  // finished transfers. The caller holds driver_mu_.
+  void drive();
+  void runDueTimer();
+  // Whether the loop, asleep until loop_wakes_at_, must be woken to honour a deadline that
+  // driving on another thread created. The caller holds driver_mu_.
+  bool loopSleepsTooLong() const;
   void drainQueue();
   void activate(const std::shared_ptr<Transfer>& t);
   void finish(Transfer* t, const api::Status& status);
@@ -71,17 +94,27 @@ class HttpClient::Impl {
   CURLM* multi_ = nullptr;
   int epoll_fd_ = -1;
   int wake_fd_ = -1;
-  long curl_timeout_ms_ = -1;  // what libcurl asked for; -1 = no timer
   std::thread thread_;
   std::atomic<bool> stopping_{false};
   std::atomic<size_t> in_flight_{0};
+
+  // Held by whichever thread drives libcurl: the loop thread, except while it sleeps in
+  // epoll_wait, when a thread starting a call may take it (try_lock, never waiting) and send
+  // the request itself instead of waking the loop for it. libcurl handles may move between
+  // threads as long as one thread at a time uses them; this lock is that guarantee, and it
+  // guards every member below marked "driver".
+  std::mutex driver_mu_;
+  Clock::time_point curl_timer_at_ = Clock::time_point::max();  // driver: libcurl's timer
+  Clock::time_point loop_wakes_at_ = Clock::time_point::max();  // driver: the loop's alarm
+  // driver: the earliest first-byte deadline of a call started while the loop slept.
+  Clock::time_point check_by_ = Clock::time_point::max();
 
   std::mutex mu_;  // guards the pending_ queues
   std::deque<std::shared_ptr<Transfer>> pending_start_;
   std::deque<std::shared_ptr<Transfer>> pending_cancel_;
   std::deque<std::shared_ptr<Transfer>> pending_pause_;  // want_paused_ changed
 
-  // Loop-thread only below.
+  // Driver only below.
   std::unordered_set<std::shared_ptr<Transfer>> active_;
   std::vector<CURL*> easy_pool_;
 };
@@ -201,8 +234,42 @@ std::shared_ptr<HttpCall> HttpClient::Impl::start(HttpRequest request, HttpCallb
     std::lock_guard<std::mutex> lock(mu_);
     pending_start_.push_back(t);
   }
+  // When the loop is asleep, send the request from this thread: waking the loop thread only
+  // to write a few hundred bytes costs a context switch, which on a busy machine is most of
+  // what the gateway adds to a call. Its answer still arrives on the loop thread.
+  if (tl_driving != this && !stopping_.load() && driver_mu_.try_lock()) {
+    bool wake_loop;
+    {
+      DrivingScope scope(this);
+      drive();
+      wake_loop = loopSleepsTooLong();
+    }
+    driver_mu_.unlock();
+    if (wake_loop) wake();
+    return t;
+  }
   wake();
   return t;
+}
+
+void HttpClient::Impl::drive() {
+  drainQueue();
+  runDueTimer();
+  readCompletions();
+}
+
+void HttpClient::Impl::runDueTimer() {
+  int running = 0;
+  // Adding a handle asks for a timer of 0, which is what sends its request. libcurl may ask
+  // for 0 again at once; a few rounds are enough, the loop catches anything left.
+  for (int i = 0; i < 4 && Clock::now() >= curl_timer_at_; ++i) {
+    curl_timer_at_ = Clock::time_point::max();
+    curl_multi_socket_action(multi_, CURL_SOCKET_TIMEOUT, 0, &running);
+  }
+}
+
+bool HttpClient::Impl::loopSleepsTooLong() const {
+  return std::min(curl_timer_at_, check_by_) < loop_wakes_at_;
 }
 
 void HttpClient::Impl::requestCancel(const std::shared_ptr<Transfer>& t) {
@@ -271,6 +338,7 @@ void HttpClient::Impl::activate(const std::shared_ptr<Transfer>& t) {
   t->started_ = Clock::now();
   t->last_data_ = t->started_;
   t->total_deadline_ = std::min(r.deadline, t->started_ + r.timeouts.total);
+  check_by_ = std::min({check_by_, t->started_ + r.timeouts.first_byte, t->total_deadline_});
   if (t->cancelled_) {
     finish(t.get(), api::Status(api::ErrorCode::kCancelled, "cancelled before start"));
     return;
@@ -422,7 +490,8 @@ int HttpClient::Impl::onSocket(CURL*, curl_socket_t fd, int what, void* user, vo
 }
 
 int HttpClient::Impl::onTimer(CURLM*, long timeout_ms, void* user) {
-  static_cast<Impl*>(user)->curl_timeout_ms_ = timeout_ms;
+  static_cast<Impl*>(user)->curl_timer_at_ =
+      timeout_ms < 0 ? Clock::time_point::max() : Clock::now() + milliseconds(timeout_ms);
   return 0;
 }
 
@@ -452,26 +521,26 @@ void HttpClient::Impl::readCompletions() {
 }
 
 void HttpClient::Impl::loop() {
-  int running = 0;
+  std::unique_lock<std::mutex> driving(driver_mu_);
+  DrivingScope scope(this);
   epoll_event events[64];
   while (true) {
-    drainQueue();
+    drive();
+    checkTimeouts();
     if (stopping_) break;
-    // Adding handles asks libcurl for a timer of 0: kick them off now.
-    if (curl_timeout_ms_ == 0) {
-      curl_timeout_ms_ = -1;
-      curl_multi_socket_action(multi_, CURL_SOCKET_TIMEOUT, 0, &running);
-      readCompletions();
-    }
     // Wake at least every 50 ms while calls are in flight, to enforce the first-byte and
     // idle timeouts that libcurl does not know about.
-    int wait_ms = active_.empty() ? 1000 : 50;
-    if (curl_timeout_ms_ >= 0) wait_ms = std::min<int>(wait_ms, static_cast<int>(curl_timeout_ms_));
+    auto now = Clock::now();
+    loop_wakes_at_ = std::min(now + milliseconds(active_.empty() ? 1000 : 50), curl_timer_at_);
+    check_by_ = Clock::time_point::max();
+    auto wait = std::chrono::ceil<milliseconds>(loop_wakes_at_ - now);
+    int wait_ms = static_cast<int>(std::max<int64_t>(0, wait.count()));
+    tl_driving = nullptr;
+    driving.unlock();
     int n = epoll_wait(epoll_fd_, events, 64, wait_ms);
-    if (n == 0 && curl_timeout_ms_ >= 0) {
-      curl_timeout_ms_ = -1;
-      curl_multi_socket_action(multi_, CURL_SOCKET_TIMEOUT, 0, &running);
-    }
+    driving.lock();
+    tl_driving = this;
+    int running = 0;
     for (int i = 0; i < n; ++i) {
       int fd = events[i].data.fd;
       if (fd == wake_fd_) {
@@ -486,8 +555,6 @@ void HttpClient::Impl::loop() {
       if (events[i].events & EPOLLERR) flags |= CURL_CSELECT_ERR;
       curl_multi_socket_action(multi_, fd, flags, &running);
     }
-    readCompletions();
-    checkTimeouts();
   }
   // Shutting down: everything still in flight is cancelled.
   std::vector<Transfer*> left;

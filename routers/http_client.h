@@ -1,9 +1,12 @@
 // HttpClient: outbound HTTP for the cloud providers on one libcurl multi handle, driven by one
 // thread (DESIGN.md "Threads": never a thread per request).
 //
-// A call is submitted with callbacks; they run on the client's thread, in order: onHead once
-// when the status line and headers are in, onData for each piece of body as it arrives, and
-// onDone exactly once at the end (also after cancel()). Callbacks must not block.
+// A call is submitted with callbacks, run in order: onHead once when the status line and
+// headers are in, onData for each piece of body as it arrives, and onDone exactly once at the
+// end (also after cancel()). Callbacks must not block. They run on the thread that drives
+// libcurl at that moment, one at a time: the client's own thread, or a thread inside start()
+// that found that thread asleep and sent its request itself (saving a thread wake-up per
+// call); such a thread may also run other calls' callbacks that were due.
 #pragma once
 
 #include <chrono>
