@@ -31,7 +31,9 @@ class CloudProvider : public Provider {
 
   const std::string& name() const override { return config_.name; }
   // A request the wire format cannot express finishes at once (on the caller's thread) with
-  // its kInvalidRequest; everything else finishes on the HTTP client's thread. The call can
+  // its kInvalidRequest; everything else finishes on the thread driving the HttpClient, which
+  // for a failure found while sending (a refused connection) may also be the caller's, before
+  // chat() returns (see HttpClient). Sinks must accept a finish from inside chat(). The call can
   // be paused (ProviderCall::setPaused): the upstream's bytes then stay in the socket, the
   // first-byte and idle timeouts are suspended, the total timeout and `deadline` still hold.
   std::shared_ptr<ProviderCall> chat(const api::ChatRequest& request,
