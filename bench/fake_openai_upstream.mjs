@@ -10,6 +10,10 @@
 //
 // Prints {"port":N} on its first stdout line once listening. GET /stats returns counters
 // (requests, streams finished, streams whose reader went away mid-way, bytes written).
+// A stream whose prompt holds `tag=WORD` can be looked up with GET /stats/stream?tag=WORD:
+// the port its reader (the gateway) connected from, chunks written, whether this server is
+// waiting for the reader to drain, bytes buffered here, and whether it ended (the last 5,000
+// tagged streams are kept).
 //
 // The shape of a stream is read from the last user message, as `key=value` words, so that a
 // bench client picks it per request through any gateway that passes the prompt on:
@@ -88,6 +92,15 @@ function usageOf(prompt, completion) {
 
 let nextId = 1;
 
+const kMaxTracked = 5000;
+const tracked = new Map();  // tag -> () => state of that stream
+
+function track(tag, describe) {
+  if (!tag) return;
+  tracked.set(tag, describe);
+  if (tracked.size > kMaxTracked) tracked.delete(tracked.keys().next().value);
+}
+
 function sendJson(res, status, obj) {
   const body = JSON.stringify(obj);
   res.writeHead(status, {'Content-Type': 'application/json',
@@ -115,7 +128,8 @@ function complete(res, req, model) {
 }
 
 function stream(res, req, model) {
-  const shape = streamShape(lastUserText(req.messages));
+  const text = lastUserText(req.messages);
+  const shape = streamShape(text);
   const n = clampInt(req.n, 1, 1, 8);
   const withUsage = req.stream_options?.include_usage === true;
   const id = `chatcmpl-fake${nextId++}`;
@@ -134,6 +148,13 @@ function stream(res, req, model) {
 
   let closed = false;
   let timer = null;
+  let i = 0;
+  let waitingForDrain = false;
+  const readerPort = res.socket?.remotePort;
+  track((text.match(/\btag=([\w-]{1,64})/) || [])[1], () => ({
+    reader_port: readerPort, chunks_written: i, of: shape.chunks,
+    waiting_for_drain: waitingForDrain, buffered_here: res.writableLength,
+    ended: res.writableEnded, finished: res.writableFinished, reader_gone: closed}));
   res.on('close', () => {
     if (!res.writableFinished) {
       closed = true;
@@ -146,7 +167,6 @@ function stream(res, req, model) {
     return res.write(s);
   };
 
-  let i = 0;
   const step = () => {
     timer = null;
     if (closed) return;
@@ -155,8 +175,12 @@ function stream(res, req, model) {
       const ok = write(chunk(perChoice({content: contentOf(i, shape.chunkBytes)}, null), null));
       i += 1;
       if (!ok) {
-        res.once('drain', () => (shape.gapMs > 0 ? (timer = setTimeout(step, shape.gapMs))
-                                                 : step()));
+        waitingForDrain = true;
+        res.once('drain', () => {
+          waitingForDrain = false;
+          if (shape.gapMs > 0) timer = setTimeout(step, shape.gapMs);
+          else step();
+        });
         return;
       }
       if (shape.gapMs > 0 && i < shape.chunks) {
@@ -180,6 +204,10 @@ const kMaxBody = 4 << 20;
 const server = http.createServer((httpReq, res) => {
   stats.requests += 1;
   if (httpReq.method === 'GET' && httpReq.url === '/stats') return sendJson(res, 200, stats);
+  if (httpReq.method === 'GET' && httpReq.url.startsWith('/stats/stream?tag=')) {
+    const describe = tracked.get(decodeURIComponent(httpReq.url.slice(18)));
+    return sendJson(res, describe ? 200 : 404, describe ? describe() : {error: 'unknown tag'});
+  }
   if (httpReq.method === 'GET' && httpReq.url.endsWith('/models')) {
     return sendJson(res, 200, {object: 'list', data: []});
   }

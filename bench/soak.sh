@@ -151,7 +151,8 @@ console.log(`- requests: ${r.started} started, ${r.completed} completed and chec
             `(${r.completed_slow} of them slow), ${r.left_on_purpose} left mid-stream on purpose, ` +
             `${r.errors} errors (${errs})`);
 console.log(`- normal streams: first content after ${ms(s.normal_stream_ms.ttfb_p50)} p50 / ` +
-            `${ms(s.normal_stream_ms.ttfb_p99)} p99; whole stream ${ms(s.normal_stream_ms.total_p50)} ` +
+            `${ms(s.normal_stream_ms.ttfb_p99)} p99 / ${ms(s.normal_stream_ms.ttfb_max)} max; ` +
+            `whole stream ${ms(s.normal_stream_ms.total_p50)} ` +
             `p50 / ${ms(s.normal_stream_ms.total_p99)} p99 (the upstream takes 2,000 ms)`);
 const x = s.rss_kib;
 console.log(`- RSS: ${mib(x.baseline)} idle before; max ${mib(x.early_window_max)} in load seconds ` +
@@ -183,6 +184,13 @@ if (s.upstream) {
   const u = s.upstream;
   console.log(`- upstream: ${u.streams_started} streams started, ${u.streams_finished} finished, ` +
               `${u.streams_abandoned} abandoned by the gateway mid-way`);
+}
+if (s.stalls.length > 0) {
+  const roles = {};
+  for (const x of s.stalls) roles[x.role] = (roles[x.role] || 0) + 1;
+  console.log(`- stalls: ${s.stalls.length} streams received nothing for 20 s (` +
+              Object.entries(roles).map(([k, v]) => `${v} ${k}`).join(", ") +
+              "); TCP queue snapshots of the first ones are in summary.json");
 }
 if (!s.drained) console.log(`- ${s.in_flight_at_drain_end} requests were still in flight 60 s after the load ended`);
 if (s.gateway_gone) console.log("- THE GATEWAY EXITED during the run");

@@ -14,6 +14,7 @@
 // bounded by the clock.
 import fs from 'node:fs';
 import http from 'node:http';
+import {execFileSync} from 'node:child_process';
 
 import {expectedText} from './sse_shape.mjs';
 
@@ -84,24 +85,27 @@ function fail(kind) {
 
 const agent = new http.Agent({keepAlive: true, maxSockets: Infinity, maxFreeSockets: 4096});
 
-function body(shape) {
+function body(shape, tag) {
   return JSON.stringify({
     model: 'bench',
     stream: true,
     stream_options: {include_usage: true},
     max_tokens: 4096,
     messages: [{role: 'user', content: `soak chunks=${shape.chunks} gap_ms=${shape.gapMs} ` +
-                                        `chunk_bytes=${shape.chunkBytes}`}],
+                                        `chunk_bytes=${shape.chunkBytes} tag=${tag}`}],
   });
 }
 
 // One streamed request; resolves when it has ended one way or another (never rejects).
 // role: normal | slow | leave. leaveAfter: content chunks to read before leaving.
+let nextTag = 1;
+
 function streamOnce(role, leaveAfter) {
+  const tag = `s${nextTag++}`;
   const shapeName = role === 'slow' ? 'slow' : 'normal';
   const shape = kShapes[shapeName];
   const want = expected[shapeName];
-  const payload = body(shape);
+  const payload = body(shape, tag);
   return new Promise((resolve) => {
     const t0 = performance.now();
     let done = false;
@@ -114,13 +118,16 @@ function streamOnce(role, leaveAfter) {
       } else if (outcome === 'left') {
         counts.left_on_purpose += 1;
       } else {
-        fail(outcome);
+        const who = {normal: '', slow: ' (slow reader)', leave: ' (leaver)'}[role];
+        fail(`${outcome}${who}`);
       }
       resolve();
     };
     const headers = {'Content-Type': 'application/json', 'Content-Length': payload.length};
     if (opt.key) headers.Authorization = `Bearer ${opt.key}`;
+    let gotHead = false;
     const req = http.request(opt.url, {method: 'POST', agent, headers}, (res) => {
+      gotHead = true;
       if (res.statusCode !== 200) {
         res.resume();
         res.on('end', () => finish(`http_${res.statusCode}`));
@@ -169,7 +176,16 @@ function streamOnce(role, leaveAfter) {
           }
         }
       };
+      let lastData = performance.now();
+      const stallCheck = setInterval(() => {
+        if (done) return clearInterval(stallCheck);
+        if (performance.now() - lastData > kStallSnapshotMs) {
+          clearInterval(stallCheck);
+          snapshotStall(role, tag, req.socket?.localPort, pos, want.length);
+        }
+      }, 5000);
       res.on('data', (d) => {
+        lastData = performance.now();
         buf += d;
         let cut;
         while ((cut = buf.indexOf('\n\n')) >= 0) {
@@ -202,7 +218,7 @@ function streamOnce(role, leaveAfter) {
       res.on('close', () => finish('reset_mid_stream'));  // a no-op after 'end'
     });
     req.setTimeout(kIdleTimeoutMs, () => {
-      finish('timeout');
+      finish(gotHead ? 'timeout_mid_stream' : 'timeout_before_headers');
       req.destroy();
     });
     req.on('error', (e) => finish(`connect_${e.code || 'error'}`));
@@ -211,6 +227,43 @@ function streamOnce(role, leaveAfter) {
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// A stream that has received nothing for kStallSnapshotMs is looked into, to place the stall:
+// the upstream says how far it got with that stream (by the stream's tag) and from which port
+// the gateway reads it; ss shows the TCP queues of this client's connection and of that
+// upstream connection. Bytes waiting in this client's socket: the client. In the gateway's
+// socket to this client: sent, not yet read. In the gateway's upstream socket, with the
+// upstream waiting to drain: a transfer the gateway paused and did not resume. Nowhere, with
+// the upstream finished: the gateway holds or lost them. At most kMaxStallSnapshots.
+const kStallSnapshotMs = 20000;
+const kMaxStallSnapshots = 5;
+const stalls = [];
+
+function ss(filter) {
+  try {
+    return execFileSync('ss', ['-tnHio', 'state', 'all', filter], {encoding: 'utf8',
+                                                                    timeout: 5000});
+  } catch (e) {
+    return `ss failed: ${e.message}`;
+  }
+}
+
+function upstreamStream(tag) {
+  if (!opt.upstreamStats) return Promise.resolve(null);
+  return getJson(`${opt.upstreamStats}/stream?tag=${encodeURIComponent(tag)}`);
+}
+
+async function snapshotStall(role, tag, localPort, got, want) {
+  const entry = {t_s: Number(((performance.now() - t0) / 1000).toFixed(1)), role, tag,
+                 client_port: localPort, content_bytes: got, of: want};
+  stalls.push(entry);
+  if (stalls.length > kMaxStallSnapshots) return;
+  const both = (port) => `( sport = :${port} or dport = :${port} )`;
+  if (localPort) entry.client_connection = ss(both(localPort));
+  entry.upstream_stream = await upstreamStream(tag);
+  const port = entry.upstream_stream?.reader_port;
+  if (port) entry.upstream_connection = ss(both(port));
+}
 
 let loadEndsAt = 0;
 let gatewayGone = false;  // set by the sampler when /proc/<pid> disappears: the load stops
@@ -334,10 +387,9 @@ function sample() {
 sample();
 const sampler = setInterval(sample, 1000);
 
-async function upstreamStats() {
-  if (!opt.upstreamStats) return null;
+function getJson(url) {
   return new Promise((resolve) => {
-    http.get(opt.upstreamStats, (res) => {
+    http.get(url, (res) => {
       let b = '';
       res.on('data', (d) => { b += d; });
       res.on('end', () => {
@@ -415,9 +467,10 @@ const summary = {
   load_s: Number(loadLen.toFixed(1)), drained, in_flight_at_drain_end: inFlightAtDrainEnd,
   probe_ok: probeOk,
   gateway_gone: gatewayGone,
-  requests: counts, errors_by_kind: errorKinds,
+  requests: counts, errors_by_kind: errorKinds, stalls,
   normal_stream_ms: {ttfb_p50: pct(ttfbMs, 50), ttfb_p99: pct(ttfbMs, 99),
-                     total_p50: pct(totalMs, 50), total_p99: pct(totalMs, 99)},
+                     ttfb_max: pct(ttfbMs, 100), total_p50: pct(totalMs, 50),
+                     total_p99: pct(totalMs, 99)},
   rss_kib: {baseline: maxOf(baseline, 'rss'), early_window_max: rssEarly,
             late_window_max: rssLate, load_max: maxOf(inWindow(loadStartT, loadEndT), 'rss'),
             after_idle: idleSample?.rss ?? null, hwm: last?.hwm ?? null,
@@ -433,7 +486,7 @@ const summary = {
   threads: {baseline: maxOf(baseline, 'threads'), load_max: maxOf(samples, 'threads'),
             after_idle: last?.threads ?? null},
   gateway_cpu_s: last ? Number((last.cpuS - (baseline[0]?.cpuS ?? 0)).toFixed(1)) : null,
-  upstream: await upstreamStats(),
+  upstream: opt.upstreamStats ? await getJson(opt.upstreamStats) : null,
 };
 // Flat: the late window's peak RSS within 10% of the early window's. Descriptors: once the
 // clients have gone, no client socket is left and the descriptors that are not upstream
