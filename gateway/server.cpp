@@ -222,7 +222,11 @@ class Session : public SessionBase {
   void write(std::string data);
   void finish();
   void setGoneHandler(std::function<void()> fn);
-  void setDrainedHandler(std::function<void()> fn) { drained_handler_ = std::move(fn); }
+  // A producer may register after its bytes already drained: then it hears at once.
+  void setDrainedHandler(std::function<void()> fn) {
+    drained_handler_ = std::move(fn);
+    releasePending(0);
+  }
   // Counts bytes the handler queued and the cap across connections.
   void addPending(size_t n) {
     if (pending_bytes_.fetch_add(n) + n > Responder::kPauseAboveBytes) over_pause_ = true;
@@ -355,7 +359,7 @@ template <class Stream>
 void Session<Stream>::releasePending(size_t n) {
   size_t left = pending_bytes_.fetch_sub(n) - n;
   server_.releaseBuffered(n);
-  if (left <= Responder::kResumeBelowBytes && over_pause_.exchange(false) && drained_handler_) {
+  if (left <= Responder::kResumeBelowBytes && drained_handler_ && over_pause_.exchange(false)) {
     auto fn = drained_handler_;  // may replace itself
     fn();
   }

@@ -206,6 +206,29 @@ TEST(Server, OnDrainedRunsWhenASlowClientCatchesUp) {
   EXPECT_NE(got.find("tail"), std::string::npos);
 }
 
+// A producer that registers its callback only once it decides to pause must not miss a
+// drain that happened in between.
+TEST(Server, OnDrainedRegisteredAfterTheDrainRunsAtOnce) {
+  ServerConfig config;
+  std::promise<std::shared_ptr<Responder>> responder;
+  RunningServer server(config, [&](Exchange, std::shared_ptr<Responder> r) {
+    r->startStream({});
+    std::string piece(64 << 10, 'c');
+    for (int i = 0; i < 64; ++i) r->write(piece);  // 4 MiB
+    responder.set_value(r);
+  });
+  RawConnection conn(server.port());
+  ASSERT_TRUE(conn.send(streamRequest()));
+  std::shared_ptr<Responder> r = responder.get_future().get();
+  conn.readUntil([](const std::string& s) { return s.size() >= (size_t{4} << 20); },
+                 milliseconds(20000));
+  ASSERT_TRUE(waitUntil([&] { return r->pendingBytes() == 0; }, milliseconds(5000)));
+  std::promise<void> drained;
+  r->onDrained([&] { drained.set_value(); });
+  EXPECT_EQ(drained.get_future().wait_for(std::chrono::seconds(5)), std::future_status::ready);
+  r->finish();
+}
+
 // Two clients that never read: together they would hold far more than max_buffered_bytes,
 // so the server drops the one furthest behind (counted), and keeps serving others.
 TEST(Server, BufferedBytesCapDropsTheSlowestClient) {
