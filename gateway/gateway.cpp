@@ -11,6 +11,7 @@
 #include "gateway/http_util.h"
 #include "gateway/live_stats.h"
 #include "gateway/quality_hub.h"
+#include "gateway/spend_metrics.h"
 #include "routers/anthropic_wire.h"
 #include "routers/cloud_provider.h"
 #include "routers/gemini_wire.h"
@@ -116,13 +117,16 @@ api::Status Gateway::startEngines() {
     local_providers_.insert(name);
   }
   if (api::Status st = buildRoutes(); !st.ok()) return st;
+  spend_metrics_ = makeSpendMetrics(metrics_);
+  spender_ = std::make_unique<routers::Spender>(ledger_.get(), *config_->prices, *timer_,
+                                                observer_.get(), spend_metrics_.get());
   std::vector<std::string> teams;
   for (const Team& t : config_->teams) teams.push_back(t.name);
   live_stats_ = std::make_unique<LiveStats>(teams);
   if (!config_->quality.path.empty()) {
     routers::FallbackChain* judge = nullptr;
     if (!config_->quality.judge.model.empty()) judge = routes_.at(config_->quality.judge.model).chain;
-    auto hub = QualityHub::open(*config_, metrics_, ledger_.get(), judge);
+    auto hub = QualityHub::open(*config_, metrics_, ledger_.get(), spender_.get(), judge);
     if (!hub.ok()) return hub.status();
     quality_ = std::move(hub).value();
   }
@@ -170,7 +174,9 @@ api::Status Gateway::buildRoutes() {
     t.provider = providers_.at(m.provider).get();
     t.upstream_model = m.upstream_model;
     t.label = m.provider + "/" + m.upstream_model;
+    t.model = m.name;
     const ProviderConfig& pc = config_->providers.at(m.provider);
+    t.api = pc.type == "local" ? "local" : pc.type;
     if (pc.type == "local") {
       t.retry.max_attempts = 1;  // a full queue moves on to the next target at once
     } else {

@@ -5,27 +5,15 @@
 #include <filesystem>
 
 #include "gateway/http_util.h"
+#include "policies/spend.h"
 #include "quality/text_metrics.h"
 
 namespace gateway {
-namespace {
-
-// Bytes of text a judge request carries: one token is at least one byte, so this bounds its
-// prompt tokens for any tokenizer.
-int64_t requestBytes(const api::ChatRequest& r) {
-  int64_t bytes = 0;
-  for (const api::Message& m : r.messages) {
-    bytes += 16 + static_cast<int64_t>(m.content.text.size());
-    for (const auto& p : m.content.parts) bytes += static_cast<int64_t>(p.text.size()) + 16;
-  }
-  return bytes;
-}
-
-}  // namespace
 
 api::StatusOr<std::unique_ptr<QualityHub>> QualityHub::open(const Config& config,
                                                             Metrics& metrics,
                                                             policies::Ledger* ledger,
+                                                            routers::Spender* spender,
                                                             routers::FallbackChain* judge_chain) {
   const QualityConfig& q = config.quality;
   std::error_code ec;
@@ -38,7 +26,7 @@ api::StatusOr<std::unique_ptr<QualityHub>> QualityHub::open(const Config& config
                        "quality.judge needs a ledger to keep its daily budget (add `ledger: "
                        "{path: ...}`)");
   }
-  std::unique_ptr<QualityHub> hub(new QualityHub(config, metrics, ledger, judge_chain));
+  std::unique_ptr<QualityHub> hub(new QualityHub(config, metrics, ledger, spender, judge_chain));
   quality::RecorderOptions options;
   options.queue_capacity = static_cast<size_t>(q.queue_size);
   options.feedback_queue_capacity = kFeedbackQueue;
@@ -63,7 +51,7 @@ api::StatusOr<std::unique_ptr<QualityHub>> QualityHub::open(const Config& config
 }
 
 QualityHub::QualityHub(const Config& config, Metrics& metrics, policies::Ledger* ledger,
-                       routers::FallbackChain* judge_chain)
+                       routers::Spender* spender, routers::FallbackChain* judge_chain)
     : metrics_(metrics),
       ledger_(ledger),
       judge_chain_(judge_chain),
@@ -78,8 +66,17 @@ QualityHub::QualityHub(const Config& config, Metrics& metrics, policies::Ledger*
   judge_config_.rubric = j.rubric;
   judge_config_.max_tokens = j.max_tokens;
   judge_config_.timeout_s = j.timeout_s;
-  if (judge_chain_) {
-    judge_ = std::make_unique<quality::Judge>(*judge_chain_, judge_config_, prices_.get());
+  if (judge_chain_ && spender) {
+    // The judge's calls are the gateway's own spend: one ledger row each, team `judge`.
+    auto policy = std::make_shared<policies::TeamPolicy>();
+    policy->name = kJudgeTeam;
+    policy->budget.daily_usd = j.daily_budget_usd;
+    policy->budget.when_exhausted = policies::WhenExhausted::kReject;
+    judge_policy_ = policy;
+    judge_provider_ = spender->providerFor(
+        "judge", routers::Payer{"judge", kJudgeTeam, "judge", j.model, judge_policy_}, "judge",
+        judge_chain_->targets());
+    judge_ = std::make_unique<quality::Judge>(*judge_provider_, judge_config_, prices_.get());
     // The judge's model and its fallbacks: one cloud target makes the judge a cloud path.
     std::vector<std::string> models = {j.model};
     if (const ModelRoute* m = config.findModel(j.model)) {
@@ -112,7 +109,7 @@ bool QualityHub::judgeForbiddenFor(const std::string& team) const {
 
 quality::JudgeResult QualityHub::skippedByPolicy(const std::string& team) const {
   quality::JudgeResult j;
-  j.status = quality::JudgeStatus::kError;
+  j.status = quality::JudgeStatus::kSkippedPolicy;
   j.model = judge_config_.model;
   j.detail = std::string(kSkippedPolicy) + ": the policy of team '" + team +
              "' keeps its data from the judge's model '" + judge_config_.model +
@@ -162,44 +159,16 @@ void QualityHub::maybeJudge(const quality::QualityRecord& r) {
     std::lock_guard<std::mutex> lock(rng_mu_);
     if (std::uniform_real_distribution<double>(0, 1)(rng_) >= judge_config_.sample_rate) return;
   }
-  // The judge's budget is a daily limit of the ledger's team `judge`: reserve the worst case of
-  // both orders at the priciest target of the judge's chain, settle the actual cost after.
-  api::ChatRequest probe = quality::buildJudgeRequest(r, judge_config_, false);
-  const double in = static_cast<double>(requestBytes(probe));
-  const double out = static_cast<double>(judge_config_.max_tokens);
-  double worst = 0;
-  for (const routers::ChainTarget& t : judge_chain_->targets()) {
-    if (const policies::Price* p = prices_->find(t.provider->name(), t.upstream_model)) {
-      worst = std::max(worst, 2 * (in * p->input + out * p->output) / 1e6);
-    }
-  }
-  auto reservation = ledger_->reserve(kJudgeTeam, worst,
-                                      policies::BudgetLimits{judge_config_.daily_budget_usd, {}},
-                                      unixMs());
-  if (!reservation.ok()) {
+  // The judge's budget is a daily limit of team `judge` in the ledger: each of its calls
+  // reserves its worst case and settles what it cost (routers::Spender). An exhausted budget
+  // skips the record without a call.
+  if (ledger_ && judge_policy_ &&
+      policies::budgetState(*ledger_, kJudgeTeam, judge_policy_->budget, unixMs()).exhausted) {
     metrics_.recordJudgeVerdict("skipped_budget");
     return;
   }
   const int64_t id = r.id;
-  const uint64_t held = *reservation;
-  const std::string request_id = r.request_id;
-  const auto started = Clock::now();
-  judge_->judge(r, [this, id, held, request_id, started](quality::JudgeResult result) {
-    policies::LedgerRow row;
-    row.request_id = request_id;
-    row.team = kJudgeTeam;
-    row.key_id = "judge";
-    row.model = judge_config_.model;
-    row.route = result.model.empty() ? judge_config_.model : result.model;
-    row.kind = "cloud";
-    row.decision = "judge";
-    row.cost_usd = std::isfinite(result.cost_usd) && result.cost_usd >= 0 ? result.cost_usd : 0;
-    row.latency_ms = secondsSince(started) * 1000;
-    row.status = result.status == quality::JudgeStatus::kError ? 502 : 200;
-    row.unix_ms = unixMs();
-    if (api::Status st = ledger_->settle(held, row); !st.ok()) {
-      std::fprintf(stderr, "{\"level\":\"error\",\"msg\":\"judge ledger write failed\"}\n");
-    }
+  judge_->judge(r, [this, id](quality::JudgeResult result) {
     metrics_.recordJudgeVerdict(std::string(quality::judgeStatusName(result.status)));
     recorder_->submitJudge(id, std::move(result));
   });

@@ -22,6 +22,7 @@
 #include "quality/judge.h"
 #include "quality/recorder.h"
 #include "routers/fallback.h"
+#include "routers/spend.h"
 
 namespace gateway {
 
@@ -36,10 +37,12 @@ class QualityHub {
   static constexpr const char* kSkippedPolicy = "skipped_policy";
 
   // Opens the store of `config.quality.path` (creating its directory). `judge_chain` is the
-  // route of the judge's model (null without a judge); `ledger` keeps the judge's budget and
-  // must outlive the hub, as must `judge_chain` and `metrics`.
+  // route of the judge's model (null without a judge); its calls run through `spender` as
+  // team `judge`, whose daily budget is quality.judge.daily_budget_usd in the ledger. `ledger`,
+  // `spender`, `judge_chain` and `metrics` must outlive the hub.
   static api::StatusOr<std::unique_ptr<QualityHub>> open(const Config& config, Metrics& metrics,
                                                          policies::Ledger* ledger,
+                                                         routers::Spender* spender,
                                                          routers::FallbackChain* judge_chain);
   ~QualityHub();
 
@@ -65,7 +68,7 @@ class QualityHub {
 
  private:
   QualityHub(const Config& config, Metrics& metrics, policies::Ledger* ledger,
-             routers::FallbackChain* judge_chain);
+             routers::Spender* spender, routers::FallbackChain* judge_chain);
   // On the writer thread, after a record is stored: maybe judge it.
   void maybeJudge(const quality::QualityRecord& r);
   // True when the team's policy keeps its data from the judge's provider.
@@ -76,6 +79,8 @@ class QualityHub {
   Metrics& metrics_;
   policies::Ledger* ledger_;
   routers::FallbackChain* judge_chain_;
+  std::shared_ptr<const policies::TeamPolicy> judge_policy_;  // team `judge`: its daily budget
+  std::unique_ptr<routers::Provider> judge_provider_;  // the judge's chain, metered
   const std::shared_ptr<const policies::PriceTable> prices_;
   const double gpu_hour_usd_;
   quality::JudgeConfig judge_config_;

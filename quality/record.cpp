@@ -23,6 +23,8 @@ std::string_view judgeStatusName(JudgeStatus status) {
       return "unparsed";
     case JudgeStatus::kError:
       return "error";
+    case JudgeStatus::kSkippedPolicy:
+      return "skipped_policy";
   }
   return "error";
 }
@@ -31,6 +33,7 @@ std::optional<JudgeStatus> parseJudgeStatus(std::string_view name) {
   if (name == "ok") return JudgeStatus::kOk;
   if (name == "unparsed") return JudgeStatus::kUnparsed;
   if (name == "error") return JudgeStatus::kError;
+  if (name == "skipped_policy") return JudgeStatus::kSkippedPolicy;
   return std::nullopt;
 }
 

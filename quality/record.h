@@ -61,8 +61,10 @@ enum class JudgeStatus {
   kOk,        // both orders parsed
   kUnparsed,  // the judge answered, but at least one answer did not parse; nothing guessed
   kError,     // a call failed (timeout, upstream error) or was refused (judge budget)
+  kSkippedPolicy,  // not sent: the record's team keeps its data from the judge's model
 };
-std::string_view judgeStatusName(JudgeStatus status);  // "ok", "unparsed", "error"
+// "ok", "unparsed", "error", "skipped_policy"
+std::string_view judgeStatusName(JudgeStatus status);
 std::optional<JudgeStatus> parseJudgeStatus(std::string_view name);
 
 struct JudgeResult {

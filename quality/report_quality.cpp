@@ -408,7 +408,7 @@ std::string worstSection(const std::vector<QualityRecord>& records, size_t worst
 }
 
 std::string judgeSection(const std::vector<QualityRecord>& records) {
-  int64_t ok = 0, unparsed = 0, error = 0, none = 0, agree = 0;
+  int64_t ok = 0, unparsed = 0, error = 0, skipped_policy = 0, none = 0, agree = 0;
   double cost = 0;
   for (const QualityRecord& r : records) {
     if (!r.judge) {
@@ -427,6 +427,9 @@ std::string judgeSection(const std::vector<QualityRecord>& records) {
       case JudgeStatus::kError:
         ++error;
         break;
+      case JudgeStatus::kSkippedPolicy:
+        ++skipped_policy;
+        break;
     }
   }
   int64_t n = static_cast<int64_t>(records.size());
@@ -438,10 +441,12 @@ std::string judgeSection(const std::vector<QualityRecord>& records) {
   std::string s = "<section id=\"judge\"><h2>Judge status</h2>";
   s += "<table id=\"judge-status\"><thead><tr><th>status</th><th class=\"num\">records</th><th "
        "class=\"num\">share</th></tr></thead><tbody>";
-  s += row("ok", ok) + row("unparsed", unparsed) + row("error", error) + row("not judged", none);
+  s += row("ok", ok) + row("unparsed", unparsed) + row("error", error) +
+       row("skipped_policy", skipped_policy) + row("not judged", none);
   s += "</tbody></table>";
   s += "<p class=\"note\">ok: both orders parsed; unparsed: the judge answered but a verdict did "
-       "not parse (nothing is guessed); error: a judge call failed or was refused. Both orders "
+       "not parse (nothing is guessed); error: a judge call failed or was refused; "
+       "skipped_policy: the record's team keeps its data from the judge's model. Both orders "
        "named the same winner in " +
        countAndShare(agree, ok) + " of the parsed verdicts. Judge calls cost " +
        format(cost, Format::kUsd) + ".</p>";

@@ -330,6 +330,7 @@ TEST_F(QualityE2E, TheJudgeReadsOnlyTeamsWhoseDataMayGoToItsModel) {
   const quality::QualityRecord* w = find(records, "walled", quality::RecordKind::kEscalation);
   ASSERT_NE(w, nullptr);
   ASSERT_TRUE(w->judge.has_value());
+  EXPECT_EQ(w->judge->status, quality::JudgeStatus::kSkippedPolicy);
   EXPECT_EQ(w->judge->detail.rfind("skipped_policy", 0), 0u) << w->judge->detail;
   EXPECT_EQ(w->judge->model, "judge-model");
   EXPECT_FALSE(w->delta().has_value());

@@ -778,7 +778,7 @@ TEST(ReportBrowser, QualityReportRendersCleanly) {
   EXPECT_EQ(count(j, selectors[2]), 21);  // thresholds 0, 0.05, ..., 1
   EXPECT_EQ(count(j, selectors[3]), 10);  // ten UTC days
   EXPECT_EQ(count(j, selectors[4]), 5);
-  EXPECT_EQ(count(j, selectors[5]), 4);  // ok, unparsed, error, not judged
+  EXPECT_EQ(count(j, selectors[5]), 5);  // ok, unparsed, error, skipped_policy, not judged
   EXPECT_EQ(count(j, selectors[6]), 0);
 }
 
