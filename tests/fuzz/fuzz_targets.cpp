@@ -23,12 +23,12 @@
 
 // A property that must hold for every input; a violation aborts so that libFuzzer keeps the
 // input as a reproducer (and a regression replay fails).
-#define SY_FUZZ_CHECK(cond, what)                                                 \
-  do {                                                                            \
-    if (!(cond)) {                                                                \
-      std::fprintf(stderr, "fuzz property failed: %s (%s)\n", #cond, (what));     \
-      std::abort();                                                               \
-    }                                                                             \
+#define SY_FUZZ_CHECK(cond, what)                                             \
+  do {                                                                        \
+    if (!(cond)) {                                                            \
+      std::fprintf(stderr, "fuzz property failed: %s (%s)\n", #cond, (what)); \
+      std::abort();                                                           \
+    }                                                                         \
   } while (0)
 
 namespace fuzz {
@@ -94,7 +94,13 @@ void runSse(std::string_view input) {
     SY_FUZZ_CHECK(sameEvents(whole_events, split_events), "events depend on where bytes split");
     SY_FUZZ_CHECK(whole.retryMs() == split.retryMs(), "retry depends on where bytes split");
   }
-  for (const api::SseEvent& ev : whole_events) (void)api::parseChatChunk(ev.data);
+  for (const api::SseEvent& ev : whole_events) {
+    // What one event may hold is bounded, the id that every later event copies included.
+    SY_FUZZ_CHECK(ev.id.size() <= api::kMaxSseIdBytes, "an event id over the cap");
+    SY_FUZZ_CHECK(ev.data.size() + ev.event.size() + ev.id.size() <= kMaxEvent,
+                  "an event over max_event_bytes");
+    (void)api::parseChatChunk(ev.data);
+  }
   (void)api::sseData(input);
 }
 

@@ -13,7 +13,7 @@
 namespace fuzz {
 
 struct Target {
-  std::string_view name;                 // "chat_request": the executable is <name>_fuzz
+  std::string_view name;  // "chat_request": the executable is <name>_fuzz
   // Once per process before the first input; may be null. False (after saying why on stderr):
   // the target cannot run here, e.g. the Gemma tokenizer is not installed.
   bool (*init)();
