@@ -25,6 +25,7 @@
 #include <utility>
 
 #include "api/ascii.h"
+#include "gateway/auth.h"
 #include "gateway/tls.h"
 #include "policies/yaml_reader.h"
 
@@ -561,37 +562,11 @@ api::Status finish(const YamlReader& root, Config* config) {
                                [&](const Team& t) { return t.name == auth.anonymous_team; });
     if (!defined) config->teams.push_back(Team{auth.anonymous_team, {}});
   }
-  // Teams of the policies file join those of this file; their keys must not clash.
-  std::map<std::string, std::string> owner;  // sha256 -> "team/key"
-  for (const Team& t : config->teams) {
-    for (const ApiKey& k : t.keys) owner[k.sha256] = t.name + "/" + k.id;
-  }
-  for (const ApiKey& k : auth.admin_keys) owner[k.sha256] = "admin/" + k.id;
-  for (const policies::TeamPolicy& tp : config->policies->teams()) {
-    auto it = std::find_if(config->teams.begin(), config->teams.end(),
-                           [&](const Team& t) { return t.name == tp.name; });
-    if (it == config->teams.end()) {
-      config->teams.push_back(Team{tp.name, {}});
-      it = std::prev(config->teams.end());
-    }
-    for (const policies::TeamKey& k : tp.keys) {
-      if (auto [o, inserted] = owner.emplace(k.sha256, tp.name + "/" + k.id); !inserted) {
-        return root.errorAt("policies", "the policies file gives team '" + tp.name + "' key '" +
-                                            k.id + "', which is already used by " + o->second);
-      }
-      it->keys.push_back(ApiKey{k.id, k.sha256});
-    }
-  }
-  // Without a policies file, the built-in routing applies only where its models exist.
-  for (const policies::ModelReference& ref : config->policies->referencedModels()) {
-    if (config->policies_file.empty()) break;
-    if (!config->findModel(ref.model)) {
-      return api::Status(api::ErrorCode::kConfig,
-                         ref.location + ": unknown model '" + ref.model +
-                             "' (policies route to entries of `models:` in " +
-                             std::string(root.sourceName()) + ")");
-    }
-  }
+  // The one validation of the policies against the rest, as a reload runs it (auth.h).
+  auto teams = bindPolicies(*config, config->teams, *config->policies,
+                            !config->ledger_path.empty());
+  if (!teams.ok()) return root.errorAt("policies", teams.status().message());
+  config->teams = std::move(teams).value();
   return checkModels(root.section("models"), *config);
 }
 

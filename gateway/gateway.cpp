@@ -80,22 +80,8 @@ api::Status Gateway::startEngines() {
     auto ledger = policies::openSqliteLedger(config_->ledger_path);
     if (!ledger.ok()) return ledger.status();
     ledger_ = std::move(ledger).value();
-  } else {
-    for (const policies::TeamPolicy& t : config_->policies->teams()) {
-      if (t.budget.limited()) {
-        return api::Status(api::ErrorCode::kConfig,
-                           config_->policies->source() + ": team '" + t.name +
-                               "' has a budget, but no ledger is configured to keep it "
-                               "(add `ledger: {path: ledger.db}`)");
-      }
-    }
-    if (config_->policies->defaults().budget.limited()) {
-      return api::Status(api::ErrorCode::kConfig,
-                         config_->policies->source() +
-                             ": the defaults set a budget, but no ledger is configured to keep "
-                             "it (add `ledger: {path: ledger.db}`)");
-    }
   }
+  // A budget without a ledger is refused when the config is read (bindPolicies).
   for (const auto& [name, pc] : config_->providers) {
     if (pc.type != "local") continue;
     engine::EngineOptions options;
