@@ -81,6 +81,94 @@ void reloadTls(gateway::Server& server, gateway::Metrics& metrics) {
   }
 }
 
+// Binds the main listener and the metrics one, then announces them: one JSON line on stdout
+// (what scripts and tests wait for) and the same on stderr. False (and why) on failure.
+bool listenAll(const gateway::Config& config, const std::string& config_path,
+               gateway::Server& server, gateway::Server* metrics_server) {
+  auto bound = server.listen();
+  if (!bound.ok()) {
+    std::fprintf(stderr, "switchyard: %s\n", bound.status().message().c_str());
+    return false;
+  }
+  std::string extra = config.server.tls.enabled ? ",\"tls\":true" : "";
+  if (metrics_server) {
+    auto m = metrics_server->listen();
+    if (!m.ok()) {
+      std::fprintf(stderr, "switchyard: metrics: %s\n", m.status().message().c_str());
+      return false;
+    }
+    extra += ",\"metrics_port\":" + std::to_string(*m);
+  }
+  std::printf("{\"event\":\"listening\",\"address\":\"%s\",\"port\":%d%s}\n",
+              config.server.listen.c_str(), *bound, extra.c_str());
+  std::fflush(stdout);
+  std::fprintf(stderr,
+               "{\"level\":\"info\",\"msg\":\"listening\",\"address\":\"%s\",\"port\":%d,"
+               "\"config\":\"%s\"%s}\n",
+               config.server.listen.c_str(), *bound,
+               config_path.empty() ? "<embedded>" : config_path.c_str(), extra.c_str());
+  return true;
+}
+
+// Runs the gateway on `frozen` until SIGTERM/SIGINT has drained it; `signals` are blocked in
+// every thread and taken by one watcher. Returns the exit code.
+int serve(std::shared_ptr<const gateway::Config> frozen, const std::string& config_path,
+          sigset_t signals) {
+  gateway::Metrics metrics;
+  auto created = gateway::Gateway::create(frozen, metrics);
+  if (!created.ok()) {
+    std::fprintf(stderr, "switchyard: %s\n", created.status().message().c_str());
+    return 2;
+  }
+  gateway::Gateway& app = **created;
+  const bool separate_metrics = frozen->metrics.port >= 0;
+  gateway::Server server(
+      frozen->server, metrics,
+      [&app, separate_metrics](gateway::Exchange ex, std::shared_ptr<gateway::Responder> r) {
+        if (separate_metrics && pathOf(ex.target) == "/metrics") return replyNotFound(ex, *r);
+        app.handle(std::move(ex), std::move(r));
+      });
+  app.setDrainingProbe([&server] { return server.draining(); });
+  std::unique_ptr<gateway::Server> metrics_server;
+  if (separate_metrics) metrics_server = makeMetricsServer(*frozen, metrics, app);
+
+  if (!listenAll(*frozen, config_path, server, metrics_server.get())) return 1;
+
+  std::atomic<bool> stopped{false};
+  std::thread watcher([&] {
+    timespec tick{0, 200 * 1000 * 1000};
+    while (!stopped.load()) {
+      int sig = sigtimedwait(&signals, nullptr, &tick);
+      if (sig == SIGTERM || sig == SIGINT) {
+        std::fprintf(stderr, "{\"level\":\"info\",\"msg\":\"draining\",\"signal\":%d}\n", sig);
+        server.beginShutdown();
+        if (metrics_server) metrics_server->beginShutdown();
+      } else if (sig == SIGHUP) {
+        if (frozen->server.tls.enabled) reloadTls(server, metrics);
+        // Re-read the policies; an invalid file keeps the old ones (and says why).
+        if (api::Status st = app.reloadPolicies(); !st.ok()) {
+          std::fprintf(stderr,
+                       "{\"level\":\"error\",\"msg\":\"policies not reloaded; the old ones "
+                       "still apply\",\"why\":%s}\n",
+                       api::Json(st.message()).dump().c_str());
+        }
+      }
+    }
+  });
+
+  std::thread metrics_thread;
+  if (metrics_server) metrics_thread = std::thread([&] { metrics_server->run(); });
+  server.run();
+  if (metrics_server) {
+    metrics_server->beginShutdown();
+    metrics_thread.join();
+  }
+  stopped = true;
+  watcher.join();
+  std::fprintf(stderr, "{\"level\":\"info\",\"msg\":\"stopped\"}\n");
+  return 0;
+}
+
 bool parseInt(const char* s, int& out) {
   char* end = nullptr;
   long v = std::strtol(s, &end, 10);
@@ -171,80 +259,5 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
-  gateway::Metrics metrics;
-  auto created = gateway::Gateway::create(frozen, metrics);
-  if (!created.ok()) {
-    std::fprintf(stderr, "switchyard: %s\n", created.status().message().c_str());
-    return 2;
-  }
-  gateway::Gateway& app = **created;
-  const bool separate_metrics = frozen->metrics.port >= 0;
-  gateway::Server server(
-      frozen->server, metrics,
-      [&app, separate_metrics](gateway::Exchange ex, std::shared_ptr<gateway::Responder> r) {
-        if (separate_metrics && pathOf(ex.target) == "/metrics") return replyNotFound(ex, *r);
-        app.handle(std::move(ex), std::move(r));
-      });
-  app.setDrainingProbe([&server] { return server.draining(); });
-  std::unique_ptr<gateway::Server> metrics_server;
-  if (separate_metrics) metrics_server = makeMetricsServer(*frozen, metrics, app);
-
-  auto bound = server.listen();
-  if (!bound.ok()) {
-    std::fprintf(stderr, "switchyard: %s\n", bound.status().message().c_str());
-    return 1;
-  }
-  int metrics_port = -1;
-  if (metrics_server) {
-    auto m = metrics_server->listen();
-    if (!m.ok()) {
-      std::fprintf(stderr, "switchyard: metrics: %s\n", m.status().message().c_str());
-      return 1;
-    }
-    metrics_port = *m;
-  }
-  std::string extra = frozen->server.tls.enabled ? ",\"tls\":true" : "";
-  if (metrics_port >= 0) extra += ",\"metrics_port\":" + std::to_string(metrics_port);
-  std::printf("{\"event\":\"listening\",\"address\":\"%s\",\"port\":%d%s}\n",
-              frozen->server.listen.c_str(), *bound, extra.c_str());
-  std::fflush(stdout);
-  std::fprintf(stderr,
-               "{\"level\":\"info\",\"msg\":\"listening\",\"address\":\"%s\",\"port\":%d,"
-               "\"config\":\"%s\"%s}\n",
-               frozen->server.listen.c_str(), *bound,
-               config_path.empty() ? "<embedded>" : config_path.c_str(), extra.c_str());
-
-  std::atomic<bool> stopped{false};
-  std::thread watcher([&] {
-    timespec tick{0, 200 * 1000 * 1000};
-    while (!stopped.load()) {
-      int sig = sigtimedwait(&signals, nullptr, &tick);
-      if (sig == SIGTERM || sig == SIGINT) {
-        std::fprintf(stderr, "{\"level\":\"info\",\"msg\":\"draining\",\"signal\":%d}\n", sig);
-        server.beginShutdown();
-        if (metrics_server) metrics_server->beginShutdown();
-      } else if (sig == SIGHUP) {
-        if (frozen->server.tls.enabled) reloadTls(server, metrics);
-        // Re-read the policies; an invalid file keeps the old ones (and says why).
-        if (api::Status st = app.reloadPolicies(); !st.ok()) {
-          std::fprintf(stderr,
-                       "{\"level\":\"error\",\"msg\":\"policies not reloaded; the old ones "
-                       "still apply\",\"why\":%s}\n",
-                       api::Json(st.message()).dump().c_str());
-        }
-      }
-    }
-  });
-
-  std::thread metrics_thread;
-  if (metrics_server) metrics_thread = std::thread([&] { metrics_server->run(); });
-  server.run();
-  if (metrics_server) {
-    metrics_server->beginShutdown();
-    metrics_thread.join();
-  }
-  stopped = true;
-  watcher.join();
-  std::fprintf(stderr, "{\"level\":\"info\",\"msg\":\"stopped\"}\n");
-  return 0;
+  return serve(frozen, config_path, signals);
 }
