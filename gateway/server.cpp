@@ -117,7 +117,11 @@ class Server::Impl {
   // The process-wide cap on buffered bytes.
   void addBuffered(size_t n) {
     int64_t total = buffered_.fetch_add(static_cast<int64_t>(n)) + static_cast<int64_t>(n);
-    if (total > config_.max_buffered_bytes) shedSlowest();
+    // One scan at a time: while over the cap every write lands here.
+    if (total > config_.max_buffered_bytes && !shedding_.exchange(true)) {
+      shedSlowest();
+      shedding_ = false;
+    }
   }
   void releaseBuffered(size_t n) { buffered_.fetch_sub(static_cast<int64_t>(n)); }
   void shedSlowest();
@@ -137,6 +141,7 @@ class Server::Impl {
   std::atomic<int> in_flight_{0};
   std::atomic<int> connections_{0};
   std::atomic<int64_t> buffered_{0};
+  std::atomic<bool> shedding_{false};
   std::chrono::steady_clock::time_point drain_deadline_;
   std::unique_ptr<TlsContextHolder> tls_;  // null without server.tls
   std::mutex sessions_mu_;
