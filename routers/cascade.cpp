@@ -47,6 +47,18 @@ class CascadeCall : public ProviderCall, public std::enable_shared_from_this<Cas
     if (local) local->cancel();
   }
 
+  // Backpressure reaches the side that feeds the client: the cloud once it answers (the
+  // local engine cannot pause, and its answers are bounded).
+  void setPaused(bool paused) override {
+    std::shared_ptr<ProviderCall> cloud;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      paused_ = paused;
+      cloud = cloud_call_;
+    }
+    if (cloud) cloud->setPaused(paused);
+  }
+
  private:
   enum class Phase { kHolding, kLocal, kEscalated, kDone };
 
@@ -224,6 +236,7 @@ class CascadeCall : public ProviderCall, public std::enable_shared_from_this<Cas
     }
     cloud_call_ = *started;
     if (cancelled_) (*started)->cancel();
+    if (paused_) (*started)->setPaused(true);
     return true;
   }
 
@@ -415,6 +428,7 @@ class CascadeCall : public ProviderCall, public std::enable_shared_from_this<Cas
   std::string escalation_note_;  // why it did not, when it wanted to
   std::shared_ptr<ProviderCall> local_call_, cloud_call_;
   bool cancelled_ = false;
+  bool paused_ = false;
 };
 
 }  // namespace

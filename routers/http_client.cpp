@@ -13,16 +13,12 @@
 #include <thread>
 #include <unordered_set>
 
+#include "api/ascii.h"
+
 namespace routers {
 namespace {
 
 using std::chrono::milliseconds;
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -172,7 +168,7 @@ class Transfer : public HttpCall, public std::enable_shared_from_this<Transfer> 
     }
     auto colon = line.find(':');
     if (colon != std::string_view::npos) {
-      t->head_.headers[lower(trim(line.substr(0, colon)))] =
+      t->head_.headers[api::asciiLower(trim(line.substr(0, colon)))] =
           std::string(trim(line.substr(colon + 1)));
     }
     return size * n;
