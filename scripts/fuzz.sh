@@ -15,13 +15,13 @@ jobs=${SY_FUZZ_JOBS:-$(nproc)}
 build_dir=build-fuzz
 all_targets=(chat_request sse openai_response openai_stream anthropic_response anthropic_stream
              gemini_response gemini_stream switchyard_yaml policies_yaml trigger safetensors
-             tokenizer tokenizer_json)
+             model_config tokenizer tokenizer_json)
 targets=("$@")
 if ((${#targets[@]} == 0)); then targets=("${all_targets[@]}"); fi
 
 dict_for() {
   case "$1" in
-    chat_request | openai_*) echo tests/fuzz/dict/json.dict ;;
+    chat_request | openai_* | model_config) echo tests/fuzz/dict/json.dict ;;
     anthropic_*) echo tests/fuzz/dict/anthropic.dict ;;
     gemini_*) echo tests/fuzz/dict/gemini.dict ;;
     sse) echo tests/fuzz/dict/sse.dict ;;

@@ -11,6 +11,8 @@
 
 #include "api/openai_json.h"
 #include "api/sse.h"
+#include "engine/chat_template.h"
+#include "engine/model_config.h"
 #include "engine/safetensors.h"
 #include "engine/tokenizer.h"
 #include "gateway/config.h"
@@ -64,6 +66,7 @@ void runChatRequest(std::string_view input) {
   (void)routers::OpenAIWire(routers::OpenAIWireConfig{}).encode(*req);
   (void)routers::AnthropicWire(routers::AnthropicWireConfig{}).encode(*req);
   (void)routers::GeminiWire(routers::GeminiWireConfig{}).encode(*req);
+  (void)engine::renderGemma3Chat(*req);  // what the local engine does with it
 }
 
 bool sameEvents(const std::vector<api::SseEvent>& a, const std::vector<api::SseEvent>& b) {
@@ -257,6 +260,16 @@ void runSafetensors(std::string_view input) {
   }
 }
 
+// A checkpoint's config.json.
+void runModelConfig(std::string_view input) {
+  auto config = engine::parseGemmaConfig(input, "fuzz/config.json");
+  if (!config.ok()) return;
+  for (int layer = 0; layer < config->n_layer; ++layer) {
+    (void)config->isSliding(layer);
+    (void)config->rope(layer);
+  }
+}
+
 const engine::Tokenizer*& gemmaTokenizer() {
   static const engine::Tokenizer* tok = nullptr;
   return tok;
@@ -326,6 +339,7 @@ const std::vector<Target>& targets() {
       {"policies_yaml", nullptr, runPoliciesYaml},
       {"trigger", nullptr, runTrigger},
       {"safetensors", nullptr, runSafetensors},
+      {"model_config", nullptr, runModelConfig},
       {"tokenizer", initTokenizer, runTokenizer},
       {"tokenizer_json", nullptr, runTokenizerJson},
   };
