@@ -55,6 +55,7 @@ void ChatForwarder::setDecision(std::optional<double> complexity, std::string no
 
 void ChatForwarder::setCall(std::shared_ptr<routers::ProviderCall> call) {
   std::lock_guard<std::mutex> lock(mu_);
+  if (finished_) return;  // it answered already (a refusal inside chat())
   call_ = std::move(call);
   if (cancel_requested_) call_->cancel();
   if (paused_) call_->setPaused(true);
@@ -81,6 +82,20 @@ void ChatForwarder::resume() {
   if (call) call->setPaused(false);
 }
 
+void ChatForwarder::pause() {
+  std::shared_ptr<routers::ProviderCall> call;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (paused_) return;
+    paused_ = true;
+    call = call_;
+  }
+  if (call) call->setPaused(true);
+  // The client may have drained between the reading of pendingBytes() and `paused_`: its
+  // drain notification then found nothing to resume. From here on one will (paused_ is set).
+  if (out_->pendingBytes() <= Responder::kPauseAboveBytes) resume();
+}
+
 void ChatForwarder::onChunk(api::ChatChunk chunk) {
   if (!started_) {
     started_ = true;
@@ -93,17 +108,7 @@ void ChatForwarder::onChunk(api::ChatChunk chunk) {
     cancel();
     return;
   }
-  if (pending > Responder::kPauseAboveBytes) {
-    std::shared_ptr<routers::ProviderCall> call;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (!paused_) {
-        paused_ = true;
-        call = call_;
-      }
-    }
-    if (call) call->setPaused(true);
-  }
+  if (pending > Responder::kPauseAboveBytes) pause();
   if (tap_) {
     for (const api::ChunkChoice& c : chunk.choices) {
       if (c.delta.content) streamed_text_ += *c.delta.content;
@@ -159,6 +164,13 @@ void ChatForwarder::finishStream(api::ChatResponse& r, double duration) {
 
 void ChatForwarder::onFinish(api::StatusOr<api::ChatResponse> result) {
   const double duration = secondsSince(ctx_.received);
+  {
+    // The call holds this forwarder as its sink: drop the call so that neither outlives the
+    // request.
+    std::lock_guard<std::mutex> lock(mu_);
+    call_.reset();
+    finished_ = true;
+  }
   if (!result.ok()) return finishError(result.status(), duration);
   api::ChatResponse& r = result.value();
   const bool local_route = local_providers_.count(route_.provider) > 0;

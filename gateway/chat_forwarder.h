@@ -55,6 +55,7 @@ class ChatForwarder : public routers::ChatSink,
  private:
   void finishError(const api::Status& s, double duration);
   void finishStream(api::ChatResponse& r, double duration);
+  void pause();
   void resume();
   Headers headers() const;
 
@@ -77,6 +78,7 @@ class ChatForwarder : public routers::ChatSink,
   std::shared_ptr<routers::ProviderCall> call_;
   bool cancel_requested_ = false;
   bool paused_ = false;
+  bool finished_ = false;
 };
 
 }  // namespace gateway
