@@ -52,7 +52,9 @@ class Responder {
 
   // Backpressure: a streaming producer pauses its upstream while pendingBytes() is above
   // kPauseAboveBytes; `fn` runs (on some thread) each time the pending bytes drain to or below
-  // kResumeBelowBytes after having been above kPauseAboveBytes. Replaces an earlier fn.
+  // kResumeBelowBytes after having been above kPauseAboveBytes. Replaces an earlier fn; one
+  // registered after such a drain runs at once. A drain may run fn between a producer's read
+  // of pendingBytes() and its pause, so a producer reads pendingBytes() again once paused.
   static constexpr size_t kPauseAboveBytes = 256u << 10;
   static constexpr size_t kResumeBelowBytes = 64u << 10;
   virtual void onDrained(std::function<void()> fn) {}
