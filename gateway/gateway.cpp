@@ -120,6 +120,7 @@ api::Status Gateway::startEngines() {
 }
 
 void Gateway::updateEngineMetrics() {
+  if (ledger_ && spend_metrics_) spend_metrics_->updateLedger(*ledger_);
   for (const auto& [name, provider] : providers_) {
     auto* local = dynamic_cast<routers::LocalProvider*>(provider.get());
     if (!local) continue;

@@ -35,6 +35,7 @@
 namespace gateway {
 
 class QualityHub;
+class SpendMetrics;
 class LiveStats;
 
 class Gateway {
@@ -141,7 +142,7 @@ class Gateway {
   std::vector<std::unique_ptr<routers::FallbackChain>> chains_;
   std::unordered_map<std::string, Route> routes_;
   std::unique_ptr<policies::Ledger> ledger_;  // null without `ledger:`
-  std::unique_ptr<routers::SpendObserver> spend_metrics_;
+  std::unique_ptr<SpendMetrics> spend_metrics_;
   std::unique_ptr<routers::Spender> spender_;  // every call that can spend goes through it
   policies::RateLimiter limiter_;
   routers::ComplexityWeights complexity_weights_;

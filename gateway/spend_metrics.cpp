@@ -1,13 +1,14 @@
 #include "gateway/spend_metrics.h"
 
 #include <prometheus/counter.h>
+#include <prometheus/gauge.h>
 
 namespace gateway {
 namespace {
 
-class SpendMetrics : public routers::SpendObserver {
+class PrometheusSpendMetrics : public SpendMetrics {
  public:
-  explicit SpendMetrics(prometheus::Registry& registry)
+  explicit PrometheusSpendMetrics(prometheus::Registry& registry)
       : estimated_(&prometheus::BuildCounter()
                         .Name("switchyard_cost_estimated_total")
                         .Help("Cloud calls settled by a never-lower estimate because the "
@@ -22,7 +23,25 @@ class SpendMetrics : public routers::SpendObserver {
                       .Help("Cloud attempts refused by the spending gate, by reason "
                             "(cloud_not_allowed, model_not_allowed, insufficient_quota, "
                             "ledger_unavailable)")
-                      .Register(registry)) {}
+                      .Register(registry)),
+        ledger_(&prometheus::BuildGauge()
+                     .Name("switchyard_ledger_state")
+                     .Help("The ledger's writer: commits, failed_commits, dropped_writes "
+                           "(rows missing from the file though their money counts), "
+                           "crashed_reservations and crashed_usd (pending rows a crash left, "
+                           "billed at start), available (1, or 0 while writes fail)")
+                     .Register(registry)) {}
+
+  void updateLedger(policies::Ledger& ledger) override {
+    policies::LedgerStats s = ledger.stats();
+    ledger_->Add({{"what", "commits"}}).Set(static_cast<double>(s.commits));
+    ledger_->Add({{"what", "failed_commits"}}).Set(static_cast<double>(s.failed_commits));
+    ledger_->Add({{"what", "dropped_writes"}}).Set(static_cast<double>(s.dropped_writes));
+    ledger_->Add({{"what", "crashed_reservations"}})
+        .Set(static_cast<double>(s.crashed_reservations));
+    ledger_->Add({{"what", "crashed_usd"}}).Set(s.crashed_usd);
+    ledger_->Add({{"what", "available"}}).Set(s.available ? 1 : 0);
+  }
 
   void onEstimated(const std::string& team, const routers::ChainTarget& target,
                    double usd) override {
@@ -37,12 +56,13 @@ class SpendMetrics : public routers::SpendObserver {
   prometheus::Family<prometheus::Counter>* estimated_;
   prometheus::Family<prometheus::Counter>* estimated_usd_;
   prometheus::Family<prometheus::Counter>* refused_;
+  prometheus::Family<prometheus::Gauge>* ledger_;
 };
 
 }  // namespace
 
-std::unique_ptr<routers::SpendObserver> makeSpendMetrics(Metrics& metrics) {
-  return std::make_unique<SpendMetrics>(metrics.registry());
+std::unique_ptr<SpendMetrics> makeSpendMetrics(Metrics& metrics) {
+  return std::make_unique<PrometheusSpendMetrics>(metrics.registry());
 }
 
 }  // namespace gateway

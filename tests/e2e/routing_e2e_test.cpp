@@ -402,6 +402,8 @@ TEST_F(RoutingE2E, AnUnwritableLedgerStopsCloudCallsWhileLocalAnswersFlow) {
   EXPECT_EQ(cloud.status, 503) << cloud.body;
   EXPECT_EQ(cloud.json()["error"]["code"], "ledger_unavailable") << cloud.body;
   EXPECT_EQ(fake_.chatRequestCount(), 0) << "no cloud call may start unbilled";
+  std::string metrics = httpGet(gw_->url() + "/metrics").body;
+  EXPECT_GE(metricValue(metrics, "switchyard_ledger_state", {{"what", "failed_commits"}}), 1.0);
   HttpResponse local = chat("localonly", ask("auto", "hi"));
   EXPECT_EQ(local.status, 200) << local.body;
   EXPECT_EQ(local.headers["x-switchyard-route"], "gemma/gemma-3-local");
