@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <limits>
 #include <map>
 #include <optional>
 #include <utility>
@@ -44,34 +45,11 @@ std::string messagePath(size_t i) { return "messages[" + std::to_string(i) + "]"
 
 // ---- request: OpenAI -> Anthropic --------------------------------------------------------
 
-// The deepest nesting of arrays and objects in a JSON text, strings skipped. Tool-call
-// arguments are a string inside the client's request, so the request parser's depth cap did
-// not see them; they are checked before being parsed into a tree.
-int jsonNesting(std::string_view text) {
-  int depth = 0;
-  int deepest = 0;
-  bool in_string = false;
-  bool escaped = false;
-  for (char c : text) {
-    if (in_string) {
-      if (escaped) {
-        escaped = false;
-      } else if (c == '\\') {
-        escaped = true;
-      } else if (c == '"') {
-        in_string = false;
-      }
-      continue;
-    }
-    if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      deepest = std::max(deepest, ++depth);
-    } else if (c == ']' || c == '}') {
-      --depth;
-    }
-  }
-  return deepest;
+// Whether a JSON text nests no deeper than `max_depth` (strings skipped; the one check in
+// api/openai_json.h). Tool-call arguments are a string inside the client's request, so the
+// request parser's depth cap did not see them; they are checked before being parsed.
+bool nestingWithin(std::string_view text, int max_depth) {
+  return api::checkJsonBounds(text, {max_depth, std::numeric_limits<int64_t>::max()}).ok();
 }
 
 bool isBlank(std::string_view s) {
@@ -199,7 +177,7 @@ StatusOr<Json> toolUseBlock(const api::ToolCall& call, const std::string& param)
     return Json{
         {"type", "tool_use"}, {"id", call.id}, {"name", call.name}, {"input", Json::object()}};
   }
-  if (jsonNesting(call.arguments) > api::kMaxRequestJsonDepth) {
+  if (!nestingWithin(call.arguments, api::kMaxRequestJsonDepth)) {
     return api::invalidRequest("Invalid value for '" + args_param + "': nested too deeply.",
                                args_param);
   }
@@ -768,7 +746,7 @@ api::StatusOr<WireRequest> AnthropicWire::encode(const api::ChatRequest& request
 
 api::StatusOr<api::ChatResponse> AnthropicWire::decodeResponse(
     std::string_view body, const api::ChatRequest& request) const {
-  if (jsonNesting(body) > kMaxUpstreamJsonDepth) {
+  if (!nestingWithin(body, kMaxUpstreamJsonDepth)) {
     return upstreamError("the response nests deeper than " + std::to_string(kMaxUpstreamJsonDepth) +
                          " levels");
   }

@@ -50,27 +50,10 @@ std::string dumpJson(const Json& j) {
   return j.dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 
-// True when no object or array in `s` nests deeper than `max_depth` (strings skipped).
+// True when no object or array in `s` nests deeper than `max_depth` (strings skipped; the
+// one check in api/openai_json.h).
 bool nestingWithin(std::string_view s, int max_depth) {
-  int depth = 0;
-  bool in_string = false;
-  for (size_t i = 0; i < s.size(); ++i) {
-    char c = s[i];
-    if (in_string) {
-      if (c == '\\') {
-        ++i;
-      } else if (c == '"') {
-        in_string = false;
-      }
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      if (++depth > max_depth) return false;
-    } else if (c == ']' || c == '}') {
-      --depth;
-    }
-  }
-  return true;
+  return api::checkJsonBounds(s, {max_depth, std::numeric_limits<int64_t>::max()}).ok();
 }
 
 // Parses `text` as JSON; a discarded value when it is not JSON or nests too deep.
