@@ -10,6 +10,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl.hpp>
@@ -100,8 +101,8 @@ class Server::Impl {
       : config_(std::move(config)),
         metrics_(metrics),
         handler_(std::move(handler)),
-        ioc_(config_.threads),
-        acceptor_(net::make_strand(ioc_)),
+        iocs_(makeContexts(config_.threads)),
+        acceptor_(net::make_strand(*iocs_[0])),
         drain_timer_(acceptor_.get_executor()),
         pool_(config_.worker_threads, static_cast<size_t>(config_.worker_queue)) {
     if (config_.tls.enabled) tls_ = std::make_unique<TlsContextHolder>(config_.tls);
@@ -146,7 +147,17 @@ class Server::Impl {
   std::unique_ptr<TlsContextHolder> tls_;  // null without server.tls
   std::mutex sessions_mu_;
   std::unordered_map<SessionBase*, std::weak_ptr<SessionBase>> sessions_;
-  net::io_context ioc_;
+  // One io_context per I/O thread, each connection on one of them: a request is read, handed
+  // on and answered by the same thread, never bounced between threads sharing a queue.
+  static std::vector<std::unique_ptr<net::io_context>> makeContexts(int threads) {
+    std::vector<std::unique_ptr<net::io_context>> out;
+    for (int i = 0; i < std::max(1, threads); ++i) {
+      out.push_back(std::make_unique<net::io_context>(1));
+    }
+    return out;
+  }
+  std::vector<std::unique_ptr<net::io_context>> iocs_;
+  size_t next_ioc_ = 0;  // round robin of accepted connections (the acceptor's strand)
   tcp::acceptor acceptor_;
   net::steady_timer drain_timer_;
   // Last: its jobs hold sessions, which need everything above while they are destroyed.
@@ -760,7 +771,8 @@ api::StatusOr<int> Server::Impl::listen() {
 }
 
 void Server::Impl::doAccept() {
-  acceptor_.async_accept(net::make_strand(ioc_),
+  net::io_context& ioc = *iocs_[next_ioc_++ % iocs_.size()];
+  acceptor_.async_accept(net::make_strand(ioc),
                          beast::bind_front_handler(&Server::Impl::onAccept, this));
 }
 
@@ -788,9 +800,12 @@ void Server::Impl::onAccept(beast::error_code ec, tcp::socket socket) {
 }
 
 void Server::Impl::run() {
+  // A context without connections must not return from run(): each is kept until shutdown.
+  std::vector<net::executor_work_guard<net::io_context::executor_type>> keep;
+  for (auto& ioc : iocs_) keep.push_back(net::make_work_guard(*ioc));
   std::vector<std::thread> threads;
-  for (int i = 1; i < config_.threads; ++i) threads.emplace_back([this] { ioc_.run(); });
-  ioc_.run();
+  for (size_t i = 1; i < iocs_.size(); ++i) threads.emplace_back([this, i] { iocs_[i]->run(); });
+  iocs_[0]->run();
   for (auto& t : threads) t.join();
   pool_.stop();
 }
@@ -807,7 +822,7 @@ void Server::Impl::beginShutdown() {
 
 void Server::Impl::checkDrained() {
   if (in_flight_.load() == 0 || std::chrono::steady_clock::now() >= drain_deadline_) {
-    ioc_.stop();
+    for (auto& ioc : iocs_) ioc->stop();
     return;
   }
   drain_timer_.expires_after(std::chrono::milliseconds(50));
