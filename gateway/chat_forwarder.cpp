@@ -72,25 +72,20 @@ void ChatForwarder::cancel() {
 }
 
 void ChatForwarder::resume() {
-  std::shared_ptr<routers::ProviderCall> call;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (!paused_) return;
-    paused_ = false;
-    call = call_;
-  }
-  if (call) call->setPaused(false);
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!paused_) return;
+  paused_ = false;
+  if (call_) call_->setPaused(false);
 }
 
 void ChatForwarder::pause() {
-  std::shared_ptr<routers::ProviderCall> call;
   {
+    // setPaused under mu_: a resume() racing this pause must not overtake it.
     std::lock_guard<std::mutex> lock(mu_);
     if (paused_) return;
     paused_ = true;
-    call = call_;
+    if (call_) call_->setPaused(true);
   }
-  if (call) call->setPaused(true);
   // The client may have drained between the reading of pendingBytes() and `paused_`: its
   // drain notification then found nothing to resume. From here on one will (paused_ is set).
   if (out_->pendingBytes() <= Responder::kPauseAboveBytes) resume();

@@ -50,13 +50,9 @@ class CascadeCall : public ProviderCall, public std::enable_shared_from_this<Cas
   // Backpressure reaches the side that feeds the client: the cloud once it answers (the
   // local engine cannot pause, and its answers are bounded).
   void setPaused(bool paused) override {
-    std::shared_ptr<ProviderCall> cloud;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      paused_ = paused;
-      cloud = cloud_call_;
-    }
-    if (cloud) cloud->setPaused(paused);
+    std::lock_guard<std::mutex> lock(mu_);  // pauses and resumes arrive in order
+    paused_ = paused;
+    if (cloud_call_) cloud_call_->setPaused(paused);
   }
 
  private:

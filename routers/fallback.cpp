@@ -47,13 +47,10 @@ class ChainCall : public ProviderCall, public std::enable_shared_from_this<Chain
   }
 
   void setPaused(bool paused) override {
-    std::shared_ptr<ProviderCall> call;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      paused_ = paused;
-      call = current_;
-    }
-    if (call) call->setPaused(paused);
+    // Under mu_, so that a pause and a resume reach the attempt in the order they were made.
+    std::lock_guard<std::mutex> lock(mu_);
+    paused_ = paused;
+    if (current_) current_->setPaused(paused);
   }
 
   void onAttemptChunk(api::ChatChunk chunk) {
@@ -157,17 +154,16 @@ class ChainCall : public ProviderCall, public std::enable_shared_from_this<Chain
     request.model = t.upstream_model;
     auto sink = std::make_shared<AttemptSink>(shared_from_this());
     auto call = t.provider->chat(request, std::move(sink), deadline_);
-    bool cancel_now = false, pause_now = false;
+    bool cancel_now = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (serial_ == serial && !finished_) {
         current_ = call;
         cancel_now = cancelled_;
-        pause_now = paused_;
+        if (paused_) call->setPaused(true);
       }
     }
     if (cancel_now) call->cancel();
-    if (pause_now) call->setPaused(true);
   }
 
   // Gives up on the current target; tries the next one or ends with `status`.

@@ -213,16 +213,15 @@ void MeteredCall::proceed() {
 void MeteredCall::launch() {
   auto call = target_.provider->chat(request_, std::make_shared<MeterSink>(shared_from_this()),
                                      deadline_);
-  bool cancel_now, pause_now;
+  bool cancel_now;
   {
     std::lock_guard<std::mutex> lock(mu_);
     launched_ = true;
     inner_ = call;
     cancel_now = cancelled_;
-    pause_now = paused_;
+    if (paused_) call->setPaused(true);
   }
   if (cancel_now) call->cancel();
-  if (pause_now) call->setPaused(true);
 }
 
 void MeteredCall::cancel() {
@@ -245,13 +244,10 @@ void MeteredCall::cancel() {
 }
 
 void MeteredCall::setPaused(bool paused) {
-  std::shared_ptr<ProviderCall> inner;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    paused_ = paused;
-    inner = inner_;
-  }
-  if (inner) inner->setPaused(paused);
+  // Under mu_, so that a pause and a resume reach the call in the order they were made.
+  std::lock_guard<std::mutex> lock(mu_);
+  paused_ = paused;
+  if (inner_) inner_->setPaused(paused);
 }
 
 void MeteredCall::onFinish(api::StatusOr<api::ChatResponse> result) {
