@@ -22,6 +22,7 @@
 # script ends.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 build=${1:-build}
 rounds=${SY_BENCH_ROUNDS:-50}
 per_round=${SY_BENCH_PER_ROUND:-100}
@@ -30,35 +31,10 @@ gw_threads=${SY_BENCH_GATEWAY_THREADS:-2}
 peer=${SY_BENCH_PEER:-auto}
 cpp_upstream=${SY_BENCH_CPP_UPSTREAM:-0}
 
-for bin in switchyard switchyard-cli; do
-  if [[ ! -x "$build/$bin" ]]; then
-    echo "missing $build/$bin: build it with cmake --build $build --target $bin" >&2
-    exit 2
-  fi
-done
+require_bins "$build" switchyard switchyard-cli
 command -v node >/dev/null || { echo "node is required" >&2; exit 2; }
 
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-# Waits (bounded) until FILE holds a line with "port":N and prints N.
-port_of() {
-  for _ in $(seq 100); do
-    if grep -q '"port":' "$1" 2>/dev/null; then
-      grep -m1 -o '"port":[0-9]*' "$1" | cut -d: -f2
-      return 0
-    fi
-    sleep 0.1
-  done
-  echo "no port in $1: $(cat "$1" "${1%.out}.err" 2>/dev/null)" >&2
-  return 1
-}
+bench_tmp
 
 node bench/fake_openai_upstream.mjs >"$tmp/up.out" 2>"$tmp/up.err" &
 pids+=($!)

@@ -13,38 +13,15 @@
 # connection, throughput on 64; wrk, the upstream and the gateway share the machine's cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 build=${1:-build}
 duration=${SY_BENCH_DURATION:-10s}
 gw_threads=${SY_BENCH_GATEWAY_THREADS:-2}
 
-for bin in switchyard switchyard-cli sy_bench_upstream; do
-  if [[ ! -x "$build/$bin" ]]; then
-    echo "missing $build/$bin: build it with cmake --build $build --target $bin" >&2
-    exit 2
-  fi
-done
+require_bins "$build" switchyard switchyard-cli sy_bench_upstream
 command -v wrk >/dev/null || { echo "wrk is required (scripts/install-deps.sh)" >&2; exit 2; }
 
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-port_of() {  # waits (bounded) until FILE holds "port":N; prints N
-  for _ in $(seq 100); do
-    if grep -q '"port":' "$1" 2>/dev/null; then
-      grep -m1 -o '"port":[0-9]*' "$1" | cut -d: -f2
-      return 0
-    fi
-    sleep 0.1
-  done
-  echo "no port in $1" >&2
-  return 1
-}
+bench_tmp
 
 "$build/sy_bench_upstream" >"$tmp/up.out" &
 pids+=($!)

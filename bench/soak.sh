@@ -18,6 +18,7 @@
 # process it starts is stopped when it ends, and the whole run is bounded by `timeout`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 build=${1:-build}
 duration=${SY_SOAK_DURATION_S:-600}
 clients=${SY_SOAK_CLIENTS:-1000}
@@ -28,12 +29,7 @@ plain=${SY_SOAK_PLAIN:-0}
 drain_s=60
 settle_s=15
 
-for bin in switchyard switchyard-cli; do
-  if [[ ! -x "$build/$bin" ]]; then
-    echo "missing $build/$bin: build it with cmake --build $build --target $bin" >&2
-    exit 2
-  fi
-done
+require_bins "$build" switchyard switchyard-cli
 command -v node >/dev/null || { echo "node is required" >&2; exit 2; }
 
 # Each client holds a connection to the gateway, and the gateway one to the upstream: raise
@@ -47,28 +43,9 @@ if [[ "$(ulimit -n)" -lt $((clients * 2 + 256)) ]]; then
   exit 2
 fi
 
-tmp=$(mktemp -d)
+bench_tmp
 out=${SY_SOAK_OUT:-$tmp}
 mkdir -p "$out"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-port_of() {  # waits (bounded) until FILE holds "port":N; prints N
-  for _ in $(seq 100); do
-    if grep -q '"port":' "$1" 2>/dev/null; then
-      grep -m1 -o '"port":[0-9]*' "$1" | cut -d: -f2
-      return 0
-    fi
-    sleep 0.1
-  done
-  echo "no port in $1" >&2
-  return 1
-}
 
 node bench/fake_openai_upstream.mjs >"$tmp/up.out" 2>"$tmp/up.err" &
 pids+=($!)
