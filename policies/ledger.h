@@ -6,7 +6,7 @@
 //
 //     auto r = ledger.reserveDurable(request, on_durable);  // refused: kQuotaExceeded, or
 //                                                            // kUnavailable (cannot persist)
-//     ... on_durable(ok): the pending row is committed; call the provider ...
+//     ... on_durable(ok): the reservation is durable; call the provider ...
 //     ledger.settle(*r, row);     // the actual cost replaces the reservation, in the same row
 //     // or ledger.release(*r);   // the call failed before costing anything: the row goes
 //
@@ -15,13 +15,18 @@
 // and no request waits on disk. Rows are written by one writer thread in batches (group commit:
 // one transaction for whatever is queued); settle, release and record only queue and never wait.
 //
-// A durable reservation is a *pending* row (its reserved amount as cost) committed before the
-// call starts; settling it rewrites that row in place. Opening a file settles the pending rows
-// a crash left behind at their reserved amount (state "crashed") and logs their count and sum,
-// so that after kill -9 at any moment the ledger holds at least what the calls in flight cost,
-// and no reservation survives a restart. A crash loses only what was not committed yet: rows
-// (flush() waits for them), never a committed row or a durable reservation, and leaves the
-// database consistent. reserve() is the in-memory variant: a crash forgets it.
+// A durable reservation is a *pending* row (its reserved amount as cost), durable before the
+// call starts: appended to the reservation journal next to the file (ledger_journal.h, one
+// write() on the caller's thread), then committed to the file by the writer with the other
+// queued writes; settling it rewrites that row in place (a settle in the same batch as its
+// pending row writes only the final row). Opening a file settles the pending rows a crash left
+// behind, in the file or only in the journal, at their reserved amount (state "crashed") and
+// logs their count and sum, so that after kill -9 at any moment the ledger holds at least what
+// the calls in flight cost, and no reservation survives a restart. A crash loses only what was
+// not committed yet: rows (flush() waits for them), never a committed row or a durable
+// reservation, and leaves the database consistent. "Durable" means surviving kill -9 of the
+// process: commits use WAL with synchronous=NORMAL and the journal is not fsynced, so a power
+// loss may undo the last ones. reserve() is the in-memory variant: a crash forgets it.
 //
 // Periods are UTC calendar days ("2026-11-23") and months ("2026-11"). A row counts in the
 // period that contains its `unix_ms` (when the request finished; a crashed row: when it was
@@ -29,7 +34,8 @@
 //
 // One process owns a ledger file at a time (its budgets are held in that process's memory):
 // a second open of the same file, from this process or another, is refused with kIo. The file
-// is created with mode 0600 (its -wal and -shm files follow it): it holds every team's spend.
+// is created with mode 0600 (its -wal, -shm and -pending.N files follow it): it holds every
+// team's spend.
 #pragma once
 
 #include <cstdint>
@@ -118,10 +124,11 @@ struct ReservationRequest {
   int64_t now_ms = 0;
 };
 
-// Runs once when a durable reservation is on disk (ok: the call may start) or cannot be put
-// there (kUnavailable "ledger unavailable: <reason>": the reservation is already released). It
-// runs on the ledger's writer thread, possibly before reserveDurable has returned, or inline in
-// reserveDurable; it must not block and must not call flush().
+// Runs once when a durable reservation is durable (ok: the call may start) or cannot be made
+// so (kUnavailable "ledger unavailable: <reason>": the reservation is already released). It may
+// run inline in reserveDurable, before it returns (the SQLite ledger always does so: its
+// journal append is synchronous), or on another thread; it must not block and must not call
+// flush().
 using DurableCallback = std::function<void(api::Status)>;
 
 // Thread-safe: every method may be called from any thread.
@@ -129,13 +136,14 @@ class Ledger {
  public:
   virtual ~Ledger() = default;
 
-  // Checks the limits exactly as reserve() does (kQuotaExceeded, nothing reserved), then
-  // queues a pending row for the reservation and returns its id at once; `on_durable` runs
-  // exactly once when an id is returned, after the pending row is committed (or failed to be).
-  // A crash after that leaves the pending row, which the next open settles at its reserved
-  // amount. kUnavailable "ledger unavailable: <reason>" at once (nothing reserved, on_durable
-  // not called) while the ledger cannot persist rows (its last write failed: disk full,
-  // read-only file) or its queue is full: cloud calls must not start unbilled.
+  // Checks the limits exactly as reserve() does (kQuotaExceeded, nothing reserved), then makes
+  // a pending row for the reservation durable and returns its id; `on_durable` runs exactly
+  // once when an id is returned, once the reservation is durable (or failed to be). A crash
+  // after that leaves the pending row, which the next open settles at its reserved amount.
+  // kUnavailable "ledger unavailable: <reason>" at once (nothing reserved, on_durable not
+  // called) while the ledger cannot persist rows (its last write failed: disk full, read-only
+  // file; or the journal append failed) or its queue is full: cloud calls must not start
+  // unbilled.
   virtual api::StatusOr<uint64_t> reserveDurable(const ReservationRequest& request,
                                                  DurableCallback on_durable) {
     auto id = reserve(request.team, request.max_cost_usd, request.limits, request.now_ms);
@@ -185,9 +193,9 @@ class Ledger {
   // that is not finite.
   virtual api::StatusOr<bool> markAlerted(const std::string& team, const std::string& period,
                                           double threshold, int64_t now_ms) = 0;
-  // Blocks until every write queued before the call is committed (a pending row whose write
-  // failed is dropped instead: its on_durable said so). kIo when the writer failed meanwhile (it
-  // keeps the rows and retries).
+  // Blocks until every write queued before the call is committed (the writer commits at once
+  // instead of gathering more). kIo when the writer failed meanwhile (it keeps the rows and
+  // retries).
   virtual api::Status flush() = 0;
   // Teams with any row (committed or queued), sorted.
   virtual std::vector<std::string> teams() = 0;

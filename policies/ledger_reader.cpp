@@ -5,10 +5,11 @@
 
 #include <cerrno>
 #include <limits>
-#include <memory>
 #include <set>
 #include <system_error>
 #include <utility>
+
+#include "policies/sqlite.h"
 
 namespace policies {
 namespace {
@@ -36,14 +37,9 @@ const char* const kRequiredColumns[] = {
     "status",
 };
 
-struct DbCloser {
-  void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
-};
-struct StmtCloser {
-  void operator()(sqlite3_stmt* s) const { sqlite3_finalize(s); }
-};
-using Db = std::unique_ptr<sqlite3, DbCloser>;
-using Stmt = std::unique_ptr<sqlite3_stmt, StmtCloser>;
+using sqlite::Db;
+using sqlite::Stmt;
+using sqlite::Use;
 
 class Reader {
  public:
@@ -108,12 +104,9 @@ class Reader {
   }
 
   api::StatusOr<Stmt> prepare(const std::string& sql, const std::string& what) {
-    sqlite3_stmt* s = nullptr;
-    if (sqlite3_prepare_v2(db_.get(), sql.c_str(), -1, &s, nullptr) != SQLITE_OK) {
-      sqlite3_finalize(s);
-      return error(what);
-    }
-    return Stmt(s);
+    auto s = sqlite::prepare(db_.get(), sql);
+    if (!s.ok()) return error(what);
+    return s;
   }
 
   // The first column of every row of `sql`, as text.
@@ -121,9 +114,10 @@ class Reader {
                                              const std::string& what) {
     auto q = prepare(sql, what);
     if (!q.ok()) return q.status();
+    Use use(q->get());
     std::set<std::string> out;
     int rc;
-    while ((rc = sqlite3_step(q->get())) == SQLITE_ROW) out.insert(text(q->get(), column));
+    while ((rc = use.step()) == SQLITE_ROW) out.insert(use.columnText(column));
     if (rc != SQLITE_DONE) return error(what);
     return out;
   }
@@ -168,45 +162,38 @@ class Reader {
         state + " FROM requests WHERE unix_ms >= ?1 AND unix_ms < ?2 ORDER BY unix_ms, id";
     auto q = prepare(sql, "reading rows");
     if (!q.ok()) return q.status();
-    sqlite3_stmt* s = q->get();
-    sqlite3_bind_int64(s, 1, since_ms.value_or(std::numeric_limits<int64_t>::min()));
+    Use s(q->get());
+    s.int64(1, since_ms.value_or(std::numeric_limits<int64_t>::min()));
     if (until_ms) {
-      sqlite3_bind_int64(s, 2, *until_ms);
+      s.int64(2, *until_ms);
     } else {
       // No upper bound: a row at INT64_MAX must not be lost to an exclusive bound.
-      sqlite3_bind_double(s, 2, std::numeric_limits<double>::infinity());
+      s.real(2, std::numeric_limits<double>::infinity());
     }
     std::vector<LedgerRow> out;
     int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    while ((rc = s.step()) == SQLITE_ROW) {
       LedgerRow r;
-      r.request_id = text(s, 0);
-      r.team = text(s, 1);
-      r.key_id = text(s, 2);
-      r.model = text(s, 3);
-      r.route = text(s, 4);
-      r.kind = text(s, 5);
-      r.decision = text(s, 6);
-      r.compute_ms = sqlite3_column_double(s, 7);  // NULL (a column added without default): 0
-      r.prompt_tokens = sqlite3_column_int64(s, 8);
-      r.cached_prompt_tokens = sqlite3_column_int64(s, 9);
-      r.completion_tokens = sqlite3_column_int64(s, 10);
-      r.cost_usd = sqlite3_column_double(s, 11);
-      r.latency_ms = sqlite3_column_double(s, 12);
-      r.status = static_cast<int>(sqlite3_column_int64(s, 13));
-      r.unix_ms = sqlite3_column_int64(s, 14);
-      r.state = text(s, 15);
+      r.request_id = s.columnText(0);
+      r.team = s.columnText(1);
+      r.key_id = s.columnText(2);
+      r.model = s.columnText(3);
+      r.route = s.columnText(4);
+      r.kind = s.columnText(5);
+      r.decision = s.columnText(6);
+      r.compute_ms = s.columnDouble(7);  // NULL (a column added without default): 0
+      r.prompt_tokens = s.columnInt64(8);
+      r.cached_prompt_tokens = s.columnInt64(9);
+      r.completion_tokens = s.columnInt64(10);
+      r.cost_usd = s.columnDouble(11);
+      r.latency_ms = s.columnDouble(12);
+      r.status = static_cast<int>(s.columnInt64(13));
+      r.unix_ms = s.columnInt64(14);
+      r.state = s.columnText(15);
       out.push_back(std::move(r));
     }
     if (rc != SQLITE_DONE) return error("reading rows");
     return out;
-  }
-
-  static std::string text(sqlite3_stmt* s, int i) {
-    const unsigned char* t = sqlite3_column_text(s, i);
-    return t ? std::string(reinterpret_cast<const char*>(t),
-                           static_cast<size_t>(sqlite3_column_bytes(s, i)))
-             : std::string();
   }
 
   std::string path_;

@@ -8,7 +8,6 @@
 
 #include <cerrno>
 #include <set>
-#include <string_view>
 #include <system_error>
 #include <utility>
 
@@ -65,40 +64,9 @@ CREATE TABLE alerts(
   PRIMARY KEY(team, period, threshold));
 )sql";
 
-// One use of a prepared statement: binds, steps, reads columns; resets it when done.
-class StmtUse {
- public:
-  explicit StmtUse(sqlite3_stmt* s) : s_(s) {}
-  ~StmtUse() {
-    sqlite3_reset(s_);
-    sqlite3_clear_bindings(s_);
-  }
-  StmtUse(const StmtUse&) = delete;
-  StmtUse& operator=(const StmtUse&) = delete;
-
-  void text(int i, std::string_view v) {
-    sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
-  }
-  void int64(int i, int64_t v) { sqlite3_bind_int64(s_, i, v); }
-  void real(int i, double v) { sqlite3_bind_double(s_, i, v); }
-  int step() { return sqlite3_step(s_); }
-  std::string columnText(int i) {
-    const unsigned char* t = sqlite3_column_text(s_, i);
-    return t ? std::string(reinterpret_cast<const char*>(t),
-                           static_cast<size_t>(sqlite3_column_bytes(s_, i)))
-             : std::string();
-  }
-  int64_t columnInt64(int i) { return sqlite3_column_int64(s_, i); }
-  double columnDouble(int i) { return sqlite3_column_double(s_, i); }
-
- private:
-  sqlite3_stmt* s_;
-};
+using sqlite::Use;
 
 }  // namespace
-
-void LedgerStore::Closer::operator()(sqlite3* db) const { sqlite3_close_v2(db); }
-void LedgerStore::Closer::operator()(sqlite3_stmt* stmt) const { sqlite3_finalize(stmt); }
 
 api::StatusOr<std::unique_ptr<LedgerStore>> LedgerStore::open(const std::string& path) {
   if (path.empty()) return api::Status(api::ErrorCode::kIo, "ledger path is empty");
@@ -178,11 +146,9 @@ api::Status LedgerStore::exec(sqlite3* db, const char* sql, const std::string& w
 }
 
 api::StatusOr<LedgerStore::Stmt> LedgerStore::prepare(sqlite3* db, const char* sql) {
-  sqlite3_stmt* s = nullptr;
-  if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s, nullptr) != SQLITE_OK) {
-    return error(db, "preparing a statement");
-  }
-  return Stmt(s);
+  auto s = sqlite::prepare(db, sql, SQLITE_PREPARE_PERSISTENT);
+  if (!s.ok()) return error(db, "preparing a statement");
+  return s;
 }
 
 api::Status LedgerStore::prepareInto(sqlite3* db, Stmt* out, const char* sql) {
@@ -220,7 +186,7 @@ api::Status LedgerStore::createOrCheckSchema() {
   {
     auto q = prepare(db, "SELECT name FROM sqlite_master WHERE type = 'table'");
     if (!q.ok()) return fail(q.status());
-    StmtUse use(q->get());
+    Use use(q->get());
     int rc;
     while ((rc = use.step()) == SQLITE_ROW) tables.insert(use.columnText(0));
     if (rc != SQLITE_DONE) return fail(error(db, "reading the schema"));
@@ -241,7 +207,7 @@ api::Status LedgerStore::createOrCheckSchema() {
     {
       auto q = prepare(db, "SELECT value FROM meta WHERE key = 'schema_version'");
       if (!q.ok()) return fail(q.status());
-      StmtUse use(q->get());
+      Use use(q->get());
       int rc = use.step();
       if (rc != SQLITE_ROW && rc != SQLITE_DONE) return fail(error(db, "reading the schema"));
       if (rc == SQLITE_ROW) version = use.columnText(0);
@@ -283,7 +249,7 @@ api::Status LedgerStore::init() {
     // The first statement that reads the file: one that is not a database fails here.
     auto q = prepare(write_db_.get(), "PRAGMA journal_mode=WAL");
     if (!q.ok()) return q.status();
-    StmtUse use(q->get());
+    Use use(q->get());
     if (use.step() != SQLITE_ROW) return error(write_db_.get(), "switching to WAL mode");
     if (std::string mode = use.columnText(0); mode != "wal") {
       return api::Status(
@@ -352,7 +318,7 @@ api::Status LedgerStore::bindAndStep(const LedgerWrite& w) {
   const LedgerRow& r = w.row;
   switch (w.kind) {
     case LedgerWrite::Kind::kRow: {
-      StmtUse q(put_row_.get());
+      Use q(put_row_.get());
       q.int64(1, w.id);
       q.text(2, r.request_id);
       q.int64(3, r.unix_ms);
@@ -375,13 +341,13 @@ api::Status LedgerStore::bindAndStep(const LedgerWrite& w) {
       return {};
     }
     case LedgerWrite::Kind::kRemovePending: {
-      StmtUse q(remove_pending_.get());
+      Use q(remove_pending_.get());
       q.int64(1, w.id);
       if (q.step() != SQLITE_DONE) return error(write_db_.get(), "removing a reservation");
       return {};
     }
     case LedgerWrite::Kind::kAlert: {
-      StmtUse q(put_alert_.get());
+      Use q(put_alert_.get());
       q.text(1, r.team);
       q.text(2, w.period);
       q.real(3, w.threshold);
@@ -396,7 +362,7 @@ api::Status LedgerStore::bindAndStep(const LedgerWrite& w) {
 api::Status LedgerStore::writeBatch(const std::vector<const LedgerWrite*>& writes) {
   sqlite3* db = write_db_.get();
   {
-    StmtUse begin(begin_.get());
+    Use begin(begin_.get());
     if (begin.step() != SQLITE_DONE) return error(db, "beginning a transaction");
   }
   api::Status status;
@@ -405,17 +371,17 @@ api::Status LedgerStore::writeBatch(const std::vector<const LedgerWrite*>& write
     if (!status.ok()) break;
   }
   if (status.ok() && !writes.empty()) {
-    StmtUse q(set_last_seq_.get());
+    Use q(set_last_seq_.get());
     q.int64(1, writes.back()->seq);
     if (q.step() != SQLITE_DONE) status = error(db, "writing rows");
   }
   if (status.ok()) {
-    StmtUse commit(commit_.get());
+    Use commit(commit_.get());
     if (commit.step() == SQLITE_DONE) return {};
     status = error(db, "committing rows");
   }
   if (sqlite3_get_autocommit(db) == 0) {
-    StmtUse rollback(rollback_.get());
+    Use rollback(rollback_.get());
     rollback.step();
   }
   return status;
@@ -432,18 +398,18 @@ api::Status LedgerStore::probe() {
   remove.kind = LedgerWrite::Kind::kRemovePending;
   sqlite3* db = write_db_.get();
   {
-    StmtUse begin(begin_.get());
+    Use begin(begin_.get());
     if (begin.step() != SQLITE_DONE) return error(db, "beginning a transaction");
   }
   api::Status status = bindAndStep(w);
   if (status.ok()) status = bindAndStep(remove);
   if (status.ok()) {
-    StmtUse commit(commit_.get());
+    Use commit(commit_.get());
     if (commit.step() == SQLITE_DONE) return {};
     status = error(db, "committing rows");
   }
   if (sqlite3_get_autocommit(db) == 0) {
-    StmtUse rollback(rollback_.get());
+    Use rollback(rollback_.get());
     rollback.step();
   }
   return status;
@@ -463,7 +429,7 @@ api::StatusOr<CrashedRows> LedgerStore::settleCrashed() {
       sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
       return q.status();
     }
-    StmtUse use(q->get());
+    Use use(q->get());
     if (use.step() != SQLITE_ROW) {
       api::Status s = error(db, "settling crashed reservations");
       sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
@@ -485,7 +451,7 @@ api::StatusOr<CrashedRows> LedgerStore::settleCrashed() {
 }
 
 api::StatusOr<int64_t> LedgerStore::lastId() {
-  StmtUse q(last_id_.get());
+  Use q(last_id_.get());
   if (q.step() != SQLITE_ROW) return error(sum_db_.get(), "reading the last row id");
   return q.columnInt64(0);
 }
@@ -493,7 +459,7 @@ api::StatusOr<int64_t> LedgerStore::lastId() {
 api::StatusOr<int64_t> LedgerStore::lastSeq() {
   auto q = prepare(sum_db_.get(), "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'last_seq'");
   if (!q.ok()) return q.status();
-  StmtUse use(q->get());
+  Use use(q->get());
   int rc = use.step();
   if (rc == SQLITE_DONE) return int64_t{0};  // nothing written since version 3
   if (rc != SQLITE_ROW) return error(sum_db_.get(), "reading the last write");
@@ -503,7 +469,7 @@ api::StatusOr<int64_t> LedgerStore::lastSeq() {
 api::StatusOr<std::vector<AlertKey>> LedgerStore::alerts() {
   auto q = prepare(sum_db_.get(), "SELECT team, period, threshold FROM alerts");
   if (!q.ok()) return q.status();
-  StmtUse use(q->get());
+  Use use(q->get());
   std::vector<AlertKey> out;
   int rc;
   while ((rc = use.step()) == SQLITE_ROW) {
@@ -514,7 +480,7 @@ api::StatusOr<std::vector<AlertKey>> LedgerStore::alerts() {
 }
 
 api::StatusOr<std::vector<std::string>> LedgerStore::teams() {
-  StmtUse q(teams_.get());
+  Use q(teams_.get());
   std::vector<std::string> out;
   int rc;
   while ((rc = q.step()) == SQLITE_ROW) out.push_back(q.columnText(0));
@@ -524,7 +490,7 @@ api::StatusOr<std::vector<std::string>> LedgerStore::teams() {
 
 api::StatusOr<double> LedgerStore::sumCost(const std::string& team, int64_t start_ms,
                                            int64_t end_ms, int64_t max_seq) {
-  StmtUse q(sum_.get());
+  Use q(sum_.get());
   q.text(1, team);
   q.int64(2, start_ms);
   q.int64(3, end_ms);
@@ -537,7 +503,7 @@ api::StatusOr<std::vector<SpendBreakdownRow>> LedgerStore::breakdown(const std::
                                                                      int64_t start_ms,
                                                                      int64_t end_ms) {
   std::lock_guard<std::mutex> lock(admin_mu_);
-  StmtUse q(breakdown_.get());
+  Use q(breakdown_.get());
   q.text(1, team);
   q.int64(2, start_ms);
   q.int64(3, end_ms);

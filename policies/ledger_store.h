@@ -27,9 +27,7 @@
 
 #include "api/status.h"
 #include "policies/ledger.h"
-
-struct sqlite3;
-struct sqlite3_stmt;
+#include "policies/sqlite.h"
 
 namespace policies {
 
@@ -109,12 +107,8 @@ class LedgerStore {
                                                           int64_t end_ms);
 
  private:
-  struct Closer {
-    void operator()(sqlite3* db) const;
-    void operator()(sqlite3_stmt* stmt) const;
-  };
-  using Db = std::unique_ptr<sqlite3, Closer>;
-  using Stmt = std::unique_ptr<sqlite3_stmt, Closer>;
+  using Db = sqlite::Db;
+  using Stmt = sqlite::Stmt;
 
   LedgerStore(std::string path, int lock_fd) : path_(std::move(path)), lock_fd_(lock_fd) {}
 

@@ -6,7 +6,6 @@
 namespace policies {
 namespace {
 
-constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
 // Chat-format tokens around one message (role markers, separators): generous for every API.
 constexpr int64_t kPerMessageTokens = 16;
 
@@ -21,20 +20,6 @@ bool contains(std::string_view s, std::string_view part) {
 }
 
 }  // namespace
-
-int64_t saturatingAdd(int64_t a, int64_t b) {
-  int64_t r;
-  if (__builtin_add_overflow(a, b, &r)) return b > 0 ? kMax : std::numeric_limits<int64_t>::min();
-  return r;
-}
-
-int64_t saturatingMul(int64_t a, int64_t b) {
-  int64_t r;
-  if (__builtin_mul_overflow(a, b, &r)) {
-    return (a < 0) != (b < 0) ? std::numeric_limits<int64_t>::min() : kMax;
-  }
-  return r;
-}
 
 int64_t imageTokenBound(std::string_view api, std::string_view model, std::string_view detail) {
   const bool low = detail == "low";
@@ -75,6 +60,7 @@ int64_t promptTokenBound(const api::ChatRequest& r, std::string_view api, std::s
       add(static_cast<int64_t>(t.arguments.size() + t.name.size() + t.id.size()) + 8);
     }
     if (m.refusal) add(static_cast<int64_t>(m.refusal->size()));
+    if (m.reasoning_content) add(static_cast<int64_t>(m.reasoning_content->size()));
   }
   for (const api::Tool& t : r.tools) {
     add(jsonBytes(t.parameters) + static_cast<int64_t>(t.description.size() + t.name.size()) + 8);
@@ -82,6 +68,8 @@ int64_t promptTokenBound(const api::ChatRequest& r, std::string_view api, std::s
   if (r.response_format) add(jsonBytes(r.response_format->json_schema) + 8);
   for (const std::string& s : r.stop) add(static_cast<int64_t>(s.size()));
   add(jsonBytes(r.extra));
+  // Passed to OpenAI-compatible servers, whose templates may render it into the prompt.
+  if (!r.chat_template_kwargs.is_null()) add(jsonBytes(r.chat_template_kwargs));
   return tokens;
 }
 

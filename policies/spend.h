@@ -13,14 +13,15 @@
 #include <string_view>
 
 #include "api/chat.h"
+#include "api/saturating.h"
 #include "policies/ledger.h"
 #include "policies/policy_set.h"
 #include "policies/pricing.h"
 
 namespace policies {
 
-int64_t saturatingAdd(int64_t a, int64_t b);
-int64_t saturatingMul(int64_t a, int64_t b);
+using api::saturatingAdd;  // api/saturating.h
+using api::saturatingMul;
 
 // The most prompt tokens one image can be billed at by a target speaking `api` ("openai",
 // "anthropic", "gemini"; anything else is taken as OpenAI-compatible), from each provider's

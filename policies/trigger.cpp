@@ -525,11 +525,14 @@ Truth Trigger::eval(int index, const TriggerVars& vars) const {
 
 std::string Trigger::describe() const {
   std::string out;
-  if (!nodes_.empty()) describeNode(root_, &out);
+  if (!nodes_.empty()) describeNode(root_, false, &out);
   return out;
 }
 
-void Trigger::describeNode(int index, std::string* out) const {
+// Comparisons bind tighter than NOT, NOT tighter than AND, AND tighter than OR; so the only
+// parentheses needed are around a chain under NOT and around an OR under AND, which the source
+// text must have had too.
+void Trigger::describeNode(int index, bool parenthesise_chains, std::string* out) const {
   const Node& n = nodes_[static_cast<size_t>(index)];
   auto operand = [&](const Operand& o) {
     *out +=
@@ -543,28 +546,28 @@ void Trigger::describeNode(int index, std::string* out) const {
       *out += kVars[static_cast<size_t>(n.var)].name;
       return;
     case Node::Kind::kCompare:
-      *out += "(";
       operand(n.lhs);
       *out += " ";
       *out += kCmpText[static_cast<size_t>(n.cmp)];
       *out += " ";
       operand(n.rhs);
-      *out += ")";
       return;
     case Node::Kind::kNot:
-      *out += "(NOT ";
-      describeNode(n.children[0], out);
-      *out += ")";
+      *out += "NOT ";
+      describeNode(n.children[0], true, out);
       return;
     case Node::Kind::kAnd:
-    case Node::Kind::kOr:
-      *out += "(";
+    case Node::Kind::kOr: {
+      const bool is_and = n.kind == Node::Kind::kAnd;
+      if (parenthesise_chains) *out += "(";
       for (size_t i = 0; i < n.children.size(); ++i) {
-        if (i > 0) *out += n.kind == Node::Kind::kAnd ? " AND " : " OR ";
-        describeNode(n.children[i], out);
+        if (i > 0) *out += is_and ? " AND " : " OR ";
+        const Node& child = nodes_[static_cast<size_t>(n.children[i])];
+        describeNode(n.children[i], is_and && child.kind == Node::Kind::kOr, out);
       }
-      *out += ")";
+      if (parenthesise_chains) *out += ")";
       return;
+    }
   }
 }
 

@@ -72,8 +72,10 @@ class Trigger {
   bool uses(std::string_view var) const;
   // The text it was parsed from, as given.
   const std::string& text() const { return text_; }
-  // The parsed expression, fully parenthesised with canonical keywords, e.g.
-  // "((confidence < 0.85) OR (NOT has_tools))"; for logs and tests.
+  // The parsed expression with canonical keywords and only the parentheses precedence needs,
+  // e.g. "confidence < 0.85 OR NOT has_tools", "(a OR b) AND NOT (c AND d)"; for logs and
+  // tests. It parses back to the same expression and never nests deeper than the text it came
+  // from, so it stays within the nesting limit.
   std::string describe() const;
 
   // The variable names, in the order of TriggerVars' fields.
@@ -99,7 +101,7 @@ class Trigger {
   class Parser;
 
   Truth eval(int node, const TriggerVars& vars) const;
-  void describeNode(int node, std::string* out) const;
+  void describeNode(int node, bool parenthesise_chains, std::string* out) const;
 
   std::string text_;
   std::vector<Node> nodes_;

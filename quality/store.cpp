@@ -8,10 +8,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
-#include <cstring>
 #include <limits>
 #include <set>
-#include <string_view>
 #include <system_error>
 #include <utility>
 
@@ -99,67 +97,7 @@ std::string qualifiedColumns(const std::string& table) {
 constexpr int kMetricsColumn = 29;  // first metrics_* column (1-based after id)
 constexpr int kJudgeColumn = 35;    // first judge_* column
 
-// Binds and reads one statement; resets it (and clears its bindings) when it goes.
-class Use {
- public:
-  explicit Use(sqlite3_stmt* s) : s_(s) {}
-  ~Use() {
-    sqlite3_reset(s_);
-    sqlite3_clear_bindings(s_);
-  }
-  Use(const Use&) = delete;
-  Use& operator=(const Use&) = delete;
-
-  void text(int i, std::string_view v) {
-    sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
-  }
-  void int64(int i, int64_t v) { sqlite3_bind_int64(s_, i, v); }
-  void boolean(int i, bool v) { sqlite3_bind_int(s_, i, v ? 1 : 0); }
-  // SQLite keeps neither a NaN (stored as NULL) nor the sign of -0.0 (an integral REAL is
-  // stored as an integer): those go in as their 8 IEEE-754 bytes, a BLOB, read back by
-  // columnReal.
-  void real(int i, double v) {
-    if (std::isnan(v) || (v == 0 && std::signbit(v))) {
-      sqlite3_bind_blob(s_, i, &v, sizeof v, SQLITE_TRANSIENT);
-    } else {
-      sqlite3_bind_double(s_, i, v);
-    }
-  }
-  void null(int i) { sqlite3_bind_null(s_, i); }
-  void optReal(int i, const std::optional<double>& v) { v ? real(i, *v) : null(i); }
-  void optBool(int i, const std::optional<bool>& v) { v ? boolean(i, *v) : null(i); }
-
-  int step() { return sqlite3_step(s_); }
-
-  bool isNull(int c) const { return sqlite3_column_type(s_, c) == SQLITE_NULL; }
-  std::string columnText(int c) const {
-    const unsigned char* t = sqlite3_column_text(s_, c);
-    return t ? std::string(reinterpret_cast<const char*>(t),
-                           static_cast<size_t>(sqlite3_column_bytes(s_, c)))
-             : std::string();
-  }
-  int64_t columnInt64(int c) const { return sqlite3_column_int64(s_, c); }
-  bool columnBool(int c) const { return sqlite3_column_int64(s_, c) != 0; }
-  double columnReal(int c) const {
-    double v = std::nan("");
-    if (sqlite3_column_type(s_, c) != SQLITE_BLOB) return sqlite3_column_double(s_, c);
-    if (sqlite3_column_bytes(s_, c) == sizeof v) {  // see real()
-      std::memcpy(&v, sqlite3_column_blob(s_, c), sizeof v);
-    }
-    return v;
-  }
-  std::optional<double> columnOptReal(int c) const {
-    if (isNull(c)) return std::nullopt;
-    return columnReal(c);
-  }
-  std::optional<bool> columnOptBool(int c) const {
-    if (isNull(c)) return std::nullopt;
-    return columnBool(c);
-  }
-
- private:
-  sqlite3_stmt* s_;
-};
+using policies::sqlite::Use;
 
 // ---- Features as JSON: [[name, value], ...]; a non-finite value as "NaN"/"Infinity"/...
 
@@ -210,8 +148,8 @@ void bindAnswer(Use& q, int first, const Answer& a) {
   q.text(first + 3, a.finish_reason);
   q.int64(first + 4, a.prompt_tokens);
   q.int64(first + 5, a.completion_tokens);
-  q.real(first + 6, a.cost_usd);
-  q.real(first + 7, a.latency_ms);
+  q.realExact(first + 6, a.cost_usd);
+  q.realExact(first + 7, a.latency_ms);
 }
 
 Answer readAnswer(const Use& q, int first) {
@@ -222,8 +160,8 @@ Answer readAnswer(const Use& q, int first) {
   a.finish_reason = q.columnText(first + 3);
   a.prompt_tokens = q.columnInt64(first + 4);
   a.completion_tokens = q.columnInt64(first + 5);
-  a.cost_usd = q.columnReal(first + 6);
-  a.latency_ms = q.columnReal(first + 7);
+  a.cost_usd = q.columnRealExact(first + 6);
+  a.latency_ms = q.columnRealExact(first + 7);
   return a;
 }
 
@@ -233,9 +171,9 @@ void bindMetrics(Use& q, int first, const std::optional<TextMetrics>& m) {
     return;
   }
   q.boolean(first, m->exact_match);
-  q.real(first + 1, m->token_f1);
-  q.real(first + 2, m->rouge_l);
-  q.real(first + 3, m->length_ratio);
+  q.realExact(first + 1, m->token_f1);
+  q.realExact(first + 2, m->rouge_l);
+  q.realExact(first + 3, m->length_ratio);
   q.optBool(first + 4, m->json_both_parse);
   q.optBool(first + 5, m->json_agree);
 }
@@ -244,9 +182,9 @@ std::optional<TextMetrics> readMetrics(const Use& q, int first) {
   if (q.isNull(first)) return std::nullopt;
   TextMetrics m;
   m.exact_match = q.columnBool(first);
-  m.token_f1 = q.columnReal(first + 1);
-  m.rouge_l = q.columnReal(first + 2);
-  m.length_ratio = q.columnReal(first + 3);
+  m.token_f1 = q.columnRealExact(first + 1);
+  m.rouge_l = q.columnRealExact(first + 2);
+  m.length_ratio = q.columnRealExact(first + 3);
   m.json_both_parse = q.columnOptBool(first + 4);
   m.json_agree = q.columnOptBool(first + 5);
   return m;
@@ -259,12 +197,12 @@ void bindJudge(Use& q, int first, const std::optional<JudgeResult>& j) {
   }
   q.text(first, judgeStatusName(j->status));
   q.text(first + 1, j->model);
-  q.real(first + 2, j->delta);
+  q.realExact(first + 2, j->delta);
   q.boolean(first + 3, j->agreement);
   q.text(first + 4, j->verdict_ab);
   q.text(first + 5, j->verdict_ba);
   q.text(first + 6, j->detail);
-  q.real(first + 7, j->cost_usd);
+  q.realExact(first + 7, j->cost_usd);
   q.int64(first + 8, j->unix_ms);
 }
 
@@ -276,12 +214,12 @@ bool readJudge(const Use& q, int first, std::optional<JudgeResult>* out) {
   JudgeResult j;
   j.status = *status;
   j.model = q.columnText(first + 1);
-  j.delta = q.columnReal(first + 2);
+  j.delta = q.columnRealExact(first + 2);
   j.agreement = q.columnBool(first + 3);
   j.verdict_ab = q.columnText(first + 4);
   j.verdict_ba = q.columnText(first + 5);
   j.detail = q.columnText(first + 6);
-  j.cost_usd = q.columnReal(first + 7);
+  j.cost_usd = q.columnRealExact(first + 7);
   j.unix_ms = q.columnInt64(first + 8);
   *out = std::move(j);
   return true;
@@ -290,9 +228,6 @@ bool readJudge(const Use& q, int first, std::optional<JudgeResult>* out) {
 std::string errnoText(int err) { return std::error_code(err, std::generic_category()).message(); }
 
 }  // namespace
-
-void QualityStore::Closer::operator()(sqlite3* db) const { sqlite3_close_v2(db); }
-void QualityStore::Closer::operator()(sqlite3_stmt* stmt) const { sqlite3_finalize(stmt); }
 
 // ---- Opening ----
 
@@ -373,12 +308,9 @@ api::Status QualityStore::exec(sqlite3* db, const char* sql, const std::string& 
 
 api::StatusOr<QualityStore::Stmt> QualityStore::prepare(sqlite3* db, const char* sql,
                                                         bool persistent) const {
-  sqlite3_stmt* s = nullptr;
-  if (sqlite3_prepare_v3(db, sql, -1, persistent ? SQLITE_PREPARE_PERSISTENT : 0, &s, nullptr) !=
-      SQLITE_OK) {
-    return error(db, "preparing a statement");
-  }
-  return Stmt(s);
+  auto s = policies::sqlite::prepare(db, sql, persistent ? SQLITE_PREPARE_PERSISTENT : 0);
+  if (!s.ok()) return error(db, "preparing a statement");
+  return s;
 }
 
 api::Status QualityStore::readOnlyError() const {
@@ -611,9 +543,9 @@ api::StatusOr<int64_t> QualityStore::insert(const QualityRecord& r) {
         q.boolean(8, r.redacted);
         bindAnswer(q, 9, r.local);
         bindAnswer(q, 17, r.cloud);
-        q.optReal(25, r.complexity);
+        q.optRealExact(25, r.complexity);
         q.text(26, featuresJson(r.complexity_features));
-        q.optReal(27, r.confidence);
+        q.optRealExact(27, r.confidence);
         q.text(28, featuresJson(r.confidence_features));
         bindMetrics(q, kMetricsColumn, r.metrics);
         bindJudge(q, kJudgeColumn, r.judge);
@@ -690,7 +622,7 @@ api::Status QualityStore::addFeedback(const Feedback& f) {
         Use q(add_feedback_.get());
         q.text(1, f.team);
         q.text(2, f.request_id);
-        q.real(3, f.score);
+        q.realExact(3, f.score);
         q.text(4, f.comment);
         q.int64(5, f.unix_ms);
         if (q.step() != SQLITE_DONE) return error(db, what);
@@ -730,14 +662,12 @@ api::StatusOr<std::vector<QualityRecord>> QualityStore::query(const RecordFilter
   sqlite3* db = read_db_.get();
   auto stmt = prepare(db, sql.c_str(), false);
   if (!stmt.ok()) return stmt.status();
-  sqlite3_stmt* s = stmt->get();
-  Use q(s);
-  auto param = [&](const char* name) { return sqlite3_bind_parameter_index(s, name); };
-  if (f.team) q.text(param(":team"), *f.team);
-  if (f.since_ms) q.int64(param(":since"), *f.since_ms);
-  if (f.until_ms) q.int64(param(":until"), *f.until_ms);
-  if (f.kind) q.text(param(":kind"), kindName(*f.kind));
-  q.int64(param(":limit"), f.limit == 0 ? -1 : f.limit);
+  Use q(stmt->get());
+  if (f.team) q.text(q.param(":team"), *f.team);
+  if (f.since_ms) q.int64(q.param(":since"), *f.since_ms);
+  if (f.until_ms) q.int64(q.param(":until"), *f.until_ms);
+  if (f.kind) q.text(q.param(":kind"), kindName(*f.kind));
+  q.int64(q.param(":limit"), f.limit == 0 ? -1 : f.limit);
 
   std::vector<QualityRecord> out;
   int rc;
@@ -763,11 +693,11 @@ api::StatusOr<std::vector<QualityRecord>> QualityStore::query(const RecordFilter
     r.redacted = q.columnBool(8);
     r.local = readAnswer(q, 9);
     r.cloud = readAnswer(q, 17);
-    r.complexity = q.columnOptReal(25);
+    r.complexity = q.columnOptRealExact(25);
     if (!parseFeatures(q.columnText(26), &r.complexity_features)) {
       return bad("malformed complexity_features");
     }
-    r.confidence = q.columnOptReal(27);
+    r.confidence = q.columnOptRealExact(27);
     if (!parseFeatures(q.columnText(28), &r.confidence_features)) {
       return bad("malformed confidence_features");
     }
@@ -780,7 +710,7 @@ api::StatusOr<std::vector<QualityRecord>> QualityStore::query(const RecordFilter
       Feedback fb;
       fb.request_id = r.request_id;
       fb.team = r.team;
-      fb.score = q.columnReal(kFeedback + 1);
+      fb.score = q.columnRealExact(kFeedback + 1);
       fb.comment = q.columnText(kFeedback + 2);
       fb.unix_ms = q.columnInt64(kFeedback + 3);
       r.feedback = std::move(fb);

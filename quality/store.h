@@ -40,10 +40,8 @@
 #include <vector>
 
 #include "api/status.h"
+#include "policies/sqlite.h"
 #include "quality/record.h"
-
-struct sqlite3;
-struct sqlite3_stmt;
 
 namespace quality {
 
@@ -132,12 +130,8 @@ class QualityStore {
   bool readOnly() const { return read_only_; }
 
  private:
-  struct Closer {
-    void operator()(sqlite3* db) const;
-    void operator()(sqlite3_stmt* stmt) const;
-  };
-  using Db = std::unique_ptr<sqlite3, Closer>;
-  using Stmt = std::unique_ptr<sqlite3_stmt, Closer>;
+  using Db = policies::sqlite::Db;
+  using Stmt = policies::sqlite::Stmt;
 
   QualityStore(std::string path, bool read_only) : path_(std::move(path)), read_only_(read_only) {}
 

@@ -1,6 +1,7 @@
-// Durable reservations (pending rows committed before a call starts, settled in place, billed
-// at their reserved amount after a crash), group commit, a ledger that cannot write, alerts
-// decided in memory, and the file's mode. Real SQLite files in a temporary directory.
+// Durable reservations (journaled before a call starts, committed as pending rows, settled in
+// place, billed at their reserved amount after a crash), group commit, a ledger that cannot
+// write, alerts decided in memory, and the files' modes. Real SQLite files in a temporary
+// directory.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -11,6 +12,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -113,37 +115,44 @@ uint64_t reserveAndWait(policies::Ledger& ledger, const ReservationRequest& req)
   return *id;
 }
 
-TEST(LedgerDurable, PendingRowIsInTheFileWhenOnDurableRuns) {
+// Bytes in a file (-1 when it cannot be read).
+int64_t fileBytes(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 ? static_cast<int64_t>(st.st_size) : -1;
+}
+
+TEST(LedgerDurable, ReservationIsJournaledWhenOnDurableRunsAndAPendingRowOnceCommitted) {
   TempDir dir;
   std::string path = dir.file("ledger.db");
   auto ledger = mustOpen(path);
   ASSERT_NE(ledger, nullptr);
-  // The check runs inside the callback: committed means visible to another connection now.
-  std::atomic<int64_t> rows_seen{-1};
-  std::atomic<bool> called{false};
-  Durable durable;
-  auto cb = durable.callback();
+  // on_durable runs inline, on the caller's thread, once the journal holds the reservation:
+  // no hop to the writer thread and no wait for a commit before the call starts.
+  std::atomic<int64_t> journal_bytes{-1};
+  bool called = false;
+  const std::thread::id caller = std::this_thread::get_id();
   auto id = ledger->reserveDurable(request("chatcmpl-1", 0.25), [&](api::Status s) {
     EXPECT_TRUE(s.ok()) << s.message();
-    RawDb db(path);
-    rows_seen = db.int64("SELECT COUNT(*) FROM requests WHERE request_id = 'chatcmpl-1'");
+    EXPECT_EQ(std::this_thread::get_id(), caller);
+    journal_bytes = fileBytes(path + "-pending.0") + fileBytes(path + "-pending.1");
     called = true;
-    cb(s);
   });
   ASSERT_TRUE(id.ok()) << id.status().message();
-  ASSERT_TRUE(durable.waitFor(1));
-  EXPECT_TRUE(called.load());
-  EXPECT_EQ(rows_seen.load(), 1);
+  EXPECT_TRUE(called);
+  EXPECT_GT(journal_bytes.load(), 0);
+  // Reserved, not spent.
+  Spend s = ledger->spent("acme", Window::kDay, kNov23);
+  EXPECT_EQ(s.settled_usd, 0);
+  EXPECT_DOUBLE_EQ(s.reserved_usd, 0.25);
 
+  // The writer commits it as a pending row; the journal has nothing left to keep then.
+  ASSERT_TRUE(ledger->flush().ok());
+  EXPECT_EQ(fileBytes(path + "-pending.0") + fileBytes(path + "-pending.1"), 0);
   RawDb db(path);
   EXPECT_EQ(db.text("SELECT request_id || '|' || team || '|' || key_id || '|' || model || '|' || "
                     "decision || '|' || kind || '|' || cost_usd || '|' || status || '|' || "
                     "unix_ms || '|' || state FROM requests"),
             "chatcmpl-1|acme|key-1|gpt-4o|cloud|cloud|0.25|0|1795446245000|pending");
-  // Reserved, not spent.
-  Spend s = ledger->spent("acme", Window::kDay, kNov23);
-  EXPECT_EQ(s.settled_usd, 0);
-  EXPECT_DOUBLE_EQ(s.reserved_usd, 0.25);
 
   // Readers beside the gateway see it as pending, at its reserved amount.
   auto rows = policies::readLedgerRows(path, std::nullopt, std::nullopt);
@@ -168,6 +177,7 @@ TEST(LedgerDurable, SettleRewritesThePendingRowInPlaceAndReleaseRemovesIt) {
   uint64_t a = reserveAndWait(*ledger, request("req-a", 0.5));
   uint64_t b = reserveAndWait(*ledger, request("req-b", 0.4));
   ASSERT_TRUE(a != 0 && b != 0);
+  ASSERT_TRUE(ledger->flush().ok());
   RawDb db(path);
   int64_t pending_id = db.int64("SELECT id FROM requests WHERE request_id = 'req-a'");
 
@@ -288,30 +298,30 @@ TEST(LedgerDurable, UnwritableLedgerRefusesDurableReservationsUntilWritesWorkAga
       "CREATE TRIGGER full BEFORE INSERT ON requests "
       "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END");
 
-  // The write fails after the reservation was accepted: on_durable says so, and the money is
-  // no longer reserved.
-  Durable durable;
-  auto first = ledger->reserveDurable(request("r1", 0.3), durable.callback());
-  ASSERT_TRUE(first.ok()) << first.status().message();
-  ASSERT_TRUE(durable.waitFor(1));
-  api::Status reported = durable.statuses()[0];
-  EXPECT_EQ(reported.code(), api::ErrorCode::kUnavailable);
-  EXPECT_EQ(reported.httpStatusCode(), 503);
-  EXPECT_EQ(reported.message().rfind("ledger unavailable: ", 0), 0u) << reported.message();
-  EXPECT_NE(reported.message().find("database or disk is full"), std::string::npos);
-  EXPECT_EQ(ledger->spent("acme", Window::kDay, kNov23).reserved_usd, 0);
-  EXPECT_EQ(ledger->settle(*first, settledRow("r1", 0.1)).code(), api::ErrorCode::kInternal);
+  // Accepted before the failure is known: durable in the journal, so its call may start, and
+  // its money stays reserved.
+  uint64_t first = reserveAndWait(*ledger, request("r1", 0.3));
+  ASSERT_NE(first, 0u);
+  api::Status flushed = ledger->flush();
+  EXPECT_EQ(flushed.code(), api::ErrorCode::kIo);
+  EXPECT_NE(flushed.message().find("database or disk is full"), std::string::npos)
+      << flushed.message();
 
   // From now on refused at once, nothing reserved, no callback.
   bool called = false;
   auto refused = ledger->reserveDurable(request("r2", 0.3), [&](api::Status) { called = true; });
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.status().code(), api::ErrorCode::kUnavailable);
-  EXPECT_EQ(refused.status().message().rfind("ledger unavailable: ", 0), 0u);
+  EXPECT_EQ(refused.status().httpStatusCode(), 503);
+  EXPECT_EQ(refused.status().message().rfind("ledger unavailable: ", 0), 0u)
+      << refused.status().message();
+  EXPECT_NE(refused.status().message().find("database or disk is full"), std::string::npos);
   EXPECT_FALSE(called);
   EXPECT_FALSE(ledger->stats().available);
-  EXPECT_EQ(ledger->spent("acme", Window::kDay, kNov23).reserved_usd, 0);
-  // Local answers keep being counted (their rows wait for the file).
+  EXPECT_DOUBLE_EQ(ledger->spent("acme", Window::kDay, kNov23).reserved_usd, 0.3);
+  // The first call ends: its settle waits for the file with its pending row. Local answers keep
+  // being counted too.
+  ASSERT_TRUE(ledger->settle(first, settledRow("r1", 0.1)).ok());
   ASSERT_TRUE(ledger->record(settledRow("local", 0)).ok());
 
   // Writable again: the writer finds out by itself and reservations are accepted again.
@@ -329,8 +339,123 @@ TEST(LedgerDurable, UnwritableLedgerRefusesDurableReservationsUntilWritesWorkAga
   ASSERT_TRUE(again.has_value()) << "still unavailable after the file became writable";
   ASSERT_TRUE(ledger->flush().ok());
   EXPECT_TRUE(ledger->stats().available);
-  EXPECT_EQ(db.column("SELECT request_id || '|' || state FROM requests ORDER BY id"),
-            (std::vector<std::string>{"local|settled", "r3|pending"}));
+  EXPECT_EQ(db.column("SELECT request_id || '|' || state || '|' || cost_usd FROM requests "
+                      "ORDER BY id"),
+            (std::vector<std::string>{"r1|settled|0.1", "local|settled|0.0", "r3|pending|0.3"}));
+}
+
+// The child: reserves durably while no row can reach the file, settles one reservation (that
+// settle cannot reach the file either), says so on `fd`, and waits to be killed.
+int journalOnlyChild(const std::string& path, int fd) {
+  auto opened = policies::openSqliteLedger(path);
+  if (!opened.ok()) return 2;
+  policies::Ledger& ledger = **opened;
+  std::vector<uint64_t> ids;
+  for (double usd : {0.1, 0.2, 0.4}) {
+    Durable durable;
+    auto id = ledger.reserveDurable(request("journaled-" + std::to_string(ids.size()), usd),
+                                    durable.callback());
+    if (!id.ok()) return 3;
+    if (!durable.waitFor(1) || !durable.statuses()[0].ok()) return 4;
+    ids.push_back(*id);
+  }
+  if (!ledger.settle(ids[0], settledRow("journaled-0", 0.05)).ok()) return 5;
+  if (ledger.flush().ok()) return 6;  // the trigger refuses every row
+  if (write(fd, "R", 1) != 1) return 7;
+  while (true) pause();
+}
+
+TEST(LedgerDurable, ReservationsOnlyInTheJournalAreBilledAsCrashedOnTheNextOpen) {
+  TempDir dir;
+  std::string path = dir.file("ledger.db");
+  ASSERT_NE(mustOpen(path), nullptr);  // creates the schema
+  {
+    RawDb db(path);
+    db.exec(
+        "CREATE TRIGGER full BEFORE INSERT ON requests "
+        "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END");
+  }
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    close(fds[0]);
+    _exit(journalOnlyChild(path, fds[1]));
+  }
+  close(fds[1]);
+  char ready = 0;
+  bool got_ready = read(fds[0], &ready, 1) == 1;
+  close(fds[0]);
+  kill(pid, SIGKILL);
+  int wstatus = 0;
+  ASSERT_EQ(waitpid(pid, &wstatus, 0), pid);
+  ASSERT_TRUE(got_ready) << "child exited early with status " << wstatus;
+  ASSERT_TRUE(WIFSIGNALED(wstatus) && WTERMSIG(wstatus) == SIGKILL) << wstatus;
+  {
+    RawDb db(path);
+    EXPECT_EQ(db.int64("SELECT COUNT(*) FROM requests"), 0);  // nothing reached the file
+    db.exec("DROP TRIGGER full");
+  }
+  ASSERT_GT(fileBytes(path + "-pending.0") + fileBytes(path + "-pending.1"), 0);
+  {
+    // A record torn by the kill (half written) is recognized and skipped.
+    FILE* f = std::fopen((path + "-pending.0").c_str(), "ab");
+    ASSERT_NE(f, nullptr);
+    std::fwrite("SYRJ\x40\0\0\0torn", 1, 12, f);
+    std::fclose(f);
+  }
+
+  // Every reservation in flight at the kill is billed at what it reserved: 0.1 + 0.2 + 0.4,
+  // the settled one too (its settle at $0.05 was lost: never less than the provider billed).
+  auto ledger = mustOpen(path);
+  ASSERT_NE(ledger, nullptr);
+  policies::LedgerStats stats = ledger->stats();
+  EXPECT_EQ(stats.crashed_reservations, 3u);
+  EXPECT_NEAR(stats.crashed_usd, 0.7, 1e-9);
+  Spend s = ledger->spent("acme", Window::kDay, kNov23);
+  EXPECT_NEAR(s.settled_usd, 0.7, 1e-9);
+  EXPECT_EQ(s.reserved_usd, 0);  // no reservation survives the restart
+  EXPECT_EQ(fileBytes(path + "-pending.0") + fileBytes(path + "-pending.1"), 0);
+  {
+    RawDb db(path);
+    EXPECT_EQ(db.column("SELECT request_id || '|' || state || '|' || cost_usd || '|' || key_id "
+                        "|| '|' || model || '|' || unix_ms FROM requests ORDER BY request_id"),
+              (std::vector<std::string>{"journaled-0|crashed|0.1|key-1|gpt-4o|1795446245000",
+                                        "journaled-1|crashed|0.2|key-1|gpt-4o|1795446245000",
+                                        "journaled-2|crashed|0.4|key-1|gpt-4o|1795446245000"}));
+  }
+  // Billed once, and new rows do not collide with the recovered ones.
+  uint64_t next = reserveAndWait(*ledger, request("after", 0.01));
+  ASSERT_TRUE(ledger->settle(next, settledRow("after", 0.01)).ok());
+  ledger.reset();
+  ledger = mustOpen(path);
+  ASSERT_NE(ledger, nullptr);
+  EXPECT_EQ(ledger->stats().crashed_reservations, 0u);
+  EXPECT_NEAR(ledger->spent("acme", Window::kDay, kNov23).settled_usd, 0.71, 1e-9);
+}
+
+TEST(LedgerDurable, APendingRowAndItsSettleShareOneTransaction) {
+  TempDir dir;
+  std::string path = dir.file("ledger.db");
+  auto ledger = mustOpen(path);
+  ASSERT_NE(ledger, nullptr);
+  // Sequential calls, as on one keep-alive connection: nobody waits for a commit, so the
+  // writer gathers them.
+  constexpr int kCalls = 50;
+  for (int i = 0; i < kCalls; ++i) {
+    std::string id = "seq-" + std::to_string(i);
+    uint64_t r = reserveAndWait(*ledger, request(id, 0.01));
+    ASSERT_TRUE(ledger->settle(r, settledRow(id, 0.004)).ok());
+  }
+  ASSERT_TRUE(ledger->flush().ok());
+  // One transaction per reservation and one per settle would be 2 * kCalls commits.
+  EXPECT_LT(ledger->stats().commits, static_cast<uint64_t>(kCalls / 2))
+      << ledger->stats().commits << " commits";
+  RawDb db(path);
+  EXPECT_EQ(db.int64("SELECT COUNT(*) FROM requests WHERE state = 'settled'"), kCalls);
+  EXPECT_EQ(db.int64("SELECT COUNT(*) FROM requests"), kCalls);
+  EXPECT_NEAR(db.real("SELECT SUM(cost_usd) FROM requests"), kCalls * 0.004, 1e-9);
 }
 
 TEST(LedgerDurable, ConcurrentReservationsShareCommits) {
@@ -483,8 +608,10 @@ TEST(LedgerDurable, NewFilesAreReadableByTheOwnerOnly) {
   std::string path = dir.file("ledger.db");
   auto ledger = mustOpen(path);
   ASSERT_NE(ledger, nullptr);
-  ASSERT_NE(reserveAndWait(*ledger, request("r1", 0.1)), 0u);  // the -wal file has content
-  for (const std::string& f : {path, path + "-wal", path + "-shm"}) {
+  ASSERT_NE(reserveAndWait(*ledger, request("r1", 0.1)), 0u);
+  ASSERT_TRUE(ledger->flush().ok());  // the -wal file has content
+  for (const std::string& f :
+       {path, path + "-wal", path + "-shm", path + "-pending.0", path + "-pending.1"}) {
     struct stat st {};
     ASSERT_EQ(::stat(f.c_str(), &st), 0) << f;
     EXPECT_EQ(st.st_mode & 0777, 0600u) << f;

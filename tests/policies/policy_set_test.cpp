@@ -78,7 +78,7 @@ TEST(PolicySet, AnEmptyFileGivesTheBuiltInDefaults) {
     EXPECT_EQ(d.routing.local_model, "gemma-3-local");
     EXPECT_EQ(d.routing.cloud_models, std::vector<std::string>{"gpt-4o-mini"});
     ASSERT_NE(d.routing.trigger, nullptr);
-    EXPECT_EQ(d.routing.trigger->describe(), "((confidence < 0.85) OR (complexity > 0.9))");
+    EXPECT_EQ(d.routing.trigger->describe(), "confidence < 0.85 OR complexity > 0.9");
     EXPECT_EQ(set->alerts().webhook_retries, 3);
     // A team the file does not list gets the defaults.
     EXPECT_EQ(set->team("anyone"), nullptr);

@@ -45,23 +45,48 @@ TEST(Trigger, VariablesAreTheDocumentedList) {
 }
 
 TEST(Trigger, AndBindsTighterThanOrAndNotTighterThanAnd) {
-  EXPECT_EQ(parseOk("confidence < 0.5 OR complexity > 0.9 AND has_tools").describe(),
-            "((confidence < 0.5) OR ((complexity > 0.9) AND has_tools))");
-  EXPECT_EQ(parseOk("NOT has_tools AND stream").describe(), "((NOT has_tools) AND stream)");
+  // a OR (b AND c): true with a alone; (a OR b) AND c would be false.
+  const TriggerVars only_a{.confidence = 0.1, .complexity = 0, .has_tools = 0};
+  EXPECT_EQ(eval("confidence < 0.5 OR complexity > 0.9 AND has_tools", only_a), T);
+  EXPECT_EQ(eval("(confidence < 0.5 OR complexity > 0.9) AND has_tools", only_a), F);
+  // (NOT a) AND b: false when b is; NOT (a AND b) would be true.
+  EXPECT_EQ(eval("NOT has_tools AND stream", TriggerVars{.has_tools = 0, .stream = 0}), F);
+  EXPECT_EQ(eval("NOT (has_tools AND stream)", TriggerVars{.has_tools = 0, .stream = 0}), T);
+}
+
+TEST(Trigger, DescribeKeepsOnlyTheParenthesesPrecedenceNeeds) {
+  EXPECT_EQ(parseOk("((confidence < 0.5)) OR (complexity > 0.9 AND (has_tools))").describe(),
+            "confidence < 0.5 OR complexity > 0.9 AND has_tools");
+  EXPECT_EQ(parseOk("(NOT has_tools) AND stream").describe(), "NOT has_tools AND stream");
   EXPECT_EQ(parseOk("(has_tools OR stream) AND turns >= 3").describe(),
-            "((has_tools OR stream) AND (turns >= 3))");
-  EXPECT_EQ(parseOk("NOT NOT has_images").describe(), "(NOT (NOT has_images))");
+            "(has_tools OR stream) AND turns >= 3");
+  EXPECT_EQ(parseOk("NOT (has_tools AND stream) OR NOT (turns > 1)").describe(),
+            "NOT (has_tools AND stream) OR NOT turns > 1");
+  EXPECT_EQ(parseOk("NOT NOT has_images").describe(), "NOT NOT has_images");
+}
+
+TEST(Trigger, DescribeOfTheDeepestExpressionParsesBack) {
+  // 64 NOTs is the most the parser takes; describing it must not add a level.
+  std::string nots;
+  for (int i = 0; i < 64; ++i) nots += "!";
+  for (std::string text : {nots + "false", nots + "turns > 1", nots + "(stream AND has_tools)"}) {
+    auto t = Trigger::parse(text);
+    if (!t.ok()) continue;  // the last one is 65 deep: refused, which is fine
+    auto again = Trigger::parse(t->describe());
+    ASSERT_TRUE(again.ok()) << text << " -> " << t->describe() << ": " << again.status().toString();
+    EXPECT_EQ(again->describe(), t->describe());
+  }
 }
 
 TEST(Trigger, ChainsOfOneOperatorAreFlat) {
   EXPECT_EQ(parseOk("has_tools OR stream OR has_images").describe(),
-            "(has_tools OR stream OR has_images)");
-  EXPECT_EQ(parseOk("has_tools AND stream AND turns != 1").describe(),
-            "(has_tools AND stream AND (turns != 1))");
+            "has_tools OR stream OR has_images");
+  EXPECT_EQ(parseOk("(has_tools AND stream) AND turns != 1").describe(),
+            "has_tools AND stream AND turns != 1");
 }
 
 TEST(Trigger, KeywordsAreCaseInsensitiveAndHaveSymbolicSynonyms) {
-  const std::string expected = "((confidence < 0.5) OR ((NOT has_tools) AND stream))";
+  const std::string expected = "confidence < 0.5 OR NOT has_tools AND stream";
   for (std::string_view text :
        {"confidence < 0.5 OR NOT has_tools AND stream",
         "confidence < 0.5 or not has_tools and stream",
@@ -72,20 +97,20 @@ TEST(Trigger, KeywordsAreCaseInsensitiveAndHaveSymbolicSynonyms) {
 }
 
 TEST(Trigger, ParsesEveryComparisonAndNumberForm) {
-  EXPECT_EQ(parseOk("turns < 1").describe(), "(turns < 1)");
-  EXPECT_EQ(parseOk("turns <= 1").describe(), "(turns <= 1)");
-  EXPECT_EQ(parseOk("turns > 1").describe(), "(turns > 1)");
-  EXPECT_EQ(parseOk("turns >= 1").describe(), "(turns >= 1)");
-  EXPECT_EQ(parseOk("turns == 1").describe(), "(turns == 1)");
-  EXPECT_EQ(parseOk("turns != 1").describe(), "(turns != 1)");
-  EXPECT_EQ(parseOk("budget_used > -1").describe(), "(budget_used > -1)");
-  EXPECT_EQ(parseOk("budget_used > +2.5").describe(), "(budget_used > 2.5)");
-  EXPECT_EQ(parseOk("budget_used>.5").describe(), "(budget_used > 0.5)");
-  EXPECT_EQ(parseOk("prompt_tokens > 1e3").describe(), "(prompt_tokens > 1000)");
-  EXPECT_EQ(parseOk("prompt_tokens > 2.5E+3").describe(), "(prompt_tokens > 2500)");
-  EXPECT_EQ(parseOk("complexity > 5e-1").describe(), "(complexity > 0.5)");
-  EXPECT_EQ(parseOk("0.9 < complexity").describe(), "(0.9 < complexity)");
-  EXPECT_EQ(parseOk("has_tools == true").describe(), "(has_tools == 1)");
+  EXPECT_EQ(parseOk("turns < 1").describe(), "turns < 1");
+  EXPECT_EQ(parseOk("turns <= 1").describe(), "turns <= 1");
+  EXPECT_EQ(parseOk("turns > 1").describe(), "turns > 1");
+  EXPECT_EQ(parseOk("turns >= 1").describe(), "turns >= 1");
+  EXPECT_EQ(parseOk("turns == 1").describe(), "turns == 1");
+  EXPECT_EQ(parseOk("turns != 1").describe(), "turns != 1");
+  EXPECT_EQ(parseOk("budget_used > -1").describe(), "budget_used > -1");
+  EXPECT_EQ(parseOk("budget_used > +2.5").describe(), "budget_used > 2.5");
+  EXPECT_EQ(parseOk("budget_used>.5").describe(), "budget_used > 0.5");
+  EXPECT_EQ(parseOk("prompt_tokens > 1e3").describe(), "prompt_tokens > 1000");
+  EXPECT_EQ(parseOk("prompt_tokens > 2.5E+3").describe(), "prompt_tokens > 2500");
+  EXPECT_EQ(parseOk("complexity > 5e-1").describe(), "complexity > 0.5");
+  EXPECT_EQ(parseOk("0.9 < complexity").describe(), "0.9 < complexity");
+  EXPECT_EQ(parseOk("has_tools == true").describe(), "has_tools == 1");
   EXPECT_EQ(parseOk("TRUE").describe(), "true");
   EXPECT_EQ(parseOk("  false\n").describe(), "false");
 }
