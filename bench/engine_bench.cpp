@@ -1,15 +1,21 @@
 // sy_engine_bench: forward-pass throughput of the embedded Gemma engine on a model directory.
 //
 //   sy_engine_bench --model DIR [--threads N] [--prefill 128,512] [--batch 1,4] [--steps 32]
+//                   [--quantize q8_0|q4_0|q4_k|q6_k]
 //
 // Reports load time, prefill tokens/s and time to first token per prompt length (one chunk,
 // last-token logits), decode tokens/s per batch size (each sequence first prefilled with a
 // 32-token prompt, then `steps` single-token steps), peak RSS, and the memory-bandwidth roofline
 // for decode: every step streams all weights once (the embedding is read whole as the lm_head),
-// so tokens/s per sequence cannot exceed read_bandwidth / weight_bytes.
+// so tokens/s per sequence cannot exceed read_bandwidth / bytes read per step. For Gemma 4 those
+// bytes leave out the PLE table but one row and the experts a token does not pick
+// (Model::decodeBytesPerToken). With --quantize the matrices are block-quantized on load and the
+// roofline counts the bytes of their quantized rows (quant::formatForColumns decides each
+// matrix's format as the backend does).
 //
 // A random-weight model of the real shapes comes from
 //   switchyard-cli make-test-model --preset gemma-3-1b --out DIR --no-tokenizer
+// (or gemma-4-e2b, gemma-4-e4b, ...; Model::load picks the family).
 // Record results in bench/RESULTS.md together with the command that produced them.
 #include <sys/resource.h>
 
@@ -20,13 +26,16 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "engine/models/gemma3.h"
+#include "engine/checkpoint.h"
+#include "engine/models/model.h"
+#include "engine/quant/quant.h"
 
 namespace {
 
@@ -97,10 +106,40 @@ Bandwidth measureBandwidth(int threads) {
   return bw;
 }
 
+// Bytes one decode step reads less after quantizing on load: for every matrix the backend
+// prepares, its stored bytes minus its quantized bytes, times the share a step reads (top_k / E
+// for expert stacks).
+double quantizedSavingGB(const std::string& dir, engine::quant::QType q) {
+  auto ckpt = engine::Checkpoint::open(dir);
+  if (!ckpt.ok()) return 0;
+  const engine::GemmaWeights& w = (*ckpt)->weights();
+  const engine::GemmaConfig& c = (*ckpt)->config();
+  double saved = 0;
+  auto add = [&](const engine::Weight& m, double share) {
+    if (!m.data || m.shape.size() < 2) return;
+    const int64_t cols = m.shape.back(), rows = m.numel() / cols;
+    const auto f = engine::quant::formatForColumns(q, cols);
+    if (!f) return;
+    saved += share * (double(m.bytes) - double(rows) * double(engine::quant::rowBytes(*f, cols)));
+  };
+  add(w.embed, 1);
+  add(w.per_layer_model_projection, 1);
+  const double expert_share = c.moe.n_expert > 0 ? double(c.moe.top_k) / c.moe.n_expert : 1;
+  for (const engine::GemmaLayerWeights& l : w.layers) {
+    for (const engine::Weight* m :
+         {&l.q_proj, &l.k_proj, &l.v_proj, &l.o_proj, &l.gate_proj, &l.up_proj, &l.down_proj,
+          &l.router_proj, &l.per_layer_input_gate, &l.per_layer_projection})
+      add(*m, 1);
+    add(l.experts_gate_up, expert_share);
+    add(l.experts_down, expert_share);
+  }
+  return saved / 1e9;
+}
+
 void usage() {
   std::fprintf(stderr,
                "usage: sy_engine_bench --model DIR [--threads N] [--prefill 128,512] "
-               "[--batch 1,4] [--steps 32]\n");
+               "[--batch 1,4] [--steps 32] [--quantize q8_0|q4_0|q4_k|q6_k]\n");
 }
 
 }  // namespace
@@ -109,6 +148,7 @@ int main(int argc, char** argv) {
   std::string model_dir;
   int threads = 0, steps = 32;
   std::vector<int> prefill = {128, 512}, batches = {1, 4};
+  std::optional<engine::quant::QType> quantize;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -128,7 +168,13 @@ int main(int argc, char** argv) {
       batches = parseList(next());
     else if (a == "--steps")
       steps = std::atoi(next().c_str());
-    else {
+    else if (a == "--quantize") {
+      quantize = engine::quant::parseQType(next());
+      if (!quantize) {
+        usage();
+        return 2;
+      }
+    } else {
       usage();
       return 2;
     }
@@ -139,7 +185,7 @@ int main(int argc, char** argv) {
   }
 
   const auto t_load = Clock::now();
-  auto loaded = engine::Gemma3Model::load(model_dir, threads);
+  auto loaded = engine::Model::load(model_dir, threads, quantize);
   if (!loaded.ok()) {
     std::fprintf(stderr, "load failed: %s\n", loaded.status().toString().c_str());
     return 1;
@@ -149,11 +195,15 @@ int main(int argc, char** argv) {
   const engine::GemmaConfig& c = model.config();
   const int64_t V = c.vocab;
   const double weight_gb = double(model.weightBytes()) / 1e9;
+  const double step_gb = double(model.decodeBytesPerToken()) / 1e9 -
+                         (quantize ? quantizedSavingGB(model_dir, *quantize) : 0.0);
   std::printf(
       "model %s: H=%lld I=%lld L=%d heads=%d/%d D=%d V=%lld, weights %.3f GB, load %.2f s\n",
       model_dir.c_str(), (long long)c.hidden, (long long)c.intermediate, c.n_layer, c.n_head,
       c.n_head_kv, c.head_dim, (long long)V, weight_gb, load_s);
-  std::printf("backend: %s\n", model.backend().name().c_str());
+  std::printf("backend: %s%s%s\n", model.backend().name().c_str(),
+              quantize ? ", weights quantized on load to " : "",
+              quantize ? std::string(engine::quant::qtypeName(*quantize)).c_str() : "");
 
   std::mt19937 rng(7);
   std::uniform_int_distribution<int32_t> tok(
@@ -227,7 +277,7 @@ int main(int argc, char** argv) {
 
   const int bw_threads = threads > 0 ? threads : int(std::thread::hardware_concurrency());
   const Bandwidth bw = measureBandwidth(bw_threads);
-  const double roofline = bw.read_gbs / weight_gb;
+  const double roofline = bw.read_gbs / step_gb;
   for (const DecodeResult& d : decode) {
     std::printf(
         "decode batch %d: %7.2f ms/step  %8.2f tokens/s  (%.2f steps/s = %.0f%% of the "
@@ -238,7 +288,7 @@ int main(int argc, char** argv) {
       "memory bandwidth: %.1f GB/s read (%d threads), %.1f GB/s memcpy (1 thread, "
       "read+write)\n",
       bw.read_gbs, bw_threads, bw.memcpy_gbs);
-  std::printf("roofline: %.3f GB of weights per decode step -> at most %.2f steps/s\n", weight_gb,
+  std::printf("roofline: %.3f GB of weights per decode step -> at most %.2f steps/s\n", step_gb,
               roofline);
   std::printf("peak RSS: %.0f MiB (the mapped weights count once touched)\n", rss_mib);
   return 0;

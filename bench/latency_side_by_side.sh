@@ -18,8 +18,10 @@
 # SY_BENCH_PEER (auto: use Portkey, running `npm ci --prefix bench/peer` once if it is not
 # installed; off: skip it), SY_BENCH_CPP_UPSTREAM (0; 1 adds two rows against the C++
 # sy_bench_upstream of bench/gateway_bench.sh, direct and through a plain switchyard, to tell
-# the upstream's share from the gateway's). Everything listens on 127.0.0.1 and stops when the
-# script ends.
+# the upstream's share from the gateway's), SY_BENCH_BASELINE (a path to another switchyard
+# binary, e.g. one built from an older commit: adds its plain proxy and its policies + ledger
+# setup as rows of the same interleaved run, so that a change and its baseline see the same
+# machine noise). Everything listens on 127.0.0.1 and stops when the script ends.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
@@ -30,8 +32,13 @@ warmup=${SY_BENCH_WARMUP:-500}
 gw_threads=${SY_BENCH_GATEWAY_THREADS:-2}
 peer=${SY_BENCH_PEER:-auto}
 cpp_upstream=${SY_BENCH_CPP_UPSTREAM:-0}
+baseline=${SY_BENCH_BASELINE:-}
 
 require_bins "$build" switchyard switchyard-cli
+if [[ -n "$baseline" && ! -x "$baseline" ]]; then
+  echo "SY_BENCH_BASELINE=$baseline is not an executable" >&2
+  exit 2
+fi
 command -v node >/dev/null || { echo "node is required" >&2; exit 2; }
 
 bench_tmp
@@ -78,12 +85,27 @@ pids+=($!)
 pids+=($!)
 plain_port=$(port_of "$tmp/plain.out")
 pol_port=$(port_of "$tmp/pol.out")
+if [[ -n "$baseline" ]]; then
+  sed "s|${tmp}/ledger.db|${tmp}/ledger-baseline.db|" "$tmp/policies-gw.yaml" >"$tmp/base-gw.yaml"
+  "$baseline" serve --config "$tmp/plain.yaml" >"$tmp/bplain.out" 2>"$tmp/bplain.err" &
+  pids+=($!)
+  "$baseline" serve --config "$tmp/base-gw.yaml" >"$tmp/bpol.out" 2>"$tmp/bpol.err" &
+  pids+=($!)
+  bplain_port=$(port_of "$tmp/bplain.out")
+  bpol_port=$(port_of "$tmp/bpol.out")
+fi
 
 chat=/v1/chat/completions
 targets="[{\"name\":\"direct\",\"url\":\"http://127.0.0.1:${up_port}${chat}\",\"headers\":{}},
  {\"name\":\"switchyard plain proxy\",\"url\":\"http://127.0.0.1:${plain_port}${chat}\",\"headers\":{}},
  {\"name\":\"switchyard + policies + SQLite ledger\",\"url\":\"http://127.0.0.1:${pol_port}${chat}\",
   \"headers\":{\"Authorization\":\"Bearer ${key}\"}}"
+if [[ -n "$baseline" ]]; then
+  targets+=",
+ {\"name\":\"baseline plain proxy\",\"url\":\"http://127.0.0.1:${bplain_port}${chat}\",\"headers\":{}},
+ {\"name\":\"baseline + policies + SQLite ledger\",\"url\":\"http://127.0.0.1:${bpol_port}${chat}\",
+  \"headers\":{\"Authorization\":\"Bearer ${key}\"}}"
+fi
 
 peer_note="not run (SY_BENCH_PEER=off)"
 portkey=bench/peer/node_modules/@portkey-ai/gateway/build/start-server.js
@@ -148,6 +170,7 @@ echo "Command: \`bench/latency_side_by_side.sh\` (Node $(node --version) client,
 echo "connection per setup, ${rounds} interleaved rounds of ${per_round} sequential requests per setup"
 echo "after ${warmup} warm-up requests each; switchyard \`server.threads: ${gw_threads}\`, tree at run time"
 echo "${tree}; load average ${load_before} before, ${load_after} after)"
+[[ -z "$baseline" ]] || echo "Baseline rows: \`$(basename "$baseline")\` (SY_BENCH_BASELINE)."
 echo
 node -e '
 const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));

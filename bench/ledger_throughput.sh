@@ -9,17 +9,26 @@
 #
 # Needs build/switchyard, build/switchyard-cli and build/sy_bench_upstream (cmake --build
 # build --target switchyard switchyard-cli sy_bench_upstream). Environment:
-# SY_BENCH_DURATION (10s per run), SY_BENCH_GATEWAY_THREADS (2). Latency is taken on one
-# connection, throughput on 64; wrk, the upstream and the gateway share the machine's cores.
+# SY_BENCH_DURATION (10s per run), SY_BENCH_GATEWAY_THREADS (2), SY_BENCH_ROUNDS (1: every
+# run repeated this many times, the runs of a round back to back), SY_BENCH_BASELINE (a path
+# to another switchyard binary, e.g. built from an older commit: its plain and ledger gateways
+# run in the same rounds, right after this build's). Latency is taken on one connection,
+# throughput on 64; wrk, the upstream and the gateway share the machine's cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
 build=${1:-build}
 duration=${SY_BENCH_DURATION:-10s}
 gw_threads=${SY_BENCH_GATEWAY_THREADS:-2}
+rounds=${SY_BENCH_ROUNDS:-1}
+baseline=${SY_BENCH_BASELINE:-}
 
 require_bins "$build" switchyard switchyard-cli sy_bench_upstream
 command -v wrk >/dev/null || { echo "wrk is required (scripts/install-deps.sh)" >&2; exit 2; }
+if [[ -n "$baseline" && ! -x "$baseline" ]]; then
+  echo "SY_BENCH_BASELINE=$baseline is not an executable" >&2
+  exit 2
+fi
 
 bench_tmp
 
@@ -62,6 +71,15 @@ pids+=($!)
 pids+=($!)
 plain_port=$(port_of "$tmp/plain.out")
 ledger_port=$(port_of "$tmp/ledger.out")
+if [[ -n "$baseline" ]]; then
+  sed "s|${tmp}/ledger.db|${tmp}/ledger-baseline.db|" "$tmp/ledger.yaml" >"$tmp/bledger.yaml"
+  "$baseline" serve --config "$tmp/plain.yaml" >"$tmp/bplain.out" 2>"$tmp/bplain.err" &
+  pids+=($!)
+  "$baseline" serve --config "$tmp/bledger.yaml" >"$tmp/bledger.out" 2>"$tmp/bledger.err" &
+  pids+=($!)
+  bplain_port=$(port_of "$tmp/bplain.out")
+  bledger_port=$(port_of "$tmp/bledger.out")
+fi
 
 chat=/v1/chat/completions
 auth=(-H "Authorization: Bearer ${key}")
@@ -77,21 +95,34 @@ warm() {  # url [curl args...]: one request, so that a refused setup stops the b
 warm "http://127.0.0.1:${plain_port}${chat}"
 warm "http://127.0.0.1:${ledger_port}${chat}" "${auth[@]}"
 
-run() {  # name connections url [wrk args...]
+run() {  # name connections url [wrk args...]: one wrk run, appended to the name's results
   local name=$1 conns=$2 url=$3
   shift 3
-  wrk -t1 -c"$conns" -d"$duration" --latency -s bench/chat.lua "$@" "$url" >"$tmp/$name"
+  wrk -t1 -c"$conns" -d"$duration" --latency -s bench/chat.lua "$@" "$url" >"$tmp/out"
+  cat "$tmp/out" >>"$tmp/$name"
+  awk '/^ +50%/ {print $2}' "$tmp/out" >>"$tmp/$name.p50"
+  awk '/^Requests\/sec/ {print $2}' "$tmp/out" >>"$tmp/$name.rps"
 }
-p50() { awk '/^ +50%/ {print $2}' "$tmp/$1"; }
-rps() { awk '/^Requests\/sec/ {print $2}' "$tmp/$1"; }
+# All rounds' values of a run, comma-separated.
+p50() { paste -sd, "$tmp/$1.p50" | sed 's/,/, /g'; }
+rps() { paste -sd, "$tmp/$1.rps" | sed 's/,/, /g'; }
 
+names=(direct1 plain1 ledger1 direct64 plain64 ledger64)
+if [[ -n "$baseline" ]]; then names+=(bplain1 bledger1 bplain64 bledger64); fi
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-run direct1 1 "http://127.0.0.1:${up_port}${chat}"
-run plain1 1 "http://127.0.0.1:${plain_port}${chat}"
-run ledger1 1 "http://127.0.0.1:${ledger_port}${chat}" "${auth[@]}"
-run direct64 64 "http://127.0.0.1:${up_port}${chat}"
-run plain64 64 "http://127.0.0.1:${plain_port}${chat}"
-run ledger64 64 "http://127.0.0.1:${ledger_port}${chat}" "${auth[@]}"
+for _ in $(seq "$rounds"); do
+  for conns in 1 64; do
+    run "direct$conns" "$conns" "http://127.0.0.1:${up_port}${chat}"
+    run "plain$conns" "$conns" "http://127.0.0.1:${plain_port}${chat}"
+    if [[ -n "$baseline" ]]; then
+      run "bplain$conns" "$conns" "http://127.0.0.1:${bplain_port}${chat}"
+    fi
+    run "ledger$conns" "$conns" "http://127.0.0.1:${ledger_port}${chat}" "${auth[@]}"
+    if [[ -n "$baseline" ]]; then
+      run "bledger$conns" "$conns" "http://127.0.0.1:${bledger_port}${chat}" "${auth[@]}"
+    fi
+  done
+done
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 ledger_rows=$(command -v sqlite3 >/dev/null &&
@@ -103,8 +134,10 @@ tree=$(git rev-parse --short HEAD 2>/dev/null || echo "?")
 cpu="$(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo "### gateway overhead with policies and the ledger ($(date -u +%Y-%m-%d), ${cpu})"
 echo
-echo "Command: \`bench/ledger_throughput.sh\` (wrk -t1, ${duration} per run, gateway threads: ${gw_threads};"
-echo "tree at run time ${tree}; load average ${load_before} before, ${load_after} after)"
+echo "Command: \`bench/ledger_throughput.sh\` (wrk -t1, ${duration} per run, ${rounds} round(s),"
+echo "gateway threads: ${gw_threads}; tree at run time ${tree}; load average ${load_before} before,"
+echo "${load_after} after)"
+[[ -z "$baseline" ]] || echo "Baseline rows: \`$(basename "$baseline")\` (SY_BENCH_BASELINE)."
 echo
 echo "| run | p50 latency | requests/s |"
 echo "|---|---|---|"
@@ -114,9 +147,15 @@ echo "| switchyard + policies + ledger, 1 connection | $(p50 ledger1) | $(rps le
 echo "| direct, 64 connections | $(p50 direct64) | $(rps direct64) |"
 echo "| switchyard plain, 64 connections | $(p50 plain64) | $(rps plain64) |"
 echo "| switchyard + policies + ledger, 64 connections | $(p50 ledger64) | $(rps ledger64) |"
+if [[ -n "$baseline" ]]; then
+  echo "| baseline plain, 1 connection | $(p50 bplain1) | $(rps bplain1) |"
+  echo "| baseline + policies + ledger, 1 connection | $(p50 bledger1) | $(rps bledger1) |"
+  echo "| baseline plain, 64 connections | $(p50 bplain64) | $(rps bplain64) |"
+  echo "| baseline + policies + ledger, 64 connections | $(p50 bledger64) | $(rps bledger64) |"
+fi
 echo
 echo "Ledger rows by status: ${ledger_rows}."
-for f in direct1 plain1 ledger1 direct64 plain64 ledger64; do
+for f in "${names[@]}"; do
   errs=$(grep -E "Non-2xx|Socket errors" "$tmp/$f" || true)
   if [[ -n "$errs" ]]; then echo && echo "$f: $errs"; fi
 done

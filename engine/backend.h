@@ -59,12 +59,24 @@ struct MatmulTarget {
 // Slots hold K/V rows as bf16 (the values are bf16 already, so this is lossless; §6.1). A full
 // layer has one slot per position (slot = pos); a sliding layer is a ring (slot = pos % capacity)
 // of capacity >= W - 1 + max_chunk (gemma-spec §7, recommended design item 3).
+//
+// Slots are logical: with a block table (paged KV, engine/kv_cache.h) slot s lives in row
+// kvRow(view, s) = blocks[s / block_size] * block_rows + s % block_size of k, v and slot_pos;
+// without one (blocks == nullptr) in row s.
 struct KvLayerView {
-  uint16_t* k = nullptr;        // [capacity, n_head_kv * head_dim] bf16, RoPE already applied
-  uint16_t* v = nullptr;        // [capacity, n_head_kv * head_dim] bf16
-  int32_t* slot_pos = nullptr;  // [capacity] absolute position stored in each slot
-  int capacity = 0;
+  uint16_t* k = nullptr;        // [rows, n_head_kv * head_dim] bf16, RoPE already applied
+  uint16_t* v = nullptr;        // [rows, n_head_kv * head_dim] bf16
+  int32_t* slot_pos = nullptr;  // [rows] absolute position stored in each row
+  int capacity = 0;             // logical slots
+  const int32_t* blocks = nullptr;  // [capacity / block_size] physical block of each logical one
+  int block_size = 0;
+  int64_t block_rows = 0;  // rows from one physical block to the next
 };
+
+inline int64_t kvRow(const KvLayerView& kv, int slot) {
+  if (!kv.blocks) return slot;
+  return int64_t{kv.blocks[slot / kv.block_size]} * kv.block_rows + slot % kv.block_size;
+}
 
 struct AttentionShape {
   int n_head = 0;     // Hq
@@ -97,6 +109,10 @@ class Backend {
   // Host <-> backend copies. `offset` is in bytes from the start of the buffer.
   virtual void upload(Buffer& dst, size_t offset, const void* src, size_t bytes) = 0;
   virtual void download(void* dst, const Buffer& src, size_t offset, size_t bytes) = 0;
+  // Backend -> backend copy of `bytes` bytes between non-overlapping ranges (a KV block's
+  // copy-on-write, engine/kv_cache.h).
+  virtual void copy(Buffer& dst, size_t dst_offset, const Buffer& src, size_t src_offset,
+                    size_t bytes) = 0;
 
   // A matrix for matmul()/embed(): [rows, cols] taken as is (the CPU backend reads the mmap;
   // no copy). kConfig when the dtype is not BF16/F16/F32 or the shape is not 2-D.
@@ -104,6 +120,12 @@ class Backend {
   // A norm weight w [n] stored zero-centred, prepared as (1 + w) in fp32 (gemma-spec §2.2: HF
   // computes 1 + w in fp32; rounding it to bf16 would lose bits). kConfig on a bad dtype/shape.
   virtual api::StatusOr<WeightRef> prepareNorm1p(const Weight& w) = 0;
+  // A vector w [n] used as is, in fp32: Gemma 4 norm weights (x * w, §3.2), the router scales,
+  // layer_scalar [1]. kConfig on a bad dtype or a shape that is not 1-D.
+  virtual api::StatusOr<WeightRef> prepareVector(const Weight& w) = 0;
+  // A stack of expert matrices [E, rows, cols] (§3.7), seen as [E * rows, cols]: expert e is rows
+  // e*rows .. (e+1)*rows-1. No copy on the CPU. kConfig on a bad dtype or a shape that is not 3-D.
+  virtual api::StatusOr<WeightRef> prepareExperts(const Weight& w) = 0;
 
   // ---- verbs ------------------------------------------------------------------------------
   // out[i, :] = bf16(table[ids[i], :] * scale) for i < n. ids are host ints, already checked
@@ -120,9 +142,10 @@ class Backend {
     matmul(x, n, std::span<const MatmulTarget>(&t, 1), round_bf16);
   }
 
-  // Gemma RMSNorm (§2.2) over each of `rows` rows of width `cols`:
-  //   out = bf16(x * rsqrt(mean(x²) + eps) * w1p)       (w1p from prepareNorm1p, [cols])
-  // out may equal x.
+  // Gemma RMSNorm (§2.2, §3.2) over each of `rows` rows of width `cols`:
+  //   out = bf16(x * rsqrt(mean(x²) + eps) * w1p)
+  // w1p [cols] is a prepared fp32 norm weight: (1 + w) from prepareNorm1p (Gemma 3) or w from
+  // prepareVector (Gemma 4). out may equal x.
   virtual void rmsnorm1p(const float* x, int64_t rows, int64_t cols, const WeightRef& w1p,
                          float eps, float* out) = 0;
   // The same norm fused with the residual add that follows it in every Gemma block (§2.5):
@@ -130,9 +153,15 @@ class Backend {
   virtual void rmsnorm1pAdd(const float* x, int64_t rows, int64_t cols, const WeightRef& w1p,
                             float eps, float* residual) = 0;
 
+  // The same norm without a weight (Gemma 4 v_norm and router norm, §3.2):
+  //   out = bf16(x * rsqrt(mean(x²) + eps)). out may equal x.
+  virtual void rmsnormNoScale(const float* x, int64_t rows, int64_t cols, float eps,
+                              float* out) = 0;
+
   // RoPE tables for host positions pos[n] (§2.3): table[i, 0:D/2] = bf16(cos(pos_i * inv_freq)),
-  // table[i, D/2:D] = bf16(sin(...)), inv_freq[j] = 1 / base^(2j/D) / factor in fp32.
-  // table: [n, head_dim].
+  // table[i, D/2:D] = bf16(sin(...)), inv_freq[j] = 1 / base^(2j/D) / factor in fp32 for
+  // j < rope.rotatedPairs(D) and 0 beyond (proportional RoPE, §3.4: those pairs get cos 1 and
+  // sin 0, so rope() leaves dims j and j + D/2 unchanged). table: [n, head_dim].
   virtual void ropeTable(const int32_t* pos, int n, int head_dim, const RopeParams& rope,
                          float* table) = 0;
   // Rotates x[n, n_heads, head_dim] in place, NeoX / rotate_half layout (j pairs with j + D/2),
@@ -153,6 +182,41 @@ class Backend {
   // out = bf16(bf16(gelu_tanh(gate)) * up), elementwise over n values (§2.4). out may alias
   // gate or up.
   virtual void geglu(const float* gate, const float* up, int64_t n, float* out) = 0;
+
+  // The GeGLU of Gemma 4's PLE gate (§3.8) over a strided `up`: for r < rows, j < cols
+  //   out[r, j] = bf16(bf16(gelu_tanh(gate[r, j])) * up[r * up_stride + j]).
+  // gate and out are [rows, cols]; out may alias gate.
+  virtual void gegluStrided(const float* gate, const float* up, int64_t rows, int64_t cols,
+                            int64_t up_stride, float* out) = 0;
+
+  // ---- elementwise, each result rounded to bf16 as HF's bf16 tensors are (§6.1)
+  // x = bf16(x * s): a bf16 tensor times a Python float (PLE's H^-0.5 and 2^-0.5, the router's
+  // H^-0.5).
+  virtual void scale(float* x, int64_t n, float s) = 0;
+  // out = bf16(a + b) over n values; out may alias a or b.
+  virtual void add(const float* a, const float* b, int64_t n, float* out) = 0;
+  // x[r, j] = bf16(x[r, j] * v[j]) over [rows, cols]; v [cols] from prepareVector, or v [1]
+  // broadcast (layer_scalar, §3.9).
+  virtual void mulVector(float* x, int64_t rows, int64_t cols, const WeightRef& v) = 0;
+  // Final logit softcapping (§3.10), each op in bf16 as HF: x = bf16(bf16(tanh(bf16(x / cap)))
+  // * cap) over n values (x already bf16).
+  virtual void softcap(float* x, int64_t n, float cap) = 0;
+
+  // ---- mixture of experts (§3.7)
+  // Routing for n tokens from the router logits [n, n_expert] (bf16 values): p = bf16(softmax),
+  // the top_k largest p (ties: lower expert index first), w = bf16(p / bf16(Σ top-k p)),
+  // w = bf16(w * per_expert_scale[e]). Writes idx [n, top_k] (expert ids, in descending p) and
+  // weights [n, top_k] to backend memory.
+  virtual void moeRoute(const float* logits, int n, int n_expert, int top_k,
+                        const WeightRef& per_expert_scale, int32_t* idx, float* weights) = 0;
+  // The routed experts for n tokens x [n, H]: out[t] = Σ over t's top_k experts, added in
+  // ascending expert id as HF's index_add_ does, each term bf16(y_e * w) and each partial sum
+  // rounded to bf16, of y_e = bf16(geglu(x · gate_up[e]ᵀ) · down[e]ᵀ). Only the selected
+  // experts' rows are computed. gate_up: prepareExperts of [E, 2*I, H]; down: of [E, H, I].
+  // out: [n, H], must not overlap x.
+  virtual void moeExperts(const float* x, int n, const int32_t* idx, const float* weights,
+                          int top_k, int n_expert, const WeightRef& gate_up,
+                          const WeightRef& down, float* out) = 0;
 
   // dst[i, :] = src[rows[i], :] for i < n; rows are host ints. dst must not overlap src.
   virtual void gatherRows(const float* src, const int32_t* rows, int n, int64_t cols,

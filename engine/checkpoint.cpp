@@ -51,6 +51,70 @@ struct Required {
   const char* meaning;  // the shape in the spec's letters, for error messages
 };
 
+// The tensors of one decoder layer, with this layer's geometry (§4.3, §4.4).
+void requiredLayer(const GemmaConfig& c, int l, GemmaLayerWeights& L, std::vector<Required>* out) {
+  const LayerGeometry& g = c.layer(l);
+  const int64_t H = c.hidden, I = g.intermediate, D = g.head_dim;
+  const int64_t q_rows = int64_t{c.n_head} * D, kv_rows = int64_t{g.n_head_kv} * D;
+  const std::string p = "layers." + std::to_string(l) + ".";
+  auto req = [&](const std::string& name, Weight* dst, std::vector<int64_t> shape,
+                 const char* meaning) { out->push_back({p + name, dst, std::move(shape), meaning}); };
+  req("input_layernorm.weight", &L.input_layernorm, {H}, "[H]");
+  req("self_attn.q_proj.weight", &L.q_proj, {q_rows, H}, "[Hq*D, H]");
+  if (c.storesKv(l)) {  // §3.5: KV-shared layers use no k/v projection or k_norm
+    req("self_attn.k_proj.weight", &L.k_proj, {kv_rows, H}, "[Hkv*D, H]");
+    if (!g.k_eq_v) req("self_attn.v_proj.weight", &L.v_proj, {kv_rows, H}, "[Hkv*D, H]");
+  }
+  req("self_attn.o_proj.weight", &L.o_proj, {H, q_rows}, "[H, Hq*D]");
+  req("self_attn.q_norm.weight", &L.q_norm, {D}, "[D]");
+  if (c.storesKv(l)) req("self_attn.k_norm.weight", &L.k_norm, {D}, "[D]");
+  req("post_attention_layernorm.weight", &L.post_attention_layernorm, {H}, "[H]");
+  req("pre_feedforward_layernorm.weight", &L.pre_feedforward_layernorm, {H}, "[H]");
+  req("post_feedforward_layernorm.weight", &L.post_feedforward_layernorm, {H}, "[H]");
+  req("mlp.gate_proj.weight", &L.gate_proj, {I, H}, "[I, H]");
+  req("mlp.up_proj.weight", &L.up_proj, {I, H}, "[I, H]");
+  req("mlp.down_proj.weight", &L.down_proj, {H, I}, "[H, I]");
+  if (!c.isGemma4()) return;
+  if (c.moe.n_expert > 0) {
+    const int64_t E = c.moe.n_expert, Im = c.moe.intermediate;
+    req("router.proj.weight", &L.router_proj, {E, H}, "[E, H]");
+    req("router.scale", &L.router_scale, {H}, "[H]");
+    req("router.per_expert_scale", &L.router_per_expert_scale, {E}, "[E]");
+    req("experts.gate_up_proj", &L.experts_gate_up, {E, 2 * Im, H}, "[E, 2*I_moe, H]");
+    req("experts.down_proj", &L.experts_down, {E, H, Im}, "[E, H, I_moe]");
+    req("pre_feedforward_layernorm_2.weight", &L.pre_feedforward_layernorm_2, {H}, "[H]");
+    req("post_feedforward_layernorm_1.weight", &L.post_feedforward_layernorm_1, {H}, "[H]");
+    req("post_feedforward_layernorm_2.weight", &L.post_feedforward_layernorm_2, {H}, "[H]");
+  }
+  if (c.ple_dim > 0) {
+    const int64_t P = c.ple_dim;
+    req("per_layer_input_gate.weight", &L.per_layer_input_gate, {P, H}, "[P, H]");
+    req("per_layer_projection.weight", &L.per_layer_projection, {H, P}, "[H, P]");
+    req("post_per_layer_input_norm.weight", &L.post_per_layer_input_norm, {H}, "[H]");
+  }
+  req("layer_scalar", &L.layer_scalar, {1}, "[1]");
+}
+
+std::vector<Required> requiredTensors(const GemmaConfig& c, GemmaWeights* w) {
+  const int64_t H = c.hidden;
+  w->layers.assign(static_cast<size_t>(c.n_layer), GemmaLayerWeights{});
+  w->embed_rows = c.vocab;
+  std::vector<Required> out;
+  out.push_back({"embed_tokens.weight", &w->embed, {c.vocab, H}, "[vocab_size, hidden_size]"});
+  if (c.isGemma4() && c.ple_dim > 0) {
+    const int64_t LP = int64_t{c.n_layer} * c.ple_dim;
+    out.push_back({"embed_tokens_per_layer.weight", &w->embed_per_layer, {c.ple_vocab, LP},
+                   "[vocab_size_per_layer_input, L*P]"});
+    out.push_back(
+        {"per_layer_model_projection.weight", &w->per_layer_model_projection, {LP, H}, "[L*P, H]"});
+    out.push_back(
+        {"per_layer_projection_norm.weight", &w->per_layer_projection_norm, {c.ple_dim}, "[P]"});
+  }
+  for (int l = 0; l < c.n_layer; ++l) requiredLayer(c, l, w->layers[static_cast<size_t>(l)], &out);
+  out.push_back({"norm.weight", &w->final_norm, {H}, "[H]"});
+  return out;
+}
+
 }  // namespace
 
 std::optional<std::string> canonicalTensorName(std::string_view stored) {
@@ -58,8 +122,10 @@ std::optional<std::string> canonicalTensorName(std::string_view stored) {
   if (size_t at = stored.find(kLm); at != std::string_view::npos) {
     stored.remove_prefix(at + kLm.size());
   } else {
-    for (std::string_view skip : {"vision_tower.", "multi_modal_projector.", "model.vision_tower.",
-                                  "model.multi_modal_projector."}) {
+    for (std::string_view skip :
+         {"vision_tower.", "multi_modal_projector.", "model.vision_tower.",
+          "model.multi_modal_projector.", "model.audio_tower.", "model.embed_vision.",
+          "model.embed_audio.", "audio_tower.", "embed_vision.", "embed_audio."}) {
       if (startsWith(stored, skip)) return std::nullopt;
     }
   }
@@ -182,36 +248,9 @@ api::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::open(const std::string& d
     return Status(ErrorCode::kIo, dir + ": no model.safetensors or model.safetensors.index.json");
   }
 
-  // What the config says must be there (§4.3), in the forward pass's order.
-  const int64_t H = c.hidden, I = c.intermediate, D = c.head_dim;
-  const int64_t q_rows = int64_t{c.n_head} * D, kv_rows = int64_t{c.n_head_kv} * D;
+  // What the config says must be there (§4.3, §4.4), in the forward pass's order.
   GemmaWeights& w = ck->weights_;
-  w.layers.resize(static_cast<size_t>(c.n_layer));
-  w.embed_rows = c.vocab;
-  std::vector<Required> required;
-  required.push_back({"embed_tokens.weight", &w.embed, {c.vocab, H}, "[vocab_size, hidden_size]"});
-  for (int l = 0; l < c.n_layer; ++l) {
-    GemmaLayerWeights& L = w.layers[static_cast<size_t>(l)];
-    const std::string p = "layers." + std::to_string(l) + ".";
-    required.push_back({p + "input_layernorm.weight", &L.input_layernorm, {H}, "[H]"});
-    required.push_back({p + "self_attn.q_proj.weight", &L.q_proj, {q_rows, H}, "[Hq*D, H]"});
-    required.push_back({p + "self_attn.k_proj.weight", &L.k_proj, {kv_rows, H}, "[Hkv*D, H]"});
-    required.push_back({p + "self_attn.v_proj.weight", &L.v_proj, {kv_rows, H}, "[Hkv*D, H]"});
-    required.push_back({p + "self_attn.o_proj.weight", &L.o_proj, {H, q_rows}, "[H, Hq*D]"});
-    required.push_back({p + "self_attn.q_norm.weight", &L.q_norm, {D}, "[D]"});
-    required.push_back({p + "self_attn.k_norm.weight", &L.k_norm, {D}, "[D]"});
-    required.push_back(
-        {p + "post_attention_layernorm.weight", &L.post_attention_layernorm, {H}, "[H]"});
-    required.push_back(
-        {p + "pre_feedforward_layernorm.weight", &L.pre_feedforward_layernorm, {H}, "[H]"});
-    required.push_back(
-        {p + "post_feedforward_layernorm.weight", &L.post_feedforward_layernorm, {H}, "[H]"});
-    required.push_back({p + "mlp.gate_proj.weight", &L.gate_proj, {I, H}, "[I, H]"});
-    required.push_back({p + "mlp.up_proj.weight", &L.up_proj, {I, H}, "[I, H]"});
-    required.push_back({p + "mlp.down_proj.weight", &L.down_proj, {H, I}, "[H, I]"});
-  }
-  required.push_back({"norm.weight", &w.final_norm, {H}, "[H]"});
-
+  std::vector<Required> required = requiredTensors(c, &w);
   std::set<std::string> used;
   for (const Required& r : required) {
     auto it = by_canonical.find(r.canonical);

@@ -1,4 +1,5 @@
-// Checkpoint: a Hugging Face Gemma 3 model directory, opened and checked against its config.
+// Checkpoint: a Hugging Face Gemma 3 or Gemma 4 model directory, opened and checked against its
+// config.
 //
 //   dir/config.json                      required (engine/model_config.h)
 //   dir/generation_config.json           optional (eos ids, sampling defaults)
@@ -8,9 +9,12 @@
 // Both tensor-name layouts are read (§4.3): text-only "model.layers.0...." and multimodal
 // "language_model.model.layers.0...." / "model.language_model.layers.0....". Everything up to and
 // including "language_model." and then a leading "model." is stripped to get the canonical text
-// name; vision-tower and projector tensors are skipped. Every tensor the forward pass needs must
-// be present exactly once, with exactly the shape the config implies and a dtype of BF16, F16 or
-// F32; otherwise open() fails naming the tensor and its file.
+// name; vision-tower, audio-tower and projector tensors are skipped. Every tensor the forward
+// pass needs must be present exactly once, with exactly the shape the config implies and a dtype
+// of BF16, F16 or F32; otherwise open() fails naming the tensor and its file. Gemma 4 names
+// (§4.4) add the PLE tensors, the expert block (3-D expert tensors, without ".weight"),
+// `layer_scalar`, and leave out v_proj on K=V layers; the k_proj / v_proj / k_norm that KV-shared
+// layers still carry are ignored (listed in unusedTensors()), as transformers does.
 //
 // Weights are not copied: each Weight points into a read-only mapping owned by the Checkpoint,
 // valid for the Checkpoint's lifetime. All matrices are nn.Linear weights, stored
@@ -47,8 +51,10 @@ struct Weight {
   void toFloat(float* out) const;
 };
 
-// One decoder layer (§2.5). H = hidden, Hq/Hkv = heads, D = head_dim, I = intermediate.
-// Norm weights are stored zero-centred: the norm multiplies by (1 + w), computed in fp32 (§2.2).
+// One decoder layer (§2.5, §3.10). H = hidden, Hq/Hkv = heads, D = head_dim, I = intermediate, all
+// of this layer (config.layer(l)). Gemma 3 norm weights are stored zero-centred and the norm
+// multiplies by (1 + w) (§2.2); Gemma 4 norms multiply by w (§3.2). A Weight whose data is null is
+// absent: k/v/k_norm on KV-shared layers, v_proj on K=V layers, the Gemma 4 extras elsewhere.
 struct GemmaLayerWeights {
   Weight input_layernorm;             // [H]
   Weight q_proj;                      // [Hq*D, H]; head h = rows h*D .. h*D+D-1
@@ -63,6 +69,19 @@ struct GemmaLayerWeights {
   Weight gate_proj;                   // [I, H]
   Weight up_proj;                     // [I, H]
   Weight down_proj;                   // [H, I]
+  // ---- Gemma 4
+  Weight layer_scalar;                 // [1], multiplies the layer's output (§3.9)
+  Weight router_proj;                  // [E, H] (§3.7)
+  Weight router_scale;                 // [H]
+  Weight router_per_expert_scale;      // [E]
+  Weight experts_gate_up;              // [E, 2*I_moe, H]: rows 0..I_moe-1 gate, then up
+  Weight experts_down;                 // [E, H, I_moe]
+  Weight pre_feedforward_layernorm_2;  // [H]
+  Weight post_feedforward_layernorm_1; // [H]
+  Weight post_feedforward_layernorm_2; // [H]
+  Weight per_layer_input_gate;         // [P, H] (§3.8)
+  Weight per_layer_projection;         // [H, P]
+  Weight post_per_layer_input_norm;    // [H]
 };
 
 struct GemmaWeights {
@@ -70,6 +89,10 @@ struct GemmaWeights {
   int64_t embed_rows = 0;  // = config.vocab; may exceed the tokenizer's vocabulary (§2.6)
   Weight final_norm;       // [H]
   std::vector<GemmaLayerWeights> layers;  // [n_layer]
+  // ---- Gemma 4 PLE (§3.8), when config.ple_dim > 0
+  Weight embed_per_layer;             // [ple_vocab, L*P]; stays in the mapping, rows read per token
+  Weight per_layer_model_projection;  // [L*P, H]
+  Weight per_layer_projection_norm;   // [P]
 };
 
 class Checkpoint {
@@ -85,8 +108,9 @@ class Checkpoint {
   const GemmaWeights& weights() const { return weights_; }
   // Paths of the mapped .safetensors files.
   std::vector<std::string> files() const;
-  // Stored names of tensors that the text model does not use: vision tower, projector, an
-  // untied-looking lm_head.weight (ignored: Gemma 3 ties it), anything unrecognised.
+  // Stored names of tensors that the text model does not use: vision / audio towers, projectors,
+  // an untied-looking lm_head.weight (ignored: Gemma ties it), the leftover k/v projections of
+  // Gemma 4's KV-shared layers, anything unrecognised.
   const std::vector<std::string>& unusedTensors() const { return unused_; }
   // Total bytes of the tensors in weights().
   uint64_t weightBytes() const { return weight_bytes_; }
@@ -102,8 +126,8 @@ class Checkpoint {
   uint64_t weight_bytes_ = 0;
 };
 
-// The canonical text name of a stored tensor name (§4.3), or nullopt for vision and projector
-// tensors. "model.language_model.layers.0.mlp.up_proj.weight" -> "layers.0.mlp.up_proj.weight".
+// The canonical text name of a stored tensor name (§4.3, §4.4), or nullopt for vision, audio and
+// projector tensors. "model.language_model.layers.0.mlp.up_proj.weight" -> "layers.0.mlp.up_proj.weight".
 std::optional<std::string> canonicalTensorName(std::string_view stored);
 
 }  // namespace engine

@@ -1,5 +1,8 @@
 #include "engine/cpu_backend.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cassert>
@@ -10,10 +13,12 @@
 #include <new>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "engine/bf16.h"
 #include "engine/cpu/kernels.h"
+#include "engine/cpu/quant_kernels.h"
 #include "engine/cpu/thread_pool.h"
 
 namespace engine {
@@ -54,6 +59,28 @@ cpu::Isa toIsa(CpuIsa isa) {
 
 bool supportedDtype(DType d) { return d == DType::kBF16 || d == DType::kF16 || d == DType::kF32; }
 
+// Asks the kernel to reclaim the pages of a matrix that will not be read again (the stored
+// matrix once its quantized copy exists), so that quantizing on load does not keep both
+// resident: MADV_PAGEOUT drops clean file-mapped pages (a later touch reads the file again) and
+// never loses data (anonymous memory would go to swap or stay). Whole pages only; a hint.
+void releasePages(const void* p, size_t bytes) {
+#ifdef MADV_PAGEOUT
+  const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t lo = (reinterpret_cast<uintptr_t>(p) + page - 1) & ~(page - 1);
+  const uintptr_t hi = (reinterpret_cast<uintptr_t>(p) + bytes) & ~(page - 1);
+  if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_PAGEOUT);
+#else
+  (void)p;
+  (void)bytes;
+#endif
+}
+
+// Bytes of one row of a prepared matrix, whatever its format.
+size_t matrixRowBytes(const WeightRef& w) {
+  if (auto q = quant::qtypeOf(w.dtype)) return quant::rowBytes(*q, w.cols);
+  return static_cast<size_t>(w.cols) * dtypeSize(w.dtype);
+}
+
 float loadElem(const WeightRef& w, int64_t i) {
   switch (w.dtype) {
     case DType::kBF16:
@@ -70,7 +97,11 @@ class CpuBackend final : public Backend {
   explicit CpuBackend(const CpuBackendOptions& o)
       : pool_(o.threads > 0 ? o.threads
                             : std::max(1, static_cast<int>(std::thread::hardware_concurrency()))),
-        k_(cpu::selectKernels(toIsa(o.isa))) {}
+        k_(cpu::selectKernels(toIsa(o.isa))),
+        qk_(cpu::selectQuantKernels(toIsa(o.isa))),
+        quantize_(o.quantize) {}
+
+  using Backend::matmul;
 
   std::string name() const override {
     return std::string("cpu (") + k_.name + ", " + std::to_string(pool_.threads()) + " threads)";
@@ -88,6 +119,13 @@ class CpuBackend final : public Backend {
     if (bytes)
       std::memcpy(dst, static_cast<const char*>(const_cast<Buffer&>(src).data()) + offset, bytes);
   }
+  void copy(Buffer& dst, size_t dst_offset, const Buffer& src, size_t src_offset,
+            size_t bytes) override {
+    assert(dst_offset + bytes <= dst.bytes() && src_offset + bytes <= src.bytes());
+    if (bytes)
+      std::memcpy(static_cast<char*>(dst.data()) + dst_offset,
+                  static_cast<const char*>(const_cast<Buffer&>(src).data()) + src_offset, bytes);
+  }
 
   StatusOr<WeightRef> prepareMatrix(const Weight& w) override {
     if (!supportedDtype(w.dtype))
@@ -95,7 +133,7 @@ class CpuBackend final : public Backend {
                                             std::string(dtypeName(w.dtype)) + " not supported");
     if (w.shape.size() != 2)
       return Status(ErrorCode::kConfig, "tensor " + w.name + " in " + w.file + ": not a matrix");
-    return WeightRef{w.data, w.dtype, w.shape[0], w.shape[1]};
+    return maybeQuantize(WeightRef{w.data, w.dtype, w.shape[0], w.shape[1]});
   }
 
   StatusOr<WeightRef> prepareNorm1p(const Weight& w) override {
@@ -110,6 +148,24 @@ class CpuBackend final : public Backend {
     return WeightRef{p, DType::kF32, 1, n};
   }
 
+  StatusOr<WeightRef> prepareVector(const Weight& w) override {
+    if (!supportedDtype(w.dtype) || w.shape.size() != 1)
+      return Status(ErrorCode::kConfig,
+                    "tensor " + w.name + " in " + w.file + ": expected a 1-D BF16/F16/F32 vector");
+    const int64_t n = w.shape[0];
+    auto& buf = owned_.emplace_back(alloc(static_cast<size_t>(n) * sizeof(float)));
+    float* p = buf->f32();
+    for (int64_t i = 0; i < n; ++i) p[i] = w.at(i);  // exact: every stored dtype fits in fp32
+    return WeightRef{p, DType::kF32, 1, n};
+  }
+
+  StatusOr<WeightRef> prepareExperts(const Weight& w) override {
+    if (!supportedDtype(w.dtype) || w.shape.size() != 3)
+      return Status(ErrorCode::kConfig, "tensor " + w.name + " in " + w.file +
+                                            ": expected a 3-D BF16/F16/F32 expert stack");
+    return maybeQuantize(WeightRef{w.data, w.dtype, w.shape[0] * w.shape[1], w.shape[2]});
+  }
+
   void embed(const int32_t* ids, int n, const WeightRef& table, float scale, float* out) override {
     const int64_t H = table.cols;
     parallelFor(n, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, H)),
@@ -118,6 +174,14 @@ class CpuBackend final : public Backend {
                     assert(ids[i] >= 0 && ids[i] < table.rows);
                     const int64_t base = static_cast<int64_t>(ids[i]) * H;
                     float* o = out + i * H;
+                    if (auto q = quant::qtypeOf(table.dtype)) {
+                      quant::dequantizeRow(*q,
+                                           static_cast<const char*>(table.data) +
+                                               static_cast<size_t>(ids[i]) * matrixRowBytes(table),
+                                           o, H);
+                      for (int64_t j = 0; j < H; ++j) o[j] = roundBf16(o[j] * scale);
+                      continue;
+                    }
                     // gemma-spec §2.1: the scale is bf16(sqrt(H)) and the product is rounded to
                     // bf16.
                     for (int64_t j = 0; j < H; ++j)
@@ -141,6 +205,7 @@ class CpuBackend final : public Backend {
       for (int64_t r = 0; r < targets[ti].w->rows; r += per)
         chunks_.push_back({static_cast<int>(ti), r, std::min(targets[ti].w->rows, r + per)});
     }
+    quantizeActivations(x, n, targets);
     const uint16_t* xb = nullptr;
     if (k_.matmul_rows_bf16) {
       bool any_bf16 = false;
@@ -161,7 +226,9 @@ class CpuBackend final : public Backend {
       a.y = targets[static_cast<size_t>(ch.target)].y;
       a.ldy = w.rows;
       a.round_bf16 = round_bf16;
-      if (xb && w.dtype == DType::kBF16) {
+      if (auto q = quant::qtypeOf(w.dtype)) {
+        matmulQuantRows(*q, w, n, a.y, a.ldy, round_bf16, ch.r0, ch.r1);
+      } else if (xb && w.dtype == DType::kBF16) {
         k_.matmul_rows_bf16(a, ch.r0, ch.r1);
       } else {
         k_.matmul_rows(a, ch.r0, ch.r1);
@@ -178,11 +245,16 @@ class CpuBackend final : public Backend {
     normRows(x, rows, cols, w1p, eps, residual, true);
   }
 
+  void rmsnormNoScale(const float* x, int64_t rows, int64_t cols, float eps, float* out) override {
+    normRows(x, rows, cols, WeightRef{}, eps, out, false);
+  }
+
   void ropeTable(const int32_t* pos, int n, int head_dim, const RopeParams& rope,
                  float* table) override {
     const int half = head_dim / 2;
-    inv_freq_.resize(static_cast<size_t>(half));
-    for (int j = 0; j < half; ++j) {
+    const int rotated = std::min(half, rope.rotatedPairs(head_dim));
+    inv_freq_.assign(static_cast<size_t>(half), 0.0f);  // §3.4: pairs >= rotated stay put
+    for (int j = 0; j < rotated; ++j) {
       // fp32 throughout, as HF computes the table with autocast disabled (§2.3).
       const float exponent = static_cast<float>(2 * j) / static_cast<float>(head_dim);
       inv_freq_[static_cast<size_t>(j)] =
@@ -225,16 +297,16 @@ class CpuBackend final : public Backend {
     assert(n <= kv.capacity);
     for (int i = 0; i < n; ++i) {
       const int pos = pos0 + i;
-      const int slot = pos % kv.capacity;
-      uint16_t* kd = kv.k + static_cast<int64_t>(slot) * kv_dim;
-      uint16_t* vd = kv.v + static_cast<int64_t>(slot) * kv_dim;
+      const int64_t row = kvRow(kv, pos % kv.capacity);
+      uint16_t* kd = kv.k + row * kv_dim;
+      uint16_t* vd = kv.v + row * kv_dim;
       const float* ks = k + static_cast<int64_t>(i) * kv_dim;
       const float* vs = v + static_cast<int64_t>(i) * kv_dim;
       for (int j = 0; j < kv_dim; ++j) {
         kd[j] = floatToBf16(ks[j]);
         vd[j] = floatToBf16(vs[j]);
       }
-      kv.slot_pos[slot] = pos;
+      kv.slot_pos[row] = pos;
     }
   }
 
@@ -244,6 +316,52 @@ class CpuBackend final : public Backend {
     parallelFor(n, 16384,
                 [&](int64_t b, int64_t e) { k_.geglu(gate + b, up + b, e - b, out + b); });
   }
+
+  void gegluStrided(const float* gate, const float* up, int64_t rows, int64_t cols,
+                    int64_t up_stride, float* out) override {
+    parallelFor(rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, cols)),
+                [&](int64_t b, int64_t e) {
+                  for (int64_t r = b; r < e; ++r)
+                    k_.geglu(gate + r * cols, up + r * up_stride, cols, out + r * cols);
+                });
+  }
+
+  void scale(float* x, int64_t n, float s) override {
+    parallelFor(n, 65536, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) x[i] = engine::roundBf16(x[i] * s);
+    });
+  }
+
+  void add(const float* a, const float* b, int64_t n, float* out) override {
+    parallelFor(n, 65536, [&](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi; ++i) out[i] = engine::roundBf16(a[i] + b[i]);
+    });
+  }
+
+  void mulVector(float* x, int64_t rows, int64_t cols, const WeightRef& v) override {
+    assert(v.dtype == DType::kF32 && (v.cols == cols || v.cols == 1));
+    const float* w = static_cast<const float*>(v.data);
+    const bool broadcast = v.cols == 1;
+    parallelFor(rows * cols, 65536, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i)
+        x[i] = engine::roundBf16(x[i] * w[broadcast ? 0 : i % cols]);
+    });
+  }
+
+  void softcap(float* x, int64_t n, float cap) override {
+    parallelFor(n, 16384, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        const float t = engine::roundBf16(std::tanh(engine::roundBf16(x[i] / cap)));
+        x[i] = engine::roundBf16(t * cap);
+      }
+    });
+  }
+
+  void moeRoute(const float* logits, int n, int n_expert, int top_k,
+                const WeightRef& per_expert_scale, int32_t* idx, float* weights) override;
+  void moeExperts(const float* x, int n, const int32_t* idx, const float* weights, int top_k,
+                  int n_expert, const WeightRef& gate_up, const WeightRef& down,
+                  float* out) override;
 
   void gatherRows(const float* src, const int32_t* rows, int n, int64_t cols, float* dst) override {
     for (int i = 0; i < n; ++i)
@@ -292,9 +410,80 @@ class CpuBackend final : public Backend {
     return exact.load() ? xb : nullptr;
   }
 
+  // The matrix itself, or (with options.quantize) a block-quantized copy in owned memory; rows
+  // are quantized in parallel, each as quant::quantizeRow does.
+  StatusOr<WeightRef> maybeQuantize(const WeightRef& w) {
+    if (!quantize_) return w;
+    const std::optional<quant::QType> q = quant::formatForColumns(*quantize_, w.cols);
+    if (!q) return w;
+    const size_t row_bytes = quant::rowBytes(*q, w.cols);
+    auto& buf = owned_.emplace_back(alloc(row_bytes * static_cast<size_t>(w.rows)));
+    char* dst = static_cast<char*>(buf->data());
+    const size_t src_row = static_cast<size_t>(w.cols) * dtypeSize(w.dtype);
+    parallelFor(w.rows, 16, [&](int64_t b, int64_t e) {
+      std::vector<float> row(static_cast<size_t>(w.cols));
+      for (int64_t r = b; r < e; ++r) {
+        const WeightRef one{static_cast<const char*>(w.data) + static_cast<size_t>(r) * src_row,
+                            w.dtype, 1, w.cols};
+        for (int64_t j = 0; j < w.cols; ++j) row[static_cast<size_t>(j)] = loadElem(one, j);
+        quant::quantizeRow(*q, row.data(), dst + static_cast<size_t>(r) * row_bytes, w.cols);
+      }
+    });
+    releasePages(w.data, src_row * static_cast<size_t>(w.rows));
+    return WeightRef{dst, *quant::dtypeOf(*q), w.rows, w.cols};
+  }
+
+  // x [n, k] as int8 rows for every activation type the block-quantized targets need, once per
+  // matmul() call (act_[type][t] is token t's row).
+  void quantizeActivations(const float* x, int n, std::span<const MatmulTarget> targets) {
+    for (const auto& t : targets) {
+      const auto q = quant::qtypeOf(t.w->dtype);
+      if (!q) continue;
+      const quant::QType at = quant::activationType(*q);
+      const size_t slot = at == quant::QType::kQ8_0 ? 0 : 1;
+      if (act_done_[slot]) continue;
+      act_done_[slot] = true;
+      const int64_t k = t.w->cols;
+      const size_t row_bytes = quant::actRowBytes(at, k);
+      if (!act_mem_[slot] || act_mem_[slot]->bytes() < row_bytes * static_cast<size_t>(n))
+        act_mem_[slot] = alloc(row_bytes * static_cast<size_t>(n));
+      act_[slot].resize(static_cast<size_t>(n));
+      char* mem = static_cast<char*>(act_mem_[slot]->data());
+      quant::ActRow* rows = act_[slot].data();
+      parallelFor(n, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, k)),
+                  [&](int64_t b, int64_t e) {
+                    for (int64_t i = b; i < e; ++i)
+                      rows[i] = quant::quantizeActivations(
+                          at, x + i * k, k, mem + static_cast<size_t>(i) * row_bytes);
+                  });
+    }
+    act_done_[0] = act_done_[1] = false;
+  }
+
+  // y[t, r] for rows [r0, r1) of a block-quantized matrix and every token t < n. Rows go in tiles
+  // so that a tile's weights stay in L1/L2 while all tokens pass over them; each (t, r) is one
+  // dot product, so batching never changes a result.
+  void matmulQuantRows(quant::QType q, const WeightRef& w, int n, float* y, int64_t ldy, bool round,
+                       int64_t r0, int64_t r1) const {
+    constexpr int64_t kTile = 8;
+    const size_t row_bytes = quant::rowBytes(q, w.cols);
+    const quant::ActRow* acts =
+        act_[quant::activationType(q) == quant::QType::kQ8_0 ? 0 : 1].data();
+    const char* base = static_cast<const char*>(w.data);
+    for (int64_t rt = r0; rt < r1; rt += kTile) {
+      const int64_t re = std::min(r1, rt + kTile);
+      for (int t = 0; t < n; ++t)
+        for (int64_t r = rt; r < re; ++r) {
+          const float v = qk_.dot(q, base + static_cast<size_t>(r) * row_bytes, acts[t], w.cols);
+          y[t * ldy + r] = round ? roundBf16(v) : v;
+        }
+    }
+  }
+
+  // w1p.data == null: no weight (rmsnormNoScale).
   void normRows(const float* x, int64_t rows, int64_t cols, const WeightRef& w1p, float eps,
                 float* out, bool add) {
-    assert(w1p.dtype == DType::kF32 && w1p.cols == cols);
+    assert(w1p.data == nullptr || (w1p.dtype == DType::kF32 && w1p.cols == cols));
     const float* w = static_cast<const float*>(w1p.data);
     parallelFor(
         rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, cols)), [&](int64_t b, int64_t e) {
@@ -305,7 +494,9 @@ class CpuBackend final : public Backend {
             for (int64_t j = 0; j < cols; ++j) ss += static_cast<double>(xr[j]) * xr[j];
             const float ms = static_cast<float>(ss / static_cast<double>(cols));
             const float inv = 1.0f / std::sqrt(ms + eps);
-            if (add) {
+            if (w == nullptr) {
+              for (int64_t j = 0; j < cols; ++j) o[j] = roundBf16(xr[j] * inv);
+            } else if (add) {
               for (int64_t j = 0; j < cols; ++j)
                 o[j] = roundBf16(o[j] + roundBf16(xr[j] * inv * w[j]));
             } else {
@@ -325,12 +516,100 @@ class CpuBackend final : public Backend {
 
   cpu::ThreadPool pool_;
   const cpu::Kernels& k_;
+  const cpu::QuantKernels& qk_;
+  const std::optional<quant::QType> quantize_;
+  // Quantized activations of the current matmul() call: [0] Q8_0 rows, [1] Q8_K rows.
+  std::unique_ptr<Buffer> act_mem_[2];
+  std::vector<quant::ActRow> act_[2];
+  bool act_done_[2] = {false, false};
   std::vector<std::unique_ptr<Buffer>> owned_;  // prepared (1 + w) norm weights
   std::vector<float> inv_freq_;
   std::vector<MatmulChunk> chunks_;  // work items of the current call, kept to reuse the memory
   std::vector<AttnTask> attn_tasks_;
   std::vector<uint16_t> xb_;  // matmul activations as bf16
+  // moeExperts scratch: per expert, the (token, slot) pairs routed to it, and the activations.
+  std::vector<std::vector<std::pair<int, int>>> expert_rows_;
+  std::vector<int32_t> moe_tokens_;
+  std::vector<float> moe_x_, moe_gu_, moe_act_, moe_y_;
 };
+
+void CpuBackend::moeRoute(const float* logits, int n, int n_expert, int top_k,
+                          const WeightRef& per_expert_scale, int32_t* idx, float* weights) {
+  assert(per_expert_scale.dtype == DType::kF32 && per_expert_scale.cols == n_expert);
+  const float* pes = static_cast<const float*>(per_expert_scale.data);
+  parallelFor(n, 16, [&](int64_t b, int64_t e) {
+    std::vector<float> p(static_cast<size_t>(n_expert));
+    std::vector<int> order(static_cast<size_t>(n_expert));
+    for (int64_t t = b; t < e; ++t) {
+      const float* z = logits + t * n_expert;
+      // HF runs softmax on the bf16 logits (fp32 inside, bf16 out) and top-k on the bf16 result.
+      float m = -std::numeric_limits<float>::infinity(), sum = 0;
+      for (int j = 0; j < n_expert; ++j) m = std::max(m, z[j]);
+      for (int j = 0; j < n_expert; ++j) sum += (p[size_t(j)] = std::exp(z[j] - m));
+      for (int j = 0; j < n_expert; ++j) p[size_t(j)] = engine::roundBf16(p[size_t(j)] / sum);
+      for (int j = 0; j < n_expert; ++j) order[size_t(j)] = j;
+      std::partial_sort(order.begin(), order.begin() + top_k, order.end(), [&](int a, int c) {
+        return p[size_t(a)] != p[size_t(c)] ? p[size_t(a)] > p[size_t(c)] : a < c;
+      });
+      float top = 0;
+      for (int k = 0; k < top_k; ++k) top += p[size_t(order[size_t(k)])];
+      top = engine::roundBf16(top);
+      for (int k = 0; k < top_k; ++k) {
+        const int ex = order[size_t(k)];
+        idx[t * top_k + k] = ex;
+        weights[t * top_k + k] =
+            engine::roundBf16(engine::roundBf16(p[size_t(ex)] / top) * pes[ex]);
+      }
+    }
+  });
+}
+
+void CpuBackend::moeExperts(const float* x, int n, const int32_t* idx, const float* weights,
+                            int top_k, int n_expert, const WeightRef& gate_up,
+                            const WeightRef& down, float* out) {
+  const int64_t H = down.rows / n_expert, I = gate_up.rows / n_expert / 2;
+  assert(gate_up.cols == H && down.cols == I);
+  expert_rows_.resize(static_cast<size_t>(n_expert));
+  for (auto& rows : expert_rows_) rows.clear();
+  for (int t = 0; t < n; ++t)
+    for (int k = 0; k < top_k; ++k) {
+      const int e = idx[t * top_k + k];
+      assert(e >= 0 && e < n_expert);
+      expert_rows_[size_t(e)].push_back({t, k});
+    }
+  std::fill(out, out + int64_t{n} * H, 0.0f);
+  for (int e = 0; e < n_expert; ++e) {  // ascending ids: each token's terms add in HF's order
+    const auto& rows = expert_rows_[size_t(e)];
+    if (rows.empty()) continue;  // only the selected experts' weights are read
+    const int m = static_cast<int>(rows.size());
+    moe_tokens_.resize(size_t(m));
+    for (int r = 0; r < m; ++r) moe_tokens_[size_t(r)] = rows[size_t(r)].first;
+    moe_x_.resize(size_t(m) * size_t(H));
+    moe_gu_.resize(size_t(m) * size_t(2 * I));
+    moe_act_.resize(size_t(m) * size_t(I));
+    moe_y_.resize(size_t(m) * size_t(H));
+    gatherRows(x, moe_tokens_.data(), m, H, moe_x_.data());
+    const WeightRef gu{static_cast<const char*>(gate_up.data) +
+                           size_t(e) * size_t(2 * I) * matrixRowBytes(gate_up),
+                       gate_up.dtype, 2 * I, H};
+    const WeightRef dn{
+        static_cast<const char*>(down.data) + size_t(e) * size_t(H) * matrixRowBytes(down),
+        down.dtype, H, I};
+    matmul(moe_x_.data(), m, gu, moe_gu_.data(), true);
+    for (int r = 0; r < m; ++r) {  // gate = first I columns, up = the next I
+      const float* g = moe_gu_.data() + size_t(r) * size_t(2 * I);
+      k_.geglu(g, g + I, I, moe_act_.data() + size_t(r) * size_t(I));
+    }
+    matmul(moe_act_.data(), m, dn, moe_y_.data(), true);
+    for (int r = 0; r < m; ++r) {
+      const auto [t, k] = rows[size_t(r)];
+      const float w = weights[t * top_k + k];
+      const float* y = moe_y_.data() + size_t(r) * size_t(H);
+      float* o = out + int64_t{t} * H;
+      for (int64_t j = 0; j < H; ++j) o[j] = engine::roundBf16(o[j] + engine::roundBf16(y[j] * w));
+    }
+  }
+}
 
 void CpuBackend::attention(const AttentionShape& sh, std::span<const AttentionSeq> seqs) {
   const int D = sh.head_dim, group = sh.n_head / sh.n_head_kv;
@@ -349,7 +628,7 @@ void CpuBackend::attention(const AttentionShape& sh, std::span<const AttentionSe
     const int p = sq.pos0 + task.query;
     // gemma-spec §2.7: causal, and on sliding layers only the W positions p-W+1 .. p.
     const int lo = sh.window > 0 ? p - sh.window + 1 : std::numeric_limits<int>::min();
-    thread_local std::vector<int> vis;
+    thread_local std::vector<int64_t> vis;  // rows of the visible keys
     thread_local std::vector<float> score;
     thread_local std::vector<float> acc;
     // Visit keys in position order (slot = pos % capacity, so a full ring starts at the oldest
@@ -359,8 +638,9 @@ void CpuBackend::attention(const AttentionShape& sh, std::span<const AttentionSe
     const int start = sq.n_slots == cap ? std::max(lo, 0) % cap : 0;
     vis.clear();
     for (int j = 0, s = start; j < sq.n_slots; ++j, s = (s + 1 == cap ? 0 : s + 1)) {
-      const int sp = sq.kv.slot_pos[s];
-      if (sp <= p && sp >= lo) vis.push_back(s);
+      const int64_t row = kvRow(sq.kv, s);
+      const int sp = sq.kv.slot_pos[row];
+      if (sp <= p && sp >= lo) vis.push_back(row);
     }
     const int nv = static_cast<int>(vis.size());
     score.resize(static_cast<size_t>(nv) * group);

@@ -9,8 +9,10 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 
 #include "engine/backend.h"
+#include "engine/quant/quant.h"
 
 namespace engine {
 
@@ -21,6 +23,10 @@ enum class CpuIsa { kBest, kAvx512Bf16, kAvx2, kPortable };
 struct CpuBackendOptions {
   int threads = 0;             // threads doing the work, the calling thread included; 0 = all
   CpuIsa isa = CpuIsa::kBest;  // tests pin each one in turn
+  // Quantize BF16/F16/F32 matrices (prepareMatrix, prepareExperts) to this block format when
+  // they are prepared, into backend memory (the checkpoint mapping is then no longer read), in
+  // the format quant::formatForColumns picks.
+  std::optional<quant::QType> quantize;
 };
 
 // Whether this CPU runs `isa` natively (kBest and kPortable: always).

@@ -63,6 +63,11 @@ struct FinishEvent {
   std::string text;  // any text still held back (flushed at the end)
   int prompt_tokens = 0;
   int completion_tokens = 0;
+  int preemptions = 0;  // times its KV was taken back and recomputed (the output is unchanged)
+  // Prompt tokens whose K/V came from the prefix cache (or, for the choices of submitChoices(),
+  // from the one prefill they share) instead of being prefilled for this request: a whole number
+  // of KV blocks, never the last prompt token (usage.prompt_tokens_details.cached_tokens).
+  int cached_prompt_tokens = 0;
   Timings timings;
 };
 
@@ -85,12 +90,17 @@ class GenerationHandle {
 struct EngineStats {
   int queued = 0;              // waiting for admission
   int running = 0;             // in the batch
-  int64_t kv_tokens_used = 0;  // KV cache positions in use
+  int64_t kv_tokens_used = 0;  // KV positions in use: prompt + tokens generated so far, per request
   int64_t kv_tokens_capacity = 0;
   double decode_tokens_per_s = 0;   // recent, across the batch
   double prefill_tokens_per_s = 0;  // recent
   int64_t requests_rejected = 0;    // queue full
   int64_t tokens_generated = 0;     // since start
+  int64_t preemptions = 0;          // since start: running requests whose KV was reclaimed
+  int64_t steps = 0;                // forward passes since start
+  int max_step_tokens = 0;          // most tokens one forward pass took since start
+  int64_t prefix_cache_hit_tokens = 0;  // since start: prompt tokens served from the prefix cache
+  int64_t prefix_cache_blocks = 0;      // KV blocks registered in the prefix cache now (all kinds)
 };
 
 struct EngineOptions {
@@ -100,7 +110,15 @@ struct EngineOptions {
   int max_batch = 8;            // requests decoded together
   int max_queue = 64;           // waiting requests beyond the batch; more get kUnavailable
   int64_t kv_cache_tokens = 0;  // KV positions for all requests together; 0 = a default
+  // Tokens one forward pass takes: every running decode (one each), then chunks of waiting
+  // prompts fill the rest, so a long prompt delays running streams by at most one such step.
+  // 0 = a default (128, measured: bench/RESULTS.md); raised to max_batch + 1 so that a full
+  // batch still leaves room for prefill.
+  int step_tokens = 0;
   int max_context = 0;          // per request; 0 = the model's max positions (capped by the KV)
+  // "" = weights as stored; "q8_0", "q4_0", "q4_k" or "q6_k": matrices block-quantized on load
+  // (engine/quant/quant.h, CpuBackendOptions::quantize).
+  std::string quantize;
 };
 
 class Engine {
@@ -114,6 +132,18 @@ class Engine {
   // (with a retry-after hint) when the queue is full.
   virtual api::StatusOr<std::shared_ptr<GenerationHandle>> submit(
       GenerationRequest request, std::shared_ptr<TokenSink> sink) = 0;
+
+  // n = sinks.size() choices of one request (1 .. max_batch): the prompt is prefilled once and
+  // the choices fork from it on shared KV blocks (engine/kv_cache.h), each then sampling on its
+  // own: choice i with request.sampling, its seed + i when has_seed, so that it equals a request
+  // submitted alone with that seed. Each sink gets its choice's events and finish; the handle
+  // cancels them all. Errors as submit(), and kInvalidRequest for n outside 1 .. max_batch. The
+  // default serves n = 1 only.
+  virtual api::StatusOr<std::shared_ptr<GenerationHandle>> submitChoices(
+      GenerationRequest request, std::vector<std::shared_ptr<TokenSink>> sinks) {
+    if (sinks.size() != 1) return api::invalidRequest("n must be 1 for this engine.", "n");
+    return submit(std::move(request), std::move(sinks[0]));
+  }
 
   virtual EngineStats stats() const = 0;
   virtual const Tokenizer& tokenizer() const = 0;

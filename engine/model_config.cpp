@@ -124,43 +124,51 @@ class Keys {
   std::string prefix_;
 };
 
-// One RoPE dict, in either spelling: {"rope_type"|"type": "default"|"linear", "factor": f,
-// "rope_theta": base}. Only the types Gemma 3 uses are implemented (§1.4, §2.3).
+// One RoPE dict, in either spelling: {"rope_type"|"type": "default"|"linear"|"proportional",
+// "factor": f, "rope_theta": base, "partial_rotary_factor": p}. Gemma 3 uses default and linear
+// (§1.4, §2.3); Gemma 4 adds proportional with a partial rotary factor (§3.4).
 Status parseRope(const json& obj, std::string_view file, const std::string& prefix,
-                 RopeParams* out) {
+                 ModelFamily family, RopeParams* out) {
   if (!obj.is_object()) {
     return configError(std::string(file) + ": key '" + prefix.substr(0, prefix.size() - 1) +
                        "' must be an object or null");
   }
   Keys k(obj, file, prefix);
+  const char* type_key = k.has("rope_type") ? "rope_type" : "type";
   std::string type;
-  if (Status s = k.string(k.has("rope_type") ? "rope_type" : "type", "default", &type); !s.ok()) {
-    return s;
-  }
+  if (Status s = k.string(type_key, "default", &type); !s.ok()) return s;
   if (Status s = k.number("rope_theta", out->base, 0, 1e30, true, &out->base); !s.ok()) return s;
   double partial = 1;
   if (Status s = k.number("partial_rotary_factor", 1, 0, 1, true, &partial); !s.ok()) return s;
+  out->factor = 1;
+  out->partial_rotary_factor = 1;
+  if (type == "proportional" && family == ModelFamily::kGemma4) {
+    out->type = RopeType::kProportional;
+    out->partial_rotary_factor = partial;
+    if (Status s = k.number("factor", 1, 0, 1e6, true, &out->factor); !s.ok()) return s;
+    return Status();
+  }
   if (partial != 1) {
     return configError(k.where("partial_rotary_factor") +
-                       " is not 1: partial rotary embeddings are Gemma 4's and not implemented");
+                       " is not 1: a partial rotary factor needs Gemma 4's 'proportional' RoPE");
   }
   if (type == "default") {
-    out->factor = 1;
+    out->type = RopeType::kDefault;
   } else if (type == "linear") {
+    out->type = RopeType::kLinear;
     if (!k.has("factor")) return configError(k.where("factor") + " is required for linear RoPE");
     if (Status s = k.number("factor", 1, 0, 1e6, true, &out->factor); !s.ok()) return s;
   } else {
-    return configError(k.where(k.has("rope_type") ? "rope_type" : "type") + " is '" + type +
-                       "'; only 'default' and 'linear' RoPE are implemented");
+    return configError(k.where(type_key) + " is '" + type + "'; only 'default' and 'linear' " +
+                       (family == ModelFamily::kGemma4 ? "and 'proportional' " : "") +
+                       "RoPE are implemented");
   }
   return Status();
 }
 
-Status parseText(const json& top, const json& text, std::string_view file,
-                 const std::string& prefix, GemmaConfig* c) {
-  Keys k(text, file, prefix);
-
-  // Gemma3TextConfig defaults (§1.2) are the second argument of every read below.
+// Activation, softcapping and the flags a text-only engine must see false (§1.2, §2.10).
+Status checkUnsupported(const Keys& k, const json& top, std::string_view file, GemmaConfig* c) {
+  const bool g4 = c->isGemma4();
   std::string act;
   if (Status s = k.string("hidden_activation", "gelu_pytorch_tanh", &act); !s.ok()) return s;
   if (act != "gelu_pytorch_tanh") {
@@ -174,18 +182,32 @@ Status parseText(const json& top, const json& text, std::string_view file,
                          "'; only gelu_pytorch_tanh is implemented (§2.4)");
     }
   }
-  for (const char* cap : {"final_logit_softcapping", "attn_logit_softcapping"}) {
-    if (k.has(cap)) {
-      return configError(k.where(cap) +
-                         " is set, but Gemma 3 has no softcapping and it is not implemented "
-                         "(null is accepted; §2.10)");
+  if (k.has("attn_logit_softcapping")) {
+    return configError(k.where("attn_logit_softcapping") +
+                       " is set, but Gemma 3 and 4 have no attention softcapping and it is not "
+                       "implemented (null is accepted; §2.10)");
+  }
+  if (!g4 && k.has("final_logit_softcapping")) {
+    return configError(k.where("final_logit_softcapping") +
+                       " is set, but Gemma 3 has no softcapping and it is not implemented "
+                       "(null is accepted; §2.10)");
+  }
+  if (g4) {
+    double cap = 0;
+    if (Status s = k.number("final_logit_softcapping", 0, 0, 1e6, true, &cap); !s.ok()) return s;
+    c->final_softcap = static_cast<float>(cap);
+  }
+  if (const json* v = k.get("use_bidirectional_attention")) {
+    // Gemma 4's "vision" only changes image positions, which a text-only engine never has.
+    const bool ok = v->is_boolean() ? !v->get<bool>() : (g4 && *v == "vision");
+    if (!ok) {
+      return configError(k.where("use_bidirectional_attention") +
+                         (g4 ? " must be null or \"vision\"" : " must be false") +
+                         ": bidirectional text attention is not implemented");
     }
   }
-  for (const char* flag : {"use_bidirectional_attention", "attention_bias"}) {
-    const json* v = k.get(flag);
-    if (v != nullptr && (!v->is_boolean() || v->get<bool>())) {
-      return configError(k.where(flag) + " must be false: not implemented for Gemma 3 text");
-    }
+  if (const json* v = k.get("attention_bias"); v != nullptr && (!v->is_boolean() || v->get<bool>())) {
+    return configError(k.where("attention_bias") + " must be false: not implemented");
   }
   const json* tie = k.get("tie_word_embeddings");
   if (tie == nullptr) tie = Keys(top, file, "").get("tie_word_embeddings");
@@ -193,40 +215,24 @@ Status parseText(const json& top, const json& text, std::string_view file,
     return configError(k.where("tie_word_embeddings") +
                        " must be true: the lm_head is the embedding (§2.6)");
   }
+  return Status();
+}
 
+Status readFlag(const Keys& k, const char* key, bool* out) {
+  const json* v = k.get(key);
+  if (v == nullptr) {
+    *out = false;
+    return Status();
+  }
+  if (!v->is_boolean()) return configError(k.where(key) + " must be true or false");
+  *out = v->get<bool>();
+  return Status();
+}
+
+// Layer types (§1.3): an explicit list wins; otherwise layer i is full iff (i+1) % p == 0.
+// Gemma 4 forces the last layer to full attention, as HF does.
+Status parseLayerTypes(const Keys& k, GemmaConfig* c) {
   Status s;
-  if (!(s = k.integer("hidden_size", int64_t{2304}, 1, 1 << 16, &c->hidden)).ok()) return s;
-  if (!(s = k.integer("intermediate_size", int64_t{9216}, 1, 1 << 20, &c->intermediate)).ok()) {
-    return s;
-  }
-  if (!(s = k.integer("num_hidden_layers", 26, 1, 1024, &c->n_layer)).ok()) return s;
-  if (!(s = k.integer("num_attention_heads", 8, 1, 1024, &c->n_head)).ok()) return s;
-  if (!(s = k.integer("num_key_value_heads", 4, 1, c->n_head, &c->n_head_kv)).ok()) return s;
-  if (c->n_head % c->n_head_kv != 0) {
-    return configError(k.where("num_key_value_heads") + " (" + std::to_string(c->n_head_kv) +
-                       ") must divide num_attention_heads (" + std::to_string(c->n_head) + ")");
-  }
-  if (!(s = k.integer("head_dim", 256, 2, 4096, &c->head_dim)).ok()) return s;
-  if (c->head_dim % 2 != 0) return configError(k.where("head_dim") + " must be even for RoPE");
-  if (!(s = k.integer("vocab_size", int64_t{262208}, 1, int64_t{1} << 24, &c->vocab)).ok()) {
-    return s;
-  }
-  if (!(s = k.integer("max_position_embeddings", int64_t{131072}, 1, int64_t{1} << 30,
-                      &c->max_positions))
-           .ok()) {
-    return s;
-  }
-  double eps = 0;
-  if (!(s = k.number("rms_norm_eps", 1e-6, 0, 1, true, &eps)).ok()) return s;
-  c->rms_norm_eps = static_cast<float>(eps);
-  if (!(s = k.number("query_pre_attn_scalar", 256, 0, 1e9, true, &c->query_pre_attn_scalar)).ok()) {
-    return s;
-  }
-  c->attn_scale = static_cast<float>(std::pow(c->query_pre_attn_scalar, -0.5));
-  // §2.1 / §6.2: the scale is rounded to bf16 before it multiplies (1152 -> 34.0, not 33.94).
-  c->embed_scale = roundBf16(static_cast<float>(std::sqrt(static_cast<double>(c->hidden))));
-
-  // Layer types (§1.3): an explicit list wins; otherwise layer i is full iff (i+1) % p == 0.
   c->is_sliding.assign(static_cast<size_t>(c->n_layer), true);
   if (const json* types = k.get("layer_types")) {
     if (!types->is_array() || types->size() != static_cast<size_t>(c->n_layer)) {
@@ -252,41 +258,181 @@ Status parseText(const json& top, const json& text, std::string_view file,
     if (!(s = k.integer(key, 6, 1, 1 << 20, &pattern)).ok()) return s;
     for (int i = 0; i < c->n_layer; ++i) c->is_sliding[i] = (i + 1) % pattern != 0;
   }
+  if (c->isGemma4()) c->is_sliding.back() = false;
+  return Status();
+}
+
+// RoPE (§1.4): the family's defaults, then the old keys, then rope_parameters (transformers v5).
+Status parseRopeKeys(const Keys& k, std::string_view file, const std::string& prefix,
+                     GemmaConfig* c) {
+  Status s;
+  const ModelFamily fam = c->family;
+  // Class defaults (§1.2): Gemma 3 full layers default RoPE with theta 1e6; Gemma 4 full layers
+  // proportional RoPE, theta 1e6, partial 0.25.
+  c->rope_full = c->isGemma4() ? RopeParams{1e6, 1.0, RopeType::kProportional, 0.25}
+                               : RopeParams{1e6, 1.0, RopeType::kDefault, 1.0};
+  if (!(s = k.number("rope_theta", c->rope_full.base, 0, 1e30, true, &c->rope_full.base)).ok()) {
+    return s;
+  }
+  if (!(s = k.number("rope_local_base_freq", 1e4, 0, 1e30, true, &c->rope_sliding.base)).ok()) {
+    return s;
+  }
+  if (const json* scaling = k.get("rope_scaling")) {
+    if (!(s = parseRope(*scaling, file, prefix + "rope_scaling.", fam, &c->rope_full)).ok()) {
+      return s;
+    }
+  }
+  const json* params = k.get("rope_parameters");
+  if (params == nullptr) return Status();
+  if (!params->is_object()) return configError(k.where("rope_parameters") + " must be an object");
+  if (params->contains("sliding_attention") || params->contains("full_attention")) {
+    for (const char* type : {"sliding_attention", "full_attention"}) {
+      auto it = params->find(type);
+      if (it == params->end() || it->is_null()) continue;
+      RopeParams* dst =
+          std::strcmp(type, "sliding_attention") == 0 ? &c->rope_sliding : &c->rope_full;
+      if (!(s = parseRope(*it, file, prefix + "rope_parameters." + type + ".", fam, dst)).ok()) {
+        return s;
+      }
+    }
+    return Status();
+  }
+  // One dict for the whole model: it is what rope_scaling + rope_theta became.
+  return parseRope(*params, file, prefix + "rope_parameters.", fam, &c->rope_full);
+}
+
+// Gemma 4's per-layer geometry (§3.3-3.7): head dims and KV heads by type, K=V, KV sharing,
+// double-wide MLP, the expert block and PLE.
+Status parseGemma4Layers(const Keys& k, GemmaConfig* c) {
+  Status s;
+  if (!(s = k.integer("global_head_dim", 512, 2, 4096, &c->global_head_dim)).ok()) return s;
+  if (c->global_head_dim % 2 != 0) {
+    return configError(k.where("global_head_dim") + " must be even for RoPE");
+  }
+  if (!(s = readFlag(k, "attention_k_eq_v", &c->attention_k_eq_v)).ok()) return s;
+  if (!(s = k.integer("num_global_key_value_heads", 0, 1, c->n_head, &c->n_head_kv_global)).ok()) {
+    return s;
+  }
+  if (c->n_head_kv_global > 0 && c->n_head % c->n_head_kv_global != 0) {
+    return configError(k.where("num_global_key_value_heads") + " (" +
+                       std::to_string(c->n_head_kv_global) + ") must divide num_attention_heads (" +
+                       std::to_string(c->n_head) + ")");
+  }
+  if (!(s = k.integer("num_kv_shared_layers", 0, 0, c->n_layer - 1, &c->n_kv_shared)).ok()) {
+    return s;
+  }
+  if (!(s = readFlag(k, "use_double_wide_mlp", &c->double_wide_mlp)).ok()) return s;
+  bool moe = false;
+  if (!(s = readFlag(k, "enable_moe_block", &moe)).ok()) return s;
+  if (moe) {
+    for (const char* key : {"num_experts", "top_k_experts", "moe_intermediate_size"}) {
+      if (!k.has(key)) return configError(k.where(key) + " is required when enable_moe_block");
+    }
+    if (!(s = k.integer("num_experts", 0, 1, 1 << 16, &c->moe.n_expert)).ok()) return s;
+    if (!(s = k.integer("top_k_experts", 0, 1, c->moe.n_expert, &c->moe.top_k)).ok()) return s;
+    if (!(s = k.integer("moe_intermediate_size", int64_t{0}, 1, 1 << 20, &c->moe.intermediate))
+             .ok()) {
+      return s;
+    }
+  }
+  if (!(s = k.integer("hidden_size_per_layer_input", int64_t{256}, 0, 1 << 16, &c->ple_dim)).ok()) {
+    return s;
+  }
+  if (!(s = k.integer("vocab_size_per_layer_input", int64_t{262144}, 1, int64_t{1} << 24,
+                      &c->ple_vocab))
+           .ok()) {
+    return s;
+  }
+  c->attn_scale = 1.0f;  // §3.3: no 1/sqrt(d); q_norm and k_norm set the scale
+
+  const int first_shared = c->firstSharedLayer();
+  for (int l = 0; l < c->n_layer; ++l) {
+    LayerGeometry& g = c->layers[static_cast<size_t>(l)];
+    if (!g.sliding) {
+      g.head_dim = c->global_head_dim;
+      g.k_eq_v = c->attention_k_eq_v;
+      if (g.k_eq_v && c->n_head_kv_global > 0) g.n_head_kv = c->n_head_kv_global;
+    }
+    if (l >= first_shared) {
+      g.kv_source = -1;  // §3.5: the last non-shared layer of the same type
+      for (int m = first_shared - 1; m >= 0 && g.kv_source < 0; --m) {
+        if (c->isSliding(m) == g.sliding) g.kv_source = m;
+      }
+      if (g.kv_source < 0) {
+        return configError(k.where("num_kv_shared_layers") + " (" +
+                           std::to_string(c->n_kv_shared) + ") leaves layer " + std::to_string(l) +
+                           " without an earlier " + (g.sliding ? "sliding" : "full") +
+                           " layer to share K/V with");
+      }
+      if (c->double_wide_mlp) g.intermediate *= 2;  // §3.6
+    }
+  }
+  return Status();
+}
+
+Status parseText(const json& top, const json& text, std::string_view file,
+                 const std::string& prefix, GemmaConfig* c) {
+  Keys k(text, file, prefix);
+  const bool g4 = c->isGemma4();
+  Status s;
+  if (!(s = checkUnsupported(k, top, file, c)).ok()) return s;
+
+  // Gemma3TextConfig / Gemma4TextConfig defaults (§1.2) are the second argument of every read.
+  if (!(s = k.integer("hidden_size", int64_t{2304}, 1, 1 << 16, &c->hidden)).ok()) return s;
+  if (!(s = k.integer("intermediate_size", int64_t{9216}, 1, 1 << 20, &c->intermediate)).ok()) {
+    return s;
+  }
+  if (!(s = k.integer("num_hidden_layers", g4 ? 30 : 26, 1, 1024, &c->n_layer)).ok()) return s;
+  if (!(s = k.integer("num_attention_heads", 8, 1, 1024, &c->n_head)).ok()) return s;
+  if (!(s = k.integer("num_key_value_heads", 4, 1, c->n_head, &c->n_head_kv)).ok()) return s;
+  if (c->n_head % c->n_head_kv != 0) {
+    return configError(k.where("num_key_value_heads") + " (" + std::to_string(c->n_head_kv) +
+                       ") must divide num_attention_heads (" + std::to_string(c->n_head) + ")");
+  }
+  if (!(s = k.integer("head_dim", 256, 2, 4096, &c->head_dim)).ok()) return s;
+  if (c->head_dim % 2 != 0) return configError(k.where("head_dim") + " must be even for RoPE");
+  if (!(s = k.integer("vocab_size", g4 ? int64_t{262144} : int64_t{262208}, 1, int64_t{1} << 24,
+                      &c->vocab))
+           .ok()) {
+    return s;
+  }
+  if (!(s = k.integer("max_position_embeddings", int64_t{131072}, 1, int64_t{1} << 30,
+                      &c->max_positions))
+           .ok()) {
+    return s;
+  }
+  double eps = 0;
+  if (!(s = k.number("rms_norm_eps", 1e-6, 0, 1, true, &eps)).ok()) return s;
+  c->rms_norm_eps = static_cast<float>(eps);
+  if (!(s = k.number("query_pre_attn_scalar", 256, 0, 1e9, true, &c->query_pre_attn_scalar)).ok()) {
+    return s;
+  }
+  c->attn_scale = static_cast<float>(std::pow(c->query_pre_attn_scalar, -0.5));
+  // §2.1 / §6.2: the scale is rounded to bf16 before it multiplies (1152 -> 34.0, not 33.94).
+  c->embed_scale = roundBf16(static_cast<float>(std::sqrt(static_cast<double>(c->hidden))));
+
+  if (!(s = parseLayerTypes(k, c)).ok()) return s;
   bool any_sliding = false;
   for (bool b : c->is_sliding) any_sliding = any_sliding || b;
   if (any_sliding && text.contains("sliding_window") && text["sliding_window"].is_null()) {
     return configError(k.where("sliding_window") + " is null but some layers are sliding");
   }
-  if (!(s = k.integer("sliding_window", 4096, 1, 1 << 30, &c->sliding_window)).ok()) return s;
-
-  // RoPE (§1.4): the old keys first, then rope_parameters (transformers v5) overrides them.
-  if (!(s = k.number("rope_theta", 1e6, 0, 1e30, true, &c->rope_full.base)).ok()) return s;
-  if (!(s = k.number("rope_local_base_freq", 1e4, 0, 1e30, true, &c->rope_sliding.base)).ok()) {
+  if (!(s = k.integer("sliding_window", g4 ? 512 : 4096, 1, 1 << 30, &c->sliding_window)).ok()) {
     return s;
   }
-  if (const json* scaling = k.get("rope_scaling")) {
-    if (!(s = parseRope(*scaling, file, prefix + "rope_scaling.", &c->rope_full)).ok()) return s;
+  if (!(s = parseRopeKeys(k, file, prefix, c)).ok()) return s;
+
+  c->layers.assign(static_cast<size_t>(c->n_layer), LayerGeometry{});
+  for (int l = 0; l < c->n_layer; ++l) {
+    LayerGeometry& g = c->layers[static_cast<size_t>(l)];
+    g.sliding = c->isSliding(l);
+    g.head_dim = c->head_dim;
+    g.n_head_kv = c->n_head_kv;
+    g.window = g.sliding ? c->sliding_window : 0;
+    g.kv_source = l;
+    g.intermediate = c->intermediate;
   }
-  if (const json* params = k.get("rope_parameters")) {
-    if (!params->is_object()) return configError(k.where("rope_parameters") + " must be an object");
-    const bool per_type =
-        params->contains("sliding_attention") || params->contains("full_attention");
-    if (per_type) {
-      for (const char* type : {"sliding_attention", "full_attention"}) {
-        auto it = params->find(type);
-        if (it == params->end() || it->is_null()) continue;
-        RopeParams* dst =
-            std::strcmp(type, "sliding_attention") == 0 ? &c->rope_sliding : &c->rope_full;
-        if (!(s = parseRope(*it, file, prefix + "rope_parameters." + type + ".", dst)).ok()) {
-          return s;
-        }
-      }
-    } else {  // one dict for the whole model: it is what rope_scaling + rope_theta became
-      if (!(s = parseRope(*params, file, prefix + "rope_parameters.", &c->rope_full)).ok()) {
-        return s;
-      }
-    }
-  }
+  if (g4) return parseGemma4Layers(k, c);
   return Status();
 }
 
@@ -341,30 +487,30 @@ api::StatusOr<GemmaConfig> parseGemmaConfig(std::string_view config_json,
   static const json kEmpty = json::object();
   const json* text = &top;
   std::string prefix;
-  if (c.model_type == "gemma3_text") {
+  if (c.model_type == "gemma3_text" || c.model_type == "gemma4_text") {
     c.conditional = false;
-  } else if (c.model_type == "gemma3") {
+  } else if (c.model_type == "gemma3" || c.model_type == "gemma4") {
     c.conditional = true;
     prefix = "text_config.";
     text = tk.get("text_config");
     if (text == nullptr) text = &kEmpty;  // HF fills a missing text_config with the defaults
     if (!text->is_object()) return configError(tk.where("text_config") + " must be an object");
+    const std::string want = c.model_type + "_text";
     std::string inner;
-    if (!(s = Keys(*text, config_name, prefix).string("model_type", "gemma3_text", &inner)).ok()) {
+    if (!(s = Keys(*text, config_name, prefix).string("model_type", want.c_str(), &inner)).ok()) {
       return s;
     }
-    if (inner != "gemma3_text") {
+    if (inner != want) {
       return configError(std::string(config_name) + ": key 'text_config.model_type' is '" + inner +
-                         "', expected gemma3_text");
+                         "', expected " + want);
     }
-  } else if (c.model_type.rfind("gemma4", 0) == 0) {
-    return configError(tk.where("model_type") + " is '" + c.model_type +
-                       "': Gemma 4 is not supported by this engine yet");
   } else {
     return configError(tk.where("model_type") + " is '" + c.model_type +
                        "'; supported: gemma3_text (Gemma3ForCausalLM), gemma3 "
-                       "(Gemma3ForConditionalGeneration)");
+                       "(Gemma3ForConditionalGeneration), gemma4_text (Gemma4ForCausalLM), gemma4 "
+                       "(Gemma4ForConditionalGeneration)");
   }
+  c.family = c.model_type.rfind("gemma4", 0) == 0 ? ModelFamily::kGemma4 : ModelFamily::kGemma3;
   if (!(s = parseText(top, *text, config_name, prefix, &c)).ok()) return s;
 
   // Special ids may sit at the top level, in text_config, or only in generation_config.json.

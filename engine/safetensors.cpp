@@ -63,7 +63,18 @@ std::string_view dtypeName(DType dtype) {
   for (const auto& d : kDTypes) {
     if (d.dtype == dtype) return d.name;
   }
-  return "?";
+  switch (dtype) {
+    case DType::kQ8_0:
+      return "Q8_0";
+    case DType::kQ4_0:
+      return "Q4_0";
+    case DType::kQ4_K:
+      return "Q4_K";
+    case DType::kQ6_K:
+      return "Q6_K";
+    default:
+      return "?";
+  }
 }
 
 std::optional<DType> parseDType(std::string_view name) {

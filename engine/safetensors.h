@@ -37,13 +37,20 @@ enum class DType : uint8_t {
   kU64,
   kF8E4M3,
   kF8E5M2,
+  // Block-quantized matrices (llama.cpp layouts, engine/quant/quant.h). Never in a safetensors
+  // header: weights quantized on load or read from GGUF. Rows are whole blocks.
+  kQ8_0,
+  kQ4_0,
+  kQ4_K,
+  kQ6_K,
 };
 
-// Bytes per element (1 for BOOL and the fp8 types).
+// Bytes per element (1 for BOOL and the fp8 types; 0 for the block formats, whose size is per
+// block: quant::rowBytes).
 size_t dtypeSize(DType dtype);
-// The header spelling: "BF16", "F32", ...
+// The header spelling: "BF16", "F32", ... ("Q8_0", "Q4_0", "Q4_K", "Q6_K" for the block formats).
 std::string_view dtypeName(DType dtype);
-// nullopt for a string the format does not define.
+// nullopt for a string the format does not define (the block formats included).
 std::optional<DType> parseDType(std::string_view name);
 
 // One tensor inside a mapped file: little-endian, C (row-major) order, no strides.

@@ -205,6 +205,38 @@ struct Tokenizer::PreTokenizer {
   void split(std::string_view text, std::vector<std::string_view>& words) const;
 };
 
+// The binary cache of a parsed tokenizer.json (tokenizer_cache.cpp): the model vocab, the merges
+// resolved to ids, the <0xHH> ids, the added tokens, and the rest of the document as JSON text.
+struct Tokenizer::Cache {
+  // Identifies one tokenizer.json: a cache is valid only for the same size, mtime and content.
+  struct Stamp {
+    uint64_t size = 0;
+    int64_t mtime_ns = 0;  // std::filesystem::file_time_type ticks
+    uint64_t hash = 0;     // contentHash() of the whole file
+  };
+
+  // A fast 64-bit hash of `bytes` (not cryptographic: it tells a changed file from the same one).
+  static uint64_t contentHash(std::string_view bytes);
+
+  // The cache file for `tok` in the state Loader::vocabAndMerges leaves it: pieces_ holds the model
+  // vocab only (added tokens not placed yet); merges_, byte_id_ and added_ are set. `rest_json` is
+  // tokenizer.json without model.vocab, model.merges and added_tokens.
+  static std::string encode(const Stamp& stamp, std::string_view rest_json, const Tokenizer& tok);
+
+  // True when `file` has a current header for `stamp` and an intact checksum.
+  static bool matches(std::string_view file, const Stamp& stamp);
+  // Fills a fresh `tok` (pieces_, merges_, byte_id_, added_) and `rest_json` from a cache file
+  // that matches(); false when its content is inconsistent (then `tok` must be discarded).
+  static bool decode(std::string_view file, Tokenizer& tok, std::string& rest_json);
+
+  // DIR/NAME.switchyard-cache beside the JSON, and the file for it under `cache_dir` (named by a
+  // hash of the JSON's absolute path; empty when there is no cache dir).
+  static std::string besidePath(const std::string& json_path);
+  static std::string fallbackPath(const std::string& json_path, const std::string& cache_dir);
+  // Writes `bytes` to a temporary file in the target's directory and renames it over `path`.
+  static bool writeAtomically(const std::string& path, std::string_view bytes);
+};
+
 // Replaces every occurrence of `from` in `text` by `to`, appending to `out`.
 void appendReplaced(std::string_view text, std::string_view from, std::string_view to,
                     std::string& out);

@@ -3,7 +3,9 @@
 // tokenizer.json is large (33 MB for Gemma 3: 262k vocab entries, 515k merges), so it is read
 // with nlohmann's SAX interface: model.vocab and model.merges stream straight into flat arrays and
 // only the small remainder (added tokens, normalizer, decoder, ...) becomes a JSON document. This
-// is about five times faster than building the whole document.
+// is about five times faster than building the whole document, and still takes about half a
+// second, so load() keeps the parsed vocabulary and merges in a binary cache (tokenizer_cache.cpp)
+// and parses the JSON only when that cache is missing, stale or damaged.
 #include <cctype>
 #include <cerrno>
 #include <cstdio>
@@ -28,6 +30,10 @@ api::Status configError(std::string_view source, const std::string& what) {
 }
 
 api::StatusOr<std::string> readFile(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    return api::Status(api::ErrorCode::kIo, "cannot read " + path + ": it is a directory");
+  }
   std::FILE* f = std::fopen(path.c_str(), "rb");
   if (!f) {
     return api::Status(api::ErrorCode::kIo,
@@ -253,17 +259,33 @@ struct Tokenizer::Loader {
   }
 
   api::Status model(const Json& root) const;
-  api::Status vocabAndMerges(TokenizerJsonReader& reader, const Json& added_tokens) const;
+  api::Status addedTokens(const Json& added_tokens) const;
+  api::Status vocabAndMerges(TokenizerJsonReader& reader) const;
+  void vocabIndex() const;
   api::Status normalizer(const Json* node) const;
   api::Status preTokenizer(const Json* node) const;
   api::Status decoder(const Json* node) const;
   api::Status config(const Json* config_root) const;
   void finish() const;
 
+  // The binary cache as create() sees it: a cache file to try (empty: none), and whether to
+  // produce the bytes of a new one when the JSON had to be parsed.
+  struct CacheIo {
+    Cache::Stamp stamp;
+    std::string_view cached;  // a file that Cache::matches() the stamp, or empty
+    bool want_encoded = false;
+    bool hit = false;     // out: the tokenizer came from `cached`
+    std::string encoded;  // out: the new cache file, when want_encoded and not hit
+  };
+  // Fills a fresh tokenizer's vocab, merges and added tokens from the cache or the JSON; `rest`
+  // receives the remainder of the document.
+  static api::Status vocabulary(std::unique_ptr<Tokenizer>& tok, std::string_view tokenizer_json,
+                                std::string_view source, CacheIo* cache, Json& rest);
   static api::StatusOr<std::unique_ptr<Tokenizer>> create(std::string_view tokenizer_json,
                                                           std::string_view source,
                                                           std::string_view config_json,
-                                                          std::string_view config_source);
+                                                          std::string_view config_source,
+                                                          CacheIo* cache = nullptr);
 };
 
 api::Status Tokenizer::Loader::model(const Json& root) const {
@@ -293,13 +315,7 @@ api::Status Tokenizer::Loader::model(const Json& root) const {
   return {};
 }
 
-api::Status Tokenizer::Loader::vocabAndMerges(TokenizerJsonReader& reader,
-                                              const Json& added_tokens) const {
-  if (!reader.saw_vocab) return fail("model.vocab is missing");
-  // Added tokens first, to size the id space once: pieces_ never reallocates after this, so the
-  // string_views of the lookup maps stay valid.
-  int64_t max_id = -1;
-  for (const auto& [piece, id] : reader.vocab) max_id = std::max(max_id, id);
+api::Status Tokenizer::Loader::addedTokens(const Json& added_tokens) const {
   if (!added_tokens.is_array()) return fail("added_tokens is not an array");
   for (size_t i = 0; i < added_tokens.size(); ++i) {
     const Json& t = added_tokens[i];
@@ -316,8 +332,19 @@ api::Status Tokenizer::Loader::vocabAndMerges(TokenizerJsonReader& reader,
     tok.added_.push_back(AddedToken{static_cast<int32_t>(v), content->get<std::string>(), special,
                                     flag(t, "normalized", !special), flag(t, "lstrip", false),
                                     flag(t, "rstrip", false)});
-    max_id = std::max(max_id, v);
   }
+  return {};
+}
+
+// Leaves pieces_ holding the model vocab over the whole id space (added tokens not placed yet),
+// merges_ and byte_id_: the state the binary cache stores.
+api::Status Tokenizer::Loader::vocabAndMerges(TokenizerJsonReader& reader) const {
+  if (!reader.saw_vocab) return fail("model.vocab is missing");
+  // Size the id space once, added tokens included: pieces_ never reallocates after this, so the
+  // string_views of the lookup maps stay valid.
+  int64_t max_id = -1;
+  for (const auto& [piece, id] : reader.vocab) max_id = std::max(max_id, id);
+  for (const AddedToken& t : tok.added_) max_id = std::max<int64_t>(max_id, t.id);
   tok.pieces_.assign(static_cast<size_t>(max_id + 1), std::string());
   for (auto& [piece, id] : reader.vocab) tok.pieces_[static_cast<size_t>(id)] = std::move(piece);
   reader.vocab.clear();
@@ -329,7 +356,6 @@ api::Status Tokenizer::Loader::vocabAndMerges(TokenizerJsonReader& reader,
   tok.merges_ = std::make_unique<MergeTable>();
   size_t n_merges = reader.merge_offsets.size() / 3;
   tok.merges_->reserve(n_merges);
-  std::string joined;
   for (size_t i = 0; i < n_merges; ++i) {
     const uint32_t* o = &reader.merge_offsets[3 * i];
     std::string_view a(reader.merge_chars.data() + o[0], o[1] - o[0]);
@@ -347,8 +373,16 @@ api::Status Tokenizer::Loader::vocabAndMerges(TokenizerJsonReader& reader,
   reader.merge_chars.shrink_to_fit();
   reader.merge_offsets.clear();
   reader.merge_offsets.shrink_to_fit();
+  for (int b = 0; b < 256; ++b) {
+    char name[8];
+    std::snprintf(name, sizeof name, "<0x%02X>", b);
+    tok.byte_id_[static_cast<size_t>(b)] = model_vocab.find(name);
+  }
+  return {};
+}
 
-  // Single characters of the model vocab, and the <0xHH> byte tokens.
+// From the model vocab in pieces_: the character ids, then the full piece -> id index.
+void Tokenizer::Loader::vocabIndex() const {
   tok.bmp_char_id_.assign(0x10000, -1);
   for (size_t id = 0; id < tok.pieces_.size(); ++id) {
     const std::string& piece = tok.pieces_[id];
@@ -364,11 +398,6 @@ api::Status Tokenizer::Loader::vocabAndMerges(TokenizerJsonReader& reader,
       tok.astral_char_id_[cp] = static_cast<int32_t>(id);
     }
   }
-  for (int b = 0; b < 256; ++b) {
-    char name[8];
-    std::snprintf(name, sizeof name, "<0x%02X>", b);
-    tok.byte_id_[static_cast<size_t>(b)] = model_vocab.find(name);
-  }
   if (tok.ignore_merges_) {
     tok.model_pieces_ = tok.pieces_;
     tok.model_vocab_ = std::make_unique<PieceIndex>(tok.model_pieces_);
@@ -380,7 +409,6 @@ api::Status Tokenizer::Loader::vocabAndMerges(TokenizerJsonReader& reader,
   for (const AddedToken& t : tok.added_) {
     if (!t.content.empty()) tok.piece_to_id_->set(t.content, t.id);
   }
-  return {};
 }
 
 api::Status Tokenizer::Loader::normalizer(const Json* node) const {
@@ -581,16 +609,44 @@ void Tokenizer::Loader::finish() const {
   }
 }
 
-api::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Loader::create(
-    std::string_view tokenizer_json, std::string_view source, std::string_view config_json,
-    std::string_view config_source) {
+api::Status Tokenizer::Loader::vocabulary(std::unique_ptr<Tokenizer>& tok,
+                                          std::string_view tokenizer_json, std::string_view source,
+                                          CacheIo* cache, Json& rest) {
+  if (cache && !cache->cached.empty()) {
+    std::string rest_text;
+    if (Cache::decode(cache->cached, *tok, rest_text)) {
+      rest = Json::parse(rest_text, nullptr, /*allow_exceptions=*/false);
+      if (rest.is_object()) {
+        cache->hit = true;
+        return Loader{source, *tok}.model(rest);
+      }
+    }
+    tok.reset(new Tokenizer());  // an inconsistent cache: start over from the JSON
+  }
   TokenizerJsonReader reader;
   bool parsed = Json::sax_parse(tokenizer_json, &reader);
   if (!parsed || !reader.error.empty()) {
     return configError(source, reader.error.empty() ? "invalid JSON" : reader.error);
   }
   if (!reader.root.is_object()) return configError(source, "the top level is not an object");
+  rest = std::move(reader.root);
+  Loader loader{source, *tok};
+  const Json* added = member(rest, "added_tokens");
+  api::Status st = loader.model(rest);
+  if (st.ok()) st = loader.addedTokens(added ? *added : Json::array());
+  if (st.ok()) st = loader.vocabAndMerges(reader);
+  if (!st.ok() || !cache || !cache->want_encoded) return st;
+  Json without_added = rest;
+  without_added.erase("added_tokens");
+  cache->encoded = Cache::encode(cache->stamp, without_added.dump(), *tok);
+  return {};
+}
 
+api::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Loader::create(std::string_view tokenizer_json,
+                                                                    std::string_view source,
+                                                                    std::string_view config_json,
+                                                                    std::string_view config_source,
+                                                                    CacheIo* cache) {
   Json config;
   if (!config_json.empty()) {
     config = Json::parse(config_json, nullptr, /*allow_exceptions=*/false);
@@ -599,13 +655,12 @@ api::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Loader::create(
   }
 
   std::unique_ptr<Tokenizer> tok(new Tokenizer());
+  Json root;
+  api::Status st = vocabulary(tok, tokenizer_json, source, cache, root);
+  if (!st.ok()) return st;
   Loader loader{source, *tok};
-  const Json& root = reader.root;
-  const Json* added = member(root, "added_tokens");
-  static const Json kNoTokens = Json::array();
-  api::Status st = loader.model(root);
-  if (st.ok()) st = loader.vocabAndMerges(reader, added ? *added : kNoTokens);
-  if (st.ok()) st = loader.normalizer(member(root, "normalizer"));
+  loader.vocabIndex();
+  st = loader.normalizer(member(root, "normalizer"));
   if (st.ok()) st = loader.preTokenizer(member(root, "pre_tokenizer"));
   if (st.ok()) st = loader.decoder(member(root, "decoder"));
   if (st.ok()) {
@@ -625,7 +680,10 @@ api::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::fromJson(std::string_view t
 }
 
 api::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::load(const std::string& tokenizer_json_path,
-                                                          const std::string& config_path) {
+                                                          const std::string& config_path,
+                                                          const LoadOptions& options) {
+  std::error_code ec;
+  auto mtime = std::filesystem::last_write_time(tokenizer_json_path, ec);  // before the read
   auto json = readFile(tokenizer_json_path);
   if (!json.ok()) return json.status();
   std::string config;
@@ -634,15 +692,57 @@ api::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::load(const std::string& tok
     if (!c.ok()) return c.status();
     config = std::move(*c);
   }
-  return Loader::create(*json, tokenizer_json_path, config, config_path);
+  LoadReport report;
+  if (!options.use_cache || ec || json->size() < options.cache_min_bytes) {
+    if (options.report) *options.report = report;
+    return Loader::create(*json, tokenizer_json_path, config, config_path);
+  }
+  Loader::CacheIo cache;
+  cache.stamp = {json->size(), static_cast<int64_t>(mtime.time_since_epoch().count()),
+                 Cache::contentHash(*json)};
+  const std::string beside = Cache::besidePath(tokenizer_json_path);
+  const std::string fallback = Cache::fallbackPath(tokenizer_json_path, options.cache_dir);
+  std::string cached;
+  for (const std::string& path : {beside, fallback}) {
+    if (path.empty() || !std::filesystem::is_regular_file(path, ec)) continue;
+    auto file = readFile(path);
+    if (file.ok() && Cache::matches(*file, cache.stamp)) {
+      cached = std::move(*file);
+      report.cache_path = path;
+      break;
+    }
+  }
+  cache.cached = cached;
+  cache.want_encoded = true;
+  auto tok = Loader::create(*json, tokenizer_json_path, config, config_path, &cache);
+  if (!tok.ok() && cache.hit) {  // a cache that decodes but does not build: parse after all
+    cache.cached = {};
+    cache.hit = false;
+    report.cache_path.clear();
+    tok = Loader::create(*json, tokenizer_json_path, config, config_path, &cache);
+  }
+  report.cache_hit = cache.hit;
+  if (tok.ok() && !cache.hit && !cache.encoded.empty()) {
+    report.cache_path.clear();
+    for (const std::string& path : {beside, fallback}) {
+      if (!path.empty() && Cache::writeAtomically(path, cache.encoded)) {
+        report.cache_written = true;
+        report.cache_path = path;
+        break;
+      }
+    }
+  }
+  if (options.report) *options.report = report;
+  return tok;
 }
 
-api::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::loadDir(const std::string& dir) {
+api::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::loadDir(const std::string& dir,
+                                                             const LoadOptions& options) {
   std::filesystem::path base(dir);
   std::filesystem::path config = base / "tokenizer_config.json";
   std::error_code ec;
   return load((base / "tokenizer.json").string(),
-              std::filesystem::exists(config, ec) ? config.string() : std::string());
+              std::filesystem::exists(config, ec) ? config.string() : std::string(), options);
 }
 
 }  // namespace engine

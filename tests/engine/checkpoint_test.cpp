@@ -315,9 +315,9 @@ TEST(Checkpoint, ReportsMissingOrBrokenWeightFiles) {
 TEST(Checkpoint, PropagatesConfigErrors) {
   TempDir dir;
   writeModel(dir.path(), Layout::kCausal);
-  std::ofstream(dir.file("config.json")) << R"({"model_type": "gemma4_text"})";
+  std::ofstream(dir.file("config.json")) << R"({"model_type": "llama"})";
   expectError(Checkpoint::open(dir.path()).status(), api::ErrorCode::kConfig,
-              {"config.json", "Gemma 4"});
+              {"config.json", "model_type", "llama"});
   fs::remove(dir.file("config.json"));
   expectError(Checkpoint::open(dir.path()).status(), api::ErrorCode::kIo, {"config.json"});
 }
@@ -477,6 +477,120 @@ TEST(Checkpoint, MakeTestModelTinyPresetCopiesTheTokenizer) {
   const std::string bad = cli + " make-test-model --preset tiny --tokenizer-dir " + dir.path() +
                           "/nowhere --out " + dir.path() + "/x 2> /dev/null";
   EXPECT_NE(std::system(bad.c_str()), 0);
+}
+
+// ---- Gemma 4 (gemma-spec §4.4)
+
+// make-test-model writes the Gemma 4 parity fixtures again byte for byte, and the conditional
+// layout (model.language_model.*, vision tensors beside it) holds the same weights.
+TEST(Checkpoint, MakeTestModelReproducesTheGemma4Fixtures) {
+  const std::string cli = std::string(SY_BINARY_DIR) + "/switchyard-cli";
+  if (!fs::exists(cli)) GTEST_SKIP() << "switchyard-cli is not built";
+  for (const char* preset : {"gemma-4-tiny-e", "gemma-4-tiny-moe"}) {
+    SCOPED_TRACE(preset);
+    const std::string fixture =
+        std::string(SY_SOURCE_DIR) + "/tests/fixtures/gemma4-" + std::string(preset).substr(8);
+    TempDir causal, conditional;
+    std::string cmd = cli + " make-test-model --preset " + preset +
+                      " --seed 0 --layout causal-lm --out " + causal.path() + " > /dev/null";
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+    const std::string fixture_weights = readAll(fixture + "/model.safetensors");
+    ASSERT_FALSE(fixture_weights.empty()) << fixture;
+    EXPECT_TRUE(readAll(causal.file("model.safetensors")) == fixture_weights);
+    EXPECT_EQ(readAll(causal.file("config.json")), readAll(fixture + "/config.json"));
+    cmd = cli + " make-test-model --preset " + preset + " --seed 0 --out " + conditional.path() +
+          " > /dev/null";
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+    auto a = Checkpoint::open(causal.path());
+    auto b = Checkpoint::open(conditional.path());
+    ASSERT_TRUE(a.ok()) << a.status().message();
+    ASSERT_TRUE(b.ok()) << b.status().message();
+    EXPECT_FALSE((*a)->config().conditional);
+    EXPECT_TRUE((*b)->config().conditional);
+    EXPECT_EQ((*a)->weightBytes(), (*b)->weightBytes());
+    for (int l : {0, 2, 5}) {
+      const GemmaLayerWeights& x = (*a)->weights().layers[size_t(l)];
+      const GemmaLayerWeights& y = (*b)->weights().layers[size_t(l)];
+      for (auto field : {&GemmaLayerWeights::q_proj, &GemmaLayerWeights::down_proj,
+                         &GemmaLayerWeights::layer_scalar, &GemmaLayerWeights::experts_gate_up}) {
+        ASSERT_EQ((x.*field).bytes, (y.*field).bytes);
+        if ((x.*field).data) EXPECT_EQ(std::memcmp((x.*field).data, (y.*field).data, (x.*field).bytes), 0);
+      }
+    }
+    // Vision tensors are skipped, not loaded.
+    const auto& unused = (*b)->unusedTensors();
+    EXPECT_NE(std::find(unused.begin(), unused.end(),
+                        "model.embed_vision.embedding_projection.weight"),
+              unused.end());
+  }
+}
+
+// Copies the checkpoint in `from` to `to`, leaving out tensor `drop` and giving tensor `reshape`
+// (when named) the shape `shape` (with its bytes cut or padded to fit).
+void rewriteCheckpoint(const std::string& from, const std::string& to, const std::string& drop,
+                       const std::string& reshape = "", std::vector<int64_t> shape = {}) {
+  fs::copy_file(from + "/config.json", to + "/config.json");
+  auto in = SafetensorsFile::open(from + "/model.safetensors");
+  ASSERT_TRUE(in.ok()) << in.status().message();
+  std::vector<TensorSpec> specs;
+  for (const std::string& name : (*in)->names()) {
+    if (name == drop) continue;
+    const TensorView* v = (*in)->find(name);
+    specs.push_back({name, v->dtype, name == reshape ? shape : v->shape});
+  }
+  auto out = SafetensorsWriter::create(to + "/model.safetensors", specs);
+  ASSERT_TRUE(out.ok()) << out.status().message();
+  for (const TensorSpec& spec : specs) {
+    const TensorView* v = (*in)->find(spec.name);
+    size_t bytes = dtypeSize(spec.dtype);
+    for (int64_t d : spec.shape) bytes *= size_t(d);
+    std::vector<char> data(bytes, 0);
+    std::memcpy(data.data(), v->data, std::min(bytes, v->bytes));
+    ASSERT_TRUE((*out)->append(data.data(), bytes).ok());
+  }
+  ASSERT_TRUE((*out)->finish().ok());
+}
+
+TEST(Checkpoint, Gemma4ErrorsNameTheTensor) {
+  const std::string moe = std::string(SY_SOURCE_DIR) + "/tests/fixtures/gemma4-tiny-moe";
+  const std::string e = std::string(SY_SOURCE_DIR) + "/tests/fixtures/gemma4-tiny-e";
+  {
+    TempDir dir;
+    rewriteCheckpoint(moe, dir.path(), "model.layers.3.layer_scalar");
+    expectError(Checkpoint::open(dir.path()).status(), api::ErrorCode::kConfig,
+                {"missing tensor", "model.layers.3.layer_scalar", "[1]"});
+  }
+  {
+    TempDir dir;
+    rewriteCheckpoint(moe, dir.path(), "", "model.layers.1.experts.gate_up_proj", {8, 32, 64});
+    expectError(Checkpoint::open(dir.path()).status(), api::ErrorCode::kConfig,
+                {"model.layers.1.experts.gate_up_proj", "[8, 32, 64]", "[8, 64, 64]",
+                 "[E, 2*I_moe, H]"});
+  }
+  {
+    TempDir dir;  // K=V full layers: their k_proj has num_global_key_value_heads (1) rows per D
+    rewriteCheckpoint(moe, dir.path(), "", "model.layers.2.self_attn.k_proj.weight", {64, 64});
+    expectError(Checkpoint::open(dir.path()).status(), api::ErrorCode::kConfig,
+                {"model.layers.2.self_attn.k_proj.weight", "[32, 64]"});
+  }
+  {
+    TempDir dir;
+    rewriteCheckpoint(e, dir.path(), "model.embed_tokens_per_layer.weight");
+    expectError(Checkpoint::open(dir.path()).status(), api::ErrorCode::kConfig,
+                {"model.embed_tokens_per_layer.weight", "[512, 48]"});
+  }
+  {
+    TempDir dir;  // a double-wide layer with a single-width MLP
+    rewriteCheckpoint(e, dir.path(), "", "model.layers.4.mlp.up_proj.weight", {128, 64});
+    expectError(Checkpoint::open(dir.path()).status(), api::ErrorCode::kConfig,
+                {"model.layers.4.mlp.up_proj.weight", "[256, 64]"});
+  }
+  {
+    TempDir dir;  // a KV-shared layer needs no k/v projections at all
+    rewriteCheckpoint(e, dir.path(), "model.layers.5.self_attn.k_proj.weight");
+    auto ck = Checkpoint::open(dir.path());
+    ASSERT_TRUE(ck.ok()) << ck.status().message();
+  }
 }
 
 }  // namespace

@@ -11,11 +11,13 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <iterator>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/bf16.h"
@@ -326,6 +328,67 @@ TEST_P(CpuBackendTest, AttentionOverRingMatchesReference) {
   }
 }
 
+// The same K/V written through a block table (blocks scattered over a larger pool, several layers
+// interleaved per block, as engine/kv_cache.h lays them out) and through a plain contiguous view
+// give bit-identical attention, sliding ring included.
+TEST_P(CpuBackendTest, PagedViewMatchesContiguousView) {
+  for (int window : {0, 6}) {
+    AttentionShape sh;
+    sh.n_head = 4;
+    sh.n_head_kv = 2;
+    sh.head_dim = 16;
+    sh.scale = 0.25f;
+    sh.window = window;
+    const int kv_dim = sh.n_head_kv * sh.head_dim, q_dim = sh.n_head * sh.head_dim;
+    const int bs = 4, max_chunk = 5, total = 37;
+    const int cap = window ? 12 : 40;  // whole blocks: >= W - 1 + max_chunk on the ring
+    const int pool_blocks = 16, layers_per_block = 3, layer = 1;
+    const int64_t rows = int64_t{pool_blocks} * layers_per_block * bs;
+    auto pk = be_->alloc(size_t(rows * kv_dim) * 2), pv = be_->alloc(size_t(rows * kv_dim) * 2);
+    auto pp = be_->alloc(size_t(rows) * 4);
+    std::vector<int32_t> table;  // logical block i -> a scattered physical block
+    for (int i = 0; i < cap / bs; ++i) table.push_back((i * 7 + 3) % pool_blocks);
+    KvLayerView paged{pk->u16() + layer * bs * kv_dim, pv->u16() + layer * bs * kv_dim,
+                      pp->i32() + layer * bs, cap};
+    paged.blocks = table.data();
+    paged.block_size = bs;
+    paged.block_rows = int64_t{layers_per_block} * bs;
+    auto ck = be_->alloc(size_t(cap * kv_dim) * 2), cv = be_->alloc(size_t(cap * kv_dim) * 2);
+    auto cp = be_->alloc(size_t(cap) * 4);
+    const KvLayerView plain{ck->u16(), cv->u16(), cp->i32(), cap};
+    const std::vector<float> K = randomActs(size_t(total * kv_dim), rng_);
+    const std::vector<float> V = randomActs(size_t(total * kv_dim), rng_);
+    const std::vector<float> Q = randomActs(size_t(total * q_dim), rng_, 2.0f);
+    std::vector<float> out_paged(size_t(total * q_dim)), out_plain(out_paged.size());
+    for (int pos = 0, step = 0; pos < total; ++step) {
+      const int n = std::min(total - pos, 1 + step % max_chunk);
+      for (auto [view, out] : {std::pair{paged, &out_paged}, std::pair{plain, &out_plain}}) {
+        be_->writeKv(K.data() + pos * kv_dim, V.data() + pos * kv_dim, n, pos, kv_dim, view);
+        AttentionSeq s;
+        s.q = Q.data() + pos * q_dim;
+        s.out = out->data() + pos * q_dim;
+        s.n = n;
+        s.pos0 = pos;
+        s.kv = view;
+        s.n_slots = std::min(cap, pos + n);
+        be_->attention(sh, std::span<const AttentionSeq>(&s, 1));
+      }
+      pos += n;
+    }
+    ASSERT_EQ(std::memcmp(out_paged.data(), out_plain.data(), out_paged.size() * sizeof(float)), 0)
+        << "window " << window;
+    // The last key went to its physical block's row for this layer, not to row `slot`.
+    const int slot = (total - 1) % cap;
+    const int64_t row = int64_t{table[size_t(slot / bs)]} * paged.block_rows + slot % bs;
+    EXPECT_EQ(row, kvRow(paged, slot));
+    for (int e = 0; e < kv_dim; ++e) {
+      const float stored = std::bit_cast<float>(uint32_t{paged.k[row * kv_dim + e]} << 16);
+      ASSERT_EQ(stored, roundBf16(K[size_t((total - 1) * kv_dim + e)])) << e;
+    }
+    EXPECT_EQ(paged.slot_pos[row], total - 1);
+  }
+}
+
 TEST_P(CpuBackendTest, GegluMatchesScalarReference) {
   const int64_t n = 1001;
   std::vector<float> g = randomActs(size_t(n), rng_, 3.0f);
@@ -378,7 +441,204 @@ TEST_P(CpuBackendTest, PrepareRejectsUnsupportedTensors) {
   TestWeight v(DType::kBF16, {4, 4}, rng_);
   EXPECT_EQ(be_->prepareNorm1p(v.w).status().code(), api::ErrorCode::kConfig);  // not 1-D
   TestWeight n(DType::kBF16, {4}, rng_);
-  EXPECT_EQ(be_->prepareMatrix(n.w).status().code(), api::ErrorCode::kConfig);  // not 2-D
+  EXPECT_EQ(be_->prepareMatrix(n.w).status().code(), api::ErrorCode::kConfig);   // not 2-D
+  EXPECT_EQ(be_->prepareVector(v.w).status().code(), api::ErrorCode::kConfig);   // not 1-D
+  EXPECT_EQ(be_->prepareExperts(v.w).status().code(), api::ErrorCode::kConfig);  // not 3-D
+}
+
+// ---- Gemma 4 verbs (gemma-spec §3)
+
+TEST_P(CpuBackendTest, PlainAndWeightlessNormsMatchScalarReference) {
+  const int64_t rows = 5, cols = 67;
+  const std::vector<float> x = randomActs(size_t(rows * cols), rng_, 2.0f);
+  TestWeight w(DType::kBF16, {cols}, rng_);
+  auto plain = be_->prepareVector(w.w);
+  ASSERT_TRUE(plain.ok());
+  for (int64_t j = 0; j < cols; ++j)  // no "+1": Gemma 4 norms multiply by w (§3.2)
+    ASSERT_EQ(static_cast<const float*>(plain->data)[j], w.w.at(j));
+  std::vector<float> out(x.size()), bare(x.size());
+  be_->rmsnorm1p(x.data(), rows, cols, *plain, 1e-6f, out.data());
+  be_->rmsnormNoScale(x.data(), rows, cols, 1e-6f, bare.data());
+  for (int64_t r = 0; r < rows; ++r) {
+    double ss = 0;
+    for (int64_t j = 0; j < cols; ++j)
+      ss += double(x[size_t(r * cols + j)]) * x[size_t(r * cols + j)];
+    const double inv = 1 / std::sqrt(ss / double(cols) + 1e-6);
+    for (int64_t j = 0; j < cols; ++j) {
+      const size_t i = size_t(r * cols + j);
+      ASSERT_TRUE(isBf16(out[i]) && isBf16(bare[i]));
+      ASSERT_TRUE(withinBf16Ulp(out[i], x[i] * inv * w.w.at(j)));
+      ASSERT_TRUE(withinBf16Ulp(bare[i], x[i] * inv));
+    }
+  }
+  std::vector<float> inplace = x;
+  be_->rmsnormNoScale(inplace.data(), rows, cols, 1e-6f, inplace.data());
+  EXPECT_EQ(inplace, bare);
+}
+
+// §3.4: proportional RoPE over D = 32 with partial 0.25 rotates pairs j < 4 (dims 0-3 and
+// 16-19) with inv_freq = theta^(-2j/32) over the FULL head dim, and leaves the rest untouched.
+TEST_P(CpuBackendTest, ProportionalRopeRotatesOnlyTheLeadingPairs) {
+  const int D = 32, heads = 2, n = 4;
+  const RopeParams rp{1e6, 1.0, RopeType::kProportional, 0.25};
+  ASSERT_EQ(rp.rotatedPairs(D), 4);
+  const std::vector<int32_t> pos = {0, 1, 17, 1000};
+  std::vector<float> table(size_t(n * D));
+  be_->ropeTable(pos.data(), n, D, rp, table.data());
+  for (int i = 0; i < n; ++i)
+    for (int j = 0; j < D / 2; ++j) {
+      const double ang = j < 4 ? pos[size_t(i)] * std::pow(1e6, -2.0 * j / D) : 0.0;
+      ASSERT_NEAR(table[size_t(i * D + j)], std::cos(ang), 0.01) << i << "," << j;
+      ASSERT_NEAR(table[size_t(i * D + D / 2 + j)], std::sin(ang), 0.01) << i << "," << j;
+      if (j >= 4) {
+        ASSERT_EQ(table[size_t(i * D + j)], 1.0f);
+        ASSERT_EQ(table[size_t(i * D + D / 2 + j)], 0.0f);
+      }
+    }
+  const std::vector<float> x = randomActs(size_t(n * heads * D), rng_);
+  std::vector<float> y = x;
+  be_->rope(y.data(), n, heads, D, table.data());
+  int changed = 0;
+  for (int r = 0; r < n * heads; ++r)
+    for (int d = 0; d < D; ++d) {
+      const size_t i = size_t(r * D + d);
+      const bool rotated = (d % (D / 2)) < 4;
+      if (!rotated) ASSERT_EQ(y[i], x[i]) << r << "," << d;
+      changed += y[i] != x[i];
+    }
+  EXPECT_GT(changed, 0);
+}
+
+TEST_P(CpuBackendTest, ElementwiseVerbsRoundToBf16) {
+  const std::vector<float> a = randomActs(1003, rng_, 4.0f), b = randomActs(1003, rng_, 4.0f);
+  std::vector<float> sum(a.size()), scaled = a;
+  be_->add(a.data(), b.data(), int64_t(a.size()), sum.data());
+  be_->scale(scaled.data(), int64_t(a.size()), 0.70710678f);
+  for (size_t i = 0; i < a.size(); ++i) {
+    ASSERT_EQ(sum[i], roundBf16(a[i] + b[i]));
+    ASSERT_EQ(scaled[i], roundBf16(a[i] * 0.70710678f));
+  }
+  // mulVector: per column, or one broadcast scalar (layer_scalar, §3.9).
+  TestWeight col(DType::kBF16, {7}, rng_), one(DType::kBF16, {1}, rng_);
+  auto vcol = be_->prepareVector(col.w);
+  auto vone = be_->prepareVector(one.w);
+  ASSERT_TRUE(vcol.ok() && vone.ok());
+  std::vector<float> m(a.begin(), a.begin() + 21), s = m;
+  be_->mulVector(m.data(), 3, 7, *vcol);
+  be_->mulVector(s.data(), 3, 7, *vone);
+  for (size_t i = 0; i < 21; ++i) {
+    ASSERT_EQ(m[i], roundBf16(a[i] * col.w.at(int64_t(i % 7))));
+    ASSERT_EQ(s[i], roundBf16(a[i] * one.w.at(0)));
+  }
+  // Softcap, each op in bf16 as HF: bounded by the cap, odd, monotone.
+  std::vector<float> z = {0.0f, 1.0f, -1.0f, 29.0f, 100.0f, -1e4f, 15.5f};
+  const std::vector<float> z0 = z;
+  be_->softcap(z.data(), int64_t(z.size()), 30.0f);
+  for (size_t i = 0; i < z.size(); ++i) {
+    const float want = roundBf16(roundBf16(std::tanh(roundBf16(z0[i] / 30.0f))) * 30.0f);
+    ASSERT_EQ(z[i], want) << z0[i];
+    ASSERT_LE(std::fabs(z[i]), 30.0f);
+  }
+  EXPECT_EQ(z[0], 0.0f);
+  EXPECT_EQ(z[1], -z[2]);
+  EXPECT_EQ(z[5], -30.0f);  // tanh saturates; 100 gives 29.875 after the bf16 steps
+}
+
+TEST_P(CpuBackendTest, StridedGegluReadsOneSliceOfEachRow) {
+  const int64_t rows = 5, cols = 8, stride = 48;
+  const std::vector<float> g = randomActs(size_t(rows * cols), rng_, 2.0f);
+  const std::vector<float> up = randomActs(size_t(rows * stride), rng_);
+  std::vector<float> got(g.size()), want(static_cast<size_t>(cols));
+  be_->gegluStrided(g.data(), up.data() + 16, rows, cols, stride, got.data());
+  for (int64_t r = 0; r < rows; ++r) {
+    be_->geglu(g.data() + r * cols, up.data() + 16 + r * stride, cols, want.data());
+    for (int64_t j = 0; j < cols; ++j) ASSERT_EQ(got[size_t(r * cols + j)], want[size_t(j)]);
+  }
+}
+
+// §3.7 routing: softmax of the bf16 logits rounded to bf16, top-k (lower id first on ties),
+// renormalised in bf16 and scaled by per_expert_scale.
+TEST_P(CpuBackendTest, MoeRouteMatchesHfRouting) {
+  const int n = 3, E = 6, K = 2;
+  std::vector<float> logits = {0.5f,  2.0f, -1.0f, 2.0f,  0.0f, 1.0f,   // tie between 1 and 3
+                               -3.0f, 0.0f, 4.0f,  0.25f, 0.5f, 3.5f,   //
+                               1.0f,  1.0f, 1.0f,  1.0f,  1.0f, 1.0f};  // all equal
+  TestWeight pes(DType::kBF16, {E}, rng_);
+  auto scale = be_->prepareVector(pes.w);
+  ASSERT_TRUE(scale.ok());
+  std::vector<int32_t> idx(size_t(n * K));
+  std::vector<float> w(size_t(n * K));
+  be_->moeRoute(logits.data(), n, E, K, *scale, idx.data(), w.data());
+  EXPECT_EQ(idx, (std::vector<int32_t>{1, 3, 2, 5, 0, 1}));
+  for (int t = 0; t < n; ++t) {
+    double m = -1e30, sum = 0;
+    for (int e = 0; e < E; ++e) m = std::max(m, double(logits[size_t(t * E + e)]));
+    for (int e = 0; e < E; ++e) sum += std::exp(logits[size_t(t * E + e)] - m);
+    float p[K], top = 0;
+    for (int k = 0; k < K; ++k) {
+      p[k] = roundBf16(float(std::exp(logits[size_t(t * E + idx[size_t(t * K + k)])] - m) / sum));
+      top += p[k];
+    }
+    top = roundBf16(top);
+    for (int k = 0; k < K; ++k) {
+      const float want = roundBf16(roundBf16(p[k] / top) * pes.w.at(idx[size_t(t * K + k)]));
+      ASSERT_TRUE(withinBf16Ulp(w[size_t(t * K + k)], want)) << t << "," << k;
+    }
+  }
+}
+
+// The expert block against a direct evaluation of every selected expert, summed in ascending
+// expert id with bf16 partial sums; experts nobody picked are never read (their weights are NaN).
+TEST_P(CpuBackendTest, MoeExpertsComputeOnlyTheSelectedExperts) {
+  const int n = 4, E = 5, K = 2;
+  const int64_t H = 24, I = 16;
+  TestWeight gate_up(DType::kBF16, {E, 2 * I, H}, rng_, 0.2f),
+      down(DType::kBF16, {E, H, I}, rng_, 0.25f);
+  const int unused = 3;  // poison expert 3
+  for (int64_t i = 0; i < 2 * I * H; ++i) gate_up.u16[size_t(unused * 2 * I * H + i)] = 0x7fc0;
+  for (int64_t i = 0; i < H * I; ++i) down.u16[size_t(unused * H * I + i)] = 0x7fc0;
+  auto gu = be_->prepareExperts(gate_up.w);
+  auto dn = be_->prepareExperts(down.w);
+  ASSERT_TRUE(gu.ok() && dn.ok());
+  EXPECT_EQ(gu->rows, E * 2 * I);
+  const std::vector<float> x = randomActs(size_t(n * H), rng_);
+  const std::vector<int32_t> idx = {4, 0, 1, 2, 0, 4, 2, 1};
+  const std::vector<float> w = {0.625f, 0.375f, 1.25f, 0.5f, 0.75f, 0.25f, 0.5f, 0.5f};
+  std::vector<float> out(size_t(n * H), -7.0f);
+  be_->moeExperts(x.data(), n, idx.data(), w.data(), K, E, *gu, *dn, out.data());
+
+  std::vector<float> act(static_cast<size_t>(I)), y(static_cast<size_t>(H));
+  for (int t = 0; t < n; ++t) {
+    std::vector<float> want(static_cast<size_t>(H), 0.0f);
+    std::vector<std::pair<int, float>> picks;
+    for (int k = 0; k < K; ++k) picks.push_back({idx[size_t(t * K + k)], w[size_t(t * K + k)]});
+    std::sort(picks.begin(), picks.end());
+    for (auto [e, wt] : picks) {
+      std::vector<float> g(static_cast<size_t>(2 * I));
+      for (int64_t r = 0; r < 2 * I; ++r) {
+        double acc = 0;
+        for (int64_t c = 0; c < H; ++c)
+          acc += double(x[size_t(t * H + c)]) * gate_up.w.at((e * 2 * I + r) * H + c);
+        g[size_t(r)] = roundBf16(float(acc));
+      }
+      be_->geglu(g.data(), g.data() + I, I, act.data());
+      for (int64_t r = 0; r < H; ++r) {
+        double acc = 0;
+        for (int64_t c = 0; c < I; ++c)
+          acc += double(act[size_t(c)]) * down.w.at((e * H + r) * I + c);
+        y[size_t(r)] = roundBf16(float(acc));
+      }
+      for (int64_t j = 0; j < H; ++j)
+        want[size_t(j)] = roundBf16(want[size_t(j)] + roundBf16(y[size_t(j)] * wt));
+    }
+    for (int64_t j = 0; j < H; ++j) {
+      const float got = out[size_t(t * H + j)];
+      ASSERT_TRUE(std::isfinite(got)) << "read an unselected expert";
+      // fp32 vs double sums may flip one bf16 rounding per term: a few ulps of the terms.
+      ASSERT_NEAR(got, want[size_t(j)], 0.02 * (std::fabs(want[size_t(j)]) + 0.05))
+          << t << "," << j;
+    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Kernels, CpuBackendTest,

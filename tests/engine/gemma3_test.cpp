@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <iterator>
 #include <nlohmann/json.hpp>
@@ -269,10 +270,91 @@ TEST(Gemma3Model, KvCacheReportsItsSize) {
   EXPECT_EQ(kv->maxPositions(), 100);
   EXPECT_EQ(kv->maxChunk(), 5);
   EXPECT_EQ(kv->bytes(), KvCache::bytesFor(c, 100, 5));
+  // Whole blocks of KvPool::kBlockSize positions: the ring's W - 1 + 5 and the 100 rounded up.
+  auto blocks = [](int n) {
+    return (n + KvPool::kBlockSize - 1) / KvPool::kBlockSize * KvPool::kBlockSize;
+  };
   for (int l = 0; l < c.n_layer; ++l)
-    EXPECT_EQ(kv->capacity(l), c.isSliding(l) ? c.sliding_window - 1 + 5 : 100) << l;
+    EXPECT_EQ(kv->capacity(l), c.isSliding(l) ? blocks(c.sliding_window - 1 + 5) : 112) << l;
   // Clamped to the model's context (128 positions for the fixture).
   EXPECT_EQ(m->newKvCache(1 << 20, 1 << 20)->maxPositions(), 128);
+}
+
+// Sequences in one shared block pool (their blocks interleaved as they grow side by side, after
+// a cache took blocks and gave them back) give bit-identical logits to the same sequences each in a
+// cache of its own; blocks come back when a cache goes; a dry pool is an error, not a crash;
+// sliding layers hold only their ring's blocks.
+TEST(Gemma3Model, SharedBlockPoolMatchesPrivateCaches) {
+  const Fixture f = readFixture();
+  auto m = loadModel();
+  ASSERT_TRUE(m);
+  const int64_t V = m->config().vocab;
+  const int chunk = 5;
+  auto pool = m->newKvPool(96, 3, chunk);
+  ASSERT_EQ(pool->numKinds(), 2);  // the fixture's sliding and full layers share one geometry
+  std::vector<int64_t> total(2);
+  for (int k = 0; k < 2; ++k) total[size_t(k)] = pool->totalBlocks(k);
+  {
+    // Blocks taken and given back are free again.
+    auto scratch = m->newKvCache(*pool, 40);
+    ASSERT_TRUE(scratch->reserve(33));
+    EXPECT_GT(scratch->blocksHeld(), 0);
+  }
+  for (int k = 0; k < 2; ++k) EXPECT_EQ(pool->freeBlocks(k), total[size_t(k)]);
+
+  std::vector<std::vector<int32_t>> prompts = {
+      std::vector<int32_t>(f.prompt.begin(), f.prompt.begin() + 29),
+      std::vector<int32_t>(f.prompt.rbegin(), f.prompt.rbegin() + 21),
+      std::vector<int32_t>(f.prompt.begin() + 3, f.prompt.begin() + 26)};
+  for (auto& p : prompts) p[0] = 2;  // <bos>
+  std::vector<std::vector<float>> alone;
+  for (const auto& p : prompts) {
+    auto kv = m->newKvCache(static_cast<int>(p.size()), chunk);
+    alone.push_back(prefill(*m, *kv, p, chunk));
+  }
+  std::vector<std::unique_ptr<KvCache>> kvs;
+  std::vector<std::vector<float>> got;
+  for (const auto& p : prompts) {
+    kvs.push_back(m->newKvCache(*pool, static_cast<int>(p.size())));
+    got.emplace_back(p.size() * size_t(V));
+  }
+  // Each step carries a different sized chunk of every unfinished sequence.
+  std::vector<size_t> at(prompts.size(), 0);
+  for (int step = 0;; ++step) {
+    std::vector<SeqBatchItem> batch;
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      const int n =
+          static_cast<int>(std::min<size_t>(1 + (step + i) % chunk, prompts[i].size() - at[i]));
+      if (n == 0) continue;
+      batch.push_back(
+          {kvs[i].get(), prompts[i].data() + at[i], n, true, got[i].data() + at[i] * V});
+      at[i] += size_t(n);
+    }
+    if (batch.empty()) break;
+    ASSERT_TRUE(m->forward(batch).ok());
+  }
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    ASSERT_EQ(std::memcmp(got[i].data(), alone[i].data(), got[i].size() * sizeof(float)), 0)
+        << "sequence " << i;
+  }
+  // Full layers hold every position, sliding layers at most their ring (W - 1 + chunk = 12
+  // slots: one block) per sequence.
+  const int sliding = m->config().isSliding(0) ? pool->kindOfLayer(0) : 1 - pool->kindOfLayer(0);
+  const int full = 1 - sliding;
+  EXPECT_EQ(total[size_t(sliding)] - pool->freeBlocks(sliding), 3);
+  EXPECT_EQ(total[size_t(full)] - pool->freeBlocks(full),
+            (29 + 15) / 16 + (21 + 15) / 16 + (23 + 15) / 16);
+
+  // The pool (96 positions: 6 full blocks) is now dry: one more block is refused cleanly.
+  auto extra = m->newKvCache(*pool, 40);
+  std::vector<float> logits(static_cast<size_t>(V), 0.0f);
+  std::vector<SeqBatchItem> batch = {{extra.get(), prompts[0].data(), 1, false, logits.data()}};
+  const api::Status st = m->forward(batch);
+  EXPECT_EQ(st.code(), api::ErrorCode::kUnavailable) << st.toString();
+  EXPECT_EQ(extra->length(), 0);
+  kvs.clear();
+  extra.reset();
+  for (int k = 0; k < 2; ++k) EXPECT_EQ(pool->freeBlocks(k), total[size_t(k)]);
 }
 
 }  // namespace

@@ -1,9 +1,12 @@
 #include "engine/model_config.h"
 
+#include "engine/bf16.h"
+
 #include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <initializer_list>
@@ -219,14 +222,164 @@ TEST(GemmaConfig, RejectsRopeTypesItDoesNotImplement) {
               {"rope_parameters.full_attention.partial_rotary_factor"});
 }
 
-TEST(GemmaConfig, RejectsGemma4AndUnknownModelTypes) {
-  expectError(parse(R"({"model_type": "gemma4", "text_config": {}})"),
-              {"dir/config.json", "model_type", "Gemma 4"});
-  expectError(parse(R"({"model_type": "gemma4_text"})"), {"Gemma 4"});
+TEST(GemmaConfig, RejectsUnknownModelTypes) {
   expectError(parse(R"({"model_type": "llama"})"), {"model_type", "llama"});
   expectError(parse(R"({"hidden_size": 64})"), {"model_type", "missing"});
   expectError(parse(R"({"model_type": "gemma3", "text_config": {"model_type": "gemma2"}})"),
               {"text_config.model_type"});
+  expectError(parse(R"({"model_type": "gemma4", "text_config": {"model_type": "gemma3_text"}})"),
+              {"text_config.model_type", "gemma4_text"});
+}
+
+// Gemma4TextConfig's defaults (gemma-spec §1.2) when the text_config names nothing.
+TEST(GemmaConfig, Gemma4TakesItsOwnClassDefaults) {
+  auto r = parse(R"({"model_type": "gemma4", "text_config": {}})");
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  const GemmaConfig& c = *r;
+  EXPECT_TRUE(c.isGemma4());
+  EXPECT_TRUE(c.conditional);
+  EXPECT_EQ(c.vocab, 262144);
+  EXPECT_EQ(c.n_layer, 30);
+  EXPECT_EQ(c.sliding_window, 512);
+  EXPECT_EQ(c.global_head_dim, 512);
+  EXPECT_EQ(c.ple_dim, 256);  // PLE is on by default
+  EXPECT_EQ(c.ple_vocab, 262144);
+  EXPECT_EQ(c.final_softcap, 0.0f);
+  EXPECT_EQ(c.attn_scale, 1.0f);
+  EXPECT_EQ(c.rope_sliding.type, RopeType::kDefault);
+  EXPECT_EQ(c.rope_sliding.base, 1e4);
+  EXPECT_EQ(c.rope_full.type, RopeType::kProportional);
+  EXPECT_EQ(c.rope_full.base, 1e6);
+  EXPECT_EQ(c.rope_full.partial_rotary_factor, 0.25);
+  EXPECT_EQ(c.rope_full.rotatedPairs(512), 64);
+  EXPECT_EQ(c.rope_sliding.rotatedPairs(256), 128);
+  EXPECT_EQ(fullLayers(c), (std::vector<int>{5, 11, 17, 23, 29}));
+  EXPECT_EQ(c.layer(0).head_dim, 256);
+  EXPECT_EQ(c.layer(5).head_dim, 512);
+  EXPECT_EQ(c.layer(5).n_head_kv, 4);  // no K=V: full layers keep num_key_value_heads
+  EXPECT_EQ(c.layer(5).window, 0);
+  EXPECT_EQ(c.layer(4).window, 512);
+}
+
+// An E2B-shaped text config (gemma-spec §3.11), flat (Gemma4ForCausalLM).
+const char* kE2bText = R"({"model_type": "gemma4_text", "hidden_size": 1536,
+  "intermediate_size": 6144, "num_hidden_layers": 35, "num_attention_heads": 8,
+  "num_key_value_heads": 1, "head_dim": 256, "global_head_dim": 512, "sliding_window": 512,
+  "num_kv_shared_layers": 20, "use_double_wide_mlp": true, "hidden_size_per_layer_input": 256,
+  "final_logit_softcapping": 30.0, "attention_k_eq_v": false, "vocab_size": 262144,
+  "layer_types": ["sliding_attention", "sliding_attention", "sliding_attention",
+    "sliding_attention", "full_attention", "sliding_attention", "sliding_attention",
+    "sliding_attention", "sliding_attention", "full_attention", "sliding_attention",
+    "sliding_attention", "sliding_attention", "sliding_attention", "full_attention",
+    "sliding_attention", "sliding_attention", "sliding_attention", "sliding_attention",
+    "full_attention", "sliding_attention", "sliding_attention", "sliding_attention",
+    "sliding_attention", "full_attention", "sliding_attention", "sliding_attention",
+    "sliding_attention", "sliding_attention", "full_attention", "sliding_attention",
+    "sliding_attention", "sliding_attention", "sliding_attention", "full_attention"],
+  "rope_parameters": {"sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+    "full_attention": {"rope_type": "proportional", "partial_rotary_factor": 0.25,
+                       "rope_theta": 1000000.0}}})";
+
+TEST(GemmaConfig, ResolvesGemma4KvSharingAndDoubleWideMlp) {
+  auto r = parse(kE2bText);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  const GemmaConfig& c = *r;
+  EXPECT_FALSE(c.conditional);
+  EXPECT_EQ(c.final_softcap, 30.0f);
+  EXPECT_EQ(c.firstSharedLayer(), 15);
+  for (int l = 0; l < 15; ++l) {
+    EXPECT_TRUE(c.storesKv(l)) << l;
+    EXPECT_EQ(c.layer(l).intermediate, 6144) << l;
+  }
+  for (int l = 15; l < 35; ++l) {  // §3.5: sliding layers read layer 13, full ones layer 14
+    EXPECT_EQ(c.layer(l).kv_source, c.isSliding(l) ? 13 : 14) << l;
+    EXPECT_FALSE(c.storesKv(l));
+    EXPECT_EQ(c.layer(l).intermediate, 12288) << l;
+  }
+  EXPECT_EQ(c.layer(14).kvDim(), 512);
+  EXPECT_EQ(c.layer(13).kvDim(), 256);
+}
+
+TEST(GemmaConfig, ResolvesGemma4KeqVAndExperts) {
+  auto r = parse(R"({"model_type": "gemma4", "text_config": {"model_type": "gemma4_text",
+    "hidden_size": 2816, "intermediate_size": 2112, "num_hidden_layers": 30,
+    "num_attention_heads": 16, "num_key_value_heads": 8, "num_global_key_value_heads": 2,
+    "attention_k_eq_v": true, "sliding_window": 1024, "hidden_size_per_layer_input": 0,
+    "enable_moe_block": true, "num_experts": 128, "top_k_experts": 8,
+    "moe_intermediate_size": 704, "final_logit_softcapping": 30.0,
+    "use_bidirectional_attention": "vision"}, "eos_token_id": [1, 106]})");
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  const GemmaConfig& c = *r;
+  EXPECT_EQ(c.moe.n_expert, 128);
+  EXPECT_EQ(c.moe.top_k, 8);
+  EXPECT_EQ(c.moe.intermediate, 704);
+  EXPECT_EQ(c.ple_dim, 0);
+  EXPECT_EQ(c.layer(0).n_head_kv, 8);
+  EXPECT_FALSE(c.layer(0).k_eq_v);
+  EXPECT_EQ(c.layer(5).n_head_kv, 2);
+  EXPECT_TRUE(c.layer(5).k_eq_v);
+  EXPECT_EQ(c.layer(5).head_dim, 512);
+  EXPECT_EQ(c.eos_ids, (std::vector<int32_t>{1, 106}));
+}
+
+TEST(GemmaConfig, Gemma4ForcesTheLastLayerFull) {
+  auto r = parse(R"({"model_type": "gemma4_text", "num_hidden_layers": 4,
+    "hidden_size_per_layer_input": 0, "layer_types": ["sliding_attention",
+    "full_attention", "sliding_attention", "sliding_attention"]})");
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(fullLayers(*r), (std::vector<int>{1, 3}));
+  // Gemma 3 keeps a sliding last layer (1b's layers 24 and 25 are sliding).
+  auto g3 = parse(smallConfig(R"("layer_types": ["sliding_attention", "full_attention",
+    "sliding_attention", "sliding_attention"])"));
+  ASSERT_TRUE(g3.ok());
+  EXPECT_EQ(fullLayers(*g3), (std::vector<int>{1}));
+}
+
+TEST(GemmaConfig, Gemma4ReadsTheOldRopeKeys) {
+  auto r = parse(R"({"model_type": "gemma4_text", "rope_theta": 5e5,
+    "rope_local_base_freq": 2e4, "rope_scaling": {"rope_type": "linear", "factor": 4}})");
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->rope_full.type, RopeType::kLinear);
+  EXPECT_EQ(r->rope_full.base, 5e5);
+  EXPECT_EQ(r->rope_full.factor, 4.0);
+  EXPECT_EQ(r->rope_sliding.base, 2e4);
+  auto p = parse(R"({"model_type": "gemma4_text", "rope_theta": 5e5})");
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p->rope_full.type, RopeType::kProportional);  // the default type, another base
+  EXPECT_EQ(p->rope_full.base, 5e5);
+}
+
+TEST(GemmaConfig, RejectsBadGemma4Configs) {
+  expectError(parse(R"({"model_type": "gemma4_text", "enable_moe_block": true,
+    "num_experts": 8})"),
+              {"dir/config.json", "top_k_experts", "enable_moe_block"});
+  expectError(parse(R"({"model_type": "gemma4_text", "enable_moe_block": true,
+    "num_experts": 8, "top_k_experts": 9, "moe_intermediate_size": 4})"),
+              {"top_k_experts"});
+  expectError(parse(R"({"model_type": "gemma4_text", "num_attention_heads": 8,
+    "num_global_key_value_heads": 3, "attention_k_eq_v": true})"),
+              {"num_global_key_value_heads", "divide"});
+  expectError(parse(R"({"model_type": "gemma4_text", "num_hidden_layers": 4,
+    "num_kv_shared_layers": 3, "layer_types": ["sliding_attention", "sliding_attention",
+    "sliding_attention", "full_attention"]})"),
+              {"num_kv_shared_layers", "layer 3"});
+  expectError(parse(R"({"model_type": "gemma4_text", "num_hidden_layers": 4,
+    "num_kv_shared_layers": 4})"),
+              {"num_kv_shared_layers"});
+  expectError(parse(R"({"model_type": "gemma4_text", "global_head_dim": 511})"),
+              {"global_head_dim", "even"});
+  expectError(parse(R"({"model_type": "gemma4_text", "attention_k_eq_v": "yes"})"),
+              {"attention_k_eq_v"});
+  expectError(parse(R"({"model_type": "gemma4_text", "use_bidirectional_attention": "all"})"),
+              {"use_bidirectional_attention"});
+  expectError(parse(R"({"model_type": "gemma4_text", "attn_logit_softcapping": 50})"),
+              {"attn_logit_softcapping"});
+  expectError(parse(R"({"model_type": "gemma4_text", "rope_parameters": {"full_attention":
+    {"rope_type": "yarn"}}})"),
+              {"rope_parameters.full_attention.rope_type", "proportional"});
+  expectError(parse(R"({"model_type": "gemma4", "text_config": {"final_logit_softcapping":
+    -1}})"),
+              {"text_config.final_logit_softcapping"});
 }
 
 TEST(GemmaConfig, RejectsActivationsOtherThanGeluTanh) {
@@ -331,6 +484,86 @@ TEST(GemmaConfig, LoadsConfigAndGenerationConfigFromADirectory) {
   auto bad = loadGemmaConfig(dir.path());
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("generation_config.json"), std::string::npos);
+}
+
+// The four real Gemma 4 presets of make-test-model (--config-only: the full-size configs without
+// their gigabytes of weights), in both layouts, resolve to the shapes of gemma-spec §3.11.
+TEST(GemmaConfig, RealGemma4PresetsResolveToTheSpecShapes) {
+  const std::string cli = std::string(SY_BINARY_DIR) + "/switchyard-cli";
+  if (!std::filesystem::exists(cli)) GTEST_SKIP() << "switchyard-cli is not built";
+  struct Want {
+    const char* preset;
+    int64_t H;
+    int L, heads, kv, kv_full, window;
+    int64_t I, I_shared;
+    bool k_eq_v;
+    int first_shared, src_sliding, src_full, experts, top_k;
+    int64_t moe_I, P, max_pos;
+    std::vector<int> full;
+  };
+  const Want wants[] = {
+      {"gemma-4-e2b", 1536, 35, 8, 1, 1, 512, 6144, 12288, false, 15, 13, 14, 0, 0, 0, 256, 131072,
+       {4, 9, 14, 19, 24, 29, 34}},
+      {"gemma-4-e4b", 2560, 42, 8, 2, 2, 512, 10240, 10240, false, 24, 22, 23, 0, 0, 0, 256, 131072,
+       {5, 11, 17, 23, 29, 35, 41}},
+      {"gemma-4-26b-a4b", 2816, 30, 16, 8, 2, 1024, 2112, 2112, true, 30, -1, -1, 128, 8, 704, 0,
+       262144, {5, 11, 17, 23, 29}},
+      {"gemma-4-31b", 5376, 60, 32, 16, 4, 1024, 21504, 21504, true, 60, -1, -1, 0, 0, 0, 0, 262144,
+       {5, 11, 17, 23, 29, 35, 41, 47, 53, 59}},
+  };
+  const std::filesystem::path root =
+      std::filesystem::temp_directory_path() / ("sy_g4presets_" + std::to_string(::getpid()));
+  for (const Want& w : wants) {
+    for (const char* layout : {"conditional", "causal-lm"}) {
+      SCOPED_TRACE(std::string(w.preset) + " " + layout);
+      const std::string dir = (root / (std::string(w.preset) + layout)).string();
+      const std::string cmd = cli + " make-test-model --config-only --preset " + w.preset +
+                              " --layout " + layout + " --out " + dir + " > /dev/null";
+      ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+      EXPECT_FALSE(std::filesystem::exists(dir + "/model.safetensors"));
+      auto r = loadGemmaConfig(dir);
+      ASSERT_TRUE(r.ok()) << r.status().message();
+      const GemmaConfig& c = *r;
+      EXPECT_TRUE(c.isGemma4());
+      EXPECT_EQ(c.conditional, std::string(layout) == "conditional");
+      EXPECT_EQ(c.hidden, w.H);
+      EXPECT_EQ(c.n_layer, w.L);
+      EXPECT_EQ(c.n_head, w.heads);
+      EXPECT_EQ(c.vocab, 262144);
+      EXPECT_EQ(c.max_positions, w.max_pos);
+      EXPECT_EQ(fullLayers(c), w.full);
+      EXPECT_EQ(c.firstSharedLayer(), w.first_shared);
+      EXPECT_EQ(c.moe.n_expert, w.experts);
+      EXPECT_EQ(c.moe.top_k, w.top_k);
+      EXPECT_EQ(c.moe.intermediate, w.moe_I);
+      EXPECT_EQ(c.ple_dim, w.P);
+      EXPECT_EQ(c.final_softcap, 30.0f);
+      EXPECT_EQ(c.embed_scale, roundBf16(std::sqrt(float(w.H))));
+      for (int l = 0; l < c.n_layer; ++l) {
+        const LayerGeometry& g = c.layer(l);
+        EXPECT_EQ(g.head_dim, g.sliding ? 256 : 512) << l;
+        EXPECT_EQ(g.n_head_kv, g.sliding ? w.kv : w.kv_full) << l;
+        EXPECT_EQ(g.window, g.sliding ? w.window : 0) << l;
+        EXPECT_EQ(g.k_eq_v, w.k_eq_v && !g.sliding) << l;
+        EXPECT_EQ(g.intermediate, l < w.first_shared ? w.I : w.I_shared) << l;
+        const int src = l < w.first_shared ? l : (g.sliding ? w.src_sliding : w.src_full);
+        EXPECT_EQ(g.kv_source, src) << l;
+      }
+      EXPECT_EQ(c.rope_full.rotatedPairs(512), 64);
+    }
+    // --layers shrinks the layers and the KV-shared tail in proportion.
+    const std::string dir = (root / (std::string(w.preset) + "-4")).string();
+    const std::string cmd = cli + " make-test-model --config-only --layers 12 --preset " +
+                            w.preset + " --out " + dir + " > /dev/null";
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+    auto r = loadGemmaConfig(dir);
+    ASSERT_TRUE(r.ok()) << r.status().message();
+    EXPECT_EQ(r->n_layer, 12);
+    EXPECT_FALSE(r->isSliding(11));
+    if (w.first_shared < w.L) EXPECT_LT(r->firstSharedLayer(), 12);
+  }
+  std::error_code ec;
+  std::filesystem::remove_all(root, ec);
 }
 
 }  // namespace

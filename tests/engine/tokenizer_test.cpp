@@ -3,8 +3,11 @@
 #include "engine/tokenizer.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -15,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "engine/tokenizer_internal.h"
 #include "gemma_tokenizer_fixture.h"
 
 namespace engine {
@@ -418,6 +422,14 @@ TEST(TokenizerLoad, MissingFileNamesThePath) {
   EXPECT_NE(dir.status().message().find("tokenizer.json"), std::string::npos);
 }
 
+TEST(TokenizerLoad, ADirectoryIsAnErrorNotACrash) {
+  std::string dir = std::filesystem::temp_directory_path().string();
+  auto tok = Tokenizer::load(dir);
+  ASSERT_FALSE(tok.ok());
+  EXPECT_EQ(tok.status().code(), api::ErrorCode::kIo);
+  EXPECT_NE(tok.status().message().find("directory"), std::string::npos);
+}
+
 TEST(TokenizerLoad, BadJsonNamesTheFile) {
   std::string path = (std::filesystem::temp_directory_path() / "sy_bad_tokenizer.json").string();
   { std::ofstream(path) << "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0,}}"; }
@@ -491,6 +503,292 @@ TEST(TokenizerLoad, RejectsWhatItCannotRun) {
   auto cfg = Tokenizer::fromJson(tinyTokenizer().dump(), R"({"bos_token": "<nope>"})", "tiny");
   ASSERT_FALSE(cfg.ok());
   EXPECT_NE(cfg.status().message().find("bos_token '<nope>'"), std::string::npos);
+}
+
+// ---- the binary cache of a parsed tokenizer.json ------------------------------------------------
+
+class TempDir {
+ public:
+  TempDir() {
+    static int counter = 0;
+    path_ = std::filesystem::temp_directory_path() /
+            ("sy_tokcache_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
+    std::filesystem::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::permissions(path_, std::filesystem::perms::owner_all,
+                                 std::filesystem::perm_options::add, ec);
+    std::filesystem::remove_all(path_, ec);
+  }
+  std::string path() const { return path_.string(); }
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+void spit(const std::string& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+}
+
+// Options that cache even the tiny tokenizer, with the fallback cache dir under `dir`.
+Tokenizer::LoadOptions cacheOptions(const TempDir& dir, Tokenizer::LoadReport& report) {
+  Tokenizer::LoadOptions o;
+  o.cache_min_bytes = 0;
+  o.cache_dir = dir.file("fallback");
+  o.report = &report;
+  return o;
+}
+
+// What tells two tokenizers apart: every piece, its decoded form and flags, and the encodings of
+// a few texts that use merges, byte fallback and added tokens.
+void expectSameTokenizer(const Tokenizer& a, const Tokenizer& b) {
+  ASSERT_EQ(a.vocabSize(), b.vocabSize());
+  for (int32_t id = 0; id < a.vocabSize(); ++id) {
+    ASSERT_EQ(a.tokenText(id), b.tokenText(id)) << id;
+    ASSERT_EQ(a.decodedPiece(id), b.decodedPiece(id)) << id;
+    ASSERT_EQ(a.isSpecial(id), b.isSpecial(id)) << id;
+    ASSERT_EQ(a.byteValue(id), b.byteValue(id)) << id;
+  }
+  EXPECT_EQ(a.bosId(), b.bosId());
+  EXPECT_EQ(a.eosId(), b.eosId());
+  EXPECT_EQ(a.addedTokens().size(), b.addedTokens().size());
+  for (const char* text : {"abc ab c", "<x> x y <y>\xC3\xA9", " a-b"}) {
+    EXPECT_EQ(a.encode(text, true), b.encode(text, true)) << text;
+  }
+}
+
+TEST(TokenizerCache, HitGivesTheReferenceResultsOnFixtures) {
+  SY_REQUIRE_GEMMA_TOKENIZER(reference);
+  TempDir dir;
+  for (const char* name : {"tokenizer.json", "tokenizer_config.json"}) {
+    std::filesystem::create_symlink(engine::testing::gemmaTokenizerDir() + "/" + name,
+                                    dir.file(name));
+  }
+  Tokenizer::LoadReport report;
+  auto cold = Tokenizer::loadDir(dir.path(), cacheOptions(dir, report));
+  ASSERT_TRUE(cold.ok()) << cold.status().toString();
+  EXPECT_FALSE(report.cache_hit);
+  EXPECT_TRUE(report.cache_written);
+  EXPECT_EQ(report.cache_path, dir.file("tokenizer.json.switchyard-cache"));
+  auto warm = Tokenizer::loadDir(dir.path(), cacheOptions(dir, report));
+  ASSERT_TRUE(warm.ok()) << warm.status().toString();
+  ASSERT_TRUE(report.cache_hit);
+  const Tokenizer& tok = **warm;
+
+  for (const Json& row : readJsonl(fixturePath("tokenizer/encode.jsonl"))) {
+    ASSERT_EQ(tok.encode(row["text"].get<std::string>(), false), idsOf(row["ids"])) << row["text"];
+  }
+  for (const Json& row : readJsonl(fixturePath("tokenizer/invalid_utf8.jsonl"))) {
+    ASSERT_EQ(tok.encode(hexToBytes(row["hex"]), false), idsOf(row["ids"])) << row["hex"];
+  }
+  for (const Json& row : readJsonl(fixturePath("tokenizer/decode.jsonl"))) {
+    ASSERT_EQ(tok.decode(idsOf(row["ids"]), row["skip_special"].get<bool>()),
+              row["text"].get<std::string>())
+        << row["ids"].dump();
+  }
+  Tokenizer::LoadOptions off;
+  off.use_cache = false;
+  auto parsed = Tokenizer::loadDir(dir.path(), off);
+  ASSERT_TRUE(parsed.ok());
+  expectSameTokenizer(**parsed, tok);
+  EXPECT_EQ(tok.eosId(), 106);
+  EXPECT_EQ(tok.idOf("<start_of_turn>"), 105);
+}
+
+TEST(TokenizerCache, ChangedJsonNeverUsesTheStaleCache) {
+  TempDir dir;
+  const std::string path = dir.file("tokenizer.json");
+  Json tj = tinyTokenizer();
+  spit(path, tj.dump());
+  Tokenizer::LoadReport report;
+  auto first = Tokenizer::load(path, "", cacheOptions(dir, report));
+  ASSERT_TRUE(first.ok());
+  ASSERT_TRUE(report.cache_written);
+  EXPECT_EQ((*first)->encode("abc", false), (Ids{265}));
+
+  // The same size and the same mtime, different content: the piece "x" becomes "d".
+  auto mtime = std::filesystem::last_write_time(path);
+  tj["model"]["vocab"]["d"] = tj["model"]["vocab"]["x"];
+  tj["model"]["vocab"].erase("x");
+  std::string changed = tj.dump();
+  ASSERT_EQ(changed.size(), std::filesystem::file_size(path));
+  spit(path, changed);
+  std::filesystem::last_write_time(path, mtime);
+
+  auto second = Tokenizer::load(path, "", cacheOptions(dir, report));
+  ASSERT_TRUE(second.ok()) << second.status().toString();
+  EXPECT_FALSE(report.cache_hit);
+  EXPECT_TRUE(report.cache_written);
+  auto fresh = Tokenizer::fromJson(changed, "", "changed");
+  ASSERT_TRUE(fresh.ok());
+  expectSameTokenizer(**fresh, **second);
+  EXPECT_EQ((*first)->encode("x", false), (Ids{269}));
+  EXPECT_EQ((*second)->encode("x", false), (Ids{4 + 'x'}));  // byte fallback now
+  EXPECT_EQ((*second)->encode("d", false), (Ids{269}));
+
+  // A touched but unchanged file: a new mtime also rebuilds, then hits again.
+  std::filesystem::last_write_time(path, mtime + std::chrono::seconds(5));
+  ASSERT_TRUE(Tokenizer::load(path, "", cacheOptions(dir, report)).ok());
+  EXPECT_FALSE(report.cache_hit);
+  ASSERT_TRUE(Tokenizer::load(path, "", cacheOptions(dir, report)).ok());
+  EXPECT_TRUE(report.cache_hit);
+}
+
+// Rewrites a cache file's payload and fixes its header (payload size at byte 40, payload hash at
+// byte 48) so that it passes the checksum: what is left to catch is decode's own checking.
+std::string resealed(const std::string& file, const std::string& payload) {
+  constexpr size_t kHeader = 56;
+  std::string out = file.substr(0, kHeader) + payload;
+  uint64_t size = payload.size(), hash = Tokenizer::Cache::contentHash(payload);
+  std::memcpy(out.data() + 40, &size, 8);
+  std::memcpy(out.data() + 48, &hash, 8);
+  return out;
+}
+
+TEST(TokenizerCache, CorruptOrTruncatedCacheIsIgnoredAndRebuilt) {
+  TempDir dir;
+  const std::string path = dir.file("tokenizer.json");
+  spit(path, tinyTokenizer().dump());
+  auto reference = Tokenizer::fromJson(tinyTokenizer().dump(), "", "tiny");
+  ASSERT_TRUE(reference.ok());
+  Tokenizer::LoadReport report;
+  ASSERT_TRUE(Tokenizer::load(path, "", cacheOptions(dir, report)).ok());
+  const std::string cache_path = report.cache_path;
+  const std::string good = slurp(cache_path);
+  ASSERT_GT(good.size(), 56u);
+
+  std::vector<std::pair<std::string, std::string>> damaged = {
+      {"empty", ""},
+      {"garbage", std::string(good.size(), '\x5a')},
+      {"header only", good.substr(0, 56)},
+      {"truncated", good.substr(0, good.size() / 2)},
+      {"one byte short", good.substr(0, good.size() - 1)},
+      {"one byte more", good + "x"},
+  };
+  std::string flipped = good;
+  flipped[good.size() / 2] ^= 0x20;
+  damaged.emplace_back("flipped payload byte", flipped);
+  std::string version = good;
+  version[8] ^= 1;
+  damaged.emplace_back("other format version", version);
+  // Checksummed but inconsistent payloads: cut short at many points, and a large bump to the
+  // fields after the leading JSON text (counts, lengths, offsets, ids), every second u32.
+  const std::string payload = good.substr(56);
+  for (size_t cut = 0; cut < payload.size(); cut += 29) {
+    damaged.emplace_back("resealed cut at " + std::to_string(cut),
+                         resealed(good, payload.substr(0, cut)));
+  }
+  uint64_t rest_len = 0;
+  std::memcpy(&rest_len, payload.data(), 8);
+  for (size_t at = 8 + rest_len; at + 4 <= payload.size(); at += 8) {
+    std::string p = payload;
+    p[at + 2] ^= 0x40;
+    damaged.emplace_back("resealed bump at " + std::to_string(at), resealed(good, p));
+  }
+  int rejected_bumps = 0;
+  for (const auto& [what, bytes] : damaged) {
+    spit(cache_path, bytes);
+    auto tok = Tokenizer::load(path, "", cacheOptions(dir, report));
+    ASSERT_TRUE(tok.ok()) << what << ": " << tok.status().toString();
+    if (report.cache_hit) {
+      // A bump in a piece's bytes, a merge rank or an id that stays in range still decodes:
+      // only the checksum, forged here, keeps such a file from being used.
+      EXPECT_NE(what.find("bump"), std::string::npos) << what;
+      continue;
+    }
+    rejected_bumps += what.find("bump") != std::string::npos;
+    EXPECT_TRUE(report.cache_written) << what;
+    expectSameTokenizer(**reference, **tok);
+    EXPECT_EQ(slurp(cache_path), good) << what << ": the cache was not rebuilt";
+  }
+  EXPECT_GT(rejected_bumps, 10);  // decode's own checks caught what the checksum let through
+}
+
+TEST(TokenizerCache, UnwritableBesidePathUsesTheCacheDir) {
+  TempDir dir;
+  const std::string path = dir.file("tokenizer.json");
+  spit(path, tinyTokenizer().dump());
+  // The beside location cannot be written: a directory already holds its name (this works for
+  // root too, which ignores permission bits).
+  std::filesystem::create_directory(dir.file("tokenizer.json.switchyard-cache"));
+  Tokenizer::LoadReport report;
+  ASSERT_TRUE(Tokenizer::load(path, "", cacheOptions(dir, report)).ok());
+  ASSERT_TRUE(report.cache_written);
+  EXPECT_EQ(report.cache_path.rfind(dir.file("fallback") + "/", 0), 0u) << report.cache_path;
+  auto tok = Tokenizer::load(path, "", cacheOptions(dir, report));
+  ASSERT_TRUE(tok.ok());
+  EXPECT_TRUE(report.cache_hit);
+  EXPECT_EQ(report.cache_path.rfind(dir.file("fallback") + "/", 0), 0u);
+  EXPECT_EQ((*tok)->encode("abc", false), (Ids{265}));
+}
+
+TEST(TokenizerCache, ReadOnlyDirUsesTheCacheDir) {
+  Tokenizer::LoadReport report;
+  TempDir ro, elsewhere;
+  const std::string ro_path = ro.file("tokenizer.json");
+  spit(ro_path, tinyTokenizer().dump());
+  std::filesystem::permissions(ro.path(), std::filesystem::perms::owner_write,
+                               std::filesystem::perm_options::remove);
+  if (::access(ro.path().c_str(), W_OK) == 0) {
+    GTEST_SKIP() << "running as root, which writes anyway (the test above covers the fallback)";
+  }
+  ASSERT_TRUE(Tokenizer::load(ro_path, "", cacheOptions(elsewhere, report)).ok());
+  EXPECT_TRUE(report.cache_written);
+  EXPECT_EQ(report.cache_path.rfind(elsewhere.file("fallback") + "/", 0), 0u);
+  ASSERT_TRUE(Tokenizer::load(ro_path, "", cacheOptions(elsewhere, report)).ok());
+  EXPECT_TRUE(report.cache_hit);
+}
+
+TEST(TokenizerCache, ConcurrentLoadsAllSucceedAndLeaveOneValidCache) {
+  TempDir dir;
+  const std::string path = dir.file("tokenizer.json");
+  spit(path, tinyTokenizer().dump());
+  auto reference = Tokenizer::fromJson(tinyTokenizer().dump(), "", "tiny");
+  ASSERT_TRUE(reference.ok());
+  std::vector<std::unique_ptr<Tokenizer>> loaded(8);
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < loaded.size(); ++i) {
+    threads.emplace_back([&, i] {
+      Tokenizer::LoadReport report;
+      auto tok = Tokenizer::load(path, "", cacheOptions(dir, report));
+      if (tok.ok()) loaded[i] = std::move(tok).value();
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (const auto& tok : loaded) {
+    ASSERT_NE(tok, nullptr);
+    expectSameTokenizer(**reference, *tok);
+  }
+  Tokenizer::LoadReport report;
+  ASSERT_TRUE(Tokenizer::load(path, "", cacheOptions(dir, report)).ok());
+  EXPECT_TRUE(report.cache_hit);
+  for (const auto& entry : std::filesystem::directory_iterator(dir.path())) {
+    EXPECT_EQ(entry.path().string().find(".tmp-"), std::string::npos) << entry.path();
+  }
+}
+
+TEST(TokenizerCache, NoCacheForSmallFilesOrWhenOff) {
+  TempDir dir;
+  const std::string path = dir.file("tokenizer.json");
+  spit(path, tinyTokenizer().dump());
+  Tokenizer::LoadReport report;
+  Tokenizer::LoadOptions small = cacheOptions(dir, report);
+  small.cache_min_bytes = 1 << 20;  // the default: the tiny file is below it
+  ASSERT_TRUE(Tokenizer::load(path, "", small).ok());
+  EXPECT_FALSE(report.cache_written);
+  Tokenizer::LoadOptions off = cacheOptions(dir, report);
+  off.use_cache = false;
+  ASSERT_TRUE(Tokenizer::load(path, "", off).ok());
+  EXPECT_FALSE(report.cache_written);
+  EXPECT_FALSE(std::filesystem::exists(dir.file("tokenizer.json.switchyard-cache")));
+  EXPECT_FALSE(std::filesystem::exists(dir.file("fallback")));
 }
 
 }  // namespace

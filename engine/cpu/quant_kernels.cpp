@@ -1,0 +1,82 @@
+#include "engine/cpu/quant_kernels.h"
+
+#include <cstring>
+#include <type_traits>
+
+#include "engine/bf16.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define SY_HAVE_X86 1
+#else
+#define SY_HAVE_X86 0
+#endif
+
+namespace engine::cpu {
+namespace {
+
+using quant::ActRow;
+using quant::BlockQ4_0;
+using quant::BlockQ4_K;
+using quant::BlockQ6_K;
+using quant::BlockQ8_0;
+using quant::QType;
+
+float dotPortable(QType w, const void* row, const ActRow& x, int64_t n) {
+  return quant::dotRow(w, row, x, n);
+}
+
+const QuantKernels kPortable = {"portable", dotPortable};
+
+}  // namespace
+
+#if SY_HAVE_X86
+// The same kernels compiled twice, for AVX2 and for AVX-512 VNNI (quant_kernels_x86.inc).
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c")
+namespace qk_avx2 {
+using namespace engine::quant;
+using quant::ActRow;
+#define SY_QK_VNNI 0
+#include "engine/cpu/quant_kernels_x86.inc"
+#undef SY_QK_VNNI
+}  // namespace qk_avx2
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")
+namespace qk_vnni {
+using namespace engine::quant;
+using quant::ActRow;
+#define SY_QK_VNNI 1
+#include "engine/cpu/quant_kernels_x86.inc"
+#undef SY_QK_VNNI
+}  // namespace qk_vnni
+#pragma GCC pop_options
+
+namespace {
+
+const QuantKernels kAvx2 = {"avx2", qk_avx2::dot};
+const QuantKernels kVnni = {"avx512vnni", qk_vnni::dot};
+
+bool cpuHasVnni() {
+  __builtin_cpu_init();
+  return cpuSupports(Isa::kAvx2) && __builtin_cpu_supports("avx512f") &&
+         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+         __builtin_cpu_supports("avx512vnni");
+}
+
+}  // namespace
+#endif
+
+const QuantKernels& selectQuantKernels(Isa isa) {
+#if SY_HAVE_X86
+  static const bool has_vnni = cpuHasVnni(), has_avx2 = cpuSupports(Isa::kAvx2);
+  if (isa == Isa::kAvx512Bf16 && has_vnni) return kVnni;
+  if (isa != Isa::kPortable && has_avx2) return kAvx2;
+#endif
+  (void)isa;
+  return kPortable;
+}
+
+}  // namespace engine::cpu

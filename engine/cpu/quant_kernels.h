@@ -1,0 +1,25 @@
+// Dot products of block-quantized weight rows (engine/quant/quant.h) with int8-quantized
+// activation rows, in three versions chosen at run time: AVX-512 VNNI (VPDPBUSD on 256-bit
+// vectors, for Q8_0 and Q4_0), AVX2 (VPMADDUBSW + VPMADDWD) and the portable definition
+// quant::dotRow(). All three give bit-identical results: the integer sums are exact and the fp32
+// scaling and accumulation follow quant.h's fixed order.
+#pragma once
+
+#include <cstdint>
+
+#include "engine/cpu/kernels.h"
+#include "engine/quant/quant.h"
+
+namespace engine::cpu {
+
+struct QuantKernels {
+  const char* name;
+  // Σ w[i] * x[i] over n values of one weight row of type w (see quant::dotRow).
+  float (*dot)(quant::QType w, const void* row, const quant::ActRow& x, int64_t n);
+};
+
+// The best quantized-dot kernels at or below `isa` that this CPU runs (kAvx512Bf16 stands for
+// "AVX-512", and takes VNNI where the CPU has it).
+const QuantKernels& selectQuantKernels(Isa isa);
+
+}  // namespace engine::cpu
