@@ -63,6 +63,9 @@ struct Message {
   std::vector<ToolCall> tool_calls;  // assistant
   std::string tool_call_id;          // tool
   std::optional<std::string> refusal;  // assistant
+  // assistant: the model's thoughts (a thinking model's thought channel), apart from `content`;
+  // written as "reasoning_content" when set, as vLLM and DeepSeek do.
+  std::optional<std::string> reasoning_content;
 };
 
 struct Tool {
@@ -109,6 +112,10 @@ struct ChatRequest {
   std::map<std::string, std::string> metadata;
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage
+  // Extensions vLLM accepts: a repetition penalty (> 0; 1 = off) and variables for the chat
+  // template ({"enable_thinking": true}; null when absent). `reasoning_effort` stays in `extra`.
+  std::optional<double> repetition_penalty;
+  Json chat_template_kwargs;
 
   // Top-level fields this schema does not model (reasoning_effort, service_tier, ...),
   // kept verbatim so that OpenAI-compatible upstreams receive them unchanged.
@@ -179,6 +186,7 @@ struct ToolCallDelta {
 struct Delta {
   std::optional<Role> role;
   std::optional<std::string> content;
+  std::optional<std::string> reasoning_content;  // thoughts, apart from content
   std::optional<std::string> refusal;
   std::vector<ToolCallDelta> tool_calls;
 };

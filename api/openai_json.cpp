@@ -464,9 +464,9 @@ Status parseLogitBias(const Json& j, const Path& p, std::vector<std::pair<int32_
   out.reserve(j.size());
   for (const auto& [key, value] : j.items()) {
     int64_t id = 0;
-    bool ok = !key.empty() && key.size() <= 10;
+    bool ok = !key.empty() && key.size() <= 10;  // 10 digits never overflow int64_t
     for (char c : key) {
-      if (c < '0' || c > '9') {
+      if (!ok || c < '0' || c > '9') {
         ok = false;
         break;
       }
@@ -542,7 +542,24 @@ enum class Field {
   kMetadata,
   kStream,
   kStreamOptions,
+  kRepetitionPenalty,
+  kChatTemplateKwargs,
 };
+
+// vLLM's repetition_penalty: any finite number above 0 (1 leaves the logits alone).
+Status parseRepetitionPenalty(const Json& v, const Path& p, std::optional<double>& out) {
+  if (v.is_null()) return {};
+  if (!v.is_number()) return typeError(p, "a decimal", v);
+  double d = v.get<double>();
+  if (!std::isfinite(d) || d <= 0) {
+    return Status(
+        ErrorCode::kInvalidRequest,
+        "Invalid 'repetition_penalty': must be a number greater than 0, got " + v.dump() + ".",
+        "repetition_penalty", "invalid_value");
+  }
+  out = d;
+  return {};
+}
 
 std::optional<Field> fieldOf(std::string_view key) {
   static const auto* const kFields = new std::unordered_map<std::string_view, Field>{
@@ -568,10 +585,25 @@ std::optional<Field> fieldOf(std::string_view key) {
       {"metadata", Field::kMetadata},
       {"stream", Field::kStream},
       {"stream_options", Field::kStreamOptions},
+      {"repetition_penalty", Field::kRepetitionPenalty},
+      {"chat_template_kwargs", Field::kChatTemplateKwargs},
   };
   auto it = kFields->find(key);
   if (it == kFields->end()) return std::nullopt;
   return it->second;
+}
+
+// `messages`: a non-empty array of messages (null is reported as missing by the caller).
+Status parseMessages(Json& v, const Path& p, std::vector<Message>& out) {
+  if (v.is_null()) return {};
+  if (!v.is_array()) return typeError(p, "an array", v);
+  auto& arr = v.get_ref<Json::array_t&>();
+  if (arr.empty()) return emptyArray(p);
+  out.resize(arr.size());
+  for (size_t k = 0; k < arr.size(); ++k) {
+    if (Status s = parseMessage(arr[k], p.at(k), out[k]); !s.ok()) return s;
+  }
+  return {};
 }
 
 Status parseField(Field f, Json& v, const Path& p, ChatRequest& req, const Json*& stream_options) {
@@ -581,17 +613,8 @@ Status parseField(Field f, Json& v, const Path& p, ChatRequest& req, const Json*
   switch (f) {
     case Field::kModel:
       return takeString(v, p, req.model);
-    case Field::kMessages: {
-      if (v.is_null()) return {};  // reported as missing
-      if (!v.is_array()) return typeError(p, "an array", v);
-      auto& arr = v.get_ref<Json::array_t&>();
-      if (arr.empty()) return emptyArray(p);
-      req.messages.resize(arr.size());
-      for (size_t k = 0; k < arr.size(); ++k) {
-        if (s = parseMessage(arr[k], p.at(k), req.messages[k]); !s.ok()) return s;
-      }
-      return {};
-    }
+    case Field::kMessages:
+      return parseMessages(v, p, req.messages);
     case Field::kTemperature:
       return getDouble(v, p, 0, 2, req.temperature);
     case Field::kTopP:
@@ -649,6 +672,13 @@ Status parseField(Field f, Json& v, const Path& p, ChatRequest& req, const Json*
       if (v.is_null()) return {};
       if (!v.is_object()) return typeError(p, "an object", v);
       stream_options = &v;
+      return {};
+    case Field::kRepetitionPenalty:
+      return parseRepetitionPenalty(v, p, req.repetition_penalty);
+    case Field::kChatTemplateKwargs:
+      if (v.is_null()) return {};
+      if (!v.is_object()) return typeError(p, "an object", v);
+      req.chat_template_kwargs = std::move(v);
       return {};
   }
   return {};

@@ -6,6 +6,7 @@
 #include <exception>
 
 #include "api/openai_json.h"
+#include "api/saturating.h"
 
 namespace api {
 namespace {
@@ -72,7 +73,9 @@ Status readUsage(Json& j, std::string_view where, std::optional<Usage>& out) {
   u.prompt_tokens = count(j, "prompt_tokens");
   u.completion_tokens = count(j, "completion_tokens");
   u.total_tokens = count(j, "total_tokens");
-  if (find(j, "total_tokens") == nullptr) u.total_tokens = u.prompt_tokens + u.completion_tokens;
+  if (find(j, "total_tokens") == nullptr) {
+    u.total_tokens = saturatingAdd(u.prompt_tokens, u.completion_tokens);
+  }
   if (Json* d = find(j, "prompt_tokens_details"); d != nullptr && d->is_object()) {
     u.cached_prompt_tokens = count(*d, "cached_tokens");
   }
@@ -175,6 +178,9 @@ Status readMessage(Json& m, const std::string& where, Message& out) {
     if (Status s = readText(it->second, where + ".content", text); !s.ok()) return s;
     if (text) out.content = Content::ofText(std::move(*text));
   }
+  if (Json* r = find(m, "reasoning_content"); r != nullptr && r->is_string()) {
+    out.reasoning_content = std::move(r->get_ref<std::string&>());
+  }
   if (Json* refusal = find(m, "refusal"); refusal != nullptr && refusal->is_string()) {
     out.refusal = std::move(refusal->get_ref<std::string&>());
   }
@@ -207,6 +213,9 @@ Status readDelta(Json& d, const std::string& where, Delta& out) {
   }
   if (Json* content = find(d, "content")) {
     if (Status s = readText(*content, where + ".content", out.content); !s.ok()) return s;
+  }
+  if (Json* r = find(d, "reasoning_content"); r != nullptr && r->is_string()) {
+    out.reasoning_content = std::move(r->get_ref<std::string&>());
   }
   if (Json* refusal = find(d, "refusal"); refusal != nullptr && refusal->is_string()) {
     out.refusal = std::move(refusal->get_ref<std::string&>());
@@ -379,7 +388,7 @@ std::string upstreamErrorMessage(std::string_view body) {
   std::string_view text = trim(body);
   if (text.empty()) return {};
   std::string found;
-  if (text.front() == '{' || text.front() == '[') {
+  if ((text.front() == '{' || text.front() == '[') && checkJsonBounds(text).ok()) {
     Json j = Json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
     if (!j.is_discarded()) found = std::string(trim(messageIn(j)));
   }

@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "api/openai_json.h"
+#include "api/saturating.h"
 
 namespace api {
 namespace {
@@ -110,7 +111,8 @@ void appendUsage(std::string& out, const Usage& u) {
   out += ",\"completion_tokens\":";
   appendInt(out, u.completion_tokens);
   out += ",\"total_tokens\":";
-  appendInt(out, u.total_tokens != 0 ? u.total_tokens : u.prompt_tokens + u.completion_tokens);
+  appendInt(out, u.total_tokens != 0 ? u.total_tokens
+                                     : saturatingAdd(u.prompt_tokens, u.completion_tokens));
   out += ",\"prompt_tokens_details\":{\"cached_tokens\":";
   appendInt(out, u.cached_prompt_tokens);
   out += "},\"completion_tokens_details\":{\"reasoning_tokens\":";
@@ -187,6 +189,10 @@ void appendDelta(std::string& out, const Delta& d) {
     key("\"content\":");
     appendJsonString(out, *d.content);
   }
+  if (d.reasoning_content) {
+    key("\"reasoning_content\":");
+    appendJsonString(out, *d.reasoning_content);
+  }
   if (d.refusal) {
     key("\"refusal\":");
     appendJsonString(out, *d.refusal);
@@ -262,7 +268,8 @@ Json messageToJson(const Message& m) {
     }
     j["tool_calls"] = std::move(calls);
   }
-  if (!m.tool_call_id.empty()) j["tool_call_id"] = m.tool_call_id;
+  // A tool message always names its call (an empty id too), so that the body parses again.
+  if (m.role == Role::kTool || !m.tool_call_id.empty()) j["tool_call_id"] = m.tool_call_id;
   if (m.refusal) j["refusal"] = *m.refusal;
   return j;
 }
@@ -349,6 +356,10 @@ std::string serializeChatResponse(const ChatResponse& r) {
       appendJsonString(out, *c.message.refusal);
     } else {
       out += "null";
+    }
+    if (c.message.reasoning_content) {
+      out += ",\"reasoning_content\":";
+      appendJsonString(out, *c.message.reasoning_content);
     }
     if (!c.message.tool_calls.empty()) {
       out += ",\"tool_calls\":[";
@@ -447,6 +458,8 @@ Json chatRequestToJson(const ChatRequest& req) {
   if (req.seed) j["seed"] = *req.seed;
   if (req.presence_penalty) j["presence_penalty"] = *req.presence_penalty;
   if (req.frequency_penalty) j["frequency_penalty"] = *req.frequency_penalty;
+  if (req.repetition_penalty) j["repetition_penalty"] = *req.repetition_penalty;
+  if (req.chat_template_kwargs.is_object()) j["chat_template_kwargs"] = req.chat_template_kwargs;
   if (!req.logit_bias.empty()) {
     Json bias = Json::object();
     for (const auto& [token, value] : req.logit_bias) bias[std::to_string(token)] = value;

@@ -1,0 +1,74 @@
+// OpenAI's Responses API (POST /v1/responses) as a client-facing wire format: the
+// request read into the one typed request (api::ChatRequest), the answer written as a Response
+// object, and streams as the Responses event sequence with sequence numbers.
+//
+// Request mapping: `instructions` -> a leading system message; `input` as a string (one user
+// message) or items: messages (role user/assistant/system/developer; content a string or
+// input_text / input_image / output_text parts), function_call items -> an assistant turn's
+// tool_calls, function_call_output items -> tool messages. Function `tools`, `tool_choice`,
+// `parallel_tool_calls`, `text.format` (text, json_object, json_schema) -> response_format,
+// `max_output_tokens`, `temperature`, `top_p`, `reasoning.effort` -> reasoning_effort,
+// `metadata`, `user`. `store` and `previous_response_id` are the gateway's (gateway/responses.cpp
+// stores responses and replaces previous_response_id by the stored conversation before this
+// parser runs; here it is a 400 naming it). Other tool types and unknown fields are a 400
+// naming them.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "api/chat.h"
+#include "api/status.h"
+
+namespace api {
+
+// Parses and validates a POST /v1/responses body; kInvalidRequest naming the field
+// ("input[2].content[0].type") in OpenAI's error shape.
+StatusOr<ChatRequest> parseResponsesRequest(std::string_view body);
+
+// `input` (a string or items) as input items: a string is one user message.
+Json inputItems(const Json& input);
+
+// The Response object for a finished answer. `request` is the client's body (its settings are
+// echoed as OpenAI echoes them); `id` is "resp_..."; `model` the model as the client named it.
+std::string serializeResponse(const ChatResponse& r, const Json& request, const std::string& id,
+                              const std::string& model, int64_t created_at);
+
+// Turns a stream of chat chunks into the Responses events: response.created,
+// response.in_progress; per message output_item.added, content_part.added,
+// output_text.delta..., output_text.done, content_part.done, output_item.done; per function
+// call output_item.added, function_call_arguments.delta..., function_call_arguments.done,
+// output_item.done; then response.completed (or response.incomplete at max_output_tokens).
+// Every event carries its sequence_number. Not thread-safe: one per stream.
+class ResponsesStreamWriter {
+ public:
+  ResponsesStreamWriter(Json request, std::string id, std::string model, int64_t created_at);
+
+  std::string chunk(const ChatChunk& c);
+  std::string finish(const std::optional<Usage>& usage);
+  // An `error` event, then response.failed: the stream broke after it began.
+  std::string error(const Status& s);
+  // The Response object that finish() sent (null before).
+  const Json& finalResponse() const { return final_; }
+
+ private:
+  std::string event(std::string_view type, Json data);
+  std::string start();
+  std::string closeItem();
+  std::string openText();
+  std::string toolDelta(const ToolCallDelta& d);
+
+  Json request_;
+  std::string id_, model_;
+  int64_t created_at_;
+  int64_t seq_ = 0;
+  bool started_ = false;
+  Json output_ = Json::array();  // finished items
+  Json item_;                    // the open item (null when none)
+  int tool_index_ = -1;
+  std::string finish_reason_;
+  Json final_;
+};
+
+}  // namespace api
