@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "api/openai_json.h"
+#include "api/saturating.h"
 
 namespace routers {
 namespace {
@@ -267,9 +268,10 @@ struct UsageCounts {
     api::Usage u;
     u.cached_prompt_tokens = cache_read.value_or(0);
     u.cache_write_prompt_tokens = cache_write.value_or(0);
-    u.prompt_tokens = input.value_or(0) + u.cached_prompt_tokens + u.cache_write_prompt_tokens;
+    u.prompt_tokens = api::saturatingAdd(
+        api::saturatingAdd(input.value_or(0), u.cached_prompt_tokens), u.cache_write_prompt_tokens);
     u.completion_tokens = output.value_or(0);
-    u.total_tokens = u.prompt_tokens + u.completion_tokens;
+    u.total_tokens = api::saturatingAdd(u.prompt_tokens, u.completion_tokens);
     return u;
   }
 };

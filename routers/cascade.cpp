@@ -70,12 +70,16 @@ class CascadeCall : public ProviderCall, public std::enable_shared_from_this<Cas
     {
       std::lock_guard<std::mutex> lock(mu_);
       monitor_.onToken(logprob, entropy);
-      // Streams decide once, when the held tokens are in (onLocalChunk).
-      early = !request_.stream && phase_ == Phase::kHolding && monitor_.shouldEscalateEarly();
+      // Streams decide once, when the held tokens are in (onLocalChunk); a refused escalation
+      // is not asked again.
+      early = !request_.stream && phase_ == Phase::kHolding && !escalation_tried_ &&
+              monitor_.shouldEscalateEarly();
     }
     if (!early) return;
     std::string reason;
-    if (decide(false, &reason) == Verdict::kEscalate) escalate("early: " + reason, false, true);
+    if (decide(false, &reason) == Verdict::kEscalate) {
+      escalate("early: " + reason, "confidence", false, true);
+    }
   }
 
   void onLocalChunk(api::ChatChunk chunk) {
@@ -104,7 +108,10 @@ class CascadeCall : public ProviderCall, public std::enable_shared_from_this<Cas
     if (forward) out_->onChunk(std::move(chunk));
     if (!decide_now) return;
     std::string reason;
-    if (decide(false, &reason) == Verdict::kEscalate && escalate(reason, false, true)) return;
+    if (decide(false, &reason) == Verdict::kEscalate &&
+        escalate(reason, "confidence", false, true)) {
+      return;
+    }
     commitLocal();
   }
 
@@ -117,6 +124,7 @@ class CascadeCall : public ProviderCall, public std::enable_shared_from_this<Cas
       // A hedge ended. If the cloud already failed, this answer (or this error) is the one.
       hedging_ = false;
       local_done_ = result.ok();
+      if (!result.ok()) local_error_ = result.status();
       if (!cloud_failure_) return;
       phase_ = Phase::kDone;
       api::Status cloud_failure = *cloud_failure_;
@@ -133,9 +141,12 @@ class CascadeCall : public ProviderCall, public std::enable_shared_from_this<Cas
     lock.unlock();
     if (!result.ok()) {
       const api::Status& s = result.status();
-      if (s.code() != api::ErrorCode::kCancelled && !committed &&
-          escalate("local engine failed: " + s.message(), false, false)) {
-        return;
+      if (s.code() != api::ErrorCode::kCancelled && !committed) {
+        {
+          std::lock_guard<std::mutex> relock(mu_);
+          local_error_ = s;
+        }
+        if (escalate("local engine failed: " + s.message(), "local_failure", false, false)) return;
       }
       if (!committed) announce(escalation_note_);
       end(std::move(result));
@@ -143,7 +154,10 @@ class CascadeCall : public ProviderCall, public std::enable_shared_from_this<Cas
     }
     if (!committed) {
       std::string reason;
-      if (decide(true, &reason) == Verdict::kEscalate && escalate(reason, true, false)) return;
+      if (decide(true, &reason) == Verdict::kEscalate &&
+          escalate(reason, "confidence", true, false)) {
+        return;
+      }
       if (!request_.stream) {
         deliverLocal(escalation_note_);
         return;
@@ -209,31 +223,71 @@ class CascadeCall : public ProviderCall, public std::enable_shared_from_this<Cas
     end(*local_result_);
   }
 
-  // Tries the cloud. False when it may not (the local answer then stands).
+  // Hands the request to the cloud: from here the local side never touches `out_`, and the
+  // cloud call is started by startCloud (off the engine's thread when options_.post is set).
   // `hedge`: the local answer is still being generated and goes on until the cloud answers.
-  bool escalate(const std::string& reason, bool local_complete, bool hedge) {
+  // False when the cascade may not escalate (no cloud, cancelled, or an escalation was
+  // already tried: a request decides once, and a refusal stands).
+  bool escalate(const std::string& reason, const std::string& code, bool local_complete,
+                bool hedge) {
     if (!options_.escalate) return false;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (cancelled_) return false;
-      phase_ = Phase::kEscalated;  // from here on the local side never touches `out_`
+      if (cancelled_ || escalation_tried_) return false;
+      escalation_tried_ = true;
+      phase_ = Phase::kEscalated;
       escalated_at_ = Clock::now();
       reason_ = reason;
       local_finished_ = local_complete;
       hedging_ = hedge;
     }
-    auto started = options_.escalate(request_, std::make_shared<CloudSink>(shared_from_this()));
-    std::lock_guard<std::mutex> lock(mu_);
-    if (!started.ok()) {
-      phase_ = Phase::kHolding;
-      hedging_ = false;
-      escalation_note_ = "wanted (" + reason + ") but " + started.status().message();
-      return false;
+    auto work = [self = shared_from_this(), code] { self->startCloud(code); };
+    if (options_.post) {
+      options_.post(std::move(work));
+    } else {
+      work();
     }
+    return true;
+  }
+
+  void startCloud(const std::string& code) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (phase_ == Phase::kDone) return;
+    }
+    auto started =
+        options_.escalate(request_, std::make_shared<CloudSink>(shared_from_this()), code);
+    if (!started.ok()) return onEscalationRefused(started.status());
+    std::lock_guard<std::mutex> lock(mu_);
+    if (phase_ == Phase::kDone) return;  // the cloud already answered, or failed, in full
     cloud_call_ = *started;
     if (cancelled_) (*started)->cancel();
     if (paused_) (*started)->setPaused(true);
-    return true;
+  }
+
+  // The cloud may not be used: the local answer stands (or, where the local engine failed,
+  // its failure is the answer).
+  void onEscalationRefused(const api::Status& why) {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (phase_ == Phase::kDone) return;
+    escalation_note_ = "wanted (" + reason_ + ") but " + why.message();
+    if (hedging_) {
+      // The local answer is still coming: the engine's thread takes it from here, as if no
+      // escalation had been wanted (onLocalChunk commits, onLocalFinish delivers).
+      hedging_ = false;
+      phase_ = Phase::kHolding;
+      return;
+    }
+    if (local_result_ && (local_done_ || local_finished_)) {
+      lock.unlock();
+      deliverLocal(escalation_note_);
+      return;
+    }
+    api::Status failure = local_error_.value_or(why);
+    const std::string note = escalation_note_;
+    lock.unlock();
+    announce(note);
+    finish(failure);
   }
 
   // ---- the cloud side -------------------------------------------------------------------------
@@ -422,6 +476,8 @@ class CascadeCall : public ProviderCall, public std::enable_shared_from_this<Cas
   std::optional<Clock::time_point> local_end_;  // the draft finished or was cut
   std::string reason_;           // why it escalated (written before the cloud starts)
   std::string escalation_note_;  // why it did not, when it wanted to
+  bool escalation_tried_ = false;  // escalate() was called once: never again for this request
+  std::optional<api::Status> local_error_;  // the local engine's failure, when it failed
   std::shared_ptr<ProviderCall> local_call_, cloud_call_;
   bool cancelled_ = false;
   bool paused_ = false;

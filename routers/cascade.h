@@ -58,9 +58,16 @@ struct CascadeOptions {
   std::function<Verdict(std::optional<double> confidence, bool final, std::string* reason)> decide;
   // Starts the cloud call for `request` into `sink`, or says why it may not (budget
   // exhausted, data rules): the local answer then stands, and the reason is reported.
+  // `reason_code` is a bounded label of why: "confidence" (the trigger fired on the local
+  // answer's scores) or "local_failure" (the local engine failed). Asked at most once per
+  // request: a refused escalation is final.
   using Escalate = std::function<api::StatusOr<std::shared_ptr<ProviderCall>>(
-      const api::ChatRequest& request, std::shared_ptr<ChatSink> sink)>;
+      const api::ChatRequest& request, std::shared_ptr<ChatSink> sink,
+      const std::string& reason_code)>;
   Escalate escalate;
+  // Runs `escalate` elsewhere than the caller's thread (the local side calls from the engine's
+  // thread, which must never wait on a ledger or a connection). Unset: run in place.
+  std::function<void(std::function<void()>)> post;
   // Called once when both answers exist (from a provider thread; must not block).
   std::function<void(const CascadePair& pair)> on_pair;
 };

@@ -191,6 +191,7 @@ class ChainCall : public ProviderCall, public std::enable_shared_from_this<Chain
     info.provider = t.provider->name();
     info.model = t.upstream_model;
     info.label = t.label;
+    info.entry = t.model;
     info.attempts = std::max(attempts_, 1);
     info.failed = failed_;
     if (!failed_.empty() && failed_.back() == t.label) info.failed.pop_back();

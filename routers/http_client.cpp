@@ -3,6 +3,7 @@
 #include <curl/curl.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -22,8 +23,8 @@ using std::chrono::milliseconds;
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' ||
-                        s.back() == '\n')) {
+  while (!s.empty() &&
+         (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n')) {
     s.remove_suffix(1);
   }
   return s;
@@ -53,18 +54,30 @@ class DrivingScope {
 
 class Transfer;
 
-class HttpClient::Impl {
+// One libcurl multi handle, its epoll set and the calls on it. Driven either by the client's
+// own loop thread (the central driver) or by the thread that owns it (a ThreadDriver: an I/O
+// thread that watches epollFd() in its own event loop and calls service()).
+class Driver {
  public:
-  explicit Impl(Options options);
-  ~Impl();
+  Driver(const HttpClient::Options& options, std::atomic<size_t>* in_flight, bool owned);
+  ~Driver();
 
-  std::shared_ptr<HttpCall> start(HttpRequest request, HttpCallbacks callbacks);
+  // Any thread. Sends the request from this thread when nobody drives the handle right now.
+  void start(const std::shared_ptr<Transfer>& t);
   void requestCancel(const std::shared_ptr<Transfer>& t);
   void requestPause(const std::shared_ptr<Transfer>& t);
-  size_t inFlight() const { return in_flight_.load(); }
+
+  // The central driver's loop, until `stopping` (then every call is cancelled).
+  void loop(const std::atomic<bool>& stopping);
+  void wake();
+  // An owned driver, on its owner thread: handles what is ready without blocking. True when
+  // it stopped with events left (call again soon, do not wait for the fd).
+  bool service();
+  // An owned driver, on its owner thread, when it is about to go: cancels every call.
+  void shutdown(const char* why);
+  int epollFd() const { return epoll_fd_; }
 
  private:
-  void loop();
   // One round of driving work: queued starts, cancels and pauses, libcurl's timer when due,
   // finished transfers. The caller holds driver_mu_.
   void drive();
@@ -72,38 +85,44 @@ class HttpClient::Impl {
   // Whether the loop, asleep until loop_wakes_at_, must be woken to honour a deadline that
   // driving on another thread created. The caller holds driver_mu_.
   bool loopSleepsTooLong() const;
+  // An owned driver: sets its timerfd to the next deadline (libcurl's timer, the timeout
+  // checks while calls are in flight). The caller holds driver_mu_.
+  void armTimer();
+  void handleEvents(const epoll_event* events, int n);
   void drainQueue();
   void activate(const std::shared_ptr<Transfer>& t);
   void finish(Transfer* t, const api::Status& status);
   void applyPause(Transfer* t);
   void checkTimeouts();
+  void cancelAll(const char* why);
   CURL* takeEasy();
   void returnEasy(CURL* easy);
-  void wake();
   void readCompletions();
   // libcurl's socket and timer callbacks (the multi_socket API: only sockets with events are
   // serviced, so the cost per event does not grow with the number of calls in flight).
   static int onSocket(CURL* easy, curl_socket_t fd, int what, void* user, void* socket_data);
   static int onTimer(CURLM* multi, long timeout_ms, void* user);
 
-  Options options_;
+  const HttpClient::Options options_;
+  std::atomic<size_t>* const in_flight_;
+  const bool owned_;  // driven by its owner thread's event loop, not by loop()
   CURLM* multi_ = nullptr;
   int epoll_fd_ = -1;
   int wake_fd_ = -1;
-  std::thread thread_;
-  std::atomic<bool> stopping_{false};
-  std::atomic<size_t> in_flight_{0};
+  int timer_fd_ = -1;  // owned drivers only
+  std::atomic<bool> closed_{false};
 
   // Held by whichever thread drives libcurl: the loop thread, except while it sleeps in
   // epoll_wait, when a thread starting a call may take it (try_lock, never waiting) and send
-  // the request itself instead of waking the loop for it. libcurl handles may move between
-  // threads as long as one thread at a time uses them; this lock is that guarantee, and it
-  // guards every member below marked "driver".
+  // the request itself instead of waking the loop for it; for an owned driver, its owner.
+  // libcurl handles may move between threads as long as one thread at a time uses them; this
+  // lock is that guarantee, and it guards every member below marked "driver".
   std::mutex driver_mu_;
   Clock::time_point curl_timer_at_ = Clock::time_point::max();  // driver: libcurl's timer
   Clock::time_point loop_wakes_at_ = Clock::time_point::max();  // driver: the loop's alarm
   // driver: the earliest first-byte deadline of a call started while the loop slept.
   Clock::time_point check_by_ = Clock::time_point::max();
+  Clock::time_point timer_armed_at_ = Clock::time_point::max();  // driver: owned drivers
 
   std::mutex mu_;  // guards the pending_ queues
   std::deque<std::shared_ptr<Transfer>> pending_start_;
@@ -115,29 +134,64 @@ class HttpClient::Impl {
   std::vector<CURL*> easy_pool_;
 };
 
+class HttpClient::Impl {
+ public:
+  explicit Impl(Options options);
+  ~Impl();
+
+  std::shared_ptr<HttpCall> start(HttpRequest request, HttpCallbacks callbacks);
+  size_t inFlight() const { return in_flight_.load(); }
+  std::unique_ptr<Driver> newOwnedDriver() {
+    return std::make_unique<Driver>(options_, &in_flight_, true);
+  }
+
+ private:
+  Options options_;
+  std::atomic<size_t> in_flight_{0};
+  std::atomic<bool> stopping_{false};
+  Driver central_;
+  std::thread thread_;
+};
+
+namespace {
+
+// The drivers bound to this thread, one per client (HttpClient::ThreadDriver).
+thread_local std::vector<std::pair<const HttpClient::Impl*, Driver*>> tl_bound;
+
+Driver* boundDriver(const HttpClient::Impl* client) {
+  for (auto& [c, d] : tl_bound) {
+    if (c == client) return d;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
 class Transfer : public HttpCall, public std::enable_shared_from_this<Transfer> {
  public:
-  Transfer(HttpClient::Impl* owner, HttpRequest request, HttpCallbacks callbacks)
+  Transfer(Driver* owner, HttpRequest request, HttpCallbacks callbacks)
       : owner_(owner), request_(std::move(request)), callbacks_(std::move(callbacks)) {}
 
   void cancel() override {
-    if (cancelled_.exchange(true)) return;
+    // A finished call never reaches its driver again: an I/O thread's driver may be gone.
+    if (done_.load() || cancelled_.exchange(true)) return;
     owner_->requestCancel(shared_from_this());
   }
 
   // curl_easy_pause must run on the thread driving the multi handle, so the wish is posted
   // there; onWrite also honours it at once, before handing over another byte.
   void setPaused(bool paused) override {
-    if (want_paused_.exchange(paused) == paused) return;
+    if (done_.load() || want_paused_.exchange(paused) == paused) return;
     owner_->requestPause(shared_from_this());
   }
 
-  // Loop-thread state.
-  HttpClient::Impl* owner_;
+  // Driver state.
+  Driver* owner_;
   HttpRequest request_;
   HttpCallbacks callbacks_;
   std::atomic<bool> cancelled_{false};
   std::atomic<bool> want_paused_{false};
+  std::atomic<bool> done_{false};  // finished: onDone has run or is running
   CURL* easy_ = nullptr;
   curl_slist* header_list_ = nullptr;
   char errbuf_[CURL_ERROR_SIZE] = {0};
@@ -192,17 +246,19 @@ class Transfer : public HttpCall, public std::enable_shared_from_this<Transfer> 
   }
 };
 
-HttpClient::Impl::Impl(Options options) : options_(options) {
+Driver::Driver(const HttpClient::Options& options, std::atomic<size_t>* in_flight, bool owned)
+    : options_(options), in_flight_(in_flight), owned_(owned) {
   static CurlGlobal global;
   multi_ = curl_multi_init();
   curl_multi_setopt(multi_, CURLMOPT_MAX_HOST_CONNECTIONS,
                     static_cast<long>(options_.max_connections_per_host));
   curl_multi_setopt(multi_, CURLMOPT_MAX_TOTAL_CONNECTIONS,
                     static_cast<long>(options_.max_total_connections));
-  curl_multi_setopt(multi_, CURLMOPT_MAXCONNECTS, static_cast<long>(options_.max_total_connections));
-  curl_multi_setopt(multi_, CURLMOPT_SOCKETFUNCTION, &Impl::onSocket);
+  curl_multi_setopt(multi_, CURLMOPT_MAXCONNECTS,
+                    static_cast<long>(options_.max_total_connections));
+  curl_multi_setopt(multi_, CURLMOPT_SOCKETFUNCTION, &Driver::onSocket);
   curl_multi_setopt(multi_, CURLMOPT_SOCKETDATA, this);
-  curl_multi_setopt(multi_, CURLMOPT_TIMERFUNCTION, &Impl::onTimer);
+  curl_multi_setopt(multi_, CURLMOPT_TIMERFUNCTION, &Driver::onTimer);
   curl_multi_setopt(multi_, CURLMOPT_TIMERDATA, this);
   epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
   wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -210,51 +266,127 @@ HttpClient::Impl::Impl(Options options) : options_(options) {
   ev.events = EPOLLIN;
   ev.data.fd = wake_fd_;
   epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &ev);
-  thread_ = std::thread([this] { loop(); });
+  if (owned_) {
+    timer_fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    ev.data.fd = timer_fd_;
+    epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, timer_fd_, &ev);
+  }
+}
+
+Driver::~Driver() {
+  for (CURL* e : easy_pool_) curl_easy_cleanup(e);
+  curl_multi_cleanup(multi_);
+  close(wake_fd_);
+  if (timer_fd_ >= 0) close(timer_fd_);
+  close(epoll_fd_);
+}
+
+HttpClient::Impl::Impl(Options options)
+    : options_(options), central_(options_, &in_flight_, false) {
+  thread_ = std::thread([this] { central_.loop(stopping_); });
 }
 
 HttpClient::Impl::~Impl() {
   stopping_ = true;
-  wake();
+  central_.wake();
   thread_.join();
-  for (CURL* e : easy_pool_) curl_easy_cleanup(e);
-  curl_multi_cleanup(multi_);
-  close(wake_fd_);
-  close(epoll_fd_);
 }
 
 std::shared_ptr<HttpCall> HttpClient::Impl::start(HttpRequest request, HttpCallbacks callbacks) {
-  auto t = std::make_shared<Transfer>(this, std::move(request), std::move(callbacks));
+  // A thread with a driver of its own (an I/O thread) runs its calls itself: their answers
+  // arrive in its own event loop, and no other thread is woken for them.
+  Driver* driver = boundDriver(this);
+  if (driver == nullptr) driver = &central_;
+  auto t = std::make_shared<Transfer>(driver, std::move(request), std::move(callbacks));
   in_flight_.fetch_add(1);
+  driver->start(t);
+  return t;
+}
+
+void Driver::start(const std::shared_ptr<Transfer>& t) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     pending_start_.push_back(t);
   }
   // When the loop is asleep, send the request from this thread: waking the loop thread only
   // to write a few hundred bytes costs a context switch, which on a busy machine is most of
-  // what the gateway adds to a call. Its answer still arrives on the loop thread.
-  if (tl_driving != this && !stopping_.load() && driver_mu_.try_lock()) {
+  // what the gateway adds to a call. Its answer still arrives on the loop thread (an owned
+  // driver: on its owner thread, the only one that starts calls on it).
+  if (tl_driving != this && !closed_.load() && driver_mu_.try_lock()) {
     bool wake_loop;
     {
       DrivingScope scope(this);
       drive();
-      wake_loop = loopSleepsTooLong();
+      wake_loop = !owned_ && loopSleepsTooLong();
+      if (owned_) armTimer();
     }
     driver_mu_.unlock();
     if (wake_loop) wake();
-    return t;
+    return;
   }
   wake();
-  return t;
 }
 
-void HttpClient::Impl::drive() {
+bool Driver::service() {
+  std::lock_guard<std::mutex> lock(driver_mu_);
+  DrivingScope scope(this);
+  epoll_event events[64];
+  bool more = true;
+  // A bounded number of rounds, so that one busy driver cannot hold its thread's other work.
+  for (int round = 0; round < 8 && more; ++round) {
+    int n = epoll_wait(epoll_fd_, events, 64, 0);
+    more = n > 0;
+    if (n > 0) handleEvents(events, n);
+    drive();
+  }
+  checkTimeouts();
+  armTimer();
+  return more;
+}
+
+void Driver::armTimer() {
+  auto now = Clock::now();
+  auto want = curl_timer_at_;
+  if (!active_.empty()) want = std::min(want, now + milliseconds(50));  // timeout checks
+  // An alarm already set no later than needed is kept (service() recomputes on waking).
+  if (timer_armed_at_ > now && timer_armed_at_ <= want) return;
+  if (want == Clock::time_point::max()) {
+    if (timer_armed_at_ == Clock::time_point::max()) return;
+    itimerspec off{};
+    timerfd_settime(timer_fd_, 0, &off, nullptr);
+    timer_armed_at_ = Clock::time_point::max();
+    return;
+  }
+  auto in = std::max(std::chrono::duration_cast<std::chrono::nanoseconds>(want - now),
+                     std::chrono::nanoseconds(1000));
+  itimerspec spec{};
+  spec.it_value.tv_sec = static_cast<time_t>(in.count() / 1'000'000'000);
+  spec.it_value.tv_nsec = static_cast<long>(in.count() % 1'000'000'000);
+  timerfd_settime(timer_fd_, 0, &spec, nullptr);
+  timer_armed_at_ = now + in;
+}
+
+void Driver::shutdown(const char* why) {
+  closed_ = true;
+  std::lock_guard<std::mutex> lock(driver_mu_);
+  DrivingScope scope(this);
+  cancelAll(why);
+}
+
+void Driver::cancelAll(const char* why) {
+  drainQueue();
+  std::vector<Transfer*> left;
+  for (const auto& t : active_) left.push_back(t.get());
+  for (Transfer* t : left) finish(t, api::Status(api::ErrorCode::kCancelled, why));
+}
+
+void Driver::drive() {
   drainQueue();
   runDueTimer();
   readCompletions();
 }
 
-void HttpClient::Impl::runDueTimer() {
+void Driver::runDueTimer() {
   int running = 0;
   // Adding a handle asks for a timer of 0, which is what sends its request. libcurl may ask
   // for 0 again at once; a few rounds are enough, the loop catches anything left.
@@ -264,11 +396,11 @@ void HttpClient::Impl::runDueTimer() {
   }
 }
 
-bool HttpClient::Impl::loopSleepsTooLong() const {
+bool Driver::loopSleepsTooLong() const {
   return std::min(curl_timer_at_, check_by_) < loop_wakes_at_;
 }
 
-void HttpClient::Impl::requestCancel(const std::shared_ptr<Transfer>& t) {
+void Driver::requestCancel(const std::shared_ptr<Transfer>& t) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     pending_cancel_.push_back(t);
@@ -276,7 +408,7 @@ void HttpClient::Impl::requestCancel(const std::shared_ptr<Transfer>& t) {
   wake();
 }
 
-void HttpClient::Impl::requestPause(const std::shared_ptr<Transfer>& t) {
+void Driver::requestPause(const std::shared_ptr<Transfer>& t) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     pending_pause_.push_back(t);
@@ -286,7 +418,7 @@ void HttpClient::Impl::requestPause(const std::shared_ptr<Transfer>& t) {
 
 // Brings libcurl's pause state in line with the latest wish (several requests may have
 // queued up; only the last one counts).
-void HttpClient::Impl::applyPause(Transfer* t) {
+void Driver::applyPause(Transfer* t) {
   if (t->finished_ || t->easy_ == nullptr) return;
   bool want = t->want_paused_.load();
   if (want == t->paused_) return;
@@ -313,7 +445,7 @@ void HttpClient::Impl::applyPause(Transfer* t) {
   }
 }
 
-CURL* HttpClient::Impl::takeEasy() {
+CURL* Driver::takeEasy() {
   if (easy_pool_.empty()) return curl_easy_init();
   CURL* e = easy_pool_.back();
   easy_pool_.pop_back();
@@ -321,7 +453,7 @@ CURL* HttpClient::Impl::takeEasy() {
   return e;
 }
 
-void HttpClient::Impl::returnEasy(CURL* easy) {
+void Driver::returnEasy(CURL* easy) {
   if (easy_pool_.size() < 256) {
     easy_pool_.push_back(easy);
   } else {
@@ -329,7 +461,7 @@ void HttpClient::Impl::returnEasy(CURL* easy) {
   }
 }
 
-void HttpClient::Impl::activate(const std::shared_ptr<Transfer>& t) {
+void Driver::activate(const std::shared_ptr<Transfer>& t) {
   HttpRequest& r = t->request_;
   t->started_ = Clock::now();
   t->last_data_ = t->started_;
@@ -382,9 +514,10 @@ void HttpClient::Impl::activate(const std::shared_ptr<Transfer>& t) {
   curl_multi_add_handle(multi_, e);
 }
 
-void HttpClient::Impl::finish(Transfer* t, const api::Status& status) {
+void Driver::finish(Transfer* t, const api::Status& status) {
   if (t->finished_) return;
   t->finished_ = true;
+  t->done_ = true;
   std::shared_ptr<Transfer> keep;
   if (t->easy_) {
     curl_multi_remove_handle(multi_, t->easy_);
@@ -402,13 +535,13 @@ void HttpClient::Impl::finish(Transfer* t, const api::Status& status) {
       break;
     }
   }
-  in_flight_.fetch_sub(1);
+  in_flight_->fetch_sub(1);
   if (t->callbacks_.on_done) t->callbacks_.on_done(status);
   // Drop the callbacks (and what they captured) now rather than when the last handle goes.
   t->callbacks_ = HttpCallbacks{};
 }
 
-void HttpClient::Impl::drainQueue() {
+void Driver::drainQueue() {
   std::deque<std::shared_ptr<Transfer>> starts, cancels, pauses;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -423,7 +556,7 @@ void HttpClient::Impl::drainQueue() {
   for (auto& t : pauses) applyPause(t.get());
 }
 
-void HttpClient::Impl::checkTimeouts() {
+void Driver::checkTimeouts() {
   auto now = Clock::now();
   std::vector<Transfer*> expired_first, expired_idle, expired_total;
   for (const auto& t : active_) {
@@ -456,14 +589,14 @@ void HttpClient::Impl::checkTimeouts() {
   }
 }
 
-void HttpClient::Impl::wake() {
+void Driver::wake() {
   uint64_t one = 1;
   ssize_t n = ::write(wake_fd_, &one, sizeof one);
   (void)n;  // EAGAIN means a wake-up is already pending
 }
 
-int HttpClient::Impl::onSocket(CURL*, curl_socket_t fd, int what, void* user, void* socket_data) {
-  auto* self = static_cast<Impl*>(user);
+int Driver::onSocket(CURL*, curl_socket_t fd, int what, void* user, void* socket_data) {
+  auto* self = static_cast<Driver*>(user);
   if (what == CURL_POLL_REMOVE) {
     epoll_ctl(self->epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
     curl_multi_assign(self->multi_, fd, nullptr);
@@ -485,13 +618,13 @@ int HttpClient::Impl::onSocket(CURL*, curl_socket_t fd, int what, void* user, vo
   return 0;
 }
 
-int HttpClient::Impl::onTimer(CURLM*, long timeout_ms, void* user) {
-  static_cast<Impl*>(user)->curl_timer_at_ =
+int Driver::onTimer(CURLM*, long timeout_ms, void* user) {
+  static_cast<Driver*>(user)->curl_timer_at_ =
       timeout_ms < 0 ? Clock::time_point::max() : Clock::now() + milliseconds(timeout_ms);
   return 0;
 }
 
-void HttpClient::Impl::readCompletions() {
+void Driver::readCompletions() {
   int left = 0;
   while (CURLMsg* msg = curl_multi_info_read(multi_, &left)) {
     if (msg->msg != CURLMSG_DONE) continue;
@@ -516,14 +649,33 @@ void HttpClient::Impl::readCompletions() {
   }
 }
 
-void HttpClient::Impl::loop() {
+void Driver::handleEvents(const epoll_event* events, int n) {
+  int running = 0;
+  for (int i = 0; i < n; ++i) {
+    int fd = events[i].data.fd;
+    if (fd == wake_fd_ || fd == timer_fd_) {
+      uint64_t count;
+      ssize_t r = ::read(fd, &count, sizeof count);
+      (void)r;
+      if (fd == timer_fd_) timer_armed_at_ = Clock::time_point::max();
+      continue;
+    }
+    int flags = 0;
+    if (events[i].events & (EPOLLIN | EPOLLHUP)) flags |= CURL_CSELECT_IN;
+    if (events[i].events & EPOLLOUT) flags |= CURL_CSELECT_OUT;
+    if (events[i].events & EPOLLERR) flags |= CURL_CSELECT_ERR;
+    curl_multi_socket_action(multi_, fd, flags, &running);
+  }
+}
+
+void Driver::loop(const std::atomic<bool>& stopping) {
   std::unique_lock<std::mutex> driving(driver_mu_);
   DrivingScope scope(this);
   epoll_event events[64];
   while (true) {
     drive();
     checkTimeouts();
-    if (stopping_) break;
+    if (stopping) break;
     // Wake at least every 50 ms while calls are in flight, to enforce the first-byte and
     // idle timeouts that libcurl does not know about.
     auto now = Clock::now();
@@ -536,28 +688,11 @@ void HttpClient::Impl::loop() {
     int n = epoll_wait(epoll_fd_, events, 64, wait_ms);
     driving.lock();
     tl_driving = this;
-    int running = 0;
-    for (int i = 0; i < n; ++i) {
-      int fd = events[i].data.fd;
-      if (fd == wake_fd_) {
-        uint64_t count;
-        ssize_t r = ::read(wake_fd_, &count, sizeof count);
-        (void)r;
-        continue;
-      }
-      int flags = 0;
-      if (events[i].events & (EPOLLIN | EPOLLHUP)) flags |= CURL_CSELECT_IN;
-      if (events[i].events & EPOLLOUT) flags |= CURL_CSELECT_OUT;
-      if (events[i].events & EPOLLERR) flags |= CURL_CSELECT_ERR;
-      curl_multi_socket_action(multi_, fd, flags, &running);
-    }
+    if (n > 0) handleEvents(events, n);
   }
   // Shutting down: everything still in flight is cancelled.
-  std::vector<Transfer*> left;
-  for (const auto& t : active_) left.push_back(t.get());
-  for (Transfer* t : left) {
-    finish(t, api::Status(api::ErrorCode::kCancelled, "the gateway is shutting down"));
-  }
+  closed_ = true;
+  cancelAll("the gateway is shutting down");
 }
 
 HttpClient::HttpClient(Options options) : impl_(std::make_unique<Impl>(options)) {}
@@ -568,5 +703,28 @@ std::shared_ptr<HttpCall> HttpClient::start(HttpRequest request, HttpCallbacks c
 }
 
 size_t HttpClient::inFlight() const { return impl_->inFlight(); }
+
+std::unique_ptr<HttpClient::ThreadDriver> HttpClient::bindThisThread() {
+  return std::unique_ptr<ThreadDriver>(new ThreadDriver(impl_.get(), impl_->newOwnedDriver()));
+}
+
+HttpClient::ThreadDriver::ThreadDriver(const void* client, std::unique_ptr<Driver> driver)
+    : client_(client), driver_(std::move(driver)) {
+  tl_bound.emplace_back(static_cast<const Impl*>(client_), driver_.get());
+}
+
+HttpClient::ThreadDriver::~ThreadDriver() {
+  for (auto it = tl_bound.begin(); it != tl_bound.end(); ++it) {
+    if (it->second == driver_.get()) {
+      tl_bound.erase(it);
+      break;
+    }
+  }
+  driver_->shutdown("the gateway is shutting down");
+}
+
+int HttpClient::ThreadDriver::fd() const { return driver_->epollFd(); }
+
+bool HttpClient::ThreadDriver::service() { return driver_->service(); }
 
 }  // namespace routers

@@ -7,6 +7,11 @@
 // libcurl at that moment, one at a time: the client's own thread, or a thread inside start()
 // that found that thread asleep and sent its request itself (saving a thread wake-up per
 // call); such a thread may also run other calls' callbacks that were due.
+//
+// A thread with an event loop of its own (a gateway I/O thread) can bind a ThreadDriver: the
+// calls it starts then run on their own multi handle, driven by that thread's event loop, so
+// the answer is read, decoded and handed on by the thread that will send it to the client,
+// and no thread is woken in between.
 #pragma once
 
 #include <chrono>
@@ -21,6 +26,8 @@
 #include "api/status.h"
 
 namespace routers {
+
+class Driver;  // internal
 
 using Clock = std::chrono::steady_clock;
 using Deadline = Clock::time_point;
@@ -89,6 +96,29 @@ class HttpClient {
 
   // Calls currently in flight (for metrics and tests).
   size_t inFlight() const;
+
+  // The calling thread's own driver. From its creation on, calls that this thread starts run
+  // on it: their callbacks run on this thread only, inside start() or service(). The thread
+  // must watch fd() for readability (its own epoll set: sockets, timers, and the wake-ups
+  // that cancels and pauses from other threads send) and then call service(), which never
+  // blocks; when service() returns true it stopped with work left and wants to be called
+  // again soon without waiting for fd(). Destroy it on the same thread, before the client: the
+  // calls it still has are cancelled then (their onDone runs).
+  class ThreadDriver {
+   public:
+    ~ThreadDriver();
+    ThreadDriver(const ThreadDriver&) = delete;
+    ThreadDriver& operator=(const ThreadDriver&) = delete;
+    int fd() const;
+    bool service();
+
+   private:
+    friend class HttpClient;
+    ThreadDriver(const void* client, std::unique_ptr<Driver> driver);
+    const void* client_;
+    std::unique_ptr<Driver> driver_;
+  };
+  std::unique_ptr<ThreadDriver> bindThisThread();
 
   class Impl;  // internal; named here so that the call objects can refer to it
 

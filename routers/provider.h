@@ -21,6 +21,7 @@ struct RouteInfo {
   std::string provider;        // the provider's configured name
   std::string model;           // its upstream model
   std::string label;           // "<provider>/<model>"
+  std::string entry;           // the `models:` entry clients name for it ("" when unknown)
   int attempts = 1;            // attempts made in all, this one included
   std::vector<std::string> failed;  // labels of the targets given up on, in order
   // Set by the cascade: the scores it decided on and why it escalated ("" when it did not).

@@ -23,6 +23,59 @@ std::string_view targetName(RoutePlan::Target t) {
   return "local";
 }
 
+std::optional<RouteHint> parseRouteHint(std::string_view text) {
+  if (text == "auto") return RouteHint::kAuto;
+  if (text == "local") return RouteHint::kLocal;
+  if (text == "cloud") return RouteHint::kCloud;
+  return std::nullopt;
+}
+
+std::string_view hintName(RouteHint h) {
+  switch (h) {
+    case RouteHint::kAuto: return "auto";
+    case RouteHint::kLocal: return "local";
+    case RouteHint::kCloud: return "cloud";
+  }
+  return "auto";
+}
+
+constexpr const char* kHintField = "route_hint";
+
+api::StatusOr<std::optional<RouteHint>> takeRouteHint(std::string_view header,
+                                                      api::ChatRequest& request) {
+  std::optional<std::string> text;
+  const char* param = kRouteHintHeader;
+  auto& extra = request.extra.get_ref<api::Json::object_t&>();
+  if (auto it = extra.find(kHintField); it != extra.end()) {
+    if (!it->second.is_string()) {
+      return api::Status(api::ErrorCode::kInvalidRequest,
+                         "Invalid type for 'route_hint': expected one of local, cloud, auto.",
+                         kHintField, "invalid_type");
+    }
+    text = it->second.get<std::string>();
+    param = kHintField;
+    extra.erase(it);
+  }
+  if (!header.empty()) {
+    text = std::string(header);
+    param = kRouteHintHeader;
+  }
+  if (!text) return std::optional<RouteHint>();
+  std::optional<RouteHint> hint = parseRouteHint(*text);
+  if (!hint) {
+    return api::Status(api::ErrorCode::kInvalidRequest,
+                       std::string("Invalid value for '") + param + "': '" + text->substr(0, 64) +
+                           "'. Supported values are: 'local', 'cloud' and 'auto'.",
+                       param, "invalid_value");
+  }
+  return hint;
+}
+
+bool rejectsWhenExhausted(const policies::TeamPolicy& policy, bool routed) {
+  return policy.budget.when_exhausted == policies::WhenExhausted::kReject &&
+         (!routed || policy.routing.mode == policies::RoutingMode::kCloudOnly);
+}
+
 policies::TriggerVars requestVars(const api::ChatRequest& r, double complexity,
                                   int64_t prompt_tokens) {
   policies::TriggerVars v;
@@ -41,6 +94,53 @@ policies::TriggerVars requestVars(const api::ChatRequest& r, double complexity,
   v.stream = r.stream ? 1.0 : 0.0;
   return v;
 }
+
+namespace {
+
+RoutePlan decided(RoutePlan plan, RoutePlan::Target target, std::string model, std::string code,
+                  std::string reason) {
+  plan.target = target;
+  if (!model.empty()) plan.model = std::move(model);
+  plan.reason_code = std::move(code);
+  plan.reason = std::move(reason);
+  return plan;
+}
+
+// A route hint narrows the plan within the team's policy, never widens it: a hint the policy
+// forbids is refused with the rule that forbids it. Nothing for `auto`.
+std::optional<RoutePlan> planForHint(const RouteInputs& in, const RoutePlan& plan,
+                                     const std::string& cloud) {
+  using Target = RoutePlan::Target;
+  const policies::TeamPolicy& p = *in.policy;
+  const policies::RoutingPolicy& routing = p.routing;
+  if (in.hint == RouteHint::kLocal) {
+    if (!in.local_available) {
+      return decided(plan, Target::kReject, "", "hint",
+                     "route hint local: the model `" + routing.local_model +
+                         "` is not a local engine");
+    }
+    return decided(plan, Target::kLocal, routing.local_model, "hint", "route hint local");
+  }
+  if (in.hint != RouteHint::kCloud) return std::nullopt;
+  auto refuse = [&](std::string code, std::string why) {
+    return decided(plan, Target::kReject, "", std::move(code), "route hint cloud: " + why);
+  };
+  if (!p.allow_cloud) {
+    return refuse("hint", "the team's data stays on the local engine (allow_cloud: false)");
+  }
+  if (routing.mode == policies::RoutingMode::kLocalOnly || cloud.empty()) {
+    return refuse("hint",
+                  "the team's routing offers no cloud model (routing mode local_only or no "
+                  "cloud_models)");
+  }
+  if (!p.allowsModel(cloud)) {
+    return refuse("hint", "the cloud model `" + cloud + "` is not in the team's allowed_models");
+  }
+  if (in.budget_exhausted) return refuse("budget", "the team's cloud budget is exhausted");
+  return decided(plan, Target::kCloud, cloud, "hint", "route hint cloud");
+}
+
+}  // namespace
 
 RoutePlan planRoute(const RouteInputs& in, const ComplexityWeights& weights) {
   const policies::TeamPolicy& p = *in.policy;
@@ -68,13 +168,13 @@ RoutePlan planRoute(const RouteInputs& in, const ComplexityWeights& weights) {
     return plan;
   };
 
+  if (std::optional<RoutePlan> hinted = planForHint(in, plan, cloud)) return *hinted;
   if (!p.allow_cloud) return local("data_rules", "the team's data stays on the local engine");
   if (routing.mode == policies::RoutingMode::kLocalOnly || cloud.empty()) {
     return local("mode", "routing mode local_only");
   }
   if (in.budget_exhausted) {
-    if (routing.mode == policies::RoutingMode::kCloudOnly &&
-        p.budget.when_exhausted == policies::WhenExhausted::kReject) {
+    if (rejectsWhenExhausted(p, /*routed=*/true)) {
       plan.target = RoutePlan::Target::kReject;
       plan.reason_code = "budget";
       plan.reason = "the team's cloud budget is exhausted";

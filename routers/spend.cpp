@@ -163,6 +163,7 @@ void MeteredCall::start(int64_t prompt_bound, double worst_usd) {
                .withRetryAfter(5);
     }
     if (spender_.observer()) spender_.observer()->onRefused(payer.team, st.openaiCode());
+    if (st.code() == api::ErrorCode::kQuotaExceeded) account_->budgetRefused(worst_usd);
     end(std::move(st));
     return;
   }
@@ -211,6 +212,7 @@ void MeteredCall::proceed() {
 }
 
 void MeteredCall::launch() {
+  account_->cloudLaunched();
   auto call = target_.provider->chat(request_, std::make_shared<MeterSink>(shared_from_this()),
                                      deadline_);
   bool cancel_now;
@@ -433,6 +435,20 @@ Account::Account(policies::Ledger* ledger, Payer payer)
 Account::~Account() {
   if (!ledger_) return;
   for (uint64_t id : reservations_) ledger_->release(id);
+}
+
+void Account::onNextCloudLaunch(std::function<void()> fn) {
+  std::lock_guard<std::mutex> lock(mu_);
+  on_launch_ = std::move(fn);
+}
+
+void Account::cloudLaunched() {
+  std::function<void()> fn;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    fn.swap(on_launch_);
+  }
+  if (fn) fn();
 }
 
 void Account::setDecision(std::string decision) {

@@ -7,7 +7,7 @@
 //      chain on (to a local target) or ends it with 403;
 //   2. clamps the output cap to the model's limit and reserves the worst case (prompt bound +
 //      output cap x choices at the target's price, policies/spend.h) durably: the pending row is
-//      on disk before the call starts, so a crash never loses spend;
+//      in the ledger's journal before the call starts, so a crash never loses spend;
 //   3. settles what the attempt cost: the provider's usage when it reported some, else a
 //      never-lower estimate (the prompt bound plus the output produced so far; the whole
 //      reservation for a non-streamed call cut before its answer). An attempt the provider
@@ -74,6 +74,22 @@ class Account {
   void finish(const RouteInfo& route, bool local_route, const api::Usage* usage, int status,
               double latency_s);
 
+  // `fn` runs once, when the next cloud attempt has its reservation and its upstream call
+  // starts (an escalation is counted there, not where it was wanted).
+  void onNextCloudLaunch(std::function<void()> fn);
+  // Called by the metered cloud attempt as its upstream call starts.
+  void cloudLaunched();
+
+  // `fn` runs when the budget refuses a cloud attempt's reservation, with what the attempt
+  // could have cost (USD): budget alerts fire there, since the reservation that would cross
+  // 100% never fits. Set before calls start.
+  void onBudgetRefused(std::function<void(double worst_usd)> fn) {
+    on_budget_refused_ = std::move(fn);
+  }
+  void budgetRefused(double worst_usd) const {
+    if (on_budget_refused_) on_budget_refused_(worst_usd);
+  }
+
   void onSettled(std::function<void(const std::string& team)> fn) { on_settled_ = std::move(fn); }
   void onUsage(std::function<void(int64_t total_tokens)> fn) { on_usage_ = std::move(fn); }
 
@@ -89,6 +105,8 @@ class Account {
   std::atomic<bool> done_{false};
   std::function<void(const std::string&)> on_settled_;
   std::function<void(int64_t)> on_usage_;
+  std::function<void()> on_launch_;  // under mu_
+  std::function<void(double)> on_budget_refused_;
 };
 
 // Hooks for metrics; called from provider and ledger threads, must not block.

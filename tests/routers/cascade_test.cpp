@@ -129,8 +129,13 @@ class CascadeTest : public ::testing::Test {
       return final ? routers::Verdict::kKeepLocal : routers::Verdict::kUndecided;
     };
     o.escalate = [this, allow_escalation](const api::ChatRequest& r,
-                                          std::shared_ptr<routers::ChatSink> sink)
+                                          std::shared_ptr<routers::ChatSink> sink,
+                                          const std::string& reason_code)
         -> api::StatusOr<std::shared_ptr<routers::ProviderCall>> {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        escalations_.push_back(reason_code);
+      }
       if (!allow_escalation) return api::Status(api::ErrorCode::kQuotaExceeded, "budget exhausted");
       api::ChatRequest cloud = r;
       cloud.model = "gpt-4o-mini";
@@ -165,6 +170,7 @@ class CascadeTest : public ::testing::Test {
   std::unique_ptr<routers::FallbackChain> chain_;
   std::mutex mu_;
   std::vector<routers::CascadePair> pairs_;
+  std::vector<std::string> escalations_;  // reason codes, one per escalate() call
 };
 
 TEST_F(CascadeTest, ConfidentLocalAnswerStands) {
@@ -263,6 +269,55 @@ TEST_F(CascadeTest, RefusedEscalationKeepsTheLocalAnswerAndSaysWhy) {
   EXPECT_NE(sink->route().escalation.find("budget exhausted"), std::string::npos)
       << sink->route().escalation;
   EXPECT_EQ(fake_.chatRequestCount(), 0);
+}
+
+// A refused escalation is final: 40 unconfident tokens ask the cloud once, not per token.
+TEST_F(CascadeTest, RefusedEscalationIsAskedOnceForTheWholeAnswer) {
+  for (bool stream : {false, true}) {
+    ScriptedLocal local(words(40), -3.0);
+    auto sink = run(local, stream, options(/*allow_escalation=*/false));
+    ASSERT_TRUE(sink->result().ok()) << stream;
+    EXPECT_EQ(local.emitted(), 40) << stream;
+    EXPECT_EQ(sink->route().label, "gemma/local");
+    EXPECT_NE(sink->route().escalation.find("budget exhausted"), std::string::npos)
+        << sink->route().escalation;
+    std::lock_guard<std::mutex> lock(mu_);
+    EXPECT_EQ(escalations_, std::vector<std::string>{"confidence"}) << stream;
+    escalations_.clear();
+  }
+  EXPECT_EQ(fake_.chatRequestCount(), 0);
+}
+
+// The cloud call is started where `post` says, never on the local engine's thread, and the
+// reason code says why.
+TEST_F(CascadeTest, EscalationRunsOnThePostedThreadWithItsReason) {
+  for (bool fail : {false, true}) {
+    routers::TimerThread elsewhere;
+    std::atomic<int> posted{0};
+    auto o = options();
+    o.post = [&](std::function<void()> fn) {
+      ++posted;
+      elsewhere.after(std::chrono::nanoseconds(0), std::move(fn));
+    };
+    std::thread::id escalated_on;
+    auto inner = o.escalate;
+    o.escalate = [&, inner](const api::ChatRequest& r, std::shared_ptr<routers::ChatSink> sink,
+                            const std::string& code) {
+      escalated_on = std::this_thread::get_id();
+      return inner(r, std::move(sink), code);
+    };
+    ScriptedLocal local(words(10), fail ? -0.01 : -3.0, fail);
+    auto sink = run(local, true, std::move(o));
+    ASSERT_TRUE(sink->result().ok()) << sink->result().status().message();
+    EXPECT_EQ(sink->text(), "echo: the question");
+    EXPECT_EQ(posted.load(), 1);
+    EXPECT_NE(escalated_on, std::thread::id());
+    EXPECT_NE(escalated_on, std::this_thread::get_id());
+    std::lock_guard<std::mutex> lock(mu_);
+    EXPECT_EQ(escalations_,
+              std::vector<std::string>{fail ? "local_failure" : "confidence"});
+    escalations_.clear();
+  }
 }
 
 TEST_F(CascadeTest, FailedEscalationKeepsTheFinishedLocalAnswer) {

@@ -107,6 +107,21 @@ TEST(Router, ExhaustedBudgetFollowsWhenExhausted) {
   EXPECT_EQ(keep.reason_code, "budget");
 }
 
+TEST(Router, RejectIsOneRuleForThePlannerAndRefusedReservations) {
+  using Mode = policies::RoutingMode;
+  for (Mode mode : {Mode::kCloudOnly, Mode::kCloudFirst, Mode::kCascade, Mode::kLocalOnly}) {
+    policies::TeamPolicy p = team(mode, kTrigger);
+    p.budget.when_exhausted = policies::WhenExhausted::kReject;
+    const bool cloud_only = mode == Mode::kCloudOnly;
+    EXPECT_EQ(routers::rejectsWhenExhausted(p, /*routed=*/true), cloud_only);
+    EXPECT_TRUE(routers::rejectsWhenExhausted(p, /*routed=*/false)) << "a named cloud model";
+    EXPECT_EQ(plan(p, request("x"), 0, true).target == Target::kReject, cloud_only);
+    p.budget.when_exhausted = policies::WhenExhausted::kLocalOnly;
+    EXPECT_FALSE(routers::rejectsWhenExhausted(p, true));
+    EXPECT_FALSE(routers::rejectsWhenExhausted(p, false));
+  }
+}
+
 TEST(Router, LongLocalQueueSpillsToTheCloud) {
   policies::TeamPolicy p = team(policies::RoutingMode::kCascade, kTrigger);
   EXPECT_EQ(plan(p, request("x"), 999).target, Target::kCascade);
@@ -129,3 +144,81 @@ TEST(Router, TriggerSeesTheRequestsVariables) {
 }
 
 }  // namespace
+
+RoutePlan hinted(const policies::TeamPolicy& p, routers::RouteHint hint, bool exhausted = false,
+                 bool local_available = true) {
+  api::ChatRequest r = request("hi");
+  routers::RouteInputs in;
+  in.request = &r;
+  in.policy = &p;
+  in.budget_exhausted = exhausted;
+  in.prompt_tokens = 10;
+  in.hint = hint;
+  in.local_available = local_available;
+  return routers::planRoute(in, routers::ComplexityWeights{});
+}
+
+TEST(Router, ParsesTheThreeRouteHintsOnly) {
+  EXPECT_EQ(routers::parseRouteHint("local"), routers::RouteHint::kLocal);
+  EXPECT_EQ(routers::parseRouteHint("cloud"), routers::RouteHint::kCloud);
+  EXPECT_EQ(routers::parseRouteHint("auto"), routers::RouteHint::kAuto);
+  EXPECT_FALSE(routers::parseRouteHint("Cloud"));
+  EXPECT_FALSE(routers::parseRouteHint(""));
+  EXPECT_EQ(routers::hintName(routers::RouteHint::kCloud), "cloud");
+}
+
+TEST(Router, EachHintUnderEachModeNarrowsAndNeverWidens) {
+  using Mode = policies::RoutingMode;
+  using routers::RouteHint;
+  for (Mode mode : {Mode::kCloudOnly, Mode::kCloudFirst, Mode::kCascade, Mode::kLocalOnly}) {
+    policies::TeamPolicy p = team(mode, kTrigger);
+    RoutePlan auto_plan = hinted(p, RouteHint::kAuto);
+    RoutePlan unhinted = plan(p, request("hi"));
+    EXPECT_EQ(auto_plan.target, unhinted.target) << "auto is the team's routing";
+    EXPECT_EQ(auto_plan.reason_code, unhinted.reason_code);
+
+    RoutePlan local = hinted(p, RouteHint::kLocal);
+    EXPECT_EQ(local.target, Target::kLocal);
+    EXPECT_EQ(local.model, "gemma");
+    EXPECT_EQ(local.reason_code, "hint");
+    EXPECT_EQ(hinted(p, RouteHint::kLocal, false, /*local_available=*/false).target,
+              Target::kReject);
+
+    RoutePlan cloud = hinted(p, RouteHint::kCloud);
+    if (mode == Mode::kLocalOnly) {
+      EXPECT_EQ(cloud.target, Target::kReject) << "local_only offers no cloud";
+      EXPECT_EQ(cloud.reason_code, "hint");
+    } else {
+      EXPECT_EQ(cloud.target, Target::kCloud);
+      EXPECT_EQ(cloud.model, "gpt");
+      EXPECT_EQ(cloud.reason_code, "hint");
+      EXPECT_FALSE(cloud.local_fallback) << "a cloud hint is answered by the cloud or refused";
+    }
+  }
+}
+
+TEST(Router, CloudHintIsRefusedWherePolicyForbidsTheCloud) {
+  using routers::RouteHint;
+  policies::TeamPolicy secure = team(policies::RoutingMode::kCascade, kTrigger);
+  secure.allow_cloud = false;
+  RoutePlan p = hinted(secure, RouteHint::kCloud);
+  EXPECT_EQ(p.target, Target::kReject);
+  EXPECT_EQ(p.reason_code, "hint");
+  EXPECT_NE(p.reason.find("allow_cloud"), std::string::npos) << p.reason;
+  EXPECT_EQ(hinted(secure, RouteHint::kLocal).target, Target::kLocal);
+
+  policies::TeamPolicy narrow = team(policies::RoutingMode::kCascade, kTrigger);
+  narrow.allowed_models = {"gemma"};
+  p = hinted(narrow, RouteHint::kCloud);
+  EXPECT_EQ(p.target, Target::kReject);
+  EXPECT_NE(p.reason.find("allowed_models"), std::string::npos) << p.reason;
+
+  for (auto when : {policies::WhenExhausted::kLocalOnly, policies::WhenExhausted::kReject}) {
+    policies::TeamPolicy spent = team(policies::RoutingMode::kCascade, kTrigger);
+    spent.budget.when_exhausted = when;
+    p = hinted(spent, RouteHint::kCloud, /*exhausted=*/true);
+    EXPECT_EQ(p.target, Target::kReject) << "the client asked for the cloud only";
+    EXPECT_EQ(p.reason_code, "budget");
+    EXPECT_EQ(hinted(spent, RouteHint::kLocal, true).target, Target::kLocal);
+  }
+}

@@ -7,6 +7,8 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <fstream>
+#include <iterator>
 #include <limits>
 #include <thread>
 
@@ -296,6 +298,37 @@ TEST(SpendMath, SchemasAndPassedThroughFieldsCountInThePromptBound) {
   r.response_format = f;
   r.extra["prediction"] = {{"type", "content"}, {"content", std::string(300, 'p')}};
   EXPECT_GE(policies::promptTokenBound(r, "openai", "m") - base, 800);
+
+  // Forwarded to OpenAI-compatible servers, whose templates may render them into the prompt.
+  const int64_t before = policies::promptTokenBound(r, "openai", "m");
+  r.chat_template_kwargs = {{"documents", std::string(400, 'k')}};
+  api::Message prior;
+  prior.role = api::Role::kAssistant;
+  prior.content = api::Content::ofText("ok");
+  prior.reasoning_content = std::string(200, 'r');
+  r.messages.insert(r.messages.begin(), prior);
+  EXPECT_GE(policies::promptTokenBound(r, "openai", "m") - before, 600);
+}
+
+// The shipped price table carries the output limit of models below the default cap, so that a
+// budgeted request naming no max_tokens is sent (and reserved for) what the model accepts.
+TEST(SpendMath, ShippedPricingCapsAModelBelowTheDefaultAtItsOwnLimit) {
+  std::ifstream in(std::string(SY_SOURCE_DIR) + "/configs/pricing.yaml");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_FALSE(text.empty());
+  auto table = policies::PriceTable::parse(text, "pricing.yaml");
+  ASSERT_TRUE(table.ok()) << table.status().message();
+  const policies::Price* haiku = table->find("anthropic", "claude-3-5-haiku-latest");
+  ASSERT_NE(haiku, nullptr);
+  api::ChatRequest r = userRequest("hi", false);
+  EXPECT_EQ(policies::outputCap(r, haiku), 8192);
+  r.max_tokens = 16384;
+  EXPECT_EQ(policies::outputCap(r, haiku), 8192);
+  r.max_tokens = 100;
+  EXPECT_EQ(policies::outputCap(r, haiku), 100);
+  const policies::Price* mini = table->find("openai", "gpt-4o-mini");
+  ASSERT_NE(mini, nullptr);
+  EXPECT_EQ(policies::outputCap(userRequest("hi", false), mini), 16384);
 }
 
 TEST(SpendMath, ArithmeticSaturates) {
