@@ -7,6 +7,7 @@
 // Admin endpoints take an admin key (auth.admin_keys); a team's own key may read its own
 // team's spend.
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 
 #include "api/openai_json.h"
@@ -45,11 +46,22 @@ api::Status Gateway::reloadPolicies() {
   // new file's in place of the old file's.
   auto teams = bindPolicies(*config_, switchyardTeams(*config_), **set, ledger_ != nullptr);
   if (!teams.ok()) return teams.status();
+  // The router's weights and confidence settings reload with the policies: switchyard.yaml is
+  // read again, whole and validated, for its `router:` section (its other settings take a
+  // restart). A file that no longer parses keeps everything as it was.
+  std::shared_ptr<const Config> router_from = config_;
+  if (!config_->source_path.empty()) {
+    auto fresh = loadConfigFile(config_->source_path);
+    if (!fresh.ok()) return fresh.status();
+    router_from = *fresh;
+  }
   Config keys = *config_;
   keys.teams = std::move(teams).value();
   auto live = std::make_shared<Live>();
   live->policies = *set;
   live->auth = std::make_shared<const Authenticator>(keys);
+  live->complexity = router_from->complexity;
+  live->confidence = router_from->confidence;
   {
     std::lock_guard<std::mutex> lock(live_mu_);
     live_ = std::move(live);
@@ -64,7 +76,8 @@ api::Status Gateway::reloadPolicies() {
 // the spend comes from the ledger's memory (a period not loaded yet, just after midnight, is
 // checked at the next settle, once a reservation has loaded it) and markAlerted decides in
 // memory and leaves the write to the ledger's writer. The webhook is sent asynchronously.
-void Gateway::checkAlerts(const Live& live, const std::string& team) {
+void Gateway::checkAlerts(const Live& live, const std::string& team,
+                          std::optional<double> refused_usd) {
   if (!ledger_) return;
   const policies::BudgetPolicy& budget = live.policies->policyFor(team).budget;
   int64_t now = unixMs();
@@ -73,20 +86,28 @@ void Gateway::checkAlerts(const Live& live, const std::string& team) {
     std::optional<policies::Spend> cached = ledger_->cachedSpent(team, w, now);
     if (!cached) return;
     const policies::Spend& s = *cached;
-    double share = s.settled_usd / *limit;
+    const bool refused =
+        refused_usd && !(s.settled_usd + s.reserved_usd + *refused_usd <= *limit);
+    const double share = s.settled_usd / *limit;
     metrics_.setSpend(team, name, s.settled_usd, *limit);
     for (double threshold : budget.alert_thresholds) {
-      if (share < threshold) break;
+      // A refusal is the 100% alert: the reservation that would cross it never fits.
+      const bool by_refusal = refused && share < threshold && std::abs(threshold - 1.0) < 1e-9;
+      if (share < threshold && !by_refusal) {
+        if (refused) continue;
+        break;
+      }
       std::string period = policies::periodKey(w, now);
       auto first = ledger_->markAlerted(team, period, threshold, now);
       if (!first.ok() || !*first) continue;
       metrics_.recordAlert(team, name, threshold);
-      api::Json alert = {{"type", "budget_threshold"},
+      api::Json alert = {{"type", by_refusal ? "budget_refused" : "budget_threshold"},
                          {"team", team},
                          {"window", name},
                          {"period", period},
                          {"threshold", threshold},
                          {"spent_usd", s.settled_usd},
+                         {"reserved_usd", s.reserved_usd},
                          {"budget_usd", *limit},
                          {"unix_ms", now}};
       std::fprintf(stderr, "{\"level\":\"warn\",\"msg\":\"budget threshold crossed\",\"alert\":%s}\n",

@@ -129,10 +129,14 @@ Authenticator::Authenticator(const Config& config)
     for (const ApiKey& key : team.keys) add(key, Principal{team.name, key.id, false});
   }
   for (const ApiKey& key : config.auth.admin_keys) add(key, Principal{"", key.id, true});
+  // With no key anywhere there is nothing a presented key could be checked against: clients
+  // whose SDK always sends one (the OpenAI SDKs do) are served as anonymous, as vLLM and
+  // Ollama serve them.
+  keyless_anonymous_ = allow_unauthenticated_ && by_digest_hex_.empty();
 }
 
 api::StatusOr<Principal> Authenticator::authenticate(std::string_view authorization) const {
-  if (authorization.empty()) {
+  if (authorization.empty() || keyless_anonymous_) {
     if (allow_unauthenticated_) return Principal{anonymous_team_, ""};
     return api::Status(api::ErrorCode::kUnauthenticated,
                        "You didn't provide an API key. You need to provide your API key in an "

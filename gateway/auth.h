@@ -47,7 +47,9 @@ class Authenticator {
   explicit Authenticator(const Config& config);
 
   // `authorization` is the raw header value, empty when absent. Returns the principal, or
-  // kUnauthenticated (401) for a missing, malformed or unknown key.
+  // kUnauthenticated (401) for a missing, malformed or unknown key. With allow_unauthenticated
+  // and no key configured at all (no team's, no admin's), any header is anonymous access; once
+  // one key exists, an unknown key is a 401 again.
   api::StatusOr<Principal> authenticate(std::string_view authorization) const;
 
  private:
@@ -57,6 +59,7 @@ class Authenticator {
   };
   std::unordered_map<std::string, Entry> by_digest_hex_;
   bool allow_unauthenticated_ = false;
+  bool keyless_anonymous_ = false;  // allow_unauthenticated_ and no key configured
   std::string anonymous_team_;
 };
 

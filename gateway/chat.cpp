@@ -16,7 +16,6 @@
 #include "routers/spend.h"
 
 namespace gateway {
-
 // One admitted chat request on its way to a target.
 struct Gateway::ChatCall {
   std::shared_ptr<const Live> live;
@@ -26,6 +25,8 @@ struct Gateway::ChatCall {
   std::shared_ptr<routers::Account> account;
   std::shared_ptr<ChatForwarder> forwarder;
   routers::Deadline deadline;
+  const Entrance* entrance = nullptr;  // the API the client speaks
+  std::optional<routers::RouteHint> hint;  // the client's route hint; nullopt when none
 
   void fail(const api::Status& s, const std::string& note) {
     forwarder->setDecision(std::nullopt, note);
@@ -56,9 +57,44 @@ std::vector<routers::ChainTarget> Gateway::targetsOf(const std::string& model) c
   return it == routes_.end() ? std::vector<routers::ChainTarget>{} : it->second.chain->targets();
 }
 
-void Gateway::addLocalAfterRefusal(const policies::TeamPolicy& policy,
+std::vector<routers::ChainTarget> Gateway::cloudChain(
+    const policies::RoutingPolicy& routing) const {
+  std::vector<routers::ChainTarget> chain;
+  for (const std::string& model : routing.cloud_models) {
+    for (const routers::ChainTarget& t : targetsOf(model)) {
+      const bool seen = std::any_of(chain.begin(), chain.end(), [&](const auto& c) {
+        return c.label == t.label && c.model == t.model;
+      });
+      if (t.cloud() && !seen) chain.push_back(t);
+    }
+  }
+  return chain;
+}
+
+std::string Gateway::budgetRefusal(const std::string& team,
+                                   const policies::BudgetPolicy& budget) const {
+  std::string message = "Team '" + team + "' has exhausted its cloud budget";
+  if (!ledger_) return message + ".";
+  const int64_t now = unixMs();
+  const char* sep = ": ";
+  auto window = [&](std::optional<double> limit, policies::Window w, const char* name) {
+    if (!limit) return;
+    const policies::Spend s = ledger_->spent(team, w, now);
+    char buf[160];
+    std::snprintf(buf, sizeof buf, "%s$%.4f spent and $%.4f reserved of its %s limit of $%.4f for %s",
+                  sep, s.settled_usd, s.reserved_usd, name, *limit,
+                  policies::periodKey(w, now).c_str());
+    message += buf;
+    sep = "; ";
+  };
+  window(budget.daily_usd, policies::Window::kDay, "daily");
+  window(budget.monthly_usd, policies::Window::kMonth, "monthly");
+  return message + ".";
+}
+
+void Gateway::addLocalAfterRefusal(const policies::TeamPolicy& policy, bool routed,
                                    std::vector<routers::ChainTarget>& targets) const {
-  if (policy.budget.when_exhausted == policies::WhenExhausted::kReject) return;
+  if (routers::rejectsWhenExhausted(policy, routed)) return;
   const std::string& local = policy.routing.local_model;
   if (local.empty() || !routes_.count(local) || isCloudModel(local)) return;
   for (routers::ChainTarget t : targetsOf(local)) {
@@ -76,42 +112,51 @@ bool Gateway::sampleShadow(double rate) {
 }
 
 std::optional<Gateway::ChatCall> Gateway::admitChat(Exchange& ex,
-                                                    const std::shared_ptr<Responder>& responder) {
+                                                    const std::shared_ptr<Responder>& responder,
+                                                    const Entrance& entrance) {
   if (isDraining()) {
     replyError(ex, responder,
                api::Status(api::ErrorCode::kUnavailable,
                            "The gateway is shutting down; retry on another instance.")
                    .withRetryAfter(1),
-               "", "", "");
+               "", "", "", entrance);
     return std::nullopt;
   }
   ChatCall c;
+  c.entrance = &entrance;
   c.live = liveState();
-  auto principal = c.live->auth->authenticate(ex.authorization);
+  auto principal = c.live->auth->authenticate(entrance.credentials(ex));
   if (!principal.ok()) {
-    replyError(ex, responder, principal.status(), "", "", "");
+    replyError(ex, responder, principal.status(), "", "", "", entrance);
     return std::nullopt;
   }
   if (principal->admin) {
     replyError(ex, responder,
                api::Status(api::ErrorCode::kPermissionDenied,
                            "Admin keys may use the admin endpoints only; chat with a team's key."),
-               "", "", "");
+               "", "", "", entrance);
     return std::nullopt;
   }
   c.team = principal->team;
   c.key_id = principal->key_id;
-  auto parsed = api::parseChatRequest(ex.body);
+  auto parsed = entrance.parseFor(ex, c.team);
   if (!parsed.ok()) {
-    replyError(ex, responder, parsed.status(), c.team, "", "");
+    replyError(ex, responder, parsed.status(), c.team, "", "", entrance);
     return std::nullopt;
   }
   c.request = std::move(parsed).value();
+  auto hint = routers::takeRouteHint(ex.route_hint, c.request);
+  if (!hint.ok()) {
+    replyError(ex, responder, hint.status(), c.team, "", "", entrance);
+    return std::nullopt;
+  }
+  c.hint = *hint;
   c.public_model = c.request.model;
   const policies::TeamPolicy& policy = c.live->policies->policyFor(c.team);
   c.policy = std::shared_ptr<const policies::TeamPolicy>(c.live->policies, &policy);
   if (api::Status st = checkModel(c); !st.ok()) {
-    replyError(ex, responder, st, c.team, st.param() == "model" ? c.request.model : "", "");
+    replyError(ex, responder, st, c.team, st.param() == "model" ? c.request.model : "", "",
+               entrance);
     return std::nullopt;
   }
   // The rate limiter takes an estimate now (the output cap bounded, so that an absurd
@@ -122,7 +167,7 @@ std::optional<Gateway::ChatCall> Gateway::admitChat(Exchange& ex,
   if (api::Status admitted =
           limiter_.admit(c.team, c.key_id, policy.rate_limits, estimate, Clock::now());
       !admitted.ok()) {
-    replyError(ex, responder, admitted, c.team, c.request.model, "");
+    replyError(ex, responder, admitted, c.team, c.request.model, "", entrance);
     return std::nullopt;
   }
   openAccount(c, ex, responder, estimate);
@@ -154,20 +199,26 @@ void Gateway::openAccount(ChatCall& c, const Exchange& ex,
       ledger_.get(), routers::Payer{ex.request_id, c.team, c.key_id, c.public_model, c.policy});
   std::shared_ptr<const Live> live = c.live;
   c.account->onSettled([this, live](const std::string& t) { checkAlerts(*live, t); });
+  c.account->onBudgetRefused(
+      [this, live, team = c.team](double worst_usd) { checkAlerts(*live, team, worst_usd); });
   c.account->onUsage([this, live, team = c.team, key = c.key_id, estimate](int64_t actual) {
     limiter_.adjustTokens(team, key, live->policies->policyFor(team).rate_limits,
                           policies::saturatingAdd(actual, -estimate), Clock::now());
   });
-  ChatForwarder::Context ctx{c.team, c.public_model, c.request.stream, c.request.include_usage,
-                             ex.received};
+  ChatForwarder::Context ctx{c.team, c.public_model, c.request.stream, ex.received,
+                             c.entrance,
+                             c.entrance->writerFor(c.request, c.public_model, ex, c.team),
+                             ex.request_id,
+                             c.hint ? std::string(routers::hintName(*c.hint)) : ""};
   c.forwarder = std::make_shared<ChatForwarder>(responder, metrics_, local_providers_,
                                                 *live_stats_, c.account, std::move(ctx));
   c.forwarder->attach();
   c.deadline = ex.received + ms(config_->server.request_timeout_s);
 }
 
-void Gateway::handleChat(Exchange& ex, const std::shared_ptr<Responder>& responder) {
-  std::optional<ChatCall> call = admitChat(ex, responder);
+void Gateway::handleChat(Exchange& ex, const std::shared_ptr<Responder>& responder,
+                         const Entrance& entrance) {
+  std::optional<ChatCall> call = admitChat(ex, responder, entrance);
   if (!call) return;
   const policies::RoutingPolicy& routing = call->policy->routing;
   if (call->request.model == routers::kAutoModel || call->request.model == routing.local_model) {
@@ -187,7 +238,17 @@ void Gateway::runTargets(ChatCall& c, const std::string& name,
 void Gateway::dispatchDirect(ChatCall& c) {
   const std::string model = c.request.model;
   c.account->setDecision("direct");
-  if (!isCloudModel(model)) return runTargets(c, model, targetsOf(model), std::nullopt, "");
+  const bool cloud_model = isCloudModel(model);
+  if ((c.hint == routers::RouteHint::kLocal && cloud_model) ||
+      (c.hint == routers::RouteHint::kCloud && !cloud_model)) {
+    return c.fail(api::Status(api::ErrorCode::kPermissionDenied,
+                              "The route hint '" + std::string(routers::hintName(*c.hint)) +
+                                  "' contradicts the model `" + model + "`, which is " +
+                                  (cloud_model ? "a cloud model." : "a local model."),
+                              routers::kRouteHintHeader, "route_hint_refused"),
+                  "");
+  }
+  if (!cloud_model) return runTargets(c, model, targetsOf(model), std::nullopt, "");
   if (!c.policy->allow_cloud) {
     return c.fail(api::Status(api::ErrorCode::kPermissionDenied,
                               "Team '" + c.team + "' keeps its data on the local engine "
@@ -197,24 +258,57 @@ void Gateway::dispatchDirect(ChatCall& c) {
   }
   metrics_.recordRouting(c.team, "cloud", "requested");
   std::vector<routers::ChainTarget> targets = targetsOf(model);
-  addLocalAfterRefusal(*c.policy, targets);
+  addLocalAfterRefusal(*c.policy, /*routed=*/false, targets);
   runTargets(c, model, std::move(targets), std::nullopt, "");
 }
 
-void Gateway::dispatchPlanned(ChatCall& c) {
-  const policies::RoutingPolicy& routing = c.policy->routing;
+routers::RoutePlan Gateway::planChat(const Live& live, const std::string& team,
+                                     const policies::TeamPolicy& policy,
+                                     const api::ChatRequest& request,
+                                     routers::RouteHint hint) const {
   routers::RouteInputs in;
-  in.request = &c.request;
-  in.policy = c.policy.get();
-  in.local_queue_ms = localQueueMs(routing.local_model);
-  if (ledger_ && c.policy->budget.limited()) {
-    policies::BudgetState budget =
-        policies::budgetState(*ledger_, c.team, c.policy->budget, unixMs());
+  in.request = &request;
+  in.policy = &policy;
+  in.local_queue_ms = localQueueMs(policy.routing.local_model);
+  if (ledger_ && policy.budget.limited()) {
+    policies::BudgetState budget = policies::budgetState(*ledger_, team, policy.budget, unixMs());
     in.budget_used = budget.used;
     in.budget_exhausted = budget.exhausted;
   }
-  in.prompt_tokens = policies::promptTokenEstimate(c.request);
-  routers::RoutePlan plan = routers::planRoute(in, complexity_weights_);
+  in.prompt_tokens = policies::promptTokenEstimate(request);
+  in.hint = hint;
+  in.local_available = !isCloudModel(policy.routing.local_model);
+  return routers::planRoute(in, live.complexity);
+}
+
+std::vector<routers::ChainTarget> Gateway::planTargets(const policies::TeamPolicy& policy,
+                                                       const routers::RoutePlan& plan,
+                                                       routers::RouteHint hint) const {
+  using Target = routers::RoutePlan::Target;
+  std::vector<routers::ChainTarget> targets;
+  if (plan.target == Target::kLocal) {
+    targets = targetsOf(plan.model);
+    if (hint == routers::RouteHint::kLocal) {  // a local hint never reaches the cloud
+      std::erase_if(targets, [](const routers::ChainTarget& t) { return t.cloud(); });
+    }
+  } else if (plan.target == Target::kCloud) {
+    // The cloud models in order, then what the first one's own `fallbacks:` add locally.
+    targets = cloudChain(policy.routing);
+    for (const routers::ChainTarget& t : targetsOf(plan.model)) {
+      if (!t.cloud()) targets.push_back(t);
+    }
+    if (plan.local_fallback) {
+      for (const auto& t : targetsOf(policy.routing.local_model)) targets.push_back(t);
+    } else if (plan.reason_code != "hint") {  // a cloud hint is never answered locally
+      addLocalAfterRefusal(policy, /*routed=*/true, targets);
+    }
+  }
+  return targets;
+}
+
+void Gateway::dispatchPlanned(ChatCall& c) {
+  const routers::RouteHint hint = c.hint.value_or(routers::RouteHint::kAuto);
+  routers::RoutePlan plan = planChat(*c.live, c.team, *c.policy, c.request, hint);
   metrics_.recordRouting(c.team, std::string(routers::targetName(plan.target)), plan.reason_code);
   metrics_.observeComplexity(plan.complexity.score);
   const double complexity = plan.complexity.score;
@@ -226,22 +320,22 @@ void Gateway::dispatchPlanned(ChatCall& c) {
   std::shared_ptr<RequestFacts> facts = qualityFacts(c, plan);
   switch (plan.target) {
     case Target::kReject:
+      if (plan.reason_code == "hint") {
+        return c.fail(api::Status(api::ErrorCode::kPermissionDenied,
+                                  "Team '" + c.team + "' cannot follow the " + plan.reason + ".",
+                                  routers::kRouteHintHeader, "route_hint_refused"),
+                      plan.reason);
+      }
       return c.fail(api::Status(api::ErrorCode::kQuotaExceeded,
-                                "Team '" + c.team + "' has exhausted its cloud budget.", {},
+                                budgetRefusal(c.team, c.policy->budget), {},
                                 "insufficient_quota"),
                     plan.reason);
     case Target::kLocal:
-      return runTargets(c, plan.model, targetsOf(plan.model), complexity, "");
-    case Target::kCloud: {
-      std::vector<routers::ChainTarget> targets = targetsOf(plan.model);
-      if (plan.local_fallback) {
-        for (const auto& t : targetsOf(routing.local_model)) targets.push_back(t);
-      } else {
-        addLocalAfterRefusal(*c.policy, targets);
-      }
+      return runTargets(c, plan.model, planTargets(*c.policy, plan, hint), complexity, "");
+    case Target::kCloud:
       metrics_.recordEscalation(c.team, plan.reason_code);
-      return runTargets(c, plan.model, std::move(targets), complexity, plan.reason);
-    }
+      return runTargets(c, plan.model, planTargets(*c.policy, plan, hint), complexity,
+                        plan.reason);
     case Target::kCascade:
       return dispatchCascade(c, plan, facts);
   }
@@ -289,7 +383,7 @@ void Gateway::dispatchCascade(ChatCall& c, const routers::RoutePlan& plan,
   const policies::RoutingPolicy& routing = c.policy->routing;
   routers::CascadeOptions options;
   options.hold_tokens = routing.hold_tokens;
-  options.confidence = config_->confidence;
+  options.confidence = c.live->confidence;
   options.confidence.min_tokens = routing.min_tokens;
   options.complexity = plan.complexity.score;
   auto trigger = routing.trigger;
@@ -309,6 +403,10 @@ void Gateway::dispatchCascade(ChatCall& c, const routers::RoutePlan& plan,
                                                  : routers::Verdict::kUndecided;
   };
   options.escalate = escalation(c, plan.cloud_model);
+  // The gate and the reservation read the ledger: never on the engine's thread.
+  options.post = [this](std::function<void()> fn) {
+    if (timer_->after(std::chrono::nanoseconds(0), fn) == 0) fn();  // shut down: run here
+  };
   if (facts) {
     options.on_pair = [this, facts](const routers::CascadePair& pair) { recordPair(*facts, pair); };
   }
@@ -320,29 +418,29 @@ void Gateway::dispatchCascade(ChatCall& c, const routers::RoutePlan& plan,
       routers::startCascade(*local, c.request, c.forwarder, c.deadline, std::move(options)));
 }
 
-// How the cascade reaches the cloud for this request: the gate's refusals that are known at
-// once (data rules, an exhausted budget) are answered at once, so the local answer stands;
-// the rest (a reservation that does not fit, an unavailable ledger) arrive as the cloud
-// call's failure, which leaves the local answer standing too.
+// How the cascade reaches the cloud for this request: the team's cloud_models in order, one
+// fallback chain under the one budget. The gate's refusals that are known at once (data
+// rules, an exhausted budget) are answered at once, so the local answer stands; the rest (a
+// reservation that does not fit, an unavailable ledger) arrive as the cloud call's failure,
+// which leaves the local answer standing too. An escalation is counted when the cloud call
+// starts, labelled with the cascade's reason code.
 routers::CascadeOptions::Escalate Gateway::escalation(const ChatCall& c,
                                                       const std::string& cloud_model) {
-  std::vector<routers::ChainTarget> targets;
-  for (const routers::ChainTarget& t : targetsOf(cloud_model)) {
-    if (t.cloud()) targets.push_back(t);
-  }
+  std::vector<routers::ChainTarget> targets = cloudChain(c.policy->routing);
   return [this, account = c.account, policy = c.policy, team = c.team, targets, cloud_model,
           deadline = c.deadline](const api::ChatRequest& req,
-                                 std::shared_ptr<routers::ChatSink> sink)
+                                 std::shared_ptr<routers::ChatSink> sink,
+                                 const std::string& reason_code)
              -> api::StatusOr<std::shared_ptr<routers::ProviderCall>> {
     if (targets.empty()) return api::Status(api::ErrorCode::kInternal, "no cloud route");
     if (api::Status st = spender_->admit(*policy, targets.front()); !st.ok()) return st;
     if (ledger_ && policy->budget.limited() &&
         policies::budgetState(*ledger_, team, policy->budget, unixMs()).exhausted) {
-      return api::Status(api::ErrorCode::kQuotaExceeded,
-                         "Team '" + team + "' has exhausted its cloud budget.", {},
+      return api::Status(api::ErrorCode::kQuotaExceeded, budgetRefusal(team, policy->budget), {},
                          "insufficient_quota");
     }
-    metrics_.recordEscalation(team, "confidence");
+    account->onNextCloudLaunch(
+        [this, team, reason_code] { metrics_.recordEscalation(team, reason_code); });
     api::ChatRequest cloud_req = req;
     cloud_req.model = cloud_model;
     return spender_->run(cloud_model, account, targets, cloud_req, std::move(sink), deadline);

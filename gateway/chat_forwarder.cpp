@@ -2,9 +2,6 @@
 
 #include <cstdio>
 
-#include "api/openai_json.h"
-#include "api/sse.h"
-
 namespace gateway {
 namespace {
 
@@ -110,11 +107,15 @@ void ChatForwarder::onChunk(api::ChatChunk chunk) {
       if (c.finish_reason) streamed_finish_ = *c.finish_reason;
     }
   }
-  chunk.model = ctx_.model;
-  last_id_ = chunk.id;
-  created_ = chunk.created;
-  fingerprint_ = chunk.system_fingerprint;
-  out_->write(api::sseData(api::serializeChatChunk(chunk, ctx_.include_usage)));
+  chunk.model = answeringModel();
+  std::string framed = ctx_.writer->chunk(chunk);
+  if (!framed.empty()) out_->write(std::move(framed));
+}
+
+std::string ChatForwarder::answeringModel() const {
+  // The model that answered, as clients name it (an `auto` request, a fallback, a refused
+  // cloud call served locally); x-switchyard-route and x-switchyard-escalation say why.
+  return route_.entry.empty() ? ctx_.model : route_.entry;
 }
 
 void ChatForwarder::finishError(const api::Status& s, double duration) {
@@ -123,18 +124,18 @@ void ChatForwarder::finishError(const api::Status& s, double duration) {
   account_->finish(route_, local_route, nullptr, rowStatus(s), duration);
   const double cost = account_->costUsd();
   if (cost > 0) metrics_.recordUsage(ctx_.team, ctx_.model, route_.label, 0, 0, 0, cost);
-  const int shown = started_ ? 200 : s.httpStatusCode();
+  const int shown = started_ ? 200 : ctx_.entrance->errorStatus(s);
   live_.add(LiveSample{ctx_.team, decision, shown, duration * 1000, cost, unixMs()});
   if (started_) {
     // The stream broke in the middle: the client gets a clean error event and the end.
-    out_->write(api::sseData(api::serializeError(s)));
+    out_->write(ctx_.writer->streamError(s));
     out_->finish();
     metrics_.recordRequest(ctx_.team, ctx_.model, route_.label, 200, duration, ttft_);
     return;
   }
   Headers h = headers();
   addRetryAfter(h, s);
-  out_->reply(shown, api::serializeError(s), std::move(h));
+  out_->reply(shown, ctx_.entrance->errorBody(s, ctx_.request_id), std::move(h));
   metrics_.recordRequest(ctx_.team, ctx_.model, route_.label, shown, duration, -1);
 }
 
@@ -143,16 +144,8 @@ void ChatForwarder::finishStream(api::ChatResponse& r, double duration) {
     started_ = true;
     out_->startStream(headers());
   }
-  if (ctx_.include_usage && r.usage) {
-    api::ChatChunk usage_chunk;
-    usage_chunk.id = last_id_.empty() ? r.id : last_id_;
-    usage_chunk.created = created_ ? created_ : r.created;
-    usage_chunk.model = ctx_.model;
-    usage_chunk.system_fingerprint = fingerprint_;
-    usage_chunk.usage = r.usage;
-    out_->write(api::sseData(api::serializeChatChunk(usage_chunk, true)));
-  }
-  out_->write(std::string(api::kSseDone));
+  r.model = answeringModel();
+  out_->write(ctx_.writer->streamEnd(r));
   out_->finish();
   metrics_.recordRequest(ctx_.team, ctx_.model, route_.label, 200, duration, ttft_);
 }
@@ -192,7 +185,7 @@ void ChatForwarder::onFinish(api::StatusOr<api::ChatResponse> result) {
     }
   }
   if (!ctx_.stream) {
-    r.model = ctx_.model;
+    r.model = answeringModel();
     Headers h = headers();
     if (r.usage || cost > 0) {
       char buf[32];
@@ -200,7 +193,7 @@ void ChatForwarder::onFinish(api::StatusOr<api::ChatResponse> result) {
       h.emplace_back("x-switchyard-cost-usd", buf);
     }
     if (account_->estimated()) h.emplace_back("x-switchyard-cost-estimated", "true");
-    out_->reply(200, api::serializeChatResponse(r), std::move(h));
+    out_->reply(200, ctx_.writer->response(r), std::move(h));
     metrics_.recordRequest(ctx_.team, ctx_.model, route_.label, 200, duration, -1);
   } else {
     finishStream(r, duration);
@@ -214,6 +207,7 @@ void ChatForwarder::onFinish(api::StatusOr<api::ChatResponse> result) {
 Headers ChatForwarder::headers() const {
   Headers h = commonHeaders(route_.label);
   h.emplace_back("x-switchyard-attempts", std::to_string(route_.attempts));
+  if (!ctx_.route_hint.empty()) h.emplace_back("x-switchyard-route-hint", ctx_.route_hint);
   if (!route_.failed.empty()) {
     std::string from;
     for (const std::string& f : route_.failed) from += (from.empty() ? "" : ", ") + f;

@@ -1,4 +1,5 @@
-// ChatForwarder: streams (or collects) one chat answer back to the client in OpenAI's format,
+// ChatForwarder: streams (or collects) one chat answer back to the client in its entrance's
+// format (gateway/entrance.h: OpenAI's, Anthropic's),
 // with headers that say which target answered, after how many attempts and what it cost, and
 // ends the request's ledger row (routers::Account) with the status that says what happened.
 // Streams pause their upstream while the client reads slowly (Responder backpressure).
@@ -12,6 +13,7 @@
 #include <string>
 
 #include "api/chat.h"
+#include "gateway/entrance.h"
 #include "gateway/exchange.h"
 #include "gateway/http_util.h"
 #include "gateway/live_stats.h"
@@ -31,8 +33,12 @@ class ChatForwarder : public routers::ChatSink,
 
   struct Context {
     std::string team, model;  // the model as the client named it
-    bool stream = false, include_usage = false;
+    bool stream = false;
     Clock::time_point received;
+    const Entrance* entrance = &openaiEntrance();  // errors' status and body
+    std::shared_ptr<AnswerWriter> writer;          // answers and stream events
+    std::string request_id;
+    std::string route_hint;  // the client's hint as applied ("" when none): a response header
   };
 
   ChatForwarder(std::shared_ptr<Responder> out, Metrics& metrics,
@@ -58,6 +64,7 @@ class ChatForwarder : public routers::ChatSink,
   void pause();
   void resume();
   Headers headers() const;
+  std::string answeringModel() const;
 
   std::shared_ptr<Responder> out_;
   Metrics& metrics_;
@@ -70,9 +77,6 @@ class ChatForwarder : public routers::ChatSink,
   routers::RouteInfo route_;
   bool started_ = false;
   double ttft_ = -1;
-  std::string last_id_;
-  int64_t created_ = 0;
-  std::string fingerprint_;
 
   std::mutex mu_;
   std::shared_ptr<routers::ProviderCall> call_;

@@ -272,7 +272,8 @@ api::Status parseHeaders(const YamlReader& r, std::map<std::string, std::string>
 
 api::Status parseLocalProvider(const YamlReader& r, ProviderConfig* p) {
   CONFIG_TRY(r.checkNoUnknownKeys({"type", "model_dir", "backend", "threads", "max_batch",
-                                   "max_queue", "kv_cache_tokens", "max_context", "timeouts"}));
+                                   "max_queue", "kv_cache_tokens", "step_tokens", "max_context",
+                                   "timeouts", "quantize"}));
   LocalEngineConfig& e = p->local;
   CONFIG_TRY(r.readString("model_dir", &e.model_dir, Presence::kRequired));
   if (e.model_dir.empty()) return r.errorAt("model_dir", "must name a model directory");
@@ -281,7 +282,9 @@ api::Status parseLocalProvider(const YamlReader& r, ProviderConfig* p) {
   CONFIG_TRY(r.readInt("max_batch", &e.max_batch, 1, 1024));
   CONFIG_TRY(r.readInt("max_queue", &e.max_queue, 0, 1000000));
   CONFIG_TRY(r.readInt("kv_cache_tokens", &e.kv_cache_tokens, 0, int64_t{1} << 40));
+  CONFIG_TRY(r.readInt("step_tokens", &e.step_tokens, 0, 1 << 16));
   CONFIG_TRY(r.readInt("max_context", &e.max_context, 0, 1 << 24));
+  CONFIG_TRY(r.readChoice("quantize", &e.quantize, {"q8_0", "q4_0", "q4_k", "q6_k"}));
   p->base_url = "local";
   return parseTimeouts(r.section("timeouts"), &p->timeouts);
 }

@@ -101,7 +101,9 @@ struct LocalEngineConfig {
   int max_batch = 8;            // requests decoded together
   int max_queue = 64;           // requests waiting beyond the batch; more get 503
   int64_t kv_cache_tokens = 0;  // KV positions for all requests together; 0 = max_batch x 8192
+  int step_tokens = 0;          // tokens one forward pass takes (decodes + prefill chunks); 0 = 128
   int max_context = 8192;       // tokens per request (prompt + answer); 0 = the model's own limit
+  std::string quantize;         // "" = as stored; q8_0 | q4_0 | q4_k | q6_k: quantized on load
 };
 
 struct ProviderConfig {

@@ -8,6 +8,7 @@
 
 #include "api/openai_json.h"
 #include "api/sse.h"
+#include "engine/chat_template.h"
 #include "gateway/http_util.h"
 #include "gateway/live_stats.h"
 #include "gateway/quality_hub.h"
@@ -68,10 +69,11 @@ std::shared_ptr<const Gateway::Live> Gateway::liveState() const {
 }
 
 api::Status Gateway::startEngines() {
-  complexity_weights_ = config_->complexity;
   auto live = std::make_shared<Live>();
   live->policies = config_->policies;
   live->auth = std::make_shared<const Authenticator>(*config_);
+  live->complexity = config_->complexity;
+  live->confidence = config_->confidence;
   live_ = std::move(live);
   if (!config_->ledger_path.empty()) {
     std::error_code ec;
@@ -80,6 +82,14 @@ api::Status Gateway::startEngines() {
     auto ledger = policies::openSqliteLedger(config_->ledger_path);
     if (!ledger.ok()) return ledger.status();
     ledger_ = std::move(ledger).value();
+  }
+  {
+    const std::filesystem::path ledger(config_->ledger_path);
+    auto store = ResponseStore::open(
+        ledger.empty() ? std::string(":memory:") : (ledger.parent_path() / "responses.db").string());
+    if (!store.ok()) return store.status();
+    response_store_ = std::move(store).value();
+    responses_entrance_ = makeResponsesEntrance(response_store_.get());
   }
   // A budget without a ledger is refused when the config is read (bindPolicies).
   for (const auto& [name, pc] : config_->providers) {
@@ -91,16 +101,26 @@ api::Status Gateway::startEngines() {
     options.max_batch = pc.local.max_batch;
     options.max_queue = pc.local.max_queue;
     options.kv_cache_tokens = pc.local.kv_cache_tokens;
+    options.step_tokens = pc.local.step_tokens;
     options.max_context = pc.local.max_context;
+    options.quantize = pc.local.quantize;
     auto engine = engine::Engine::create(options);
     if (!engine.ok()) {
       return api::Status(engine.status().code(), "provider '" + name + "': cannot load model '" +
                                                      pc.local.model_dir +
                                                      "': " + engine.status().message());
     }
-    providers_[name] = std::make_unique<routers::LocalProvider>(name, name, **engine);
+    // The prompt format is the checkpoint's own chat template (null: the built-in Gemma 3 one).
+    auto chat_template = engine::ChatTemplate::loadDir(pc.local.model_dir);
+    if (!chat_template.ok()) {
+      return api::Status(chat_template.status().code(),
+                         "provider '" + name + "': " + chat_template.status().message());
+    }
+    providers_[name] =
+        std::make_unique<routers::LocalProvider>(name, name, **engine, *chat_template);
     engines_.push_back(std::move(engine).value());
     local_providers_.insert(name);
+    chat_templates_[name] = *chat_template;
   }
   if (api::Status st = buildRoutes(); !st.ok()) return st;
   spend_metrics_ = makeSpendMetrics(metrics_);
@@ -129,6 +149,8 @@ void Gateway::updateEngineMetrics() {
                     ? static_cast<double>(s.kv_tokens_used) / static_cast<double>(s.kv_tokens_capacity)
                     : 0;
     metrics_.setEngineLoad(name, s.queued, s.running, kv, s.decode_tokens_per_s);
+    metrics_.setEnginePreemptions(name, s.preemptions);
+    metrics_.setEnginePrefixCache(name, s.prefix_cache_hit_tokens, s.prefix_cache_blocks);
   }
   if (quality_) metrics_.setQualityDropped(quality_->stats().dropped);
 }
@@ -214,13 +236,34 @@ Gateway::~Gateway() {
   engines_.clear();
 }
 
+namespace {
+
+// An HTTP client driver bound to one I/O thread, as that thread's ThreadService.
+class UpstreamDriver : public ThreadService {
+ public:
+  explicit UpstreamDriver(std::unique_ptr<routers::HttpClient::ThreadDriver> driver)
+      : driver_(std::move(driver)) {}
+  int fd() const override { return driver_->fd(); }
+  bool service() override { return driver_->service(); }
+
+ private:
+  std::unique_ptr<routers::HttpClient::ThreadDriver> driver_;
+};
+
+}  // namespace
+
+std::unique_ptr<ThreadService> Gateway::upstreamThreadService() {
+  return std::make_unique<UpstreamDriver>(http_->bindThisThread());
+}
+
 void Gateway::replyError(const Exchange& ex, const std::shared_ptr<Responder>& responder,
                          const api::Status& status, const std::string& team,
-                         const std::string& model, const std::string& route) {
+                         const std::string& model, const std::string& route,
+                         const Entrance& entrance) {
   Headers h = commonHeaders(route);
   addRetryAfter(h, status);
-  int code = status.httpStatusCode();
-  responder->reply(code, api::serializeError(status), std::move(h));
+  int code = entrance.errorStatus(status);
+  responder->reply(code, entrance.errorBody(status, ex.request_id), std::move(h));
   metrics_.recordRequest(team.empty() ? "none" : team, model.empty() ? "none" : model,
                          route.empty() ? "none" : route, code,
                          secondsSince(ex.received), -1);
@@ -230,20 +273,22 @@ void Gateway::handle(Exchange ex, std::shared_ptr<Responder> responder) {
   try {
     std::string_view path = pathOf(ex.target);
     const bool get = ex.method == "GET" || ex.method == "HEAD";
+    const Entrance& entrance =
+        path.rfind("/v1/messages", 0) == 0 ? messagesEntrance() : openaiEntrance();
     auto methodNotAllowed = [&] {
       replyError(ex, responder,
                  api::Status(api::ErrorCode::kMethodNotAllowed,
                              "Method " + ex.method + " is not allowed for " + std::string(path) +
                                  ".",
                              {}, "method_not_allowed"),
-                 "", "", "");
+                 "", "", "", entrance);
     };
     // Every JSON body (chat, feedback, admin) is bounded in depth and size before any handler
     // builds it.
     if (!get && !ex.body.empty()) {
       if (api::Status st = api::checkJsonBounds(ex.body); !st.ok()) {
         metrics_.recordRejected("json_bounds");
-        return replyError(ex, responder, st, "", "", "");
+        return replyError(ex, responder, st, "", "", "", entrance);
       }
     }
     if (path == "/healthz") {
@@ -272,7 +317,18 @@ void Gateway::handle(Exchange ex, std::shared_ptr<Responder> responder) {
       responder->reply(200, metrics_.serialize(), {}, "text/plain; version=0.0.4; charset=utf-8");
     } else if (path == "/v1/chat/completions") {
       if (ex.method != "POST") return methodNotAllowed();
-      handleChat(ex, responder);
+      handleChat(ex, responder, openaiEntrance());
+    } else if (path == "/v1/responses") {
+      if (ex.method != "POST") return methodNotAllowed();
+      handleChat(ex, responder, *responses_entrance_);
+    } else if (path.rfind("/v1/responses/", 0) == 0) {
+      handleStoredResponse(ex, responder, path);
+    } else if (path == "/v1/messages" || path == "/v1/messages/count_tokens") {
+      if (ex.method != "POST") return methodNotAllowed();
+      handleMessages(ex, responder, path);
+    } else if (path == "/v1/route/explain") {
+      if (ex.method != "POST") return methodNotAllowed();
+      handleExplain(ex, responder);
     } else if (path == "/v1/feedback") {
       if (ex.method != "POST") return methodNotAllowed();
       handleFeedback(ex, responder);
@@ -298,7 +354,8 @@ void Gateway::handle(Exchange ex, std::shared_ptr<Responder> responder) {
                  "\"what\":\"%s\"}\n",
                  ex.request_id.c_str(), e.what());
     replyError(ex, responder, api::Status(api::ErrorCode::kInternal, "Internal error."), "", "",
-               "");
+               "", pathOf(ex.target).rfind("/v1/messages", 0) == 0 ? messagesEntrance()
+                                                                    : openaiEntrance());
   }
 }
 
@@ -312,6 +369,25 @@ void Gateway::handleModels(const Exchange& ex, const std::shared_ptr<Responder>&
                      {"created", started_unix_},
                      {"owned_by", m.provider}};
   };
+  // `auto`: the team's routing, described by its policy (listed first, retrievable by id).
+  auto routed = [&] {
+    const policies::RoutingPolicy& r = liveState()->policies->policyFor(principal->team).routing;
+    std::string cloud;
+    for (const std::string& m : r.cloud_models) cloud += (cloud.empty() ? "" : ", ") + m;
+    std::string how = "routed by the team's policy (mode " +
+                      std::string(policies::routingModeName(r.mode)) + "): " + r.local_model +
+                      " on the local engine";
+    if (!cloud.empty()) {
+      how += ", the cloud (" + cloud + ", in order) when the trigger '" + r.trigger->text() +
+             "' holds";
+    }
+    return api::Json{{"id", routers::kAutoModel},
+                     {"object", "model"},
+                     {"created", started_unix_},
+                     {"owned_by", "switchyard"},
+                     {"description", how}};
+  };
+  if (model_id == routers::kAutoModel) return responder->reply(200, routed().dump(), {});
   if (!model_id.empty()) {
     auto it = routes_.find(std::string(model_id));
     if (it == routes_.end()) {
@@ -324,7 +400,7 @@ void Gateway::handleModels(const Exchange& ex, const std::shared_ptr<Responder>&
     responder->reply(200, entry(*it->second.model).dump(), {});
     return;
   }
-  api::Json data = api::Json::array();
+  api::Json data = api::Json::array({routed()});
   for (const ModelRoute& m : config_->models) data.push_back(entry(m));
   responder->reply(200, api::Json{{"object", "list"}, {"data", std::move(data)}}.dump(), {});
 }

@@ -15,8 +15,12 @@
 
 #include "gateway/auth.h"
 #include "gateway/config.h"
+#include "gateway/entrance.h"
 #include "gateway/exchange.h"
 #include "gateway/metrics.h"
+#include "gateway/response_store.h"
+#include "gateway/server.h"
+#include "engine/chat_template.h"
 #include "engine/engine.h"
 #include "policies/ledger.h"
 #include "policies/policy_set.h"
@@ -56,6 +60,11 @@ class Gateway {
   // nothing and its error is returned; the old policies keep serving.
   api::Status reloadPolicies();
 
+  // For Server::setThreadService: binds an upstream HTTP driver to the calling I/O thread, so
+  // that the cloud calls it starts are answered in its own event loop. Destroy it on that
+  // thread, before the gateway.
+  std::unique_ptr<ThreadService> upstreamThreadService();
+
  private:
   struct Route {
     const ModelRoute* model;
@@ -66,6 +75,9 @@ class Gateway {
   struct Live {
     std::shared_ptr<const policies::PolicySet> policies;
     std::shared_ptr<const Authenticator> auth;
+    // switchyard.yaml's `router:` section, read again with every policies reload.
+    routers::ComplexityWeights complexity;
+    routers::ConfidenceConfig confidence;
   };
   Gateway(std::shared_ptr<const Config> config, Metrics& metrics);
   api::Status startEngines();
@@ -76,12 +88,22 @@ class Gateway {
 
   // The chat handler (chat.cpp): admit, plan, dispatch.
   struct ChatCall;
-  std::optional<ChatCall> admitChat(Exchange& ex, const std::shared_ptr<Responder>& responder);
+  std::optional<ChatCall> admitChat(Exchange& ex, const std::shared_ptr<Responder>& responder,
+                                    const Entrance& entrance);
   api::Status checkModel(const ChatCall& call) const;
   void openAccount(ChatCall& call, const Exchange& ex,
                    const std::shared_ptr<Responder>& responder, int64_t rate_estimate);
   void dispatchDirect(ChatCall& call);
   void dispatchPlanned(ChatCall& call);
+  // A routed request's plan and the targets a local or cloud plan runs, in order: what the
+  // chat handler does and POST /v1/route/explain (explain.cpp) shows.
+  routers::RoutePlan planChat(const Live& live, const std::string& team,
+                              const policies::TeamPolicy& policy, const api::ChatRequest& request,
+                              routers::RouteHint hint) const;
+  std::vector<routers::ChainTarget> planTargets(const policies::TeamPolicy& policy,
+                                                const routers::RoutePlan& plan,
+                                                routers::RouteHint hint) const;
+  void handleExplain(const Exchange& ex, const std::shared_ptr<Responder>& responder);
   void runTargets(ChatCall& call, const std::string& name,
                   std::vector<routers::ChainTarget> targets, std::optional<double> complexity,
                   const std::string& note);
@@ -89,7 +111,12 @@ class Gateway {
   std::vector<routers::ChainTarget> targetsOf(const std::string& model) const;
   // A team whose exhausted budget falls back to its local model gets that model's local
   // targets after the cloud ones, used only when the spending gate refuses.
-  void addLocalAfterRefusal(const policies::TeamPolicy& policy,
+  // The cloud targets of routing.cloud_models, in order (each model's own cloud fallbacks
+  // after it): where a routed request goes to the cloud, one chain under one budget.
+  std::vector<routers::ChainTarget> cloudChain(const policies::RoutingPolicy& routing) const;
+  // The words of a refusal for a spent budget, with what each window has spent and reserved.
+  std::string budgetRefusal(const std::string& team, const policies::BudgetPolicy& budget) const;
+  void addLocalAfterRefusal(const policies::TeamPolicy& policy, bool routed,
                             std::vector<routers::ChainTarget>& targets) const;
   // What a quality record needs to know of the request it compares answers for.
   struct RequestFacts {
@@ -115,20 +142,33 @@ class Gateway {
   routers::CascadeOptions::Escalate escalation(const ChatCall& call,
                                                const std::string& cloud_model);
   void handleFeedback(const Exchange& ex, const std::shared_ptr<Responder>& responder);
+  // GET / DELETE /v1/responses/{id}, GET .../input_items, POST .../cancel (gateway/responses.cpp).
+  void handleStoredResponse(const Exchange& ex, const std::shared_ptr<Responder>& responder,
+                            std::string_view path);
   void handleDashboard(const Exchange& ex, const std::shared_ptr<Responder>& responder);
   void updateEngineMetrics();
   // Budget alerts: after a settled row, each threshold crossed in the current period is
   // reported once (log line, metric, webhook).
-  void checkAlerts(const Live& live, const std::string& team);
+  // Budget alerts of `team` from the ledger's memory: each threshold once per period, when the
+  // settled spend reaches it, or (with `refused_usd`, what a refused reservation could have
+  // cost) when a window refused it: the 100% threshold then counts as reached.
+  void checkAlerts(const Live& live, const std::string& team,
+                   std::optional<double> refused_usd = std::nullopt);
   void sendWebhook(const std::string& url, std::string body, int retries_left);
   void handleAdmin(const Exchange& ex, const std::shared_ptr<Responder>& responder,
                    std::string_view path);
-  void handleChat(Exchange& ex, const std::shared_ptr<Responder>& responder);
+  // The chat pipeline behind every entrance (OpenAI chat completions, Anthropic Messages).
+  void handleChat(Exchange& ex, const std::shared_ptr<Responder>& responder,
+                  const Entrance& entrance);
+  // POST /v1/messages and /v1/messages/count_tokens (messages.cpp).
+  void handleMessages(Exchange& ex, const std::shared_ptr<Responder>& responder,
+                      std::string_view path);
+  void handleCountTokens(const Exchange& ex, const std::shared_ptr<Responder>& responder);
   void handleModels(const Exchange& ex, const std::shared_ptr<Responder>& responder,
                     std::string_view model_id);
   void replyError(const Exchange& ex, const std::shared_ptr<Responder>& responder,
                   const api::Status& status, const std::string& team, const std::string& model,
-                  const std::string& route);
+                  const std::string& route, const Entrance& entrance = openaiEntrance());
   bool isDraining() const { return draining_ && draining_(); }
 
   std::shared_ptr<const Config> config_;
@@ -142,15 +182,19 @@ class Gateway {
   std::vector<std::unique_ptr<routers::FallbackChain>> chains_;
   std::unordered_map<std::string, Route> routes_;
   std::unique_ptr<policies::Ledger> ledger_;  // null without `ledger:`
+  // Stored Responses: responses.db beside the ledger, in memory without one.
+  std::unique_ptr<ResponseStore> response_store_;
+  std::unique_ptr<Entrance> responses_entrance_;
   std::unique_ptr<SpendMetrics> spend_metrics_;
   std::unique_ptr<routers::Spender> spender_;  // every call that can spend goes through it
   policies::RateLimiter limiter_;
-  routers::ComplexityWeights complexity_weights_;
   mutable std::mutex live_mu_;
   std::shared_ptr<const Live> live_;
   std::unique_ptr<QualityHub> quality_;  // null without quality.path
   std::unique_ptr<LiveStats> live_stats_;
   std::set<std::string> local_providers_;  // names of providers of type local
+  // Local providers' chat templates (null: the built-in Gemma 3 one), for counting prompts.
+  std::map<std::string, std::shared_ptr<const engine::ChatTemplate>> chat_templates_;
   std::mutex shadow_mu_;
   std::mt19937_64 shadow_rng_{std::random_device{}()};
   std::function<bool()> draining_;

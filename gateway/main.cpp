@@ -129,6 +129,7 @@ int serve(std::shared_ptr<const gateway::Config> frozen, const std::string& conf
         app.handle(std::move(ex), std::move(r));
       });
   app.setDrainingProbe([&server] { return server.draining(); });
+  server.setThreadService([&app] { return app.upstreamThreadService(); });
   std::unique_ptr<gateway::Server> metrics_server;
   if (separate_metrics) metrics_server = makeMetricsServer(*frozen, metrics, app);
 

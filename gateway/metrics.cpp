@@ -105,6 +105,21 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                         .Name("switchyard_engine_decode_tokens_per_second")
                         .Help("Smoothed decode rate of a local engine, by provider")
                         .Register(*registry_);
+  engine_preemptions_ = &prometheus::BuildCounter()
+                            .Name("switchyard_engine_preemptions_total")
+                            .Help("Running requests whose KV a local engine reclaimed to make "
+                                  "room (they resume by recomputing), by provider")
+                            .Register(*registry_);
+  engine_prefix_hits_ = &prometheus::BuildCounter()
+                             .Name("switchyard_engine_prefix_cache_hit_tokens_total")
+                             .Help("Prompt tokens a local engine served from its prefix cache "
+                                   "instead of prefilling them, by provider")
+                             .Register(*registry_);
+  engine_prefix_blocks_ = &prometheus::BuildGauge()
+                               .Name("switchyard_engine_prefix_cache_blocks")
+                               .Help("KV blocks a local engine's prefix cache holds (in use or "
+                                     "evictable), by provider")
+                               .Register(*registry_);
   quality_records_ = &prometheus::BuildCounter()
                           .Name("switchyard_quality_records_total")
                           .Help("Quality records stored, by kind (escalation, shadow)")
@@ -242,6 +257,21 @@ void Metrics::setQualityDropped(uint64_t total) {
   // The recorder counts drops itself; the counter follows it (counters only go up).
   double now = static_cast<double>(total);
   if (now > quality_dropped_->Value()) quality_dropped_->Increment(now - quality_dropped_->Value());
+}
+
+void Metrics::setEnginePreemptions(const std::string& provider, int64_t total) {
+  // The engine counts them itself; the counter follows it (counters only go up).
+  prometheus::Counter& c = engine_preemptions_->Add({{"provider", provider}});
+  const double now = static_cast<double>(total);
+  if (now > c.Value()) c.Increment(now - c.Value());
+}
+
+void Metrics::setEnginePrefixCache(const std::string& provider, int64_t hit_tokens_total,
+                                   int64_t blocks) {
+  prometheus::Counter& c = engine_prefix_hits_->Add({{"provider", provider}});
+  const double now = static_cast<double>(hit_tokens_total);
+  if (now > c.Value()) c.Increment(now - c.Value());  // the engine counts; the counter follows
+  engine_prefix_blocks_->Add({{"provider", provider}}).Set(static_cast<double>(blocks));
 }
 
 void Metrics::recordJudgeVerdict(const std::string& status) {

@@ -58,6 +58,11 @@ class Metrics {
   // "recorded", "failed", "skipped_budget"); user feedback received.
   void recordQualityRecord(const std::string& kind);
   void setQualityDropped(uint64_t total);
+  // Running requests whose KV a local engine reclaimed (they resume by recomputing), since start.
+  void setEnginePreemptions(const std::string& provider, int64_t total);
+  // Prompt tokens a local engine served from its prefix cache since start, and the KV blocks
+  // its prefix cache holds now.
+  void setEnginePrefixCache(const std::string& provider, int64_t hit_tokens_total, int64_t blocks);
   void recordJudgeVerdict(const std::string& status);
   void recordShadow(const std::string& team, const std::string& outcome);
   void recordFeedback();
@@ -94,6 +99,9 @@ class Metrics {
   prometheus::Family<prometheus::Gauge>* engine_running_;
   prometheus::Family<prometheus::Gauge>* engine_kv_;
   prometheus::Family<prometheus::Gauge>* engine_decode_;
+  prometheus::Family<prometheus::Counter>* engine_preemptions_;
+  prometheus::Family<prometheus::Counter>* engine_prefix_hits_;
+  prometheus::Family<prometheus::Gauge>* engine_prefix_blocks_;
   prometheus::Family<prometheus::Counter>* quality_records_;
   prometheus::Counter* quality_dropped_;
   prometheus::Family<prometheus::Counter>* judge_verdicts_;

@@ -12,6 +12,7 @@
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -110,6 +111,8 @@ class Server::Impl {
 
   api::StatusOr<int> listen();
   void run();
+  // Runs one I/O thread's context, with its ThreadService when there is one.
+  void runContext(net::io_context& ioc);
   void beginShutdown();
   void doAccept();
   void onAccept(beast::error_code ec, tcp::socket socket);
@@ -138,6 +141,7 @@ class Server::Impl {
   const ServerConfig config_;
   Metrics& metrics_;
   RequestHandler handler_;
+  ThreadServiceFactory thread_service_;  // set before run()
   std::atomic<bool> draining_{false};
   std::atomic<int> in_flight_{0};
   std::atomic<int> connections_{0};
@@ -480,6 +484,9 @@ void Session<Stream>::dispatchRequest() {
   ex.method = std::string(req.method_string());
   ex.target = std::string(req.target());
   ex.authorization = std::string(req[http::field::authorization]);
+  ex.api_key = std::string(req["x-api-key"]);
+  ex.anthropic_version = std::string(req["anthropic-version"]);
+  ex.route_hint = std::string(req["x-switchyard-route-hint"]);
   ex.body = std::move(req.body());
   std::string_view client_id = req["x-request-id"];
   ex.request_id = saneRequestId(client_id) ? std::string(client_id) : newRequestId();
@@ -799,13 +806,54 @@ void Server::Impl::onAccept(beast::error_code ec, tcp::socket socket) {
   doAccept();
 }
 
+// Serves a ThreadService in an I/O thread's event loop: a wait for its fd to be readable is
+// always pending (re-armed before each service(), so that readiness during service() is not
+// missed), and a service() that stopped with work left is run again soon.
+class ServiceWatch {
+ public:
+  ServiceWatch(net::io_context& ioc, ThreadService& service)
+      : ioc_(ioc), service_(service), fd_(ioc, service.fd()) {
+    wait();
+  }
+  ~ServiceWatch() { fd_.release(); }  // the fd is the service's, not ours to close
+  ServiceWatch(const ServiceWatch&) = delete;
+  ServiceWatch& operator=(const ServiceWatch&) = delete;
+
+ private:
+  void wait() {
+    fd_.async_wait(net::posix::stream_descriptor::wait_read, [this](beast::error_code ec) {
+      if (ec) return;
+      wait();
+      serve();
+    });
+  }
+  void serve() {
+    if (service_.service()) net::post(ioc_, [this] { serve(); });
+  }
+
+  net::io_context& ioc_;
+  ThreadService& service_;
+  net::posix::stream_descriptor fd_;
+};
+
+void Server::Impl::runContext(net::io_context& ioc) {
+  std::unique_ptr<ThreadService> service = thread_service_ ? thread_service_() : nullptr;
+  std::optional<ServiceWatch> watch;
+  if (service) watch.emplace(ioc, *service);
+  ioc.run();
+  watch.reset();
+  service.reset();  // on this thread, after its loop: the service may cancel its work now
+}
+
 void Server::Impl::run() {
   // A context without connections must not return from run(): each is kept until shutdown.
   std::vector<net::executor_work_guard<net::io_context::executor_type>> keep;
   for (auto& ioc : iocs_) keep.push_back(net::make_work_guard(*ioc));
   std::vector<std::thread> threads;
-  for (size_t i = 1; i < iocs_.size(); ++i) threads.emplace_back([this, i] { iocs_[i]->run(); });
-  iocs_[0]->run();
+  for (size_t i = 1; i < iocs_.size(); ++i) {
+    threads.emplace_back([this, i] { runContext(*iocs_[i]); });
+  }
+  runContext(*iocs_[0]);
   for (auto& t : threads) t.join();
   pool_.stop();
 }
@@ -835,6 +883,9 @@ Server::Server(ServerConfig config, Metrics& metrics, RequestHandler handler)
     : impl_(std::make_unique<Impl>(std::move(config), metrics, std::move(handler))) {}
 Server::~Server() = default;
 api::StatusOr<int> Server::listen() { return impl_->listen(); }
+void Server::setThreadService(ThreadServiceFactory factory) {
+  impl_->thread_service_ = std::move(factory);
+}
 void Server::run() { impl_->run(); }
 void Server::beginShutdown() { impl_->beginShutdown(); }
 bool Server::draining() const { return impl_->draining_.load(); }

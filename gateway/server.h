@@ -27,6 +27,21 @@ namespace gateway {
 // the Responder later).
 using RequestHandler = std::function<void(Exchange, std::shared_ptr<Responder>)>;
 
+// Work that an I/O thread serves beside its connections, in its own event loop: the HTTP
+// client's driver for the upstream calls that thread starts (routers::HttpClient::
+// ThreadDriver), so that an upstream answer is read by the thread that sends it on. The
+// thread watches fd() and calls service() whenever it is readable, and again soon while
+// service() returns true. service() must not block.
+class ThreadService {
+ public:
+  virtual ~ThreadService() = default;
+  virtual int fd() const = 0;
+  virtual bool service() = 0;
+};
+// Called on each I/O thread before it runs (null: none); what it returns is destroyed on that
+// thread once the thread's event loop has stopped.
+using ThreadServiceFactory = std::function<std::unique_ptr<ThreadService>()>;
+
 class Server {
  public:
   Server(ServerConfig config, Metrics& metrics, RequestHandler handler);
@@ -34,6 +49,8 @@ class Server {
 
   // Binds and listens. Returns the bound port (useful with port 0), or kIo naming the address.
   api::StatusOr<int> listen();
+  // Before run(): what each I/O thread serves besides its connections.
+  void setThreadService(ThreadServiceFactory factory);
   // Runs the I/O threads until shutdown completes.
   void run();
   // Thread- and signal-safe to call from a signal watcher; idempotent.

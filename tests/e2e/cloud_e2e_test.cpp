@@ -206,7 +206,7 @@ TEST_F(CloudE2E, FallbackChainCrossesApisAndTheHeadersSayWhoAnswered) {
   HttpResponse r = chat(userChat("sonnet", "who is there"));
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(r.json()["choices"][0]["message"]["content"], "echo: who is there");
-  EXPECT_EQ(r.json()["model"], "sonnet") << "the client's model name stays";
+  EXPECT_EQ(r.json()["model"], "gpt") << "the body names the model that answered";
   EXPECT_EQ(r.headers["x-switchyard-route"], "openai/gpt-4o-mini");
   EXPECT_EQ(r.headers["x-switchyard-attempts"], "4");
   EXPECT_EQ(r.headers["x-switchyard-fallback-from"],
@@ -391,7 +391,7 @@ TEST(CloudLocalE2E, CloudFailureFallsBackToTheLocalEngine) {
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(r.headers["x-switchyard-route"], "gemma/local");
   EXPECT_EQ(r.headers["x-switchyard-fallback-from"], "claude/claude-haiku-4-5");
-  EXPECT_EQ(r.json()["model"], "smart");
+  EXPECT_EQ(r.json()["model"], "local");
   EXPECT_EQ(r.json()["usage"]["completion_tokens"], 5);
   EXPECT_EQ(std::stod(r.headers["x-switchyard-cost-usd"]), 0.0) << "the local engine costs no cloud money";
   EXPECT_EQ(claude.chatRequestCount(), 1);

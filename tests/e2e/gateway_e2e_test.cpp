@@ -201,10 +201,18 @@ TEST_F(GatewayE2E, ListsConfiguredModels) {
   for (const auto& m : j["data"]) {
     ids.insert(m.value("id", ""));
     EXPECT_EQ(m.value("object", ""), "model") << m.dump();
-    EXPECT_EQ(m.value("owned_by", ""), "up") << m.dump();
+    EXPECT_EQ(m.value("owned_by", ""), m.value("id", "") == "auto" ? "switchyard" : "up")
+        << m.dump();
     EXPECT_TRUE(m.contains("created") && m["created"].is_number_integer()) << m.dump();
   }
-  EXPECT_EQ(ids, (std::set<std::string>{"m1", "m2"}));
+  // `auto`, the team's routing, first; then the configured models.
+  EXPECT_EQ(j["data"][0].value("id", ""), "auto");
+  EXPECT_EQ(ids, (std::set<std::string>{"auto", "m1", "m2"}));
+  HttpResponse routed = httpGet(url("/v1/models/auto"), auth());
+  ASSERT_EQ(routed.status, 200) << routed.body;
+  EXPECT_NE(routed.json().value("description", "").find("routed by the team's policy"),
+            std::string::npos)
+      << routed.body;
   EXPECT_EQ(fake_.server().requestCount(), 0) << "listing models needs no upstream call";
 
   HttpResponse one = httpGet(url("/v1/models/m2"), auth());

@@ -8,9 +8,11 @@
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <iterator>
 #include <sstream>
 #include <thread>
 
@@ -24,7 +26,9 @@ namespace {
 
 using namespace std::chrono_literals;
 
-const char* kTeams[] = {"cascade", "localonly", "secure", "cloudy", "thrifty", "limited", "firsty"};
+const char* kTeams[] = {"cascade", "localonly", "secure",  "cloudy",  "thrifty",
+                         "limited", "firsty",    "metered", "chained", "strict", "broke",
+                         "remote"};
 
 std::string keyOf(const std::string& team) { return "sk-" + team + "-routing-e2e-key"; }
 
@@ -86,6 +90,18 @@ class RoutingE2E : public ::testing::Test {
       << "  limited:\n" << keys("limited")
       << "    routing: {mode: local_only}\n"
       << "    rate_limits: {requests_per_minute: 2}\n"
+      << "  metered:\n" << keys("metered")
+      << "    budget: {monthly_usd: 0.001, when_exhausted: local_only}\n"
+      << "  strict:\n" << keys("strict")
+      << "    routing: {trigger: \"turns > 1\"}\n"
+      << "    budget: {monthly_usd: 0.001, when_exhausted: reject}\n"
+      << "  broke:\n" << keys("broke")
+      << "    routing: {mode: cloud_only}\n"
+      << "    budget: {monthly_usd: 0.0, when_exhausted: reject}\n"
+      << "  chained:\n" << keys("chained")
+      << "    routing: {cloud_models: [gpt-4o, gpt-4o-mini]}\n"
+      << "  remote:\n" << keys("remote")
+      << "    routing: {local_model: gpt-4o}\n"  // no local engine behind its routed model
       << "  firsty:\n" << keys("firsty")
       << "    routing: {mode: cloud_first}\n"
       << "    allowed_models: [gemma-3-local]\n"
@@ -109,7 +125,9 @@ class RoutingE2E : public ::testing::Test {
       << "models:\n"
       << "  - {name: gemma-3-local, provider: gemma}\n"
       << "  - {name: gpt-4o-mini, provider: up, upstream_model: gpt-4o-mini}\n"
-      << "pricing: {up: {gpt-4o-mini: {input: 1000, output: 1000}}}\n"
+      << "  - {name: gpt-4o, provider: up, upstream_model: gpt-4o}\n"
+      << "pricing: {up: {gpt-4o-mini: {input: 1000, output: 1000}, "
+         "gpt-4o: {input: 1000, output: 1000}}}\n"
       << "policies: \"" << work_->path() << "/policies.yaml\"\n"
       << "ledger: {path: \"" << work_->path() << "/ledger.db\"}\n";
     SwitchyardServer::Options opts;
@@ -122,6 +140,12 @@ class RoutingE2E : public ::testing::Test {
   HttpResponse chat(const std::string& team, Json body) {
     return httpPost(gw_->url() + "/v1/chat/completions", body.dump(),
                     {{"Authorization", "Bearer " + keyOf(team)}}, 30000ms);
+  }
+  HttpResponse hinted(const std::string& team, Json body, const std::string& hint) {
+    return httpPost(gw_->url() + "/v1/chat/completions", body.dump(),
+                    {{"Authorization", "Bearer " + keyOf(team)},
+                     {"x-switchyard-route-hint", hint}},
+                    30000ms);
   }
   static Json ask(const std::string& model, const std::string& text, bool stream = false) {
     Json b = {{"model", model},
@@ -150,7 +174,7 @@ TEST_F(RoutingE2E, CascadeEscalatesALowConfidenceAnswer) {
   HttpResponse r = chat("cascade", ask("auto", "what is a switchyard"));
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(r.json()["choices"][0]["message"]["content"], "echo: what is a switchyard");
-  EXPECT_EQ(r.json()["model"], "auto");
+  EXPECT_EQ(r.json()["model"], "gpt-4o-mini") << "the body names the model that answered";
   EXPECT_EQ(r.headers["x-switchyard-route"], "up/gpt-4o-mini");
   EXPECT_NE(r.headers["x-switchyard-escalation"].find("trigger"), std::string::npos);
   EXPECT_FALSE(r.headers["x-switchyard-confidence"].empty());
@@ -169,6 +193,69 @@ TEST_F(RoutingE2E, CascadeEscalatesALowConfidenceAnswer) {
     }
   }
   EXPECT_EQ(text, "echo: stream it");
+}
+
+// switchyard_escalations_total counts cloud calls that started, once per escalated request,
+// labelled with why; a refused escalation (the reservation does not fit) counts nothing.
+TEST_F(RoutingE2E, OneEscalationIsCountedPerEscalatedRequest) {
+  for (bool stream : {false, true}) {
+    HttpResponse r = chat("cascade", ask("auto", "count me", stream));
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(r.headers["x-switchyard-route"], "up/gpt-4o-mini");
+  }
+  Json long_answer = ask("auto", "a long unconfident answer");
+  long_answer["max_tokens"] = 40;
+  HttpResponse refused = chat("metered", long_answer);
+  ASSERT_EQ(refused.status, 200) << refused.body;
+  EXPECT_EQ(refused.headers["x-switchyard-route"], "gemma/gemma-3-local");
+  EXPECT_NE(refused.headers["x-switchyard-escalation"].find("wanted"), std::string::npos)
+      << refused.headers["x-switchyard-escalation"];
+  EXPECT_EQ(refused.json()["model"], "gemma-3-local");
+  EXPECT_EQ(fake_.chatRequestCount(), 2);
+  std::string m = httpGet(gw_->url() + "/metrics").body;
+  EXPECT_EQ(metricValue(m, "switchyard_escalations_total",
+                        {{"team", "cascade"}, {"reason", "confidence"}}),
+            2.0)
+      << m;
+  EXPECT_FALSE(metricValue(m, "switchyard_escalations_total", {{"team", "metered"}}))
+      << m;
+}
+
+// routing.cloud_models is a fallback chain: the first model failing, the next one answers,
+// under the same budget, and the body names it.
+TEST_F(RoutingE2E, CloudModelsAreTriedInOrder) {
+  fake_.pushFault(Fault::error(500, "The server had an error"));
+  HttpResponse r = chat("chained", ask("auto", "who answers"));
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.json()["choices"][0]["message"]["content"], "echo: who answers");
+  EXPECT_EQ(r.headers["x-switchyard-route"], "up/gpt-4o-mini");
+  EXPECT_EQ(r.headers["x-switchyard-fallback-from"], "up/gpt-4o");
+  EXPECT_EQ(r.json()["model"], "gpt-4o-mini");
+  EXPECT_EQ(fake_.chatRequestCount(), 2);
+}
+
+// when_exhausted: reject means one thing in the planner and after a refused reservation: a
+// routed request of a cascade team is answered locally; a request naming a cloud model is 429.
+TEST_F(RoutingE2E, RejectRefusesOnlyWhatOnlyTheCloudCouldAnswer) {
+  Json two_turns = ask("auto", "second");
+  two_turns["messages"] = Json::array({{{"role", "user"}, {"content", "first"}},
+                                       {{"role", "assistant"}, {"content", "ok"}},
+                                       {{"role", "user"}, {"content", "second"}}});
+  HttpResponse routed = chat("strict", two_turns);
+  ASSERT_EQ(routed.status, 200) << routed.body;
+  EXPECT_EQ(routed.headers["x-switchyard-route"], "gemma/gemma-3-local");
+  EXPECT_NE(routed.headers["x-switchyard-escalation"].find("budget"), std::string::npos)
+      << routed.headers["x-switchyard-escalation"];
+  HttpResponse named = chat("strict", ask("gpt-4o-mini", "cloud please"));
+  EXPECT_EQ(named.status, 429) << named.body;
+  EXPECT_NE(named.body.find("insufficient_quota"), std::string::npos) << named.body;
+  // A cloud_only team whose budget is spent: refused at planning, saying what was spent.
+  HttpResponse spent = chat("broke", ask("auto", "anything"));
+  EXPECT_EQ(spent.status, 429) << spent.body;
+  EXPECT_NE(spent.body.find("$0.0000 spent and $0.0000 reserved of its monthly limit of $0.0000"),
+            std::string::npos)
+      << spent.body;
+  EXPECT_EQ(fake_.chatRequestCount(), 0);
 }
 
 TEST_F(RoutingE2E, LocalOnlyAndDataRulesNeverReachTheCloud) {
@@ -215,20 +302,32 @@ TEST_F(RoutingE2E, ConcurrentCloudRequestsNeverPassTheBudget) {
   EXPECT_EQ(spend.json()["month"]["reserved_usd"], 0.0);
   EXPECT_EQ(fake_.chatRequestCount(), ok.load());
   std::string metrics = httpGet(gw_->url() + "/metrics").body;
-  EXPECT_EQ(metricValue(metrics, "switchyard_budget_alerts_total", {{"team", "cloudy"}}), 1.0)
-      << "the 50% alert once (100% is not reached: the last reservation never fits)";
-  ASSERT_TRUE(hook_.waitForRequests(1, 5000ms)) << "the alert webhook was not called";
-  Request hook = *hook_.lastRequest();
-  EXPECT_EQ(hook.method, "POST");
-  EXPECT_EQ(hook.path(), "/hook");
-  Json alert = Json::parse(hook.body);
-  EXPECT_EQ(alert["type"], "budget_threshold");
-  EXPECT_EQ(alert["team"], "cloudy");
-  EXPECT_EQ(alert["window"], "month");
-  EXPECT_DOUBLE_EQ(alert["threshold"].get<double>(), 0.5);
-  EXPECT_DOUBLE_EQ(alert["budget_usd"].get<double>(), 0.05);
+  // 50% when the settled spend reached it; 100% when the budget first refused a reservation
+  // (the reservation that would cross 100% never fits).
+  EXPECT_EQ(metricValue(metrics, "switchyard_budget_alerts_total", {{"team", "cloudy"}}), 2.0)
+      << metrics;
+  EXPECT_EQ(metricValue(metrics, "switchyard_budget_alerts_total",
+                        {{"team", "cloudy"}, {"threshold", "1"}}),
+            1.0)
+      << metrics;
+  ASSERT_TRUE(hook_.waitForRequests(2, 5000ms)) << "the alert webhook was not called";
   std::this_thread::sleep_for(200ms);
-  EXPECT_EQ(hook_.requestCount(), 1) << "once per threshold per period";
+  EXPECT_EQ(hook_.requestCount(), 2) << "once per threshold per period";
+  std::map<double, Json> alerts;
+  for (const Request& hook : hook_.requests()) {
+    EXPECT_EQ(hook.method, "POST");
+    EXPECT_EQ(hook.path(), "/hook");
+    Json alert = Json::parse(hook.body);
+    EXPECT_EQ(alert["team"], "cloudy");
+    EXPECT_EQ(alert["window"], "month");
+    EXPECT_DOUBLE_EQ(alert["budget_usd"].get<double>(), 0.05);
+    alerts[alert["threshold"].get<double>()] = alert;
+  }
+  ASSERT_EQ(alerts.size(), 2u);
+  EXPECT_EQ(alerts[0.5]["type"], "budget_threshold");
+  EXPECT_EQ(alerts[1.0]["type"], "budget_refused");
+  EXPECT_LE(alerts[1.0]["spent_usd"].get<double>(), spent + 1e-9);
+  EXPECT_TRUE(alerts[1.0]["reserved_usd"].is_number());
 }
 
 TEST_F(RoutingE2E, ExhaustedBudgetServesLocallyWhenThePolicySaysSo) {
@@ -308,6 +407,36 @@ TEST_F(RoutingE2E, ReloadAppliesValidPoliciesAndKeepsTheOldOnesOtherwise) {
     return chat("localonly", ask("auto", "back")).headers["x-switchyard-route"] ==
            "gemma/gemma-3-local";
   }, 5000ms));
+}
+
+// switchyard.yaml's router weights are read again with the policies; a file that no longer
+// validates keeps the old ones.
+TEST_F(RoutingE2E, ReloadAppliesTheRoutersWeights) {
+  auto complexity = [&] {
+    HttpResponse r = chat("localonly", ask("auto", "weigh me"));
+    EXPECT_EQ(r.status, 200) << r.body;
+    return std::stod(r.headers["x-switchyard-complexity"]);
+  };
+  EXPECT_LT(complexity(), 0.5);
+  std::string yaml;
+  {
+    std::ifstream in(gw_->configPath());
+    yaml.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  std::ofstream(gw_->configPath()) << yaml << "router: {complexity: {bias: 6.0}}\n";
+  HttpResponse reload = admin("POST", "/admin/v1/reload");
+  ASSERT_EQ(reload.status, 200) << reload.body;
+  EXPECT_GT(complexity(), 0.9);
+
+  std::ofstream(gw_->configPath()) << yaml << "router: {complexity: {bias: 6.0, lenght: 1}}\n";
+  HttpResponse bad = admin("POST", "/admin/v1/reload");
+  EXPECT_EQ(bad.status, 400) << bad.body;
+  EXPECT_NE(bad.body.find("lenght"), std::string::npos) << bad.body;
+  EXPECT_GT(complexity(), 0.9) << "the last valid weights stay";
+
+  std::ofstream(gw_->configPath()) << yaml;
+  ::kill(gw_->process().pid(), SIGHUP);
+  ASSERT_TRUE(waitUntil([&] { return complexity() < 0.5; }, 5000ms));
 }
 
 TEST_F(RoutingE2E, KillDuringLoadNeverLosesSpend) {
@@ -398,12 +527,19 @@ TEST_F(RoutingE2E, AnUnwritableLedgerStopsCloudCallsWhileLocalAnswersFlow) {
   execOnFile(ledger,
              "CREATE TRIGGER full_disk BEFORE INSERT ON requests "
              "BEGIN SELECT RAISE(FAIL, 'database or disk is full'); END;");
+  // The gateway learns it at its next commit (a few ms): a call accepted before that is
+  // durable in the ledger's journal, so it is billed, not lost (checked at the end).
+  HttpResponse first = chat("cloudy", ask("gpt-4o-mini", "hi"));
+  EXPECT_TRUE(first.status == 200 || first.status == 503) << first.body;
+  const int started_before = fake_.chatRequestCount();
+  EXPECT_TRUE(waitUntil([&] {
+    std::string m = httpGet(gw_->url() + "/metrics").body;
+    return metricValue(m, "switchyard_ledger_state", {{"what", "failed_commits"}}) >= 1.0;
+  }, 5000ms));
   HttpResponse cloud = chat("cloudy", ask("gpt-4o-mini", "hi"));
   EXPECT_EQ(cloud.status, 503) << cloud.body;
   EXPECT_EQ(cloud.json()["error"]["code"], "ledger_unavailable") << cloud.body;
-  EXPECT_EQ(fake_.chatRequestCount(), 0) << "no cloud call may start unbilled";
-  std::string metrics = httpGet(gw_->url() + "/metrics").body;
-  EXPECT_GE(metricValue(metrics, "switchyard_ledger_state", {{"what", "failed_commits"}}), 1.0);
+  EXPECT_EQ(fake_.chatRequestCount(), started_before) << "no cloud call may start unbilled";
   HttpResponse local = chat("localonly", ask("auto", "hi"));
   EXPECT_EQ(local.status, 200) << local.body;
   EXPECT_EQ(local.headers["x-switchyard-route"], "gemma/gemma-3-local");
@@ -413,6 +549,167 @@ TEST_F(RoutingE2E, AnUnwritableLedgerStopsCloudCallsWhileLocalAnswersFlow) {
     again = chat("cloudy", ask("gpt-4o-mini", "hi"));
     return again.status == 200;
   }, 10000ms)) << "cloud calls resume once the ledger can write again: " << again.body;
+  // Every call the provider served is in the ledger, the one accepted before the failure too.
+  EXPECT_TRUE(waitUntil([&] {
+    sqlite3* db = nullptr;
+    if (sqlite3_open_v2(ledger.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
+      sqlite3_close(db);
+      return false;
+    }
+    sqlite3_stmt* q = nullptr;
+    int64_t rows = -1;
+    if (sqlite3_prepare_v2(db, "SELECT COUNT(*) FROM requests WHERE team = 'cloudy' AND "
+                               "kind = 'cloud' AND state = 'settled'", -1, &q, nullptr) == SQLITE_OK &&
+        sqlite3_step(q) == SQLITE_ROW) {
+      rows = sqlite3_column_int64(q, 0);
+    }
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    return rows >= fake_.chatRequestCount();
+  }, 10000ms)) << fake_.chatRequestCount() << " calls served";
+}
+
+TEST_F(RoutingE2E, RouteHintsSteerWithinThePolicy) {
+  // The cascade team's trigger escalates any local answer; a local hint keeps it local.
+  HttpResponse local = hinted("cascade", ask("auto", "stay here"), "local");
+  ASSERT_EQ(local.status, 200) << local.body;
+  EXPECT_EQ(local.headers["x-switchyard-route"], "gemma/gemma-3-local");
+  EXPECT_EQ(local.headers["x-switchyard-route-hint"], "local");
+  EXPECT_EQ(fake_.chatRequestCount(), 0);
+  HttpResponse streamed = hinted("cascade", ask("auto", "stay here", true), "local");
+  ASSERT_EQ(streamed.status, 200) << streamed.body;
+  EXPECT_EQ(streamed.headers["x-switchyard-route"], "gemma/gemma-3-local");
+  EXPECT_EQ(fake_.chatRequestCount(), 0);
+
+  HttpResponse cloud = hinted("cascade", ask("auto", "go far"), "cloud");
+  ASSERT_EQ(cloud.status, 200) << cloud.body;
+  EXPECT_EQ(cloud.headers["x-switchyard-route"], "up/gpt-4o-mini");
+  EXPECT_EQ(cloud.headers["x-switchyard-route-hint"], "cloud");
+  EXPECT_EQ(cloud.json()["model"], "gpt-4o-mini");
+  EXPECT_EQ(fake_.chatRequestCount(), 1);
+
+  // The body's route_hint does the same, and no upstream sees it.
+  Json body = ask("auto", "go far");
+  body["route_hint"] = "cloud";
+  HttpResponse field = chat("cascade", body);
+  ASSERT_EQ(field.status, 200) << field.body;
+  EXPECT_EQ(field.headers["x-switchyard-route"], "up/gpt-4o-mini");
+  EXPECT_EQ(field.headers["x-switchyard-route-hint"], "cloud");
+  EXPECT_FALSE(fake_.lastChatBody().contains("route_hint")) << fake_.lastChatBody().dump();
+  // The header wins over the body.
+  HttpResponse both = hinted("cascade", body, "local");
+  ASSERT_EQ(both.status, 200) << both.body;
+  EXPECT_EQ(both.headers["x-switchyard-route"], "gemma/gemma-3-local");
+
+  // auto is the team's routing: the cascade escalates as without a hint.
+  HttpResponse routed = hinted("cascade", ask("auto", "what is a switchyard"), "auto");
+  ASSERT_EQ(routed.status, 200) << routed.body;
+  EXPECT_EQ(routed.headers["x-switchyard-route"], "up/gpt-4o-mini");
+  EXPECT_EQ(routed.headers["x-switchyard-route-hint"], "auto");
+  // A cloud_only team hinted local is answered locally.
+  HttpResponse narrowed = hinted("thrifty", ask("auto", "hi"), "local");
+  ASSERT_EQ(narrowed.status, 200) << narrowed.body;
+  EXPECT_EQ(narrowed.headers["x-switchyard-route"], "gemma/gemma-3-local");
+}
+
+TEST_F(RoutingE2E, RouteHintsNeverWidenWhatTheTeamMayDo) {
+  auto refused = [&](const std::string& team, const std::string& model, const std::string& hint,
+                     int status, const std::string& code, const std::string& why) {
+    HttpResponse r = hinted(team, ask(model, "anything"), hint);
+    EXPECT_EQ(r.status, status) << team << " " << hint << ": " << r.body;
+    Json error = r.json()["error"];
+    EXPECT_EQ(error["code"], code) << r.body;
+    EXPECT_NE(error["message"].get<std::string>().find(why), std::string::npos) << r.body;
+  };
+  refused("secure", "auto", "cloud", 403, "route_hint_refused", "allow_cloud: false");
+  refused("localonly", "auto", "cloud", 403, "route_hint_refused", "local_only");
+  refused("firsty", "auto", "cloud", 403, "route_hint_refused", "allowed_models");
+  refused("thrifty", "auto", "cloud", 429, "insufficient_quota", "spent");
+  refused("remote", "auto", "local", 403, "route_hint_refused", "not a local engine");
+  refused("cascade", "gpt-4o-mini", "local", 403, "route_hint_refused", "cloud model");
+  HttpResponse bad = hinted("cascade", ask("auto", "x"), "fast");
+  EXPECT_EQ(bad.status, 400) << bad.body;
+  EXPECT_EQ(bad.json()["error"]["param"], "x-switchyard-route-hint") << bad.body;
+  Json body = ask("auto", "x");
+  body["route_hint"] = 3;
+  HttpResponse typed = chat("cascade", body);
+  EXPECT_EQ(typed.status, 400) << typed.body;
+  EXPECT_EQ(typed.json()["error"]["param"], "route_hint") << typed.body;
+  EXPECT_EQ(fake_.chatRequestCount(), 0);
+}
+
+TEST_F(RoutingE2E, ExplainShowsThePlanThatTheRequestThenFollows) {
+  auto explain = [&](const std::string& team, const Json& body, const std::string& hint = "") {
+    HeaderList h = {{"Authorization", "Bearer " + keyOf(team)}};
+    if (!hint.empty()) h.push_back({"x-switchyard-route-hint", hint});
+    return httpPost(gw_->url() + "/v1/route/explain", body.dump(), h, 30000ms);
+  };
+  // The cascade: local first, escalation to the cloud chain; the trigger cannot be decided
+  // before the local answer's confidence is known.
+  HttpResponse e = explain("cascade", ask("auto", "what is a switchyard"));
+  ASSERT_EQ(e.status, 200) << e.body;
+  Json plan = e.json();
+  EXPECT_EQ(plan["plan"]["target"], "cascade") << e.body;
+  EXPECT_EQ(plan["plan"]["chain"][0]["route"], "gemma/gemma-3-local") << e.body;
+  EXPECT_EQ(plan["plan"]["escalates_to"][0]["route"], "up/gpt-4o-mini") << e.body;
+  EXPECT_EQ(plan["trigger"]["before_local_answer"], "unknown") << e.body;
+  EXPECT_TRUE(plan["trigger"]["variables"]["confidence"].is_null()) << e.body;
+  EXPECT_EQ(plan["trigger"]["variables"]["turns"], 1.0) << e.body;
+  ASSERT_EQ(plan["complexity"]["features"].size(), 10u) << e.body;
+  double logits = 0;
+  for (const Json& f : plan["complexity"]["features"]) logits += f["contribution"].get<double>();
+  EXPECT_GT(plan["complexity"]["score"].get<double>(), 0.0);
+  const double score = 1 / (1 + std::exp(-(plan["complexity"]["bias"].get<double>() + logits)));
+  EXPECT_NEAR(plan["complexity"]["score"].get<double>(), score, 1e-9) << e.body;
+  EXPECT_EQ(fake_.chatRequestCount(), 0) << "explain calls no model";
+  HttpResponse r = chat("cascade", ask("auto", "what is a switchyard"));
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.headers["x-switchyard-route"], plan["plan"]["escalates_to"][0]["route"]);
+
+  // A hint is applied in the plan as in the request.
+  e = explain("cascade", ask("auto", "hi"), "local");
+  ASSERT_EQ(e.status, 200) << e.body;
+  EXPECT_EQ(e.json()["hint"], "local");
+  EXPECT_EQ(e.json()["plan"]["target"], "local");
+  r = hinted("cascade", ask("auto", "hi"), "local");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.headers["x-switchyard-route"], e.json()["plan"]["chain"][0]["route"]);
+
+  // cloud_only with a budget: the cloud chain, and the budget windows before and after.
+  e = explain("cloudy", ask("auto", "hi"));
+  ASSERT_EQ(e.status, 200) << e.body;
+  EXPECT_EQ(e.json()["plan"]["target"], "cloud");
+  Json window = e.json()["budget"]["windows"][0];
+  EXPECT_EQ(window["window"], "monthly") << e.body;
+  EXPECT_DOUBLE_EQ(window["limit_usd"].get<double>(), 0.05);
+  EXPECT_DOUBLE_EQ(window["spent_usd"].get<double>(), 0.0);
+  r = chat("cloudy", ask("auto", "hi"));
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.headers["x-switchyard-route"], e.json()["plan"]["chain"][0]["route"]);
+  e = explain("cloudy", ask("auto", "hi"));
+  EXPECT_GT(e.json()["budget"]["windows"][0]["spent_usd"].get<double>(), 0.0) << e.body;
+
+  // A refused hint is a reject plan that says why, and the request is refused.
+  e = explain("localonly", ask("auto", "hi"), "cloud");
+  ASSERT_EQ(e.status, 200) << e.body;
+  EXPECT_EQ(e.json()["plan"]["target"], "reject");
+  EXPECT_EQ(e.json()["plan"]["reason_code"], "hint");
+  EXPECT_EQ(hinted("localonly", ask("auto", "hi"), "cloud").status, 403);
+
+  // A named model goes to that model; the data rules and the hint still hold.
+  e = explain("cascade", ask("gpt-4o-mini", "hi"));
+  EXPECT_EQ(e.json()["plan"]["target"], "cloud") << e.body;
+  EXPECT_EQ(e.json()["plan"]["chain"][0]["route"], "up/gpt-4o-mini") << e.body;
+  EXPECT_EQ(explain("secure", ask("gpt-4o-mini", "hi")).json()["plan"]["target"], "reject");
+  EXPECT_EQ(explain("cascade", ask("gpt-4o-mini", "hi"), "local").json()["plan"]["target"],
+            "reject");
+
+  e = explain("limited", ask("auto", "hi"));
+  EXPECT_EQ(e.json()["rate_limits"]["team"]["requests_per_minute"], 2) << e.body;
+  EXPECT_EQ(explain("cascade", ask("auto", "hi"), "fast").status, 400);
+  EXPECT_EQ(httpPost(gw_->url() + "/v1/route/explain", ask("auto", "hi").dump(), {}, 30000ms)
+                .status,
+            401);
 }
 
 }  // namespace

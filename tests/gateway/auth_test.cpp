@@ -76,6 +76,48 @@ TEST(Authenticator, TheBearerSchemeIsCaseInsensitiveAsciiOnly) {
   }
 }
 
+TEST(Authenticator, AnyKeyIsAnonymousOnlyWhileNoKeyIsConfigured) {
+  auto keyless = [](const std::string& auth_yaml) {
+    auto c = parseConfig(auth_yaml +
+                             "providers: {up: {type: openai, base_url: \"http://127.0.0.1:1/v1\"}}\n"
+                             "models: [{name: m1, provider: up}]\n"
+                             "pricing: {up: {m1: {input: 1, output: 1}}}\n",
+                         "t.yaml");
+    EXPECT_TRUE(c.ok()) << c.status().message();
+    return c.ok() ? *c : nullptr;
+  };
+  // The default config's shape: unauthenticated use, no keys. An SDK's placeholder key is
+  // served as the anonymous team.
+  auto open = keyless("auth: {allow_unauthenticated: true, anonymous_team: local}\n");
+  ASSERT_NE(open, nullptr);
+  Authenticator anonymous(*open);
+  for (const std::string header : {"Bearer sk-anything", "Bearer EMPTY", "Basic dXNlcg=="}) {
+    auto p = anonymous.authenticate(header);
+    ASSERT_TRUE(p.ok()) << header << ": " << p.status().message();
+    EXPECT_EQ(p->team, "local");
+    EXPECT_EQ(p->key_id, "");
+    EXPECT_FALSE(p->admin);
+  }
+  // Unauthenticated use off: a key is always checked.
+  auto closed = keyless("auth: {allow_unauthenticated: false}\n");
+  ASSERT_NE(closed, nullptr);
+  EXPECT_EQ(Authenticator(*closed).authenticate("Bearer sk-anything").status().code(),
+            api::ErrorCode::kUnauthenticated);
+  // Once a key exists (a team's or an operator's), an unknown key is a 401 again.
+  auto with_keys = configWith(kRouting + "teams: {}\n");
+  ASSERT_NE(with_keys, nullptr);
+  Config team_key_only = *with_keys, admin_key_only = *with_keys;
+  team_key_only.auth.allow_unauthenticated = admin_key_only.auth.allow_unauthenticated = true;
+  team_key_only.auth.admin_keys.clear();
+  admin_key_only.teams.clear();
+  for (const Config* c : {&team_key_only, &admin_key_only}) {
+    Authenticator auth(*c);
+    EXPECT_EQ(auth.authenticate("Bearer sk-anything").status().code(),
+              api::ErrorCode::kUnauthenticated);
+    EXPECT_EQ(auth.authenticate("")->team, c->auth.anonymous_team);
+  }
+}
+
 TEST(BindPolicies, JoinsTheFilesTeamsAndKeysToSwitchyardYamls) {
   auto config = configWith(kRouting + "teams:\n" + teamWithKey("beta", "b1", "sk-beta"));
   ASSERT_NE(config, nullptr);

@@ -108,7 +108,7 @@ TEST(Config, LocalProviderNeedsAModelDirAndTakesEngineSettings) {
   auto ok = parseConfig(
       "providers:\n"
       "  gemma: {type: local, model_dir: /models/g, backend: cpu, threads: 2, max_batch: 4,\n"
-      "          max_queue: 10, kv_cache_tokens: 4096, max_context: 1024}\n"
+      "          max_queue: 10, kv_cache_tokens: 4096, step_tokens: 64, max_context: 1024}\n"
       "models:\n"
       "  - {name: g, provider: gemma}\n",
       "t.yaml");
@@ -120,7 +120,25 @@ TEST(Config, LocalProviderNeedsAModelDirAndTakesEngineSettings) {
   EXPECT_EQ(e.max_batch, 4);
   EXPECT_EQ(e.max_queue, 10);
   EXPECT_EQ(e.kv_cache_tokens, 4096);
+  EXPECT_EQ(e.step_tokens, 64);
   EXPECT_EQ(e.max_context, 1024);
+
+  auto huge_step = parseConfig(
+      "providers:\n  gemma: {type: local, model_dir: m, step_tokens: 100000000}\n", "t.yaml");
+  ASSERT_FALSE(huge_step.ok());
+  EXPECT_NE(huge_step.status().message().find("step_tokens"), std::string::npos)
+      << huge_step.status().message();
+
+  EXPECT_EQ(e.quantize, "");  // weights as stored unless asked
+  auto q8 = parseConfig(
+      "providers:\n  gemma: {type: local, model_dir: m, quantize: q8_0}\n", "t.yaml");
+  ASSERT_TRUE(q8.ok()) << q8.status().message();
+  EXPECT_EQ((*q8)->providers.at("gemma").local.quantize, "q8_0");
+  auto bad_q = parseConfig(
+      "providers:\n  gemma: {type: local, model_dir: m, quantize: q5_1}\n", "t.yaml");
+  ASSERT_FALSE(bad_q.ok());
+  EXPECT_NE(bad_q.status().message().find("quantize"), std::string::npos)
+      << bad_q.status().message();
 
   auto missing = parseConfig("providers:\n  gemma: {type: local}\n", "t.yaml");
   ASSERT_FALSE(missing.ok());

@@ -5,30 +5,19 @@
 //   SWITCHYARD_BIN=build/switchyard node tests/sdk/openai_sdk_test.mjs
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import http from 'node:http';
-import crypto from 'node:crypto';
-import { spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import OpenAI from 'openai';
+import {
+  startWatchdog, makeWorkDir, keySha256, startUpstream, startGateway, teardown, sseData, wordDeltas,
+} from './harness.mjs';
 
-const BIN = process.env.SWITCHYARD_BIN;
 const CLIENT_KEY = 'sk-sdk-e2e-4b1d9c';
 const UPSTREAM_KEY = 'sk-upstream-sdk-77';
 const CALL_TIMEOUT_MS = 10_000;
 
-// Never hang a CI job: whatever happens, give up after this long.
-const watchdog = setTimeout(() => {
-  console.error('openai_sdk_test: watchdog fired, giving up');
-  if (gateway) gateway.kill('SIGKILL');
-  process.exit(1);
-}, 90_000);
-watchdog.unref();
+startWatchdog('openai_sdk_test', 90_000);
 
 let upstream;        // http.Server
-let gateway;         // ChildProcess
-let gatewayStderr = '';
+let gateway;         // { child, port, stderr }
 let baseURL;
 let workDir;
 const upstreamRequests = [];
@@ -48,44 +37,40 @@ function usageFor(body) {
   return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
 }
 
-function handleUpstream(req, res) {
-  let raw = '';
-  req.on('data', (d) => { raw += d; });
-  req.on('end', () => {
-    if (req.method !== 'POST' || req.url !== '/v1/chat/completions') {
-      res.writeHead(404, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ error: { message: 'no route', type: 'invalid_request_error', param: null, code: null } }));
-      return;
-    }
-    const body = JSON.parse(raw);
-    upstreamRequests.push({ headers: req.headers, body });
-    const id = 'chatcmpl-sdk' + upstreamRequests.length;
-    const created = 1700000000;
-    const text = replyFor(body);
-    if (!body.stream) {
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({
-        id, object: 'chat.completion', created, model: body.model, system_fingerprint: 'fp_sdk',
-        choices: [{ index: 0, message: { role: 'assistant', content: text, refusal: null }, logprobs: null, finish_reason: 'stop' }],
-        usage: usageFor(body),
-      }));
-      return;
-    }
-    const withUsage = body.stream_options?.include_usage === true;
-    const chunk = (choices, usage) => {
-      const c = { id, object: 'chat.completion.chunk', created, model: body.model, system_fingerprint: 'fp_sdk', choices };
-      if (withUsage) c.usage = usage ?? null;
-      return 'data: ' + JSON.stringify(c) + '\n\n';
-    };
-    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
-    res.write(chunk([{ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }]));
-    text.split(' ').forEach((w, i) => {
-      res.write(chunk([{ index: 0, delta: { content: i ? ' ' + w : w }, logprobs: null, finish_reason: null }]));
-    });
-    res.write(chunk([{ index: 0, delta: {}, logprobs: null, finish_reason: 'stop' }]));
-    if (withUsage) res.write(chunk([], usageFor(body)));
-    res.end('data: [DONE]\n\n');
-  });
+function handleUpstream(req, res, raw) {
+  if (req.method !== 'POST' || req.url !== '/v1/chat/completions') {
+    res.writeHead(404, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ error: { message: 'no route', type: 'invalid_request_error', param: null, code: null } }));
+    return;
+  }
+  const body = JSON.parse(raw);
+  upstreamRequests.push({ headers: req.headers, body });
+  const id = 'chatcmpl-sdk' + upstreamRequests.length;
+  const created = 1700000000;
+  const text = replyFor(body);
+  if (!body.stream) {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({
+      id, object: 'chat.completion', created, model: body.model, system_fingerprint: 'fp_sdk',
+      choices: [{ index: 0, message: { role: 'assistant', content: text, refusal: null }, logprobs: null, finish_reason: 'stop' }],
+      usage: usageFor(body),
+    }));
+    return;
+  }
+  const withUsage = body.stream_options?.include_usage === true;
+  const chunk = (choices, usage) => {
+    const c = { id, object: 'chat.completion.chunk', created, model: body.model, system_fingerprint: 'fp_sdk', choices };
+    if (withUsage) c.usage = usage ?? null;
+    return sseData(c);
+  };
+  res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+  res.write(chunk([{ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }]));
+  for (const content of wordDeltas(text)) {
+    res.write(chunk([{ index: 0, delta: { content }, logprobs: null, finish_reason: null }]));
+  }
+  res.write(chunk([{ index: 0, delta: {}, logprobs: null, finish_reason: 'stop' }]));
+  if (withUsage) res.write(chunk([], usageFor(body)));
+  res.end('data: [DONE]\n\n');
 }
 
 // --- the gateway ---------------------------------------------------------------------------
@@ -112,71 +97,21 @@ pricing:
 `;
 }
 
-function waitForListening(child, timeoutMs) {
-  return new Promise((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`no listening line within ${timeoutMs} ms\n${gatewayStderr}`)), timeoutMs);
-    child.stdout.on('data', (d) => {
-      out += d;
-      const nl = out.indexOf('\n');
-      if (nl < 0) return;
-      clearTimeout(timer);
-      try {
-        const ev = JSON.parse(out.slice(0, nl));
-        if (ev.event !== 'listening' || !Number.isInteger(ev.port)) throw new Error('bad line: ' + out.slice(0, nl));
-        resolve(ev.port);
-      } catch (e) {
-        reject(e);
-      }
-    });
-    child.on('exit', (code, sig) => {
-      clearTimeout(timer);
-      reject(new Error(`switchyard exited (${code ?? sig}) before listening\n${gatewayStderr}`));
-    });
-  });
-}
-
 function client(apiKey = CLIENT_KEY) {
   return new OpenAI({ baseURL, apiKey, timeout: CALL_TIMEOUT_MS, maxRetries: 0 });
 }
 
 before(async () => {
-  assert.ok(BIN, 'SWITCHYARD_BIN must name the switchyard binary');
-  upstream = http.createServer(handleUpstream);
-  await new Promise((r) => upstream.listen(0, '127.0.0.1', r));
-  const upstreamPort = upstream.address().port;
-
-  workDir = mkdtempSync(path.join(tmpdir(), 'switchyard-sdk-'));
-  const cfg = path.join(workDir, 'switchyard.yaml');
-  const sha = crypto.createHash('sha256').update(CLIENT_KEY).digest('hex');
-  writeFileSync(cfg, configYaml(upstreamPort, sha));
-
-  gateway = spawn(BIN, ['serve', '--config', cfg, '--port', '0'], {
-    env: { ...process.env, UP_KEY: UPSTREAM_KEY },
-    stdio: ['ignore', 'pipe', 'pipe'],
+  upstream = await startUpstream(handleUpstream);
+  workDir = makeWorkDir('switchyard-sdk-');
+  gateway = await startGateway({
+    config: configYaml(upstream.address().port, keySha256(CLIENT_KEY)),
+    dir: workDir, env: { ...process.env, UP_KEY: UPSTREAM_KEY },
   });
-  gateway.stderr.on('data', (d) => { gatewayStderr += d; });
-  const port = await waitForListening(gateway, 10_000);
-  baseURL = `http://127.0.0.1:${port}/v1`;
+  baseURL = `http://127.0.0.1:${gateway.port}/v1`;
 });
 
-after(async () => {
-  if (gateway && gateway.exitCode === null && gateway.signalCode === null) {
-    const exited = new Promise((r) => gateway.once('exit', (code) => r(code)));
-    gateway.kill('SIGTERM');
-    let timer;
-    const timedOut = new Promise((r) => { timer = setTimeout(() => r('timeout'), 5000); });
-    const code = await Promise.race([exited, timedOut]);
-    clearTimeout(timer);
-    if (code === 'timeout') gateway.kill('SIGKILL');
-    assert.equal(code, 0, 'switchyard should exit 0 on SIGTERM\n' + gatewayStderr);
-  }
-  if (upstream) {
-    upstream.closeAllConnections();
-    await new Promise((r) => upstream.close(r));
-  }
-  if (workDir) rmSync(workDir, { recursive: true, force: true });
-});
+after(() => teardown({ gateway, upstream, dir: workDir }));
 
 // --- tests ---------------------------------------------------------------------------------
 
@@ -237,7 +172,7 @@ test('models.list', { timeout: 15_000 }, async () => {
     assert.equal(m.object, 'model');
     ids.push(m.id);
   }
-  assert.deepEqual(ids.sort(), ['m1', 'm2']);
+  assert.deepEqual(ids.sort(), ['auto', 'm1', 'm2']);
   const one = await client().models.retrieve('m1');
   assert.equal(one.id, 'm1');
   assert.equal(one.owned_by, 'up');

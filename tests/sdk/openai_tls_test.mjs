@@ -9,16 +9,15 @@
 // runs itself again with the variable set.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import http from 'node:http';
 import net from 'node:net';
-import crypto from 'node:crypto';
-import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { spawnSync } from 'node:child_process';
+import { writeFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import {
+  startWatchdog, makeWorkDir, keySha256, startUpstream, startGateway, teardown, sseData, wordDeltas,
+} from './harness.mjs';
 
-const BIN = process.env.SWITCHYARD_BIN;
 const CLIENT_KEY = 'sk-sdk-tls-5e2f81';
 const UPSTREAM_KEY = 'sk-upstream-tls-31';
 const CERT_DIR = process.env.SY_TLS_TEST_DIR;
@@ -42,7 +41,7 @@ function makeCertificates(dir) {
 }
 
 if (!CERT_DIR) {
-  const dir = mkdtempSync(path.join(tmpdir(), 'switchyard-tls-sdk-'));
+  const dir = makeWorkDir('switchyard-tls-sdk-');
   let code = 1;
   try {
     makeCertificates(dir);
@@ -60,53 +59,42 @@ if (!CERT_DIR) {
 
 const { default: OpenAI } = await import('openai');
 
-// Never hang a CI job: whatever happens, give up after this long.
-const watchdog = setTimeout(() => {
-  console.error('openai_tls_test: watchdog fired, giving up');
-  if (gateway) gateway.kill('SIGKILL');
-  process.exit(1);
-}, 90_000);
-watchdog.unref();
+startWatchdog('openai_tls_test', 90_000);
 
 let upstream;
 let gateway;
-let gatewayStderr = '';
 let port;
 
 // --- fake upstream -----------------------------------------------------------------------
 
-function handleUpstream(req, res) {
-  let raw = '';
-  req.on('data', (d) => { raw += d; });
-  req.on('end', () => {
-    const body = JSON.parse(raw);
-    const users = body.messages.filter((m) => m.role === 'user');
-    const text = 'echo: ' + users[users.length - 1].content;
-    const usage = { prompt_tokens: 7, completion_tokens: text.split(' ').length,
-                    total_tokens: 7 + text.split(' ').length };
-    const base = { id: 'chatcmpl-tls', created: 1700000000, model: body.model };
-    if (!body.stream) {
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({
-        ...base, object: 'chat.completion',
-        choices: [{ index: 0, message: { role: 'assistant', content: text }, finish_reason: 'stop' }],
-        usage,
-      }));
-      return;
-    }
-    const withUsage = body.stream_options?.include_usage === true;
-    const chunk = (choices, u) => 'data: ' + JSON.stringify({
-      ...base, object: 'chat.completion.chunk', choices, ...(withUsage ? { usage: u ?? null } : {}),
-    }) + '\n\n';
-    res.writeHead(200, { 'content-type': 'text/event-stream' });
-    res.write(chunk([{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }]));
-    text.split(' ').forEach((w, i) => {
-      res.write(chunk([{ index: 0, delta: { content: i ? ' ' + w : w }, finish_reason: null }]));
-    });
-    res.write(chunk([{ index: 0, delta: {}, finish_reason: 'stop' }]));
-    if (withUsage) res.write(chunk([], usage));
-    res.end('data: [DONE]\n\n');
+function handleUpstream(req, res, raw) {
+  const body = JSON.parse(raw);
+  const users = body.messages.filter((m) => m.role === 'user');
+  const text = 'echo: ' + users[users.length - 1].content;
+  const usage = { prompt_tokens: 7, completion_tokens: text.split(' ').length,
+                  total_tokens: 7 + text.split(' ').length };
+  const base = { id: 'chatcmpl-tls', created: 1700000000, model: body.model };
+  if (!body.stream) {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({
+      ...base, object: 'chat.completion',
+      choices: [{ index: 0, message: { role: 'assistant', content: text }, finish_reason: 'stop' }],
+      usage,
+    }));
+    return;
+  }
+  const withUsage = body.stream_options?.include_usage === true;
+  const chunk = (choices, u) => sseData({
+    ...base, object: 'chat.completion.chunk', choices, ...(withUsage ? { usage: u ?? null } : {}),
   });
+  res.writeHead(200, { 'content-type': 'text/event-stream' });
+  res.write(chunk([{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }]));
+  for (const content of wordDeltas(text)) {
+    res.write(chunk([{ index: 0, delta: { content }, finish_reason: null }]));
+  }
+  res.write(chunk([{ index: 0, delta: {}, finish_reason: 'stop' }]));
+  if (withUsage) res.write(chunk([], usage));
+  res.end('data: [DONE]\n\n');
 }
 
 // --- the gateway ---------------------------------------------------------------------------
@@ -136,26 +124,6 @@ pricing:
 `;
 }
 
-function waitForListening(child, timeoutMs) {
-  return new Promise((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`no listening line\n${gatewayStderr}`)), timeoutMs);
-    child.stdout.on('data', (d) => {
-      out += d;
-      const nl = out.indexOf('\n');
-      if (nl < 0) return;
-      clearTimeout(timer);
-      const ev = JSON.parse(out.slice(0, nl));
-      if (ev.event !== 'listening' || ev.tls !== true) reject(new Error('bad line: ' + out));
-      resolve(ev.port);
-    });
-    child.on('exit', (code, sig) => {
-      clearTimeout(timer);
-      reject(new Error(`switchyard exited (${code ?? sig}) before listening\n${gatewayStderr}`));
-    });
-  });
-}
-
 function client() {
   return new OpenAI({
     baseURL: `https://localhost:${port}/v1`, apiKey: CLIENT_KEY, timeout: 10_000, maxRetries: 0,
@@ -163,31 +131,16 @@ function client() {
 }
 
 before(async () => {
-  assert.ok(BIN, 'SWITCHYARD_BIN must name the switchyard binary');
-  upstream = http.createServer(handleUpstream);
-  await new Promise((r) => upstream.listen(0, '127.0.0.1', r));
-  const cfg = path.join(CERT_DIR, 'switchyard.yaml');
-  const sha = crypto.createHash('sha256').update(CLIENT_KEY).digest('hex');
-  writeFileSync(cfg, configYaml(upstream.address().port, sha));
-  gateway = spawn(BIN, ['serve', '--config', cfg, '--port', '0'], {
-    env: { ...process.env, UP_KEY: UPSTREAM_KEY },
-    stdio: ['ignore', 'pipe', 'pipe'],
+  upstream = await startUpstream(handleUpstream);
+  gateway = await startGateway({
+    config: configYaml(upstream.address().port, keySha256(CLIENT_KEY)), dir: CERT_DIR,
+    env: { ...process.env, UP_KEY: UPSTREAM_KEY }, tls: true,
   });
-  gateway.stderr.on('data', (d) => { gatewayStderr += d; });
-  port = await waitForListening(gateway, 10_000);
+  port = gateway.port;
 });
 
-after(async () => {
-  if (gateway && gateway.exitCode === null && gateway.signalCode === null) {
-    const exited = new Promise((r) => gateway.once('exit', (code) => r(code)));
-    gateway.kill('SIGTERM');
-    assert.equal(await exited, 0, 'switchyard should exit 0 on SIGTERM\n' + gatewayStderr);
-  }
-  if (upstream) {
-    upstream.closeAllConnections();
-    await new Promise((r) => upstream.close(r));
-  }
-});
+// The certificate directory belongs to the first run, which removes it.
+after(() => teardown({ gateway, upstream }));
 
 // --- tests ---------------------------------------------------------------------------------
 

