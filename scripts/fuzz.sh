@@ -7,21 +7,28 @@
 # Targets run SY_FUZZ_JOBS at a time (default: the number of cores). New inputs that reach new
 # code are kept in build-fuzz/corpus/<target>/ for the next local run; the committed seeds
 # (tests/fuzz/corpus/) and past crashes (tests/fuzz/regressions/) are read, never written.
+# SY_FUZZ_SEED fixes libFuzzer's random seed; under CI (CI=true) it defaults to 1, so that a CI
+# run explores the same inputs each time and a failure replays with the same command. Elsewhere
+# each run explores anew.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seconds=${SY_FUZZ_SECONDS:-30}
 jobs=${SY_FUZZ_JOBS:-$(nproc)}
+seed=${SY_FUZZ_SEED:-}
+if [[ -z "$seed" && "${CI:-}" == "true" ]]; then seed=1; fi
 build_dir=build-fuzz
-all_targets=(chat_request sse openai_response openai_stream anthropic_response anthropic_stream
-             gemini_response gemini_stream switchyard_yaml policies_yaml trigger safetensors
-             model_config tokenizer tokenizer_json)
+all_targets=(chat_request messages_request responses_request sse openai_response openai_stream
+             anthropic_response anthropic_stream gemini_response gemini_stream switchyard_yaml policies_yaml trigger safetensors
+             model_config tokenizer tokenizer_json chat_template response_format)
 targets=("$@")
 if ((${#targets[@]} == 0)); then targets=("${all_targets[@]}"); fi
 
 dict_for() {
   case "$1" in
-    chat_request | openai_* | model_config) echo tests/fuzz/dict/json.dict ;;
+    chat_request | responses_request | openai_* | model_config) echo tests/fuzz/dict/json.dict ;;
+    messages_request) echo tests/fuzz/dict/anthropic.dict ;;
+    response_format) echo tests/fuzz/dict/schema.dict ;;
     anthropic_*) echo tests/fuzz/dict/anthropic.dict ;;
     gemini_*) echo tests/fuzz/dict/gemini.dict ;;
     sse) echo tests/fuzz/dict/sse.dict ;;
@@ -33,7 +40,7 @@ dict_for() {
 # Inputs may be longer than libFuzzer's default 4 KB where the seeds are (configs, streams).
 max_len_for() {
   case "$1" in
-    switchyard_yaml | policies_yaml | tokenizer_json | *_stream) echo 16384 ;;
+    switchyard_yaml | policies_yaml | tokenizer_json | chat_template | *_stream) echo 16384 ;;
     *) echo 4096 ;;
   esac
 }
@@ -48,7 +55,7 @@ for t in "${targets[@]}"; do build_targets+=("${t}_fuzz"); done
 cmake --build "$build_dir" -j "$(nproc)" --target "${build_targets[@]}"
 built=$(date +%s)
 echo "fuzz: built ${#targets[@]} targets in $((built - start)) s; running each for ${seconds} s," \
-  "${jobs} at a time"
+  "${jobs} at a time${seed:+, seed $seed}"
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:symbolize=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
@@ -66,6 +73,7 @@ run_one() {
   local dict
   dict=$(dict_for "$t")
   if [[ -n "$dict" ]]; then args+=(-dict="$dict"); fi
+  if [[ -n "$seed" ]]; then args+=(-seed="$seed"); fi
   local seeds=("$work" "tests/fuzz/corpus/$t")
   if [[ -d "tests/fuzz/regressions/$t" ]]; then seeds+=("tests/fuzz/regressions/$t"); fi
   "$build_dir/fuzz/${t}_fuzz" "${args[@]}" "${seeds[@]}" >"$build_dir/logs/$t.log" 2>&1

@@ -1,5 +1,7 @@
 #include "tests/fuzz/fuzz_targets.h"
 
+#include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -9,9 +11,13 @@
 #include <string>
 #include <utility>
 
+#include "api/anthropic_messages.h"
 #include "api/openai_json.h"
+#include "api/responses.h"
 #include "api/sse.h"
 #include "engine/chat_template.h"
+#include "engine/grammar/grammar.h"
+#include "engine/grammar/matcher.h"
 #include "engine/model_config.h"
 #include "engine/safetensors.h"
 #include "engine/tokenizer.h"
@@ -67,6 +73,44 @@ void runChatRequest(std::string_view input) {
   (void)routers::AnthropicWire(routers::AnthropicWireConfig{}).encode(*req);
   (void)routers::GeminiWire(routers::GeminiWireConfig{}).encode(*req);
   (void)engine::renderGemma3Chat(*req);  // what the local engine does with it
+}
+
+// What the request path does with a request that another entrance parsed: the upstream
+// translations, the complexity score and the local engine's prompt.
+void useParsedRequest(const api::ChatRequest& req) {
+  (void)api::chatRequestToJson(req).dump(-1, ' ', false, api::Json::error_handler_t::replace);
+  routers::ComplexityScore score = routers::scoreComplexity(req, routers::ComplexityWeights{});
+  SY_FUZZ_CHECK(score.score >= 0 && score.score <= 1, "complexity score out of [0, 1]");
+  (void)routers::OpenAIWire(routers::OpenAIWireConfig{}).encode(req);
+  (void)routers::AnthropicWire(routers::AnthropicWireConfig{}).encode(req);
+  (void)routers::GeminiWire(routers::GeminiWireConfig{}).encode(req);
+  (void)engine::renderGemma3Chat(req);
+}
+
+// A client's POST /v1/messages body (Anthropic's Messages API), and its count_tokens twin.
+void runMessagesRequest(std::string_view input) {
+  auto req = api::parseMessagesRequest(input);
+  if (req.ok()) {
+    useParsedRequest(*req);
+  } else {
+    SY_FUZZ_CHECK(api::anthropicHttpStatus(req.status()) >= 400, "an error below 400");
+    (void)api::serializeAnthropicError(req.status(), "req_1");
+  }
+  auto count = api::parseCountTokensRequest(input);
+  if (count.ok()) (void)engine::renderGemma3Chat(*count);
+}
+
+// A client's POST /v1/responses body (OpenAI's Responses API).
+void runResponsesRequest(std::string_view input) {
+  auto req = api::parseResponsesRequest(input);
+  if (!req.ok()) {
+    SY_FUZZ_CHECK(req.status().code() != api::ErrorCode::kInternal,
+                  req.status().toString().c_str());
+    return;
+  }
+  useParsedRequest(*req);
+  api::Json body = api::Json::parse(input, nullptr, false);
+  if (body.is_object() && body.contains("input")) (void)api::inputItems(body["input"]);
 }
 
 bool sameEvents(const std::vector<api::SseEvent>& a, const std::vector<api::SseEvent>& b) {
@@ -264,9 +308,18 @@ void runSafetensors(std::string_view input) {
 void runModelConfig(std::string_view input) {
   auto config = engine::parseGemmaConfig(input, "fuzz/config.json");
   if (!config.ok()) return;
+  SY_FUZZ_CHECK(static_cast<int>(config->layers.size()) == config->n_layer, "layers size");
   for (int layer = 0; layer < config->n_layer; ++layer) {
     (void)config->isSliding(layer);
     (void)config->rope(layer);
+    // Every accepted config resolves each layer to a geometry the model can allocate: a KV
+    // source at or before the layer that stores its own K/V, positive head and KV sizes.
+    const engine::LayerGeometry& g = config->layer(layer);
+    SY_FUZZ_CHECK(g.kv_source >= 0 && g.kv_source <= layer, "kv_source out of range");
+    SY_FUZZ_CHECK(config->storesKv(g.kv_source), "kv_source does not store K/V");
+    SY_FUZZ_CHECK(g.head_dim > 0 && g.n_head_kv > 0 && g.intermediate > 0, "empty layer");
+    SY_FUZZ_CHECK(config->n_head % g.n_head_kv == 0, "query heads not a multiple of KV heads");
+    (void)config->rope(layer).rotatedPairs(g.head_dim);
   }
 }
 
@@ -323,11 +376,258 @@ void runTokenizerJson(std::string_view input) {
   (void)(*tok)->decode(ids, true);
 }
 
+
+// ---- chat templates ---------------------------------------------------------------------------
+
+// A checkpoint's chat template (chat_template.jinja / tokenizer_config.json are files a user
+// points the engine at): parsed, then rendered over a conversation with every role, a tool call
+// and thinking on. Whatever the text, the engine answers with output or an error, within its
+// limits, and renders the same text the same way twice.
+void runChatTemplate(std::string_view input) {
+  auto tpl = engine::ChatTemplate::create(input, api::Json::object());
+  if (!tpl.ok()) return;
+  std::vector<api::Message> messages(4);
+  messages[0].role = api::Role::kSystem;
+  messages[0].content = api::Content::ofText("Be brief.");
+  messages[1].role = api::Role::kUser;
+  messages[1].content = api::Content::ofText("Weather in Paris?");
+  messages[2].role = api::Role::kAssistant;
+  messages[2].tool_calls.push_back({"call_1", "function", "weather", "{\"city\":\"Paris\"}"});
+  messages[3].role = api::Role::kTool;
+  messages[3].tool_call_id = "call_1";
+  messages[3].content = api::Content::ofText("18C");
+  const engine::jinja::Json vars = {{"enable_thinking", true}};
+  auto first = (*tpl)->render(messages, {}, true, vars);
+  auto second = (*tpl)->render(messages, {}, true, vars);
+  SY_FUZZ_CHECK(first.ok() == second.ok(), "a template rendered twice succeeded once");
+  if (first.ok()) SY_FUZZ_CHECK(*first == *second, "a template rendered twice differs");
+}
+
+// ---- structured outputs -----------------------------------------------------------------------
+
+// A vocabulary for the response_format target: every single byte (so every byte the grammar
+// allows is one token), some multi-byte tokens that cross JSON's structure, and an end id that
+// writes nothing. Built once; masks over it take microseconds.
+std::shared_ptr<const engine::grammar::VocabIndex>& grammarVocab() {
+  static std::shared_ptr<const engine::grammar::VocabIndex> vocab;
+  return vocab;
+}
+
+bool initResponseFormat() {
+  std::vector<std::string> bytes;
+  for (int b = 0; b < 256; ++b) bytes.emplace_back(1, static_cast<char>(b));
+  static const char* const kMultiByte[] = {"{\"",      "\":",
+                                           "\",\"",    "\"}",
+                                           "\": \"",   "\"]",
+                                           "[\"",      "},{",
+                                           "]}",       "{}",
+                                           "[]",       "true",
+                                           "false",    "null",
+                                           "12",       "-0.5",
+                                           "e+7",      "\\n",
+                                           "\\u00e9",  "\\ud83d",
+                                           "\xC3\xA9", "\xF0\x9F\x98\x80",
+                                           "  ",       ",\n",
+                                           "\"a\"",    "ab"};
+  for (const char* t : kMultiByte) bytes.emplace_back(t);
+  const auto end_id = static_cast<int32_t>(bytes.size());
+  bytes.emplace_back();  // writes nothing: only ever allowed as the end id
+  grammarVocab() = std::make_shared<const engine::grammar::VocabIndex>(
+      std::move(bytes), std::vector<int32_t>{end_id});
+  return true;
+}
+
+// Small bounds, so that a short walk reaches them: strings and numbers filled, depth used up.
+engine::grammar::GrammarOptions tightGrammarOptions() {
+  engine::grammar::GrammarOptions o;
+  o.max_string_bytes = 6;
+  o.max_whitespace = 1;
+  o.max_depth = 6;
+  o.max_items = 3;
+  o.max_number_digits = 3;
+  return o;
+}
+
+// The longest run of JSON whitespace outside strings in `text`.
+size_t longestWhitespaceRun(std::string_view text) {
+  size_t longest = 0, run = 0;
+  bool in_string = false, escaped = false;
+  for (char c : text) {
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+      continue;
+    }
+    if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+      longest = std::max(longest, ++run);
+      continue;
+    }
+    run = 0;
+    in_string = c == '"';
+  }
+  return longest;
+}
+
+// Whether `schema` holds an enum or const anywhere: their values are written whole, so they may
+// hold longer strings, more items or deeper values than the bounds give free values.
+bool hasLiterals(const api::Json& schema) {
+  if (schema.is_array()) {
+    for (const api::Json& v : schema) {
+      if (hasLiterals(v)) return true;
+    }
+  }
+  if (!schema.is_object()) return false;
+  for (const auto& [key, v] : schema.items()) {
+    if (key == "enum" || key == "const" || hasLiterals(v)) return true;
+  }
+  return false;
+}
+
+// A value the grammar let end, against its bounds: nesting, free strings and array lengths.
+void checkBounds(const api::Json& v, const engine::grammar::GrammarOptions& o, int depth) {
+  SY_FUZZ_CHECK(depth <= o.max_depth, ("a value nested over max_depth: " + v.dump()).c_str());
+  if (v.is_string()) {
+    // Decoding only shortens: an escape is at least as long as what it stands for.
+    SY_FUZZ_CHECK(v.get_ref<const std::string&>().size() <= static_cast<size_t>(o.max_string_bytes),
+                  ("a string over max_string_bytes: " + v.dump()).c_str());
+  }
+  if (v.is_array()) {
+    SY_FUZZ_CHECK(v.size() <= static_cast<size_t>(o.max_items), "an array over max_items");
+  }
+  if (v.is_array() || v.is_object()) {
+    for (const api::Json& child : v) checkBounds(child, o, depth + 1);
+  }
+}
+
+// Set by runResponseFormat for the grammar being driven: whether its ending values are checked
+// against the bounds (schemas without enum or const).
+bool& boundsApply() {
+  static bool apply = false;
+  return apply;
+}
+
+// What holds after every step of a matcher that has accepted `text`.
+void checkMatcherState(engine::grammar::Matcher& m, const std::string& text) {
+  const engine::grammar::VocabIndex& vocab = *grammarVocab();
+  if (m.canEnd() || m.finished()) {
+    api::Json value = api::Json::parse(text, nullptr, /*allow_exceptions=*/false);
+    SY_FUZZ_CHECK(!value.is_discarded(), ("an ending the grammar allows: " + text).c_str());
+    if (boundsApply()) checkBounds(value, m.grammar().options, 1);
+  }
+  if (!text.empty()) {
+    SY_FUZZ_CHECK(text[0] != ' ' && text[0] != '\t' && text[0] != '\n' && text[0] != '\r',
+                  "whitespace before the value");
+  }
+  SY_FUZZ_CHECK(
+      longestWhitespaceRun(text) <= static_cast<size_t>(m.grammar().options.max_whitespace),
+      ("a whitespace run over max_whitespace: " + text).c_str());
+  if (m.finished()) {
+    SY_FUZZ_CHECK(!m.accept(0) && !m.acceptBytes("0"), "a finished matcher accepted more");
+    return;
+  }
+  std::vector<uint64_t> mask(vocab.maskWords());
+  m.fillMask(mask);
+  bool any = false;
+  for (int32_t id = 0; id < vocab.vocabSize(); ++id) {
+    const bool bit = (mask[id / 64] >> (id % 64)) & 1;
+    any = any || bit;
+    SY_FUZZ_CHECK(bit == m.allows(id), ("mask and allows() disagree after: " + text).c_str());
+    if (vocab.isEnd(id)) SY_FUZZ_CHECK(bit == m.canEnd(), "the end id outside a complete value");
+  }
+  // A compiled grammar never walks into a dead end: something, at least the end, comes next.
+  SY_FUZZ_CHECK(any, ("a dead end after: " + text).c_str());
+}
+
+// Feeds `bytes` one at a time until one is refused; a refused byte changes nothing.
+void feedBytes(engine::grammar::Matcher& m, std::string_view bytes) {
+  std::string text;
+  for (char c : bytes) {
+    const bool allowed = m.allows(static_cast<unsigned char>(c));  // byte b is token id b
+    const bool could_end = m.canEnd();
+    const bool accepted = m.acceptBytes(std::string_view(&c, 1));
+    SY_FUZZ_CHECK(allowed == accepted, "the byte's token and acceptBytes disagree");
+    if (!accepted) {
+      SY_FUZZ_CHECK(m.canEnd() == could_end && !m.dead(), "a refused byte changed the state");
+      break;
+    }
+    text += c;
+    checkMatcherState(m, text);
+  }
+}
+
+// A bounded generation: each step takes an allowed token picked by `rng` (the end id a third of
+// the time it is allowed), checking the state after each.
+void randomGeneration(engine::grammar::Matcher& m, uint64_t rng) {
+  const engine::grammar::VocabIndex& vocab = *grammarVocab();
+  std::vector<uint64_t> mask(vocab.maskWords());
+  std::vector<int32_t> allowed;
+  std::string text;
+  for (int step = 0; step < 160 && !m.finished(); ++step) {
+    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+    m.fillMask(mask);
+    allowed.clear();
+    for (int32_t id = 0; id < vocab.vocabSize(); ++id) {
+      if ((mask[id / 64] >> (id % 64)) & 1) allowed.push_back(id);
+    }
+    if (allowed.empty()) return;  // checkMatcherState reported it
+    int32_t id = allowed[(rng >> 33) % allowed.size()];
+    if (m.canEnd() && (rng >> 20) % 3 == 0) id = vocab.endIds()[0];
+    SY_FUZZ_CHECK(m.accept(id), "accept refused a token the mask allowed");
+    if (!vocab.isEnd(id)) text += vocab.bytes(id);
+    checkMatcherState(m, text);
+  }
+  if (m.finished()) SY_FUZZ_CHECK(api::Json::accept(text), text.c_str());
+}
+
+// A client's response_format.json_schema.schema: compiled as the local provider does (the
+// whole response_format, default bounds), where a rejection must be an invalid-request error
+// naming a field of response_format. A schema that compiles is compiled again with tight bounds
+// and driven byte by byte (fixed candidates and the input itself) and by a short random
+// generation, checking every step: endings parse as JSON within the bounds (nesting, string
+// bytes, array items, whitespace), the mask agrees with allows() token by token, and no step
+// leads to a dead end.
+void runResponseFormat(std::string_view input) {
+  api::Json schema = api::Json::parse(input, nullptr, /*allow_exceptions=*/false);
+  if (schema.is_discarded()) return;
+  const api::Json response_format = {{"type", "json_schema"},
+                                     {"json_schema", {{"name", "fuzz"}, {"schema", schema}}}};
+  auto production = engine::grammar::compileResponseFormat(response_format);
+  if (!production.ok()) {
+    SY_FUZZ_CHECK(production.status().code() == api::ErrorCode::kInvalidRequest,
+                  production.status().toString().c_str());
+    SY_FUZZ_CHECK(production.status().param().rfind("response_format", 0) == 0,
+                  production.status().toString().c_str());
+    return;
+  }
+  auto tight = engine::grammar::compileSchema(schema, tightGrammarOptions(), "schema");
+  if (!tight.ok()) return;  // a finite instance that needs more room than the tight bounds
+  const std::shared_ptr<const engine::grammar::Grammar>& grammar = tight.value();
+  boundsApply() = !hasLiterals(schema);
+  for (std::string_view candidate :
+       {std::string_view("{\"a\": [1, -2.5e+3, \"x\\u00e9\"], \"b\": {\"c\": null}}"),
+        std::string_view("[true, false, {}, [], \"\", 0]"), std::string_view("\"abcdefghij\""),
+        std::string_view("12345.678"), std::string_view("null"), input.substr(0, 256)}) {
+    engine::grammar::Matcher m(grammar, grammarVocab());
+    feedBytes(m, candidate);
+  }
+  uint64_t seed = 1469598103934665603ull;  // FNV-1a of the input: the same walk for each input
+  for (char c : input) seed = (seed ^ static_cast<unsigned char>(c)) * 1099511628211ull;
+  engine::grammar::Matcher m(grammar, grammarVocab());
+  randomGeneration(m, seed);
+}
+
 }  // namespace
 
 const std::vector<Target>& targets() {
   static const std::vector<Target> all = {
       {"chat_request", nullptr, runChatRequest},
+      {"messages_request", nullptr, runMessagesRequest},
+      {"responses_request", nullptr, runResponsesRequest},
       {"sse", nullptr, runSse},
       {"openai_response", nullptr, runOpenAIResponse},
       {"openai_stream", nullptr, runOpenAIStream},
@@ -342,6 +642,8 @@ const std::vector<Target>& targets() {
       {"model_config", nullptr, runModelConfig},
       {"tokenizer", initTokenizer, runTokenizer},
       {"tokenizer_json", nullptr, runTokenizerJson},
+      {"chat_template", nullptr, runChatTemplate},
+      {"response_format", initResponseFormat, runResponseFormat},
   };
   return all;
 }
