@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.."
 missing=()
 command -v promtool >/dev/null 2>&1 || missing+=("promtool (Debian package prometheus)")
 command -v haproxy >/dev/null 2>&1 || missing+=("haproxy (Debian package haproxy)")
+command -v docker-compose >/dev/null 2>&1 || missing+=("docker-compose (Debian package docker-compose)")
 command -v go >/dev/null 2>&1 || missing+=("go (Debian package golang-go)")
 [[ -d /usr/share/gocode/src/github.com/Masterminds/sprig ]] ||
   missing+=("Sprig for Go (Debian package golang-github-masterminds-sprig-dev)")

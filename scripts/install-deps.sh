@@ -9,8 +9,10 @@ packages=(
   prometheus-cpp-dev libsqlite3-dev sqlite3 libgtest-dev libgmock-dev
   python3 python3-numpy wrk curl chromium openssl
   clang libclang-rt-14-dev llvm-14  # scripts/fuzz.sh: libFuzzer, ASan/UBSan runtimes, symbolizer
-  # scripts/check-deploy.sh: promtool, haproxy -c, Go and Sprig to render the Helm chart, PyYAML
-  prometheus haproxy golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v2-dev python3-yaml
+  # scripts/check-deploy.sh: promtool, haproxy -c, docker-compose config (no daemon), Go and
+  # Sprig to render the Helm chart, PyYAML
+  prometheus haproxy docker-compose golang-go golang-github-masterminds-sprig-dev
+  golang-gopkg-yaml.v2-dev python3-yaml
 )
 
 missing=()

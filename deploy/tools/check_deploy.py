@@ -3,8 +3,9 @@
 
   - Prometheus: `promtool check rules` and `promtool check config` on deploy/prometheus/ and on
     the Compose project's Prometheus, laid out as compose.yaml mounts it.
-  - compose.yaml: the services, volumes, health checks, read-only mounts and secrets it must
-    have; `haproxy -c` on the load balancer's config, whose servers must be the gateway
+  - compose.yaml: `docker-compose config` (Debian's Compose 1.29, no daemon needed) with and
+    without the secrets; the services, volumes, health checks, read-only mounts and secrets it
+    must have; `haproxy -c` on the load balancer's config, whose servers must be the gateway
     services; the Grafana provisioning against the mounted dashboard; the gateway config, laid
     out as mounted, loaded by the real `switchyard check-config`.
   - The Helm chart: rendered by deploy/tools/helm-render (Go's text/template with Sprig, as
@@ -180,7 +181,9 @@ def check_compose(switchyard):
     # Secrets: only from the environment file, every one named in .env.example.
     example = os.path.join(DEPLOY, ".env.example")
     with open(example) as f:
-        example_keys = {l.split("=", 1)[0] for l in f if re.match(r"^[A-Z_][A-Z0-9_]*=", l)}
+        example_values = dict(l.rstrip("\n").split("=", 1) for l in f
+                              if re.match(r"^[A-Z_][A-Z0-9_]*=", l))
+    example_keys = set(example_values)
     used = set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*)", text))
     check(used <= example_keys, f".env.example names every variable of compose.yaml "
           f"(missing: {sorted(used - example_keys)})")
@@ -189,6 +192,22 @@ def check_compose(switchyard):
         check(r.returncode == 0, "git ignores deploy/.env (the secrets)")
 
     with tempfile.TemporaryDirectory() as tmp:
+        # Compose itself (Debian's docker-compose, which needs no daemon for `config`): the
+        # file against its schema, with .env.example's variables filled in, and the message
+        # naming the missing secret without them.
+        env_file = os.path.join(tmp, "compose.env")
+        with open(env_file, "w") as f:
+            for key, value in sorted(example_values.items()):
+                f.write(f"{key}={value or 'placeholder-' + key.lower()}\n")
+        compose_cmd = ["docker-compose", "--project-directory", DEPLOY, "-f", path]
+        run_ok(compose_cmd + ["--env-file", env_file, "config", "-q"], "docker-compose config")
+        empty = os.path.join(tmp, "empty.env")
+        open(empty, "w").close()
+        r = run(compose_cmd + ["--env-file", empty, "config", "-q"],
+                env={k: v for k, v in os.environ.items() if k not in example_keys})
+        check(r.returncode != 0 and "deploy/.env" in r.stderr,
+              "docker-compose without deploy/.env stops, naming the missing secret")
+
         # HAProxy: a valid config whose servers are exactly the gateway services.
         lb = services.get("lb", {})
         cfg = lay_out(lb, "/usr/local/etc/haproxy", os.path.join(tmp, "lb"))
