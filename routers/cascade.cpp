@@ -8,6 +8,9 @@
 namespace routers {
 namespace {
 
+constexpr const char* kUnknownConfidenceNote =
+    "confidence unknown: the local target reported no token logprobs";
+
 // One cascade. The local side (the engine's thread) runs first and alone; once it escalates,
 // the cloud side (the HTTP thread) takes over the outer sink, while the local answer goes on
 // as a hedge until the cloud's first byte: a cloud that fails before answering leaves the
@@ -88,7 +91,10 @@ class CascadeCall : public ProviderCall, public std::enable_shared_from_this<Cas
       std::lock_guard<std::mutex> lock(mu_);
       if (phase_ == Phase::kDone || (phase_ == Phase::kEscalated && !hedging_)) return;
       for (const auto& c : chunk.choices) {
-        if (c.delta.content) draft_ += *c.delta.content;
+        if (c.delta.content) {
+          draft_ += *c.delta.content;
+          if (!c.delta.content->empty()) ++content_chunks_;
+        }
         if (c.finish_reason) finish_reason_ = *c.finish_reason;
         if (c.logprobs) logprobs_.insert(logprobs_.end(), c.logprobs->begin(), c.logprobs->end());
       }
@@ -102,7 +108,11 @@ class CascadeCall : public ProviderCall, public std::enable_shared_from_this<Cas
         forward = true;
       } else {
         held_.push_back(std::move(chunk));
-        decide_now = phase_ == Phase::kHolding && monitor_.tokens() >= options_.hold_tokens;
+        // A local target that reports no token stats (a server without logprobs) is decided
+        // after as many answer chunks, its confidence unknown.
+        decide_now = phase_ == Phase::kHolding &&
+                     (monitor_.tokens() >= options_.hold_tokens ||
+                      (monitor_.tokens() == 0 && content_chunks_ >= options_.hold_tokens));
       }
     }
     if (forward) out_->onChunk(std::move(chunk));
@@ -185,12 +195,18 @@ class CascadeCall : public ProviderCall, public std::enable_shared_from_this<Cas
 
   // ---- decisions ------------------------------------------------------------------------------
 
+  // With no token stats after answer text (a local server that returns no logprobs), the
+  // confidence is unknown: the trigger decides on what else it knows, and where that leaves it
+  // undecided the local answer stands, as it does for any undecided trigger; the note says so.
   Verdict decide(bool final, std::string* reason) {
     if (!options_.decide) return Verdict::kKeepLocal;
     std::optional<double> score;
     {
       std::lock_guard<std::mutex> lock(mu_);
       score = monitor_.score();
+      if (!score && content_chunks_ > 0 && escalation_note_.empty()) {
+        escalation_note_ = kUnknownConfidenceNote;
+      }
     }
     return options_.decide(score, final, reason);
   }
@@ -463,6 +479,7 @@ class CascadeCall : public ProviderCall, public std::enable_shared_from_this<Cas
   RouteInfo local_route_, cloud_route_;
   std::vector<api::ChatChunk> held_;  // streamed local chunks not sent (yet)
   std::string draft_, finish_reason_, chunk_id_, chunk_model_;
+  int content_chunks_ = 0;  // local chunks that carried answer text
   int64_t chunk_created_ = 0;
   std::vector<api::TokenLogprob> logprobs_;
   std::optional<api::ChatResponse> local_result_;  // the finished local answer (or summary)

@@ -8,6 +8,12 @@
 //     known; then either they and the rest stream out, or the local call is cancelled and the
 //     cloud's stream is what the client sees, from its first byte.
 //
+// The confidence comes from the local side's ChatSink::onTokenStats: the embedded engine's, or
+// a `tier: local` server's logprobs (routers/remote_engine.h). A local side that reports none
+// (a server that returns no logprobs) leaves it unknown: `decide` gets nullopt, a stream is
+// decided after `hold_tokens` answer chunks instead, an undecided trigger keeps the local
+// answer as always, and the route's note says "confidence unknown".
+//
 // When the cascade escalates after a local draft, both answers exist: `on_pair` hands them to
 // the quality recorder. The gateway supplies how to reach the cloud (`escalate`, which
 // reserves budget and may refuse) and how to judge (`decide`, the team's trigger).

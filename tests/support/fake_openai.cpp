@@ -1,5 +1,7 @@
 #include "tests/support/fake_openai.h"
 
+#include <algorithm>
+#include <cmath>
 #include <set>
 #include <utility>
 
@@ -33,11 +35,17 @@ std::string messageText(const Json& message) {
   return out;
 }
 
-Json choice(Json delta, Json finish_reason = nullptr) {
+Json choice(Json delta, Json finish_reason = nullptr, Json logprobs = nullptr) {
   return Json::array({{{"index", 0},
                        {"delta", std::move(delta)},
-                       {"logprobs", nullptr},
+                       {"logprobs", std::move(logprobs)},
                        {"finish_reason", std::move(finish_reason)}}});
+}
+
+Json tokenBytes(const std::string& token) {
+  Json bytes = Json::array();
+  for (unsigned char c : token) bytes.push_back(static_cast<int>(c));
+  return bytes;
 }
 
 bool includeUsage(const Json& body) {
@@ -92,6 +100,38 @@ std::string FakeOpenAI::errorBody(int status, const Fault& f) const {
   return openaiError(f.message, type, f.param, f.code).dump();
 }
 
+void FakeOpenAI::setTokenLogprob(std::optional<double> logprob) {
+  std::lock_guard<std::mutex> lock(logprob_mu_);
+  token_logprob_ = logprob;
+}
+
+Json FakeOpenAI::logprobsFor(const Json& body, const std::vector<std::string>& pieces) const {
+  std::optional<double> lp;
+  {
+    std::lock_guard<std::mutex> lock(logprob_mu_);
+    lp = token_logprob_;
+  }
+  if (!lp || !body.value("logprobs", false)) return nullptr;
+  const int k = body.contains("top_logprobs") && body["top_logprobs"].is_number_integer()
+                    ? body["top_logprobs"].get<int>()
+                    : 0;
+  Json content = Json::array();
+  for (const std::string& piece : pieces) {
+    Json top = Json::array();
+    if (k > 0) {
+      top.push_back({{"token", piece}, {"logprob", *lp}, {"bytes", tokenBytes(piece)}});
+      const double rest = std::max(1e-9, (1 - std::exp(*lp)) / k);
+      for (int i = 1; i < k; ++i) {
+        const std::string alt = " alt" + std::to_string(i);
+        top.push_back({{"token", alt}, {"logprob", std::log(rest)}, {"bytes", tokenBytes(alt)}});
+      }
+    }
+    content.push_back(
+        {{"token", piece}, {"logprob", *lp}, {"bytes", tokenBytes(piece)}, {"top_logprobs", top}});
+  }
+  return Json{{"content", content}, {"refusal", nullptr}};
+}
+
 std::string FakeOpenAI::answer(const Json& body, const std::string& id) const {
   Json message = {{"role", "assistant"}, {"content", replyFor(body)}, {"refusal", nullptr}};
   Json out = {{"id", "chatcmpl-" + id},
@@ -100,7 +140,7 @@ std::string FakeOpenAI::answer(const Json& body, const std::string& id) const {
               {"model", body["model"]},
               {"choices", Json::array({{{"index", 0},
                                         {"message", message},
-                                        {"logprobs", nullptr},
+                                        {"logprobs", logprobsFor(body, streamPieces(body))},
                                         {"finish_reason", "stop"}}})},
               {"usage", usageFor(body)},
               {"service_tier", "default"},
@@ -127,7 +167,7 @@ std::vector<std::string> FakeOpenAI::streamOpening(const Json& body, const std::
 
 std::string FakeOpenAI::streamPiece(const Json& body, const std::string& id,
                                     const std::string& piece) const {
-  return chunk(body, id, choice({{"content", piece}}));
+  return chunk(body, id, choice({{"content", piece}}, nullptr, logprobsFor(body, {piece})));
 }
 
 std::vector<std::string> FakeOpenAI::streamClosing(const Json& body, const std::string& id) const {

@@ -6,6 +6,9 @@
 // asked about.
 #pragma once
 
+#include <mutex>
+#include <optional>
+
 #include "tests/support/fake_cloud.h"
 
 namespace sytest {
@@ -29,6 +32,12 @@ class FakeOpenAI : public FakeCloud {
   // of every message's text, completion_tokens = the number of stream pieces.
   static Json usageFor(const Json& request);
 
+  // Token logprobs, as vLLM and OpenAI return them when a request asks (`logprobs: true`):
+  // every piece of the answer is one token of this logprob, listed first among
+  // `top_logprobs` alternatives that share the rest of the mass evenly. nullopt (the
+  // default) answers `"logprobs": null` whatever is asked, as a server without logprobs.
+  void setTokenLogprob(std::optional<double> logprob);
+
  protected:
   bool isChat(const Request& req) const override { return req.path() == "/v1/chat/completions"; }
   bool isStream(const Request&, const Json& body) const override {
@@ -48,6 +57,11 @@ class FakeOpenAI : public FakeCloud {
  private:
   std::string chunk(const Json& body, const std::string& id, Json choices,
                     Json usage = nullptr) const;
+  // `{"content": [...]}` for `pieces` when `body` asks for logprobs and they are on; else null.
+  Json logprobsFor(const Json& body, const std::vector<std::string>& pieces) const;
+
+  mutable std::mutex logprob_mu_;
+  std::optional<double> token_logprob_;
 };
 
 }  // namespace sytest
