@@ -230,14 +230,23 @@ Status SafetensorsFile::parse() {
     if (sh == entry.end() || !sh->is_array()) return ioError(where + "'shape' is not a list");
     TensorView view;
     view.dtype = *dtype;
-    uint64_t numel = 1;
+    // The product of the non-zero dims must fit int64 even when a zero dim makes the tensor
+    // empty: numel() multiplies the dims in order, so every partial product has to fit.
+    int64_t nonzero_product = 1;
+    bool has_zero = false;
     bool overflow = false;
     for (const json& d : *sh) {
       std::optional<uint64_t> dim = nonNegativeInt(d);
       if (!dim) return ioError(where + "'shape' has an entry that is not a non-negative integer");
       view.shape.push_back(static_cast<int64_t>(*dim));
-      overflow = overflow || __builtin_mul_overflow(numel, *dim, &numel);
+      has_zero = has_zero || *dim == 0;
+      if (*dim != 0) {
+        overflow = overflow || __builtin_mul_overflow(nonzero_product, static_cast<int64_t>(*dim),
+                                                      &nonzero_product);
+      }
     }
+    if (overflow) return ioError(where + "'shape' has more than 2^63 elements");
+    const uint64_t numel = has_zero ? 0 : static_cast<uint64_t>(nonzero_product);
 
     auto off = entry.find("data_offsets");
     if (off == entry.end() || !off->is_array() || off->size() != 2) {
@@ -255,11 +264,11 @@ Status SafetensorsFile::parse() {
                      ", beyond the data section of " + std::to_string(data_size) + " bytes");
     }
     uint64_t want = 0;
-    if (overflow || __builtin_mul_overflow(numel, dtypeSize(*dtype), &want) ||
-        want != *end - *begin) {
+    const bool bytes_overflow = __builtin_mul_overflow(numel, dtypeSize(*dtype), &want);
+    if (bytes_overflow || want != *end - *begin) {
       return ioError(where + "holds " + std::to_string(*end - *begin) +
                      " bytes but its shape and " + std::string(dtypeName(*dtype)) + " need " +
-                     (overflow ? std::string("more than 2^64") : std::to_string(want)));
+                     (bytes_overflow ? std::string("more than 2^64") : std::to_string(want)));
     }
     view.bytes = static_cast<size_t>(want);
     view.data = base_ + data_start + *begin;

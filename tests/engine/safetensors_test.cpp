@@ -224,10 +224,25 @@ TEST(SafetensorsFile, RejectsSizeOtherThanShapeTimesDtype) {
   std::string path;
   expectMentions(openBytes(dir, image(oneTensor("\"BF16\"", "[2,2]", "[0,6]"), "abcdef"), &path),
                  {path, "tensor 'w'", "need 8"});
-  // A shape whose element count overflows 64 bits.
+  // A shape whose element count overflows 64 bits, and one whose byte count does.
   expectMentions(
       openBytes(dir, image(oneTensor("\"F32\"", "[4294967296,4294967296]", "[0,4]"), "abcd")),
+      {"tensor 'w'", "2^63 elements"});
+  expectMentions(
+      openBytes(dir, image(oneTensor("\"F32\"", "[2305843009213693952,2]", "[0,4]"), "abcd")),
       {"tensor 'w'", "2^64"});
+}
+
+TEST(SafetensorsFile, RejectsEmptyShapeWhoseOtherDimsOverflow) {
+  TempDir dir;
+  // A zero dim makes the tensor empty, but numel() still multiplies the dims before it.
+  expectMentions(
+      openBytes(dir, image(oneTensor("\"U8\"", "[9223372036854775807,2,0]", "[0,0]"), "")),
+      {"tensor 'w'", "2^63 elements"});
+  std::string fits = image(oneTensor("\"U8\"", "[4294967296,0,2147483647]", "[0,0]"), "");
+  auto ok = SafetensorsFile::fromMemory(fits.data(), fits.size(), "mem");
+  ASSERT_TRUE(ok.ok()) << ok.status().message();
+  EXPECT_EQ((*ok)->find("w")->numel(), 0);
 }
 
 TEST(SafetensorsFile, RejectsOverlappingTensors) {
