@@ -221,6 +221,10 @@ Value Interpreter::evalArithmetic(const std::string& op, const Value& l, const V
   if (op == "-") return make(a - b, any_float);
   if (op == "*") return make(a * b, any_float);
   if (op == "/") return Value::floating(a / b);
+  if ((op == "//" || op == "%") && b == 0) {
+    // Python's ZeroDivisionError; JavaScript's NaN would pass as an int index or count.
+    fail(any_float ? "float division or modulo by zero" : "integer division or modulo by zero");
+  }
   if (op == "//") return make(std::floor(a / b), any_float);
   if (op == "%") return make(std::fmod(a, b), any_float);
   if (op == "<") return Value::boolean_(a < b);

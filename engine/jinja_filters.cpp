@@ -187,7 +187,7 @@ Value Interpreter::member(const Value& object, const Value& property) {
       if (!is_array) chars = codePoints(object.str);
       double size = static_cast<double>(is_array ? object.array->size() : chars.size());
       double i = property.number < 0 ? property.number + size : property.number;
-      if (i < 0 || i >= size) return Value::undefined();
+      if (!(i >= 0 && i < size)) return Value::undefined();  // NaN included
       size_t k = static_cast<size_t>(i);
       return is_array ? (*object.array)[k] : Value::string(chars[k]);
     }
@@ -477,12 +477,15 @@ Value Interpreter::filterByName(Value v, const std::string& name) {
 
 namespace {
 
+// `n` clamped to [0, hi], NaN read as 0: safe to cast to an integer type.
+double clampNumber(double n, double hi) { return std::isnan(n) ? 0 : std::clamp(n, 0.0, hi); }
+
 JsonStyle jsonStyle(const CallArgs& args) {
   JsonStyle style;
   const Value* indent = args.kwarg("indent");
   if (indent != nullptr && !indent->is(VK::kNull)) {
     if (!indent->is(VK::kInt)) fail("If set, indent must be a number");
-    style.indent = static_cast<int>(std::clamp(indent->number, 0.0, 64.0));
+    style.indent = static_cast<int>(clampNumber(indent->number, 64));
   }
   const Value* ascii = args.kwarg("ensure_ascii");
   if (ascii != nullptr && !ascii->is(VK::kBool)) fail("If set, ensure_ascii must be a boolean");
@@ -556,7 +559,7 @@ Value Interpreter::filterWithArgs(Value v, const std::string& name, const Node& 
     if (name == "indent") {
       const Value* width = args.get(0, "width");
       if (width != nullptr && !width->is(VK::kInt)) fail("width must be a number");
-      size_t w = width != nullptr ? static_cast<size_t>(std::clamp(width->number, 0.0, 1024.0)) : 4;
+      size_t w = width != nullptr ? static_cast<size_t>(clampNumber(width->number, 1024)) : 4;
       const Value* first = args.get(1, "first");
       const Value* blank = args.get(2, "blank");
       std::string out = indentLines(v.str, w, first != nullptr && truthy(*first),

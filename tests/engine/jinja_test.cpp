@@ -353,6 +353,42 @@ TEST(Jinja, HostileTemplatesAreBounded) {
   }
 }
 
+// Python's ZeroDivisionError, where the reference gives NaN (which then passed as an int).
+TEST(Jinja, DivisionOrModuloByZeroIsAnError) {
+  for (const char* tmpl : {"{{ 1 % 0 }}", "{{ 0 // 0 }}", "{{ [1][1 % 0] }}", "{{ 2.5 % 0 }}",
+                           "{{ 1 // 0.0 }}"}) {
+    auto t = Template::parse(tmpl);
+    ASSERT_TRUE(t.ok()) << tmpl;
+    auto r = t->render(Json::object());
+    ASSERT_FALSE(r.ok()) << tmpl;
+    EXPECT_EQ(r.status().code(), api::ErrorCode::kInvalidRequest);
+    EXPECT_NE(r.status().message().find("division or modulo by zero"), std::string::npos)
+        << tmpl << " -> " << r.status().message();
+  }
+}
+
+// NaN and infinite ints still arise (inf - inf); as indices and widths they read as out of
+// range or zero.
+TEST(Jinja, NanAndInfiniteNumbersAreSafeIndicesAndWidths) {
+  const std::string nan = "{% set big = 10 ** 300 * 10 ** 300 %}{% set nan = big - big %}";
+  struct Want {
+    std::string tmpl, out;
+  };
+  for (const Want& w : {
+           Want{nan + "[{{ [1, 2][nan] }}][{{ 'ab'[nan] }}][{{ [1][big] }}][{{ [1][-big] }}]",
+                "[][][][]"},
+           Want{nan + "{{ [1, 2] | tojson(indent=nan) }}", "[1, 2]"},
+           Want{nan + "{{ 'a\nb' | indent(nan) }}|{{ 'a\nb' | indent(big) | length }}",
+                "a\nb|1027"},
+       }) {
+    auto t = Template::parse(w.tmpl);
+    ASSERT_TRUE(t.ok()) << w.tmpl << ": " << t.status().message();
+    auto r = t->render(Json::object());
+    ASSERT_TRUE(r.ok()) << w.tmpl << ": " << r.status().message();
+    EXPECT_EQ(*r, w.out) << w.tmpl;
+  }
+}
+
 TEST(Jinja, SmallLimitsApply) {
   auto t = Template::parse("{% for i in range(100) %}{{ i }}{% endfor %}");
   ASSERT_TRUE(t.ok());
