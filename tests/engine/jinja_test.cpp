@@ -252,6 +252,10 @@ std::vector<Case> constructCases() {
        "'a,b,,c'.split(',') }}"
        "|{{ 'a,b,c'.split(',', 1) }}|{{ s.title() }}|{{ 'a b  c'.split(none, 1) }}",
        J(R"({"s":" a bc "})")},
+      {"range_steps",
+       "{{ range(3, 0, -1) | list }} {{ range(0, 10, 3) | list }} {{ range(5, 2) | list }}"
+       " {{ range(-2, 3) | list }}",
+       J("{}")},
       {"string_index_and_length", "{{ s[0] }}{{ s[-1] }} {{ s | length }} {{ s.length }}",
        J(R"({"s":"h😀éllo"})")},
       {"raise_exception", "{% if true %}{{ raise_exception('Roles must alternate') }}{% endif %}",
@@ -387,6 +391,15 @@ TEST(Jinja, NanAndInfiniteNumbersAreSafeIndicesAndWidths) {
     ASSERT_TRUE(r.ok()) << w.tmpl << ": " << r.status().message();
     EXPECT_EQ(*r, w.out) << w.tmpl;
   }
+}
+
+TEST(Jinja, RangeAdvancesAtLargeMagnitudes) {
+  // At 2^60 adding 1 to a double changes nothing: the range is counted, not stepped to its end.
+  auto t = Template::parse("{{ range(2 ** 60, 2 ** 60 + 1000) | length }}");
+  ASSERT_TRUE(t.ok());
+  auto r = t->render(Json::object());
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(*r, "1024");  // 2^60 + 1000 is the double 2^60 + 1024
 }
 
 TEST(Jinja, SmallLimitsApply) {
