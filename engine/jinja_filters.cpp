@@ -219,6 +219,7 @@ Array splitString(const std::string& s, const CallArgs& args, Interpreter& in) {
   if (sep.is(VK::kNull)) {
     std::string_view rest = jsTrimStart(s);
     while (!rest.empty()) {
+      in.checkItems(out.size());
       if (maxsplit != -1 && static_cast<double>(out.size()) >= maxsplit) {
         out.push_back(Value::string(std::string(rest)));
         break;

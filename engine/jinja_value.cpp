@@ -575,16 +575,49 @@ std::string asciiLower(std::string s) {
   return s;
 }
 
+namespace {
+
+// The length of the JavaScript whitespace character that starts at s[i], else 0. Each one is
+// one to three bytes of well-formed UTF-8; ill-formed bytes are never whitespace.
+size_t whitespaceLengthAt(std::string_view s, size_t i) {
+  auto byte = [&](size_t k) { return k < s.size() ? static_cast<unsigned char>(s[k]) : 0u; };
+  auto cont = [&](size_t k) { return (byte(k) & 0xC0) == 0x80; };
+  const unsigned lead = byte(i);
+  if (lead < 0x80) return isJsWhitespace(lead) ? 1 : 0;
+  if (lead >= 0xC2 && lead <= 0xDF && cont(i + 1)) {
+    return isJsWhitespace(((lead & 0x1F) << 6) | (byte(i + 1) & 0x3F)) ? 2 : 0;
+  }
+  if ((lead & 0xF0) == 0xE0 && cont(i + 1) && cont(i + 2)) {
+    char32_t cp = ((lead & 0x0F) << 12) | ((byte(i + 1) & 0x3F) << 6) | (byte(i + 2) & 0x3F);
+    return cp >= 0x800 && isJsWhitespace(cp) ? 3 : 0;  // below 0x800: an overlong form
+  }
+  return 0;
+}
+
+}  // namespace
+
+// Each scans its own end only, so that a caller that trims piece by piece stays linear.
 std::string_view jsTrimStart(std::string_view s) {
-  std::string_view both = trimJsWhitespace(s);
-  if (both.empty()) return both;
-  return s.substr(static_cast<size_t>(both.data() - s.data()));
+  size_t begin = 0;
+  while (begin < s.size()) {
+    size_t n = whitespaceLengthAt(s, begin);
+    if (n == 0) break;
+    begin += n;
+  }
+  return s.substr(begin);
 }
 
 std::string_view jsTrimEnd(std::string_view s) {
-  std::string_view both = trimJsWhitespace(s);
-  if (both.empty()) return both;
-  return s.substr(0, static_cast<size_t>(both.data() - s.data()) + both.size());
+  size_t end = s.size();
+  while (end > 0) {
+    size_t n = 0;
+    for (size_t len = 1; len <= 3 && len <= end && n == 0; ++len) {
+      if (whitespaceLengthAt(s, end - len) == len) n = len;
+    }
+    if (n == 0) break;
+    end -= n;
+  }
+  return s.substr(0, end);
 }
 
 }  // namespace engine::jinja

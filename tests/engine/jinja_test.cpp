@@ -252,6 +252,9 @@ std::vector<Case> constructCases() {
        "'a,b,,c'.split(',') }}"
        "|{{ 'a,b,c'.split(',', 1) }}|{{ s.title() }}|{{ 'a b  c'.split(none, 1) }}",
        J(R"({"s":" a bc "})")},
+      {"unicode_whitespace_trim_and_split",
+       "[{{ s.strip() }}|{{ s.lstrip() }}|{{ s.rstrip() }}|{{ s.split() | join('/') }}]",
+       J(R"({"s":"\u3000\u00a0 a\u2003b\u2028c\u0085d \ufeff\u202f"})")},
       {"range_steps",
        "{{ range(3, 0, -1) | list }} {{ range(0, 10, 3) | list }} {{ range(5, 2) | list }}"
        " {{ range(-2, 3) | list }}",
@@ -400,6 +403,16 @@ TEST(Jinja, RangeAdvancesAtLargeMagnitudes) {
   auto r = t->render(Json::object());
   ASSERT_TRUE(r.ok()) << r.status().message();
   EXPECT_EQ(*r, "1024");  // 2^60 + 1000 is the double 2^60 + 1024
+}
+
+TEST(Jinja, SplitWithoutSeparatorIsLinear) {
+  std::string words;
+  for (int i = 0; i < 200000; ++i) words += "ab ";
+  auto t = Template::parse("{{ s.split() | length }}");
+  ASSERT_TRUE(t.ok());
+  auto r = t->render(Json{{"s", words}});
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(*r, "200000");
 }
 
 TEST(Jinja, SmallLimitsApply) {
