@@ -1,11 +1,13 @@
 // JSON schema -> Grammar (grammar.h): the subset OpenAI's strict mode documents, plus the
 // annotations that change nothing about the generated value.
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <functional>
 #include <limits>
 #include <map>
 #include <set>
+#include <vector>
 
 #include "engine/grammar/grammar.h"
 
@@ -70,6 +72,8 @@ class Compiler {
     g->root = root;
     computeMinDepth();
     computeFirstBytes();
+    flattenAnyOf();
+    if (!status_.ok()) return status_;
     if (g->nodes[root].min_depth > options_.max_depth) {
       return api::invalidRequest("the schema has no instance that nests at most " +
                                      std::to_string(options_.max_depth) +
@@ -145,6 +149,7 @@ class Compiler {
   const api::Json* resolvePointer(const std::string& ref) const;
   void computeMinDepth();
   void computeFirstBytes();
+  void flattenAnyOf();
 
   const api::Json& root_;
   GrammarOptions options_;
@@ -471,6 +476,44 @@ void Compiler::computeFirstBytes() {
         changed = true;
       }
     }
+  }
+}
+
+// Each anyOf's branches become the distinct nodes other than anyOf that its anyOf links reach.
+// The matcher forks an anyOf in place (same depth), so an anyOf-only cycle
+// (anyOf: [{$ref: "#"}, ...]) would recurse forever, and a chain of anyOfs whose branches meet
+// again (a0: [a1, a1], a1: [a2, a2], ...) would try 2^n paths for one byte. Flat, every fork is
+// one level with each branch once. First bytes and min_depth are unchanged: both were already
+// taken over the same reachable branches.
+void Compiler::flattenAnyOf() {
+  constexpr size_t kMaxWork = size_t{1} << 22;  // branch visits over all anyOfs
+  auto& nodes = grammar_->nodes;
+  std::vector<size_t> seen(nodes.size(), SIZE_MAX);  // the anyOf whose walk last saw a node
+  std::vector<std::vector<int32_t>> flat(nodes.size());
+  std::vector<int32_t> todo;
+  size_t work = 0;
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    if (nodes[i].kind != NodeKind::kAnyOf) continue;
+    seen[i] = i;
+    todo.assign(nodes[i].alts.rbegin(), nodes[i].alts.rend());
+    while (!todo.empty()) {
+      if (++work > kMaxWork) {
+        fail("the schema's anyOf branches are too many once their $refs are followed", param_);
+        return;
+      }
+      const int32_t a = todo.back();
+      todo.pop_back();
+      if (seen[a] == i) continue;
+      seen[a] = i;
+      if (nodes[a].kind == NodeKind::kAnyOf) {
+        todo.insert(todo.end(), nodes[a].alts.rbegin(), nodes[a].alts.rend());
+      } else {
+        flat[i].push_back(a);
+      }
+    }
+  }
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    if (nodes[i].kind == NodeKind::kAnyOf) nodes[i].alts = std::move(flat[i]);
   }
 }
 

@@ -427,6 +427,38 @@ TEST(GrammarMatcher, DepthLimitOffersOnlyWhatFits) {
   EXPECT_TRUE(m.mustEnd());
 }
 
+// An anyOf forks in place, so an anyOf that reaches itself through $ref alone, or a chain of
+// anyOfs whose branches meet again, once made one byte recurse forever or try 2^n paths.
+TEST(GrammarMatcher, AnyOfThroughRefsForksEachBranchOnce) {
+  std::vector<std::string> bytes;
+  for (int b = 0; b < 128; ++b) bytes.emplace_back(1, static_cast<char>(b));
+  auto vocab = std::make_shared<const VocabIndex>(bytes, std::vector<int32_t>{});
+  Matcher cycle(compileOrDie(R"({"anyOf":[{"$ref":"#"},{"type":"string"}]})"), vocab);
+  EXPECT_TRUE(cycle.acceptBytes("\"abcdefghij\""));
+  EXPECT_TRUE(cycle.canEnd());
+
+  Json chain = {{"$ref", "#/$defs/a0"}, {"$defs", Json::object()}};
+  for (int i = 0; i < 40; ++i) {
+    const std::string next = "#/$defs/a" + std::to_string(i + 1);
+    chain["$defs"]["a" + std::to_string(i)] = {{"anyOf", {{{"$ref", next}}, {{"$ref", next}}}}};
+  }
+  chain["$defs"]["a40"] = {{"type", "string"}};
+  auto g = compileSchema(chain, {}, "schema");
+  ASSERT_TRUE(g.ok()) << g.status().toString();
+  EXPECT_EQ((*g)->nodes[(*g)->root].alts.size(), 1u) << "one string at the end of the chain";
+  Matcher m(*g, vocab);
+  EXPECT_TRUE(m.acceptBytes("\"abc\""));
+  EXPECT_TRUE(m.canEnd());
+
+  // Only anyOfs all the way round: no instance, so a clear error naming the schema.
+  auto none = compileResponseFormat(
+      {{"type", "json_schema"},
+       {"json_schema", {{"name", "t"}, {"schema", Json::parse(R"({"anyOf":[{"$ref":"#"}]})")}}}});
+  ASSERT_FALSE(none.ok());
+  EXPECT_EQ(none.status().code(), api::ErrorCode::kInvalidRequest);
+  EXPECT_EQ(none.status().param(), "response_format.json_schema.schema");
+}
+
 // ---- tool calls --------------------------------------------------------------------------------
 
 std::vector<ToolSpec> toolSuite() {
