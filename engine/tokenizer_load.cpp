@@ -345,6 +345,14 @@ api::Status Tokenizer::Loader::vocabAndMerges(TokenizerJsonReader& reader) const
   int64_t max_id = -1;
   for (const auto& [piece, id] : reader.vocab) max_id = std::max(max_id, id);
   for (const AddedToken& t : tok.added_) max_id = std::max<int64_t>(max_id, t.id);
+  // Every per-id table is sized by the largest id: one stray large id must not cost gigabytes.
+  const size_t defined = reader.vocab.size() + tok.added_.size();
+  const int64_t id_limit = 2 * static_cast<int64_t>(defined) + 256;
+  if (max_id >= id_limit) {
+    return fail("token id " + std::to_string(max_id) + " is far beyond the " +
+                std::to_string(defined) + " tokens the file defines (ids must stay below " +
+                std::to_string(id_limit) + ")");
+  }
   tok.pieces_.assign(static_cast<size_t>(max_id + 1), std::string());
   for (auto& [piece, id] : reader.vocab) tok.pieces_[static_cast<size_t>(id)] = std::move(piece);
   reader.vocab.clear();

@@ -489,6 +489,14 @@ TEST(TokenizerLoad, RejectsWhatItCannotRun) {
        },
        "integer id"},
       {"top level", [](Json& j) { j = Json::array(); }, "not an object"},
+      // Sized every per-id table by one stray id (gigabytes).
+      {"far id", [](Json& j) { j["model"]["vocab"]["q"] = 16777215; },
+       "token id 16777215 is far beyond"},
+      {"far added id",
+       [](Json& j) {
+         j["added_tokens"].push_back({{"id", 100000}, {"content", "<far>"}});
+       },
+       "token id 100000"},
   };
   for (const Case& c : cases) {
     Json tj = tinyTokenizer();
