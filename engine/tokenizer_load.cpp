@@ -6,6 +6,7 @@
 // is about five times faster than building the whole document, and still takes about half a
 // second, so load() keeps the parsed vocabulary and merges in a binary cache (tokenizer_cache.cpp)
 // and parses the JSON only when that cache is missing, stale or damaged.
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cstdio>
@@ -24,6 +25,15 @@ namespace {
 using Json = nlohmann::json;
 
 constexpr int64_t kMaxTokenId = (int64_t{1} << 24) - 1;
+// How much a chain of Replace steps (normalizer or decoder) may multiply a text's length: each
+// step at most by len(content) / len(pattern). Real tokenizers stay below 4 (" " -> "\u2581").
+constexpr double kMaxReplaceGrowth = 64;
+
+// What one Replace step can multiply a text's length by.
+double replaceGrowth(const std::string& pattern, const std::string& content) {
+  if (pattern.empty()) return 1;  // replaces nothing
+  return std::max(1.0, static_cast<double>(content.size()) / static_cast<double>(pattern.size()));
+}
 
 api::Status configError(std::string_view source, const std::string& what) {
   return api::Status(api::ErrorCode::kConfig, std::string(source) + ": " + what);
@@ -423,6 +433,7 @@ api::Status Tokenizer::Loader::normalizer(const Json* node) const {
   tok.normalizer_.reset();
   if (!node) return {};
   auto norm = std::make_unique<Normalizer>();
+  double growth = 1;  // what the Replace steps so far can multiply a text's length by
   // Flattens nested Sequences into Replace/Prepend steps.
   auto walk = [&](auto&& self, const Json& n, int depth) -> api::Status {
     const Json* type = member(n, "type");
@@ -442,6 +453,11 @@ api::Status Tokenizer::Loader::normalizer(const Json* node) const {
       if (!pattern.ok()) return pattern.status();
       const Json* content = member(n, "content");
       if (!content || !content->is_string()) return fail("normalizer Replace without content");
+      growth *= replaceGrowth(*pattern, content->get<std::string>());
+      if (growth > kMaxReplaceGrowth) {
+        return fail("normalizer Replace steps can grow a text more than " +
+                    std::to_string(static_cast<int>(kMaxReplaceGrowth)) + " times");
+      }
       norm->steps.push_back(Normalizer::Step{Normalizer::Step::Kind::kReplace, *pattern,
                                              content->get<std::string>()});
       return {};
@@ -498,6 +514,7 @@ api::Status Tokenizer::Loader::decoder(const Json* node) const {
   std::vector<std::pair<std::string, std::string>> replaces;
   tok.decode_bytes_ = false;
   bool past_pieces = false;
+  double growth = 1;  // what the Replace steps so far can multiply a piece's length by
   std::vector<const Json*> steps;
   if (node) {
     const Json* type = member(*node, "type");
@@ -518,6 +535,11 @@ api::Status Tokenizer::Loader::decoder(const Json* node) const {
       if (!pattern.ok()) return pattern.status();
       const Json* content = member(*step, "content");
       if (!content || !content->is_string()) return fail("decoder Replace without content");
+      growth *= replaceGrowth(*pattern, content->get<std::string>());
+      if (growth > kMaxReplaceGrowth) {
+        return fail("decoder Replace steps can grow a piece more than " +
+                    std::to_string(static_cast<int>(kMaxReplaceGrowth)) + " times");
+      }
       replaces.emplace_back(*pattern, content->get<std::string>());
     } else if (t == "ByteFallback") {
       tok.decode_bytes_ = true;

@@ -497,6 +497,25 @@ TEST(TokenizerLoad, RejectsWhatItCannotRun) {
          j["added_tokens"].push_back({{"id", 100000}, {"content", "<far>"}});
        },
        "token id 100000"},
+      // Each step quadruples the text: 4^16 times longer after the last.
+      {"normalizer growth",
+       [](Json& j) {
+         Json steps = Json::array();
+         for (int i = 0; i < 16; ++i) {
+           steps.push_back({{"type", "Replace"}, {"pattern", {{"String", "a"}}}, {"content", "aaaa"}});
+         }
+         j["normalizer"] = {{"type", "Sequence"}, {"normalizers", steps}};
+       },
+       "normalizer Replace steps can grow a text more than 64 times"},
+      {"decoder growth",
+       [](Json& j) {
+         Json steps = Json::array();
+         for (int i = 0; i < 16; ++i) {
+           steps.push_back({{"type", "Replace"}, {"pattern", {{"String", "a"}}}, {"content", "aaaa"}});
+         }
+         j["decoder"] = {{"type", "Sequence"}, {"decoders", steps}};
+       },
+       "decoder Replace steps can grow a piece more than 64 times"},
   };
   for (const Case& c : cases) {
     Json tj = tinyTokenizer();
