@@ -113,7 +113,11 @@ class Compiler {
     if (id < 0) return -1;
     for (size_t i = 0; i < values.size(); ++i) {
       literal_bytes_ += values[i].size();
-      if (literal_bytes_ > kMaxLiteralBytes) return fail("enum/const values are too large", param);
+      if (literal_bytes_ > kMaxLiteralBytes) {
+        return fail("enum/const values and property names are too large (more than " +
+                        std::to_string(kMaxLiteralBytes) + " bytes in all)",
+                    param);
+      }
       grammar_->nodes[id].literals.add(values[i], static_cast<int32_t>(i));
     }
     return id;
@@ -305,6 +309,13 @@ int32_t Compiler::compileObject(const api::Json& s, const std::string& param,
   for (size_t i = 0; i < props.size(); ++i) {
     const std::string& name = props[i].name;
     std::string key = !native_ ? api::Json(name).dump() : bareKey(name) ? name : gemma4String(name);
+    // Key tries cost what enum tries do, and a type array compiles the same object repeatedly.
+    literal_bytes_ += key.size();
+    if (literal_bytes_ > kMaxLiteralBytes) {
+      return fail("enum/const values and property names are too large (more than " +
+                      std::to_string(kMaxLiteralBytes) + " bytes in all)",
+                  param + ".properties");
+    }
     node.literals.add(key, static_cast<int32_t>(i));
   }
   node.props = std::move(props);

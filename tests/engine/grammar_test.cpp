@@ -459,6 +459,26 @@ TEST(GrammarMatcher, AnyOfThroughRefsForksEachBranchOnce) {
   EXPECT_EQ(none.status().param(), "response_format.json_schema.schema");
 }
 
+// Object keys are tries as enum values are, and a type array compiles its object once per
+// entry: both count against one budget of literal bytes.
+TEST(GrammarSchema, PropertyNamesCountAgainstTheLiteralBudget) {
+  Json props = Json::object();
+  for (int i = 0; i < 30; ++i) {
+    props[std::to_string(i) + std::string(1000, 'k')] = {{"type", "null"}};
+  }
+  Json repeated = {{"type", Json::array()}, {"properties", props}};
+  for (int i = 0; i < 40; ++i) repeated["type"].push_back("object");  // 40 x 30 KB of keys
+  Json rf = {{"type", "json_schema"}, {"json_schema", {{"name", "t"}, {"schema", repeated}}}};
+  auto g = compileResponseFormat(rf);
+  ASSERT_FALSE(g.ok());
+  EXPECT_EQ(g.status().code(), api::ErrorCode::kInvalidRequest);
+  EXPECT_EQ(g.status().param(), "response_format.json_schema.schema.properties");
+  EXPECT_NE(g.status().message().find("property names"), std::string::npos);
+  repeated["type"] = Json::array({"object", "null"});
+  rf["json_schema"]["schema"] = repeated;
+  EXPECT_TRUE(compileResponseFormat(rf).ok()) << "60 KB of keys fit";
+}
+
 // ---- tool calls --------------------------------------------------------------------------------
 
 std::vector<ToolSpec> toolSuite() {
