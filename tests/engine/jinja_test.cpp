@@ -362,8 +362,8 @@ TEST(Jinja, HostileTemplatesAreBounded) {
 
 // Python's ZeroDivisionError, where the reference gives NaN (which then passed as an int).
 TEST(Jinja, DivisionOrModuloByZeroIsAnError) {
-  for (const char* tmpl : {"{{ 1 % 0 }}", "{{ 0 // 0 }}", "{{ [1][1 % 0] }}", "{{ 2.5 % 0 }}",
-                           "{{ 1 // 0.0 }}"}) {
+  for (const char* tmpl :
+       {"{{ 1 % 0 }}", "{{ 0 // 0 }}", "{{ [1][1 % 0] }}", "{{ 2.5 % 0 }}", "{{ 1 // 0.0 }}"}) {
     auto t = Template::parse(tmpl);
     ASSERT_TRUE(t.ok()) << tmpl;
     auto r = t->render(Json::object());

@@ -502,7 +502,8 @@ TEST(TokenizerLoad, RejectsWhatItCannotRun) {
        [](Json& j) {
          Json steps = Json::array();
          for (int i = 0; i < 16; ++i) {
-           steps.push_back({{"type", "Replace"}, {"pattern", {{"String", "a"}}}, {"content", "aaaa"}});
+           steps.push_back(
+               {{"type", "Replace"}, {"pattern", {{"String", "a"}}}, {"content", "aaaa"}});
          }
          j["normalizer"] = {{"type", "Sequence"}, {"normalizers", steps}};
        },
@@ -511,7 +512,8 @@ TEST(TokenizerLoad, RejectsWhatItCannotRun) {
        [](Json& j) {
          Json steps = Json::array();
          for (int i = 0; i < 16; ++i) {
-           steps.push_back({{"type", "Replace"}, {"pattern", {{"String", "a"}}}, {"content", "aaaa"}});
+           steps.push_back(
+               {{"type", "Replace"}, {"pattern", {{"String", "a"}}}, {"content", "aaaa"}});
          }
          j["decoder"] = {{"type", "Sequence"}, {"decoders", steps}};
        },
