@@ -140,19 +140,8 @@ void logError(std::string_view msg, std::string_view path, std::string_view erro
 }
 
 bool validRow(const LedgerRow& row, std::string* problem) {
-  if (!std::isfinite(row.cost_usd) || row.cost_usd < 0) {
-    *problem = "cost_usd must be finite and >= 0, got " + std::to_string(row.cost_usd);
-    return false;
-  }
-  if (!std::isfinite(row.latency_ms)) {
-    *problem = "latency_ms must be finite";
-    return false;
-  }
-  if (!std::isfinite(row.compute_ms) || row.compute_ms < 0) {
-    *problem = "compute_ms must be finite and >= 0";
-    return false;
-  }
-  return true;
+  *problem = ledgerRowProblem(row);
+  return problem->empty();
 }
 
 class SqliteLedger final : public Ledger {
@@ -397,21 +386,15 @@ api::StatusOr<uint64_t> SqliteLedger::reserveLocked(const std::string& team, dou
   struct Check {
     Window w;
     const std::optional<double>& limit;
-    const char* name;
   };
-  for (const Check& c : {Check{Window::kDay, limits.daily_usd, "daily"},
-                         Check{Window::kMonth, limits.monthly_usd, "monthly"}}) {
+  for (const Check& c : {Check{Window::kDay, limits.daily_usd},
+                         Check{Window::kMonth, limits.monthly_usd}}) {
     if (!c.limit) continue;
     auto settled = settledLocked(team, t, c.w, now_ms);
     if (!settled.ok()) return settled.status();
     // Written so that a NaN limit refuses.
     if (!(*settled + t.reserved_usd + max_cost_usd <= *c.limit + kEpsilonUsd)) {
-      return api::Status(api::ErrorCode::kQuotaExceeded,
-                         "The budget of team '" + team + "' is exhausted: its " + c.name +
-                             " limit of " + usd(*c.limit) + " for " + periodKey(c.w, now_ms) +
-                             " has " + usd(*settled) + " spent and " + usd(t.reserved_usd) +
-                             " reserved; this request may cost up to " + usd(max_cost_usd) + ".",
-                         {}, "insufficient_quota");
+      return budgetExhausted(team, c.w, *c.limit, now_ms, *settled, t.reserved_usd, max_cost_usd);
     }
   }
   uint64_t id = next_reservation_++;
@@ -798,6 +781,28 @@ int64_t periodEndMs(Window w, int64_t unix_ms) {
   CivilDate d = civilFromDays(day);
   return (d.month == 12 ? daysFromCivil(d.year + 1, 1, 1) : daysFromCivil(d.year, d.month + 1, 1)) *
          kMsPerDay;
+}
+
+api::Status budgetExhausted(const std::string& team, Window w, double limit, int64_t now_ms,
+                            double settled_usd, double reserved_usd, double max_cost_usd) {
+  return api::Status(api::ErrorCode::kQuotaExceeded,
+                     "The budget of team '" + team + "' is exhausted: its " +
+                         (w == Window::kDay ? "daily" : "monthly") + " limit of " + usd(limit) +
+                         " for " + periodKey(w, now_ms) + " has " + usd(settled_usd) +
+                         " spent and " + usd(reserved_usd) + " reserved; this request may cost " +
+                         "up to " + usd(max_cost_usd) + ".",
+                     {}, "insufficient_quota");
+}
+
+std::string ledgerRowProblem(const LedgerRow& row) {
+  if (!std::isfinite(row.cost_usd) || row.cost_usd < 0) {
+    return "cost_usd must be finite and >= 0, got " + std::to_string(row.cost_usd);
+  }
+  if (!std::isfinite(row.latency_ms)) return "latency_ms must be finite";
+  if (!std::isfinite(row.compute_ms) || row.compute_ms < 0) {
+    return "compute_ms must be finite and >= 0";
+  }
+  return "";
 }
 
 api::StatusOr<std::unique_ptr<Ledger>> openSqliteLedger(const std::string& path) {

@@ -1,6 +1,6 @@
 // Ledger: the record of every request the gateway answered, and the per-team budgets that
 // cloud calls are checked against. One interface; the SQLite implementation (openSqliteLedger)
-// lives in ledger.cpp, a PostgreSQL one may follow (budgets that hold across replicas).
+// lives in ledger.cpp, the PostgreSQL one that many replicas share in pg_ledger.h.
 //
 // Money flow of a cloud call:
 //
@@ -202,6 +202,15 @@ class Ledger {
   // Counters since the ledger was opened.
   virtual LedgerStats stats() { return {}; }
 };
+
+// Shared by the implementations. kQuotaExceeded (OpenAI code "insufficient_quota") saying that
+// the team's limit of window `w` for the period of now_ms has `settled_usd` spent and
+// `reserved_usd` reserved, as reserve() refuses.
+api::Status budgetExhausted(const std::string& team, Window w, double limit, int64_t now_ms,
+                            double settled_usd, double reserved_usd, double max_cost_usd);
+// "" when `row` may be written (cost_usd finite and >= 0, latency_ms finite, compute_ms finite
+// and >= 0), else what is wrong with it.
+std::string ledgerRowProblem(const LedgerRow& row);
 
 // Opens (creating when absent; its parent directory must exist) a SQLite ledger in WAL mode.
 // kIo naming the path when the file cannot be opened or created (a directory, a missing

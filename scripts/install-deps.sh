@@ -7,6 +7,7 @@ packages=(
   build-essential cmake ninja-build pkg-config git ca-certificates
   libboost-dev nlohmann-json3-dev libcurl4-openssl-dev libssl-dev libyaml-cpp-dev
   prometheus-cpp-dev libsqlite3-dev sqlite3 libgtest-dev libgmock-dev
+  libpqxx-dev postgresql-15  # the PostgreSQL ledger; its tests start a private server
   python3 python3-numpy wrk curl chromium openssl
   clang libclang-rt-14-dev llvm-14  # scripts/fuzz.sh: libFuzzer, ASan/UBSan runtimes, symbolizer
   # scripts/check-deploy.sh: promtool, haproxy -c, docker-compose config (no daemon), Go and

@@ -21,6 +21,7 @@
 
 #include "policies/ledger.h"
 #include "policies/ledger_reader.h"
+#include "tests/policies/ledger_backends.h"
 #include "tests/policies/sqlite_test_util.h"
 
 namespace {
@@ -121,6 +122,13 @@ int64_t fileBytes(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0 ? static_cast<int64_t>(st.st_size) : -1;
 }
 
+// Durable reservations through the interface, against both implementations.
+using LedgerApiDurable = policies_test::LedgerBackendTest;
+INSTANTIATE_TEST_SUITE_P(Backends, LedgerApiDurable,
+                         testing::Values(policies_test::Backend::kSqlite,
+                                         policies_test::Backend::kPostgres),
+                         policies_test::backendName);
+
 TEST(LedgerDurable, ReservationIsJournaledWhenOnDurableRunsAndAPendingRowOnceCommitted) {
   TempDir dir;
   std::string path = dir.file("ledger.db");
@@ -169,17 +177,14 @@ TEST(LedgerDurable, ReservationIsJournaledWhenOnDurableRunsAndAPendingRowOnceCom
   EXPECT_DOUBLE_EQ((*groups)[0].pending_usd, 0.25);
 }
 
-TEST(LedgerDurable, SettleRewritesThePendingRowInPlaceAndReleaseRemovesIt) {
-  TempDir dir;
-  std::string path = dir.file("ledger.db");
-  auto ledger = mustOpen(path);
+TEST_P(LedgerApiDurable, SettleRewritesThePendingRowInPlaceAndReleaseRemovesIt) {
+  auto ledger = open();
   ASSERT_NE(ledger, nullptr);
   uint64_t a = reserveAndWait(*ledger, request("req-a", 0.5));
   uint64_t b = reserveAndWait(*ledger, request("req-b", 0.4));
   ASSERT_TRUE(a != 0 && b != 0);
   ASSERT_TRUE(ledger->flush().ok());
-  RawDb db(path);
-  int64_t pending_id = db.int64("SELECT id FROM requests WHERE request_id = 'req-a'");
+  int64_t pending_id = home().int64("SELECT id FROM requests WHERE request_id = 'req-a'");
 
   ASSERT_TRUE(ledger->settle(a, settledRow("req-a", 0.125)).ok());
   ledger->release(b);
@@ -189,13 +194,13 @@ TEST(LedgerDurable, SettleRewritesThePendingRowInPlaceAndReleaseRemovesIt) {
   ASSERT_TRUE(ledger->flush().ok());
 
   // One row per request: the pending row became the final one.
-  EXPECT_EQ(db.column("SELECT id || '|' || request_id || '|' || state || '|' || cost_usd || '|' || "
+  EXPECT_EQ(home().column("SELECT id || '|' || request_id || '|' || state || '|' || cost_usd || '|' || "
                       "status || '|' || route || '|' || completion_tokens FROM requests"),
             (std::vector<std::string>{std::to_string(pending_id) +
                                       "|req-a|settled|0.125|200|openai/gpt-4o|30"}));
   // The sums read back from the file after a reopen agree.
   ledger.reset();
-  ledger = mustOpen(path);
+  ledger = open();
   ASSERT_NE(ledger, nullptr);
   EXPECT_DOUBLE_EQ(ledger->spent("acme", Window::kDay, kNov23).settled_usd, 0.125);
   EXPECT_EQ(ledger->stats().crashed_reservations, 0u);
@@ -496,9 +501,8 @@ TEST(LedgerDurable, ConcurrentReservationsShareCommits) {
               1e-9);
 }
 
-TEST(LedgerDurable, DurableReservationsCountAgainstLimitsLikeReserve) {
-  TempDir dir;
-  auto ledger = mustOpen(dir.file("ledger.db"));
+TEST_P(LedgerApiDurable, DurableReservationsCountAgainstLimitsLikeReserve) {
+  auto ledger = open();
   ASSERT_NE(ledger, nullptr);
   BudgetLimits daily{1.0, std::nullopt};
   ASSERT_NE(reserveAndWait(*ledger, request("a", 0.6, "acme", daily)), 0u);

@@ -1,4 +1,5 @@
 #include "policies/ledger.h"
+#include "tests/policies/ledger_backends.h"
 #include "tests/policies/sqlite_test_util.h"
 
 #include <gtest/gtest.h>
@@ -61,6 +62,13 @@ std::unique_ptr<policies::Ledger> mustOpen(const std::string& path) {
   EXPECT_TRUE(l.ok()) << l.status().message();
   return l.ok() ? std::move(*l) : nullptr;
 }
+
+// The tests of the interface run against both implementations (ledger_backends.h).
+using LedgerApi = policies_test::LedgerBackendTest;
+INSTANTIATE_TEST_SUITE_P(Backends, LedgerApi,
+                         testing::Values(policies_test::Backend::kSqlite,
+                                         policies_test::Backend::kPostgres),
+                         policies_test::backendName);
 
 // ---- Periods ----
 
@@ -127,9 +135,8 @@ TEST(Period, EveryDayOfFourYearsStartsWhereThePreviousEnds) {
 
 // ---- Budgets ----
 
-TEST(Ledger, ReserveSettleReleaseArithmetic) {
-  TempDir dir;
-  auto ledger = mustOpen(dir.file("ledger.db"));
+TEST_P(LedgerApi, ReserveSettleReleaseArithmetic) {
+  auto ledger = open();
   ASSERT_NE(ledger, nullptr);
   auto r1 = ledger->reserve("acme", 0.30, {}, kNov23);
   auto r2 = ledger->reserve("acme", 0.20, {}, kNov23);
@@ -161,9 +168,8 @@ TEST(Ledger, ReserveSettleReleaseArithmetic) {
   EXPECT_EQ(s.reserved_usd, 0);
 }
 
-TEST(Ledger, DailyLimitRefusesWithQuotaExceeded) {
-  TempDir dir;
-  auto ledger = mustOpen(dir.file("ledger.db"));
+TEST_P(LedgerApi, DailyLimitRefusesWithQuotaExceeded) {
+  auto ledger = open();
   ASSERT_NE(ledger, nullptr);
   BudgetLimits daily{1.0, std::nullopt};
   auto r1 = ledger->reserve("acme", 0.6, daily, kNov23);
@@ -200,9 +206,8 @@ TEST(Ledger, DailyLimitRefusesWithQuotaExceeded) {
       << next_day.status().message();
 }
 
-TEST(Ledger, MonthlyLimitCountsEarlierDaysOfTheMonthOnly) {
-  TempDir dir;
-  auto ledger = mustOpen(dir.file("ledger.db"));
+TEST_P(LedgerApi, MonthlyLimitCountsEarlierDaysOfTheMonthOnly) {
+  auto ledger = open();
   ASSERT_NE(ledger, nullptr);
   ASSERT_TRUE(ledger->record(row("acme", 0.9, kNov22)).ok());
   ASSERT_TRUE(ledger->record(row("acme", 5.0, kOct31)).ok());  // last month: never counts
@@ -223,9 +228,8 @@ TEST(Ledger, MonthlyLimitCountsEarlierDaysOfTheMonthOnly) {
   EXPECT_DOUBLE_EQ(ledger->spent("acme", Window::kDay, kNov23).settled_usd, 0);
 }
 
-TEST(Ledger, BadCallsReturnErrorsAndChangeNothing) {
-  TempDir dir;
-  auto ledger = mustOpen(dir.file("ledger.db"));
+TEST_P(LedgerApi, BadCallsReturnErrorsAndChangeNothing) {
+  auto ledger = open();
   ASSERT_NE(ledger, nullptr);
   EXPECT_EQ(ledger->reserve("acme", -1, {}, kNov23).status().code(), api::ErrorCode::kInternal);
   EXPECT_EQ(ledger->reserve("acme", std::nan(""), {}, kNov23).status().code(),
@@ -254,13 +258,11 @@ TEST(Ledger, BadCallsReturnErrorsAndChangeNothing) {
   EXPECT_DOUBLE_EQ(s.settled_usd, 0.7);
   EXPECT_EQ(s.reserved_usd, 0);
   ASSERT_TRUE(ledger->flush().ok());
-  RawDb db(dir.file("ledger.db"));
-  EXPECT_EQ(db.int64("SELECT COUNT(*) FROM requests"), 1);
+  EXPECT_EQ(home().int64("SELECT COUNT(*) FROM requests"), 1);
 }
 
-TEST(Ledger, PeriodRolloverRecomputesSettledSums) {
-  TempDir dir;
-  auto ledger = mustOpen(dir.file("ledger.db"));
+TEST_P(LedgerApi, PeriodRolloverRecomputesSettledSums) {
+  auto ledger = open();
   ASSERT_NE(ledger, nullptr);
   const int64_t nov23 = policies::periodStartMs(Window::kDay, kNov23);
   ASSERT_TRUE(ledger->record(row("acme", 1.0, nov23 + 10 * kHour)).ok());
@@ -286,9 +288,8 @@ TEST(Ledger, PeriodRolloverRecomputesSettledSums) {
   EXPECT_DOUBLE_EQ(ledger->spent("acme", Window::kMonth, kNov23).settled_usd, 7.0);
 }
 
-TEST(Ledger, ConcurrentReservationsNeverExceedTheBudget) {
-  TempDir dir;
-  auto ledger = mustOpen(dir.file("ledger.db"));
+TEST_P(LedgerApi, ConcurrentReservationsNeverExceedTheBudget) {
+  auto ledger = open();
   ASSERT_NE(ledger, nullptr);
   ASSERT_TRUE(ledger->record(row("acme", 0.05, kNov22)).ok());  // counts in the month only
   const BudgetLimits limits{0.5, 0.35};
@@ -367,20 +368,18 @@ TEST(Ledger, ConcurrentReservationsNeverExceedTheBudget) {
   EXPECT_LE(m.settled_usd, 0.35 + 1e-9);
 
   ASSERT_TRUE(ledger->flush().ok());
-  RawDb db(dir.file("ledger.db"));
-  EXPECT_EQ(db.int64("SELECT COUNT(*) FROM requests"), total.settled + 1);
-  EXPECT_NEAR(db.real("SELECT SUM(cost_usd) FROM requests WHERE unix_ms >= " +
+  EXPECT_EQ(home().int64("SELECT COUNT(*) FROM requests"), total.settled + 1);
+  EXPECT_NEAR(home().real("SELECT SUM(cost_usd) FROM requests WHERE unix_ms >= " +
                       std::to_string(policies::periodStartMs(Window::kDay, kNov23))),
               total.cost, 1e-9);
 }
 
-TEST(Ledger, RecomputedSumsStayExactWhileTheWriterCommits) {
+TEST_P(LedgerApi, RecomputedSumsStayExactWhileTheWriterCommits) {
   // Every spent() below switches period, so it recomputes the sum from committed rows plus
   // queued ones while the writer commits in the background: a row must count exactly once
   // whether it is committed, queued, or in between. Costs are multiples of 2^-10, so sums are
   // exact and compared with ==.
-  TempDir dir;
-  auto ledger = mustOpen(dir.file("ledger.db"));
+  auto ledger = open();
   ASSERT_NE(ledger, nullptr);
   int64_t day_a = policies::periodStartMs(Window::kDay, kNov23);
   int64_t day_b = day_a + kDay;
@@ -402,11 +401,9 @@ TEST(Ledger, RecomputedSumsStayExactWhileTheWriterCommits) {
 
 // ---- Durability ----
 
-TEST(Ledger, RowsSurviveReopenWithTheirPeriodSums) {
-  TempDir dir;
-  std::string path = dir.file("ledger.db");
+TEST_P(LedgerApi, RowsSurviveReopenWithTheirPeriodSums) {
   {
-    auto ledger = mustOpen(path);
+    auto ledger = open();
     ASSERT_NE(ledger, nullptr);
     LedgerRow full;
     full.request_id = "chatcmpl-1";
@@ -432,7 +429,7 @@ TEST(Ledger, RowsSurviveReopenWithTheirPeriodSums) {
     ASSERT_TRUE(ledger->reserve("acme", 3.0, {}, kNov23).ok());
     // No flush: closing writes everything queued.
   }
-  auto ledger = mustOpen(path);
+  auto ledger = open();
   ASSERT_NE(ledger, nullptr);
   Spend day = ledger->spent("acme", Window::kDay, kNov23);
   EXPECT_DOUBLE_EQ(day.settled_usd, 0.25);
@@ -448,17 +445,20 @@ TEST(Ledger, RowsSurviveReopenWithTheirPeriodSums) {
   ASSERT_TRUE(ledger->record(row("gamma", 0.01, kNov23)).ok());
   ASSERT_TRUE(ledger->flush().ok());
   EXPECT_EQ(ledger->teams(), (std::vector<std::string>{"acme", "beta", "gamma"}));
-  RawDb db(path);
-  EXPECT_EQ(db.column("SELECT id || ':' || team FROM requests ORDER BY id"),
-            (std::vector<std::string>{"1:acme", "2:acme", "3:acme", "4:beta", "5:gamma"}));
-  EXPECT_EQ(db.text("SELECT request_id || '|' || unix_ms || '|' || team || '|' || key_id || '|' "
+  // (PostgreSQL keeps an in-memory reservation as a 'held' row, so that its money can be given
+  // back if its replica dies; SQLite keeps none.)
+  EXPECT_EQ(home().column("SELECT team FROM requests WHERE state <> 'held' ORDER BY id"),
+            (std::vector<std::string>{"acme", "acme", "acme", "beta", "gamma"}));
+  EXPECT_EQ(home().text("SELECT request_id || '|' || unix_ms || '|' || team || '|' || key_id || '|' "
                     "|| model || '|' || route || '|' || kind || '|' || prompt_tokens || '|' || "
                     "cached_prompt_tokens || '|' || completion_tokens || '|' || cost_usd || '|' "
-                    "|| latency_ms || '|' || status FROM requests WHERE id = 1"),
+                    "|| latency_ms || '|' || status FROM requests WHERE request_id = 'chatcmpl-1'"),
             "chatcmpl-1|1795446245000|acme|key-7|claude-sonnet|escalate|cloud|1200|800|345|0.25|"
             "812.25|200");
-  EXPECT_EQ(db.text("PRAGMA journal_mode"), "wal");
-  EXPECT_EQ(db.text("SELECT value FROM meta WHERE key = 'schema_version'"), "3");
+  if (GetParam() == policies_test::Backend::kSqlite) {
+    EXPECT_EQ(home().text("PRAGMA journal_mode"), "wal");
+    EXPECT_EQ(home().text("SELECT value FROM meta WHERE key = 'schema_version'"), "3");
+  }
 }
 
 TEST(Ledger, FailedWritesKeepTheRowsAndRetry) {
@@ -635,11 +635,9 @@ TEST(Ledger, FlushedRowsSurviveExitWithoutClose) {
 
 // ---- Alerts, breakdowns, listings ----
 
-TEST(Ledger, MarkAlertedOncePerTeamPeriodAndThresholdAcrossRestarts) {
-  TempDir dir;
-  std::string path = dir.file("ledger.db");
+TEST_P(LedgerApi, MarkAlertedOncePerTeamPeriodAndThresholdAcrossRestarts) {
   {
-    auto ledger = mustOpen(path);
+    auto ledger = open();
     ASSERT_NE(ledger, nullptr);
     auto first = ledger->markAlerted("acme", "2026-11", 0.8, kNov23);
     ASSERT_TRUE(first.ok()) << first.status().message();
@@ -650,22 +648,20 @@ TEST(Ledger, MarkAlertedOncePerTeamPeriodAndThresholdAcrossRestarts) {
     EXPECT_TRUE(*ledger->markAlerted("beta", "2026-11", 0.8, kNov23));
     EXPECT_TRUE(*ledger->markAlerted("acme", "2026-11-23", 0.8, kNov23));
   }
-  auto ledger = mustOpen(path);
+  auto ledger = open();
   ASSERT_NE(ledger, nullptr);
   EXPECT_FALSE(*ledger->markAlerted("acme", "2026-11", 0.8, kNov23 + 2));
   EXPECT_FALSE(*ledger->markAlerted("acme", "2026-11", 0.9, kNov23 + 2));
   EXPECT_TRUE(*ledger->markAlerted("acme", "2026-11", 0.5, kNov23 + 2));
   ASSERT_TRUE(ledger->flush().ok());  // alerts are written by the writer, like rows
-  RawDb db(path);
-  EXPECT_EQ(db.int64("SELECT COUNT(*) FROM alerts"), 6);
-  EXPECT_EQ(db.int64("SELECT unix_ms FROM alerts WHERE team = 'acme' AND period = '2026-11' AND "
+  EXPECT_EQ(home().int64("SELECT COUNT(*) FROM alerts"), 6);
+  EXPECT_EQ(home().int64("SELECT unix_ms FROM alerts WHERE team = 'acme' AND period = '2026-11' AND "
                      "threshold = 0.8"),
             kNov23);
 }
 
-TEST(Ledger, BreakdownGroupsCommittedRowsOfThePeriod) {
-  TempDir dir;
-  auto ledger = mustOpen(dir.file("ledger.db"));
+TEST_P(LedgerApi, BreakdownGroupsCommittedRowsOfThePeriod) {
+  auto ledger = open();
   ASSERT_NE(ledger, nullptr);
   auto add = [&](const std::string& team, double cost, int64_t t, const std::string& model,
                  const std::string& route, const std::string& kind, int64_t prompt,

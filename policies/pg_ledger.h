@@ -1,0 +1,70 @@
+// openPostgresLedger: the Ledger (ledger.h) on a PostgreSQL database that many gateway
+// replicas share, so that budgets hold across them. Reached through Debian's libpqxx.
+//
+// Budget state is in the database, not in memory: a per-team row (ledger_teams: the sum and
+// count of the team's open reservations) and a per-team, per-period row (ledger_periods: the
+// settled spend of a day "2026-11-23" or a month "2026-11"). A reservation is one transaction:
+// it locks the team's row, then a conditional
+//     UPDATE ledger_teams SET reserved_usd = reserved_usd + amount
+//     WHERE spent(day) + reserved_usd + amount <= daily limit AND ... monthly ...
+// (each statement under READ COMMITTED reads what committed before the lock was taken, so no
+// concurrent settle is half seen), and the pending row that makes it durable, in the same
+// transaction. So N replicas under a storm never overshoot a limit. A settle rewrites the
+// pending row in place and moves its money from reserved to the periods' spent in one
+// transaction; a release deletes the row and gives the reservation back. As in the SQLite
+// ledger, a reservation counts in every period until it is settled or released.
+//
+// Crash recovery: each ledger registers a replica id with a heartbeat row (ledger_replicas,
+// times on the database's clock). Pending rows of a replica whose heartbeat is older than
+// `stale_after` (and, when a ledger opens, those of its own replica id: its previous life's)
+// are billed as crashed at their reserved amount by whichever replica notices first: one
+// UPDATE ... WHERE state = 'pending' moves them, so each is billed exactly once, with the
+// totals in the same transaction. In-memory reservations (reserve()) leave a 'held' row so
+// that their money can be given back when their replica dies; recovery deletes those.
+// Replica ids must be unique among running replicas: a ledger opening with the id of a live
+// one bills that one's calls in flight.
+//
+// Unlike the SQLite ledger, every call is a round trip to the database on the caller's thread
+// (a pooled connection, a statement timeout): reserveDurable calls on_durable inline once its
+// transaction committed. While the database cannot be reached, reserveDurable answers
+// kUnavailable at once (cloud calls fail closed), settle/release/record keep their writes in
+// memory and a background thread retries them (flush() waits for that), and spent() answers
+// from the last values it read. The background thread also beats the heart, probes the
+// database while it is down, and runs crash recovery.
+//
+// Errors name the URL with its password masked ("postgresql://app:***@db:5432/ledger").
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "api/status.h"
+#include "policies/ledger.h"
+
+namespace policies {
+
+struct PostgresLedgerOptions {
+  // This replica's id; "" makes one from the host name, the process id and a random suffix
+  // (then only other replicas bill its calls in flight after a crash, once its heartbeat is
+  // stale). A stable id (a StatefulSet pod name) lets a restart bill them at once.
+  std::string replica_id;
+  int pool_size = 8;                                   // connections, at most
+  std::chrono::milliseconds statement_timeout{5000};   // per statement
+  std::chrono::seconds connect_timeout{5};             // per connection attempt
+  std::chrono::milliseconds heartbeat_interval{2000};  // heartbeat, recovery and retries
+  std::chrono::milliseconds stale_after{15000};        // a replica silent this long is dead
+};
+
+// "postgresql://user:***@host/db": the password of a URL (or a key=value connection
+// string's password=...) replaced by ***.
+std::string maskPostgresUrl(const std::string& url);
+
+// Connects, creates or checks the schema (version 1, tables prefixed ledger_), registers the
+// replica, bills the pending rows of its own replica id and of dead replicas, and starts the
+// background thread. kIo naming the masked URL when the database cannot be reached or the
+// schema cannot be made; kConfig when the database holds a ledger schema of another version.
+api::StatusOr<std::unique_ptr<Ledger>> openPostgresLedger(const std::string& url,
+                                                          const PostgresLedgerOptions& options);
+
+}  // namespace policies
