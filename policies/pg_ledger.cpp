@@ -10,8 +10,6 @@
 
 #include <unistd.h>
 
-#include <pqxx/pqxx>
-
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -21,15 +19,18 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <pqxx/pqxx>
 #include <random>
 #include <thread>
 #include <unordered_map>
 #include <vector>
 
+#include "policies/pg_pool.h"
+
 namespace policies {
 namespace {
 
-constexpr double kEpsilonUsd = 1e-9;  // as the SQLite ledger: absorbs rounding of sums
+constexpr double kEpsilonUsd = 1e-9;      // as the SQLite ledger: absorbs rounding of sums
 constexpr size_t kMaxDeferred = 100'000;  // writes kept for a retry while the database is down
 constexpr int kMaxAttempts = 3;           // of a transaction that hit a deadlock or lost its link
 constexpr int64_t kMsPerDay = 86'400'000;
@@ -104,36 +105,6 @@ void logLine(const char* level, const std::string& msg, const std::string& url,
                jsonEscape(msg).c_str(), jsonEscape(url).c_str(), extra.c_str());
 }
 
-// The password of a connection URL or key=value string, "" when it has none.
-std::string passwordOf(const std::string& url) {
-  size_t scheme = url.find("://");
-  if (scheme != std::string::npos) {
-    size_t start = scheme + 3;
-    size_t at = url.find('@', start);
-    size_t slash = url.find('/', start);
-    if (at == std::string::npos || (slash != std::string::npos && slash < at)) return "";
-    size_t colon = url.find(':', start);
-    return colon != std::string::npos && colon < at ? url.substr(colon + 1, at - colon - 1) : "";
-  }
-  size_t p = url.find("password=");
-  if (p == std::string::npos) return "";
-  size_t end = url.find(' ', p);
-  return url.substr(p + 9, end == std::string::npos ? std::string::npos : end - p - 9);
-}
-
-std::string withoutSecret(std::string text, const std::string& secret) {
-  if (secret.empty()) return text;
-  for (size_t p; (p = text.find(secret)) != std::string::npos;) text.replace(p, secret.size(), "***");
-  return text;
-}
-
-// The URL with connect_timeout added (a URI's query or a key=value string).
-std::string connInfo(const std::string& url, std::chrono::seconds connect_timeout) {
-  std::string t = "connect_timeout=" + std::to_string(std::max<int64_t>(1, connect_timeout.count()));
-  if (url.find("://") == std::string::npos) return url + " " + t;
-  return url + (url.find('?') == std::string::npos ? "?" : "&") + t;
-}
-
 std::string defaultReplicaId() {
   char host[256] = {};
   if (::gethostname(host, sizeof host - 1) != 0) std::snprintf(host, sizeof host, "host");
@@ -142,66 +113,6 @@ std::string defaultReplicaId() {
   std::snprintf(suffix, sizeof suffix, "%04x", static_cast<unsigned>(rd() & 0xffff));
   return std::string(host) + "-" + std::to_string(::getpid()) + "-" + suffix;
 }
-
-// A few connections, made on demand and reused; a broken one is dropped.
-class Pool {
- public:
-  Pool(std::string conninfo, int size, std::chrono::milliseconds statement_timeout)
-      : conninfo_(std::move(conninfo)),
-        size_(std::max(1, size)),
-        statement_timeout_ms_(statement_timeout.count()) {}
-
-  // A connection for one transaction (waits while `size` are in use); throws what libpqxx
-  // throws when a new one cannot be made. `reused` says it was idle before.
-  std::unique_ptr<pqxx::connection> take(bool* reused) {
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [&] { return !idle_.empty() || open_ < size_; });
-    *reused = !idle_.empty();
-    if (*reused) {
-      auto c = std::move(idle_.back());
-      idle_.pop_back();
-      return c;
-    }
-    ++open_;
-    lock.unlock();
-    try {
-      auto c = std::make_unique<pqxx::connection>(conninfo_);
-      pqxx::nontransaction setup(*c);
-      setup.exec("SET statement_timeout = " + std::to_string(statement_timeout_ms_));
-      setup.exec("SET application_name = 'switchyard-ledger'");
-      return c;
-    } catch (...) {
-      give(nullptr);
-      throw;
-    }
-  }
-  // Back to the pool (nullptr or a closed one: the slot is freed).
-  void give(std::unique_ptr<pqxx::connection> c) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (c && c->is_open()) {
-      idle_.push_back(std::move(c));
-    } else {
-      --open_;
-    }
-    cv_.notify_one();
-  }
-  // After a broken link: the idle ones are likely broken too (a restarted server).
-  void dropIdle() {
-    std::lock_guard<std::mutex> lock(mu_);
-    open_ -= static_cast<int>(idle_.size());
-    idle_.clear();
-    cv_.notify_all();
-  }
-
- private:
-  const std::string conninfo_;
-  const int size_;
-  const int64_t statement_timeout_ms_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<std::unique_ptr<pqxx::connection>> idle_;
-  int open_ = 0;
-};
 
 // A write kept while the database cannot take it.
 struct Deferred {
@@ -216,10 +127,10 @@ class PgLedger final : public Ledger {
  public:
   PgLedger(const std::string& url, const PostgresLedgerOptions& o)
       : masked_(maskPostgresUrl(url)),
-        password_(passwordOf(url)),
+        password_(pgPasswordOf(url)),
         options_(o),
         replica_(o.replica_id.empty() ? defaultReplicaId() : o.replica_id),
-        pool_(connInfo(url, o.connect_timeout), o.pool_size, o.statement_timeout) {}
+        pool_(pgConnInfo(url, o.connect_timeout), o.pool_size, o.statement_timeout) {}
   ~PgLedger() override;
   api::Status init();
 
@@ -274,7 +185,7 @@ class PgLedger final : public Ledger {
   const std::string masked_, password_;
   const PostgresLedgerOptions options_;
   const std::string replica_;
-  Pool pool_;
+  PgPool pool_;
 
   std::mutex mu_;
   std::condition_variable cv_;  // the background thread's sleep
@@ -297,7 +208,7 @@ api::Status PgLedger::failure(api::ErrorCode code, const std::string& what,
     std::lock_guard<std::mutex> lock(mu_);
     ++stats_.failed_commits;
   }
-  std::string msg = "ledger '" + masked_ + "': " + what + ": " + withoutSecret(error, password_);
+  std::string msg = "ledger '" + masked_ + "': " + what + ": " + pgWithoutSecret(error, password_);
   while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
   return api::Status(code, msg);
 }
@@ -308,8 +219,9 @@ void PgLedger::markDown(const std::string& error) {
     std::lock_guard<std::mutex> lock(mu_);
     last_error_ = error;
   }
-  if (was) logLine("error", "ledger: database unreachable; cloud calls refused until it is back",
-                   masked_, ",\"error\":\"" + jsonEscape(error) + "\"");
+  if (was)
+    logLine("error", "ledger: database unreachable; cloud calls refused until it is back", masked_,
+            ",\"error\":\"" + jsonEscape(error) + "\"");
   cv_.notify_all();
 }
 
@@ -363,9 +275,9 @@ api::Status PgLedger::transact(const std::string& what, const Body& body) {
       const std::string& state = e.sqlstate();
       // 57014: the statement timeout; 08xxx, 57Pxx: the link or the server went away.
       bool down = state.rfind("08", 0) == 0 || state.rfind("57P", 0) == 0;
-      api::Status st = failure(
-          down || state == "57014" ? api::ErrorCode::kUnavailable : api::ErrorCode::kIo, what,
-          e.what());
+      api::Status st =
+          failure(down || state == "57014" ? api::ErrorCode::kUnavailable : api::ErrorCode::kIo,
+                  what, e.what());
       if (down) markDown(st.message());
       return st;
     } catch (const std::exception& e) {
@@ -443,10 +355,12 @@ PgLedger::~PgLedger() {
 
 api::Status PgLedger::heartbeat() {
   return transact("heartbeat", [&](pqxx::work& tx) {
-    tx.exec_params("INSERT INTO switchyard.replicas(id, heartbeat_ms, started_ms) VALUES ($1, " SY_DB_NOW_MS
-                   ", " SY_DB_NOW_MS ") ON CONFLICT (id) DO UPDATE SET heartbeat_ms = "
-                   "EXCLUDED.heartbeat_ms",
-                   replica_);
+    tx.exec_params(
+        "INSERT INTO switchyard.replicas(id, heartbeat_ms, started_ms) VALUES ($1, " SY_DB_NOW_MS
+        ", " SY_DB_NOW_MS
+        ") ON CONFLICT (id) DO UPDATE SET heartbeat_ms = "
+        "EXCLUDED.heartbeat_ms",
+        replica_);
     return api::Status();
   });
 }
@@ -466,14 +380,14 @@ api::Status PgLedger::recover(bool own) {
     auto billed = tx.exec_params("UPDATE switchyard.requests q SET state = 'crashed'" + dead +
                                      " RETURNING team, cost_usd, unix_ms",
                                  replica_, own, stale, std::string("pending"));
-    auto dropped = tx.exec_params("DELETE FROM switchyard.requests q" + dead +
-                                      " RETURNING team, cost_usd",
-                                  replica_, own, stale, std::string("held"));
+    auto dropped =
+        tx.exec_params("DELETE FROM switchyard.requests q" + dead + " RETURNING team, cost_usd",
+                       replica_, own, stale, std::string("held"));
     struct Back {
       double usd = 0;
       int64_t n = 0;
     };
-    std::map<std::string, Back> teams;                           // sorted: one lock order
+    std::map<std::string, Back> teams;                            // sorted: one lock order
     std::map<std::pair<std::string, std::string>, double> spend;  // (team, period)
     for (const auto& row : billed) {
       std::string team = row[0].as<std::string>();
@@ -518,8 +432,10 @@ api::Status PgLedger::recover(bool own) {
     char extra[96];
     std::snprintf(extra, sizeof extra, ",\"reservations\":%lld,\"usd\":%.6f",
                   static_cast<long long>(crashed), crashed_usd);
-    logLine("warn", "ledger: reservations left by a crashed replica settled at their reserved "
-                    "amount", masked_, extra);
+    logLine("warn",
+            "ledger: reservations left by a crashed replica settled at their reserved "
+            "amount",
+            masked_, extra);
   }
   return st;
 }
@@ -530,7 +446,7 @@ void PgLedger::background() {
     // While down or holding writes: probe often; else beat at the configured pace.
     bool hurry = !available_ || !deferred_.empty();
     auto pause = hurry ? std::min<std::chrono::milliseconds>(options_.heartbeat_interval,
-                                                               std::chrono::milliseconds(250))
+                                                             std::chrono::milliseconds(250))
                        : options_.heartbeat_interval;
     cv_.wait_for(lock, pause, [&] { return stop_; });
     if (stop_) break;
@@ -582,10 +498,11 @@ api::StatusOr<uint64_t> PgLedger::reserveRow(const ReservationRequest& q, const 
         q.team, q.max_cost_usd, day, month, daily, monthly, nan_limit, kEpsilonUsd);
     if (r.empty()) {
       // Refused: say why with the amounts as they are (the team's row is locked).
-      auto now = tx.exec_params(std::string("SELECT reserved_usd, ") + spent_of + "$2), 0), " +
-                                    spent_of + "$3), 0) FROM switchyard.budget_teams WHERE "
-                                    "team = $1",
-                                q.team, day, month);
+      auto now =
+          tx.exec_params(std::string("SELECT reserved_usd, ") + spent_of + "$2), 0), " + spent_of +
+                             "$3), 0) FROM switchyard.budget_teams WHERE "
+                             "team = $1",
+                         q.team, day, month);
       double reserved = now[0][0].as<double>();
       double s_day = now[0][1].as<double>(), s_month = now[0][2].as<double>();
       bool day_ok = !std::isnan(daily) && s_day + reserved + q.max_cost_usd <= daily + kEpsilonUsd;
@@ -662,9 +579,10 @@ api::Status PgLedger::apply(const Deferred& d) {
     } else {
       auto moved =
           d.kind == Deferred::Kind::kRelease
-              ? tx.exec_params("DELETE FROM switchyard.requests WHERE id = $1 AND state IN "
-                               "('held', 'pending') RETURNING id",
-                               d.id)
+              ? tx.exec_params(
+                    "DELETE FROM switchyard.requests WHERE id = $1 AND state IN "
+                    "('held', 'pending') RETURNING id",
+                    d.id)
               : tx.exec_params(
                     "UPDATE switchyard.requests SET request_id = $2, unix_ms = $3, key_id = $4, "
                     "model = $5, route = $6, kind = $7, prompt_tokens = $8, "
@@ -700,11 +618,10 @@ api::Status PgLedger::defer(Deferred d) {
   std::lock_guard<std::mutex> lock(mu_);
   if (deferred_.size() >= kMaxDeferred) {
     ++stats_.dropped_writes;
-    return api::Status(api::ErrorCode::kIo, "ledger '" + masked_ + "': " +
-                                                std::to_string(deferred_.size()) +
-                                                " writes wait for the database (" + last_error_ +
-                                                "); row of request '" + d.row.request_id +
-                                                "' not recorded");
+    return api::Status(api::ErrorCode::kIo,
+                       "ledger '" + masked_ + "': " + std::to_string(deferred_.size()) +
+                           " writes wait for the database (" + last_error_ + "); row of request '" +
+                           d.row.request_id + "' not recorded");
   }
   deferred_.push_back(std::move(d));
   cv_.notify_all();
@@ -823,8 +740,8 @@ std::optional<Spend> PgLedger::cachedSpent(const std::string& team, Window w, in
 
 // ---- Admin reads and alerts ----
 
-api::StatusOr<std::vector<SpendBreakdownRow>> PgLedger::breakdown(const std::string& team,
-                                                                  Window w, int64_t now_ms) {
+api::StatusOr<std::vector<SpendBreakdownRow>> PgLedger::breakdown(const std::string& team, Window w,
+                                                                  int64_t now_ms) {
   std::vector<SpendBreakdownRow> out;
   api::Status st = transact("reading the breakdown", [&](pqxx::work& tx) {
     out.clear();
@@ -880,8 +797,8 @@ api::StatusOr<bool> PgLedger::markAlerted(const std::string& team, const std::st
 api::Status PgLedger::flush() {
   if (drainDeferred()) return {};
   std::lock_guard<std::mutex> lock(mu_);
-  return api::Status(api::ErrorCode::kIo, "ledger '" + masked_ + "': " +
-                                              std::to_string(deferred_.size()) +
+  return api::Status(api::ErrorCode::kIo, "ledger '" + masked_ +
+                                              "': " + std::to_string(deferred_.size()) +
                                               " writes not committed yet: " + last_error_);
 }
 
@@ -907,18 +824,6 @@ LedgerStats PgLedger::stats() {
 }
 
 }  // namespace
-
-std::string maskPostgresUrl(const std::string& url) {
-  std::string pw = passwordOf(url);
-  if (pw.empty()) return url;
-  if (url.find("://") != std::string::npos) {
-    size_t at = url.find('@', url.find("://") + 3);
-    size_t colon = at - pw.size() - 1;
-    return url.substr(0, colon + 1) + "***" + url.substr(at);
-  }
-  size_t p = url.find("password=") + 9;
-  return url.substr(0, p) + "***" + url.substr(p + pw.size());
-}
 
 api::StatusOr<std::unique_ptr<Ledger>> openPostgresLedger(const std::string& url,
                                                           const PostgresLedgerOptions& options) {

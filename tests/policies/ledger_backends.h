@@ -7,9 +7,8 @@
 
 #include <gtest/gtest.h>
 
-#include <pqxx/pqxx>
-
 #include <memory>
+#include <pqxx/pqxx>
 #include <string>
 #include <vector>
 

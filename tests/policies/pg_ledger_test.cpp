@@ -2,6 +2,8 @@
 // against one budget, alerts once across them, a crashed replica's calls billed exactly once),
 // the masked URL in errors, a database that goes down and comes back. A real PostgreSQL server
 // (tests/support/postgres.h); the tests skip, saying what is missing, where there is none.
+#include "policies/pg_ledger.h"
+
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -15,7 +17,6 @@
 #include <vector>
 
 #include "policies/ledger.h"
-#include "policies/pg_ledger.h"
 #include "tests/policies/ledger_backends.h"
 #include "tests/support/postgres.h"
 
@@ -289,16 +290,14 @@ TEST(PgLedgerUrl, ErrorsNameTheUrlWithThePasswordMasked) {
     if (!server) GTEST_SKIP() << why;
     port = server->port();
   }
-  std::string url =
-      "postgresql://app:s3cret-pw@127.0.0.1:" + std::to_string(port) + "/ledger";
+  std::string url = "postgresql://app:s3cret-pw@127.0.0.1:" + std::to_string(port) + "/ledger";
   PostgresLedgerOptions o;
   o.connect_timeout = std::chrono::seconds(2);
   auto l = policies::openPostgresLedger(url, o);
   ASSERT_FALSE(l.ok());
   EXPECT_EQ(l.status().code(), api::ErrorCode::kIo);
   const std::string& msg = l.status().message();
-  EXPECT_NE(msg.find("ledger 'postgresql://app:***@127.0.0.1:" + std::to_string(port) +
-                     "/ledger'"),
+  EXPECT_NE(msg.find("ledger 'postgresql://app:***@127.0.0.1:" + std::to_string(port) + "/ledger'"),
             std::string::npos)
       << msg;
   EXPECT_EQ(msg.find("s3cret"), std::string::npos) << msg;

@@ -111,8 +111,8 @@ bool ensureTemplate(const std::string& bin, bool as_postgres, std::string* templ
     ::chmod(root.c_str(), 0700);
     std::string out;
     ok = (!as_postgres || chownToPostgres(root, why)) &&
-         run({bin + "/initdb", "-D", *templ, "-U", "postgres", "--auth=trust", "-N", "-E",
-              "UTF8", "--no-locale"},
+         run({bin + "/initdb", "-D", *templ, "-U", "postgres", "--auth=trust", "-N", "-E", "UTF8",
+              "--no-locale"},
              as_postgres, &out);
     if (ok) {
       std::ofstream ready(root + "/ready");

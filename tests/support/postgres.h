@@ -44,8 +44,8 @@ class PostgresServer {
   PostgresServer() = default;
   bool launch(std::string* why);
 
-  std::string bin_;      // the folder of initdb, pg_ctl, createdb
-  std::string dir_;      // temporary directory: data/, the socket, log
+  std::string bin_;  // the folder of initdb, pg_ctl, createdb
+  std::string dir_;  // temporary directory: data/, the socket, log
   int port_ = 0;
   bool as_postgres_ = false;  // commands run through runuser -u postgres
   int owner_pid_ = 0;         // a forked child never stops the parent's server

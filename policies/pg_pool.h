@@ -1,0 +1,87 @@
+// PgPool and the URL helpers of the PostgreSQL ledger (pg_ledger.cpp): a few libpqxx
+// connections made on demand and reused, and connection strings with their password kept out
+// of messages. Internal to policies/.
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <pqxx/pqxx>
+#include <string>
+#include <vector>
+
+namespace policies {
+
+// The password of a connection URL ("postgresql://user:pw@host/db") or key=value string
+// ("password=pw"), "" when it has none.
+std::string pgPasswordOf(const std::string& url);
+// `text` with every occurrence of `secret` replaced by *** (unchanged for a secret shorter
+// than 3 bytes).
+std::string pgWithoutSecret(std::string text, const std::string& secret);
+// The URL with connect_timeout added (to a URI's query, or to a key=value string).
+std::string pgConnInfo(const std::string& url, std::chrono::seconds connect_timeout);
+
+// A few connections, made on demand and reused; a broken one is dropped.
+class PgPool {
+ public:
+  PgPool(std::string conninfo, int size, std::chrono::milliseconds statement_timeout)
+      : conninfo_(std::move(conninfo)),
+        size_(std::max(1, size)),
+        statement_timeout_ms_(statement_timeout.count()) {}
+
+  // A connection for one transaction (waits while `size` are in use); throws what libpqxx
+  // throws when a new one cannot be made. `reused` says it was idle before.
+  std::unique_ptr<pqxx::connection> take(bool* reused) {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return !idle_.empty() || open_ < size_; });
+    *reused = !idle_.empty();
+    if (*reused) {
+      auto c = std::move(idle_.back());
+      idle_.pop_back();
+      return c;
+    }
+    ++open_;
+    lock.unlock();
+    try {
+      auto c = std::make_unique<pqxx::connection>(conninfo_);
+      pqxx::nontransaction setup(*c);
+      setup.exec("SET statement_timeout = " + std::to_string(statement_timeout_ms_));
+      setup.exec("SET application_name = 'switchyard-ledger'");
+      return c;
+    } catch (...) {
+      give(nullptr);
+      throw;
+    }
+  }
+  // Back to the pool (nullptr or a closed one: the slot is freed).
+  void give(std::unique_ptr<pqxx::connection> c) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (c && c->is_open()) {
+      idle_.push_back(std::move(c));
+    } else {
+      --open_;
+    }
+    cv_.notify_one();
+  }
+  // After a broken link: the idle ones are likely broken too (a restarted server).
+  void dropIdle() {
+    std::lock_guard<std::mutex> lock(mu_);
+    open_ -= static_cast<int>(idle_.size());
+    idle_.clear();
+    cv_.notify_all();
+  }
+
+ private:
+  const std::string conninfo_;
+  const int size_;
+  const int64_t statement_timeout_ms_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::unique_ptr<pqxx::connection>> idle_;
+  int open_ = 0;
+};
+
+}  // namespace policies
