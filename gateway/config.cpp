@@ -27,6 +27,7 @@
 #include "api/ascii.h"
 #include "gateway/auth.h"
 #include "gateway/tls.h"
+#include "policies/pg_ledger.h"
 #include "policies/yaml_reader.h"
 
 namespace gateway {
@@ -486,8 +487,27 @@ api::Status parsePolicies(const YamlReader& root, const ConfigFileReader& read_f
 }
 
 api::Status parseLedger(const YamlReader& r, Config* config) {
-  CONFIG_TRY(r.checkNoUnknownKeys({"path"}));
-  return r.readString("path", &config->ledger_path);
+  CONFIG_TRY(
+      r.checkNoUnknownKeys({"path", "url", "replica", "pool_size", "statement_timeout_ms"}));
+  if (r.has("path") && r.has("url")) {
+    return r.error("sets both `path` (a SQLite ledger file) and `url` (a PostgreSQL ledger): "
+                   "keep one");
+  }
+  CONFIG_TRY(r.readString("path", &config->ledger_path));
+  CONFIG_TRY(r.readString("url", &config->ledger_url));
+  const std::string& url = config->ledger_url;
+  if (r.has("url") && !url.starts_with("postgresql://") && !url.starts_with("postgres://")) {
+    return r.errorAt("url", "must start with postgresql:// or postgres://, got '" +
+                                policies::maskPostgresUrl(url) + "'");
+  }
+  for (std::string_view key : {"replica", "pool_size", "statement_timeout_ms"}) {
+    if (r.has(key) && url.empty()) {
+      return r.errorAt(key, "applies to a PostgreSQL ledger (`url:`) only");
+    }
+  }
+  CONFIG_TRY(r.readName("replica", &config->ledger_replica));
+  CONFIG_TRY(r.readInt("pool_size", &config->ledger_pool_size, 1, 256));
+  return r.readInt("statement_timeout_ms", &config->ledger_statement_timeout_ms, 1, 600'000);
 }
 
 api::Status parseQuality(const YamlReader& r, Config* config) {
@@ -566,8 +586,7 @@ api::Status finish(const YamlReader& root, Config* config) {
     if (!defined) config->teams.push_back(Team{auth.anonymous_team, {}});
   }
   // The one validation of the policies against the rest, as a reload runs it (auth.h).
-  auto teams = bindPolicies(*config, config->teams, *config->policies,
-                            !config->ledger_path.empty());
+  auto teams = bindPolicies(*config, config->teams, *config->policies, config->hasLedger());
   if (!teams.ok()) return root.errorAt("policies", teams.status().message());
   config->teams = std::move(teams).value();
   return checkModels(root.section("models"), *config);

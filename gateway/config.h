@@ -177,6 +177,16 @@ struct Config {
   // relative to the working directory, like model_dir; missing directories are created); ""
   // keeps no ledger (budgets cannot be enforced and are refused at start).
   std::string ledger_path;
+  // Or a PostgreSQL ledger that many gateway replicas share (`ledger: {url:
+  // "postgresql://..."}`, policies/pg_ledger.h); never both. `replica` names this replica in
+  // the database (default: made from the host name and process id; a stable one lets a restart
+  // bill its own calls left in flight at once), `pool_size` and `statement_timeout_ms` tune its
+  // connections.
+  std::string ledger_url;
+  std::string ledger_replica;
+  int64_t ledger_pool_size = 8;
+  int64_t ledger_statement_timeout_ms = 5000;
+  bool hasLedger() const { return !ledger_path.empty() || !ledger_url.empty(); }
   QualityConfig quality;
   ConfigFileReader read_file;  // how files it names were read (for reloads)
   std::string source_path;  // the file it was read from ("" for text)

@@ -13,6 +13,7 @@
 #include "gateway/live_stats.h"
 #include "gateway/quality_hub.h"
 #include "gateway/spend_metrics.h"
+#include "policies/pg_ledger.h"
 #include "routers/anthropic_wire.h"
 #include "routers/cloud_provider.h"
 #include "routers/gemini_wire.h"
@@ -80,6 +81,14 @@ api::Status Gateway::startEngines() {
     auto parent = std::filesystem::path(config_->ledger_path).parent_path();
     if (!parent.empty()) std::filesystem::create_directories(parent, ec);
     auto ledger = policies::openSqliteLedger(config_->ledger_path);
+    if (!ledger.ok()) return ledger.status();
+    ledger_ = std::move(ledger).value();
+  } else if (!config_->ledger_url.empty()) {
+    policies::PostgresLedgerOptions options;
+    options.replica_id = config_->ledger_replica;
+    options.pool_size = static_cast<int>(config_->ledger_pool_size);
+    options.statement_timeout = std::chrono::milliseconds(config_->ledger_statement_timeout_ms);
+    auto ledger = policies::openPostgresLedger(config_->ledger_url, options);
     if (!ledger.ok()) return ledger.status();
     ledger_ = std::move(ledger).value();
   }
