@@ -77,6 +77,7 @@ def fake_sha256(text):
 # The environment the gateway config reads, with placeholder secrets.
 def gateway_env(values):
     env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHYARD_")}
+    env["HOSTNAME"] = "3f2a9c1d7e4b"  # what Docker and Kubernetes set in every container
     env.update(values)
     return env
 
