@@ -36,7 +36,7 @@ struct Gateway::ChatCall {
 
 bool Gateway::isCloudModel(const std::string& model) const {
   const ModelRoute* m = config_->findModel(model);
-  return m && config_->providers.at(m->provider).type != "local";
+  return m && !config_->providers.at(m->provider).isLocal();
 }
 
 double Gateway::localQueueMs(const std::string& model) const {

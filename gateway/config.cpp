@@ -25,6 +25,7 @@
 #include <utility>
 
 #include "api/ascii.h"
+#include "api/chat.h"
 #include "gateway/auth.h"
 #include "gateway/tls.h"
 #include "policies/pg_ledger.h"
@@ -235,24 +236,30 @@ api::Status parseTimeouts(const YamlReader& r, Timeouts* t) {
 }
 
 // Checks base_url and strips its trailing slashes; an absent optional one keeps `*base_url`.
-api::Status parseBaseUrl(const YamlReader& r, std::string* base_url, Presence presence) {
-  CONFIG_TRY(r.readString("base_url", base_url, presence));
-  if (!r.has("base_url")) return api::Status();
-  std::string_view url = *base_url;
+// An http(s) URL under `key`, without trailing slashes.
+api::Status parseUrl(const YamlReader& r, std::string_view key, std::string* out,
+                     Presence presence) {
+  CONFIG_TRY(r.readString(key, out, presence));
+  if (!r.has(key)) return api::Status();
+  std::string_view url = *out;
   size_t scheme = url.starts_with("https://") ? 8 : url.starts_with("http://") ? 7 : 0;
   if (scheme == 0) {
-    return r.errorAt("base_url", "must start with http:// or https://, got '" + *base_url + "'");
+    return r.errorAt(key, "must start with http:// or https://, got '" + *out + "'");
   }
   while (url.size() > scheme && url.back() == '/') url.remove_suffix(1);
   if (url.size() == scheme || url[scheme] == '/') {
-    return r.errorAt("base_url", "has no host, got '" + *base_url + "'");
+    return r.errorAt(key, "has no host, got '" + *out + "'");
   }
   if (std::any_of(url.begin(), url.end(),
                   [](unsigned char c) { return std::isspace(c) || std::iscntrl(c); })) {
-    return r.errorAt("base_url", "must not contain whitespace or control characters");
+    return r.errorAt(key, "must not contain whitespace or control characters");
   }
-  *base_url = std::string(url);
+  *out = std::string(url);
   return api::Status();
+}
+
+api::Status parseBaseUrl(const YamlReader& r, std::string* base_url, Presence presence) {
+  return parseUrl(r, "base_url", base_url, presence);
 }
 
 api::Status parseHeaders(const YamlReader& r, std::map<std::string, std::string>* headers) {
@@ -308,6 +315,42 @@ api::Status parseCircuit(const YamlReader& r, routers::CircuitBreakerConfig* c) 
   return r.readInt("half_open_probes", &c->half_open_probes, 1, 1000);
 }
 
+// `tier`, and the keys only a `tier: local` server takes.
+api::Status parseTier(const YamlReader& r, ProviderConfig* p) {
+  CONFIG_TRY(r.readChoice("tier", &p->tier, {"local", "cloud"}));
+  if (p->tier != "local") {
+    for (std::string_view key : {"gpu_hour_usd", "max_in_flight", "metrics_url", "max_waiting"}) {
+      if (r.has(key)) {
+        return r.errorAt(key, "applies to `tier: local` servers only (cloud providers are "
+                              "priced by their tokens, in `pricing:`)");
+      }
+    }
+    return api::Status();
+  }
+  if (p->type != "openai" && p->type != "openai_compatible") {
+    return r.errorAt("tier", "local needs an OpenAI-compatible server (type openai or "
+                             "openai_compatible: the cascade reads its logprobs), got type '" +
+                                 p->type + "'");
+  }
+  if (r.has("retry")) {
+    return r.errorAt("retry", "a `tier: local` server is tried once, like the embedded engine: "
+                              "a full or failing one moves on to the model's fallbacks at once");
+  }
+  if (r.has("gpu_hour_usd")) {
+    double price = 0;
+    CONFIG_TRY(r.readDouble("gpu_hour_usd", &price, NumberRange::atLeast(0, 1e6)));
+    p->gpu_hour_usd = price;
+  }
+  CONFIG_TRY(r.readInt("max_in_flight", &p->max_in_flight, 0, 1000000));
+  CONFIG_TRY(parseUrl(r, "metrics_url", &p->metrics_url, Presence::kOptional));
+  CONFIG_TRY(r.readInt("max_waiting", &p->max_waiting, 0, 1000000));
+  if (p->max_waiting > 0 && p->metrics_url.empty()) {
+    return r.errorAt("max_waiting", "needs metrics_url, where the server reports its queue "
+                                    "(vLLM: http://HOST:PORT/metrics)");
+  }
+  return api::Status();
+}
+
 // The API of each cloud provider type: where it lives by default and its own keys.
 struct CloudType {
   std::string_view type;
@@ -336,10 +379,13 @@ api::Status parseProvider(const std::string& name, const YamlReader& r, Provider
   for (const CloudType& c : kCloudTypes) {
     if (c.type == p->type) cloud = &c;
   }
-  std::vector<std::string_view> keys = {"type",    "base_url", "api_key",        "headers",
-                                        "timeouts", "retry",   "circuit_breaker"};
+  std::vector<std::string_view> keys = {"type",     "base_url", "api_key",
+                                        "headers",  "timeouts", "retry",
+                                        "circuit_breaker", "tier", "gpu_hour_usd",
+                                        "max_in_flight", "metrics_url", "max_waiting"};
   keys.insert(keys.end(), cloud->extra_keys.begin(), cloud->extra_keys.end());
   CONFIG_TRY(r.checkNoUnknownKeys(keys));
+  CONFIG_TRY(parseTier(r, p));
   p->base_url = std::string(cloud->default_base_url);
   CONFIG_TRY(parseBaseUrl(r, &p->base_url,
                           p->base_url.empty() ? Presence::kRequired : Presence::kOptional));
@@ -564,7 +610,7 @@ api::Status checkModels(const YamlReader& models, const Config& config) {
       seen[f] = true;
     }
     const ProviderConfig& p = config.providers.at(m.provider);
-    if (p.type != "local" && !config.prices->find(m.provider, m.upstream_model)) {
+    if (!p.isLocal() && !config.prices->find(m.provider, m.upstream_model)) {
       return item.error("no price for '" + m.upstream_model + "' at provider '" + m.provider +
                         "': add it to the pricing table (`pricing:`" +
                         (config.prices->source().empty()
@@ -664,6 +710,36 @@ api::StatusOr<std::shared_ptr<const Config>> loadConfigFile(const std::string& p
   if (!config.ok()) return config.status();
   config->source_path = path;
   return std::shared_ptr<const Config>(std::make_shared<Config>(std::move(config).value()));
+}
+
+api::StatusOr<std::shared_ptr<const Config>> engineOnlyConfig(const Config& config) {
+  auto out = std::make_shared<Config>(config);
+  std::erase_if(out->providers, [](const auto& entry) { return entry.second.type != "local"; });
+  std::erase_if(out->models,
+                [&](const ModelRoute& m) { return out->providers.count(m.provider) == 0; });
+  if (out->models.empty()) {
+    return api::Status(api::ErrorCode::kConfig,
+                       (config.source_path.empty() ? std::string("the config")
+                                                   : config.source_path) +
+                           ": --engine-only needs a model served by a provider of type local "
+                           "(the embedded engine); none is configured");
+  }
+  for (ModelRoute& m : out->models) {
+    std::erase_if(m.fallbacks, [&](const std::string& f) { return !out->findModel(f); });
+  }
+  const std::string policy_text = "defaults:\n  allow_cloud: false\n  routing:\n"
+                                  "    mode: local_only\n    local_model: " +
+                                  api::Json(out->models.front().name).dump() +
+                                  "\n    cloud_models: []\n";
+  auto policies = policies::PolicySet::parse(policy_text, "<engine-only policy>");
+  if (!policies.ok()) return policies.status();
+  out->policies = *policies;
+  out->policies_file.clear();
+  out->prices = std::make_shared<const policies::PriceTable>();
+  out->ledger_path.clear();
+  out->ledger_url.clear();
+  out->quality = QualityConfig{};
+  return std::shared_ptr<const Config>(std::move(out));
 }
 
 }  // namespace gateway

@@ -9,6 +9,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -121,6 +122,28 @@ struct ProviderConfig {
   std::string vertex_project;   // gemini on Vertex AI (api_key is then an access token)
   std::string vertex_location;  // gemini on Vertex AI, e.g. us-central1 or global
   LocalEngineConfig local;      // type "local" only
+  // "cloud" (the default) or "local": an OpenAI-compatible server (vLLM, SGLang, llama.cpp,
+  // Ollama, `switchyard serve --engine-only`) whose answers count as local, like the embedded
+  // engine's: data rules let teams without the cloud use it, no token-priced spend is
+  // reserved, its rows are kind "local" with the call's wall time as compute_ms, and the
+  // cascade reads its confidence from the logprobs it asks that server for.
+  std::string tier = "cloud";
+  // tier local: USD per GPU hour of that server, pricing its compute_ms in reports and
+  // quality records; unset: quality.gpu_hour_usd.
+  std::optional<double> gpu_hour_usd;
+  // tier local: calls this gateway keeps in flight there at most; more spill to the model's
+  // next target (its fallbacks) at once. 0: no limit.
+  int max_in_flight = 0;
+  // tier local: the server's Prometheus endpoint, read every second for vLLM's
+  // vllm:num_requests_waiting; while it reports `max_waiting` or more, calls spill to the
+  // model's fallbacks at once. "" / 0: not read / no limit.
+  std::string metrics_url;
+  int max_waiting = 0;
+
+  // Answers count as local: the embedded engine, or a server marked `tier: local`.
+  bool isLocal() const { return type == "local" || tier == "local"; }
+  // A server marked `tier: local` (reached over HTTP, not the embedded engine).
+  bool isRemoteLocal() const { return type != "local" && tier == "local"; }
 };
 
 struct ModelRoute {
@@ -210,5 +233,14 @@ api::StatusOr<std::shared_ptr<const Config>> parseConfig(std::string_view yaml_t
 // Reads and parses a file; a missing or unreadable file is kIo naming the path. Files it
 // names are read relative to its directory.
 api::StatusOr<std::shared_ptr<const Config>> loadConfigFile(const std::string& path);
+
+// `switchyard serve --engine-only` (a GPU box that other gateways reach as a `tier: local`
+// provider): `config` cut down to its embedded engines. Kept: server, metrics, auth and teams
+// (their keys), the providers of type local and the models they serve (fallbacks among them
+// only). Dropped: every other provider and model, pricing, the ledger, the quality store and
+// the team policies, replaced by one policy that never reaches a cloud (allow_cloud false,
+// routing mode local_only, the first local model routed, no limits). kConfig when the config
+// has no model served by a provider of type local.
+api::StatusOr<std::shared_ptr<const Config>> engineOnlyConfig(const Config& config);
 
 }  // namespace gateway

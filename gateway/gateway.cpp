@@ -19,6 +19,7 @@
 #include "routers/gemini_wire.h"
 #include "routers/local_provider.h"
 #include "routers/openai_wire.h"
+#include "routers/remote_engine.h"
 
 namespace gateway {
 namespace {
@@ -151,6 +152,14 @@ api::Status Gateway::startEngines() {
 void Gateway::updateEngineMetrics() {
   if (ledger_ && spend_metrics_) spend_metrics_->updateLedger(*ledger_);
   for (const auto& [name, provider] : providers_) {
+    if (auto* remote = dynamic_cast<routers::RemoteEngineProvider*>(provider.get())) {
+      // A `tier: local` server: the calls this gateway has there, and its own queue if read.
+      std::optional<double> waiting;
+      if (remote->config().probe) waiting = remote->config().probe->waiting();
+      metrics_.setEngineLoad(name, static_cast<int64_t>(waiting.value_or(0)), remote->inFlight(),
+                             0, 0);
+      continue;
+    }
     auto* local = dynamic_cast<routers::LocalProvider*>(provider.get());
     if (!local) continue;
     engine::EngineStats s = local->engine().stats();
@@ -194,11 +203,12 @@ api::Status Gateway::buildRoutes() {
     t.label = m.provider + "/" + m.upstream_model;
     t.model = m.name;
     const ProviderConfig& pc = config_->providers.at(m.provider);
-    t.api = pc.type == "local" ? "local" : pc.type;
+    t.api = pc.isLocal() ? "local" : pc.type;  // a `tier: local` server spends no cloud budget
     if (pc.type == "local") {
       t.retry.max_attempts = 1;  // a full queue moves on to the next target at once
     } else {
       t.retry = pc.retry;
+      if (pc.isRemoteLocal()) t.retry.max_attempts = 1;  // as the embedded engine: spill at once
       t.breaker = breakers_.at(m.provider).get();
     }
     return t;
@@ -230,8 +240,22 @@ Gateway::Gateway(std::shared_ptr<const Config> config, Metrics& metrics)
     cc.timeouts.first_byte = ms(pc.timeouts.first_byte_s);
     cc.timeouts.idle = ms(pc.timeouts.idle_s);
     cc.timeouts.total = ms(pc.timeouts.total_s);
-    providers_[name] =
+    auto provider =
         std::make_unique<routers::CloudProvider>(std::move(cc), makeWireFormat(pc), *http_);
+    if (pc.isRemoteLocal()) {
+      // An OpenAI-compatible server counted as local: its logprobs feed the cascade.
+      routers::RemoteEngineConfig rc;
+      rc.max_in_flight = pc.max_in_flight;
+      if (!pc.metrics_url.empty()) {
+        rc.probe = std::make_shared<const routers::QueueProbe>(
+            *http_, *timer_, routers::QueueProbeConfig{pc.metrics_url});
+        rc.max_waiting = pc.max_waiting;
+      }
+      providers_[name] = std::make_unique<routers::RemoteEngineProvider>(std::move(provider), rc);
+      local_providers_.insert(name);
+    } else {
+      providers_[name] = std::move(provider);
+    }
     breakers_[name] = std::make_unique<routers::CircuitBreaker>(pc.circuit);
   }
 }

@@ -192,7 +192,7 @@ class Gateway {
   std::shared_ptr<const Live> live_;
   std::unique_ptr<QualityHub> quality_;  // null without quality.path
   std::unique_ptr<LiveStats> live_stats_;
-  std::set<std::string> local_providers_;  // names of providers of type local
+  std::set<std::string> local_providers_;  // providers whose answers are local (type or tier)
   // Local providers' chat templates (null: the built-in Gemma 3 one), for counting prompts.
   std::map<std::string, std::shared_ptr<const engine::ChatTemplate>> chat_templates_;
   std::mutex shadow_mu_;

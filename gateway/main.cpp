@@ -1,9 +1,12 @@
 // switchyard: the gateway server.
 //
-//   switchyard serve [--config FILE] [--port N] [--listen ADDR]
+//   switchyard serve [--config FILE] [--port N] [--listen ADDR] [--engine-only]
 //
 // Without --config it runs on the embedded default config (configs/switchyard.yaml, compiled
-// in). When ready it prints one JSON line on stdout, {"event":"listening",...}; logs go to
+// in). --engine-only serves the config's embedded engines alone (gateway::engineOnlyConfig: no
+// cloud providers, policies, ledger or quality store) and only the endpoints another gateway
+// needs to use this box as a `tier: local` provider: POST /v1/chat/completions (logprobs
+// included), GET /v1/models, /healthz, /readyz and /metrics. When ready it prints one JSON line on stdout, {"event":"listening",...}; logs go to
 // stderr. SIGTERM or SIGINT drains in-flight answers and exits 0.
 #include <atomic>
 #include <csignal>
@@ -32,10 +35,13 @@ namespace {
 
 void usage(FILE* out) {
   std::fprintf(out,
-               "usage: switchyard serve [--config FILE] [--port N] [--listen ADDR]\n"
+               "usage: switchyard serve [--config FILE] [--port N] [--listen ADDR] "
+               "[--engine-only]\n"
                "       switchyard check-config [--config FILE]\n"
                "       switchyard --version\n\n"
-               "Without --config the embedded default config is used.\n");
+               "Without --config the embedded default config is used. --engine-only serves\n"
+               "only the embedded engine's OpenAI endpoints (for gateways that route to this\n"
+               "machine as a `tier: local` provider).\n");
 }
 
 std::string_view pathOf(std::string_view target) {
@@ -47,6 +53,13 @@ void replyNotFound(const gateway::Exchange& ex, gateway::Responder& r) {
                  "Unknown request URL: " + ex.method + " " + std::string(pathOf(ex.target)) + ".",
                  {}, "unknown_url");
   r.reply(st.httpStatusCode(), api::serializeError(st), {});
+}
+
+// What `serve --engine-only` answers; everything else is 404.
+bool engineOnlyPath(std::string_view path) {
+  return path == "/v1/chat/completions" || path == "/v1/models" ||
+         path.rfind("/v1/models/", 0) == 0 || path == "/healthz" || path == "/readyz" ||
+         path == "/metrics";
 }
 
 // The separate /metrics listener (`metrics.port`): the main listener's limits, one thread,
@@ -113,7 +126,7 @@ bool listenAll(const gateway::Config& config, const std::string& config_path,
 // Runs the gateway on `frozen` until SIGTERM/SIGINT has drained it; `signals` are blocked in
 // every thread and taken by one watcher. Returns the exit code.
 int serve(std::shared_ptr<const gateway::Config> frozen, const std::string& config_path,
-          sigset_t signals) {
+          sigset_t signals, bool engine_only) {
   gateway::Metrics metrics;
   auto created = gateway::Gateway::create(frozen, metrics);
   if (!created.ok()) {
@@ -124,8 +137,10 @@ int serve(std::shared_ptr<const gateway::Config> frozen, const std::string& conf
   const bool separate_metrics = frozen->metrics.port >= 0;
   gateway::Server server(
       frozen->server, metrics,
-      [&app, separate_metrics](gateway::Exchange ex, std::shared_ptr<gateway::Responder> r) {
+      [&app, separate_metrics, engine_only](gateway::Exchange ex,
+                                            std::shared_ptr<gateway::Responder> r) {
         if (separate_metrics && pathOf(ex.target) == "/metrics") return replyNotFound(ex, *r);
+        if (engine_only && !engineOnlyPath(pathOf(ex.target))) return replyNotFound(ex, *r);
         app.handle(std::move(ex), std::move(r));
       });
   app.setDrainingProbe([&server] { return server.draining(); });
@@ -202,6 +217,7 @@ int main(int argc, char** argv) {
   std::string config_path;
   int port = -1;
   std::string listen;
+  bool engine_only = false;
   for (int i = 2; i < argc; ++i) {
     std::string a = argv[i];
     auto value = [&](const char* name) -> const char* {
@@ -220,6 +236,8 @@ int main(int argc, char** argv) {
       }
     } else if (a == "--listen") {
       listen = value("--listen");
+    } else if (a == "--engine-only") {
+      engine_only = true;
     } else {
       std::fprintf(stderr, "switchyard: unknown option '%s'\n", a.c_str());
       usage(stderr);
@@ -242,6 +260,13 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "switchyard: invalid config: %s\n", loaded.status().message().c_str());
     return 2;
   }
+  if (engine_only) {
+    loaded = gateway::engineOnlyConfig(**loaded);
+    if (!loaded.ok()) {
+      std::fprintf(stderr, "switchyard: %s\n", loaded.status().message().c_str());
+      return 2;
+    }
+  }
   if (command == "check-config") {
     std::printf("config ok\n");
     return 0;
@@ -260,5 +285,5 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
-  return serve(frozen, config_path, signals);
+  return serve(frozen, config_path, signals, engine_only);
 }

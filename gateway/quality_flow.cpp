@@ -70,7 +70,7 @@ void Gateway::recordPair(const RequestFacts& facts, const routers::CascadePair& 
   if (pair.local_usage) {
     r.local.prompt_tokens = pair.local_usage->prompt_tokens;
     r.local.completion_tokens = pair.local_usage->completion_tokens;
-    r.local.cost_usd = quality_->localCostUsd(*pair.local_usage);
+    r.local.cost_usd = quality_->localCostUsd(*pair.local_usage, pair.local_route.provider);
   }
   r.cloud.model = pair.cloud_route;
   r.cloud.finish_reason = pair.cloud_finish_reason;
@@ -117,7 +117,7 @@ void Gateway::startShadow(const RequestFacts& facts, const api::ChatRequest& req
   if (local_answer.usage) {
     base.local.prompt_tokens = local_answer.usage->prompt_tokens;
     base.local.completion_tokens = local_answer.usage->completion_tokens;
-    base.local.cost_usd = quality_->localCostUsd(*local_answer.usage);
+    base.local.cost_usd = quality_->localCostUsd(*local_answer.usage, local_route.provider);
   }
 
   api::ChatRequest cloud_request = request;

@@ -59,6 +59,9 @@ QualityHub::QualityHub(const Config& config, Metrics& metrics, policies::Ledger*
       gpu_hour_usd_(config.quality.gpu_hour_usd),
       policies_(config.policies),
       rng_(std::random_device{}()) {
+  for (const auto& [name, p] : config.providers) {
+    if (p.gpu_hour_usd) provider_gpu_hour_usd_[name] = *p.gpu_hour_usd;
+  }
   const QualityJudgeConfig& j = config.quality.judge;
   judge_config_.model = j.model;
   judge_config_.sample_rate = j.sample_rate;
@@ -85,7 +88,7 @@ QualityHub::QualityHub(const Config& config, Metrics& metrics, policies::Ledger*
     for (const std::string& name : models) {
       const ModelRoute* m = config.findModel(name);
       auto p = m ? config.providers.find(m->provider) : config.providers.end();
-      if (p == config.providers.end() || p->second.type != "local") judge_is_cloud_ = true;
+      if (p == config.providers.end() || !p->second.isLocal()) judge_is_cloud_ = true;
     }
   }
 }

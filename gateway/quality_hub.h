@@ -9,6 +9,7 @@
 #pragma once
 
 #include <atomic>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <random>
@@ -60,9 +61,12 @@ class QualityHub {
   void stop() { stopping_ = true; }
 
   quality::RecorderStats stats() const { return recorder_->stats(); }
-  // What a local answer cost: its share of the engine's busy time at the GPU-hour price.
-  double localCostUsd(const api::Usage& usage) const {
-    return usage.engine_compute_s / 3600.0 * gpu_hour_usd_;
+  // What a local answer of `provider` cost: its share of the engine's busy time (a `tier:
+  // local` server's: the call's wall time) at that provider's GPU-hour price.
+  double localCostUsd(const api::Usage& usage, const std::string& provider) const {
+    auto it = provider_gpu_hour_usd_.find(provider);
+    return usage.engine_compute_s / 3600.0 *
+           (it == provider_gpu_hour_usd_.end() ? gpu_hour_usd_ : it->second);
   }
   void flush() { recorder_->flush(); }
 
@@ -83,6 +87,7 @@ class QualityHub {
   std::unique_ptr<routers::Provider> judge_provider_;  // the judge's chain, metered
   const std::shared_ptr<const policies::PriceTable> prices_;
   const double gpu_hour_usd_;
+  std::map<std::string, double> provider_gpu_hour_usd_;  // `tier: local` servers' own prices
   quality::JudgeConfig judge_config_;
   std::unique_ptr<quality::Judge> judge_;
   std::unique_ptr<quality::Recorder> recorder_;

@@ -61,6 +61,9 @@ struct CostReportOptions {
   int64_t bucket_ms = 86400000;  // time bucket of the spend charts (a UTC day)
   // USD per GPU hour: a local answer costs compute_ms / 3.6e6 * gpu_hour_usd.
   double gpu_hour_usd = 0;
+  // Provider -> its own GPU-hour price (`tier: local` servers with gpu_hour_usd), for the rows
+  // whose route ("<provider>/<model>") it answered; others use gpu_hour_usd.
+  std::map<std::string, double> provider_gpu_hour_usd;
   // The cloud model the savings are measured against, e.g. "openai/gpt-4o", and its price; no
   // savings section without a price.
   std::string compare_model;

@@ -36,7 +36,12 @@ struct Costs {
 Costs costOf(const LedgerRow& r, const CostReportOptions& o) {
   Costs c;
   c.cloud = money(r.cost_usd);
-  c.local = money(money(r.compute_ms) / kMsPerHour * money(o.gpu_hour_usd));
+  double price = o.gpu_hour_usd;
+  if (auto it = o.provider_gpu_hour_usd.find(r.route.substr(0, r.route.find('/')));
+      it != o.provider_gpu_hour_usd.end()) {
+    price = it->second;
+  }
+  c.local = money(money(r.compute_ms) / kMsPerHour * money(price));
   return c;
 }
 
@@ -50,13 +55,26 @@ std::string card(const std::string& key, const std::string& value, const std::st
 std::string count(int64_t n) { return format(static_cast<double>(n), Format::kCount); }
 
 std::string localCostRule(const CostReportOptions& o) {
+  std::string servers;  // `tier: local` servers priced on their own
+  for (const auto& [provider, price] : o.provider_gpu_hour_usd) {
+    servers += (servers.empty() ? "" : ", ") + provider + " at " + format(price, Format::kUsd);
+  }
+  if (!servers.empty()) {
+    servers = " Remote local servers use their own price per GPU hour (" + servers +
+              "), with compute_ms the call's wall time.";
+  }
   if (!(money(o.gpu_hour_usd) > 0)) {
+    if (!servers.empty()) {
+      return "No GPU price was given for the embedded engine (gpu_hour_usd = 0): its answers are "
+             "costed at $0." + servers;
+    }
     return "No GPU price was given (gpu_hour_usd = 0), so local answers are costed at $0.";
   }
   return "Local answers are costed from the accelerator time they used: compute_ms / 3,600,000 "
          "× " +
          format(o.gpu_hour_usd, Format::kUsd) +
-         " per GPU hour (compute_ms is the request's share of each engine step's busy time).";
+         " per GPU hour (compute_ms is the request's share of each engine step's busy time)." +
+         servers;
 }
 
 std::string summarySection(const std::vector<LedgerRow>& rows, const CostReportOptions& o) {

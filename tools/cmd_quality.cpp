@@ -271,6 +271,9 @@ int runReport(int argc, char** argv) {
     if (!loaded.ok()) return failure(cmd, loaded.status().message());
     config = *loaded;
     options.gpu_hour_usd = config->quality.gpu_hour_usd;
+    for (const auto& [name, p] : config->providers) {
+      if (p.gpu_hour_usd) options.provider_gpu_hour_usd[name] = *p.gpu_hour_usd;
+    }
     for (const gateway::Team& t : config->teams) {
       options.budgets[t.name] = config->policies->policyFor(t.name).budget;
     }

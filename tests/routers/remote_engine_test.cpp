@@ -112,7 +112,9 @@ TEST_F(RemoteEngineTest, AsksForLogprobsAndReportsEveryTokensStatsStreamedOrNot)
     for (const auto& c : sink->chunks()) {
       for (const auto& ch : c.choices) EXPECT_FALSE(ch.logprobs);
     }
-    if (!stream) EXPECT_FALSE(sink->result()->choices[0].logprobs);
+    if (!stream) {
+      EXPECT_FALSE(sink->result()->choices[0].logprobs);
+    }
     // The call's wall time is its compute time.
     ASSERT_TRUE(sink->result()->usage);
     EXPECT_GT(sink->result()->usage->engine_compute_s, 0);
@@ -354,7 +356,9 @@ TEST_F(RemoteCascadeTest, UnconfidentRemoteAnswerEscalates) {
     EXPECT_LT(*sink->route().confidence, 0.6);
     EXPECT_NE(sink->route().escalation.find("confidence below 0.6"), std::string::npos);
     // The score the cascade decided on is the one the embedded engine's signals give.
-    if (!stream) EXPECT_NEAR(*sink->route().confidence, embeddedScore(-2.5), 1e-9);
+    if (!stream) {
+      EXPECT_NEAR(*sink->route().confidence, embeddedScore(-2.5), 1e-9);
+    }
   }
 }
 
