@@ -161,6 +161,7 @@ int serve(std::shared_ptr<const gateway::Config> frozen, const std::string& conf
         if (metrics_server) metrics_server->beginShutdown();
       } else if (sig == SIGHUP) {
         if (frozen->server.tls.enabled) reloadTls(server, metrics);
+        if (engine_only) continue;  // an engine box has no policies to re-read
         // Re-read the policies; an invalid file keeps the old ones (and says why).
         if (api::Status st = app.reloadPolicies(); !st.ok()) {
           std::fprintf(stderr,
