@@ -144,12 +144,22 @@ TEST_F(PgLedgerE2E, AReplicaKilledMidStormLeavesNoSpendUnbilled) {
   fake_.setDefaultInterval(300ms);
   std::atomic<bool> stop{false};
   std::vector<std::thread> load;
-  for (int t = 0; t < 9; ++t) {
-    load.emplace_back([&, t] {
-      while (!stop) chat(t % 3, true);
-    });
+  auto storm = [&](int replica) {
+    for (int t = 0; t < 3; ++t) {
+      load.emplace_back([&, replica] {
+        while (!stop) chat(replica, true);
+      });
+    }
+  };
+  storm(0);  // replica 0 first, until the provider serves some of its calls
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (fake_.chatRequestCount() < 2 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(5ms);
   }
-  std::this_thread::sleep_for(250ms);
+  EXPECT_GE(fake_.chatRequestCount(), 2) << "no call reached the provider";
+  storm(1);
+  storm(2);
+  std::this_thread::sleep_for(100ms);
   ::kill(gws_[0]->process().pid(), SIGKILL);
   std::this_thread::sleep_for(300ms);
   stop = true;
