@@ -55,7 +55,7 @@ std::string Interpreter::evalBlock(const std::vector<NodePtr>& body, Scope& scop
     if (v.kind == Value::Kind::kString) {
       out += v.str;
     } else {
-      out += toOutput(v);
+      out += toOutput(v, limits_.max_output_bytes);
     }
     checkLength(out.size());
   }
@@ -156,8 +156,8 @@ Value Interpreter::evalBinary(const Node& node, Scope& scope) {
   if (op == "and") return truthy(left) ? eval(*node.b, scope) : left;
   if (op == "or") return truthy(left) ? left : eval(*node.b, scope);
   Value right = eval(*node.b, scope);
-  if (op == "==") return Value::boolean_(looseEquals(left, right));
-  if (op == "!=") return Value::boolean_(!looseEquals(left, right));
+  if (op == "==") return Value::boolean_(looseEquals(left, right, limits_.max_output_bytes));
+  if (op == "!=") return Value::boolean_(!looseEquals(left, right, limits_.max_output_bytes));
   bool membership = op == "in" || op == "not in";
   if (left.is(Value::Kind::kUndefined) || right.is(Value::Kind::kUndefined)) {
     if (right.is(Value::Kind::kUndefined) && membership) return Value::boolean_(op == "not in");
@@ -167,7 +167,8 @@ Value Interpreter::evalBinary(const Node& node, Scope& scope) {
     fail("Cannot perform operation on null values");
   }
   if (op == "~") {
-    std::string s = toJsString(left) + toJsString(right);
+    std::string s =
+        toJsString(left, limits_.max_output_bytes) + toJsString(right, limits_.max_output_bytes);
     checkLength(s.size());
     return Value::string(std::move(s));
   }
@@ -191,7 +192,8 @@ Value Interpreter::evalBinary(const Node& node, Scope& scope) {
   }
   bool ls = left.is(Value::Kind::kString), rs = right.is(Value::Kind::kString);
   if ((ls || rs) && op == "+") {
-    std::string s = toJsString(left) + toJsString(right);
+    std::string s =
+        toJsString(left, limits_.max_output_bytes) + toJsString(right, limits_.max_output_bytes);
     checkLength(s.size());
     return Value::string(std::move(s));
   }

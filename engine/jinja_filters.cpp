@@ -64,16 +64,18 @@ double parseFloatJs(std::string_view s) {
 }
 
 // Array.prototype.join's view of an element's raw value.
-std::string rawString(const Value& v) {
+std::string rawString(const Value& v, size_t max_bytes) {
   if (v.isNullish()) return "";
-  return toJsString(v);
+  return toJsString(v, max_bytes);
 }
 
-std::string joinRaw(const Array& items, const std::string& sep) {
+// Checked as it grows: a long separator times many items fails before it is built.
+std::string joinRaw(const Array& items, const std::string& sep, size_t max_bytes) {
   std::string out;
   for (size_t i = 0; i < items.size(); ++i) {
     if (i > 0) out += sep;
-    out += rawString(items[i]);
+    out += rawString(items[i], max_bytes);
+    checkBuilt(out.size(), max_bytes);
   }
   return out;
 }
@@ -118,7 +120,8 @@ Array sorted(const Array& items, bool reverse, bool case_sensitive,
   return out;
 }
 
-std::string indentLines(const std::string& text, size_t width, bool first, bool blank) {
+std::string indentLines(const std::string& text, size_t width, bool first, bool blank,
+                        size_t max_bytes) {
   std::string pad(width, ' ');
   std::string out;
   size_t start = 0;
@@ -127,6 +130,7 @@ std::string indentLines(const std::string& text, size_t width, bool first, bool 
     std::string line = text.substr(start, nl == std::string::npos ? std::string::npos : nl - start);
     bool keep = (!first && i == 0) || (!blank && line.empty());
     out += keep ? line : pad + line;
+    checkBuilt(out.size(), max_bytes);
     if (nl == std::string::npos) break;
     out += '\n';
     start = nl + 1;
@@ -412,7 +416,9 @@ Value Interpreter::applyFilter(Value operand, const Node& filter, Scope& scope) 
 
 Value Interpreter::filterByName(Value v, const std::string& name) {
   if (name == "safe") return v;
-  if (name == "tojson") return Value::string(toJson(v, JsonStyle{}, 0, true));
+  if (name == "tojson") {
+    return Value::string(toJson(v, JsonStyle{}, true, limits_.max_output_bytes));
+  }
   auto count = [](size_t n) { return Value::integer(static_cast<double>(n)); };
   if (v.is(VK::kArray)) {
     const Array& a = *v.array;
@@ -423,8 +429,10 @@ Value Interpreter::filterByName(Value v, const std::string& name) {
     if (name == "reverse") return Value::list(Array(a.rbegin(), a.rend()));
     if (name == "sort")
       return Value::list(sorted(a, false, false, [](const Value& x) { return x; }));
-    if (name == "join") return Value::string(joinRaw(a, ""));
-    if (name == "string") return Value::string(toJson(v, JsonStyle{}, 0, false));
+    if (name == "join") return Value::string(joinRaw(a, "", limits_.max_output_bytes));
+    if (name == "string") {
+      return Value::string(toJson(v, JsonStyle{}, false, limits_.max_output_bytes));
+    }
     if (name == "unique") {
       Array out;
       for (const Value& e : a) {
@@ -444,7 +452,9 @@ Value Interpreter::filterByName(Value v, const std::string& name) {
     if (name == "title") return Value::string(titleCase(s));
     if (name == "capitalize") return Value::string(capitalize(s));
     if (name == "trim") return Value::string(std::string(trimJsWhitespace(s)));
-    if (name == "indent") return Value::string(indentLines(s, 4, false, false));
+    if (name == "indent") {
+      return Value::string(indentLines(s, 4, false, false, limits_.max_output_bytes));
+    }
     if (name == "join" || name == "string") return v;
     if (name == "int" || name == "float") {
       double n = name == "int" ? parseIntJs(s) : parseFloatJs(s);
@@ -459,7 +469,7 @@ Value Interpreter::filterByName(Value v, const std::string& name) {
                             : Value::floating(std::fabs(v.number));
     if (name == "int") return Value::integer(std::floor(v.number));
     if (name == "float") return Value::floating(v.number);
-    if (name == "string") return Value::string(toOutput(v));
+    if (name == "string") return Value::string(toOutput(v, limits_.max_output_bytes));
     fail("Unknown NumericValue filter: " + name);
   }
   if (v.is(VK::kObject)) {
@@ -512,7 +522,8 @@ JsonStyle jsonStyle(const CallArgs& args) {
 Value Interpreter::filterWithArgs(Value v, const std::string& name, const Node& call,
                                   Scope& scope) {
   if (name == "tojson") {
-    std::string json = toJson(v, jsonStyle(evalArgs(call.items, scope)), 0, true);
+    std::string json =
+        toJson(v, jsonStyle(evalArgs(call.items, scope)), true, limits_.max_output_bytes);
     checkLength(json.size());
     return Value::string(std::move(json));
   }
@@ -528,7 +539,7 @@ Value Interpreter::filterWithArgs(Value v, const std::string& name, const Node& 
     if (v.is(VK::kString)) {
       for (std::string& c : codePoints(v.str)) items.push_back(Value::string(std::move(c)));
     }
-    std::string out = joinRaw(v.is(VK::kString) ? items : *v.array, s);
+    std::string out = joinRaw(v.is(VK::kString) ? items : *v.array, s, limits_.max_output_bytes);
     checkLength(out.size());
     return Value::string(std::move(out));
   }
@@ -564,7 +575,7 @@ Value Interpreter::filterWithArgs(Value v, const std::string& name, const Node& 
       const Value* first = args.get(1, "first");
       const Value* blank = args.get(2, "blank");
       std::string out = indentLines(v.str, w, first != nullptr && truthy(*first),
-                                    blank != nullptr && truthy(*blank));
+                                    blank != nullptr && truthy(*blank), limits_.max_output_bytes);
       checkLength(out.size());
       return Value::string(std::move(out));
     }
@@ -746,15 +757,17 @@ void installGlobals(Scope& globals) {
   globals.vars["false"] = globals.vars["False"] = Value::boolean_(false);
   globals.vars["true"] = globals.vars["True"] = Value::boolean_(true);
   globals.vars["none"] = globals.vars["None"] = Value::null();
-  globals.vars["raise_exception"] = Value::fn([](CallArgs& args, Interpreter&, Scope&) -> Value {
-    fail(args.positional.empty() ? "raise_exception()" : toJsString(args.positional[0]));
+  globals.vars["raise_exception"] = Value::fn([](CallArgs& args, Interpreter& in, Scope&) -> Value {
+    fail(args.positional.empty() ? "raise_exception()"
+                                 : toJsString(args.positional[0], in.limits().max_output_bytes));
   });
   globals.vars["range"] =
       Value::fn([](CallArgs& args, Interpreter& in, Scope&) { return range(args, in); });
   globals.vars["namespace"] =
       Value::fn([](CallArgs& args, Interpreter&, Scope&) { return makeNamespace(args); });
-  globals.vars["strftime_now"] = Value::fn([](CallArgs& args, Interpreter&, Scope&) {
-    std::string format = args.positional.empty() ? "" : toJsString(args.positional[0]);
+  globals.vars["strftime_now"] = Value::fn([](CallArgs& args, Interpreter& in, Scope&) {
+    std::string format =
+        args.positional.empty() ? "" : toJsString(args.positional[0], in.limits().max_output_bytes);
     return Value::string(strftimeNow(format));
   });
 }

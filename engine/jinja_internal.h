@@ -213,10 +213,11 @@ struct Value {
 const char* typeName(const Value& v);
 // Python truthiness as the reference implements it (empty list/dict false, namespace true).
 bool truthy(const Value& v);
-// What {{ v }} prints.
-std::string toOutput(const Value& v);
+// What {{ v }} prints. Each of these text builders throws Error("rendering exceeded N bytes")
+// as soon as its text grows past `max_bytes`, so that a large value fails before it is built.
+std::string toOutput(const Value& v, size_t max_bytes);
 // JavaScript's String(v.value): what `~` and string `+` concatenate.
-std::string toJsString(const Value& v);
+std::string toJsString(const Value& v, size_t max_bytes);
 // JavaScript's Number.prototype.toString.
 std::string jsNumber(double n);
 
@@ -227,10 +228,14 @@ struct JsonStyle {
   bool has_separators = false;
   std::string item_sep, key_sep;
 };
-std::string toJson(const Value& v, const JsonStyle& style, int depth, bool undefined_as_null);
+std::string toJson(const Value& v, const JsonStyle& style, bool undefined_as_null,
+                   size_t max_bytes);
+// Throws Error("rendering exceeded `max_bytes` bytes") when `bytes` is more.
+void checkBuilt(size_t bytes, size_t max_bytes);
 
 // JavaScript's `a.value == b.value` (the template's ==) and `===` (in, equalto, unique).
-bool looseEquals(const Value& a, const Value& b);
+// `max_bytes` bounds the text of a list or dict compared with a string.
+bool looseEquals(const Value& a, const Value& b, size_t max_bytes);
 bool strictEquals(const Value& a, const Value& b);
 // -1, 0, 1; throws for values the reference cannot compare.
 int compareValues(const Value& a, const Value& b, bool case_sensitive);

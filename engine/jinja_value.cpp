@@ -261,9 +261,9 @@ std::string floatString(double n) {
 }
 
 // RuntimeValue.toString of a list element (what Array.prototype.join calls).
-std::string elementString(const Value& v) {
+std::string elementString(const Value& v, size_t max_bytes) {
   if (v.isNullish()) return "undefined";
-  return toOutput(v);
+  return toOutput(v, max_bytes);
 }
 
 void appendJsonString(std::string& out, std::string_view s, bool ensure_ascii) {
@@ -325,7 +325,11 @@ void appendJsonString(std::string& out, std::string_view s, bool ensure_ascii) {
 
 }  // namespace
 
-std::string toOutput(const Value& v) {
+void checkBuilt(size_t bytes, size_t max_bytes) {
+  if (bytes > max_bytes) fail("rendering exceeded " + std::to_string(max_bytes) + " bytes");
+}
+
+std::string toOutput(const Value& v, size_t max_bytes) {
   switch (v.kind) {
     case Value::Kind::kUndefined:
     case Value::Kind::kNull:
@@ -341,14 +345,14 @@ std::string toOutput(const Value& v) {
     case Value::Kind::kArray:
     case Value::Kind::kObject:
     case Value::Kind::kNamespace:
-      return toJson(v, JsonStyle{}, 0, false);
+      return toJson(v, JsonStyle{}, false, max_bytes);
     case Value::Kind::kFunction:
       return "[function]";
   }
   return "";
 }
 
-std::string toJsString(const Value& v) {
+std::string toJsString(const Value& v, size_t max_bytes) {
   switch (v.kind) {
     case Value::Kind::kUndefined:
     case Value::Kind::kNull:
@@ -360,7 +364,8 @@ std::string toJsString(const Value& v) {
       std::string out;
       for (size_t i = 0; i < v.array->size(); ++i) {
         if (i > 0) out += ',';
-        out += elementString((*v.array)[i]);
+        out += elementString((*v.array)[i], max_bytes);
+        checkBuilt(out.size(), max_bytes);
       }
       return out;
     }
@@ -368,26 +373,34 @@ std::string toJsString(const Value& v) {
     case Value::Kind::kNamespace:
       return "[object Map]";
     default:
-      return toOutput(v);
+      return toOutput(v, max_bytes);
   }
 }
 
-std::string toJson(const Value& v, const JsonStyle& style, int depth, bool undefined_as_null) {
+namespace {
+
+// Appends `v` as JSON to `out`, failing once `out` holds more than `max_bytes`. Indentation is
+// written as it goes (never built per container), so output is the only cost.
+void appendJson(std::string& out, const Value& v, const JsonStyle& style, int depth,
+                bool undefined_as_null, size_t max_bytes) {
   switch (v.kind) {
     case Value::Kind::kNull:
-      return "null";
+      out += "null";
+      return;
     case Value::Kind::kUndefined:
-      return undefined_as_null ? "null" : "undefined";
+      out += undefined_as_null ? "null" : "undefined";
+      return;
     case Value::Kind::kBool:
-      return v.boolean ? "true" : "false";
+      out += v.boolean ? "true" : "false";
+      return;
     case Value::Kind::kInt:
     case Value::Kind::kFloat:
-      return std::isfinite(v.number) ? jsNumber(v.number) : "null";
-    case Value::Kind::kString: {
-      std::string out;
+      out += std::isfinite(v.number) ? jsNumber(v.number) : "null";
+      return;
+    case Value::Kind::kString:
       appendJsonString(out, v.str, style.ensure_ascii);
-      return out;
-    }
+      checkBuilt(out.size(), max_bytes);
+      return;
     case Value::Kind::kFunction:
       fail("Cannot convert to JSON: FunctionValue");
     case Value::Kind::kArray:
@@ -397,17 +410,29 @@ std::string toJson(const Value& v, const JsonStyle& style, int depth, bool undef
       break;
   }
   if (depth > 2 * kMaxValueDepth) fail("values nest too deeply to write");
-  std::string item_sep = style.has_separators ? style.item_sep : style.indent ? "," : ", ";
-  std::string key_sep = style.has_separators ? style.key_sep : ": ";
-  std::string unit(style.indent, ' ');
-  std::string base = "\n";
-  for (int i = 0; i < depth; ++i) base += unit;
-  std::string child = base + unit;
-  std::vector<std::string> parts;
-  if (v.kind == Value::Kind::kArray) {
-    for (const Value& e : *v.array) {
-      parts.push_back((style.indent ? child : "") + toJson(e, style, depth + 1, undefined_as_null));
+  const std::string_view item_sep = style.has_separators ? std::string_view(style.item_sep)
+                                    : style.indent       ? ","
+                                                         : ", ";
+  const std::string_view key_sep = style.has_separators ? std::string_view(style.key_sep) : ": ";
+  auto newline = [&](int level) {
+    out += '\n';
+    out.append(static_cast<size_t>(level) * static_cast<size_t>(style.indent), ' ');
+  };
+  const bool array = v.kind == Value::Kind::kArray;
+  out += array ? '[' : '{';
+  size_t written = 0;
+  auto item = [&](const std::string* key, const Value& value) {
+    if (written++ > 0) out += item_sep;
+    if (style.indent) newline(depth + 1);
+    if (key != nullptr) {
+      appendJsonString(out, *key, style.ensure_ascii);
+      out += key_sep;
     }
+    checkBuilt(out.size(), max_bytes);
+    appendJson(out, value, style, depth + 1, undefined_as_null, max_bytes);
+  };
+  if (array) {
+    for (const Value& e : *v.array) item(nullptr, e);
   } else {
     std::vector<const std::pair<std::string, Value>*> entries;
     for (const auto& e : v.object->entries) entries.push_back(&e);
@@ -415,21 +440,19 @@ std::string toJson(const Value& v, const JsonStyle& style, int depth, bool undef
       std::stable_sort(entries.begin(), entries.end(),
                        [](const auto* a, const auto* b) { return a->first < b->first; });
     }
-    for (const auto* e : entries) {
-      std::string key;
-      appendJsonString(key, e->first, style.ensure_ascii);
-      parts.push_back((style.indent ? child : "") + key + key_sep +
-                      toJson(e->second, style, depth + 1, undefined_as_null));
-    }
+    for (const auto* e : entries) item(&e->first, e->second);
   }
-  bool array = v.kind == Value::Kind::kArray;
-  std::string out(1, array ? '[' : '{');
-  for (size_t i = 0; i < parts.size(); ++i) {
-    if (i > 0) out += item_sep;
-    out += parts[i];
-  }
-  if (style.indent && !parts.empty()) out += base;
+  if (style.indent && written > 0) newline(depth);
   out += array ? ']' : '}';
+  checkBuilt(out.size(), max_bytes);
+}
+
+}  // namespace
+
+std::string toJson(const Value& v, const JsonStyle& style, bool undefined_as_null,
+                   size_t max_bytes) {
+  std::string out;
+  appendJson(out, v, style, 0, undefined_as_null, max_bytes);
   return out;
 }
 
@@ -479,11 +502,11 @@ bool sameReference(const Value& a, const Value& b) {
 
 }  // namespace
 
-bool looseEquals(const Value& a, const Value& b) {
+bool looseEquals(const Value& a, const Value& b, size_t max_bytes) {
   if (a.isNullish() || b.isNullish()) return a.isNullish() && b.isNullish();
   if (isReference(a) && isReference(b)) return sameReference(a, b);
-  if (isReference(a)) return looseEquals(Value::string(toJsString(a)), b);
-  if (isReference(b)) return looseEquals(a, Value::string(toJsString(b)));
+  if (isReference(a)) return looseEquals(Value::string(toJsString(a, max_bytes)), b, max_bytes);
+  if (isReference(b)) return looseEquals(a, Value::string(toJsString(b, max_bytes)), max_bytes);
   if (a.kind == Value::Kind::kString && b.kind == Value::Kind::kString) return a.str == b.str;
   auto number = [](const Value& v) {
     if (v.kind == Value::Kind::kBool) return v.boolean ? 1.0 : 0.0;

@@ -34,8 +34,9 @@ class PgLedgerE2E : public ::testing::Test {
  protected:
   void SetUp() override {
     std::string why;
+    if (!PostgresServer::available(&why)) GTEST_SKIP() << why;
     PostgresServer* server = PostgresServer::shared(&why);
-    if (!server) GTEST_SKIP() << why;
+    ASSERT_NE(server, nullptr) << why;
     url_ = server->createDatabase(PostgresServer::databaseNameForTest(), &why);
     ASSERT_FALSE(url_.empty()) << why;
     work_ = std::make_unique<TempDir>();

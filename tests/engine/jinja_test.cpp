@@ -415,6 +415,36 @@ TEST(Jinja, SplitWithoutSeparatorIsLinear) {
   EXPECT_EQ(*r, "200000");
 }
 
+// Text that would outgrow the output limit fails while it is written, not after: a 16 KB
+// separator joining a million items, a million lines indented by 1024, lists of lists written
+// out, compared or concatenated.
+TEST(Jinja, LongTextFailsBeforeItIsBuilt) {
+  const std::string sep =  // ns.s: 16 KB
+      "{% set ns = namespace(s='xxxxxxxxxxxxxxxx') %}{% for i in range(10) %}"
+      "{% set ns.s = ns.s ~ ns.s %}{% endfor %}";
+  const std::string nested =  // 400 references to a list of 100000 numbers
+      "{% set l = range(100000) | list %}{% set ll = [l, l, l, l, l, l, l, l, l, l, l, l, l, l, l,"
+      " l, l, l, l, l] %}{% set lll = [ll, ll, ll, ll, ll, ll, ll, ll, ll, ll, ll, ll, ll, ll, ll,"
+      " ll, ll, ll, ll, ll] %}";
+  for (const std::string& tmpl : {
+           sep + "{{ range(1000000) | join(ns.s) | length }}",
+           sep + "{{ range(1000000) | list | tojson(separators=(ns.s, ':')) | length }}",
+           sep + "{{ {'a': range(1000000) | list} | tojson(indent=64) | length }}",
+           std::string("{{ range(1000000) | join('\n') | indent(1024) | length }}"),
+           nested + "{{ (lll ~ '') | length }}",
+           nested + "{{ lll == 'x' }}",
+           nested + "{{ lll | string | length }}",
+           nested + "{{ lll | join | length }}",
+           nested + "{{ raise_exception(lll) }}",
+       }) {
+    auto t = Template::parse(tmpl);
+    ASSERT_TRUE(t.ok()) << tmpl << ": " << t.status().message();
+    auto r = t->render(Json::object());
+    ASSERT_FALSE(r.ok()) << tmpl;
+    EXPECT_EQ(r.status().message(), "rendering exceeded 8388608 bytes") << tmpl;
+  }
+}
+
 TEST(Jinja, SmallLimitsApply) {
   auto t = Template::parse("{% for i in range(100) %}{{ i }}{% endfor %}");
   ASSERT_TRUE(t.ok());

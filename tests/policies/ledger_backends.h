@@ -28,13 +28,15 @@ inline std::string backendName(const testing::TestParamInfo<Backend>& info) {
 class LedgerHome {
  public:
   explicit LedgerHome(Backend b) : backend_(b) {
-    if (b == Backend::kSqlite) return;
-    sytest::PostgresServer* server = sytest::PostgresServer::shared(&skip_);
+    if (b == Backend::kSqlite || !sytest::PostgresServer::available(&skip_)) return;
+    sytest::PostgresServer* server = sytest::PostgresServer::shared(&error_);
     if (!server) return;
-    url_ = server->createDatabase(sytest::PostgresServer::databaseNameForTest(), &skip_);
+    url_ = server->createDatabase(sytest::PostgresServer::databaseNameForTest(), &error_);
   }
   // Non-empty when PostgreSQL cannot be had here: the test skips with it.
   const std::string& skipReason() const { return skip_; }
+  // Non-empty when it could be had but did not start: the test fails with it.
+  const std::string& error() const { return error_; }
   Backend backend() const { return backend_; }
   const std::string& url() const { return url_; }
 
@@ -100,7 +102,7 @@ class LedgerHome {
  private:
   Backend backend_;
   TempDir dir_;
-  std::string url_, skip_;
+  std::string url_, skip_, error_;
 };
 
 // A test of the Ledger interface, once per implementation.
@@ -109,6 +111,7 @@ class LedgerBackendTest : public testing::TestWithParam<Backend> {
   void SetUp() override {
     home_ = std::make_unique<LedgerHome>(GetParam());
     if (!home_->skipReason().empty()) GTEST_SKIP() << home_->skipReason();
+    ASSERT_EQ(home_->error(), "");
   }
   std::unique_ptr<policies::Ledger> open(const std::string& replica = "replica-1") {
     return home_->open(replica);

@@ -85,6 +85,7 @@ class PgLedger : public testing::Test {
   void SetUp() override {
     home_ = std::make_unique<LedgerHome>(Backend::kPostgres);
     if (!home_->skipReason().empty()) GTEST_SKIP() << home_->skipReason();
+    ASSERT_EQ(home_->error(), "");
   }
   LedgerHome& home() { return *home_; }
   const std::string& url() { return home_->url(); }
@@ -286,8 +287,9 @@ TEST(PgLedgerUrl, ErrorsNameTheUrlWithThePasswordMasked) {
   int port = 0;
   {
     std::string why;
+    if (!sytest::PostgresServer::available(&why)) GTEST_SKIP() << why;
     auto server = sytest::PostgresServer::start(&why);
-    if (!server) GTEST_SKIP() << why;
+    ASSERT_NE(server, nullptr) << why;
     port = server->port();
   }
   std::string url = "postgresql://app:s3cret-pw@127.0.0.1:" + std::to_string(port) + "/ledger";
@@ -306,8 +308,9 @@ TEST(PgLedgerUrl, ErrorsNameTheUrlWithThePasswordMasked) {
 
 TEST(PgLedgerOutage, ADownDatabaseRefusesCloudCallsKeepsLocalRowsAndRecovers) {
   std::string why;
+  if (!sytest::PostgresServer::available(&why)) GTEST_SKIP() << why;
   auto server = sytest::PostgresServer::start(&why);  // its own: this test stops it
-  if (!server) GTEST_SKIP() << why;
+  ASSERT_NE(server, nullptr) << why;
   std::string url = server->createDatabase("outage", &why);
   ASSERT_FALSE(url.empty()) << why;
   PostgresLedgerOptions o = replica("a");

@@ -125,19 +125,35 @@ bool ensureTemplate(const std::string& bin, bool as_postgres, std::string* templ
   return ok;
 }
 
+std::string binDir() {
+  const char* env = std::getenv("SY_PG_BIN");
+  return env && *env ? env : kDefaultBin;
+}
+
 }  // namespace
 
-std::unique_ptr<PostgresServer> PostgresServer::start(std::string* why) {
-  std::unique_ptr<PostgresServer> s(new PostgresServer());
-  const char* env = std::getenv("SY_PG_BIN");
-  s->bin_ = env && *env ? env : kDefaultBin;
+bool PostgresServer::available(std::string* why) {
+  const std::string bin = binDir();
   for (const char* tool : {"initdb", "pg_ctl", "createdb", "dropdb"}) {
-    if (::access((s->bin_ + "/" + tool).c_str(), X_OK) != 0) {
-      *why = "PostgreSQL server binaries not found: no " + s->bin_ + "/" + tool +
+    if (::access((bin + "/" + tool).c_str(), X_OK) != 0) {
+      *why = "PostgreSQL server binaries not found: no " + bin + "/" + tool +
              " (install Debian's postgresql-15: scripts/install-deps.sh)";
-      return nullptr;
+      return false;
     }
   }
+  if (::geteuid() == 0 && !::getpwnam("postgres")) {
+    *why =
+        "no `postgres` system user to run the server as (initdb refuses to run as root; "
+        "Debian's postgresql-15 creates it)";
+    return false;
+  }
+  return true;
+}
+
+std::unique_ptr<PostgresServer> PostgresServer::start(std::string* why) {
+  if (!available(why)) return nullptr;
+  std::unique_ptr<PostgresServer> s(new PostgresServer());
+  s->bin_ = binDir();
   s->as_postgres_ = ::geteuid() == 0;
   s->owner_pid_ = ::getpid();
   std::string templ;

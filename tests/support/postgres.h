@@ -17,6 +17,10 @@ namespace sytest {
 
 class PostgresServer {
  public:
+  // False, with what is missing in `why`, when this machine cannot run a server (no server
+  // binaries; under root, no `postgres` user): tests skip then. Otherwise a server that does
+  // not start is a failure.
+  static bool available(std::string* why);
   // Starts a server of its own; nullptr with `why` set (what is missing, or the server's own
   // words) when it cannot.
   static std::unique_ptr<PostgresServer> start(std::string* why);
