@@ -65,6 +65,12 @@ std::string Interpreter::evalBlock(const std::vector<NodePtr>& body, Scope& scop
 Value Interpreter::eval(const Node& node, Scope& scope) {
   DepthGuard guard(*this);
   step();
+  Value v = evalNode(node, scope);
+  if (v.is(Value::Kind::kString)) stepBytes(v.str.size());  // copied (a lookup) or built
+  return v;
+}
+
+Value Interpreter::evalNode(const Node& node, Scope& scope) {
   switch (node.kind) {
     case Kind::kIf: {
       bool test = truthy(eval(*node.a, scope));
@@ -180,6 +186,7 @@ Value Interpreter::evalBinary(const Node& node, Scope& scope) {
     if (op == "+") {
       checkItems(left.array->size() + right.array->size());
       step(static_cast<int64_t>(left.array->size() + right.array->size()));
+      stepBytes(stringBytes(*left.array) + stringBytes(*right.array));
       Array joined = *left.array;
       joined.insert(joined.end(), right.array->begin(), right.array->end());
       return Value::list(std::move(joined));
@@ -334,6 +341,7 @@ Value Interpreter::evalSlice(const Value& object, const Node& slice, Scope& scop
     for (size_t i : sliceIndices(object.array->size(), bounds[0], bounds[1], bounds[2])) {
       out.push_back((*object.array)[i]);
     }
+    stepBytes(stringBytes(out));
     return Value::list(std::move(out));
   }
   std::vector<std::string> chars = codePoints(object.str);
@@ -420,6 +428,7 @@ Value Interpreter::evalFor(const Node& node, Scope& scope) {
   }
   Array all;
   if (iterable.is(Value::Kind::kArray)) {
+    stepBytes(stringBytes(*iterable.array));
     all = *iterable.array;
   } else if (iterable.is(Value::Kind::kObject)) {
     for (const auto& [k, v] : iterable.object->entries) all.push_back(Value::string(k));
@@ -439,6 +448,7 @@ Value Interpreter::evalFor(const Node& node, Scope& scope) {
   bool no_iteration = true;
   for (size_t i = 0; i < items.size(); ++i) {
     step();
+    stepBytes(3 * items[i].str.size());  // the item, and loop.previtem / loop.nextitem
     loop_scope.vars["loop"] = Value::dict(loopObject(items, i));
     assign(*node.a, items[i], loop_scope, "for loop");
     try {

@@ -400,6 +400,11 @@ Value Interpreter::applyFilter(Value operand, const Node& filter, Scope& scope) 
     int64_t n = static_cast<int64_t>(operand.array->size());
     const std::string& name = filter.kind == Kind::kName ? filter.text : filter.a->text;
     step(name == "unique" ? n * n : name == "sort" ? n * 20 : n);
+    stepBytes(stringBytes(*operand.array));  // filters copy the items they keep
+  } else if (operand.isContainer()) {
+    size_t bytes = 0;
+    for (const auto& [key, value] : operand.object->entries) bytes += key.size() + value.str.size();
+    stepBytes(bytes);  // items, dictsort and the like copy every key and value
   }
   if (filter.kind == Kind::kName) {
     if (operand.is(VK::kObject) && filter.text != "items" && filter.text != "length" &&

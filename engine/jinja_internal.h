@@ -251,6 +251,13 @@ std::string_view jsTrimEnd(std::string_view s);
 
 // The deepest nesting of lists and dicts a render may build.
 inline constexpr int kMaxValueDepth = 512;
+// Strings are copied by value: each evaluation, loop or filter that copies or builds string
+// bytes costs one step per this many of them, so that a long string used in a loop runs out of
+// steps rather than copying gigabytes.
+inline constexpr size_t kBytesPerStep = 256;
+
+// The bytes of the strings among `items` (what copying them copies).
+size_t stringBytes(const Array& items);
 
 // ---- Scopes and the interpreter ---------------------------------------------------------------
 
@@ -274,6 +281,7 @@ class Interpreter {
 
   // Each counts against the limits and throws when one is exceeded.
   void step(int64_t work = 1);
+  void stepBytes(size_t bytes) { step(static_cast<int64_t>(bytes / kBytesPerStep)); }
   void checkLength(size_t bytes) const;
   void checkItems(size_t items) const;
   const Limits& limits() const { return limits_; }
@@ -285,6 +293,7 @@ class Interpreter {
   CallArgs evalArgs(const std::vector<NodePtr>& args, Scope& scope);
 
  private:
+  Value evalNode(const Node& node, Scope& scope);
   Value evalBinary(const Node& node, Scope& scope);
   Value evalArithmetic(const std::string& op, const Value& l, const Value& r);
   Value evalUnary(const Node& node, Scope& scope);

@@ -502,6 +502,12 @@ bool sameReference(const Value& a, const Value& b) {
 
 }  // namespace
 
+size_t stringBytes(const Array& items) {
+  size_t bytes = 0;
+  for (const Value& v : items) bytes += v.str.size();
+  return bytes;
+}
+
 bool looseEquals(const Value& a, const Value& b, size_t max_bytes) {
   if (a.isNullish() || b.isNullish()) return a.isNullish() && b.isNullish();
   if (isReference(a) && isReference(b)) return sameReference(a, b);

@@ -445,6 +445,43 @@ TEST(Jinja, LongTextFailsBeforeItIsBuilt) {
   }
 }
 
+// Strings are copied by value; copying costs steps by the byte, so using a long string in a long
+// loop runs out of steps instead of copying it a hundred thousand times.
+TEST(Jinja, CopyingLongStringsCostsSteps) {
+  const std::string big =  // 1 MiB
+      "{% set ns = namespace(s='xxxxxxxxxxxxxxxx') %}{% for i in range(16) %}"
+      "{% set ns.s = ns.s ~ ns.s %}{% endfor %}{% set s = ns.s %}";
+  Limits limits;
+  limits.max_steps = 1'000'000;  // 256 MB of copies
+  for (const std::string& tmpl : {
+           big + "{% for i in range(100000) %}{% set t = s %}{% endfor %}",
+           big + "{% for i in range(100000) %}{% set t = ns.s %}{% endfor %}",
+           big + "{% set l = [s, s] %}{% for i in range(100000) %}{% set t = l[1:] %}{% endfor %}",
+           big + "{% for i in range(100000) %}{% for x in [1, s] %}{% endfor %}{% endfor %}",
+           big + "{% set d = {'k': s} %}{% for i in range(100000) %}{% set t = d | items %}"
+                 "{% endfor %}",
+           big + "{% set l = namespace(v=[s]) %}{% for i in range(20) %}"
+                 "{% set l.v = l.v + l.v %}{% endfor %}",
+       }) {
+    auto t = Template::parse(tmpl);
+    ASSERT_TRUE(t.ok()) << tmpl << ": " << t.status().message();
+    auto r = t->render(Json::object(), limits);
+    ASSERT_FALSE(r.ok()) << tmpl;
+    EXPECT_EQ(r.status().message(), "rendering took more than 1000000 steps") << tmpl;
+  }
+  // What a chat template does with long messages stays well inside the default budget.
+  auto t = Template::parse(
+      "{% for m in messages %}{{ m.role }}: {{ m.content | trim }}{% if m.content | length > 10 %}"
+      "!{% endif %}\n{% endfor %}");
+  ASSERT_TRUE(t.ok());
+  Json messages = Json::array();
+  for (int i = 0; i < 4; ++i) {
+    messages.push_back({{"role", "user"}, {"content", std::string(1 << 20, 'a')}});
+  }
+  auto r = t->render(Json{{"messages", messages}});
+  ASSERT_TRUE(r.ok()) << r.status().message();
+}
+
 TEST(Jinja, SmallLimitsApply) {
   auto t = Template::parse("{% for i in range(100) %}{{ i }}{% endfor %}");
   ASSERT_TRUE(t.ok());
