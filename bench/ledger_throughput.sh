@@ -12,8 +12,10 @@
 # SY_BENCH_DURATION (10s per run), SY_BENCH_GATEWAY_THREADS (2), SY_BENCH_ROUNDS (1: every
 # run repeated this many times, the runs of a round back to back), SY_BENCH_BASELINE (a path
 # to another switchyard binary, e.g. built from an older commit: its plain and ledger gateways
-# run in the same rounds, right after this build's). Latency is taken on one connection,
-# throughput on 64; wrk, the upstream and the gateway share the machine's cores.
+# run in the same rounds, right after this build's), SY_BENCH_PG_URL (a PostgreSQL database,
+# postgresql://...: a fourth gateway with the same policies on the PostgreSQL ledger runs in
+# the same rounds; its tables are created there). Latency is taken on one connection,
+# throughput on 64; wrk, the upstream, the database and the gateway share the machine's cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
@@ -22,6 +24,7 @@ duration=${SY_BENCH_DURATION:-10s}
 gw_threads=${SY_BENCH_GATEWAY_THREADS:-2}
 rounds=${SY_BENCH_ROUNDS:-1}
 baseline=${SY_BENCH_BASELINE:-}
+pg_url=${SY_BENCH_PG_URL:-}
 
 require_bins "$build" switchyard switchyard-cli sy_bench_upstream
 command -v wrk >/dev/null || { echo "wrk is required (scripts/install-deps.sh)" >&2; exit 2; }
@@ -71,6 +74,13 @@ pids+=($!)
 pids+=($!)
 plain_port=$(port_of "$tmp/plain.out")
 ledger_port=$(port_of "$tmp/ledger.out")
+if [[ -n "$pg_url" ]]; then
+  sed "s|ledger: {path: .*|ledger: {url: \"${pg_url}\", replica: bench}|" "$tmp/ledger.yaml" \
+    >"$tmp/pg.yaml"
+  "$build/switchyard" serve --config "$tmp/pg.yaml" >"$tmp/pg.out" 2>"$tmp/pg.err" &
+  pids+=($!)
+  pg_port=$(port_of "$tmp/pg.out")
+fi
 if [[ -n "$baseline" ]]; then
   sed "s|${tmp}/ledger.db|${tmp}/ledger-baseline.db|" "$tmp/ledger.yaml" >"$tmp/bledger.yaml"
   "$baseline" serve --config "$tmp/plain.yaml" >"$tmp/bplain.out" 2>"$tmp/bplain.err" &
@@ -94,6 +104,7 @@ warm() {  # url [curl args...]: one request, so that a refused setup stops the b
 }
 warm "http://127.0.0.1:${plain_port}${chat}"
 warm "http://127.0.0.1:${ledger_port}${chat}" "${auth[@]}"
+[[ -z "$pg_url" ]] || warm "http://127.0.0.1:${pg_port}${chat}" "${auth[@]}"
 
 run() {  # name connections url [wrk args...]: one wrk run, appended to the name's results
   local name=$1 conns=$2 url=$3
@@ -109,6 +120,7 @@ rps() { paste -sd, "$tmp/$1.rps" | sed 's/,/, /g'; }
 
 names=(direct1 plain1 ledger1 direct64 plain64 ledger64)
 if [[ -n "$baseline" ]]; then names+=(bplain1 bledger1 bplain64 bledger64); fi
+if [[ -n "$pg_url" ]]; then names+=(pg1 pg64); fi
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 for _ in $(seq "$rounds"); do
   for conns in 1 64; do
@@ -118,6 +130,9 @@ for _ in $(seq "$rounds"); do
       run "bplain$conns" "$conns" "http://127.0.0.1:${bplain_port}${chat}"
     fi
     run "ledger$conns" "$conns" "http://127.0.0.1:${ledger_port}${chat}" "${auth[@]}"
+    if [[ -n "$pg_url" ]]; then
+      run "pg$conns" "$conns" "http://127.0.0.1:${pg_port}${chat}" "${auth[@]}"
+    fi
     if [[ -n "$baseline" ]]; then
       run "bledger$conns" "$conns" "http://127.0.0.1:${bledger_port}${chat}" "${auth[@]}"
     fi
@@ -152,6 +167,10 @@ if [[ -n "$baseline" ]]; then
   echo "| baseline + policies + ledger, 1 connection | $(p50 bledger1) | $(rps bledger1) |"
   echo "| baseline plain, 64 connections | $(p50 bplain64) | $(rps bplain64) |"
   echo "| baseline + policies + ledger, 64 connections | $(p50 bledger64) | $(rps bledger64) |"
+fi
+if [[ -n "$pg_url" ]]; then
+  echo "| switchyard + policies + PostgreSQL ledger, 1 connection | $(p50 pg1) | $(rps pg1) |"
+  echo "| switchyard + policies + PostgreSQL ledger, 64 connections | $(p50 pg64) | $(rps pg64) |"
 fi
 echo
 echo "Ledger rows by status: ${ledger_rows}."
