@@ -17,6 +17,9 @@ fi
 
 cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "${extra[@]}"
 cmake --build "$build_dir" -j "$(nproc)"
+# deploy/: Prometheus rules and configs, compose.yaml, the Helm chart and the Dockerfiles, the
+# gateway configs they carry loaded by the binary just built (seconds; see deploy/README.md).
+bash scripts/check-deploy.sh "$build_dir/switchyard"
 # The libFuzzer targets, a bounded time each (scripts/fuzz.sh; SY_FUZZ_SECONDS=0 skips them),
 # before ctest so that ctest's summary stays the last thing printed.
 if [[ "${SY_FUZZ_SECONDS:-}" != "0" ]]; then bash scripts/fuzz.sh; fi
