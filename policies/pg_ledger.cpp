@@ -292,6 +292,7 @@ api::Status PgLedger::transact(const std::string& what, const Body& body) {
 api::Status PgLedger::init() {
   api::Status st = transact("creating the schema", [](pqxx::work& tx) {
     // Replicas starting together: one creates, the others then find it.
+    tx.exec("SET LOCAL synchronous_commit = on");
     tx.exec("SELECT pg_advisory_xact_lock(7365792796172)");
     tx.exec(kSchema);
     tx.exec_params(
@@ -333,8 +334,18 @@ PgLedger::~PgLedger() {
     std::lock_guard<std::mutex> lock(mu_);
     for (const auto& [id, r] : reservations_) open.push_back(id);
   }
-  if (!available_) return;
-  drainDeferred();
+  if (!available_ || !drainDeferred()) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!deferred_.empty()) {
+      // Their reservations stay pending in the database: recovery bills them at their
+      // reserved amount. Rows without a reservation (local answers) are lost.
+      logLine("error",
+              "ledger: closing with " + std::to_string(deferred_.size()) +
+                  " writes the database did not take: " + last_error_,
+              masked_);
+    }
+    return;
+  }
   (void)transact("closing", [&](pqxx::work& tx) {
     for (uint64_t id : open) {
       auto r = tx.exec_params(
@@ -481,6 +492,9 @@ api::StatusOr<uint64_t> PgLedger::reserveRow(const ReservationRequest& q, const 
   int64_t id = 0;
   Spend d, m;
   api::Status st = transact("reserving", [&](pqxx::work& tx) -> api::Status {
+    // Durable means on the server's disk: a reservation lost to a crash of the database
+    // would leave a call unbilled.
+    tx.exec("SET LOCAL synchronous_commit = on");
     tx.exec_params(
         "INSERT INTO switchyard.budget_teams(team) VALUES ($1) ON CONFLICT (team) DO UPDATE "
         "SET team = EXCLUDED.team",

@@ -32,6 +32,13 @@
 // from the last values it read. The background thread also beats the heart, probes the
 // database while it is down, and runs crash recovery.
 //
+// A reservation's commit waits for the database's WAL flush: it survives kill -9 of the
+// gateway and a crash of the database server. Other writes (settles, releases, rows, alerts,
+// heartbeats) do not wait for it (synchronous_commit = off): a crash of the database server
+// may undo its last ~0.6 s of them, which leaves those reservations pending, so that recovery
+// bills them at their reserved amount (more than they cost, never less); a local answer's row
+// may be lost then.
+//
 // Errors name the URL with its password masked ("postgresql://app:***@db:5432/ledger").
 #pragma once
 
