@@ -672,12 +672,14 @@ Value range(CallArgs& args, Interpreter& in) {
   }
   if (step == 0) fail("range() step must not be zero");
   double count = std::ceil((stop - start) / step);
+  // A step so large that the quotient underflows still takes the start.
+  if (count == 0 && (step > 0 ? start < stop : start > stop)) count = 1;
   const size_t n = count > 0 ? static_cast<size_t>(std::min(count, 1e15)) : 0;  // NaN: none
   in.checkItems(n);
   Array out;
   // Counted, not `i += step` until stop: at 2^60 adding 1 leaves i where it was.
   for (size_t k = 0; k < n; ++k) {
-    double i = start + static_cast<double>(k) * step;
+    double i = k == 0 ? start : start + static_cast<double>(k) * step;  // 0 * inf is NaN
     out.push_back(i == std::floor(i) ? Value::integer(i) : Value::floating(i));
   }
   return Value::list(std::move(out));
