@@ -152,7 +152,10 @@ class PgLedger final : public Ledger {
   LedgerStats stats() override;
 
  private:
-  using Body = std::function<api::Status(pqxx::work&)>;
+  using Body = std::function<api::Status(pqxx::transaction_base&)>;
+  // A transaction of several statements (BEGIN ... COMMIT), or one statement on its own
+  // (atomic by itself, one round trip instead of three).
+  enum class Mode { kTransaction, kOneStatement };
   struct Reservation {
     std::string team;
     double amount_usd = 0;
@@ -166,7 +169,7 @@ class PgLedger final : public Ledger {
   // link or a deadlock is retried on a fresh attempt. A database that cannot be reached marks
   // the ledger unavailable: kUnavailable "ledger '<masked url>': <what>: <error>"; an SQL error
   // is kIo.
-  api::Status transact(const std::string& what, const Body& body);
+  api::Status transact(const std::string& what, const Body& body, Mode mode = Mode::kTransaction);
   api::Status failure(api::ErrorCode code, const std::string& what, const std::string& error);
   void markDown(const std::string& error);
   api::StatusOr<uint64_t> reserveRow(const ReservationRequest& r, const char* state);
@@ -225,7 +228,7 @@ void PgLedger::markDown(const std::string& error) {
   cv_.notify_all();
 }
 
-api::Status PgLedger::transact(const std::string& what, const Body& body) {
+api::Status PgLedger::transact(const std::string& what, const Body& body, Mode mode) {
   for (int attempt = 1;; ++attempt) {
     bool reused = false;
     std::unique_ptr<pqxx::connection> c;
@@ -236,7 +239,10 @@ api::Status PgLedger::transact(const std::string& what, const Body& body) {
     try {
       c = pool_.take(&reused);
       api::Status st;
-      {
+      if (mode == Mode::kOneStatement) {
+        pqxx::nontransaction tx(*c);
+        st = body(tx);
+      } else {
         pqxx::work tx(*c);
         st = body(tx);
         if (st.ok()) tx.commit();
@@ -290,7 +296,7 @@ api::Status PgLedger::transact(const std::string& what, const Body& body) {
 // ---- Opening ----
 
 api::Status PgLedger::init() {
-  api::Status st = transact("creating the schema", [](pqxx::work& tx) {
+  api::Status st = transact("creating the schema", [](pqxx::transaction_base& tx) {
     // Replicas starting together: one creates, the others then find it.
     tx.exec("SET LOCAL synchronous_commit = on");
     tx.exec("SELECT pg_advisory_xact_lock(7365792796172)");
@@ -303,7 +309,7 @@ api::Status PgLedger::init() {
   });
   if (!st.ok()) return api::Status(api::ErrorCode::kIo, st.message());
   std::string version;
-  st = transact("reading the schema version", [&](pqxx::work& tx) {
+  st = transact("reading the schema version", [&](pqxx::transaction_base& tx) {
     auto r = tx.exec("SELECT value FROM switchyard.meta WHERE key = 'schema_version'");
     if (!r.empty()) version = r[0][0].as<std::string>();
     return api::Status();
@@ -346,7 +352,7 @@ PgLedger::~PgLedger() {
     }
     return;
   }
-  (void)transact("closing", [&](pqxx::work& tx) {
+  (void)transact("closing", [&](pqxx::transaction_base& tx) {
     for (uint64_t id : open) {
       auto r = tx.exec_params(
           "DELETE FROM switchyard.requests WHERE id = $1 AND state = 'held' RETURNING team, "
@@ -365,21 +371,25 @@ PgLedger::~PgLedger() {
 }
 
 api::Status PgLedger::heartbeat() {
-  return transact("heartbeat", [&](pqxx::work& tx) {
-    tx.exec_params(
-        "INSERT INTO switchyard.replicas(id, heartbeat_ms, started_ms) VALUES ($1, " SY_DB_NOW_MS
-        ", " SY_DB_NOW_MS
-        ") ON CONFLICT (id) DO UPDATE SET heartbeat_ms = "
-        "EXCLUDED.heartbeat_ms",
-        replica_);
-    return api::Status();
-  });
+  return transact(
+      "heartbeat",
+      [&](pqxx::transaction_base& tx) {
+        tx.exec_params(
+            "INSERT INTO switchyard.replicas(id, heartbeat_ms, started_ms) VALUES "
+            "($1, " SY_DB_NOW_MS ", " SY_DB_NOW_MS
+            ") ON CONFLICT (id) DO UPDATE SET heartbeat_ms = "
+            "EXCLUDED.heartbeat_ms",
+            replica_);
+        return api::Status();
+      },
+      Mode::kOneStatement);
 }
 
 api::Status PgLedger::recover(bool own) {
   int64_t crashed = 0;
   double crashed_usd = 0;
-  api::Status st = transact("billing reservations left by a crash", [&](pqxx::work& tx) {
+  api::Status st = transact("billing reservations left by a crash", [&](pqxx::transaction_base&
+                                                                            tx) {
     crashed = 0;
     crashed_usd = 0;
     const std::string dead =
@@ -491,7 +501,7 @@ api::StatusOr<uint64_t> PgLedger::reserveRow(const ReservationRequest& q, const 
   const bool nan_limit = std::isnan(daily) || std::isnan(monthly);
   int64_t id = 0;
   Spend d, m;
-  api::Status st = transact("reserving", [&](pqxx::work& tx) -> api::Status {
+  api::Status st = transact("reserving", [&](pqxx::transaction_base& tx) -> api::Status {
     // Durable means on the server's disk: a reservation lost to a crash of the database
     // would leave a call unbilled.
     tx.exec("SET LOCAL synchronous_commit = on");
@@ -579,7 +589,7 @@ api::StatusOr<uint64_t> PgLedger::reserve(const std::string& team, double max_co
 
 api::Status PgLedger::apply(const Deferred& d) {
   const LedgerRow& r = d.row;
-  return transact("writing a row", [&](pqxx::work& tx) {
+  return transact("writing a row", [&](pqxx::transaction_base& tx) {
     bool counts = true;  // a settle of a row a crash recovery billed already counts no more
     if (d.kind == Deferred::Kind::kRecord) {
       tx.exec_params(
@@ -725,15 +735,19 @@ Spend PgLedger::spent(const std::string& team, Window w, int64_t now_ms) {
   Spend s;
   api::Status st;
   if (available_) {
-    st = transact("reading spend", [&](pqxx::work& tx) {
-      auto r = tx.exec_params(
-          "SELECT COALESCE((SELECT spent_usd FROM switchyard.budget_periods WHERE team = $1 AND "
-          "period = $2), 0), COALESCE((SELECT reserved_usd FROM switchyard.budget_teams WHERE "
-          "team = $1), 0)",
-          team, periodKey(w, now_ms));
-      s = Spend{r[0][0].as<double>(), r[0][1].as<double>()};
-      return api::Status();
-    });
+    st = transact(
+        "reading spend",
+        [&](pqxx::transaction_base& tx) {
+          auto r = tx.exec_params(
+              "SELECT COALESCE((SELECT spent_usd FROM switchyard.budget_periods WHERE team = $1 "
+              "AND "
+              "period = $2), 0), COALESCE((SELECT reserved_usd FROM switchyard.budget_teams WHERE "
+              "team = $1), 0)",
+              team, periodKey(w, now_ms));
+          s = Spend{r[0][0].as<double>(), r[0][1].as<double>()};
+          return api::Status();
+        },
+        Mode::kOneStatement);
     if (st.ok()) {
       remember(team, w, now_ms, s);
       return s;
@@ -757,34 +771,37 @@ std::optional<Spend> PgLedger::cachedSpent(const std::string& team, Window w, in
 api::StatusOr<std::vector<SpendBreakdownRow>> PgLedger::breakdown(const std::string& team, Window w,
                                                                   int64_t now_ms) {
   std::vector<SpendBreakdownRow> out;
-  api::Status st = transact("reading the breakdown", [&](pqxx::work& tx) {
-    out.clear();
-    auto r = tx.exec_params(
-        "SELECT model, route, kind, COUNT(*) FILTER (WHERE state <> 'pending'), "
-        "SUM(prompt_tokens), SUM(completion_tokens), "
-        "SUM(CASE WHEN state = 'pending' THEN 0 ELSE cost_usd END) AS cost, "
-        "COUNT(*) FILTER (WHERE state = 'pending'), "
-        "SUM(CASE WHEN state = 'pending' THEN cost_usd ELSE 0 END) AS pending_cost "
-        "FROM switchyard.requests WHERE team = $1 AND unix_ms >= $2 AND unix_ms < $3 AND "
-        "state <> 'held' GROUP BY model, route, kind "
-        "ORDER BY cost DESC, pending_cost DESC, model COLLATE \"C\", route COLLATE \"C\", "
-        "kind COLLATE \"C\"",
-        team, periodStartMs(w, now_ms), periodEndMs(w, now_ms));
-    for (const auto& row : r) {
-      SpendBreakdownRow b;
-      b.model = row[0].as<std::string>();
-      b.route = row[1].as<std::string>();
-      b.kind = row[2].as<std::string>();
-      b.requests = row[3].as<int64_t>();
-      b.prompt_tokens = row[4].as<int64_t>();
-      b.completion_tokens = row[5].as<int64_t>();
-      b.cost_usd = row[6].as<double>();
-      b.pending = row[7].as<int64_t>();
-      b.pending_usd = row[8].as<double>();
-      out.push_back(std::move(b));
-    }
-    return api::Status();
-  });
+  api::Status st = transact(
+      "reading the breakdown",
+      [&](pqxx::transaction_base& tx) {
+        out.clear();
+        auto r = tx.exec_params(
+            "SELECT model, route, kind, COUNT(*) FILTER (WHERE state <> 'pending'), "
+            "SUM(prompt_tokens), SUM(completion_tokens), "
+            "SUM(CASE WHEN state = 'pending' THEN 0 ELSE cost_usd END) AS cost, "
+            "COUNT(*) FILTER (WHERE state = 'pending'), "
+            "SUM(CASE WHEN state = 'pending' THEN cost_usd ELSE 0 END) AS pending_cost "
+            "FROM switchyard.requests WHERE team = $1 AND unix_ms >= $2 AND unix_ms < $3 AND "
+            "state <> 'held' GROUP BY model, route, kind "
+            "ORDER BY cost DESC, pending_cost DESC, model COLLATE \"C\", route COLLATE \"C\", "
+            "kind COLLATE \"C\"",
+            team, periodStartMs(w, now_ms), periodEndMs(w, now_ms));
+        for (const auto& row : r) {
+          SpendBreakdownRow b;
+          b.model = row[0].as<std::string>();
+          b.route = row[1].as<std::string>();
+          b.kind = row[2].as<std::string>();
+          b.requests = row[3].as<int64_t>();
+          b.prompt_tokens = row[4].as<int64_t>();
+          b.completion_tokens = row[5].as<int64_t>();
+          b.cost_usd = row[6].as<double>();
+          b.pending = row[7].as<int64_t>();
+          b.pending_usd = row[8].as<double>();
+          out.push_back(std::move(b));
+        }
+        return api::Status();
+      },
+      Mode::kOneStatement);
   if (!st.ok()) return api::Status(api::ErrorCode::kIo, st.message());
   return out;
 }
@@ -796,14 +813,18 @@ api::StatusOr<bool> PgLedger::markAlerted(const std::string& team, const std::st
   }
   bool first = false;
   // Once per (team, period, threshold) across the cluster: the first insert wins.
-  api::Status st = transact("recording an alert", [&](pqxx::work& tx) {
-    auto r = tx.exec_params(
-        "INSERT INTO switchyard.alerts(team, period, threshold, unix_ms) VALUES ($1, $2, $3, $4) "
-        "ON CONFLICT DO NOTHING RETURNING 1",
-        team, period, threshold, now_ms);
-    first = !r.empty();
-    return api::Status();
-  });
+  api::Status st = transact(
+      "recording an alert",
+      [&](pqxx::transaction_base& tx) {
+        auto r = tx.exec_params(
+            "INSERT INTO switchyard.alerts(team, period, threshold, unix_ms) VALUES ($1, $2, $3, "
+            "$4) "
+            "ON CONFLICT DO NOTHING RETURNING 1",
+            team, period, threshold, now_ms);
+        first = !r.empty();
+        return api::Status();
+      },
+      Mode::kOneStatement);
   if (!st.ok()) return st;
   return first;
 }
@@ -818,14 +839,18 @@ api::Status PgLedger::flush() {
 
 std::vector<std::string> PgLedger::teams() {
   std::vector<std::string> out;
-  api::Status st = transact("listing teams", [&](pqxx::work& tx) {
-    out.clear();
-    auto r = tx.exec(
-        "SELECT DISTINCT team COLLATE \"C\" AS t FROM switchyard.requests WHERE state <> 'held' "
-        "ORDER BY t");
-    for (const auto& row : r) out.push_back(row[0].as<std::string>());
-    return api::Status();
-  });
+  api::Status st = transact(
+      "listing teams",
+      [&](pqxx::transaction_base& tx) {
+        out.clear();
+        auto r = tx.exec(
+            "SELECT DISTINCT team COLLATE \"C\" AS t FROM switchyard.requests WHERE state <> "
+            "'held' "
+            "ORDER BY t");
+        for (const auto& row : r) out.push_back(row[0].as<std::string>());
+        return api::Status();
+      },
+      Mode::kOneStatement);
   if (!st.ok()) logLine("error", "ledger: cannot list teams: " + st.message(), masked_);
   return out;
 }
