@@ -201,6 +201,10 @@ class Ledger {
   virtual std::vector<std::string> teams() = 0;
   // Counters since the ledger was opened.
   virtual LedgerStats stats() { return {}; }
+  // Gateway replicas sharing this ledger that are alive (this one included, >= 1), as last
+  // counted: no I/O, so the rate limiter may ask on every request for its share of a limit.
+  // 1 for a ledger that one process owns.
+  virtual int liveReplicas() { return 1; }
 };
 
 // Shared by the implementations. kQuotaExceeded (OpenAI code "insufficient_quota") saying that

@@ -150,6 +150,7 @@ class PgLedger final : public Ledger {
   api::Status flush() override;
   std::vector<std::string> teams() override;
   LedgerStats stats() override;
+  int liveReplicas() override { return live_replicas_.load(std::memory_order_relaxed); }
 
  private:
   using Body = std::function<api::Status(pqxx::transaction_base&)>;
@@ -199,6 +200,7 @@ class PgLedger final : public Ledger {
   LedgerStats stats_;    // under mu_ (but `available`, which is available_)
   std::string last_error_;
   std::atomic<bool> available_{true};
+  std::atomic<int> live_replicas_{1};  // counted by each heartbeat
   bool stop_ = false;
   std::thread thread_;
 };
@@ -374,12 +376,18 @@ api::Status PgLedger::heartbeat() {
   return transact(
       "heartbeat",
       [&](pqxx::transaction_base& tx) {
-        tx.exec_params(
-            "INSERT INTO switchyard.replicas(id, heartbeat_ms, started_ms) VALUES "
+        // The beat, and the count of the other replicas whose heartbeat is not stale (the
+        // statement's snapshot does not see its own upsert), in one round trip.
+        auto r = tx.exec_params(
+            "WITH beat AS (INSERT INTO switchyard.replicas(id, heartbeat_ms, started_ms) VALUES "
             "($1, " SY_DB_NOW_MS ", " SY_DB_NOW_MS
-            ") ON CONFLICT (id) DO UPDATE SET heartbeat_ms = "
-            "EXCLUDED.heartbeat_ms",
-            replica_);
+            ") ON CONFLICT (id) DO UPDATE SET heartbeat_ms = EXCLUDED.heartbeat_ms) "
+            "SELECT count(*) FROM switchyard.replicas WHERE id <> $1 AND heartbeat_ms "
+            ">= " SY_DB_NOW_MS " - $2",
+            replica_, static_cast<int64_t>(options_.stale_after.count()));
+        const int64_t others = r.empty() ? 0 : r[0][0].as<int64_t>();
+        live_replicas_.store(static_cast<int>(std::clamp<int64_t>(others + 1, 1, 1'000'000)),
+                             std::memory_order_relaxed);
         return api::Status();
       },
       Mode::kOneStatement);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <functional>
 
 namespace policies {
@@ -26,7 +27,22 @@ std::string keyMapKey(const std::string& team, const std::string& key_id) {
   return k;
 }
 
+// A replica's share of a limit for messages: "200", "85.71", "0.33", "0.0012".
+std::string shareText(double share) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, share < 1 ? "%.2g" : "%.2f", share);
+  std::string s(buf);
+  if (s.find('.') == std::string::npos || s.find('e') != std::string::npos) return s;
+  while (s.back() == '0') s.pop_back();
+  if (s.back() == '.') s.pop_back();
+  return s;
+}
+
 }  // namespace
+
+void RateLimiter::setReplicas(int replicas) {
+  replicas_.store(std::max(1, replicas), std::memory_order_relaxed);
+}
 
 RateLimiter::Shard& RateLimiter::shardFor(const std::string& team) {
   return shards_[std::hash<std::string>{}(team) % kShards];
@@ -44,7 +60,8 @@ void RateLimiter::refill(Bucket& b, Clock::time_point now) {
 }
 
 RateLimiter::Bucket& RateLimiter::bucket(Shard& shard, const std::string& map_key,
-                                         const RateLimit& limit, Clock::time_point now) {
+                                         const RateLimit& limit, double replicas,
+                                         Clock::time_point now) {
   auto [it, inserted] = shard.buckets.try_emplace(map_key);
   Bucket& b = it->second;
   if (inserted) {
@@ -52,17 +69,22 @@ RateLimiter::Bucket& RateLimiter::bucket(Shard& shard, const std::string& map_ke
   } else {
     refill(b, now);
   }
-  // The policy may have changed since the bucket was made (a reload): follow it.
-  auto apply = [](Level& l, const std::optional<int64_t>& cap) {
+  // The policy or the replica count may have changed since the bucket was made (a reload, a
+  // replica joining or leaving): follow it. The refill above ran at the old rate; what is left
+  // stays (capped), so a larger share never fills the bucket at once.
+  auto apply = [replicas](Level& l, const std::optional<int64_t>& cap) {
     if (!cap.has_value()) {
       l = Level{};
-    } else if (l.capacity <= 0) {
-      l.capacity = static_cast<double>(*cap);
-      l.level = l.capacity;  // newly limited: starts full
-    } else {
-      l.capacity = static_cast<double>(*cap);
-      l.level = std::min(l.level, l.capacity);
+      return;
     }
+    const double share = static_cast<double>(*cap) / replicas;
+    if (l.capacity <= 0) {
+      l.level = share;  // newly limited: starts full
+    } else {
+      l.level = std::min(l.level, share);
+    }
+    l.capacity = share;
+    l.limit = *cap;
   };
   apply(b.requests, limit.requests_per_minute);
   apply(b.tokens, limit.tokens_per_minute);
@@ -88,6 +110,7 @@ api::Status RateLimiter::admit(const std::string& team, const std::string& key_i
                                const RateLimitPolicy& p, int64_t estimated_tokens,
                                Clock::time_point now) {
   if (p.empty()) return api::Status();
+  const int replicas = this->replicas();
   const double tokens = static_cast<double>(std::max<int64_t>(0, estimated_tokens));
   Shard& shard = shardFor(team);
   std::lock_guard<std::mutex> lock(shard.mu);
@@ -103,12 +126,12 @@ api::Status RateLimiter::admit(const std::string& team, const std::string& key_i
   Take takes[4];
   int n = 0;
   if (!p.per_key.empty()) {
-    Bucket& b = bucket(shard, keyMapKey(team, key_id), p.per_key, now);
+    Bucket& b = bucket(shard, keyMapKey(team, key_id), p.per_key, replicas, now);
     takes[n++] = {&b.requests, 1, true, false};
     takes[n++] = {&b.tokens, tokens, true, true};
   }
   if (!p.team.empty()) {
-    Bucket& b = bucket(shard, teamMapKey(team), p.team, now);
+    Bucket& b = bucket(shard, teamMapKey(team), p.team, replicas, now);
     takes[n++] = {&b.requests, 1, false, false};
     takes[n++] = {&b.tokens, tokens, false, true};
   }
@@ -143,13 +166,18 @@ api::Status RateLimiter::admit(const std::string& team, const std::string& key_i
   } else {
     who = "key '" + key_id + "' of team '" + team + "'";
   }
-  const int64_t limit = static_cast<int64_t>(worst->level->capacity);
-  std::string message = "rate limit exceeded: " + who + ": " + std::to_string(limit) +
+  std::string message = "rate limit exceeded: " + who + ": " + std::to_string(worst->level->limit) +
                         (worst->is_tokens ? " tokens per minute" : " requests per minute");
-  if (worst->is_tokens) {
-    message +=
-        " (this request: an estimated " + std::to_string(static_cast<int64_t>(tokens)) + " tokens)";
+  std::string notes;
+  if (replicas > 1) {
+    notes = shareText(worst->level->capacity) + " on each of " + std::to_string(replicas) +
+            " gateway replicas";
   }
+  if (worst->is_tokens) {
+    notes += (notes.empty() ? "" : "; ") + std::string("this request: an estimated ") +
+             std::to_string(static_cast<int64_t>(tokens)) + " tokens";
+  }
+  if (!notes.empty()) message += " (" + notes + ")";
   message += "; try again in " +
              std::to_string(std::max<int64_t>(1, static_cast<int64_t>(std::ceil(worst_wait)))) +
              " s";
@@ -161,13 +189,14 @@ api::Status RateLimiter::admit(const std::string& team, const std::string& key_i
 void RateLimiter::adjustTokens(const std::string& team, const std::string& key_id,
                                const RateLimitPolicy& p, int64_t delta, Clock::time_point now) {
   if (delta == 0) return;
+  const int replicas = this->replicas();
   Shard& shard = shardFor(team);
   std::lock_guard<std::mutex> lock(shard.mu);
   auto apply = [&](const std::string& map_key, const RateLimit& limit) {
     if (!limit.tokens_per_minute.has_value()) return;
     // An absent bucket is full: giving tokens back to it changes nothing.
     if (delta < 0 && shard.buckets.find(map_key) == shard.buckets.end()) return;
-    Level& l = bucket(shard, map_key, limit, now).tokens;
+    Level& l = bucket(shard, map_key, limit, replicas, now).tokens;
     l.level = std::min(l.capacity, l.level - static_cast<double>(delta));
   };
   apply(keyMapKey(team, key_id), p.per_key);

@@ -276,6 +276,34 @@ TEST_F(PgLedger, InMemoryReservationsOfAClosedReplicaAreGivenBack) {
   EXPECT_EQ(s.reserved_usd, 0);
 }
 
+// Waits up to 10 s for `ledger` to count `n` live replicas.
+bool countsReplicas(policies::Ledger& ledger, int n) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (ledger.liveReplicas() != n && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return ledger.liveReplicas() == n;
+}
+
+TEST_F(PgLedger, CountsLiveReplicasByTheirHeartbeats) {
+  runAndKill(url(), "doomed");  // its heartbeat row stays until it is stale
+  PostgresLedgerOptions o = replica("a");
+  o.heartbeat_interval = std::chrono::milliseconds(50);
+  o.stale_after = std::chrono::milliseconds(3000);
+  auto a = mustOpen(url(), o);
+  ASSERT_NE(a, nullptr);
+  // Counted when it opens (before it serves), the killed one still among them.
+  EXPECT_EQ(a->liveReplicas(), 2);
+  EXPECT_TRUE(countsReplicas(*a, 1)) << a->liveReplicas();  // its heartbeat went stale
+  o.replica_id = "b";
+  auto b = mustOpen(url(), o);
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(b->liveReplicas(), 2);
+  EXPECT_TRUE(countsReplicas(*a, 2)) << a->liveReplicas();  // at a's next heartbeat
+  b.reset();  // a replica that closes removes its row: counted out at once
+  EXPECT_TRUE(countsReplicas(*a, 1)) << a->liveReplicas();
+}
+
 TEST(PgLedgerUrl, ErrorsNameTheUrlWithThePasswordMasked) {
   EXPECT_EQ(policies::maskPostgresUrl("postgresql://app:s3cret@db:5432/ledger"),
             "postgresql://app:***@db:5432/ledger");

@@ -342,5 +342,126 @@ TEST(RateLimiter, ConcurrentAdmitsWithAMovingClockStayWithinCapacityPlusRefill) 
   EXPECT_LE(admitted.load(), 619);
 }
 
+// ---- Replicas sharing the limits ----
+
+TEST(RateLimiter, EachReplicaEnforcesItsShareOfTheLimit) {
+  RateLimiter rl;
+  rl.setReplicas(3);
+  RateLimitPolicy p = teamLimits(600, std::nullopt);
+  EXPECT_EQ(admitMany(rl, "research", "", p, 1000, 0, t0), 200);
+  api::Status s = rl.admit("research", "", p, 0, t0);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.message(),
+            "rate limit exceeded: team 'research': 600 requests per minute (200 on each of 3 "
+            "gateway replicas); try again in 1 s");
+  EXPECT_NEAR(*s.retryAfterSeconds(), 0.3, 1e-9);  // 200 a minute: one every 0.3 s
+  // It refills at its share of the rate too.
+  EXPECT_EQ(admitMany(rl, "research", "", p, 1000, 0, t0 + seconds(30)), 100);
+}
+
+TEST(RateLimiter, SharesTokenAndPerKeyLimitsToo) {
+  RateLimiter rl;
+  rl.setReplicas(4);
+  RateLimitPolicy p;
+  p.team.tokens_per_minute = 4000;
+  p.per_key.requests_per_minute = 40;
+  EXPECT_EQ(admitMany(rl, "t", "a", p, 100, 100, t0), 10);  // the key's 10
+  EXPECT_EQ(admitMany(rl, "t", "b", p, 100, 100, t0), 0);   // the team's 1000 tokens are gone
+  api::Status s = rl.admit("t", "b", p, 100, t0);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.message(),
+            "rate limit exceeded: team 't': 4000 tokens per minute (1000 on each of 4 gateway "
+            "replicas; this request: an estimated 100 tokens); try again in 6 s");
+  // Tokens given back fill the share, never more.
+  rl.adjustTokens("t", "a", p, -5000, t0);
+  EXPECT_EQ(admitMany(rl, "t", "c", p, 100, 100, t0), 10);
+}
+
+TEST(RateLimiter, ThreeReplicasTogetherAdmitNoMoreThanOneGateway) {
+  // The same stream of requests, round robin over three replicas, and all to one gateway: one
+  // request every 25 ms for three minutes.
+  for (int64_t limit : {600, 100, 20, 10}) {
+    RateLimiter one;
+    RateLimiter three[3];
+    for (RateLimiter& r : three) r.setReplicas(3);
+    RateLimitPolicy p = teamLimits(limit, std::nullopt);
+    int alone = 0, shared = 0;
+    for (int i = 0; i < 7200; ++i) {
+      const Clock::time_point now = t0 + milliseconds(25 * i);
+      alone += one.admit("t", "k", p, 0, now).ok() ? 1 : 0;
+      shared += three[i % 3].admit("t", "k", p, 0, now).ok() ? 1 : 0;
+    }
+    // A minute's worth at once, then the rate: 4 minutes' worth in 3 minutes, at most. Three
+    // shares admit as much, less the fractions of a request that each replica has left.
+    EXPECT_LE(alone, 4 * limit) << limit;
+    EXPECT_LE(shared, alone) << limit;
+    EXPECT_GE(shared, alone * 0.9) << limit;
+  }
+}
+
+TEST(RateLimiter, AShareBelowOneRequestAdmitsOneFromAFullBucket) {
+  RateLimitPolicy p = teamLimits(2, std::nullopt);
+  RateLimiter three[3];
+  int admitted = 0;
+  for (RateLimiter& r : three) {
+    r.setReplicas(3);
+    admitted += admitMany(r, "t", "k", p, 5, 0, t0);
+  }
+  EXPECT_EQ(admitted, 3);  // the documented overshoot of a limit below the replica count
+  // Each then owes a request: 2/3 of one a minute repays it and refills the share in 90 s.
+  api::Status s = three[0].admit("t", "k", p, 0, t0);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NEAR(*s.retryAfterSeconds(), 90, 1e-9);
+  EXPECT_NE(s.message().find("(0.67 on each of 3 gateway replicas)"), std::string::npos)
+      << s.message();
+  EXPECT_FALSE(three[0].admit("t", "k", p, 0, t0 + seconds(89)).ok());
+  EXPECT_TRUE(three[0].admit("t", "k", p, 0, t0 + seconds(90)).ok());
+}
+
+TEST(RateLimiter, FewerReplicasRaiseTheRateFromTheNextRefillWithoutABurst) {
+  RateLimitPolicy p = teamLimits(600, std::nullopt);
+  {
+    RateLimiter rl;
+    rl.setReplicas(3);
+    ASSERT_EQ(admitMany(rl, "t", "k", p, 200, 0, t0), 200);
+    rl.setReplicas(1);  // two replicas gone: the share grows to 600, the bucket stays empty
+    EXPECT_EQ(admitMany(rl, "t", "k", p, 1000, 0, t0), 0);
+    EXPECT_EQ(admitMany(rl, "t", "k", p, 1000, 0, t0 + seconds(1)), 10);  // 600 a minute now
+    EXPECT_EQ(admitMany(rl, "t", "k", p, 1000, 0, t0 + seconds(61)), 600);
+  }
+  {
+    RateLimiter rl;
+    rl.setReplicas(3);
+    ASSERT_EQ(admitMany(rl, "t", "k", p, 200, 0, t0), 200);
+    rl.setReplicas(1);
+    // The 3 s before the bucket's next use refill at the old share, 200 a minute...
+    EXPECT_EQ(admitMany(rl, "t", "k", p, 1000, 0, t0 + seconds(3)), 10);
+    // ...the time after it at 600.
+    EXPECT_EQ(admitMany(rl, "t", "k", p, 1000, 0, t0 + seconds(4)), 10);
+  }
+}
+
+TEST(RateLimiter, MoreReplicasCapWhatIsLeftAtTheNewShare) {
+  RateLimiter rl;
+  RateLimitPolicy p = teamLimits(600, std::nullopt);
+  ASSERT_EQ(admitMany(rl, "t", "k", p, 100, 0, t0), 100);  // 500 left of 600
+  rl.setReplicas(3);
+  EXPECT_EQ(rl.replicas(), 3);
+  EXPECT_EQ(admitMany(rl, "t", "k", p, 1000, 0, t0), 200);
+  EXPECT_EQ(admitMany(rl, "t", "k", p, 1000, 0, t0 + seconds(3)), 10);  // 200 a minute now
+}
+
+TEST(RateLimiter, AReplicaCountBelowOneCountsAsOne) {
+  RateLimiter rl;
+  rl.setReplicas(0);
+  EXPECT_EQ(rl.replicas(), 1);
+  rl.setReplicas(-7);
+  EXPECT_EQ(rl.replicas(), 1);
+  api::Status s = rl.admit("t", "k", teamLimits(1, std::nullopt), 0, t0);
+  EXPECT_TRUE(s.ok());
+  s = rl.admit("t", "k", teamLimits(1, std::nullopt), 0, t0);
+  EXPECT_EQ(s.message(), "rate limit exceeded: team 't': 1 requests per minute; try again in 60 s");
+}
+
 }  // namespace
 }  // namespace policies
