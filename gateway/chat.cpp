@@ -164,6 +164,8 @@ std::optional<Gateway::ChatCall> Gateway::admitChat(Exchange& ex,
   const int64_t estimate = policies::saturatingAdd(
       policies::promptTokenEstimate(c.request),
       std::min(c.request.maxOutputTokens().value_or(256), policies::kMaxOutputCap));
+  // Replicas sharing a ledger each enforce their share of the limits (rate_limiter.h).
+  limiter_.setReplicas(ledger_ ? ledger_->liveReplicas() : 1);
   if (api::Status admitted =
           limiter_.admit(c.team, c.key_id, policy.rate_limits, estimate, Clock::now());
       !admitted.ok()) {

@@ -29,7 +29,9 @@ class PrometheusSpendMetrics : public SpendMetrics {
                      .Help("The ledger's writer: commits, failed_commits, dropped_writes "
                            "(rows missing from the file though their money counts), "
                            "crashed_reservations and crashed_usd (pending rows a crash left, "
-                           "billed at start), available (1, or 0 while writes fail)")
+                           "billed at start), available (1, or 0 while writes fail), "
+                           "live_replicas (gateways sharing the ledger, by heartbeat: each "
+                           "enforces its share of the rate limits)")
                      .Register(registry)) {}
 
   void updateLedger(policies::Ledger& ledger) override {
@@ -41,6 +43,7 @@ class PrometheusSpendMetrics : public SpendMetrics {
         .Set(static_cast<double>(s.crashed_reservations));
     ledger_->Add({{"what", "crashed_usd"}}).Set(s.crashed_usd);
     ledger_->Add({{"what", "available"}}).Set(s.available ? 1 : 0);
+    ledger_->Add({{"what", "live_replicas"}}).Set(ledger.liveReplicas());
   }
 
   void onEstimated(const std::string& team, const routers::ChainTarget& target,

@@ -3,7 +3,8 @@
 // (4 prompt + 2 completion tokens per call, $0.006 at the configured $1000/M). A storm of
 // cloud-bound requests spread over the replicas against one $0.05 budget: the provider never
 // serves more than the budget pays for, and its bill equals the ledger's; a replica killed
-// with -9 mid-storm leaves no spend unbilled once it restarts.
+// with -9 mid-storm leaves no spend unbilled once it restarts. A team's rate limit, shared by
+// the replicas (each enforces its share), admits at most 10% past it in a burst spread over them.
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -11,6 +12,7 @@
 #include <chrono>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <sstream>
 #include <thread>
 #include <vector>
@@ -183,6 +185,69 @@ TEST_F(PgLedgerE2E, AReplicaKilledMidStormLeavesNoSpendUnbilled) {
     EXPECT_GE(m.value("spent_usd", -1.0) + 1e-12, provider_usd) << m.dump();
     EXPECT_LE(m.value("spent_usd", 1.0), kBudget + 1e-9) << m.dump();
   }
+}
+
+TEST_F(PgLedgerE2E, ThreeReplicasTogetherKeepARateLimitWithinTenPercent) {
+  // Team `paced` (60 requests per minute) joins the policies; every replica reloads them.
+  constexpr int kLimit = 60, kRequests = 300, kThreads = 15;
+  const char* const paced_key = "sk-paced-pg-e2e-key";
+  const std::string paced_hash = hashKey(paced_key);
+  ASSERT_FALSE(paced_hash.empty());
+  std::ofstream(work_->path() + "/policies.yaml", std::ios::app)
+      << "  paced:\n"
+      << "    keys: [{id: k-paced, sha256: " << paced_hash << "}]\n"
+      << "    rate_limits: {requests_per_minute: " << kLimit << "}\n";
+  for (int i = 0; i < 3; ++i) {
+    HttpResponse r = httpPost(gws_[i]->url() + "/admin/v1/reload", "",
+                              {{"Authorization", std::string("Bearer ") + kAdmin}});
+    ASSERT_EQ(r.status, 200) << r.body;
+  }
+  // Each replica counts the three by their heartbeats (every 2 s).
+  for (int i = 0; i < 3; ++i) {
+    std::optional<double> live;
+    auto deadline = std::chrono::steady_clock::now() + 15s;
+    while (std::chrono::steady_clock::now() < deadline) {
+      live = metricValue(httpGet(gws_[i]->url() + "/metrics").body, "switchyard_ledger_state",
+                         {{"what", "live_replicas"}});
+      if (live == 3.0) break;
+      std::this_thread::sleep_for(100ms);
+    }
+    ASSERT_EQ(live, 3.0) << "replica " << i;
+  }
+  // A burst spread round robin over the three: each admits its share (20) and refuses the rest.
+  std::atomic<int> ok{0}, limited{0}, other{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = t; i < kRequests; i += kThreads) {
+        Json body = {{"model", "gpt-4o-mini"},
+                     {"max_tokens", 6},
+                     {"messages", Json::array({{{"role", "user"}, {"content", "hi"}}})}};
+        HttpResponse r = httpPost(gws_[i % 3]->url() + "/v1/chat/completions", body.dump(),
+                                  {{"Authorization", std::string("Bearer ") + paced_key}}, 30000ms);
+        if (r.status == 200) {
+          ++ok;
+        } else if (r.status == 429 && r.body.find("rate_limit_exceeded") != std::string::npos) {
+          ++limited;
+          if (limited == 1) {
+            EXPECT_NE(r.body.find("60 requests per minute (20 on each of 3 gateway replicas)"),
+                      std::string::npos)
+                << r.body;
+            EXPECT_TRUE(r.hasHeader("retry-after"));
+          }
+        } else {
+          ++other;
+          if (other <= 3) ADD_FAILURE() << r.status << ": " << r.body;
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(other.load(), 0);
+  EXPECT_EQ(ok + limited, kRequests);
+  // Three shares of 20, and what they refill while the burst lasts (one per replica every 3 s).
+  EXPECT_GE(ok.load(), kLimit * 9 / 10);
+  EXPECT_LE(ok.load(), kLimit * 11 / 10);
 }
 
 }  // namespace
