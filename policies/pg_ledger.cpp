@@ -164,6 +164,7 @@ class PgLedger final : public Ledger {
   struct Cached {
     int64_t start_ms = 0;
     Spend spend;
+    std::chrono::steady_clock::time_point read_at;  // when read from the database
   };
 
   // Runs `body` in one transaction on a pooled connection; commits when it returns ok. A lost
@@ -175,16 +176,47 @@ class PgLedger final : public Ledger {
   void markDown(const std::string& error);
   api::StatusOr<uint64_t> reserveRow(const ReservationRequest& r, const char* state);
   api::Status apply(const Deferred& d);
-  // Keeps `d` for the background thread (kIo when too many are kept already).
+  // Counts `d` in the cached totals at once and queues it for the writer thread (kIo when too
+  // many are queued already: its money still counts in memory).
   api::Status defer(Deferred d);
-  // Applies the kept writes in order; false when one failed (it and the rest stay).
+  // Applies the queued writes in order; false when one failed (it and the rest stay).
   bool drainDeferred();
+  // The writer thread: applies queued writes as they come while the database is reachable.
+  void writer();
+  // Under mu_: what the queued writes of `team` add to the database's values of the period of
+  // `w` containing now_ms, and `d`'s effect on the cached totals.
+  Spend withQueued(const std::string& team, Window w, int64_t now_ms, Spend s) const;
+  void countInCache(const Deferred& d);
+  // This replica's writes of a team still queued, as a reservation counts them on top of the
+  // database's sums: rows without reservation by their cost in the day and the month of the
+  // reservation (`record_*`; one that commits meanwhile counts twice, never less), and settles
+  // and releases as SQL arrays (ids, reserved amounts given back, costs in the day and the
+  // month) that queuedCte() sums over the ones whose row is still held or pending (not
+  // written yet: a write of the team commits before the reservation locks the team's row or
+  // waits for it), so that a settle's refund counts at once and nothing counts twice.
+  struct Queued {
+    double record_day = 0, record_month = 0;
+    std::string ids = "{", back = "{", day = "{", month = "{";
+  };
+  Queued queuedOf(const std::string& team, int64_t now_ms) const;  // under mu_
+  // "WITH q AS (...)": the sums (back, sd, sm) of a Queued's arrays passed as the parameters
+  // $first .. $first+3.
+  static std::string queuedCte(int first);
+  // The settled spend of team $1 in `period` (a parameter such as "$3").
+  static std::string spentOf(const char* period);
   // Bills pending rows of dead replicas (and of this replica id when `own`) as crashed and
   // gives back their held rows' reservations.
   api::Status recover(bool own);
   api::Status heartbeat();
   void background();
-  void remember(const std::string& team, Window w, int64_t now_ms, Spend s);
+  // Under mu_: `team`'s write count (writes_seq_).
+  uint64_t seqOf(const std::string& team) const;
+  // Under mu_: caches and returns the database's values `db` of the period of `w` containing
+  // now_ms with the team's queued writes counted, when they were read while its write count
+  // stayed `seq` (even); else nullopt (a write was applied meanwhile: `db` may or may not
+  // include it).
+  std::optional<Spend> remember(const std::string& team, Window w, int64_t now_ms, Spend db,
+                                uint64_t seq);
 
   const std::string masked_, password_;
   const PostgresLedgerOptions options_;
@@ -195,14 +227,21 @@ class PgLedger final : public Ledger {
   std::condition_variable cv_;  // the background thread's sleep
   std::unordered_map<uint64_t, Reservation> reservations_;
   std::map<std::pair<std::string, Window>, Cached> cache_;
-  std::deque<Deferred> deferred_;
-  std::mutex drain_mu_;  // one drainer at a time, so that kept writes stay in order
+  std::deque<Deferred> deferred_;  // queued writes, oldest first
+  std::condition_variable work_cv_;  // the writer's sleep
+  // Per team, under mu_: odd while one of its writes is being applied, +1 before and after.
+  // A read of the database counts the queued writes on top of what it read only when the
+  // count was even and unchanged around it (else it may have seen a write that is still
+  // queued, or missed one that left the queue).
+  std::map<std::string, uint64_t> writes_seq_;
+  std::condition_variable seq_cv_;  // a team's write applied
+  std::mutex drain_mu_;  // one drainer at a time, so that queued writes stay in order
   LedgerStats stats_;    // under mu_ (but `available`, which is available_)
   std::string last_error_;
   std::atomic<bool> available_{true};
   std::atomic<int> live_replicas_{1};  // counted by each heartbeat
   bool stop_ = false;
-  std::thread thread_;
+  std::thread thread_, writer_;
 };
 
 // ---- Transactions ----
@@ -325,6 +364,7 @@ api::Status PgLedger::init() {
   if (st = heartbeat(); !st.ok()) return api::Status(api::ErrorCode::kIo, st.message());
   if (st = recover(true); !st.ok()) return api::Status(api::ErrorCode::kIo, st.message());
   thread_ = std::thread([this] { background(); });
+  writer_ = std::thread([this] { writer(); });
   return {};
 }
 
@@ -334,7 +374,9 @@ PgLedger::~PgLedger() {
     stop_ = true;
   }
   cv_.notify_all();
+  work_cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+  if (writer_.joinable()) writer_.join();
   // In-memory reservations end with the process; durable ones stay pending, and with this
   // replica's heartbeat gone the survivors (or a restart under this id) bill them.
   std::vector<uint64_t> open;
@@ -490,9 +532,17 @@ void PgLedger::background() {
 
 // ---- Budgets ----
 
-void PgLedger::remember(const std::string& team, Window w, int64_t now_ms, Spend s) {
-  std::lock_guard<std::mutex> lock(mu_);
-  cache_[{team, w}] = Cached{periodStartMs(w, now_ms), s};
+uint64_t PgLedger::seqOf(const std::string& team) const {
+  auto it = writes_seq_.find(team);
+  return it == writes_seq_.end() ? 0 : it->second;
+}
+
+std::optional<Spend> PgLedger::remember(const std::string& team, Window w, int64_t now_ms,
+                                        Spend db, uint64_t seq) {
+  if (seq % 2 != 0 || seqOf(team) != seq) return std::nullopt;
+  Spend s = withQueued(team, w, now_ms, db);
+  cache_[{team, w}] = Cached{periodStartMs(w, now_ms), s, std::chrono::steady_clock::now()};
+  return s;
 }
 
 api::StatusOr<uint64_t> PgLedger::reserveRow(const ReservationRequest& q, const char* state) {
@@ -509,6 +559,13 @@ api::StatusOr<uint64_t> PgLedger::reserveRow(const ReservationRequest& q, const 
   const bool nan_limit = std::isnan(daily) || std::isnan(monthly);
   int64_t id = 0;
   Spend d, m;
+  uint64_t seq;
+  Queued qd;  // this replica's writes still queued for the team, counted on top
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    seq = seqOf(q.team);
+    qd = queuedOf(q.team, q.now_ms);
+  }
   api::Status st = transact("reserving", [&](pqxx::transaction_base& tx) -> api::Status {
     // Durable means on the server's disk: a reservation lost to a crash of the database
     // would leave a call unbilled.
@@ -517,30 +574,34 @@ api::StatusOr<uint64_t> PgLedger::reserveRow(const ReservationRequest& q, const 
         "INSERT INTO switchyard.budget_teams(team) VALUES ($1) ON CONFLICT (team) DO UPDATE "
         "SET team = EXCLUDED.team",
         q.team);  // locks the team's row until the commit
-    const char* spent_of =
-        "COALESCE((SELECT spent_usd FROM switchyard.budget_periods WHERE team = $1 AND period "
-        "= ";
+    const std::string spent_day = spentOf("$3") + " + $9::float8 + q.sd",
+                      spent_month = spentOf("$4") + " + $10::float8 + q.sm",
+                      reserved = "GREATEST(t.reserved_usd - q.back, 0)";
     auto r = tx.exec_params(
-        std::string("UPDATE switchyard.budget_teams t SET reserved_usd = t.reserved_usd + $2, "
-                    "open_reservations = t.open_reservations + 1 WHERE t.team = $1 AND NOT $7 "
-                    "AND ") +
-            spent_of + "$3), 0) + t.reserved_usd + $2 <= $5::float8 + $8 AND " + spent_of +
-            "$4), 0) + t.reserved_usd + $2 <= $6::float8 + $8 RETURNING t.reserved_usd, " +
-            spent_of + "$3), 0), " + spent_of + "$4), 0)",
-        q.team, q.max_cost_usd, day, month, daily, monthly, nan_limit, kEpsilonUsd);
+        queuedCte(11) +
+            "UPDATE switchyard.budget_teams t SET reserved_usd = t.reserved_usd + $2, "
+            "open_reservations = t.open_reservations + 1 FROM q WHERE t.team = $1 AND NOT $7 "
+            "AND " +
+            spent_day + " + " + reserved + " + $2 <= $5::float8 + $8 AND " + spent_month + " + " +
+            reserved + " + $2 <= $6::float8 + $8 RETURNING t.reserved_usd, " + spentOf("$3") +
+            ", " + spentOf("$4"),
+        q.team, q.max_cost_usd, day, month, daily, monthly, nan_limit, kEpsilonUsd, qd.record_day,
+        qd.record_month, qd.ids, qd.back, qd.day, qd.month);
     if (r.empty()) {
       // Refused: say why with the amounts as they are (the team's row is locked).
-      auto now =
-          tx.exec_params(std::string("SELECT reserved_usd, ") + spent_of + "$2), 0), " + spent_of +
-                             "$3), 0) FROM switchyard.budget_teams WHERE "
-                             "team = $1",
-                         q.team, day, month);
-      double reserved = now[0][0].as<double>();
+      auto now = tx.exec_params(queuedCte(6) + "SELECT " + reserved + ", " + spentOf("$2") +
+                                    " + $4::float8 + q.sd, " + spentOf("$3") +
+                                    " + $5::float8 + q.sm FROM switchyard.budget_teams t, q "
+                                    "WHERE t.team = $1",
+                                q.team, day, month, qd.record_day, qd.record_month, qd.ids,
+                                qd.back, qd.day, qd.month);
+      double reserved_usd = now[0][0].as<double>();
       double s_day = now[0][1].as<double>(), s_month = now[0][2].as<double>();
-      bool day_ok = !std::isnan(daily) && s_day + reserved + q.max_cost_usd <= daily + kEpsilonUsd;
+      bool day_ok =
+          !std::isnan(daily) && s_day + reserved_usd + q.max_cost_usd <= daily + kEpsilonUsd;
       Window w = day_ok ? Window::kMonth : Window::kDay;
       return budgetExhausted(q.team, w, day_ok ? monthly : daily, q.now_ms,
-                             day_ok ? s_month : s_day, reserved, q.max_cost_usd);
+                             day_ok ? s_month : s_day, reserved_usd, q.max_cost_usd);
     }
     d = Spend{r[0][1].as<double>(), r[0][0].as<double>()};
     m = Spend{r[0][2].as<double>(), r[0][0].as<double>()};
@@ -555,9 +616,14 @@ api::StatusOr<uint64_t> PgLedger::reserveRow(const ReservationRequest& q, const 
     return api::Status();
   });
   if (!st.ok()) return st;
-  remember(q.team, Window::kDay, q.now_ms, d);
-  remember(q.team, Window::kMonth, q.now_ms, m);
   std::lock_guard<std::mutex> lock(mu_);
+  for (auto [w, db] : {std::pair{Window::kDay, d}, std::pair{Window::kMonth, m}}) {
+    if (remember(q.team, w, q.now_ms, db, seq)) continue;
+    // A write of the team was applied meanwhile: count the reservation in what is known.
+    auto it = cache_.find({q.team, w});
+    if (it != cache_.end() && it->second.start_ms == periodStartMs(w, q.now_ms))
+      it->second.spend.reserved_usd += q.max_cost_usd;
+  }
   reservations_[static_cast<uint64_t>(id)] = Reservation{q.team, q.max_cost_usd};
   return static_cast<uint64_t>(id);
 }
@@ -648,6 +714,7 @@ api::Status PgLedger::apply(const Deferred& d) {
 
 api::Status PgLedger::defer(Deferred d) {
   std::lock_guard<std::mutex> lock(mu_);
+  countInCache(d);
   if (deferred_.size() >= kMaxDeferred) {
     ++stats_.dropped_writes;
     return api::Status(api::ErrorCode::kIo,
@@ -656,7 +723,7 @@ api::Status PgLedger::defer(Deferred d) {
                            d.row.request_id + "' not recorded");
   }
   deferred_.push_back(std::move(d));
-  cv_.notify_all();
+  work_cv_.notify_one();
   return {};
 }
 
@@ -668,13 +735,108 @@ bool PgLedger::drainDeferred() {
       std::lock_guard<std::mutex> lock(mu_);
       if (deferred_.empty()) return true;
       d = deferred_.front();
+      ++writes_seq_[d.team];  // odd: being applied
     }
     api::Status st = apply(d);
-    if (!st.ok() && st.code() == api::ErrorCode::kUnavailable) return false;
+    const bool kept = !st.ok() && st.code() == api::ErrorCode::kUnavailable;
     // Written, or refused by the database for good (logged; retrying cannot help).
-    if (!st.ok()) logLine("error", "ledger: a kept write failed: " + st.message(), masked_);
-    std::lock_guard<std::mutex> lock(mu_);
-    deferred_.pop_front();
+    if (!st.ok() && !kept) logLine("error", "ledger: a queued write failed: " + st.message(), masked_);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++writes_seq_[d.team];
+      if (!kept) deferred_.pop_front();
+    }
+    seq_cv_.notify_all();
+    if (kept) return false;
+  }
+}
+
+void PgLedger::writer() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stop_) {
+    // While the database is down the background thread's probe drains the queue once it is
+    // back; the timeout only bounds how late a missed wake-up is noticed.
+    work_cv_.wait_for(lock, std::chrono::milliseconds(250),
+                      [&] { return stop_ || (available_ && !deferred_.empty()); });
+    if (stop_) break;
+    if (!available_ || deferred_.empty()) continue;
+    lock.unlock();
+    drainDeferred();
+    lock.lock();
+  }
+}
+
+Spend PgLedger::withQueued(const std::string& team, Window w, int64_t now_ms, Spend s) const {
+  const int64_t start = periodStartMs(w, now_ms);
+  for (const Deferred& d : deferred_) {
+    if (d.team != team) continue;
+    if (d.kind != Deferred::Kind::kRecord) s.reserved_usd -= d.reserved_usd;
+    if (d.kind != Deferred::Kind::kRelease && periodStartMs(w, d.row.unix_ms) == start)
+      s.settled_usd += d.row.cost_usd;
+  }
+  if (s.reserved_usd < kEpsilonUsd) s.reserved_usd = 0;  // rounding of what was given back
+  return s;
+}
+
+PgLedger::Queued PgLedger::queuedOf(const std::string& team, int64_t now_ms) const {
+  const int64_t day = periodStartMs(Window::kDay, now_ms);
+  const int64_t month = periodStartMs(Window::kMonth, now_ms);
+  Queued out;
+  auto add = [](std::string& list, const std::string& value) {
+    list += (list.size() > 1 ? "," : "") + value;
+  };
+  auto num = [](double v) {
+    char buf[40];
+    std::snprintf(buf, sizeof buf, "%.17g", v);
+    return std::string(buf);
+  };
+  for (const Deferred& d : deferred_) {
+    if (d.team != team) continue;
+    const bool costs = d.kind != Deferred::Kind::kRelease;
+    const double in_day = costs && periodStartMs(Window::kDay, d.row.unix_ms) == day
+                              ? d.row.cost_usd : 0;
+    const double in_month = costs && periodStartMs(Window::kMonth, d.row.unix_ms) == month
+                                ? d.row.cost_usd : 0;
+    if (d.kind == Deferred::Kind::kRecord) {
+      out.record_day += in_day;
+      out.record_month += in_month;
+      continue;
+    }
+    add(out.ids, std::to_string(d.id));
+    add(out.back, num(d.reserved_usd));
+    add(out.day, num(in_day));
+    add(out.month, num(in_month));
+  }
+  for (std::string* list : {&out.ids, &out.back, &out.day, &out.month}) *list += "}";
+  return out;
+}
+
+std::string PgLedger::queuedCte(int first) {
+  auto p = [&](int k, const char* type) { return "$" + std::to_string(first + k) + type; };
+  return "WITH q AS (SELECT COALESCE(SUM(u.back), 0) AS back, COALESCE(SUM(u.sd), 0) AS sd, "
+         "COALESCE(SUM(u.sm), 0) AS sm FROM unnest(" +
+         p(0, "::bigint[]") + ", " + p(1, "::float8[]") + ", " + p(2, "::float8[]") + ", " +
+         p(3, "::float8[]") +
+         ") AS u(id, back, sd, sm) WHERE EXISTS (SELECT 1 FROM switchyard.requests r WHERE "
+         "r.id = u.id AND r.state IN ('held', 'pending'))) ";
+}
+
+std::string PgLedger::spentOf(const char* period) {
+  return std::string(
+             "COALESCE((SELECT spent_usd FROM switchyard.budget_periods WHERE team = $1 AND "
+             "period = ") +
+         period + "), 0)";
+}
+
+void PgLedger::countInCache(const Deferred& d) {
+  for (Window w : {Window::kDay, Window::kMonth}) {
+    auto it = cache_.find({d.team, w});
+    if (it == cache_.end()) continue;
+    Spend& s = it->second.spend;
+    if (d.kind != Deferred::Kind::kRecord) s.reserved_usd -= d.reserved_usd;
+    if (s.reserved_usd < kEpsilonUsd) s.reserved_usd = 0;
+    if (d.kind != Deferred::Kind::kRelease && periodStartMs(w, d.row.unix_ms) == it->second.start_ms)
+      s.settled_usd += d.row.cost_usd;
   }
 }
 
@@ -705,7 +867,6 @@ api::Status PgLedger::settle(uint64_t reservation, const LedgerRow& row) {
   d.id = static_cast<int64_t>(reservation);
   d.team = row.team;
   d.row = row;
-  if (available_ && apply(d).ok()) return {};
   return defer(std::move(d));
 }
 
@@ -721,7 +882,6 @@ void PgLedger::release(uint64_t reservation) {
   }
   d.kind = Deferred::Kind::kRelease;
   d.id = static_cast<int64_t>(reservation);
-  if (available_ && apply(d).ok()) return;
   (void)defer(std::move(d));  // dropped when too many wait: a crash recovery gives it back
 }
 
@@ -735,36 +895,45 @@ api::Status PgLedger::record(const LedgerRow& row) {
   d.kind = Deferred::Kind::kRecord;
   d.team = row.team;
   d.row = row;
-  if (available_ && apply(d).ok()) return {};
   return defer(std::move(d));
 }
 
 Spend PgLedger::spent(const std::string& team, Window w, int64_t now_ms) {
-  Spend s;
   api::Status st;
-  if (available_) {
+  std::optional<Spend> read;
+  for (int attempt = 0; available_ && attempt < kMaxAttempts; ++attempt) {
+    uint64_t seq;
+    {
+      // A write of the team being applied: wait for it (one round trip), so that the read
+      // either sees it committed or finds it still queued.
+      std::unique_lock<std::mutex> lock(mu_);
+      seq_cv_.wait_for(lock, options_.statement_timeout, [&] { return seqOf(team) % 2 == 0; });
+      seq = seqOf(team);
+    }
     st = transact(
         "reading spend",
         [&](pqxx::transaction_base& tx) {
           auto r = tx.exec_params(
               "SELECT COALESCE((SELECT spent_usd FROM switchyard.budget_periods WHERE team = $1 "
-              "AND "
-              "period = $2), 0), COALESCE((SELECT reserved_usd FROM switchyard.budget_teams WHERE "
-              "team = $1), 0)",
+              "AND period = $2), 0), COALESCE((SELECT reserved_usd FROM switchyard.budget_teams "
+              "WHERE team = $1), 0)",
               team, periodKey(w, now_ms));
-          s = Spend{r[0][0].as<double>(), r[0][1].as<double>()};
+          read = Spend{r[0][0].as<double>(), r[0][1].as<double>()};
           return api::Status();
         },
         Mode::kOneStatement);
-    if (st.ok()) {
-      remember(team, w, now_ms, s);
-      return s;
-    }
+    if (!st.ok()) break;
+    std::lock_guard<std::mutex> lock(mu_);
+    if (auto s = remember(team, w, now_ms, *read, seq)) return *s;
   }
-  // No status to return: the last values read, and why.
-  logLine("error", "ledger: cannot read spend; answering the last values read", masked_,
+  std::lock_guard<std::mutex> lock(mu_);
+  if (st.ok() && read) return withQueued(team, w, now_ms, *read);  // writes kept coming
+  // No status to return: the last values known, and why.
+  logLine("error", "ledger: cannot read spend; answering the last values known", masked_,
           st.ok() ? "" : ",\"error\":\"" + jsonEscape(st.message()) + "\"");
-  return cachedSpent(team, w, now_ms).value_or(Spend{});
+  auto it = cache_.find({team, w});
+  if (it == cache_.end() || it->second.start_ms != periodStartMs(w, now_ms)) return Spend{};
+  return it->second.spend;
 }
 
 std::optional<Spend> PgLedger::cachedSpent(const std::string& team, Window w, int64_t now_ms) {

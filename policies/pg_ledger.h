@@ -24,13 +24,19 @@
 // Replica ids must be unique among running replicas: a ledger opening with the id of a live
 // one bills that one's calls in flight.
 //
-// Unlike the SQLite ledger, every call is a round trip to the database on the caller's thread
-// (a pooled connection, a statement timeout): reserveDurable calls on_durable inline once its
-// transaction committed. While the database cannot be reached, reserveDurable answers
-// kUnavailable at once (cloud calls fail closed), settle/release/record keep their writes in
-// memory and a background thread retries them (flush() waits for that), and spent() answers
-// from the last values it read. The background thread also beats the heart, probes the
-// database while it is down, and runs crash recovery.
+// Reservations are a round trip to the database on the caller's thread (a pooled connection,
+// a statement timeout): reserveDurable calls on_durable inline once its transaction committed.
+// Settles, releases and rows (record) are queued for the ledger's writer thread and never
+// wait; they count at once in this replica's view: spent() adds its queued writes to what it
+// reads, and a reservation counts them on top of the database's sums (those whose row the
+// database still holds as pending), so a settle's refund is available at once and nothing is
+// counted twice. Another replica counts a settled call's
+// reservation until the writer wrote the settle (settled plus reserved may then read above a
+// limit for a moment; the money settled never does). flush() waits for the queue. While the
+// database cannot be reached, reserveDurable answers kUnavailable at once (cloud calls fail
+// closed), the queue keeps the writes and the background thread retries them, and spent()
+// answers from the last values it read with the writes since counted. The background thread
+// also beats the heart, probes the database while it is down, and runs crash recovery.
 //
 // A reservation's commit waits for the database's WAL flush: it survives kill -9 of the
 // gateway and a crash of the database server. Other writes (settles, releases, rows, alerts,
