@@ -273,7 +273,9 @@ routers::RoutePlan Gateway::planChat(const Live& live, const std::string& team,
   in.policy = &policy;
   in.local_queue_ms = localQueueMs(policy.routing.local_model);
   if (ledger_ && policy.budget.limited()) {
-    policies::BudgetState budget = policies::budgetState(*ledger_, team, policy.budget, unixMs());
+    // From the ledger's fresh values where it has them: the reservation checks exactly.
+    policies::BudgetState budget =
+        policies::budgetState(*ledger_, team, policy.budget, unixMs(), /*cached=*/true);
     in.budget_used = budget.used;
     in.budget_exhausted = budget.exhausted;
   }

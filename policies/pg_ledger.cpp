@@ -209,6 +209,9 @@ class PgLedger final : public Ledger {
   api::Status recover(bool own);
   api::Status heartbeat();
   void background();
+  // Reads again the spend of every team and window cachedSpent() may answer (what other
+  // replicas spent), so that it stays fresh.
+  void refreshCache();
   // Under mu_: `team`'s write count (writes_seq_).
   uint64_t seqOf(const std::string& team) const;
   // Under mu_: caches and returns the database's values `db` of the period of `w` containing
@@ -525,6 +528,7 @@ void PgLedger::background() {
     if (heartbeat().ok()) {
       drainDeferred();
       (void)recover(false);
+      refreshCache();
     }
     lock.lock();
   }
@@ -940,7 +944,25 @@ std::optional<Spend> PgLedger::cachedSpent(const std::string& team, Window w, in
   std::lock_guard<std::mutex> lock(mu_);
   auto it = cache_.find({team, w});
   if (it == cache_.end() || it->second.start_ms != periodStartMs(w, now_ms)) return std::nullopt;
+  // Fresh: read by a reservation, a spent() or the background thread's refresh lately.
+  if (std::chrono::steady_clock::now() - it->second.read_at > 3 * options_.heartbeat_interval)
+    return std::nullopt;
   return it->second.spend;
+}
+
+void PgLedger::refreshCache() {
+  std::vector<std::pair<std::string, Window>> keys;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [key, cached] : cache_) keys.push_back(key);
+  }
+  const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
+  for (const auto& [team, w] : keys) {
+    if (!available_) return;
+    (void)spent(team, w, now_ms);
+  }
 }
 
 // ---- Admin reads and alerts ----

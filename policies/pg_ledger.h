@@ -36,7 +36,11 @@
 // database cannot be reached, reserveDurable answers kUnavailable at once (cloud calls fail
 // closed), the queue keeps the writes and the background thread retries them, and spent()
 // answers from the last values it read with the writes since counted. The background thread
-// also beats the heart, probes the database while it is down, and runs crash recovery.
+// also beats the heart, probes the database while it is down, runs crash recovery, and reads
+// again every team's spend that was read before, so that cachedSpent() answers without a
+// round trip: the values of the last read (that refresh, a spent() or a reservation) with this
+// replica's writes since counted, while that read is at most three heartbeat intervals old
+// (nullopt after that).
 //
 // A reservation's commit waits for the database's WAL flush: it survives kill -9 of the
 // gateway and a crash of the database server. Other writes (settles, releases, rows, alerts,

@@ -99,11 +99,12 @@ double estimatedUsd(int64_t prompt_tokens, int64_t output_tokens, const Price& p
 }
 
 BudgetState budgetState(Ledger& ledger, const std::string& team, const BudgetPolicy& budget,
-                        int64_t now_ms) {
+                        int64_t now_ms, bool cached) {
   BudgetState state;
   auto check = [&](std::optional<double> limit, Window w) {
     if (!limit) return;
-    Spend s = ledger.spent(team, w, now_ms);
+    std::optional<Spend> known = cached ? ledger.cachedSpent(team, w, now_ms) : std::nullopt;
+    Spend s = known ? *known : ledger.spent(team, w, now_ms);
     double used = s.settled_usd + s.reserved_usd;
     double share = *limit > 0 ? used / *limit : (used > 0 ? 1e9 : 1);
     state.used = std::max(state.used.value_or(0), share);

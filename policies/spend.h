@@ -60,8 +60,10 @@ struct BudgetState {
   std::optional<double> used;  // the tightest window's share spent or reserved; none: no limit
   bool exhausted = false;      // some window has nothing left
 };
-// The team's budget state in the periods containing `now_ms`.
+// The team's budget state in the periods containing `now_ms`. `cached`: each window's spend
+// from Ledger::cachedSpent() where the ledger has a fresh value (no database round trip on
+// the caller's thread), else spent().
 BudgetState budgetState(Ledger& ledger, const std::string& team, const BudgetPolicy& budget,
-                        int64_t now_ms);
+                        int64_t now_ms, bool cached = false);
 
 }  // namespace policies
