@@ -11,6 +11,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -149,6 +151,42 @@ TEST_F(PgLedger, TwoReplicasRacingForOneBudgetNeverOvershoot) {
   EXPECT_NEAR(home().real("SELECT SUM(cost_usd) FROM requests WHERE state = 'settled'"),
               sa.settled_usd, 1e-9);
   EXPECT_EQ(home().int64("SELECT COUNT(*) FROM requests"), settled.load());
+}
+
+TEST_F(PgLedger, CachedSpentFollowsWhatOtherReplicasSpendWithoutARoundTrip) {
+  PostgresLedgerOptions o = replica("a");
+  o.heartbeat_interval = std::chrono::milliseconds(100);
+  auto a = mustOpen(url(), o);
+  auto b = mustOpen(url(), replica("b"));
+  ASSERT_TRUE(a && b);
+  const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  EXPECT_FALSE(a->cachedSpent("acme", Window::kDay, now).has_value());  // never read
+  EXPECT_EQ(a->spent("acme", Window::kDay, now).settled_usd, 0);
+  ASSERT_TRUE(a->cachedSpent("acme", Window::kDay, now).has_value());
+  // A settle here counts at once; a row of the other replica once a heartbeat read it again.
+  auto r = a->reserve("acme", 0.5, {}, now);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  LedgerRow mine = settledRow("mine", 0.25);
+  mine.unix_ms = now;
+  ASSERT_TRUE(a->settle(*r, mine).ok());
+  std::optional<Spend> s = a->cachedSpent("acme", Window::kDay, now);
+  ASSERT_TRUE(s.has_value());
+  EXPECT_NEAR(s->settled_usd, 0.25, 1e-9);
+  EXPECT_EQ(s->reserved_usd, 0);
+  LedgerRow theirs = settledRow("theirs", 0.5);
+  theirs.unix_ms = now;
+  ASSERT_TRUE(b->record(theirs).ok());
+  ASSERT_TRUE(b->flush().ok());
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (std::chrono::steady_clock::now() < deadline) {
+    s = a->cachedSpent("acme", Window::kDay, now);
+    if (s && std::abs(s->settled_usd - 0.75) < 1e-9) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_TRUE(s.has_value());
+  EXPECT_NEAR(s->settled_usd, 0.75, 1e-9);
 }
 
 TEST_F(PgLedger, AlertsFireOnceAcrossReplicas) {
