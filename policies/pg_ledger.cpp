@@ -21,6 +21,7 @@
 #include <mutex>
 #include <pqxx/pqxx>
 #include <random>
+#include <set>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -32,6 +33,7 @@ namespace {
 
 constexpr double kEpsilonUsd = 1e-9;      // as the SQLite ledger: absorbs rounding of sums
 constexpr size_t kMaxDeferred = 100'000;  // writes kept for a retry while the database is down
+constexpr size_t kMaxBatch = 256;      // queued writes per transaction
 constexpr int kMaxAttempts = 3;           // of a transaction that hit a deadlock or lost its link
 constexpr int64_t kMsPerDay = 86'400'000;
 const char* const kSchemaVersion = "1";
@@ -175,7 +177,8 @@ class PgLedger final : public Ledger {
   api::Status failure(api::ErrorCode code, const std::string& what, const std::string& error);
   void markDown(const std::string& error);
   api::StatusOr<uint64_t> reserveRow(const ReservationRequest& r, const char* state);
-  api::Status apply(const Deferred& d);
+  // Writes a batch of queued writes in one transaction.
+  api::Status apply(const std::vector<Deferred>& batch);
   // Counts `d` in the cached totals at once and queues it for the writer thread (kIo when too
   // many are queued already: its money still counts in memory).
   api::Status defer(Deferred d);
@@ -665,52 +668,65 @@ api::StatusOr<uint64_t> PgLedger::reserve(const std::string& team, double max_co
   return reserveRow(q, "held");
 }
 
-api::Status PgLedger::apply(const Deferred& d) {
-  const LedgerRow& r = d.row;
-  return transact("writing a row", [&](pqxx::transaction_base& tx) {
-    bool counts = true;  // a settle of a row a crash recovery billed already counts no more
-    if (d.kind == Deferred::Kind::kRecord) {
-      tx.exec_params(
-          "INSERT INTO switchyard.requests(request_id, unix_ms, team, key_id, model, route, "
-          "kind, prompt_tokens, cached_prompt_tokens, completion_tokens, cost_usd, latency_ms, "
-          "status, decision, compute_ms, state) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, "
-          "$10, $11, $12, $13, $14, $15, 'settled')",
-          r.request_id, r.unix_ms, r.team, r.key_id, r.model, r.route, r.kind, r.prompt_tokens,
-          r.cached_prompt_tokens, r.completion_tokens, r.cost_usd, r.latency_ms, r.status,
-          r.decision, r.compute_ms);
-    } else {
-      auto moved =
-          d.kind == Deferred::Kind::kRelease
-              ? tx.exec_params(
-                    "DELETE FROM switchyard.requests WHERE id = $1 AND state IN "
-                    "('held', 'pending') RETURNING id",
-                    d.id)
-              : tx.exec_params(
-                    "UPDATE switchyard.requests SET request_id = $2, unix_ms = $3, key_id = $4, "
-                    "model = $5, route = $6, kind = $7, prompt_tokens = $8, "
-                    "cached_prompt_tokens = $9, completion_tokens = $10, cost_usd = $11, "
-                    "latency_ms = $12, status = $13, decision = $14, compute_ms = $15, state = "
-                    "'settled', replica = '' WHERE id = $1 AND state IN ('held', 'pending') "
-                    "RETURNING id",
-                    d.id, r.request_id, r.unix_ms, r.key_id, r.model, r.route, r.kind,
-                    r.prompt_tokens, r.cached_prompt_tokens, r.completion_tokens, r.cost_usd,
-                    r.latency_ms, r.status, r.decision, r.compute_ms);
-      counts = !moved.empty();
-      if (counts) {
+api::Status PgLedger::apply(const std::vector<Deferred>& batch) {
+  return transact("writing rows", [&](pqxx::transaction_base& tx) {
+    // The request rows first, then each team's totals and period sums once for the batch:
+    // one lock of a team's row for all its settles (sorted: one lock order).
+    std::map<std::string, std::pair<double, int64_t>> back;       // team: given back, count
+    std::map<std::pair<std::string, std::string>, double> spend;  // (team, period): cost
+    for (const Deferred& d : batch) {
+      const LedgerRow& r = d.row;
+      bool counts = true;  // a settle of a row a crash recovery billed already counts no more
+      if (d.kind == Deferred::Kind::kRecord) {
         tx.exec_params(
-            "UPDATE switchyard.budget_teams SET reserved_usd = CASE WHEN open_reservations <= 1 "
-            "THEN 0 ELSE reserved_usd - $2 END, open_reservations = "
-            "GREATEST(open_reservations - 1, 0) WHERE team = $1",
-            d.team, d.reserved_usd);
+            "INSERT INTO switchyard.requests(request_id, unix_ms, team, key_id, model, route, "
+            "kind, prompt_tokens, cached_prompt_tokens, completion_tokens, cost_usd, latency_ms, "
+            "status, decision, compute_ms, state) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, "
+            "$10, $11, $12, $13, $14, $15, 'settled')",
+            r.request_id, r.unix_ms, r.team, r.key_id, r.model, r.route, r.kind, r.prompt_tokens,
+            r.cached_prompt_tokens, r.completion_tokens, r.cost_usd, r.latency_ms, r.status,
+            r.decision, r.compute_ms);
+      } else {
+        auto moved =
+            d.kind == Deferred::Kind::kRelease
+                ? tx.exec_params(
+                      "DELETE FROM switchyard.requests WHERE id = $1 AND state IN "
+                      "('held', 'pending') RETURNING id",
+                      d.id)
+                : tx.exec_params(
+                      "UPDATE switchyard.requests SET request_id = $2, unix_ms = $3, key_id = $4, "
+                      "model = $5, route = $6, kind = $7, prompt_tokens = $8, "
+                      "cached_prompt_tokens = $9, completion_tokens = $10, cost_usd = $11, "
+                      "latency_ms = $12, status = $13, decision = $14, compute_ms = $15, state = "
+                      "'settled', replica = '' WHERE id = $1 AND state IN ('held', 'pending') "
+                      "RETURNING id",
+                      d.id, r.request_id, r.unix_ms, r.key_id, r.model, r.route, r.kind,
+                      r.prompt_tokens, r.cached_prompt_tokens, r.completion_tokens, r.cost_usd,
+                      r.latency_ms, r.status, r.decision, r.compute_ms);
+        counts = !moved.empty();
+        if (counts) {
+          back[d.team].first += d.reserved_usd;
+          ++back[d.team].second;
+        }
+      }
+      if (d.kind != Deferred::Kind::kRelease && counts && r.cost_usd > 0) {
+        spend[{r.team, periodKey(Window::kDay, r.unix_ms)}] += r.cost_usd;
+        spend[{r.team, periodKey(Window::kMonth, r.unix_ms)}] += r.cost_usd;
       }
     }
-    if (d.kind != Deferred::Kind::kRelease && counts && r.cost_usd > 0) {
+    for (const auto& [team, b] : back) {
       tx.exec_params(
-          "INSERT INTO switchyard.budget_periods(team, period, spent_usd) VALUES ($1, $2, $4), "
-          "($1, $3, $4) ON CONFLICT (team, period) DO UPDATE SET spent_usd = "
-          "budget_periods.spent_usd + EXCLUDED.spent_usd",
-          r.team, periodKey(Window::kDay, r.unix_ms), periodKey(Window::kMonth, r.unix_ms),
-          r.cost_usd);
+          "UPDATE switchyard.budget_teams SET reserved_usd = CASE WHEN open_reservations <= $3 "
+          "THEN 0 ELSE reserved_usd - $2 END, open_reservations = GREATEST(open_reservations - "
+          "$3, 0) WHERE team = $1",
+          team, b.first, b.second);
+    }
+    for (const auto& [key, usd] : spend) {
+      tx.exec_params(
+          "INSERT INTO switchyard.budget_periods(team, period, spent_usd) VALUES ($1, $2, $3) "
+          "ON CONFLICT (team, period) DO UPDATE SET spent_usd = budget_periods.spent_usd + "
+          "EXCLUDED.spent_usd",
+          key.first, key.second, usd);
     }
     return api::Status();
   });
@@ -733,25 +749,36 @@ api::Status PgLedger::defer(Deferred d) {
 
 bool PgLedger::drainDeferred() {
   std::lock_guard<std::mutex> drain(drain_mu_);
+  size_t most = kMaxBatch;  // 1 while looking for a write that fails alone
   while (true) {
-    Deferred d;
+    std::vector<Deferred> batch;
+    std::set<std::string> teams;
+    auto count = [&] {
+      for (const std::string& team : teams) ++writes_seq_[team];
+    };
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (deferred_.empty()) return true;
-      d = deferred_.front();
-      ++writes_seq_[d.team];  // odd: being applied
+      for (size_t i = 0; i < deferred_.size() && i < most; ++i) {
+        batch.push_back(deferred_[i]);
+        teams.insert(deferred_[i].team);
+      }
+      count();  // odd: being applied
     }
-    api::Status st = apply(d);
+    api::Status st = apply(batch);
     const bool kept = !st.ok() && st.code() == api::ErrorCode::kUnavailable;
+    const bool retry_alone = !st.ok() && !kept && batch.size() > 1;
     // Written, or refused by the database for good (logged; retrying cannot help).
-    if (!st.ok() && !kept) logLine("error", "ledger: a queued write failed: " + st.message(), masked_);
+    if (!st.ok() && !kept && !retry_alone)
+      logLine("error", "ledger: a queued write failed: " + st.message(), masked_);
     {
       std::lock_guard<std::mutex> lock(mu_);
-      ++writes_seq_[d.team];
-      if (!kept) deferred_.pop_front();
+      count();
+      if (!kept && !retry_alone) deferred_.erase(deferred_.begin(), deferred_.begin() + batch.size());
     }
     seq_cv_.notify_all();
     if (kept) return false;
+    most = retry_alone ? 1 : (st.ok() ? most : kMaxBatch);
   }
 }
 
