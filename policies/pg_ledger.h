@@ -26,8 +26,8 @@
 //
 // Reservations are a round trip to the database on the caller's thread (a pooled connection,
 // a statement timeout): reserveDurable calls on_durable inline once its transaction committed.
-// Settles, releases and rows (record) are queued for the ledger's writer thread and never
-// wait; they count at once in this replica's view: spent() adds its queued writes to what it
+// Settles, releases and rows (record) are queued for the ledger's writer thread, which
+// writes them in batches (one transaction each), and never wait; they count at once in this replica's view: spent() adds its queued writes to what it
 // reads, and a reservation counts them on top of the database's sums (those whose row the
 // database still holds as pending), so a settle's refund is available at once and nothing is
 // counted twice. Another replica counts a settled call's
