@@ -254,7 +254,7 @@ inline constexpr int kMaxValueDepth = 512;
 // Strings are copied by value: each evaluation, loop or filter that copies or builds string
 // bytes costs one step per this many of them, so that a long string used in a loop runs out of
 // steps rather than copying gigabytes.
-inline constexpr size_t kBytesPerStep = 256;
+inline constexpr size_t kBytesPerStep = 64;  // the default 5M steps: at most 320 MB copied
 
 // The bytes of the strings among `items` (what copying them copies).
 size_t stringBytes(const Array& items);

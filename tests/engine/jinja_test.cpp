@@ -452,7 +452,7 @@ TEST(Jinja, CopyingLongStringsCostsSteps) {
       "{% set ns = namespace(s='xxxxxxxxxxxxxxxx') %}{% for i in range(16) %}"
       "{% set ns.s = ns.s ~ ns.s %}{% endfor %}{% set s = ns.s %}";
   Limits limits;
-  limits.max_steps = 1'000'000;  // 256 MB of copies
+  limits.max_steps = 1'000'000;  // 64 MB of copies
   for (const std::string& tmpl : {
            big + "{% for i in range(100000) %}{% set t = s %}{% endfor %}",
            big + "{% for i in range(100000) %}{% set t = ns.s %}{% endfor %}",
