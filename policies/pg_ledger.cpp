@@ -125,6 +125,26 @@ struct Deferred {
   LedgerRow row;
 };
 
+// Gives `count` reservations worth `usd` back to the team's reserved total (never below 0).
+void giveBackReserved(pqxx::transaction_base& tx, const std::string& team, double usd,
+                      int64_t count) {
+  tx.exec_params(
+      "UPDATE switchyard.budget_teams SET reserved_usd = CASE WHEN open_reservations <= $3 "
+      "THEN 0 ELSE reserved_usd - $2 END, open_reservations = GREATEST(open_reservations - "
+      "$3, 0) WHERE team = $1",
+      team, usd, count);
+}
+
+// Adds `usd` to the team's spend in `period` (a day or month key).
+void addPeriodSpend(pqxx::transaction_base& tx, const std::string& team, const std::string& period,
+                    double usd) {
+  tx.exec_params(
+      "INSERT INTO switchyard.budget_periods(team, period, spent_usd) VALUES ($1, $2, $3) "
+      "ON CONFLICT (team, period) DO UPDATE SET spent_usd = budget_periods.spent_usd + "
+      "EXCLUDED.spent_usd",
+      team, period, usd);
+}
+
 class PgLedger final : public Ledger {
  public:
   PgLedger(const std::string& url, const PostgresLedgerOptions& o)
@@ -409,11 +429,7 @@ PgLedger::~PgLedger() {
           "cost_usd",
           static_cast<int64_t>(id));
       if (r.empty()) continue;
-      tx.exec_params(
-          "UPDATE switchyard.budget_teams SET reserved_usd = CASE WHEN open_reservations <= 1 "
-          "THEN 0 ELSE reserved_usd - $2 END, open_reservations = GREATEST(open_reservations "
-          "- 1, 0) WHERE team = $1",
-          r[0][0].as<std::string>(), r[0][1].as<double>());
+      giveBackReserved(tx, r[0][0].as<std::string>(), r[0][1].as<double>(), 1);
     }
     tx.exec_params("DELETE FROM switchyard.replicas WHERE id = $1", replica_);
     return api::Status();
@@ -482,20 +498,8 @@ api::Status PgLedger::recover(bool own) {
       b.usd += row[1].as<double>();
       ++b.n;
     }
-    for (const auto& [team, b] : teams) {
-      tx.exec_params(
-          "UPDATE switchyard.budget_teams SET reserved_usd = CASE WHEN open_reservations <= $3 "
-          "THEN 0 ELSE reserved_usd - $2 END, open_reservations = GREATEST(open_reservations - "
-          "$3, 0) WHERE team = $1",
-          team, b.usd, b.n);
-    }
-    for (const auto& [key, usd] : spend) {
-      tx.exec_params(
-          "INSERT INTO switchyard.budget_periods(team, period, spent_usd) VALUES ($1, $2, $3) "
-          "ON CONFLICT (team, period) DO UPDATE SET spent_usd = budget_periods.spent_usd + "
-          "EXCLUDED.spent_usd",
-          key.first, key.second, usd);
-    }
+    for (const auto& [team, b] : teams) giveBackReserved(tx, team, b.usd, b.n);
+    for (const auto& [key, usd] : spend) addPeriodSpend(tx, key.first, key.second, usd);
     tx.exec_params("DELETE FROM switchyard.replicas WHERE heartbeat_ms < " SY_DB_NOW_MS " - $1",
                    std::max<int64_t>(stale, kMsPerDay));
     return api::Status();
@@ -714,20 +718,8 @@ api::Status PgLedger::apply(const std::vector<Deferred>& batch) {
         spend[{r.team, periodKey(Window::kMonth, r.unix_ms)}] += r.cost_usd;
       }
     }
-    for (const auto& [team, b] : back) {
-      tx.exec_params(
-          "UPDATE switchyard.budget_teams SET reserved_usd = CASE WHEN open_reservations <= $3 "
-          "THEN 0 ELSE reserved_usd - $2 END, open_reservations = GREATEST(open_reservations - "
-          "$3, 0) WHERE team = $1",
-          team, b.first, b.second);
-    }
-    for (const auto& [key, usd] : spend) {
-      tx.exec_params(
-          "INSERT INTO switchyard.budget_periods(team, period, spent_usd) VALUES ($1, $2, $3) "
-          "ON CONFLICT (team, period) DO UPDATE SET spent_usd = budget_periods.spent_usd + "
-          "EXCLUDED.spent_usd",
-          key.first, key.second, usd);
-    }
+    for (const auto& [team, b] : back) giveBackReserved(tx, team, b.first, b.second);
+    for (const auto& [key, usd] : spend) addPeriodSpend(tx, key.first, key.second, usd);
     return api::Status();
   });
 }
