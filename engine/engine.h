@@ -42,6 +42,8 @@ struct TokenEvent {
   std::string token_text;  // the token's own piece (for logprobs)
   float logprob = 0;       // log p(id) under the model's raw distribution
   float entropy = 0;       // nats, of the raw distribution at this step
+  float top1_logprob = 0;  // its largest and second largest logprobs (TokenChoice)
+  float top2_logprob = 0;
   std::vector<TopToken> top;  // filled when GenerationRequest::logprobs
 };
 

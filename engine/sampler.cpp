@@ -92,28 +92,50 @@ SY_INLINE V expNonPositive(const V& z) {
 
 struct MaxScan {
   float max = -kInf;
+  float second = -kInf;  // with kSecond: the second largest value (== max when it is repeated)
   bool nan = false;
 };
 
-// The maximum of x [n] and whether a NaN is among them.
+// The two largest of a multiset, fed one value at a time.
+SY_INLINE void pushTop2(float v, float& first, float& second) {
+  second = std::max(second, std::min(v, first));
+  first = std::max(first, v);
+}
+
+// The maximum of x [n], whether a NaN is among them and, with kSecond, the second largest value
+// (tracked in the same pass: each lane keeps its own two largest, merged at the end).
+template <bool kSecond = false>
 MaxScan scanMax(const float* x, int32_t n) {
-  F4 mx0 = splat<F4>(-kInf), mx1 = mx0;
+  F4 mx0 = splat<F4>(-kInf), mx1 = mx0, sc0 = mx0, sc1 = mx0;
   I4 nan = {};
   int32_t i = 0;
   for (; i + 2 * kLanes <= n; i += 2 * kLanes) {
     const F4 v0 = load4(x + i), v1 = load4(x + i + kLanes);
     nan |= (v0 != v0) | (v1 != v1);
+    if constexpr (kSecond) {
+      const F4 lo0 = v0 < mx0 ? v0 : mx0, lo1 = v1 < mx1 ? v1 : mx1;
+      sc0 = lo0 > sc0 ? lo0 : sc0;
+      sc1 = lo1 > sc1 ? lo1 : sc1;
+    }
     mx0 = v0 > mx0 ? v0 : mx0;
     mx1 = v1 > mx1 ? v1 : mx1;
   }
   MaxScan out;
   for (int l = 0; l < kLanes; ++l) {
-    out.max = std::max({out.max, mx0[l], mx1[l]});
     out.nan = out.nan || nan[l] != 0;
+    if constexpr (kSecond) {
+      for (float v : {mx0[l], mx1[l], sc0[l], sc1[l]}) pushTop2(v, out.max, out.second);
+    } else {
+      out.max = std::max({out.max, mx0[l], mx1[l]});
+    }
   }
   for (; i < n; ++i) {
     out.nan = out.nan || std::isnan(x[i]);
-    if (x[i] > out.max) out.max = x[i];
+    if constexpr (kSecond) {
+      if (!std::isnan(x[i])) pushTop2(x[i], out.max, out.second);
+    } else if (x[i] > out.max) {
+      out.max = x[i];
+    }
   }
   return out;
 }
@@ -344,8 +366,9 @@ TokenChoice Sampler::sample(float* logits, int32_t n) {
   TokenChoice out;
   if (matcher_) applyGrammarMask(logits, v);
 
-  // 1. The raw distribution: its maximum (and a check that it is one), log-sum-exp, entropy.
-  const MaxScan scan = scanMax(logits, v);
+  // 1. The raw distribution: its two largest logits (and a check that they are numbers),
+  // log-sum-exp, entropy.
+  const MaxScan scan = scanMax<true>(logits, v);
   if (scan.nan || scan.max == kInf || scan.max == -kInf) {
     out.status = badLogits(logits, v, scan);
     return out;
@@ -355,6 +378,10 @@ TokenChoice Sampler::sample(float* logits, int32_t n) {
   const double log_sum = std::log(sums.sum);
   // H = -sum p log p, with log p = z - log_sum: H = log_sum - E[z].
   out.entropy = static_cast<float>(log_sum - sums.weighted / sums.sum);
+  out.top1_logprob = static_cast<float>(-log_sum);
+  out.top2_logprob = scan.second == -kInf ? -kInf
+                                          : static_cast<float>(static_cast<double>(scan.second) -
+                                                               max_logit - log_sum);
   auto raw_logprob = [&](int32_t id) {
     return static_cast<float>(static_cast<double>(logits[id]) - max_logit - log_sum);
   };

@@ -3,19 +3,20 @@
 // Order of operations (vLLM's penalties, then Hugging Face's warpers): grammar mask ->
 // logit_bias ->
 // repetition_penalty -> presence/frequency penalties -> temperature -> top-k -> top-p -> min-p ->
-// draw. Temperature 0 is greedy. The reported logprob, top logprobs and entropy describe the
-// model's own distribution (the log-softmax of the raw logits, before any of the above): that is
-// the confidence signal, and it does not change with the sampling settings. With a grammar
-// (constrained decoding, engine/grammar/) every token the grammar does not allow next has its
-// logit set to -inf first, so sampling parameters apply to what the grammar allows, and the
-// reported logprobs, top logprobs and entropy are those of the masked distribution (the raw one
-// renormalised over the allowed tokens): they say how sure the model was among the valid
-// continuations.
+// draw. Temperature 0 is greedy. The reported logprob, top logprobs, entropy and the two largest
+// logprobs describe the model's own distribution (the log-softmax of the raw logits, before any
+// of the above). The entropy and the two largest logprobs are the confidence signal
+// (routers/confidence.h): they do not depend on which token was drawn, so they do not change
+// with the sampling settings. With a grammar (constrained decoding, engine/grammar/) every
+// token the grammar does not allow next has its logit set to -inf first, so sampling parameters
+// apply to what the grammar allows, and everything reported is that of the masked distribution
+// (the raw one renormalised over the allowed tokens): it says how sure the model was among the
+// valid continuations.
 //
-// Cost per step over a vocabulary of V, all passes vectorised: one for the maximum (and the NaN
-// check), one for the log-sum-exp and entropy, one for top_logprobs when asked (a bounded heap
-// that skips blocks below its smallest entry). Greedy then scans for the first id holding the
-// maximum, again after bias or penalties moved it. Top-k and top-p select their few candidates
+// Cost per step over a vocabulary of V, all passes vectorised: one for the two largest logits
+// (and the NaN check), one for the log-sum-exp and entropy, one for top_logprobs when asked (a
+// bounded heap that skips blocks below its smallest entry). Greedy then scans for the first id
+// holding the maximum, again after bias or penalties moved it. Top-k and top-p select their few candidates
 // with the same bounded heap instead of sorting the vocabulary (top-p without top-k adds one exp
 // pass for its mass, and sorts everything only when the best 1024 ids do not reach it).
 #pragma once
@@ -67,6 +68,11 @@ struct TokenChoice {
   int32_t token = -1;
   float logprob = 0;                           // log p(token) under the raw distribution
   float entropy = 0;                           // nats, of the raw distribution
+  // The raw distribution's largest and second largest logprobs (whatever was drawn): top1 <= 0;
+  // top2 <= top1, equal when two ids share the largest logit, -inf when only one id can be drawn
+  // (a grammar allowing a single token, a vocabulary of one).
+  float top1_logprob = 0;
+  float top2_logprob = 0;
   std::vector<std::pair<int32_t, float>> top;  // [top_logprobs] (id, logprob), best first
   // kInternal when the logits cannot be sampled: a NaN or +inf among the first vocab_limit, or
   // all of them -inf. Then `token` is -1, nothing else is set, and the caller must end the

@@ -482,6 +482,8 @@ void EngineImpl::emit(Sequence& s, const TokenChoice& choice) {
   ev.token_text = tokenText(choice.token);
   ev.logprob = choice.logprob;
   ev.entropy = choice.entropy;
+  ev.top1_logprob = choice.top1_logprob;
+  ev.top2_logprob = choice.top2_logprob;
   if (s.request.logprobs) {
     for (const auto& [id, lp] : choice.top) {
       ev.top.push_back(TopToken{id, tokenText(id), lp});

@@ -12,10 +12,11 @@
 namespace gateway {
 namespace {
 
-std::vector<quality::Feature> confidenceFeatures(const routers::ConfidenceMonitor::Features& f) {
-  return {{"mean_logprob", f.mean_logprob},
-          {"min_window_logprob", f.worst_window_logprob},
-          {"mean_entropy", f.mean_entropy}};
+std::vector<quality::Feature> confidenceFeatures(
+    const std::vector<std::pair<std::string_view, double>>& named) {
+  std::vector<quality::Feature> out;
+  for (const auto& [name, value] : named) out.push_back({std::string(name), value});
+  return out;
 }
 
 // Collects a shadow call's cloud answer, then books it and records the pair.
@@ -61,7 +62,7 @@ void Gateway::recordPair(const RequestFacts& facts, const routers::CascadePair& 
   quality::QualityRecord r = baseRecord(facts, quality::RecordKind::kEscalation);
   r.reason = pair.reason;
   r.confidence = pair.confidence;
-  r.confidence_features = confidenceFeatures(pair.confidence_features);
+  r.confidence_features = confidenceFeatures(pair.confidence_features.named());
   r.local.model = pair.local_route.label;
   r.local.complete = pair.local_complete;
   r.local.finish_reason = pair.local_finish_reason;
@@ -71,6 +72,10 @@ void Gateway::recordPair(const RequestFacts& facts, const routers::CascadePair& 
     r.local.prompt_tokens = pair.local_usage->prompt_tokens;
     r.local.completion_tokens = pair.local_usage->completion_tokens;
     r.local.cost_usd = quality_->localCostUsd(*pair.local_usage, pair.local_route.provider);
+  } else {
+    api::Usage cut;  // a draft cut short: its engine time until the cut
+    cut.engine_compute_s = pair.local_compute_s;
+    r.local.cost_usd = quality_->localCostUsd(cut, pair.local_route.provider);
   }
   r.cloud.model = pair.cloud_route;
   r.cloud.finish_reason = pair.cloud_finish_reason;
@@ -107,6 +112,7 @@ void Gateway::startShadow(const RequestFacts& facts, const api::ChatRequest& req
   quality::QualityRecord base = baseRecord(facts, quality::RecordKind::kShadow);
   base.reason = "shadow";
   base.confidence = local_route.confidence;
+  base.confidence_features = confidenceFeatures(local_route.confidence_features);
   base.local.model = local_route.label;
   base.local.latency_ms = local_latency_ms;
   if (!local_answer.choices.empty()) {

@@ -31,9 +31,10 @@ constexpr std::array<FeatureField, 10> kFeatures = {{
     {"structured_output", &ComplexityWeights::structured_output},
 }};
 constexpr size_t kNumFeatures = kFeatures.size();
-constexpr size_t kNumParams = kNumFeatures + 1;  // [0] is the bias
+constexpr size_t kNumConfidence = routers::kConfidenceFeatureFields.size();
 
-// Bounds of ComplexityWeights::read: a feature only ever pushes toward the cloud.
+// Bounds of ComplexityWeights::read: a feature only ever pushes toward the cloud. The same
+// bounds hold the confidence fit, whose features are 1 − each confidence feature ("doubt").
 constexpr double kMaxWeight = 20;
 constexpr double kMaxAbsBias = 20;
 // L2 penalty on the feature weights (not the bias), per row-averaged log loss. Small: it only
@@ -46,10 +47,15 @@ constexpr double kScale = 1e4;
 // Cloud-share caps of the trade-off curve.
 constexpr double kCurveShares[] = {0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1};
 
-using Params = std::array<double, kNumParams>;
+using Params = std::vector<double>;  // [0] is the bias, then one weight per feature
+using Matrix = std::vector<Params>;
 
 struct Row {
   std::array<double, kNumFeatures> x{};
+  // The confidence features (routers/confidence.h), nullopt where the record has none.
+  std::array<std::optional<double>, kNumConfidence> conf{};
+  bool conf_complete = false;  // every confidence feature present
+  bool conf_any = false;       // at least one present
   double confidence = 0;
   double delta = 0;
   bool label = false;
@@ -58,14 +64,21 @@ struct Row {
   double complexity = 0;  // with the fitted weights
 };
 
+// A logistic regression's data: features in [0, 1], one row each, and labels.
+struct Design {
+  std::vector<std::vector<double>> x;
+  std::vector<bool> y;
+  size_t params() const { return x.empty() ? 1 : x[0].size() + 1; }
+};
+
 double logistic(double z) { return 1 / (1 + std::exp(-z)); }
 
 // log(1 + e^z) without overflow.
 double softplus(double z) { return z > 0 ? z + std::log1p(std::exp(-z)) : std::log1p(std::exp(z)); }
 
-double margin(const Params& p, const Row& r) {
+double margin(const Params& p, const std::vector<double>& x) {
   double z = p[0];
-  for (size_t j = 0; j < kNumFeatures; ++j) z += p[j + 1] * r.x[j];
+  for (size_t j = 0; j < x.size(); ++j) z += p[j + 1] * x[j];
   return z;
 }
 
@@ -73,40 +86,40 @@ double lower(size_t j) { return j == 0 ? -kMaxAbsBias : 0; }
 double upper(size_t j) { return j == 0 ? kMaxAbsBias : kMaxWeight; }
 
 Params project(Params p) {
-  for (size_t j = 0; j < kNumParams; ++j) p[j] = std::clamp(p[j], lower(j), upper(j));
+  for (size_t j = 0; j < p.size(); ++j) p[j] = std::clamp(p[j], lower(j), upper(j));
   return p;
 }
 
 // The regularised mean log loss.
-double objective(const std::vector<Row>& rows, const Params& p) {
+double objective(const Design& d, const Params& p) {
   double sum = 0;
-  for (const Row& r : rows) {
-    const double z = margin(p, r);
-    sum += softplus(z) - (r.label ? z : 0);
+  for (size_t i = 0; i < d.x.size(); ++i) {
+    const double z = margin(p, d.x[i]);
+    sum += softplus(z) - (d.y[i] ? z : 0);
   }
   double penalty = 0;
-  for (size_t j = 1; j < kNumParams; ++j) penalty += p[j] * p[j];
-  return sum / static_cast<double>(rows.size()) + 0.5 * kL2 * penalty;
+  for (size_t j = 1; j < p.size(); ++j) penalty += p[j] * p[j];
+  return sum / static_cast<double>(d.x.size()) + 0.5 * kL2 * penalty;
 }
 
-void gradientAndHessian(const std::vector<Row>& rows, const Params& p, Params* g,
-                        std::array<Params, kNumParams>* h) {
-  g->fill(0);
-  for (Params& line : *h) line.fill(0);
-  std::array<double, kNumParams> v{};
+void gradientAndHessian(const Design& d, const Params& p, Params* g, Matrix* h) {
+  const size_t k = p.size();
+  g->assign(k, 0);
+  h->assign(k, Params(k, 0));
+  Params v(k, 0);
   v[0] = 1;
-  for (const Row& r : rows) {
-    const double q = logistic(margin(p, r));
-    const double e = q - (r.label ? 1 : 0);
+  for (size_t i = 0; i < d.x.size(); ++i) {
+    const double q = logistic(margin(p, d.x[i]));
+    const double e = q - (d.y[i] ? 1 : 0);
     const double w = q * (1 - q);
-    for (size_t j = 0; j < kNumFeatures; ++j) v[j + 1] = r.x[j];
-    for (size_t a = 0; a < kNumParams; ++a) {
+    for (size_t j = 0; j + 1 < k; ++j) v[j + 1] = d.x[i][j];
+    for (size_t a = 0; a < k; ++a) {
       (*g)[a] += e * v[a];
       for (size_t b = 0; b <= a; ++b) (*h)[a][b] += w * v[a] * v[b];
     }
   }
-  const double n = static_cast<double>(rows.size());
-  for (size_t a = 0; a < kNumParams; ++a) {
+  const double n = static_cast<double>(d.x.size());
+  for (size_t a = 0; a < k; ++a) {
     (*g)[a] /= n;
     for (size_t b = 0; b <= a; ++b) {
       (*h)[a][b] /= n;
@@ -121,8 +134,7 @@ void gradientAndHessian(const std::vector<Row>& rows, const Params& p, Params* g
 
 // Solves m·x = rhs over the indices in `free_idx` by Gaussian elimination with partial
 // pivoting; false when the system is singular.
-bool solve(std::array<Params, kNumParams> m, Params rhs, const std::vector<size_t>& free_idx,
-           Params* x) {
+bool solve(const Matrix& m, const Params& rhs, const std::vector<size_t>& free_idx, Params* x) {
   const size_t k = free_idx.size();
   std::vector<std::vector<double>> a(k, std::vector<double>(k + 1));
   for (size_t i = 0; i < k; ++i) {
@@ -142,7 +154,7 @@ bool solve(std::array<Params, kNumParams> m, Params rhs, const std::vector<size_
       for (size_t j = c; j <= k; ++j) a[i][j] -= f * a[c][j];
     }
   }
-  x->fill(0);
+  x->assign(rhs.size(), 0);
   for (size_t c = k; c-- > 0;) {
     double s = a[c][k];
     for (size_t j = c + 1; j < k; ++j) s -= a[c][j] * (*x)[free_idx[j]];
@@ -154,22 +166,23 @@ bool solve(std::array<Params, kNumParams> m, Params rhs, const std::vector<size_
 // Projected Newton with an Armijo search along the projection arc; the variables held at a
 // bound by their gradient are left out of the Newton system. Falls back to a projected
 // gradient step when the Newton step does not descend.
-Params fitLogistic(const std::vector<Row>& rows) {
+Params fitLogistic(const Design& d) {
+  const size_t k = d.params();
   size_t positives = 0;
-  for (const Row& r : rows) positives += r.label ? 1 : 0;
+  for (bool y : d.y) positives += y ? 1 : 0;
   const double base =
-      (static_cast<double>(positives) + 0.5) / (static_cast<double>(rows.size()) + 1);
-  Params p{};
+      (static_cast<double>(positives) + 0.5) / (static_cast<double>(d.x.size()) + 1);
+  Params p(k, 0);
   p[0] = std::clamp(std::log(base / (1 - base)), -kMaxAbsBias, kMaxAbsBias);
 
-  double f = objective(rows, p);
+  double f = objective(d, p);
   for (int iter = 0; iter < 100; ++iter) {
     Params g;
-    std::array<Params, kNumParams> h;
-    gradientAndHessian(rows, p, &g, &h);
+    Matrix h;
+    gradientAndHessian(d, p, &g, &h);
     std::vector<size_t> free_idx;
     double pg = 0;  // the projected gradient's largest component
-    for (size_t j = 0; j < kNumParams; ++j) {
+    for (size_t j = 0; j < k; ++j) {
       const bool held = (p[j] <= lower(j) && g[j] > 0) || (p[j] >= upper(j) && g[j] < 0);
       if (!held) {
         free_idx.push_back(j);
@@ -184,9 +197,9 @@ Params fitLogistic(const std::vector<Row>& rows) {
         for (size_t j : free_idx) q[j] += t * dir[j];
         q = project(q);
         double decrease = 0;
-        for (size_t j = 0; j < kNumParams; ++j) decrease += g[j] * (q[j] - p[j]);
+        for (size_t j = 0; j < k; ++j) decrease += g[j] * (q[j] - p[j]);
         if (decrease >= 0) continue;
-        const double fq = objective(rows, q);
+        const double fq = objective(d, q);
         if (fq <= f + 1e-4 * decrease) {
           const bool converged = f - fq < 1e-13 * (1 + std::abs(f));
           p = q;
@@ -197,7 +210,7 @@ Params fitLogistic(const std::vector<Row>& rows) {
       return false;
     };
 
-    Params neg_g{};
+    Params neg_g(k, 0);
     for (size_t j : free_idx) neg_g[j] = -g[j];
     Params step;
     if (solve(h, neg_g, free_idx, &step) && search(step)) continue;
@@ -221,6 +234,61 @@ double score(const ComplexityWeights& w, const Row& r) {
   double z = w.bias;
   for (size_t j = 0; j < kNumFeatures; ++j) z += w.*kFeatures[j].weight * r.x[j];
   return logistic(z);
+}
+
+Design complexityDesign(const std::vector<Row>& rows) {
+  Design d;
+  for (const Row& r : rows) {
+    d.x.emplace_back(r.x.begin(), r.x.end());
+    d.y.push_back(r.label);
+  }
+  return d;
+}
+
+// The confidence weights (routers/confidence.h) fitted on the training rows that carry every
+// confidence feature: the logistic regression of the label on 1 − each feature, whose weights
+// (>= 0) normalised to sum 1 give a score that ranks rows as the regression does (the score is
+// 1 − Σ w·(1 − f) / Σ w, monotone in its logit). nullopt, with the reason in `note`, when there
+// are too few such rows, they are all one label, or no feature predicts the label.
+std::optional<routers::ConfidenceConfig> fitConfidence(const std::vector<Row>& train,
+                                                      size_t* rows_used, std::string* note) {
+  Design d;
+  size_t pos = 0;
+  for (const Row& r : train) {
+    if (!r.conf_complete) continue;
+    std::vector<double> doubt;
+    for (const std::optional<double>& f : r.conf) doubt.push_back(1 - std::clamp(*f, 0.0, 1.0));
+    d.x.push_back(std::move(doubt));
+    d.y.push_back(r.label);
+    pos += r.label ? 1 : 0;
+  }
+  *rows_used = d.x.size();
+  if (d.x.size() < kMinUsableRows || pos == 0 || pos == d.x.size()) {
+    *note = std::to_string(d.x.size()) + " training rows carry every confidence feature (" +
+            std::to_string(pos) + " where the cloud was better); the fit needs " +
+            std::to_string(kMinUsableRows) + " with both labels";
+    return std::nullopt;
+  }
+  const Params p = fitLogistic(d);
+  double sum = 0;
+  for (size_t j = 1; j < p.size(); ++j) sum += p[j];
+  if (!(sum > 1e-6)) {
+    *note = "no confidence feature predicts where the cloud is better on the " +
+            std::to_string(d.x.size()) + " training rows that carry them";
+    return std::nullopt;
+  }
+  routers::ConfidenceConfig c;
+  for (size_t j = 0; j < kNumConfidence; ++j) {
+    c.*routers::kConfidenceFeatureFields[j].weight = roundTo(p[j + 1] / sum);
+  }
+  return c;
+}
+
+// The row's confidence under `c`, from its features; its recorded confidence when it has none
+// (a record made before the confidence features existed).
+double confidenceOf(const routers::ConfidenceConfig& c, const Row& r) {
+  if (!r.conf_any) return r.confidence;
+  return routers::confidenceScore(c, r.conf).value_or(r.confidence);
 }
 
 // ---- operating points ---------------------------------------------------------------------
@@ -444,8 +512,9 @@ std::string policiesSnippet(const Calibration& c, const std::string& label) {
        num(t.quality_loss) + ", " + num(t.cost_per_1k_usd) + " USD per 1k requests,\n";
   s += "# accuracy " + num(c.heldout_accuracy, 3) + ", precision " + num(t.precision, 3) +
        ", recall " + num(t.recall, 3) + ".\n";
-  s += "# The complexity threshold holds only with the router.complexity weights fitted with it\n";
-  s += "# (the switchyard.yaml snippet beside this one). Paste under `defaults:` or a team.\n";
+  s += "# The thresholds hold only with the router.complexity (and, when fitted, confidence)\n";
+  s += "# weights fitted with them (the switchyard.yaml snippet beside this one). Paste under\n";
+  s += "# `defaults:` or a team.\n";
   s += "routing:\n";
   s += "  trigger: \"" + c.trigger + "\"\n";
   return s;
@@ -470,6 +539,23 @@ std::string weightsSummary(const ComplexityWeights& w) {
   return s;
 }
 
+// "top1_tail 0.41, margin 0.33, top1 0.26 (the others 0)": largest first, at two decimals.
+std::string confidenceSummary(const routers::ConfidenceConfig& c) {
+  std::vector<std::pair<double, std::string_view>> used;
+  for (const routers::ConfidenceFeatureField& f : routers::kConfidenceFeatureFields) {
+    if (c.*f.weight >= 0.005) used.emplace_back(c.*f.weight, f.name);
+  }
+  std::stable_sort(used.begin(), used.end(),
+                   [](const auto& a, const auto& b) { return a.first > b.first; });
+  std::string s;
+  for (size_t i = 0; i < used.size(); ++i) {
+    if (i > 0) s += ", ";
+    s += std::string(used[i].second) + " " + num(used[i].first, 2);
+  }
+  if (used.size() < routers::kConfidenceFeatureFields.size()) s += " (the others 0)";
+  return s;
+}
+
 std::string routerSnippet(const Calibration& c) {
   std::string s;
   s += "# Complexity weights fitted on " + std::to_string(c.train_rows) +
@@ -477,6 +563,16 @@ std::string routerSnippet(const Calibration& c) {
   s += "# of \"cloud better\" on the features); held-out AUC " + orNa(c.heldout_auc, 3) + ".\n";
   s += "# Replace router.complexity of switchyard.yaml with it: the calibrated trigger's\n";
   s += "# complexity threshold assumes these weights.\n";
+  if (c.confidence) {
+    s += "# Confidence weights fitted on the " + std::to_string(c.confidence_fit_rows) +
+         " of them that carry the confidence features (the same\n";
+    s += "# regression on 1 - each feature, normalised to sum 1); held-out AUC of low confidence " +
+         orNa(c.heldout_confidence_auc, 3) + ".\n";
+    s += "# Merge them into router.confidence, keeping the tail_fraction and entropy_scale the\n";
+    s += "# records were scored with; the calibrated confidence threshold assumes these weights.\n";
+  } else {
+    s += "# Confidence weights not fitted: " + c.confidence_note + ".\n";
+  }
   s += "router:\n";
   s += "  complexity:\n";
   s += "    bias: " + num(c.weights.bias) + "\n";
@@ -484,6 +580,14 @@ std::string routerSnippet(const Calibration& c) {
     s += "    ";
     s += f.name;
     s += ": " + num(c.weights.*f.weight) + "\n";
+  }
+  if (c.confidence) {
+    s += "  confidence:\n";
+    for (const routers::ConfidenceFeatureField& f : routers::kConfidenceFeatureFields) {
+      s += "    w_";
+      s += f.name;
+      s += ": " + num(c.confidence.value().*f.weight) + "\n";
+    }
   }
   return s;
 }
@@ -565,6 +669,15 @@ api::StatusOr<Calibration> calibrate(const std::vector<QualityRecord>& records,
       // An absent feature (an older scorer) or a broken value contributes nothing.
       row.x[j] = v && !std::isnan(*v) ? std::clamp(*v, 0.0, 1.0) : 0;
     }
+    for (size_t j = 0; j < kNumConfidence; ++j) {
+      const std::optional<double> v =
+          r.confidenceFeature(routers::kConfidenceFeatureFields[j].name);
+      if (v && std::isfinite(*v)) row.conf[j] = std::clamp(*v, 0.0, 1.0);
+    }
+    row.conf_complete = std::all_of(row.conf.begin(), row.conf.end(),
+                                    [](const std::optional<double>& v) { return v.has_value(); });
+    row.conf_any = std::any_of(row.conf.begin(), row.conf.end(),
+                               [](const std::optional<double>& v) { return v.has_value(); });
     row.confidence = *r.confidence;
     row.delta = *delta;
     row.label = *delta > o.win_margin;
@@ -599,10 +712,16 @@ api::StatusOr<Calibration> calibrate(const std::vector<QualityRecord>& records,
                                " held out); calibration needs both");
   }
 
-  // 1. The complexity weights, on the training rows.
-  c.weights = toWeights(fitLogistic(train));
-  for (Row& r : train) r.complexity = score(c.weights, r);
-  for (Row& r : test) r.complexity = score(c.weights, r);
+  // 1. The complexity and confidence weights, on the training rows; every row's confidence is
+  // then the one the fitted weights give it.
+  c.weights = toWeights(fitLogistic(complexityDesign(train)));
+  c.confidence = fitConfidence(train, &c.confidence_fit_rows, &c.confidence_note);
+  for (std::vector<Row>* rows : {&train, &test}) {
+    for (Row& r : *rows) {
+      r.complexity = score(c.weights, r);
+      if (c.confidence) r.confidence = confidenceOf(*c.confidence, r);
+    }
+  }
 
   // 2. The thresholds, on the training rows.
   std::vector<double> scores, confidences;
@@ -671,6 +790,11 @@ std::string formatCalibration(const Calibration& c) {
   s += "  objective: " + c.objective + " (searched on the training rows)\n";
   s += "  trigger:   " + c.trigger + "\n";
   s += "  weights:   " + weightsSummary(c.weights) + "\n";
+  s += "  confidence weights: " +
+       (c.confidence ? confidenceSummary(*c.confidence) + " (fitted on " +
+                           std::to_string(c.confidence_fit_rows) + " training rows)"
+                     : "not fitted: " + c.confidence_note + "; the recorded confidences are used") +
+       "\n";
   s += "\n";
   s += "Measured on the " + std::to_string(c.test_rows) +
        " held-out rows only; none of them was used to fit the weights or choose the rule.\n";

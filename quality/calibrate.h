@@ -1,4 +1,4 @@
-// Router calibration: fits the complexity weights and a team trigger
+// Router calibration: fits the complexity weights, the confidence weights and a team trigger
 //
 //     escalate ⇔ complexity > Tc OR confidence < Tf
 //
@@ -13,6 +13,15 @@
 //      weight in [0, 20], the bias in [-20, 20]), by projected Newton steps from a fixed start:
 //      deterministic. The weights are rounded to the four decimals the snippet prints, so the
 //      scores searched below are the ones the router will compute from that snippet;
+//   1b. the confidence weights (routers/confidence.h) likewise, on the training rows that carry
+//      all six confidence features: the logistic regression of the label on 1 − each feature
+//      (weights >= 0: more confidence never argues for the cloud), normalised to sum 1 and
+//      rounded to four decimals. The confidence score is linear in its features, so the fitted
+//      score ranks rows as the regression does. Every row's confidence is then recomputed from
+//      its features with these weights, as the router will compute it (a row without the
+//      features, recorded before they existed, keeps its recorded confidence). Skipped, with
+//      the recorded confidences used as they are, when fewer than kMinUsableRows training rows
+//      carry the features, they are all one label, or no feature predicts the label;
 //   2. (Tc, Tf) is chosen by a grid search over the thresholds (each training score and
 //      confidence quantile, and 0.01 steps, at four decimals) with the fitted complexity:
 //        target_cloud_share   → the least quality loss with cloud share <= target;
@@ -41,6 +50,7 @@
 #include "api/status.h"
 #include "quality/record.h"
 #include "routers/complexity.h"
+#include "routers/confidence.h"
 
 namespace quality {
 
@@ -65,13 +75,18 @@ struct TradeoffRow {
 
 struct Calibration {
   routers::ComplexityWeights weights;  // fitted on the training rows
+  // The confidence weights fitted on the training rows (1b above; the other settings are the
+  // defaults and not fitted); nullopt when not fitted, with the reason in confidence_note.
+  std::optional<routers::ConfidenceConfig> confidence;
+  size_t confidence_fit_rows = 0;  // training rows that carry every confidence feature
+  std::string confidence_note;
   double complexity_threshold = 1, confidence_threshold = 0;
   std::string trigger;    // the rule as a trigger expression (policies/trigger.h)
   std::string objective;  // what the grid search optimised, in words
   size_t train_rows = 0, test_rows = 0, skipped_rows = 0;
   double heldout_positive_share = 0;  // held-out rows where the cloud was better
   double heldout_auc = 0;             // of the fitted complexity score
-  double heldout_confidence_auc = 0;  // of 1 - confidence, for comparison
+  double heldout_confidence_auc = 0;  // of 1 - confidence (fitted when fitted), for comparison
   double heldout_accuracy = 0;        // of the chosen rule
   TradeoffRow chosen;                 // evaluated on the held-out rows
   // Held out as well: the rule the same search picks for a range of cloud-share caps, ordered
@@ -80,7 +95,8 @@ struct Calibration {
   // For policies.yaml: `routing: trigger: "..."` (to paste under `defaults:` or a team), with a
   // comment block saying how it was fitted.
   std::string policies_snippet;
-  // For switchyard.yaml: `router: complexity: {...}`, the weights Tc was chosen with.
+  // For switchyard.yaml: `router: complexity: {...}`, the weights Tc was chosen with, and
+  // `confidence: {w_top1: ..., ...}`, the weights Tf was chosen with, when fitted.
   std::string router_snippet;
 };
 

@@ -48,11 +48,23 @@ std::optional<double> QualityRecord::delta() const {
   return std::nullopt;
 }
 
-std::optional<double> QualityRecord::complexityFeature(std::string_view name) const {
-  for (const Feature& f : complexity_features) {
+namespace {
+
+std::optional<double> findFeature(const std::vector<Feature>& features, std::string_view name) {
+  for (const Feature& f : features) {
     if (f.name == name) return f.value;
   }
   return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<double> QualityRecord::complexityFeature(std::string_view name) const {
+  return findFeature(complexity_features, name);
+}
+
+std::optional<double> QualityRecord::confidenceFeature(std::string_view name) const {
+  return findFeature(confidence_features, name);
 }
 
 }  // namespace quality

@@ -37,8 +37,10 @@ struct Answer {
   double latency_ms = 0;       // from the start of this side's call to its last byte
 };
 
-// A named input of a score: a complexity feature (routers/complexity.h) or a confidence
-// statistic ("mean_logprob", "min_window_logprob", "mean_entropy").
+// A named input of a score: a complexity feature (routers/complexity.h) or a confidence feature
+// (routers/confidence.h: "top1", "margin", "certainty", "top1_tail", "margin_tail",
+// "certainty_tail", each in [0, 1], and "mean_entropy" in nats; records made before these carry
+// "mean_logprob", "min_window_logprob" and "mean_entropy", of the sampled tokens).
 struct Feature {
   std::string name;
   double value = 0;
@@ -118,8 +120,9 @@ struct QualityRecord {
   // -score), the cloud one for escalations (a good cloud answer means the escalation paid:
   // delta = +score).
   std::optional<double> delta() const;
-  // The feature named `name` of the complexity features; nullopt when absent.
+  // The feature named `name` of the complexity (confidence) features; nullopt when absent.
   std::optional<double> complexityFeature(std::string_view name) const;
+  std::optional<double> confidenceFeature(std::string_view name) const;
 };
 
 }  // namespace quality

@@ -2,39 +2,62 @@
 
 #include <algorithm>
 #include <cmath>
-#include <numeric>
+#include <string>
 #include <string_view>
 #include <utility>
 
 namespace routers {
+namespace {
+
+// The keys of the score built on the sampled token's logprob, and what replaced them.
+constexpr std::pair<std::string_view, std::string_view> kReplacedKeys[] = {
+    {"window", "tail_fraction (the tails are the lowest share of tokens, not a window)"},
+    {"w_mean", "w_top1 and w_margin (the sampled token's logprob moved with temperature)"},
+    {"w_worst", "w_top1_tail, w_margin_tail and w_certainty_tail"},
+    {"w_entropy", "w_certainty and w_certainty_tail"},
+};
+
+}  // namespace
 
 api::StatusOr<ConfidenceConfig> ConfidenceConfig::read(const policies::YamlReader& r) {
   if (!r.isMap() && !r.isNull()) {
     return r.error(
-        "expected a map of confidence settings {window: ..., escalate_below: ..., "
+        "expected a map of confidence settings {escalate_below: ..., w_top1: ..., "
         "...}, got " +
         r.describe());
   }
-  if (api::Status s = r.checkNoUnknownKeys({"window", "min_tokens", "escalate_below", "w_mean",
-                                            "w_worst", "w_entropy", "entropy_scale"});
+  for (const auto& [key, replacement] : kReplacedKeys) {
+    if (r.has(key)) {
+      return r.errorAt(key, "no longer read: the confidence is computed from the model's "
+                            "distribution, not the sampled token; use " +
+                                std::string(replacement) + " (README \"Confidence\")");
+    }
+  }
+  if (api::Status s = r.checkNoUnknownKeys(
+          {"min_tokens", "escalate_below", "w_top1", "w_margin", "w_certainty", "w_top1_tail",
+           "w_margin_tail", "w_certainty_tail", "tail_fraction", "entropy_scale"});
       !s.ok()) {
     return s;
   }
   ConfidenceConfig c;
   using policies::NumberRange;
-  if (api::Status s = r.readInt("window", &c.window, 1, 4096); !s.ok()) return s;
   if (api::Status s = r.readInt("min_tokens", &c.min_tokens, 0, 1000000); !s.ok()) return s;
   if (api::Status s = r.readDouble("escalate_below", &c.escalate_below, NumberRange::atLeast(0, 1));
       !s.ok()) {
     return s;
   }
-  const std::pair<std::string_view, double*> weights[] = {
-      {"w_mean", &c.w_mean}, {"w_worst", &c.w_worst}, {"w_entropy", &c.w_entropy}};
-  for (const auto& [key, out] : weights) {
-    if (api::Status s = r.readDouble(key, out, NumberRange::atLeast(0, 100)); !s.ok()) return s;
+  double sum = 0;
+  for (const ConfidenceFeatureField& f : kConfidenceFeatureFields) {
+    const std::string key = "w_" + std::string(f.name);
+    if (api::Status s = r.readDouble(key, &(c.*f.weight), NumberRange::atLeast(0, 100)); !s.ok()) {
+      return s;
+    }
+    sum += c.*f.weight;
   }
-  if (!(c.w_mean + c.w_worst + c.w_entropy > 0)) {
-    return r.keyError("w_mean + w_worst + w_entropy must be > 0");
+  if (!(sum > 0)) return r.keyError("the six confidence weights w_* must not all be 0");
+  if (api::Status s = r.readDouble("tail_fraction", &c.tail_fraction, NumberRange::positive(1));
+      !s.ok()) {
+    return s;
   }
   if (api::Status s = r.readDouble("entropy_scale", &c.entropy_scale, NumberRange::positive(100));
       !s.ok()) {
@@ -43,66 +66,105 @@ api::StatusOr<ConfidenceConfig> ConfidenceConfig::read(const policies::YamlReade
   return c;
 }
 
-ConfidenceMonitor::ConfidenceMonitor(ConfidenceConfig config)
-    : config_(config), ring_(static_cast<size_t>(std::max(1, config_.window)), 0.0) {
-  config_.window = static_cast<int>(ring_.size());
+std::vector<std::pair<std::string_view, double>> ConfidenceFeatures::named() const {
+  std::vector<std::pair<std::string_view, double>> out;
+  for (const ConfidenceFeatureField& f : kConfidenceFeatureFields) {
+    if ((f.from_entropy ? entropy_tokens : top_tokens) > 0) out.emplace_back(f.name, this->*f.value);
+  }
+  if (entropy_tokens > 0) out.emplace_back("mean_entropy", mean_entropy);
+  return out;
 }
 
-void ConfidenceMonitor::onToken(double logprob, double entropy) {
-  // NaN fails every comparison, so it lands on the floor with -inf.
-  if (!(logprob >= kLogprobFloor)) logprob = kLogprobFloor;
-  if (logprob > 0) logprob = 0;
-  const int window = config_.window;
-  sum_logprob_ += logprob;
-  if (count_ >= window) window_sum_ -= ring_[head_];
-  ring_[head_] = logprob;
-  window_sum_ += logprob;
+std::optional<double> confidenceScore(
+    const ConfidenceConfig& config,
+    const std::array<std::optional<double>, kConfidenceFeatureFields.size()>& values) {
+  double num = 0, den = 0, plain = 0;
+  int known = 0;
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (!values[i] || std::isnan(*values[i])) continue;
+    const double v = std::clamp(*values[i], 0.0, 1.0);
+    const double w = config.*kConfidenceFeatureFields[i].weight;
+    num += w * v;
+    den += w;
+    plain += v;
+    ++known;
+  }
+  if (known == 0) return std::nullopt;
+  return std::clamp(den > 0 ? num / den : plain / known, 0.0, 1.0);
+}
+
+void ConfidenceMonitor::View::add(double v) {
+  v = std::clamp(v, 0.0, 1.0);
+  const int bin = std::min(kBins - 1, static_cast<int>(v * kBins));
+  sum += v;
+  ++count;
+  bin_sum[bin] += v;
+  ++bin_count[bin];
+}
+
+double ConfidenceMonitor::View::tailMean(double fraction) const {
+  if (count == 0) return 0;
+  const int want = std::max(1, static_cast<int>(std::ceil(fraction * count - 1e-9)));
+  double total = 0;
+  int taken = 0;
+  for (int b = 0; b < kBins && taken < want; ++b) {
+    const int n = bin_count[b];
+    if (n == 0) continue;
+    const int take = std::min(n, want - taken);
+    // A bin taken in part counts at its mean: within one bin's width of its lowest values.
+    total += take == n ? bin_sum[b] : bin_sum[b] * take / n;
+    taken += take;
+  }
+  return std::clamp(total / want, 0.0, 1.0);
+}
+
+ConfidenceMonitor::ConfidenceMonitor(ConfidenceConfig config) : config_(config) {
+  if (!(config_.tail_fraction > 0 && config_.tail_fraction <= 1)) config_.tail_fraction = 1;
+  if (!(config_.entropy_scale > 0)) config_.entropy_scale = ConfidenceConfig{}.entropy_scale;
+}
+
+void ConfidenceMonitor::onToken(const TokenStats& stats) {
   ++count_;
-  if (++head_ == window) {
-    head_ = 0;
-    // Once per lap, resum the window exactly so that add/subtract rounding never drifts.
-    if (count_ >= window) window_sum_ = std::accumulate(ring_.begin(), ring_.end(), 0.0);
+  if (!std::isnan(stats.top1_logprob)) {
+    // exp(-inf) = 0; a positive logprob (rounding) is probability 1.
+    const double p1 = std::exp(std::min(0.0, stats.top1_logprob));
+    const double p2 = std::isnan(stats.top2_logprob)
+                          ? std::min(p1, 1 - p1)
+                          : std::exp(std::min(stats.top2_logprob, std::min(0.0, stats.top1_logprob)));
+    top1_.add(p1);
+    margin_.add(p1 - p2);
   }
-  if (count_ >= window) {
-    const double mean = window_sum_ / window;
-    worst_full_window_ = count_ == window ? mean : std::min(worst_full_window_, mean);
+  if (!std::isnan(stats.entropy)) {
+    const double h = std::clamp(stats.entropy, 0.0, kEntropyCeiling);
+    sum_entropy_ += h;
+    certainty_.add(1 - std::min(1.0, h / config_.entropy_scale));
   }
-
-  if (!std::isnan(entropy)) {
-    sum_entropy_ += std::clamp(entropy, 0.0, kEntropyCeiling);
-    ++entropy_count_;
-  }
-}
-
-double ConfidenceMonitor::worstWindowMean() const {
-  if (count_ == 0) return 0;
-  if (count_ < config_.window) return window_sum_ / count_;
-  // The mean of all tokens can never be below the worst window by more than rounding; keep the
-  // documented order worst <= mean exact.
-  return std::min(worst_full_window_, sum_logprob_ / count_);
 }
 
 ConfidenceMonitor::Features ConfidenceMonitor::features() const {
   Features f;
-  if (count_ == 0) return f;
-  f.mean_logprob = sum_logprob_ / count_;
-  f.worst_window_logprob = worstWindowMean();
-  f.mean_entropy = entropy_count_ > 0 ? sum_entropy_ / entropy_count_ : 0;
+  const double q = config_.tail_fraction;
+  f.top_tokens = top1_.count;
+  f.entropy_tokens = certainty_.count;
+  f.top1 = top1_.mean();
+  f.margin = margin_.mean();
+  f.certainty = certainty_.mean();
+  f.top1_tail = top1_.tailMean(q);
+  f.margin_tail = margin_.tailMean(q);
+  f.certainty_tail = certainty_.tailMean(q);
+  f.mean_entropy = certainty_.count ? sum_entropy_ / certainty_.count : 0;
   return f;
 }
 
 std::optional<double> ConfidenceMonitor::score() const {
   if (count_ == 0) return std::nullopt;
   const Features f = features();
-  const ConfidenceConfig& c = config_;
-  double num = c.w_mean * std::exp(f.mean_logprob) + c.w_worst * std::exp(f.worst_window_logprob);
-  double den = c.w_mean + c.w_worst;
-  if (entropy_count_ > 0) {
-    num += c.w_entropy * (1 - std::min(1.0, f.mean_entropy / c.entropy_scale));
-    den += c.w_entropy;
+  std::array<std::optional<double>, kConfidenceFeatureFields.size()> values;
+  for (size_t i = 0; i < values.size(); ++i) {
+    const ConfidenceFeatureField& field = kConfidenceFeatureFields[i];
+    if ((field.from_entropy ? f.entropy_tokens : f.top_tokens) > 0) values[i] = f.*field.value;
   }
-  if (!(den > 0)) return std::exp(f.mean_logprob);
-  return std::clamp(num / den, 0.0, 1.0);
+  return confidenceScore(config_, values);
 }
 
 bool ConfidenceMonitor::shouldEscalateEarly() const {
@@ -112,14 +174,11 @@ bool ConfidenceMonitor::shouldEscalateEarly() const {
 }
 
 void ConfidenceMonitor::reset() {
-  std::fill(ring_.begin(), ring_.end(), 0.0);
-  head_ = 0;
   count_ = 0;
-  sum_logprob_ = 0;
-  window_sum_ = 0;
-  worst_full_window_ = 0;
+  top1_ = View{};
+  margin_ = View{};
+  certainty_ = View{};
   sum_entropy_ = 0;
-  entropy_count_ = 0;
 }
 
 }  // namespace routers

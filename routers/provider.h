@@ -3,9 +3,12 @@
 #pragma once
 
 #include <chrono>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "api/chat.h"
@@ -27,7 +30,23 @@ struct RouteInfo {
   // Set by the cascade: the scores it decided on and why it escalated ("" when it did not).
   std::optional<double> complexity;
   std::optional<double> confidence;
+  // What the confidence is made of (routers/confidence.h, ConfidenceFeatures::named()), when
+  // the cascade kept the local answer; names in static storage.
+  std::vector<std::pair<std::string_view, double>> confidence_features;
   std::string escalation;
+};
+
+// What the local engine knew when it wrote one answer token (ChatSink::onTokenStats): natural
+// logprobs and nats under the distribution the token was drawn from, before temperature, top-k,
+// top-p and penalties (with constrained decoding, the one masked to the allowed tokens). NaN
+// where the engine did not say. The confidence signal (routers/confidence.h) reads the
+// distribution's statistics only, never the sampled token's logprob.
+struct TokenStats {
+  double logprob = std::numeric_limits<double>::quiet_NaN();       // the generated token's
+  double entropy = std::numeric_limits<double>::quiet_NaN();       // of the distribution
+  double top1_logprob = std::numeric_limits<double>::quiet_NaN();  // its largest logprob
+  // Its second largest; -inf when no other token was possible.
+  double top2_logprob = std::numeric_limits<double>::quiet_NaN();
 };
 
 // Receives the outcome of one Provider::chat call. Callbacks come from the provider's own
@@ -50,10 +69,14 @@ class ChatSink {
   // target is answering (or, for a final error, which target failed last).
   virtual void onRoute(const RouteInfo& route) {}
 
-  // Local engines only: each generated token's log-probability (natural log) and the entropy
-  // (nats) of the distribution it was drawn from, before the token's chunk; the cascade's
-  // confidence signal. Called for streamed and non-streamed calls alike.
-  virtual void onTokenStats(double logprob, double entropy) {}
+  // Local engines only: each generated answer token's statistics, before the token's chunk;
+  // the cascade's confidence signal. Called for streamed and non-streamed calls alike.
+  virtual void onTokenStats(const TokenStats& stats) {}
+
+  // Local engines only: once, just before onFinish, the engine time the call used (seconds, its
+  // share of the forward passes: usage.engine_compute_s), also for a call that failed or was
+  // cancelled, whose onFinish carries no usage. The cascade costs an escalated draft with it.
+  virtual void onEngineTime(double compute_s) {}
 };
 
 // A call in flight. Destroying the handle does not cancel; cancel() does.

@@ -26,6 +26,7 @@ class RemoteSink : public ChatSink {
       : out_(std::move(out)),
         want_logprobs_(client.logprobs),
         want_top_(std::max(0, client.top_logprobs.value_or(0))),
+        greedy_(client.temperature && *client.temperature == 0),
         in_flight_(std::move(in_flight)),
         started_(Clock::now()) {}
 
@@ -65,7 +66,9 @@ class RemoteSink : public ChatSink {
   void report(const std::optional<std::vector<api::TokenLogprob>>& logprobs) {
     if (!logprobs) return;
     for (const api::TokenLogprob& t : *logprobs) {
-      out_->onTokenStats(t.logprob, entropyFromTop(t.top_logprobs));
+      if (const std::optional<TokenStats> stats = tokenStatsFromLogprobs(t, greedy_)) {
+        out_->onTokenStats(*stats);
+      }
     }
   }
 
@@ -83,6 +86,7 @@ class RemoteSink : public ChatSink {
   const std::shared_ptr<ChatSink> out_;
   const bool want_logprobs_;
   const int want_top_;
+  const bool greedy_;  // the client asked for temperature 0
   const std::shared_ptr<std::atomic<int>> in_flight_;
   const Clock::time_point started_;
   bool finished_ = false;  // callbacks of one call never run concurrently (provider.h)
@@ -109,6 +113,38 @@ double entropyFromTop(const std::vector<api::TopLogprob>& top) {
     h += rest * (std::log(tokens) - std::log(rest));  // `tokens` shares of rest / tokens each
   }
   return std::max(0.0, h);
+}
+
+std::optional<TokenStats> tokenStatsFromLogprobs(const api::TokenLogprob& t, bool greedy) {
+  auto usable = [](double lp) { return std::isfinite(lp) && lp >= kNeverLogprob; };
+  TokenStats s;
+  s.logprob = t.logprob;
+  double first = -std::numeric_limits<double>::infinity(), second = first;
+  int candidates = 0;
+  auto push = [&](double lp) {
+    lp = std::min(0.0, lp);
+    second = std::max(second, std::min(lp, first));
+    first = std::max(first, lp);
+    ++candidates;
+  };
+  bool chosen_listed = false;
+  for (const api::TopLogprob& alt : t.top_logprobs) {
+    if (!usable(alt.logprob)) continue;
+    push(alt.logprob);
+    chosen_listed = chosen_listed || alt.token == t.token;
+  }
+  if (candidates == 0) {
+    // Only the chosen token: it is the top-1 only when it was the argmax, i.e. under greedy
+    // decoding; otherwise nothing is known of the distribution.
+    if (!greedy || !usable(t.logprob)) return std::nullopt;
+    s.top1_logprob = std::min(0.0, t.logprob);
+    return s;  // top-2 and entropy unknown (NaN)
+  }
+  if (!chosen_listed && usable(t.logprob)) push(t.logprob);
+  s.top1_logprob = first;
+  if (candidates >= 2) s.top2_logprob = second;
+  s.entropy = entropyFromTop(t.top_logprobs);
+  return s;
 }
 
 RemoteEngineProvider::RemoteEngineProvider(std::unique_ptr<Provider> upstream,

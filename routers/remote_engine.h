@@ -6,15 +6,21 @@
 // makes its answers feed the cascade as the embedded engine's do:
 //   - every call asks the server for `logprobs` and `top_logprobs` (at least
 //     RemoteEngineConfig::top_logprobs alternatives), streamed or not;
-//   - each answer token's logprob, with the entropy estimated from its alternatives
-//     (entropyFromTop), goes to ChatSink::onTokenStats before the token's chunk, for the first
-//     choice only (the one the cascade judges), exactly where LocalProvider reports them;
+//   - each answer token's statistics (tokenStatsFromLogprobs: the top-1 and top-2 logprobs
+//     among its alternatives, the entropy estimated from them) go to ChatSink::onTokenStats
+//     before the token's chunk, for the first choice only (the one the cascade judges), exactly
+//     where LocalProvider reports them. The confidence then means what it means for the
+//     embedded engine when the server's logprobs are those of the raw distribution, as vLLM's
+//     are by default (its logprobs_mode raw_logprobs); a server that reports logprobs after
+//     temperature makes the confidence move with the client's temperature;
 //   - the client sees logprobs only when it asked for them, and no more alternatives than it
 //     asked for;
 //   - usage.engine_compute_s is the call's wall time, so that the row of a request answered
 //     there records it as compute_ms and reports price it per GPU hour.
 // A server that returns no logprobs reports no token stats: the cascade's confidence is then
-// unknown (routers/cascade.h says what it does).
+// unknown (routers/cascade.h says what it does). One that returns the chosen token's logprob
+// without alternatives is the same unless the client asked for temperature 0: the chosen
+// token is then the top-1 and reported as such (top-2 and entropy unknown).
 //
 // Load: the calls in flight are counted; at `max_in_flight` a new call is refused at once with
 // kRateLimited (a full server is not a failing one: its circuit stays closed), so that a
@@ -103,5 +109,13 @@ class RemoteEngineProvider : public Provider {
 // -9999 "never") are skipped. NaN when none is usable: the confidence monitor then leaves the
 // entropy out, as it does for any token without one.
 double entropyFromTop(const std::vector<api::TopLogprob>& top);
+
+// One answer token's statistics from an OpenAI-style logprobs entry: top-1 and top-2 are the two
+// largest usable logprobs among the alternatives and the chosen token (when its text is not
+// among them); the top-2 is NaN (unknown) with one candidate; the entropy is entropyFromTop.
+// Without usable alternatives: the chosen logprob as the top-1 when `greedy` (the client asked
+// for temperature 0, so the chosen token was the argmax), else nullopt (nothing is known, and
+// nothing is reported to the cascade).
+std::optional<TokenStats> tokenStatsFromLogprobs(const api::TokenLogprob& t, bool greedy);
 
 }  // namespace routers

@@ -83,7 +83,7 @@ class MeteredCall : public ProviderCall, public std::enable_shared_from_this<Met
     out_bytes_ += chunkBytes(chunk);
     sink_->onChunk(std::move(chunk));
   }
-  void onTokenStats(double logprob, double entropy) { sink_->onTokenStats(logprob, entropy); }
+  void onTokenStats(const TokenStats& stats) { sink_->onTokenStats(stats); }
   void onFinish(api::StatusOr<api::ChatResponse> result);
 
  private:
@@ -121,9 +121,7 @@ class MeterSink : public ChatSink {
  public:
   explicit MeterSink(std::shared_ptr<MeteredCall> call) : call_(std::move(call)) {}
   void onChunk(api::ChatChunk chunk) override { call_->onChunk(std::move(chunk)); }
-  void onTokenStats(double logprob, double entropy) override {
-    call_->onTokenStats(logprob, entropy);
-  }
+  void onTokenStats(const TokenStats& stats) override { call_->onTokenStats(stats); }
   void onFinish(api::StatusOr<api::ChatResponse> result) override {
     auto call = std::move(call_);  // breaks the cycle call -> inner -> sink -> call
     call->onFinish(std::move(result));
@@ -332,9 +330,8 @@ class RunSink : public ChatSink {
     inner_->onFinish(std::move(result));
   }
   void onRoute(const RouteInfo& route) override { inner_->onRoute(route); }
-  void onTokenStats(double logprob, double entropy) override {
-    inner_->onTokenStats(logprob, entropy);
-  }
+  void onTokenStats(const TokenStats& stats) override { inner_->onTokenStats(stats); }
+  void onEngineTime(double compute_s) override { inner_->onEngineTime(compute_s); }
 
  private:
   std::shared_ptr<ChatSink> inner_;
@@ -351,9 +348,7 @@ class RowSink : public ChatSink {
     route_ = route;
     inner_->onRoute(route);
   }
-  void onTokenStats(double logprob, double entropy) override {
-    inner_->onTokenStats(logprob, entropy);
-  }
+  void onTokenStats(const TokenStats& stats) override { inner_->onTokenStats(stats); }
   void onFinish(api::StatusOr<api::ChatResponse> result) override {
     double latency = std::chrono::duration<double>(Clock::now() - started_).count();
     const api::Usage* usage = result.ok() && result->usage ? &*result->usage : nullptr;
@@ -466,6 +461,12 @@ std::string Account::decisionFor(bool local_route) const {
   return decision_ == "cascade" && !local_route ? "escalated" : decision_;
 }
 
+void Account::addDraftCompute(double compute_s) {
+  if (!std::isfinite(compute_s) || compute_s <= 0) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  draft_compute_s_ += compute_s;
+}
+
 void Account::hold(uint64_t reservation) {
   std::lock_guard<std::mutex> lock(mu_);
   reservations_.push_back(reservation);
@@ -537,6 +538,10 @@ void Account::finish(const RouteInfo& route, bool local_route, const api::Usage*
     row.cached_prompt_tokens = std::max<int64_t>(0, usage->cached_prompt_tokens);
     row.completion_tokens = std::max<int64_t>(0, usage->completion_tokens);
     if (local_route) row.compute_ms = usage->engine_compute_s * 1000;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    row.compute_ms += draft_compute_s_ * 1000;  // an escalated cascade's local draft
   }
   row.latency_ms = latency_s * 1000;
   row.status = status;

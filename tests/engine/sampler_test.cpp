@@ -335,6 +335,9 @@ TEST(Sampler, ReportedStatisticsDescribeTheRawDistribution) {
       ASSERT_LT(c.token, 50);
       EXPECT_NEAR(c.logprob, lp[c.token], 1e-5);
       EXPECT_NEAR(c.entropy, entropy, 1e-5);
+      // The confidence signal: the two largest raw logprobs, whatever was drawn.
+      EXPECT_NEAR(c.top1_logprob, lp[order[0]], 1e-5);
+      EXPECT_NEAR(c.top2_logprob, lp[order[1]], 1e-5);
       ASSERT_EQ(c.top.size(), 5u);
       for (size_t k = 0; k < 5; ++k) {
         EXPECT_EQ(c.top[k].first, order[k]);
@@ -345,6 +348,41 @@ TEST(Sampler, ReportedStatisticsDescribeTheRawDistribution) {
       }
     }
   }
+}
+
+TEST(Sampler, TopTwoLogprobsWithTiesTailsAndOneDrawableId) {
+  const float inf = std::numeric_limits<float>::infinity();
+  // Ties: the second largest is the largest again. Every length, so that the vector body, the
+  // lane merge and the scalar tail each hold the two largest at some point.
+  for (int n = 2; n <= 40; ++n) {
+    for (int a = 0; a < n; a += 3) {
+      const int b = (a * 7 + 5) % n;
+      std::vector<float> logits(n, -2.0f);
+      logits[a] = 4.0f;
+      logits[b] = b == a ? 4.0f : 3.0f;
+      const std::vector<double> lp = logSoftmax(logits, n);
+      Sampler s(greedy(), n);
+      TokenChoice c = draw(s, logits);
+      EXPECT_NEAR(c.top1_logprob, lp[a], 1e-5) << n << " " << a;
+      EXPECT_NEAR(c.top2_logprob, b == a ? lp[(a + 1) % n] : lp[b], 1e-5) << n << " " << a;
+      logits[b] = 4.0f;  // a tie at the top
+      Sampler t(greedy(), n);
+      TokenChoice d = draw(t, logits);
+      if (b != a) EXPECT_FLOAT_EQ(d.top1_logprob, d.top2_logprob) << n << " " << a;
+    }
+  }
+  // One id can be drawn: the second is impossible.
+  Sampler one(greedy(), 5);
+  TokenChoice c = draw(one, {-inf, -inf, 2.0f, -inf, -inf});
+  EXPECT_EQ(c.token, 2);
+  EXPECT_FLOAT_EQ(c.top1_logprob, 0.0f);
+  EXPECT_EQ(c.top2_logprob, -inf);
+  // Ids past vocab_limit never count, however large their logits.
+  Sampler limited(greedy(), 3);
+  TokenChoice l = draw(limited, {0.0f, 1.0f, 0.0f, 50.0f, 40.0f});
+  const std::vector<double> lp = logSoftmax({0.0f, 1.0f, 0.0f}, 3);
+  EXPECT_NEAR(l.top1_logprob, lp[1], 1e-6);
+  EXPECT_NEAR(l.top2_logprob, lp[0], 1e-6);
 }
 
 TEST(Sampler, TopLogprobsCountAndOrder) {
@@ -560,6 +598,8 @@ TEST(Sampler, LargeVocabularyStatisticsMatchDoublePrecision) {
   EXPECT_NEAR(c.logprob, lp[c.token], 1e-4);
   EXPECT_NEAR(c.entropy, entropy, 1e-4);
   ASSERT_EQ(c.top.size(), 20u);
+  EXPECT_NEAR(c.top1_logprob, c.top[0].second, 1e-6);
+  EXPECT_NEAR(c.top2_logprob, c.top[1].second, 1e-6);
   std::vector<int32_t> order(n);
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(),

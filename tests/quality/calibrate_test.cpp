@@ -16,6 +16,7 @@
 #include "policies/policy_set.h"
 #include "policies/trigger.h"
 #include "policies/yaml_reader.h"
+#include "routers/confidence.h"
 
 namespace {
 
@@ -311,6 +312,131 @@ TEST(Calibrate, RefusesContradictoryOrOutOfRangeOptions) {
     CalibrateOptions o;
     bad(o);
     EXPECT_EQ(quality::calibrate(records, o).status().code(), api::ErrorCode::kInvalidRequest);
+  }
+}
+
+// ---- the confidence weights -----------------------------------------------------------------
+
+// Planted confidence weights (routers/confidence.h order: top1, margin, certainty, top1_tail,
+// margin_tail, certainty_tail), summing to 1.
+constexpr double kPlanted[] = {0.1, 0.3, 0.0, 0.4, 0.0, 0.2};
+
+double plantedConfidence(const QualityRecord& r) {
+  double s = 0;
+  for (size_t j = 0; j < routers::kConfidenceFeatureFields.size(); ++j) {
+    s += kPlanted[j] * *r.confidenceFeature(routers::kConfidenceFeatureFields[j].name);
+  }
+  return s;
+}
+
+// `n` records whose six confidence features are uniform in [0, 1] and whose label is drawn with
+// P(cloud better) = logistic(sharpness · (0.5 − planted confidence)). The recorded confidence is
+// noise, so that only the features carry the signal; the complexity features carry none.
+std::vector<QualityRecord> synthesizeConfidence(size_t n, uint64_t seed, double sharpness = 14) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> u(0, 1);
+  std::vector<QualityRecord> out;
+  for (size_t i = 0; i < n; ++i) {
+    QualityRecord r;
+    r.id = static_cast<int64_t>(i + 1);
+    r.request_id = "conf-" + std::to_string(seed) + "-" + std::to_string(i);
+    r.team = "research";
+    for (std::string_view name : kFeatureNames) {
+      r.complexity_features.push_back(quality::Feature{std::string(name), u(rng)});
+    }
+    for (const auto& f : routers::kConfidenceFeatureFields) {
+      r.confidence_features.push_back(quality::Feature{std::string(f.name), u(rng)});
+    }
+    r.confidence_features.push_back(quality::Feature{"mean_entropy", 3 * u(rng)});
+    r.confidence = u(rng);
+    r.complexity = 0.5;
+    r.local.cost_usd = 0.0001;
+    r.cloud.cost_usd = 0.002;
+    const double p = 1 / (1 + std::exp(-sharpness * (0.5 - plantedConfidence(r))));
+    quality::JudgeResult j;
+    j.status = quality::JudgeStatus::kOk;
+    j.delta = u(rng) < p ? 0.3 + 0.7 * u(rng) : -0.8 * u(rng);
+    j.agreement = true;
+    r.judge = j;
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+// Area under the ROC curve of `score` for `label` (ties count half).
+double aucOf(const std::vector<std::pair<double, bool>>& scored) {
+  double pos = 0, neg = 0, wins = 0;
+  for (const auto& a : scored) (a.second ? pos : neg) += 1;
+  for (const auto& a : scored) {
+    if (!a.second) continue;
+    for (const auto& b : scored) {
+      if (b.second) continue;
+      wins += a.first > b.first ? 1 : a.first == b.first ? 0.5 : 0;
+    }
+  }
+  return wins / (pos * neg);
+}
+
+TEST(Calibrate, RecoversPlantedConfidenceWeightsOnHeldOutRows) {
+  const std::vector<QualityRecord> records = synthesizeConfidence(8000, 61);
+  const Calibration c = calibrateOk(records, CalibrateOptions{});
+  ASSERT_TRUE(c.confidence) << c.confidence_note;
+  EXPECT_EQ(c.confidence_fit_rows, c.train_rows);
+  for (size_t j = 0; j < routers::kConfidenceFeatureFields.size(); ++j) {
+    const auto& f = routers::kConfidenceFeatureFields[j];
+    EXPECT_NEAR(c.confidence.value().*f.weight, kPlanted[j], 0.06) << f.name;
+  }
+  // On the held-out rows, the fitted confidence separates the labels as well as the planted one
+  // does (the recorded confidence, noise here, would give 0.5).
+  std::vector<std::pair<double, bool>> planted;
+  for (const QualityRecord& r : records) {
+    if (!quality::isHeldOut(r.request_id, 0.25, 1)) continue;
+    planted.emplace_back(1 - plantedConfidence(r), *r.delta() > 0);
+  }
+  ASSERT_EQ(planted.size(), c.test_rows);
+  const double best = aucOf(planted);
+  EXPECT_GT(best, 0.8);
+  EXPECT_NEAR(c.heldout_confidence_auc, best, 0.01);
+  // The snippet carries the weights in the form the router reads.
+  auto root = policies::YamlReader::parse(c.router_snippet, "switchyard.yaml",
+                                          [](const std::string&) { return std::nullopt; });
+  ASSERT_TRUE(root.ok()) << root.status().message();
+  auto read = routers::ConfidenceConfig::read(root->section("router").section("confidence"));
+  ASSERT_TRUE(read.ok()) << read.status().message() << "\n" << c.router_snippet;
+  for (const auto& f : routers::kConfidenceFeatureFields) {
+    EXPECT_EQ(read.value().*f.weight, c.confidence.value().*f.weight) << f.name;
+  }
+  const std::string text = quality::formatCalibration(c);
+  EXPECT_NE(text.find("confidence weights: top1_tail 0.4"), std::string::npos) << text;
+}
+
+TEST(Calibrate, RecordsWithoutConfidenceFeaturesKeepTheirRecordedConfidence) {
+  // Records made before the confidence features: nothing to fit, the recorded scores are used.
+  const Calibration c = calibrateOk(synthesize(1000, 62, lowConfidence), CalibrateOptions{});
+  EXPECT_FALSE(c.confidence);
+  EXPECT_NE(c.confidence_note.find("0 training rows carry every confidence feature"),
+            std::string::npos)
+      << c.confidence_note;
+  EXPECT_NEAR(c.confidence_threshold, 0.4, 0.05);
+  EXPECT_EQ(c.router_snippet.find("  confidence:"), std::string::npos) << c.router_snippet;
+  EXPECT_NE(quality::formatCalibration(c).find("confidence weights: not fitted"),
+            std::string::npos);
+}
+
+TEST(Calibrate, ConfidenceFeaturesWithoutSignalAreNotFitted) {
+  // Labels from the complexity features only: no confidence weight survives the fit, or if the
+  // fit keeps a sliver of one, the held-out confidence carries no signal either way.
+  std::vector<QualityRecord> records = synthesizeConfidence(3000, 63);
+  for (QualityRecord& r : records) {
+    const bool win = r.complexityFeature("code").value() > 0.6;
+    r.judge->delta = win ? 0.5 : -0.5;
+  }
+  const Calibration c = calibrateOk(records, CalibrateOptions{});
+  EXPECT_NE(c.trigger.find("complexity >"), std::string::npos) << c.trigger;
+  if (c.confidence) {
+    EXPECT_NEAR(c.heldout_confidence_auc, 0.5, 0.06);
+  } else {
+    EXPECT_NE(c.confidence_note.find("no confidence feature predicts"), std::string::npos);
   }
 }
 

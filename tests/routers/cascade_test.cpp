@@ -47,7 +47,10 @@ class ScriptedLocal : public routers::Provider {
           sink->onFinish(api::Status(api::ErrorCode::kUnavailable, "engine queue full"));
           return;
         }
-        sink->onTokenStats(logprob_, 0.1);
+        routers::TokenStats stats;  // `logprob_` as the distribution's top-1
+        stats.logprob = stats.top1_logprob = logprob_;
+        stats.entropy = 0.1;
+        sink->onTokenStats(stats);
         std::string piece = (i ? " " : "") + words_[i];
         text += piece;
         ++emitted_;

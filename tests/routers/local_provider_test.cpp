@@ -75,8 +75,12 @@ class ScriptedEngine : public engine::Engine {
 
 class StatsSink : public sytest::RecordingSink {
  public:
-  void onTokenStats(double logprob, double entropy) override { logprobs.push_back(logprob); }
+  void onTokenStats(const routers::TokenStats& stats) override {
+    logprobs.push_back(stats.logprob);
+    all.push_back(stats);
+  }
   std::vector<double> logprobs;
+  std::vector<routers::TokenStats> all;
 };
 
 std::shared_ptr<const engine::ChatTemplate> gemma4Template() {
@@ -117,6 +121,9 @@ void play(engine::TokenSink& sink, const std::vector<Tok>& tokens) {
     ev.text = t.text;
     ev.token_text = t.piece;
     ev.logprob = t.logprob;
+    ev.entropy = -t.logprob / 2;  // the distribution's statistics, distinct from the logprob
+    ev.top1_logprob = t.logprob / 4;
+    ev.top2_logprob = t.logprob * 3;
     sink.onToken(ev);
   }
   engine::FinishEvent fin;
@@ -225,6 +232,10 @@ TEST(LocalProvider, ThoughtsGoToReasoningContent) {
   EXPECT_EQ(resp.usage->reasoning_tokens, 6);
   // Confidence and logprobs cover the answer tokens only.
   EXPECT_EQ(sink->logprobs, (std::vector<double>{-0.7f, -0.8f}));
+  ASSERT_EQ(sink->all.size(), 2u);  // and the distribution's statistics, as the engine said
+  EXPECT_FLOAT_EQ(static_cast<float>(sink->all[1].entropy), 0.8f / 2);
+  EXPECT_FLOAT_EQ(static_cast<float>(sink->all[1].top1_logprob), -0.8f / 4);
+  EXPECT_FLOAT_EQ(static_cast<float>(sink->all[1].top2_logprob), -0.8f * 3);
   ASSERT_TRUE(resp.choices[0].logprobs.has_value());
   ASSERT_EQ(resp.choices[0].logprobs->size(), 2u);
   EXPECT_EQ((*resp.choices[0].logprobs)[0].token, "4");

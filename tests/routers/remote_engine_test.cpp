@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <thread>
@@ -25,18 +26,18 @@ constexpr const char* kPrompt = "a b c d e f g h i j";  // the fake answers 11 t
 // Records the token stats a provider reports, beside everything RecordingSink keeps.
 class StatsSink : public RecordingSink {
  public:
-  void onTokenStats(double logprob, double entropy) override {
+  void onTokenStats(const routers::TokenStats& stats) override {
     std::lock_guard<std::mutex> lock(mu_);
-    stats_.emplace_back(logprob, entropy);
+    stats_.push_back(stats);
   }
-  std::vector<std::pair<double, double>> stats() const {
+  std::vector<routers::TokenStats> stats() const {
     std::lock_guard<std::mutex> lock(mu_);
     return stats_;
   }
 
  private:
   mutable std::mutex mu_;
-  std::vector<std::pair<double, double>> stats_;
+  std::vector<routers::TokenStats> stats_;
 };
 
 // The alternatives the fake lists for a token of logprob `lp` when asked for `k`.
@@ -103,10 +104,13 @@ TEST_F(RemoteEngineTest, AsksForLogprobsAndReportsEveryTokensStatsStreamedOrNot)
     EXPECT_EQ(asked["top_logprobs"], 5);
     auto stats = sink->stats();
     ASSERT_EQ(stats.size(), 11u) << "stream " << stream;
-    const double entropy = routers::entropyFromTop(fakeTop(-0.2, 5));
-    for (const auto& [lp, h] : stats) {
-      EXPECT_DOUBLE_EQ(lp, -0.2);
-      EXPECT_NEAR(h, entropy, 1e-9);
+    const std::vector<api::TopLogprob> top = fakeTop(-0.2, 5);
+    const double entropy = routers::entropyFromTop(top);
+    for (const routers::TokenStats& t : stats) {
+      EXPECT_DOUBLE_EQ(t.logprob, -0.2);
+      EXPECT_NEAR(t.entropy, entropy, 1e-9);
+      EXPECT_DOUBLE_EQ(t.top1_logprob, -0.2);
+      EXPECT_NEAR(t.top2_logprob, top[1].logprob, 1e-9);
     }
     // The client did not ask for logprobs: it gets none.
     for (const auto& c : sink->chunks()) {
@@ -160,6 +164,74 @@ TEST_F(RemoteEngineTest, ServerWithoutLogprobsReportsNoStats) {
     ASSERT_TRUE(sink->result().ok());
     EXPECT_TRUE(sink->stats().empty());
   }
+}
+
+// A server that lists no alternatives (only the chosen token's logprob): the chosen token is
+// the top-1 only under greedy decoding; otherwise nothing is reported, as without logprobs.
+TEST_F(RemoteEngineTest, ChosenLogprobWithoutAlternativesCountsOnlyUnderTemperatureZero) {
+  server_.setTokenLogprob(-0.3);
+  server_.setListAlternatives(false);
+  auto remote = makeRemote();
+  for (bool stream : {false, true}) {
+    api::ChatRequest r = sytest::userRequest(kPrompt, stream);
+    auto sampled = std::make_shared<StatsSink>();
+    remote->chat(r, sampled, routers::Clock::now() + 10s);
+    ASSERT_TRUE(sampled->wait());
+    ASSERT_TRUE(sampled->result().ok());
+    EXPECT_TRUE(sampled->stats().empty()) << "stream " << stream;
+
+    r.temperature = 0;
+    auto greedy = std::make_shared<StatsSink>();
+    remote->chat(r, greedy, routers::Clock::now() + 10s);
+    ASSERT_TRUE(greedy->wait());
+    ASSERT_TRUE(greedy->result().ok());
+    const auto stats = greedy->stats();
+    ASSERT_EQ(stats.size(), 11u) << "stream " << stream;
+    for (const routers::TokenStats& t : stats) {
+      EXPECT_DOUBLE_EQ(t.top1_logprob, -0.3);
+      EXPECT_TRUE(std::isnan(t.top2_logprob));
+      EXPECT_TRUE(std::isnan(t.entropy));
+    }
+  }
+}
+
+TEST(TokenStatsFromLogprobs, TopTwoFromTheAlternativesAndTheChosenToken) {
+  api::TokenLogprob t;
+  t.token = "b";
+  t.logprob = -1.5;
+  // The chosen token listed among the alternatives (OpenAI, vLLM): not counted twice.
+  t.top_logprobs = {{"a", -0.4}, {"b", -1.5}, {"c", -2.0}, {"never", -9999.0}};
+  auto s = routers::tokenStatsFromLogprobs(t, false);
+  ASSERT_TRUE(s);
+  EXPECT_DOUBLE_EQ(s->logprob, -1.5);
+  EXPECT_DOUBLE_EQ(s->top1_logprob, -0.4);
+  EXPECT_DOUBLE_EQ(s->top2_logprob, -1.5);
+  EXPECT_NEAR(s->entropy, routers::entropyFromTop(t.top_logprobs), 1e-12);
+  // The chosen token not listed (a server listing the others only): it is a candidate.
+  t.top_logprobs = {{"a", -2.2}, {"c", -3.0}};
+  s = routers::tokenStatsFromLogprobs(t, false);
+  ASSERT_TRUE(s);
+  EXPECT_DOUBLE_EQ(s->top1_logprob, -1.5);
+  EXPECT_DOUBLE_EQ(s->top2_logprob, -2.2);
+  // One candidate: the top-2 is unknown. Rounding above 0 counts as 0.
+  t.token = "a";
+  t.logprob = 1e-7;
+  t.top_logprobs = {{"a", 1e-7}};
+  s = routers::tokenStatsFromLogprobs(t, false);
+  ASSERT_TRUE(s);
+  EXPECT_DOUBLE_EQ(s->top1_logprob, 0.0);
+  EXPECT_TRUE(std::isnan(s->top2_logprob));
+  // No usable alternative: known only under greedy decoding, and only with a usable logprob.
+  t.logprob = -0.7;
+  t.top_logprobs = {{"x", std::nan("")}, {"y", -9999.0}};
+  EXPECT_FALSE(routers::tokenStatsFromLogprobs(t, false));
+  s = routers::tokenStatsFromLogprobs(t, true);
+  ASSERT_TRUE(s);
+  EXPECT_DOUBLE_EQ(s->top1_logprob, -0.7);
+  EXPECT_TRUE(std::isnan(s->top2_logprob));
+  EXPECT_TRUE(std::isnan(s->entropy));
+  t.logprob = -INFINITY;
+  EXPECT_FALSE(routers::tokenStatsFromLogprobs(t, true));
 }
 
 TEST_F(RemoteEngineTest, FullServerRefusesAtOnceWithoutCountingAsAFailure) {
@@ -319,7 +391,15 @@ class RemoteCascadeTest : public RemoteEngineTest {
   // entropy the remote's alternatives imply: the same monitor, fed directly.
   double embeddedScore(double lp) {
     routers::ConfidenceMonitor m(options().confidence);
-    for (int i = 0; i < 11; ++i) m.onToken(lp, routers::entropyFromTop(fakeTop(lp, 5)));
+    const std::vector<api::TopLogprob> top = fakeTop(lp, 5);
+    routers::TokenStats t;
+    t.entropy = routers::entropyFromTop(top);
+    std::vector<double> sorted;
+    for (const api::TopLogprob& alt : top) sorted.push_back(alt.logprob);
+    std::sort(sorted.rbegin(), sorted.rend());
+    t.top1_logprob = sorted[0];
+    t.top2_logprob = sorted[1];
+    for (int i = 0; i < 11; ++i) m.onToken(t);
     return *m.score();
   }
 
