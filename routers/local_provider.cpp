@@ -87,12 +87,11 @@ class LocalCall : public ProviderCall {
     std::lock_guard<std::mutex> lock(emit_mu_);
     if (index == 0 && !failed_) sink_->onTokenStats(stats);
   }
-  void fail(api::Status status, double compute_s = 0) {
+  void fail(api::Status status) {
     {
       std::lock_guard<std::mutex> lock(emit_mu_);
       if (failed_ || finished_ == static_cast<int>(choices_.size())) return;
       failed_ = true;
-      sink_->onEngineTime(compute_s);
       sink_->onFinish(std::move(status));
     }
     cancel();
@@ -112,7 +111,6 @@ class LocalCall : public ProviderCall {
       for (auto& c : choices_) r.choices.push_back(std::move(*c));
     }
     r.usage = sumUsage();
-    sink_->onEngineTime(r.usage->engine_compute_s);
     sink_->onFinish(std::move(r));
   }
 
@@ -187,7 +185,7 @@ class ChoiceStream : public engine::TokenSink {
 
   void onFinish(const engine::FinishEvent& ev) override {
     if (!ev.status.ok()) {
-      call_->fail(ev.status, ev.timings.compute_s);
+      call_->fail(ev.status);
       return;
     }
     Split tail = split({}, ev.text);
@@ -339,29 +337,22 @@ class FailedCall : public ProviderCall {
 }  // namespace
 
 StructuredOutputs::StructuredOutputs(const engine::Engine& engine, size_t cache_capacity)
-    : engine_(engine), cache_(cache_capacity), tool_cache_(cache_capacity) {}
-
-namespace {
-
-// OpenAI's response_format object of `format` (null for text).
-api::Json responseFormatWire(const api::ResponseFormat& format) {
-  switch (format.type) {
-    case api::ResponseFormat::Type::kText:
-      break;
-    case api::ResponseFormat::Type::kJsonObject:
-      return {{"type", "json_object"}};
-    case api::ResponseFormat::Type::kJsonSchema:
-      return {{"type", "json_schema"}, {"json_schema", format.json_schema}};
-  }
-  return nullptr;
-}
-
-}  // namespace
+    : engine_(engine), cache_(cache_capacity) {}
 
 api::Status StructuredOutputs::apply(const api::ResponseFormat& format,
                                      engine::SamplingParams& sampling) {
-  if (format.type == api::ResponseFormat::Type::kText) return api::Status();
-  auto grammar = cache_.get(responseFormatWire(format), {}, &format.schema_order);
+  api::Json wire;
+  switch (format.type) {
+    case api::ResponseFormat::Type::kText:
+      return api::Status();
+    case api::ResponseFormat::Type::kJsonObject:
+      wire = {{"type", "json_object"}};
+      break;
+    case api::ResponseFormat::Type::kJsonSchema:
+      wire = {{"type", "json_schema"}, {"json_schema", format.json_schema}};
+      break;
+  }
+  auto grammar = cache_.get(wire);
   if (!grammar.ok()) return grammar.status();
   std::call_once(vocab_once_, [this] {
     vocab_ = engine::grammar::VocabIndex::fromTokenizer(engine_.tokenizer(), engine_.eosIds());
@@ -392,17 +383,10 @@ api::Status StructuredOutputs::applyTools(const ToolPlan& plan,
   constexpr int kMaxCalls = 16;  // parallel calls in one answer
   int max_calls = plan.parallel ? kMaxCalls : 1;
   if (!plan.parse) max_calls = 0;
-  // Compiled once per distinct tools, tool_choice, parallel_tool_calls and response_format.
-  const std::string key = engine::grammar::toolGrammarKey(
-      plan.callable, plan.syntax, plan.force || answer ? -1 : max_calls,
-      answer ? engine::grammar::responseFormatKey(responseFormatWire(*format), {},
-                                                  &format->schema_order)
-             : "");
-  auto grammar = tool_cache_.getOrCompile(key, [&] {
-    return plan.force || answer
-               ? engine::grammar::compileToolCalls(plan.callable, plan.syntax, answer)
-               : engine::grammar::compileTextWithToolCalls(plan.callable, max_calls);
-  });
+  auto grammar =
+      plan.force || answer
+          ? engine::grammar::compileToolCalls(plan.callable, plan.syntax, std::move(answer))
+          : engine::grammar::compileTextWithToolCalls(plan.callable, max_calls);
   if (!grammar.ok()) return grammar.status();
   std::call_once(tool_vocab_once_, [this] {
     // Gemma 4 writes its call markers, its string delimiter (arguments in its own syntax) and
