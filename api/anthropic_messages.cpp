@@ -395,6 +395,7 @@ StatusOr<ChatRequest> parse(std::string_view body, bool counting) {
   if (req.messages.empty() || j["messages"].empty()) {
     return bad("At least one message is required", "messages");
   }
+  attachSchemaKeyOrders(body, "", "/tools/*/input_schema", req);
   return req;
 }
 

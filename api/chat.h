@@ -14,6 +14,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "api/key_order.h"
+
 namespace api {
 
 using Json = nlohmann::json;
@@ -74,6 +76,7 @@ struct Tool {
   std::string description;
   Json parameters;  // JSON Schema object; null when absent
   std::optional<bool> strict;
+  KeyOrder parameters_order;  // the body's key order within `parameters` (empty: sorted)
 };
 
 struct ToolChoice {
@@ -86,6 +89,7 @@ struct ResponseFormat {
   enum class Type { kText, kJsonObject, kJsonSchema };
   Type type = Type::kText;
   Json json_schema;  // kJsonSchema: the whole {"name","schema","strict",...} object
+  KeyOrder schema_order;  // kJsonSchema: the body's key order within json_schema.schema
 };
 
 struct ChatRequest {

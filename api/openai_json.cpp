@@ -740,6 +740,8 @@ StatusOr<ChatRequest> parseRequest(std::string_view body) {
                   "are specified.",
                   "tool_choice", "invalid_value");
   }
+  attachSchemaKeyOrders(body, "/response_format/json_schema/schema",
+                        "/tools/*/function/parameters", req);
   return req;
 }
 

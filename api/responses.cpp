@@ -296,6 +296,7 @@ StatusOr<ChatRequest> parseResponsesRequest(std::string_view body) {
     if (Status s = readField(key, value, req); !s.ok()) return s;
   }
   if (req.stream) req.include_usage = true;
+  attachSchemaKeyOrders(body, "/text/format/schema", "/tools/*/parameters", req);
   return req;
 }
 

@@ -337,22 +337,29 @@ class FailedCall : public ProviderCall {
 }  // namespace
 
 StructuredOutputs::StructuredOutputs(const engine::Engine& engine, size_t cache_capacity)
-    : engine_(engine), cache_(cache_capacity) {}
+    : engine_(engine), cache_(cache_capacity), tool_cache_(cache_capacity) {}
+
+namespace {
+
+// OpenAI's response_format object of `format` (null for text).
+api::Json responseFormatWire(const api::ResponseFormat& format) {
+  switch (format.type) {
+    case api::ResponseFormat::Type::kText:
+      break;
+    case api::ResponseFormat::Type::kJsonObject:
+      return {{"type", "json_object"}};
+    case api::ResponseFormat::Type::kJsonSchema:
+      return {{"type", "json_schema"}, {"json_schema", format.json_schema}};
+  }
+  return nullptr;
+}
+
+}  // namespace
 
 api::Status StructuredOutputs::apply(const api::ResponseFormat& format,
                                      engine::SamplingParams& sampling) {
-  api::Json wire;
-  switch (format.type) {
-    case api::ResponseFormat::Type::kText:
-      return api::Status();
-    case api::ResponseFormat::Type::kJsonObject:
-      wire = {{"type", "json_object"}};
-      break;
-    case api::ResponseFormat::Type::kJsonSchema:
-      wire = {{"type", "json_schema"}, {"json_schema", format.json_schema}};
-      break;
-  }
-  auto grammar = cache_.get(wire);
+  if (format.type == api::ResponseFormat::Type::kText) return api::Status();
+  auto grammar = cache_.get(responseFormatWire(format), {}, &format.schema_order);
   if (!grammar.ok()) return grammar.status();
   std::call_once(vocab_once_, [this] {
     vocab_ = engine::grammar::VocabIndex::fromTokenizer(engine_.tokenizer(), engine_.eosIds());
@@ -383,10 +390,17 @@ api::Status StructuredOutputs::applyTools(const ToolPlan& plan,
   constexpr int kMaxCalls = 16;  // parallel calls in one answer
   int max_calls = plan.parallel ? kMaxCalls : 1;
   if (!plan.parse) max_calls = 0;
-  auto grammar =
-      plan.force || answer
-          ? engine::grammar::compileToolCalls(plan.callable, plan.syntax, std::move(answer))
-          : engine::grammar::compileTextWithToolCalls(plan.callable, max_calls);
+  // Compiled once per distinct tools, tool_choice, parallel_tool_calls and response_format.
+  const std::string key = engine::grammar::toolGrammarKey(
+      plan.callable, plan.syntax, plan.force || answer ? -1 : max_calls,
+      answer ? engine::grammar::responseFormatKey(responseFormatWire(*format), {},
+                                                  &format->schema_order)
+             : "");
+  auto grammar = tool_cache_.getOrCompile(key, [&] {
+    return plan.force || answer
+               ? engine::grammar::compileToolCalls(plan.callable, plan.syntax, answer)
+               : engine::grammar::compileTextWithToolCalls(plan.callable, max_calls);
+  });
   if (!grammar.ok()) return grammar.status();
   std::call_once(tool_vocab_once_, [this] {
     // Gemma 4 writes its call markers, its string delimiter (arguments in its own syntax) and

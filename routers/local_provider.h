@@ -51,9 +51,15 @@ class StructuredOutputs {
   api::Status applyTools(const ToolPlan& plan, const std::optional<api::ResponseFormat>& format,
                          engine::SamplingParams& sampling);
 
+  // Requests whose grammar came from the cache: response_format grammars, tool grammars (both
+  // caches are LRU, `cache_capacity` entries each).
+  uint64_t formatGrammarHits() const { return cache_.hits(); }
+  uint64_t toolGrammarHits() const { return tool_cache_.hits(); }
+
  private:
   const engine::Engine& engine_;
-  engine::grammar::GrammarCache cache_;
+  engine::grammar::GrammarCache cache_;       // by response_format
+  engine::grammar::GrammarCache tool_cache_;  // by tools, tool_choice and response_format
   std::once_flag vocab_once_;
   std::shared_ptr<const engine::grammar::VocabIndex> vocab_;
   std::once_flag tool_vocab_once_;

@@ -4,9 +4,10 @@
 // A Matcher (matcher.h) walks it byte by byte and turns it into a token mask for each step.
 //
 // What the grammar generates (and so what a constrained answer looks like):
-// - Objects write their declared properties in the order the schema's JSON object holds them
-//   (api::Json keeps keys sorted, so alphabetical order); a required property is always
-//   written, an optional one may be left out. No undeclared key is ever written, whatever
+// - Objects write their declared properties in the order the request's body declared them in
+//   `properties` (the api::KeyOrder captured beside the schema; alphabetical order, api::Json's,
+//   for a schema without one, such as one built in code), as OpenAI does; a required property
+//   is always written, an optional one may be left out. No undeclared key is ever written, whatever
 //   additionalProperties says. An object schema without `properties` (and the json_object mode)
 //   allows any keys, with the `additionalProperties` schema or any JSON value as values.
 // - Whitespace: at each place JSON allows it (after `{`, `[`, `,`, `:` and around keys and
@@ -32,6 +33,7 @@
 
 #include <bitset>
 #include <cstdint>
+#include <functional>
 #include <list>
 #include <memory>
 #include <mutex>
@@ -129,10 +131,14 @@ enum class ValueSyntax : uint8_t { kJson, kGemma4 };
 inline constexpr std::string_view kGemma4Quote = "<|\"|>";
 
 // Compiles a JSON schema. `param` names it in errors ("response_format.json_schema.schema"):
-// an unsupported keyword is kInvalidRequest whose param is the keyword's path.
+// an unsupported keyword is kInvalidRequest whose param is the keyword's path. `order` (may be
+// null) is the key order the body wrote the schema in: properties are generated in it. A schema
+// without `type`, enum, const, anyOf or $ref allows any JSON value (an object, when it has
+// `properties`), except with `strict` (OpenAI's strict mode), where it is kInvalidRequest.
 api::StatusOr<std::shared_ptr<const Grammar>> compileSchema(
     const api::Json& schema, const GrammarOptions& options, std::string_view param,
-    ValueSyntax syntax = ValueSyntax::kJson);
+    ValueSyntax syntax = ValueSyntax::kJson, const api::KeyOrder* order = nullptr,
+    bool strict = false);
 
 // `value` as Gemma 4's chat template writes an argument (keys bare, sorted; strings between
 // <|"|>): what ValueSyntax::kGemma4 generates for an enum/const value.
@@ -140,9 +146,12 @@ std::string gemma4Value(const api::Json& value);
 
 // Compiles OpenAI's `response_format` object: {type: "json_object"} (any JSON object) or
 // {type: "json_schema", json_schema: {name, schema, strict}}. {type: "text"} gives nullptr
-// (nothing to enforce). Anything else is kInvalidRequest naming the field.
+// (nothing to enforce). Anything else is kInvalidRequest naming the field. `schema_order` (may
+// be null): the key order within json_schema.schema. json_schema.strict true applies OpenAI's
+// strict rule that every schema names its type.
 api::StatusOr<std::shared_ptr<const Grammar>> compileResponseFormat(
-    const api::Json& response_format, const GrammarOptions& options = {});
+    const api::Json& response_format, const GrammarOptions& options = {},
+    const api::KeyOrder* schema_order = nullptr);
 
 // How a model writes a tool call (routers/tool_calls.h parses them back):
 //   kGemma4: <|tool_call>call:NAME{city:<|"|>Paris<|"|>}<tool_call|>  (Gemma 4's own tokens;
@@ -154,7 +163,10 @@ enum class ToolSyntax : uint8_t { kGemma4, kJson };
 
 struct ToolSpec {
   std::string name;
-  api::Json parameters;  // the function's JSON schema; null: any JSON object
+  // The function's JSON schema; null, {} and a schema without `type` (nor anyOf, $ref, enum,
+  // const): an object (of its `properties`, when it has some), as OpenAI reads them.
+  api::Json parameters;
+  api::KeyOrder order;  // the body's key order within `parameters` (empty: sorted)
 };
 
 // One tool call, to one of `tools` (at most 32), in `syntax`, whose arguments follow that tool's
@@ -170,14 +182,30 @@ api::StatusOr<std::shared_ptr<const Grammar>> compileToolCalls(
 api::StatusOr<std::shared_ptr<const Grammar>> compileTextWithToolCalls(
     const std::vector<ToolSpec>& tools, int max_calls, const GrammarOptions& options = {});
 
-// Compiled grammars by the canonical text of their response_format (and options), least
-// recently used dropped first. Thread-safe.
+// The canonical text of what a grammar is compiled from, for GrammarCache keys: a
+// response_format (with its schema's key order, which changes the grammar), and a tool grammar:
+// compileToolCalls (max_calls -1; `answer_key` the response_format key of its answer, "" when
+// none) or compileTextWithToolCalls (max_calls >= 0).
+std::string responseFormatKey(const api::Json& response_format, const GrammarOptions& options,
+                              const api::KeyOrder* schema_order = nullptr);
+std::string toolGrammarKey(const std::vector<ToolSpec>& tools, ToolSyntax syntax, int max_calls,
+                           std::string_view answer_key, const GrammarOptions& options = {});
+
+// Compiled grammars by the canonical text of what they were compiled from (above), least
+// recently used dropped first. Failed compiles are not kept. Thread-safe.
 class GrammarCache {
  public:
   explicit GrammarCache(size_t capacity = 64) : capacity_(capacity) {}
 
+  // The grammar of a response_format (compileResponseFormat), nullptr for text.
   api::StatusOr<std::shared_ptr<const Grammar>> get(const api::Json& response_format,
-                                                    const GrammarOptions& options = {});
+                                                    const GrammarOptions& options = {},
+                                                    const api::KeyOrder* schema_order = nullptr);
+  // The grammar cached under `key`, or what `compile` returns (kept under `key` when it is a
+  // grammar).
+  api::StatusOr<std::shared_ptr<const Grammar>> getOrCompile(
+      const std::string& key,
+      const std::function<api::StatusOr<std::shared_ptr<const Grammar>>()>& compile);
   size_t size() const;
   uint64_t hits() const;
 

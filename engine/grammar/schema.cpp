@@ -59,8 +59,13 @@ std::string gemma4String(std::string_view text) {
 class Compiler {
  public:
   Compiler(const api::Json& root, const GrammarOptions& options, std::string_view param,
-           ValueSyntax syntax)
-      : root_(root), options_(options), param_(param), native_(syntax == ValueSyntax::kGemma4) {}
+           ValueSyntax syntax, const api::KeyOrder* order, bool strict)
+      : root_(root),
+        options_(options),
+        param_(param),
+        native_(syntax == ValueSyntax::kGemma4),
+        strict_(strict),
+        order_(order != nullptr && !order->empty() ? order : nullptr) {}
 
   api::StatusOr<std::shared_ptr<const Grammar>> run() {
     auto g = std::make_shared<Grammar>();
@@ -150,6 +155,8 @@ class Compiler {
   int32_t compileObject(const api::Json& s, const std::string& param, const std::string& pointer);
   int32_t compileArray(const api::Json& s, const std::string& param, const std::string& pointer);
   int32_t compileRef(const std::string& ref, const std::string& param);
+  std::vector<std::string> propertyOrder(const api::Json& properties,
+                                         const std::string& pointer) const;
   const api::Json* resolvePointer(const std::string& ref) const;
   void computeMinDepth();
   void computeFirstBytes();
@@ -159,6 +166,8 @@ class Compiler {
   GrammarOptions options_;
   std::string param_;
   const bool native_;  // ValueSyntax::kGemma4
+  const bool strict_;  // OpenAI's strict mode: every schema names its type
+  const api::KeyOrder* order_;  // the body's key order, or null (sorted)
   Grammar* grammar_ = nullptr;
   api::Status status_;
   int32_t any_ = -1;
@@ -223,6 +232,9 @@ int32_t Compiler::compile(const api::Json& s, const std::string& param,
     return id;
   }
   if (!s.contains("type")) {
+    if (strict_) {
+      return fail("schema must have a 'type' key (json_schema.strict is true)", param);
+    }
     if (s.contains("properties")) return compileTyped(s, "object", param, pointer);
     if (s.contains("items")) return compileTyped(s, "array", param, pointer);
     return anyNode();
@@ -262,9 +274,9 @@ int32_t Compiler::compileObject(const api::Json& s, const std::string& param,
   if (s.contains("properties")) {
     const auto& p = s["properties"];
     if (!p.is_object()) return fail("'properties' must be an object", param + ".properties");
-    for (const auto& [name, sub] : p.items()) {
+    for (const std::string& name : propertyOrder(p, pointer.substr(1) + "/properties")) {
       std::string sub_param = param + ".properties." + name;
-      int32_t v = compile(sub, sub_param, pointer + "/properties/" + escapePointerToken(name));
+      int32_t v = compile(p[name], sub_param, pointer + "/properties/" + escapePointerToken(name));
       if (v < 0) return -1;
       props.push_back({name, v, false});
     }
@@ -356,6 +368,21 @@ int32_t Compiler::compileArray(const api::Json& s, const std::string& param,
   node.min_items = static_cast<int32_t>(min_items);
   node.max_items = static_cast<int32_t>(max_items);
   return id;
+}
+
+// The names of a `properties` object in the order the body wrote them (the object at `pointer`
+// in order_), or sorted when the order does not know that object (a schema built in code).
+std::vector<std::string> Compiler::propertyOrder(const api::Json& properties,
+                                                 const std::string& pointer) const {
+  std::vector<std::string> names;
+  const std::vector<std::string>* written = order_ ? order_->keysAt(pointer) : nullptr;
+  if (written != nullptr && written->size() == properties.size() &&
+      std::all_of(written->begin(), written->end(),
+                  [&](const std::string& k) { return properties.contains(k); })) {
+    return *written;
+  }
+  for (const auto& [name, sub] : properties.items()) names.push_back(name);
+  return names;
 }
 
 const api::Json* Compiler::resolvePointer(const std::string& ref) const {
@@ -528,10 +555,10 @@ void Compiler::flattenAnyOf() {
   }
 }
 
-std::string canonicalKey(const api::Json& response_format, const GrammarOptions& o) {
-  return response_format.dump() + "|" + std::to_string(o.max_string_bytes) + "," +
-         std::to_string(o.max_whitespace) + "," + std::to_string(o.max_depth) + "," +
-         std::to_string(o.max_items) + "," + std::to_string(o.max_number_digits);
+std::string optionsKey(const GrammarOptions& o) {
+  return std::to_string(o.max_string_bytes) + "," + std::to_string(o.max_whitespace) + "," +
+         std::to_string(o.max_depth) + "," + std::to_string(o.max_items) + "," +
+         std::to_string(o.max_number_digits);
 }
 
 }  // namespace
@@ -573,8 +600,10 @@ bool LiteralTrie::reaches(int32_t node, int32_t lo, int32_t hi) const {
 api::StatusOr<std::shared_ptr<const Grammar>> compileSchema(const api::Json& schema,
                                                             const GrammarOptions& options,
                                                             std::string_view param,
-                                                            ValueSyntax syntax) {
-  return Compiler(schema, options, param, syntax).run();
+                                                            ValueSyntax syntax,
+                                                            const api::KeyOrder* order,
+                                                            bool strict) {
+  return Compiler(schema, options, param, syntax, order, strict).run();
 }
 
 std::string gemma4Value(const api::Json& value) {
@@ -601,7 +630,8 @@ std::string gemma4Value(const api::Json& value) {
 }
 
 api::StatusOr<std::shared_ptr<const Grammar>> compileResponseFormat(
-    const api::Json& response_format, const GrammarOptions& options) {
+    const api::Json& response_format, const GrammarOptions& options,
+    const api::KeyOrder* schema_order) {
   const std::string param = "response_format";
   if (!response_format.is_object() || !response_format.contains("type") ||
       !response_format["type"].is_string()) {
@@ -624,12 +654,43 @@ api::StatusOr<std::shared_ptr<const Grammar>> compileResponseFormat(
   if (schema == it->end()) {
     return compileSchema(api::Json{{"type", "object"}}, options, param);
   }
-  return compileSchema(*schema, options, param + ".json_schema.schema");
+  const auto strict = it->find("strict");
+  const bool is_strict = strict != it->end() && strict->is_boolean() && strict->get<bool>();
+  return compileSchema(*schema, options, param + ".json_schema.schema", ValueSyntax::kJson,
+                       schema_order, is_strict);
+}
+
+std::string responseFormatKey(const api::Json& response_format, const GrammarOptions& options,
+                              const api::KeyOrder* schema_order) {
+  std::string key = response_format.dump() + "|" + optionsKey(options);
+  if (schema_order != nullptr) key += "|" + schema_order->fingerprint();
+  return key;
+}
+
+std::string toolGrammarKey(const std::vector<ToolSpec>& tools, ToolSyntax syntax, int max_calls,
+                           std::string_view answer_key, const GrammarOptions& options) {
+  std::string key = "tools|" + std::to_string(static_cast<int>(syntax)) + "|" +
+                    std::to_string(max_calls) + "|" + optionsKey(options) + "|";
+  for (const ToolSpec& t : tools) {
+    key += api::Json(t.name).dump() + ":" + t.parameters.dump() + ":" + t.order.fingerprint() +
+           ";";
+  }
+  key += "|";
+  key += answer_key;
+  return key;
 }
 
 api::StatusOr<std::shared_ptr<const Grammar>> GrammarCache::get(const api::Json& response_format,
-                                                                const GrammarOptions& options) {
-  std::string key = canonicalKey(response_format, options);
+                                                                const GrammarOptions& options,
+                                                                const api::KeyOrder* schema_order) {
+  return getOrCompile(responseFormatKey(response_format, options, schema_order), [&] {
+    return compileResponseFormat(response_format, options, schema_order);
+  });
+}
+
+api::StatusOr<std::shared_ptr<const Grammar>> GrammarCache::getOrCompile(
+    const std::string& key,
+    const std::function<api::StatusOr<std::shared_ptr<const Grammar>>()>& compile) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = index_.find(key);
@@ -639,7 +700,7 @@ api::StatusOr<std::shared_ptr<const Grammar>> GrammarCache::get(const api::Json&
       return it->second->second;
     }
   }
-  auto compiled = compileResponseFormat(response_format, options);
+  auto compiled = compile();
   if (!compiled.ok()) return compiled.status();
   std::shared_ptr<const Grammar> grammar = compiled.value();
   if (grammar == nullptr) return grammar;

@@ -67,6 +67,19 @@ std::shared_ptr<Grammar> newGrammar(const GrammarOptions& options) {
   return g;
 }
 
+// A function's parameters as the object schema they imply: null and {} take any object, and a
+// schema naming no type (nor anyOf, $ref, enum, const) is an object, as OpenAI reads them.
+api::Json impliedObject(const api::Json& parameters) {
+  if (parameters.is_null()) return api::Json{{"type", "object"}};
+  if (!parameters.is_object()) return parameters;
+  for (const char* key : {"type", "anyOf", "$ref", "enum", "const"}) {
+    if (parameters.contains(key)) return parameters;
+  }
+  api::Json object = parameters;
+  object["type"] = "object";
+  return object;
+}
+
 // Appends one sequence per tool to `g`: the text before the arguments, the arguments object, the
 // text after. Gemma 4: `open` + "call:NAME" {args in its syntax} "<tool_call|>" (`open` is
 // <|tool_call>, or what a text node leaves of it); Gemma 3: {"name":NAME,"parameters": {JSON}}
@@ -83,12 +96,11 @@ api::Status addCalls(Grammar& g, const std::vector<ToolSpec>& tools, ToolSyntax 
   for (size_t i = 0; i < tools.size(); ++i) {
     const ToolSpec& tool = tools[i];
     const std::string param = "tools[" + std::to_string(i) + "].function.parameters";
-    const api::Json schema =
-        tool.parameters.is_null() ? api::Json{{"type", "object"}} : tool.parameters;
     // Gemma 4 writes its arguments in its own syntax (bare keys, <|"|> strings), as trained.
     const ValueSyntax values =
         syntax == ToolSyntax::kGemma4 ? ValueSyntax::kGemma4 : ValueSyntax::kJson;
-    auto compiled = compileSchema(schema, g.options, param, values);
+    auto compiled = compileSchema(impliedObject(tool.parameters), g.options, param, values,
+                                  &tool.order);
     if (!compiled.ok()) return compiled.status();
     if ((*compiled)->nodes[(*compiled)->root].first != std::bitset<256>().set('{')) {
       return api::invalidRequest("a function's parameters must be a JSON schema of an object",

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "api/key_order.h"
 #include "engine/grammar/matcher.h"
 #include "engine/sampler.h"
 #include "engine/tokenizer.h"
@@ -806,8 +807,12 @@ TEST(GrammarSchema, RejectsUnsupportedKeywordsByPath) {
       {R"({"anyOf":[{"type":"string"},{"not":{}}]})",
        "response_format.json_schema.schema.anyOf[1].not"},
       {R"({"$ref":"https://example.com/s.json"})", "response_format.json_schema.schema.$ref"},
-      {R"({"type":"object","properties":{"a":{}},"required":["b"]})",
+      {R"({"type":"object","properties":{"a":{"type":"string"}},"required":["b"]})",
        "response_format.json_schema.schema.required"},
+      // strict: every schema names its type (OpenAI's strict mode).
+      {R"({"type":"object","properties":{"a":{"description":"any value"}},"required":["a"]})",
+       "response_format.json_schema.schema.properties.a"},
+      {R"({"properties":{"a":{"type":"string"}}})", "response_format.json_schema.schema"},
       {R"({"type":"thing"})", "response_format.json_schema.schema.type"},
       {R"({"$defs":{"x":{"type":"object","properties":{"y":{"$ref":"#/$defs/x"}},
            "required":["y"]}},"$ref":"#/$defs/x"})",
@@ -847,6 +852,188 @@ TEST(GrammarCache, ReusesCompiledGrammarsAndEvictsTheOldest) {
   EXPECT_NE(a3.value(), a.value());
   EXPECT_EQ(cache.hits(), 1u);
   EXPECT_FALSE(cache.get(rf("thing")).ok());
+}
+
+// ---- property order, untyped tool parameters, the tool grammar cache ----------------------------
+
+// A schema whose properties are declared out of alphabetical order, in objects nested directly,
+// through $defs/$ref, and in an item schema.
+constexpr const char* kOrderedSchema = R"({"type":"object","properties":{
+    "zeta":{"type":"integer"},
+    "alpha":{"type":"object","properties":{"z2":{"type":"boolean"},"a2":{"type":"null"}},
+      "required":["z2","a2"],"additionalProperties":false},
+    "mid":{"$ref":"#/$defs/point"},
+    "list":{"type":"array","items":{"type":"object","properties":{"q":{"type":"null"},
+      "b":{"type":"boolean"}},"required":["q","b"],"additionalProperties":false},"maxItems":2}},
+  "required":["zeta","alpha","mid","list"],"additionalProperties":false,
+  "$defs":{"point":{"type":"object","properties":{"y":{"type":"integer"},"x":{"type":"integer"}},
+    "required":["y","x"],"additionalProperties":false}}})";
+
+api::KeyOrder orderOf(const char* text) { return api::captureKeyOrders(text, {""})[""]; }
+
+std::vector<std::string> keysOf(const nlohmann::ordered_json& object) {
+  std::vector<std::string> keys;
+  for (const auto& [k, v] : object.items()) keys.push_back(k);
+  return keys;
+}
+
+using Keys = std::vector<std::string>;
+
+// Checks a generated instance of kOrderedSchema, read with its key order kept.
+void expectSchemaOrder(const std::string& text, bool ordered) {
+  const auto v = nlohmann::ordered_json::parse(text, nullptr, false);
+  ASSERT_TRUE(v.is_object()) << text;
+  EXPECT_EQ(keysOf(v), ordered ? Keys({"zeta", "alpha", "mid", "list"})
+                               : Keys({"alpha", "list", "mid", "zeta"}))
+      << text;
+  EXPECT_EQ(keysOf(v["alpha"]), ordered ? Keys({"z2", "a2"}) : Keys({"a2", "z2"})) << text;
+  EXPECT_EQ(keysOf(v["mid"]), ordered ? Keys({"y", "x"}) : Keys({"x", "y"})) << text;
+  for (const auto& item : v["list"]) {
+    EXPECT_EQ(keysOf(item), ordered ? Keys({"q", "b"}) : Keys({"b", "q"})) << text;
+  }
+}
+
+TEST(GrammarOrder, PropertiesInTheOrderTheBodyDeclaredThem) {
+  SY_REQUIRE_GEMMA_TOKENIZER(tok);
+  auto vocab = gemmaVocabPtr(*tok);
+  const Json schema = Json::parse(kOrderedSchema);
+  const api::KeyOrder order = orderOf(kOrderedSchema);
+  ASSERT_FALSE(order.empty());
+  std::mt19937_64 rng(3);
+  for (bool ordered : {true, false}) {
+    Json rf = {{"type", "json_schema"}, {"json_schema", {{"name", "o"}, {"schema", schema}}}};
+    auto g = compileResponseFormat(rf, smallOptions(), ordered ? &order : nullptr);
+    ASSERT_TRUE(g.ok()) << g.status().toString();
+    for (int i = 0; i < 12; ++i) {
+      Matcher m(g.value(), vocab);
+      Walk walk = randomWalk(m, *vocab, rng, 4000);
+      ASSERT_TRUE(walk.ended);
+      const std::string text = tok->decode(walk.ids, true);
+      std::string why;
+      EXPECT_TRUE(validate(Json::parse(text), schema, schema, why)) << why << " in " << text;
+      expectSchemaOrder(text, ordered);
+    }
+  }
+}
+
+TEST(GrammarOrder, ToolArgumentsInDeclaredOrderInBothSyntaxes) {
+  SY_REQUIRE_GEMMA_TOKENIZER(tok);
+  auto vocab = gemmaVocabPtr(*tok);
+  std::vector<ToolSpec> tools = {{"f", Json::parse(kOrderedSchema), orderOf(kOrderedSchema)}};
+  std::mt19937_64 rng(4);
+  for (ToolSyntax syntax : {ToolSyntax::kGemma4, ToolSyntax::kJson}) {
+    auto g = compileToolCalls(tools, syntax, nullptr, smallOptions());
+    ASSERT_TRUE(g.ok()) << g.status().toString();
+    for (int i = 0; i < 8; ++i) {
+      Matcher m(g.value(), vocab);
+      Walk walk = randomWalk(m, *vocab, rng, 4000);
+      ASSERT_TRUE(walk.ended);
+      const std::string text = tok->decode(walk.ids, true);
+      std::string args;
+      if (syntax == ToolSyntax::kJson) {
+        args = nlohmann::ordered_json::parse(text)["parameters"].dump();
+      } else {
+        const size_t brace = text.find('{');
+        const size_t close = text.rfind("<tool_call|>");
+        ASSERT_TRUE(brace != std::string::npos && close != std::string::npos) << text;
+        args = gemma4ArgsAsJson(std::string_view(text).substr(brace, close - brace));
+      }
+      expectSchemaOrder(args, true);
+    }
+  }
+}
+
+TEST(GrammarOrder, OrderIsPartOfTheCacheKey) {
+  const char* a = R"({"type":"object","properties":{"b":{"type":"null"},"a":{"type":"null"}},
+      "required":["a","b"],"additionalProperties":false})";
+  const char* b = R"({"type":"object","properties":{"a":{"type":"null"},"b":{"type":"null"}},
+      "required":["a","b"],"additionalProperties":false})";
+  const Json rf = {{"type", "json_schema"}, {"json_schema", {{"schema", Json::parse(a)}}}};
+  ASSERT_EQ(Json::parse(a), Json::parse(b));  // the same value; only the order differs
+  const api::KeyOrder oa = orderOf(a), ob = orderOf(b);
+  GrammarCache cache;
+  auto ga = cache.get(rf, {}, &oa);
+  auto gb = cache.get(rf, {}, &ob);
+  ASSERT_TRUE(ga.ok() && gb.ok());
+  EXPECT_NE(ga.value(), gb.value());
+  EXPECT_EQ(cache.hits(), 0u);
+  auto vocab = std::make_shared<const VocabIndex>(std::vector<std::string>{"x", "<eos>"},
+                                                  std::vector<int32_t>{1});
+  Matcher ma(ga.value(), vocab), mb(gb.value(), vocab);
+  EXPECT_TRUE(ma.acceptBytes(R"({"b":null,"a":null})"));
+  EXPECT_TRUE(mb.acceptBytes(R"({"a":null,"b":null})"));
+  Matcher wrong(ga.value(), vocab);
+  EXPECT_FALSE(wrong.acceptBytes(R"({"a":null,"b":null})"));
+  auto again = cache.get(rf, {}, &oa);
+  EXPECT_EQ(again.value(), ga.value());
+  EXPECT_EQ(cache.hits(), 1u);
+}
+
+TEST(GrammarTools, ParametersWithoutTypeAreObjectsAndUntypedPropertiesAnyValue) {
+  SY_REQUIRE_GEMMA_TOKENIZER(tok);
+  auto vocab = gemmaVocabPtr(*tok);
+  const std::vector<ToolSpec> tools = {
+      {"implied", Json::parse(R"({"properties":{"n":{"type":"integer"},"ok":{"type":"boolean"}},
+           "required":["n","ok"]})")},
+      {"empty", Json::object()},
+      {"untyped", Json::parse(R"({"type":"object","properties":{
+           "v":{"description":"any value"}},"required":["v"]})")}};
+  std::mt19937_64 rng(5);
+  for (ToolSyntax syntax : {ToolSyntax::kGemma4, ToolSyntax::kJson}) {
+    for (const ToolSpec& tool : tools) {
+      auto g = compileToolCalls({tool}, syntax, nullptr, smallOptions());
+      ASSERT_TRUE(g.ok()) << tool.name << ": " << g.status().toString();
+      for (int i = 0; i < 10; ++i) {
+        Matcher m(g.value(), vocab);
+        Walk walk = randomWalk(m, *vocab, rng, 4000);
+        ASSERT_TRUE(walk.ended);
+        const std::string text = tok->decode(walk.ids, true);
+        std::string name;
+        Json args;
+        ASSERT_TRUE(splitCall(text, syntax, name, args)) << text;
+        EXPECT_EQ(name, tool.name);
+        ASSERT_TRUE(args.is_object()) << text;
+        std::string why;
+        EXPECT_TRUE(validate(args, tool.parameters, tool.parameters, why)) << why << " " << text;
+        if (tool.name == "implied") EXPECT_TRUE(args["n"].is_number_integer()) << text;
+        if (tool.name == "untyped") EXPECT_TRUE(args.contains("v")) << text;
+      }
+    }
+  }
+  // Outside strict mode a response_format schema may leave types out too.
+  Json rf = {{"type", "json_schema"},
+             {"json_schema",
+              {{"name", "t"}, {"schema", tools[2].parameters}, {"strict", false}}}};
+  EXPECT_TRUE(compileResponseFormat(rf).ok());
+}
+
+TEST(GrammarCache, ToolGrammarsByTheirCanonicalText) {
+  const std::vector<ToolSpec> tools = {
+      {"f", Json::parse(R"({"type":"object","properties":{"a":{"type":"integer"}}})")}};
+  GrammarCache cache;
+  int compiles = 0;
+  auto get = [&](const std::vector<ToolSpec>& t, ToolSyntax syntax, int max_calls) {
+    return cache.getOrCompile(toolGrammarKey(t, syntax, max_calls, ""), [&] {
+      ++compiles;
+      return max_calls < 0 ? compileToolCalls(t, syntax) : compileTextWithToolCalls(t, max_calls);
+    });
+  };
+  auto first = get(tools, ToolSyntax::kJson, -1);
+  auto second = get(tools, ToolSyntax::kJson, -1);
+  ASSERT_TRUE(first.ok() && second.ok());
+  EXPECT_EQ(first.value(), second.value());
+  EXPECT_EQ(compiles, 1);
+  EXPECT_EQ(cache.hits(), 1u);
+  ASSERT_TRUE(get(tools, ToolSyntax::kGemma4, -1).ok());
+  ASSERT_TRUE(get(tools, ToolSyntax::kGemma4, 1).ok());
+  ASSERT_TRUE(get(tools, ToolSyntax::kGemma4, 16).ok());
+  const std::vector<ToolSpec> reordered = {
+      {"f", tools[0].parameters,
+       orderOf(R"({"type":"object","properties":{"a":{"type":"integer"}}})")}};
+  ASSERT_TRUE(get(reordered, ToolSyntax::kJson, -1).ok());
+  EXPECT_EQ(compiles, 5) << "syntax, max_calls and the key order are part of the key";
+  EXPECT_FALSE(get({{"bad", Json{{"type", "string"}}}}, ToolSyntax::kJson, -1).ok());
+  EXPECT_EQ(cache.size(), 5u) << "failures are not kept";
 }
 
 // ---- through the sampler ------------------------------------------------------------------------

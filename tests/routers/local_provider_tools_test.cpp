@@ -397,5 +397,34 @@ TEST(LocalProviderTools, GrammarForToolsAndSchemas) {
   EXPECT_EQ(bad.status().param(), "tools[0].function.parameters.properties.city.pattern");
 }
 
+TEST(LocalProviderTools, IdenticalToolRequestsCompileTheirGrammarOnce) {
+  SY_REQUIRE_TOKENIZER(tok);
+  ScriptedEngine engine(*tok);
+  StructuredOutputs structured(engine);
+  api::ChatRequest r = roundTrip();
+  r.messages.resize(1);
+  r.tool_choice = api::ToolChoice{api::ToolChoice::Mode::kRequired, ""};
+  auto first = toGenerationRequest(r, engine, Deadline::max(), nullptr, &structured);
+  auto second = toGenerationRequest(r, engine, Deadline::max(), nullptr, &structured);
+  ASSERT_TRUE(first.ok() && second.ok()) << first.status().toString();
+  EXPECT_EQ(first->sampling.grammar, second->sampling.grammar);
+  EXPECT_EQ(structured.toolGrammarHits(), 1u);
+  // Another tool_choice is another grammar.
+  r.tool_choice = api::ToolChoice{api::ToolChoice::Mode::kAuto, ""};
+  r.parallel_tool_calls = false;
+  api::ResponseFormat format;
+  format.type = api::ResponseFormat::Type::kJsonSchema;
+  format.json_schema = {{"name", "a"}, {"schema", {{"type", "object"}}}};
+  r.response_format = format;
+  auto third = toGenerationRequest(r, engine, Deadline::max(), nullptr, &structured);
+  ASSERT_TRUE(third.ok());
+  EXPECT_NE(third->sampling.grammar, first->sampling.grammar);
+  EXPECT_EQ(structured.toolGrammarHits(), 1u);
+  auto fourth = toGenerationRequest(r, engine, Deadline::max(), nullptr, &structured);
+  ASSERT_TRUE(fourth.ok());
+  EXPECT_EQ(fourth->sampling.grammar, third->sampling.grammar);
+  EXPECT_EQ(structured.toolGrammarHits(), 2u);
+}
+
 }  // namespace
 }  // namespace routers
