@@ -267,10 +267,13 @@ void Gateway::dispatchDirect(ChatCall& c) {
 routers::RoutePlan Gateway::planChat(const Live& live, const std::string& team,
                                      const policies::TeamPolicy& policy,
                                      const api::ChatRequest& request,
-                                     routers::RouteHint hint) const {
+                                     routers::RouteHint hint, bool record_rank) const {
   routers::RouteInputs in;
   in.request = &request;
   in.policy = &policy;
+  in.ranks = ranks_.get();
+  in.team = team;
+  in.record_rank = record_rank;
   in.local_queue_ms = localQueueMs(policy.routing.local_model);
   if (ledger_ && policy.budget.limited()) {
     // From the ledger's fresh values where it has them: the reservation checks exactly.
@@ -390,23 +393,12 @@ void Gateway::dispatchCascade(ChatCall& c, const routers::RoutePlan& plan,
   options.confidence = c.live->confidence;
   options.confidence.min_tokens = routing.min_tokens;
   options.complexity = plan.complexity.score;
-  auto trigger = routing.trigger;
-  policies::TriggerVars vars = plan.vars;
-  options.decide = [trigger, vars](std::optional<double> confidence, bool final,
-                                   std::string* reason) {
-    policies::TriggerVars v = vars;
-    v.confidence = confidence;
-    policies::Truth t = trigger->evaluate(v);
-    if (t == policies::Truth::kTrue) {
-      char buf[96];
-      std::snprintf(buf, sizeof buf, " (confidence %.3f)", confidence.value_or(-1));
-      *reason = "trigger '" + trigger->text() + "'" + buf;
-      return routers::Verdict::kEscalate;
-    }
-    return t == policies::Truth::kFalse || final ? routers::Verdict::kKeepLocal
-                                                 : routers::Verdict::kUndecided;
-  };
+  options.decide = routers::triggerDecider(c.policy, c.team, plan.vars, ranks_.get(),
+                                           c.request.stream);
   options.escalate = escalation(c, plan.cloud_model);
+  options.on_draft_compute = [account = c.account](double compute_s) {
+    account->addDraftCompute(compute_s);
+  };
   // The gate and the reservation read the ledger: never on the engine's thread.
   options.post = [this](std::function<void()> fn) {
     if (timer_->after(std::chrono::nanoseconds(0), fn) == 0) fn();  // shut down: run here

@@ -1,7 +1,8 @@
 // POST /v1/route/explain: the plan the chat handler would make for the same body and the same
 // route hint, without calling any model: the targets in order, the complexity score with each
 // feature's contribution, the trigger's three-valued evaluation for what is known before the
-// local model answers (confidence is unknown then), the budget windows and the rate limits.
+// local model answers (confidence and confidence_rank are unknown then; complexity_rank is
+// read without adding this request to the window), the budget windows and the rate limits.
 #include "gateway/gateway.h"
 #include "gateway/http_util.h"
 #include "policies/ledger.h"
@@ -26,10 +27,11 @@ api::Json complexityJson(const routers::ComplexityScore& score, double bias) {
 
 api::Json triggerJson(const policies::RoutingPolicy& routing, const policies::TriggerVars& v) {
   const std::vector<std::string_view>& names = policies::Trigger::variables();
-  const std::optional<double> values[] = {v.confidence, v.complexity, v.prompt_tokens,
-                                          v.max_tokens, v.budget_used, v.local_queue_ms,
-                                          v.has_tools,  v.has_images,  v.turns,
-                                          v.stream};
+  const std::optional<double> values[] = {
+      v.confidence,   v.complexity,  v.confidence_rank, v.complexity_rank,
+      v.prompt_tokens, v.max_tokens, v.budget_used,     v.local_queue_ms,
+      v.has_tools,    v.has_images,  v.turns,           v.stream};
+  static_assert(std::size(values) == 12, "one value per trigger variable");
   api::Json vars = api::Json::object();
   for (size_t i = 0; i < names.size() && i < std::size(values); ++i) {
     vars[std::string(names[i])] = optionalNumber(values[i]);
@@ -146,7 +148,8 @@ void Gateway::handleExplain(const Exchange& ex, const std::shared_ptr<Responder>
                                   : api::Json()},
                    {"mode", std::string(policies::routingModeName(routing.mode))}};
   if (routed) {
-    routers::RoutePlan plan = planChat(*live, team, policy, request, applied);
+    routers::RoutePlan plan =
+        planChat(*live, team, policy, request, applied, /*record_rank=*/false);
     using Target = routers::RoutePlan::Target;
     std::vector<routers::ChainTarget> chain = planTargets(policy, plan, applied);
     if (plan.target == Target::kCascade) chain = targetsOf(plan.model);
@@ -161,6 +164,13 @@ void Gateway::handleExplain(const Exchange& ex, const std::shared_ptr<Responder>
                                         : api::Json::array()}};
     out["complexity"] = complexityJson(plan.complexity, live->complexity.bias);
     out["trigger"] = triggerJson(routing, plan.vars);
+    out["trigger"]["rank"] = {
+        {"window", routing.rank.window},
+        {"warmup", routing.rank.warmup},
+        {"confidence_scores", ranks_->count(team, routing.local_model,
+                                            routers::RankedScore::kConfidence)},
+        {"complexity_scores", ranks_->count(team, routing.local_model,
+                                            routers::RankedScore::kComplexity)}};
   } else {
     out["plan"] = directPlan(policy, request.model, isCloudModel(request.model), *hint,
                              chainJson(targetsOf(request.model)));

@@ -96,10 +96,11 @@ class Gateway {
   void dispatchDirect(ChatCall& call);
   void dispatchPlanned(ChatCall& call);
   // A routed request's plan and the targets a local or cloud plan runs, in order: what the
-  // chat handler does and POST /v1/route/explain (explain.cpp) shows.
+  // chat handler does and POST /v1/route/explain (explain.cpp) shows. `record_rank`: the
+  // request's complexity joins the team's rank window (not for an explanation).
   routers::RoutePlan planChat(const Live& live, const std::string& team,
                               const policies::TeamPolicy& policy, const api::ChatRequest& request,
-                              routers::RouteHint hint) const;
+                              routers::RouteHint hint, bool record_rank = true) const;
   std::vector<routers::ChainTarget> planTargets(const policies::TeamPolicy& policy,
                                                 const routers::RoutePlan& plan,
                                                 routers::RouteHint hint) const;
@@ -187,6 +188,9 @@ class Gateway {
   std::unique_ptr<Entrance> responses_entrance_;
   std::unique_ptr<SpendMetrics> spend_metrics_;
   std::unique_ptr<routers::Spender> spender_;  // every call that can spend goes through it
+  // confidence_rank and complexity_rank: recent scores per team and local model; kept across
+  // policies reloads.
+  std::unique_ptr<routers::RankWindows> ranks_ = std::make_unique<routers::RankWindows>();
   policies::RateLimiter limiter_;
   mutable std::mutex live_mu_;
   std::shared_ptr<const Live> live_;

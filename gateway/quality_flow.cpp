@@ -72,6 +72,10 @@ void Gateway::recordPair(const RequestFacts& facts, const routers::CascadePair& 
     r.local.prompt_tokens = pair.local_usage->prompt_tokens;
     r.local.completion_tokens = pair.local_usage->completion_tokens;
     r.local.cost_usd = quality_->localCostUsd(*pair.local_usage, pair.local_route.provider);
+  } else {
+    api::Usage cut;  // a draft cut short: its engine time until the cut
+    cut.engine_compute_s = pair.local_compute_s;
+    r.local.cost_usd = quality_->localCostUsd(cut, pair.local_route.provider);
   }
   r.cloud.model = pair.cloud_route;
   r.cloud.finish_reason = pair.cloud_finish_reason;

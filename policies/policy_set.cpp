@@ -38,7 +38,7 @@ namespace {
     }                                          \
   } while (false)
 
-constexpr std::string_view kDefaultTrigger = "confidence < 0.85 OR complexity > 0.9";
+constexpr std::string_view kDefaultTrigger = "confidence_rank < 0.15 OR complexity > 0.9";
 
 // The keys of a team's section; `defaults:` has the same but `keys`.
 const std::vector<std::string_view> kDefaultsKeys = {
@@ -169,9 +169,24 @@ std::shared_ptr<const Trigger> defaultTrigger() {
   return kTrigger;
 }
 
+// routing.rank: the warm-up may not exceed the window it fills (checked on the merged values,
+// at the key the section wrote).
+api::Status parseRank(const YamlReader& r, RankPolicy* p) {
+  POLICY_TRY(r.checkNoUnknownKeys({"window", "warmup"}));
+  POLICY_TRY(r.readInt("window", &p->window, 10, 100'000));
+  POLICY_TRY(r.readInt("warmup", &p->warmup, 1, 100'000));
+  if (p->warmup > p->window && (r.has("warmup") || r.has("window"))) {
+    return r.errorAt(r.has("warmup") ? "warmup" : "window",
+                     "warmup (" + std::to_string(p->warmup) + ") exceeds window (" +
+                         std::to_string(p->window) + "): the rank would never be known");
+  }
+  return api::Status();
+}
+
 api::Status parseRouting(const YamlReader& r, RoutingPolicy* p) {
   POLICY_TRY(r.checkNoUnknownKeys({"mode", "local_model", "cloud_models", "trigger", "hold_tokens",
-                                   "min_tokens", "local_latency_budget_ms", "shadow_rate"}));
+                                   "min_tokens", "local_latency_budget_ms", "shadow_rate",
+                                   "rank"}));
   std::string mode(modeName(p->mode));
   POLICY_TRY(r.readChoice("mode", &mode, {"cascade", "local_only", "cloud_only", "cloud_first"}));
   for (RoutingMode m : {RoutingMode::kCascade, RoutingMode::kLocalOnly, RoutingMode::kCloudOnly,
@@ -190,6 +205,7 @@ api::Status parseRouting(const YamlReader& r, RoutingPolicy* p) {
   POLICY_TRY(r.readInt("hold_tokens", &p->hold_tokens, 0, 4096));
   POLICY_TRY(r.readInt("min_tokens", &p->min_tokens, 1, 4096));
   POLICY_TRY(r.readInt("local_latency_budget_ms", &p->local_latency_budget_ms, 0, 3'600'000));
+  POLICY_TRY(parseRank(r.section("rank"), &p->rank));
   return r.readDouble("shadow_rate", &p->shadow_rate, NumberRange::atLeast(0, 1));
 }
 

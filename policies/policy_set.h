@@ -71,12 +71,21 @@ enum class RoutingMode {
 
 std::string_view routingModeName(RoutingMode mode);  // "cascade", "local_only", ...
 
+// `routing.rank`: the windows behind the trigger variables confidence_rank and complexity_rank
+// (routers/rank_window.h): the last `window` scores of the team's local model are kept, and a
+// rank is unknown until `warmup` of them are in.
+struct RankPolicy {
+  int window = 1000;  // 10..100000 scores
+  int warmup = 50;    // 1..window scores
+};
+
 struct RoutingPolicy {
   RoutingMode mode = RoutingMode::kCascade;
   std::string local_model = "gemma-3-local";                // a model of switchyard.yaml, local
   std::vector<std::string> cloud_models = {"gpt-4o-mini"};  // escalation targets, in order
   // When a cascade escalates; never null after parsing. Built-in default:
-  // "confidence < 0.85 OR complexity > 0.9".
+  // "confidence_rank < 0.15 OR complexity > 0.9" (the least confident 15% of local answers and
+  // the hardest requests).
   std::shared_ptr<const Trigger> trigger;
   int hold_tokens = 16;  // streamed cascade: local tokens held back until confidence is known
   int min_tokens = 8;    // tokens the local answer needs before confidence is known
@@ -84,6 +93,7 @@ struct RoutingPolicy {
   // allows); 0 disables spilling.
   int64_t local_latency_budget_ms = 2000;
   double shadow_rate = 0.0;  // [0, 1]: fraction of local answers also sent to the cloud
+  RankPolicy rank;
 };
 
 struct TeamKey {

@@ -20,9 +20,11 @@ struct VarInfo {
 };
 
 // The order of TriggerVars' fields; Trigger::variables() lists the same names.
-constexpr std::array<VarInfo, 10> kVars = {{
+constexpr std::array<VarInfo, 12> kVars = {{
     {"confidence", &TriggerVars::confidence, false},
     {"complexity", &TriggerVars::complexity, false},
+    {"confidence_rank", &TriggerVars::confidence_rank, false},
+    {"complexity_rank", &TriggerVars::complexity_rank, false},
     {"prompt_tokens", &TriggerVars::prompt_tokens, false},
     {"max_tokens", &TriggerVars::max_tokens, false},
     {"budget_used", &TriggerVars::budget_used, false},

@@ -1,4 +1,4 @@
-// Trigger: a routing rule such as `confidence < 0.85 OR complexity > 0.9`, parsed once when
+// Trigger: a routing rule such as `confidence_rank < 0.15 OR complexity > 0.9`, parsed once when
 // policies.yaml is loaded and evaluated per request (and, in a cascade, again as the local
 // answer's confidence becomes known).
 //
@@ -16,6 +16,13 @@
 // stream) are 0/1 and may stand alone as a condition (`has_tools OR complexity > 0.8`), numeric
 // variables must be compared. Comparisons do not chain (`0 < x < 1` is an error; write
 // `0 < x AND x < 1`).
+//
+// Absolute and relative variables: `confidence` and `complexity` are scores on their own scale
+// (a model's confidence scale differs from another's); `confidence_rank` and `complexity_rank`
+// are the same scores ranked among the team's recent ones, so `confidence_rank < 0.15` means
+// "the least confident 15%" whatever the model. A budget-aware trigger tightens with
+// budget_used in clauses, e.g. `(budget_used < 0.5 AND confidence_rank < 0.2) OR
+// (budget_used < 0.8 AND confidence_rank < 0.1) OR confidence_rank < 0.03`.
 //
 // Evaluation uses three-valued (Kleene) logic, because some variables are not known yet when
 // a decision is first taken (confidence is unknown until the local model has answered): a
@@ -41,6 +48,13 @@ std::string_view truthName(Truth t);  // "false", "true", "unknown"
 struct TriggerVars {
   std::optional<double> confidence = std::nullopt;  // [0, 1]: the local answer's confidence
   std::optional<double> complexity = std::nullopt;  // [0, 1]: the complexity scorer's estimate
+  // [0, 1]: where `confidence` falls among the team's recent local answers on the same model
+  // (0 = below all of them; mid-rank for ties; routers/rank_window.h). Unknown until the local
+  // answer has a confidence and during the window's warm-up.
+  std::optional<double> confidence_rank = std::nullopt;
+  // [0, 1]: where `complexity` falls among the team's recent routed requests; known when the
+  // request is planned, unknown during the window's warm-up.
+  std::optional<double> complexity_rank = std::nullopt;
   // Tokens of the prompt, as the local tokenizer counts them.
   std::optional<double> prompt_tokens = std::nullopt;
   // The request's completion limit; unknown when the request sets none.

@@ -125,10 +125,24 @@ class CascadeCall : public ProviderCall, public std::enable_shared_from_this<Cas
     commitLocal();
   }
 
+  void onLocalEngineTime(double compute_s) {
+    std::lock_guard<std::mutex> lock(mu_);
+    draft_compute_s_ = compute_s;
+  }
+
   void onLocalFinish(api::StatusOr<api::ChatResponse> result) {
     std::unique_lock<std::mutex> lock(mu_);
     if (!local_end_) local_end_ = Clock::now();
-    if (phase_ == Phase::kDone) return;
+    local_ended_ = true;
+    if (phase_ == Phase::kDone) {
+      // The cloud's answer waited for this draft's end (its engine time): it ends now.
+      if (!cloud_result_) return;
+      api::StatusOr<api::ChatResponse> cloud = std::move(*cloud_result_);
+      cloud_result_.reset();
+      lock.unlock();
+      endEscalated(std::move(cloud));
+      return;
+    }
     if (result.ok()) keepLocalResult(*result);
     if (phase_ == Phase::kEscalated) {
       // A hedge ended. If the cloud already failed, this answer (or this error) is the one.
@@ -361,6 +375,24 @@ class CascadeCall : public ProviderCall, public std::enable_shared_from_this<Cas
       return;
     }
     announceCloud();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!local_ended_) {  // a cut draft: onLocalFinish ends the request with its cost
+        cloud_result_ = std::move(result);
+        return;
+      }
+    }
+    endEscalated(std::move(result));
+  }
+
+  // The cloud's answer (or its failure after output began), with the draft costed.
+  void endEscalated(api::StatusOr<api::ChatResponse> result) {
+    double compute_s;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      compute_s = draft_compute_s_;
+    }
+    if (options_.on_draft_compute && compute_s > 0) options_.on_draft_compute(compute_s);
     if (result.ok()) recordPair(*result);
     end(std::move(result));
   }
@@ -403,6 +435,7 @@ class CascadeCall : public ProviderCall, public std::enable_shared_from_this<Cas
         if (local_result_) pair.local_usage = local_result_->usage;
       }
       pair.local_latency_ms = ms(local_end_.value_or(escalated_at_) - started_);
+      pair.local_compute_s = draft_compute_s_;
       pair.cloud_text = cloud_text_;
       pair.cloud_route = cloud_route_.label;
       pair.cloud_route_info = cloud_route_;
@@ -445,6 +478,7 @@ class CascadeCall : public ProviderCall, public std::enable_shared_from_this<Cas
     explicit LocalSink(std::shared_ptr<CascadeCall> c) : c_(std::move(c)) {}
     void onRoute(const RouteInfo& route) override { c_->onLocalRoute(route); }
     void onTokenStats(const TokenStats& stats) override { c_->onLocalTokenStats(stats); }
+    void onEngineTime(double compute_s) override { c_->onLocalEngineTime(compute_s); }
     void onChunk(api::ChatChunk chunk) override { c_->onLocalChunk(std::move(chunk)); }
     void onFinish(api::StatusOr<api::ChatResponse> r) override {
       auto c = std::move(c_);
@@ -492,6 +526,10 @@ class CascadeCall : public ProviderCall, public std::enable_shared_from_this<Cas
   std::string cloud_text_, cloud_finish_reason_;
   Clock::time_point escalated_at_;
   std::optional<Clock::time_point> local_end_;  // the draft finished or was cut
+  bool local_ended_ = false;     // the local side's onFinish came
+  double draft_compute_s_ = 0;   // the local side's engine time (onEngineTime)
+  // The cloud's end, held until a cut draft has ended and reported its engine time.
+  std::optional<api::StatusOr<api::ChatResponse>> cloud_result_;
   std::string reason_;           // why it escalated (written before the cloud starts)
   std::string escalation_note_;  // why it did not, when it wanted to
   bool escalation_tried_ = false;  // escalate() was called once: never again for this request

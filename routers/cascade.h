@@ -15,8 +15,11 @@
 // answer as always, and the route's note says "confidence unknown".
 //
 // When the cascade escalates after a local draft, both answers exist: `on_pair` hands them to
-// the quality recorder. The gateway supplies how to reach the cloud (`escalate`, which
-// reserves budget and may refuse) and how to judge (`decide`, the team's trigger).
+// the quality recorder, and `on_draft_compute` the draft's engine time to the request's
+// account. A draft cut short by the cloud's first byte reports its engine time when it ends
+// (at the engine's next step), so the escalated request ends only after its draft has. The
+// gateway supplies how to reach the cloud (`escalate`, which reserves budget and may refuse)
+// and how to judge (`decide`, the team's trigger).
 #pragma once
 
 #include <functional>
@@ -46,6 +49,7 @@ struct CascadePair {
   std::string local_finish_reason;  // "" when the draft was cut short
   std::optional<api::Usage> local_usage;  // when the draft finished (engine_compute_s set)
   double local_latency_ms = 0;      // cascade start to the draft's end (or its cut)
+  double local_compute_s = 0;       // the draft's engine time, complete or cut
   std::string cloud_text;
   std::string cloud_route;          // label of the target that answered
   RouteInfo cloud_route_info;       // provider and model, to price cloud_usage
@@ -61,7 +65,9 @@ struct CascadeOptions {
   std::optional<double> complexity;  // reported in RouteInfo
   // The team's judgement given the confidence so far (nullopt before any token); `final` when
   // the local answer is complete. Returns the verdict and, for kEscalate, the reason.
-  std::function<Verdict(std::optional<double> confidence, bool final, std::string* reason)> decide;
+  using Decide =
+      std::function<Verdict(std::optional<double> confidence, bool final, std::string* reason)>;
+  Decide decide;
   // Starts the cloud call for `request` into `sink`, or says why it may not (budget
   // exhausted, data rules): the local answer then stands, and the reason is reported.
   // `reason_code` is a bounded label of why: "confidence" (the trigger fired on the local
@@ -76,6 +82,10 @@ struct CascadeOptions {
   std::function<void(std::function<void()>)> post;
   // Called once when both answers exist (from a provider thread; must not block).
   std::function<void(const CascadePair& pair)> on_pair;
+  // Called once when the cloud answered after a local draft, before the outer sink's
+  // onFinish: the draft's engine time (seconds, ChatSink::onEngineTime), which the answer's
+  // usage does not hold, so that the request's ledger row costs it.
+  std::function<void(double compute_s)> on_draft_compute;
 };
 
 // Runs `request` through the cascade on `local` (a provider or a fallback chain ending in the

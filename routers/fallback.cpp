@@ -221,6 +221,7 @@ class ChainCall : public ProviderCall, public std::enable_shared_from_this<Chain
     explicit AttemptSink(std::shared_ptr<ChainCall> chain) : chain_(std::move(chain)) {}
     void onChunk(api::ChatChunk chunk) override { chain_->onAttemptChunk(std::move(chunk)); }
     void onTokenStats(const TokenStats& stats) override { chain_->sink_->onTokenStats(stats); }
+    void onEngineTime(double compute_s) override { chain_->sink_->onEngineTime(compute_s); }
     void onFinish(api::StatusOr<api::ChatResponse> result) override {
       auto chain = std::move(chain_);  // breaks the cycle chain -> call -> sink -> chain
       chain->onAttemptFinish(std::move(result));

@@ -87,11 +87,12 @@ class LocalCall : public ProviderCall {
     std::lock_guard<std::mutex> lock(emit_mu_);
     if (index == 0 && !failed_) sink_->onTokenStats(stats);
   }
-  void fail(api::Status status) {
+  void fail(api::Status status, double compute_s = 0) {
     {
       std::lock_guard<std::mutex> lock(emit_mu_);
       if (failed_ || finished_ == static_cast<int>(choices_.size())) return;
       failed_ = true;
+      sink_->onEngineTime(compute_s);
       sink_->onFinish(std::move(status));
     }
     cancel();
@@ -111,6 +112,7 @@ class LocalCall : public ProviderCall {
       for (auto& c : choices_) r.choices.push_back(std::move(*c));
     }
     r.usage = sumUsage();
+    sink_->onEngineTime(r.usage->engine_compute_s);
     sink_->onFinish(std::move(r));
   }
 
@@ -185,7 +187,7 @@ class ChoiceStream : public engine::TokenSink {
 
   void onFinish(const engine::FinishEvent& ev) override {
     if (!ev.status.ok()) {
-      call_->fail(ev.status);
+      call_->fail(ev.status, ev.timings.compute_s);
       return;
     }
     Split tail = split({}, ev.text);

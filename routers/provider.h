@@ -72,6 +72,11 @@ class ChatSink {
   // Local engines only: each generated answer token's statistics, before the token's chunk;
   // the cascade's confidence signal. Called for streamed and non-streamed calls alike.
   virtual void onTokenStats(const TokenStats& stats) {}
+
+  // Local engines only: once, just before onFinish, the engine time the call used (seconds, its
+  // share of the forward passes: usage.engine_compute_s), also for a call that failed or was
+  // cancelled, whose onFinish carries no usage. The cascade costs an escalated draft with it.
+  virtual void onEngineTime(double compute_s) {}
 };
 
 // A call in flight. Destroying the handle does not cancel; cancel() does.

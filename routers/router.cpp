@@ -142,12 +142,24 @@ std::optional<RoutePlan> planForHint(const RouteInputs& in, const RoutePlan& pla
 
 }  // namespace
 
+std::optional<double> complexityRank(const RouteInputs& in, double complexity) {
+  if (in.ranks == nullptr) return std::nullopt;
+  const policies::RoutingPolicy& routing = in.policy->routing;
+  if (!in.record_rank) {
+    return in.ranks->rank(in.team, routing.local_model, RankedScore::kComplexity, complexity,
+                          routing.rank);
+  }
+  return in.ranks->rankAndAdd(in.team, routing.local_model, RankedScore::kComplexity, complexity,
+                              routing.rank);
+}
+
 RoutePlan planRoute(const RouteInputs& in, const ComplexityWeights& weights) {
   const policies::TeamPolicy& p = *in.policy;
   const policies::RoutingPolicy& routing = p.routing;
   RoutePlan plan;
   plan.complexity = scoreComplexity(*in.request, weights);
   plan.vars = requestVars(*in.request, plan.complexity.score, in.prompt_tokens);
+  plan.vars.complexity_rank = complexityRank(in, plan.complexity.score);
   plan.vars.budget_used = in.budget_used;
   plan.vars.local_queue_ms = in.local_queue_ms;
   plan.model = routing.local_model;
@@ -212,6 +224,42 @@ RoutePlan planRoute(const RouteInputs& in, const ComplexityWeights& weights) {
   plan.reason_code = "cascade";
   plan.reason = "local first; escalate when '" + routing.trigger->text() + "' holds";
   return plan;
+}
+
+CascadeOptions::Decide triggerDecider(std::shared_ptr<const policies::TeamPolicy> policy,
+                                      std::string team, policies::TriggerVars vars,
+                                      RankWindows* ranks, bool stream) {
+  auto recorded = std::make_shared<std::atomic<bool>>(false);
+  const bool ranked = policy->routing.trigger->uses("confidence_rank");
+  return [policy = std::move(policy), team = std::move(team), vars, ranks, stream, recorded,
+          ranked](std::optional<double> confidence, bool final, std::string* reason) {
+    const policies::RoutingPolicy& routing = policy->routing;
+    const policies::Trigger& trigger = *routing.trigger;
+    policies::TriggerVars v = vars;
+    v.confidence = confidence;
+    if (confidence && ranked && ranks != nullptr) {
+      v.confidence_rank = ranks->rank(team, routing.local_model, RankedScore::kConfidence,
+                                      *confidence, routing.rank);
+    }
+    const policies::Truth t = trigger.evaluate(v);
+    const bool deciding = t == policies::Truth::kTrue || final || stream;
+    if (confidence && deciding && ranks != nullptr && !recorded->exchange(true)) {
+      ranks->rankAndAdd(team, routing.local_model, RankedScore::kConfidence, *confidence,
+                        routing.rank);
+    }
+    if (t == policies::Truth::kTrue) {
+      char buf[96];
+      std::snprintf(buf, sizeof buf, " (confidence %.3f", confidence.value_or(-1));
+      *reason = "trigger '" + trigger.text() + "'" + buf;
+      if (v.confidence_rank) {
+        std::snprintf(buf, sizeof buf, ", rank %.3f", *v.confidence_rank);
+        *reason += buf;
+      }
+      *reason += ")";
+      return Verdict::kEscalate;
+    }
+    return t == policies::Truth::kFalse || final ? Verdict::kKeepLocal : Verdict::kUndecided;
+  };
 }
 
 }  // namespace routers

@@ -3,16 +3,21 @@
 //
 // Only requests for the team's routed model (routing.local_model, or the alias "auto") are
 // planned; a request naming another model goes to that model, under the same data and budget
-// rules (the gateway applies those). The plan is a pure function of its inputs.
+// rules (the gateway applies those). The plan is a function of its inputs, and records the
+// request's complexity into the team's rank window (RouteInputs::ranks).
 #pragma once
 
+#include <atomic>
+#include <memory>
 #include <optional>
 #include <string>
 
 #include "api/chat.h"
 #include "policies/policy_set.h"
 #include "policies/trigger.h"
+#include "routers/cascade.h"
 #include "routers/complexity.h"
+#include "routers/rank_window.h"
 
 namespace routers {
 
@@ -45,6 +50,12 @@ struct RouteInputs {
   int64_t prompt_tokens = 0;                // estimated
   RouteHint hint = RouteHint::kAuto;
   bool local_available = true;              // the routed local model is a local engine
+  // The team's rank windows (vars.complexity_rank); null: the rank is unknown. With
+  // `record_rank`, the request's complexity joins the window after its rank is read (the one
+  // state a plan changes; POST /v1/route/explain plans without recording).
+  RankWindows* ranks = nullptr;
+  std::string_view team;  // whose window (a team policies.yaml does not list has its own)
+  bool record_rank = true;
 };
 
 struct RoutePlan {
@@ -66,6 +77,20 @@ struct RoutePlan {
 // (reason_code "budget", whatever when_exhausted says: the client asked for the cloud only);
 // `local` where the routed model is not a local engine.
 RoutePlan planRoute(const RouteInputs& in, const ComplexityWeights& weights);
+
+// Where a routed request's scores are ranked: the team and its local model.
+std::optional<double> complexityRank(const RouteInputs& in, double complexity);
+
+// The cascade's judgement (CascadeOptions::decide) under the team's trigger, from the plan's
+// variables and the local answer's confidence so far. confidence_rank is that confidence
+// ranked among the team's recent local answers on its local model (`ranks`, may be null: the
+// rank is then unknown), read before this answer's confidence joins them. It joins once per
+// request, when the cascade acts on it: an escalation, the final verdict, or a stream's one
+// decision after its held tokens (`stream`); so the window holds every local answer's deciding
+// confidence, escalated or not. An unknown confidence joins nothing.
+CascadeOptions::Decide triggerDecider(std::shared_ptr<const policies::TeamPolicy> policy,
+                                      std::string team, policies::TriggerVars vars,
+                                      RankWindows* ranks, bool stream);
 
 // The trigger variables known from the request alone.
 policies::TriggerVars requestVars(const api::ChatRequest& request, double complexity,

@@ -331,6 +331,7 @@ class RunSink : public ChatSink {
   }
   void onRoute(const RouteInfo& route) override { inner_->onRoute(route); }
   void onTokenStats(const TokenStats& stats) override { inner_->onTokenStats(stats); }
+  void onEngineTime(double compute_s) override { inner_->onEngineTime(compute_s); }
 
  private:
   std::shared_ptr<ChatSink> inner_;
@@ -460,6 +461,12 @@ std::string Account::decisionFor(bool local_route) const {
   return decision_ == "cascade" && !local_route ? "escalated" : decision_;
 }
 
+void Account::addDraftCompute(double compute_s) {
+  if (!std::isfinite(compute_s) || compute_s <= 0) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  draft_compute_s_ += compute_s;
+}
+
 void Account::hold(uint64_t reservation) {
   std::lock_guard<std::mutex> lock(mu_);
   reservations_.push_back(reservation);
@@ -531,6 +538,10 @@ void Account::finish(const RouteInfo& route, bool local_route, const api::Usage*
     row.cached_prompt_tokens = std::max<int64_t>(0, usage->cached_prompt_tokens);
     row.completion_tokens = std::max<int64_t>(0, usage->completion_tokens);
     if (local_route) row.compute_ms = usage->engine_compute_s * 1000;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    row.compute_ms += draft_compute_s_ * 1000;  // an escalated cascade's local draft
   }
   row.latency_ms = latency_s * 1000;
   row.status = status;

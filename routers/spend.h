@@ -58,6 +58,11 @@ class Account {
   std::string decisionFor(bool local_route) const;
   std::string decision() const;
 
+  // The engine time (seconds) of a local draft that did not answer (a cascade that escalated
+  // after it): added to the row's compute_ms, so that the local work is costed too. Call
+  // before finish().
+  void addDraftCompute(double compute_s);
+
   // A cloud attempt holds `reservation` until the request ends.
   void hold(uint64_t reservation);
   // A cloud attempt ended: `cost_usd` is what it cost (estimated or not). When it cost
@@ -100,6 +105,7 @@ class Account {
   std::string decision_;
   std::vector<uint64_t> reservations_;
   double cost_usd_ = 0;
+  double draft_compute_s_ = 0;
   bool estimated_ = false;
   bool used_cloud_ = false;
   std::atomic<bool> done_{false};

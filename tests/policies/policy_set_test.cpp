@@ -51,7 +51,9 @@ TEST(PolicySet, ParsesTheShippedFile) {
   EXPECT_EQ(local->routing.local_model, "gemma-3-local");
   EXPECT_EQ(local->routing.cloud_models, std::vector<std::string>{"gpt-4o-mini"});
   ASSERT_NE(local->routing.trigger, nullptr);
-  EXPECT_EQ(local->routing.trigger->text(), "confidence < 0.85 OR complexity > 0.9");
+  EXPECT_EQ(local->routing.trigger->text(), "confidence_rank < 0.15 OR complexity > 0.9");
+  EXPECT_EQ(local->routing.rank.window, 1000);
+  EXPECT_EQ(local->routing.rank.warmup, 50);
   EXPECT_EQ(local->routing.hold_tokens, 16);
   EXPECT_EQ(local->routing.min_tokens, 8);
   EXPECT_EQ(local->routing.local_latency_budget_ms, 2000);
@@ -78,7 +80,9 @@ TEST(PolicySet, AnEmptyFileGivesTheBuiltInDefaults) {
     EXPECT_EQ(d.routing.local_model, "gemma-3-local");
     EXPECT_EQ(d.routing.cloud_models, std::vector<std::string>{"gpt-4o-mini"});
     ASSERT_NE(d.routing.trigger, nullptr);
-    EXPECT_EQ(d.routing.trigger->describe(), "confidence < 0.85 OR complexity > 0.9");
+    EXPECT_EQ(d.routing.trigger->describe(), "confidence_rank < 0.15 OR complexity > 0.9");
+    EXPECT_EQ(d.routing.rank.window, 1000);
+    EXPECT_EQ(d.routing.rank.warmup, 50);
     EXPECT_EQ(set->alerts().webhook_retries, 3);
     // A team the file does not list gets the defaults.
     EXPECT_EQ(set->team("anyone"), nullptr);
@@ -315,6 +319,40 @@ TEST(PolicySetErrors, WrongTypes) {
   EXPECT_EQ(parseError("- a\n"),
             "p.yaml:1: expected a map of sections (defaults, teams, alerts) at the top level, "
             "got a list");
+}
+
+TEST(PolicySet, RankWindowIsInheritedKeyByKey) {
+  auto set = parseOk(
+      "defaults:\n"
+      "  routing:\n"
+      "    rank: {window: 200, warmup: 20}\n"
+      "teams:\n"
+      "  a:\n"
+      "    routing: {rank: {warmup: 100}}\n"
+      "  b: {}\n");
+  EXPECT_EQ(set->defaults().routing.rank.window, 200);
+  EXPECT_EQ(set->team("a")->routing.rank.window, 200);
+  EXPECT_EQ(set->team("a")->routing.rank.warmup, 100);
+  EXPECT_EQ(set->team("b")->routing.rank.warmup, 20);
+}
+
+TEST(PolicySetErrors, RejectsABadRankWindow) {
+  EXPECT_EQ(parseError("defaults:\n  routing:\n    rank: {window: 5}\n"),
+            "p.yaml:3: defaults.routing.rank.window: must be >= 10, got 5");
+  EXPECT_EQ(parseError("defaults:\n  routing:\n    rank: {window: 100001}\n"),
+            "p.yaml:3: defaults.routing.rank.window: must be <= 100000, got 100001");
+  EXPECT_EQ(parseError("defaults:\n  routing:\n    rank: {warmup: 0}\n"),
+            "p.yaml:3: defaults.routing.rank.warmup: must be >= 1, got 0");
+  EXPECT_EQ(parseError("defaults:\n  routing:\n    rank:\n      windw: 10\n"),
+            "p.yaml:4: defaults.routing.rank.windw: unknown key; did you mean 'window'?");
+  // The warm-up of the window it fills, inherited or not.
+  EXPECT_EQ(parseError("defaults:\n  routing:\n    rank:\n      window: 100\n"
+                       "      warmup: 101\n"),
+            "p.yaml:5: defaults.routing.rank.warmup: warmup (101) exceeds window (100): the "
+            "rank would never be known");
+  EXPECT_EQ(parseError("teams:\n  t:\n    routing:\n      rank: {window: 20}\n"),
+            "p.yaml:4: teams.t.routing.rank.window: warmup (50) exceeds window (20): the rank "
+            "would never be known");
 }
 
 TEST(PolicySetErrors, RejectsOutOfRangeNumbers) {

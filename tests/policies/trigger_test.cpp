@@ -39,8 +39,9 @@ constexpr Truth U = Truth::kUnknown;
 
 TEST(Trigger, VariablesAreTheDocumentedList) {
   const std::vector<std::string_view> expected = {
-      "confidence",     "complexity", "prompt_tokens", "max_tokens", "budget_used",
-      "local_queue_ms", "has_tools",  "has_images",    "turns",      "stream"};
+      "confidence",  "complexity",     "confidence_rank", "complexity_rank",
+      "prompt_tokens", "max_tokens",   "budget_used",     "local_queue_ms",
+      "has_tools",   "has_images",     "turns",           "stream"};
   EXPECT_EQ(Trigger::variables(), expected);
 }
 
@@ -139,8 +140,8 @@ TEST(Trigger, UnknownVariableSuggestsTheClosestAndPointsAtItsColumn) {
   EXPECT_EQ(parseError("Turns > 3"), "column 1: unknown variable 'Turns'; did you mean 'turns'?");
   EXPECT_EQ(parseError("xyzzy > 1"),
             "column 1: unknown variable 'xyzzy' (the variables are confidence, complexity, "
-            "prompt_tokens, max_tokens, budget_used, local_queue_ms, has_tools, has_images, "
-            "turns, stream)");
+            "confidence_rank, complexity_rank, prompt_tokens, max_tokens, budget_used, "
+            "local_queue_ms, has_tools, has_images, turns, stream)");
 }
 
 TEST(Trigger, ReportsMissingOperandsAndConditions) {
@@ -311,8 +312,9 @@ TEST(Trigger, EveryVariableIsReadFromItsOwnField) {
   for (size_t i = 0; i < names.size(); ++i) {
     TriggerVars v;
     std::optional<double>* fields[] = {
-        &v.confidence,     &v.complexity, &v.prompt_tokens, &v.max_tokens, &v.budget_used,
-        &v.local_queue_ms, &v.has_tools,  &v.has_images,    &v.turns,      &v.stream};
+        &v.confidence,     &v.complexity,      &v.confidence_rank, &v.complexity_rank,
+        &v.prompt_tokens,  &v.max_tokens,      &v.budget_used,     &v.local_queue_ms,
+        &v.has_tools,      &v.has_images,      &v.turns,           &v.stream};
     ASSERT_EQ(std::size(fields), names.size());
     *fields[i] = 7;
     std::string text = std::string(names[i]) + " == 7";
@@ -353,6 +355,48 @@ TEST(Trigger, RandomInputNeverCrashesAndDescribeRoundTrips) {
     EXPECT_EQ(again->describe(), t->describe()) << text;
   }
   EXPECT_GT(parsed, 100);  // the generator does reach valid expressions
+}
+
+// ---- relative and budget-aware triggers -------------------------------------------------------
+
+TEST(Trigger, RankVariablesAreUnknownUntilKnown) {
+  const std::string rule = "confidence_rank < 0.15 OR complexity > 0.9";
+  EXPECT_EQ(eval(rule, {.complexity = 0.5}), U);  // warm-up or no answer yet: undecided
+  EXPECT_EQ(eval(rule, {.complexity = 0.95}), T);
+  EXPECT_EQ(eval(rule, {.complexity = 0.5, .confidence_rank = 0.1}), T);
+  EXPECT_EQ(eval(rule, {.complexity = 0.5, .confidence_rank = 0.15}), F);
+  EXPECT_EQ(eval("complexity_rank > 0.95", {.complexity_rank = 0.99}), T);
+  EXPECT_TRUE(parseOk(rule).uses("confidence_rank"));
+  EXPECT_FALSE(parseOk(rule).uses("complexity_rank"));
+  EXPECT_EQ(parseError("confidence_rnak < 0.1"),
+            "column 1: unknown variable 'confidence_rnak'; did you mean 'confidence_rank'?");
+  EXPECT_EQ(parseError("complexity_rank"),
+            "column 1: 'complexity_rank' is a number, not a condition; compare it, e.g. "
+            "'complexity_rank > 0.5'");
+}
+
+// The budget-aware trigger of the README: as budget_used rises, fewer local answers escalate
+// (20%, then 10%, then 3% of uniformly ranked answers).
+TEST(Trigger, BudgetAwareTriggerEscalatesLessAsTheBudgetIsUsed) {
+  Trigger t = parseOk(
+      "(budget_used < 0.5 AND confidence_rank < 0.2) OR (budget_used < 0.8 AND confidence_rank "
+      "< 0.1) OR confidence_rank < 0.03");
+  auto share = [&](double budget_used) {
+    int fired = 0;
+    for (int i = 0; i < 1000; ++i) {
+      TriggerVars v{.confidence_rank = (i + 0.5) / 1000, .budget_used = budget_used};
+      fired += t.evaluate(v) == T;
+    }
+    return fired / 1000.0;
+  };
+  EXPECT_DOUBLE_EQ(share(0.0), 0.2);
+  EXPECT_DOUBLE_EQ(share(0.6), 0.1);
+  EXPECT_DOUBLE_EQ(share(0.9), 0.03);
+  EXPECT_DOUBLE_EQ(share(1.5), 0.03);
+  // No budget (budget_used unknown): only the last clause can decide for certain.
+  EXPECT_EQ(t.evaluate({.confidence_rank = 0.01}), T);
+  EXPECT_EQ(t.evaluate({.confidence_rank = 0.5}), F);
+  EXPECT_EQ(t.evaluate({.confidence_rank = 0.15}), U);
 }
 
 }  // namespace
