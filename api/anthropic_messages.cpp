@@ -2,9 +2,11 @@
 
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <set>
 #include <utility>
 
+#include "api/json_text.h"
 #include "api/openai_json.h"
 #include "api/sse.h"
 
@@ -396,6 +398,10 @@ StatusOr<ChatRequest> parse(std::string_view body, bool counting) {
     return bad("At least one message is required", "messages");
   }
   attachSchemaKeyOrders(body, "", "/tools/*/input_schema", req);
+  if (!counting) {
+    req.native_api = std::string(kNativeApi);
+    req.native_body = std::make_shared<const std::string>(body);
+  }
   return req;
 }
 
@@ -482,6 +488,11 @@ std::string event(std::string_view name, const OJson& data) {
 }  // namespace
 
 std::string serializeMessage(const ChatResponse& r, const std::string& model) {
+  if (!r.native.empty()) {
+    // Anthropic's own Message, as it came: only the model is the one the client knows.
+    auto body = editTopLevelMembers(r.native, {{"model", Json(model)}});
+    if (body.ok()) return std::move(body).value();
+  }
   OJson content = OJson::array();
   std::string finish;
   if (!r.choices.empty()) {
@@ -514,7 +525,7 @@ std::string MessagesStreamWriter::start(const ChatChunk& c) {
   OJson message = {{"id", messageIdFor(c.id.empty() ? id_ : c.id)},
                   {"type", "message"},
                   {"role", "assistant"},
-                  {"model", model_},
+                  {"model", c.model.empty() ? model_ : c.model},
                   {"content", OJson::array()},
                   {"stop_reason", nullptr},
                   {"stop_sequence", nullptr},
@@ -556,7 +567,33 @@ std::string MessagesStreamWriter::toolDelta(const ToolCallDelta& d) {
   return out;
 }
 
+std::string MessagesStreamWriter::nativeEvents(const ChatChunk& c) {
+  // The upstream's message_start names its own model: the client gets the one it knows.
+  static constexpr std::string_view kStart = "event: message_start\n";
+  if (c.native.rfind(kStart, 0) != 0) return c.native;
+  const size_t end = c.native.find("\n\n");
+  if (end == std::string::npos) return c.native;
+  std::vector<SseEvent> events;
+  SseParser parser;
+  if (!parser.feed(std::string_view(c.native).substr(0, end + 2), events) || events.size() != 1) {
+    return c.native;
+  }
+  Json data = Json::parse(events[0].data, nullptr, false);
+  if (!data.is_object() || !data.contains("message") || !data["message"].is_object()) {
+    return c.native;
+  }
+  data["message"]["model"] = c.model.empty() ? model_ : c.model;
+  return "event: message_start\n" +
+         sseData(data.dump(-1, ' ', false, Json::error_handler_t::replace)) +
+         c.native.substr(end + 2);
+}
+
 std::string MessagesStreamWriter::chunk(const ChatChunk& c) {
+  if (!started_ && !c.native.empty()) native_ = true;
+  if (native_) {
+    started_ = true;
+    return nativeEvents(c);
+  }
   std::string out = started_ ? "" : start(c);
   for (const ChunkChoice& choice : c.choices) {
     if (choice.index != 0) continue;
@@ -583,7 +620,9 @@ std::string MessagesStreamWriter::chunk(const ChatChunk& c) {
   return out;
 }
 
-std::string MessagesStreamWriter::finish(const std::optional<Usage>& usage) {
+std::string MessagesStreamWriter::finish(const std::optional<Usage>& usage,
+                                         std::string_view native) {
+  if (native_) return std::string(native);  // the upstream's own message_delta and message_stop
   std::string out = started_ ? "" : start(ChatChunk{});
   out += close();
   OJson u = usageJson(usage);

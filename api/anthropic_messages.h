@@ -10,8 +10,12 @@
 // parameters), tool_choice auto/any/tool/none (disable_parallel_tool_use ->
 // parallel_tool_calls false), stop_sequences -> stop, metadata.user_id -> user, thinking
 // enabled/adaptive -> chat_template_kwargs.enable_thinking (what the local engine reads),
-// top_k -> extra (kept for upstreams that take it). Not carried: cache_control (prompt caching
-// markers) and the signatures of thinking blocks; server tools and document blocks are a 400.
+// top_k -> extra (kept for upstreams that take it). The typed request does not carry
+// cache_control (prompt caching markers) or the signatures of thinking blocks; the body itself
+// goes with it (ChatRequest::native_body, native_api kNativeApi), and an Anthropic target is
+// sent that body with only model, max_tokens and stream set by the gateway, so nothing is lost
+// there. Server tools and document blocks are a 400 (the typed request cannot express them for
+// the other targets).
 //
 // Unknown top-level fields are a 400 naming them, as Anthropic's API answers.
 #pragma once
@@ -25,6 +29,9 @@
 #include "api/status.h"
 
 namespace api {
+
+// ChatRequest::native_api of a request read from a /v1/messages body.
+inline constexpr std::string_view kNativeApi = "anthropic.messages";
 
 // Parses and validates a POST /v1/messages body. max_tokens is required (as in Anthropic's
 // API). Fails with kInvalidRequest whose param names the field ("messages.1.content.0.source").
@@ -47,7 +54,8 @@ std::string_view stopReasonFor(std::string_view finish_reason);
 // "msg_..." for an answer id (kept when it already is one).
 std::string messageIdFor(std::string_view id);
 
-// A non-streamed answer as a Message object; `model` is the model as the client named it.
+// A non-streamed answer as a Message object; `model` is the model as the client knows it. An
+// answer that carries Anthropic's own body (ChatResponse::native) is that body, `model` set.
 std::string serializeMessage(const ChatResponse& r, const std::string& model);
 
 // Turns a stream of chat chunks into Anthropic's SSE events (each framed with its "event:"
@@ -60,10 +68,14 @@ class MessagesStreamWriter {
   MessagesStreamWriter(std::string model, std::string id)
       : model_(std::move(model)), id_(std::move(id)) {}
 
-  // The events for one chunk (message_start first); "" when the chunk carries nothing.
+  // The events for one chunk (message_start first); "" when the chunk carries nothing. A stream
+  // whose first chunk carries Anthropic's own events (ChatChunk::native) is handed on as those
+  // events, message_start naming `model`; its other chunks are then written as their events
+  // too, and the typed deltas are not written again.
   std::string chunk(const ChatChunk& c);
-  // Closes the open block and ends the message: message_delta, message_stop.
-  std::string finish(const std::optional<Usage>& usage);
+  // Closes the open block and ends the message: message_delta, message_stop. A native stream
+  // ends with `native`, the upstream's events after the last chunk (ChatResponse::native).
+  std::string finish(const std::optional<Usage>& usage, std::string_view native = {});
   // An `error` event: the stream broke after it began.
   std::string error(const Status& s);
 
@@ -73,9 +85,11 @@ class MessagesStreamWriter {
   std::string open(Block kind, const nlohmann::ordered_json& content_block);
   std::string close();
   std::string toolDelta(const ToolCallDelta& d);
+  std::string nativeEvents(const ChatChunk& c);
 
   std::string model_, id_;
   bool started_ = false;
+  bool native_ = false;  // the upstream's own events are handed on
   Block block_ = Block::kNone;
   int index_ = -1;      // the open content block's index
   int tool_index_ = -1;  // the OpenAI tool-call index of the open tool block

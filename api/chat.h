@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -125,6 +126,17 @@ struct ChatRequest {
   // kept verbatim so that OpenAI-compatible upstreams receive them unchanged.
   Json extra = Json::object();
 
+  // The body exactly as the client sent it, when the client's API is one that cloud targets
+  // also speak (native_api: "anthropic.messages"). A target of that API is sent this body with
+  // only the fields the gateway decides replaced (model, max_tokens, stream), so that what the
+  // typed fields above cannot carry (prompt-cache markers, thinking signatures, key order)
+  // reaches it unchanged; every other target gets the translation of the typed fields. Shared
+  // by the copies of a request (fallbacks, shadow calls); null and "" otherwise.
+  std::string native_api;
+  std::shared_ptr<const std::string> native_body;
+  // Headers of the client's API that a native target is sent too (anthropic-beta).
+  std::vector<std::pair<std::string, std::string>> native_headers;
+
   // The effective output cap: max_completion_tokens, else max_tokens, else nullopt.
   std::optional<int64_t> maxOutputTokens() const {
     return max_completion_tokens ? max_completion_tokens : max_tokens;
@@ -175,6 +187,10 @@ struct ChatResponse {
   std::optional<Usage> usage;
   std::string system_fingerprint;  // "" when absent
   std::string service_tier;        // "" when absent
+  // For a request sent natively (ChatRequest::native_body): the upstream's answer as it came,
+  // for an entrance of the same API to hand on unchanged: a non-streamed answer's body, or, in
+  // a stream's summary, the framed events that followed the last chunk. "" otherwise.
+  std::string native;
 };
 
 // One tool-call fragment of a streamed delta: id, type and name arrive with the first
@@ -209,6 +225,10 @@ struct ChatChunk {
   std::vector<ChunkChoice> choices;  // empty in the final usage-only chunk
   std::optional<Usage> usage;
   std::string system_fingerprint;
+  // For a request sent natively: the upstream's framed SSE events this chunk stands for (with
+  // the events since the previous chunk that carried nothing of their own); "" otherwise. A
+  // chunk may carry only these (no choices, no usage).
+  std::string native;
 };
 
 std::string_view roleName(Role role);

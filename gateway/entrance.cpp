@@ -66,10 +66,12 @@ class MessagesWriter : public AnswerWriter {
   MessagesWriter(std::string model, std::string id) : stream_(model, id), model_(model) {}
 
   std::string response(const api::ChatResponse& r) override {
-    return api::serializeMessage(r, model_);
+    return api::serializeMessage(r, r.model.empty() ? model_ : r.model);
   }
   std::string chunk(const api::ChatChunk& c) override { return stream_.chunk(c); }
-  std::string streamEnd(const api::ChatResponse& r) override { return stream_.finish(r.usage); }
+  std::string streamEnd(const api::ChatResponse& r) override {
+    return stream_.finish(r.usage, r.native);
+  }
   std::string streamError(const api::Status& s) override { return stream_.error(s); }
 
  private:
@@ -89,7 +91,11 @@ class MessagesEntrance : public Entrance {
     if (ex.anthropic_version.empty()) {
       return api::invalidRequest("anthropic-version: header is required", "anthropic-version");
     }
-    return api::parseMessagesRequest(ex.body);
+    auto request = api::parseMessagesRequest(ex.body);
+    if (request.ok() && !ex.anthropic_beta.empty()) {
+      request->native_headers.emplace_back("anthropic-beta", ex.anthropic_beta);
+    }
+    return request;
   }
   int errorStatus(const api::Status& s) const override { return api::anthropicHttpStatus(s); }
   std::string errorBody(const api::Status& s, std::string_view request_id) const override {

@@ -23,6 +23,7 @@ struct Exchange {
   std::string authorization;  // "" when absent
   std::string api_key;            // x-api-key (Anthropic's clients), "" when absent
   std::string anthropic_version;  // anthropic-version, "" when absent
+  std::string anthropic_beta;     // anthropic-beta, "" when absent
   std::string route_hint;         // x-switchyard-route-hint, "" when absent
   std::string body;
   std::string request_id;     // the client's x-request-id when sane, else generated

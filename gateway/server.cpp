@@ -486,6 +486,7 @@ void Session<Stream>::dispatchRequest() {
   ex.authorization = std::string(req[http::field::authorization]);
   ex.api_key = std::string(req["x-api-key"]);
   ex.anthropic_version = std::string(req["anthropic-version"]);
+  ex.anthropic_beta = std::string(req["anthropic-beta"]);
   ex.route_hint = std::string(req["x-switchyard-route-hint"]);
   ex.body = std::move(req.body());
   std::string_view client_id = req["x-request-id"];

@@ -8,8 +8,11 @@
 #include <utility>
 #include <vector>
 
+#include "api/anthropic_messages.h"
+#include "api/json_text.h"
 #include "api/openai_json.h"
 #include "api/saturating.h"
+#include "api/sse.h"
 
 namespace routers {
 namespace {
@@ -337,9 +340,58 @@ Status requiredString(const Json& obj, const char* key, const std::string& where
 
 class AnthropicStreamDecoder : public StreamDecoder {
  public:
-  explicit AnthropicStreamDecoder(std::string request_model) : model_(std::move(request_model)) {}
+  AnthropicStreamDecoder(std::string request_model, bool native)
+      : model_(std::move(request_model)), native_(native) {}
 
   api::Status onEvent(const api::SseEvent& event, std::vector<api::ChatChunk>& out) override {
+    const size_t before = out.size();
+    api::Status st = decode(event, out);
+    if (native_ && st.ok()) carryNative(event, out, before);
+    return st;
+  }
+
+  api::StatusOr<api::ChatResponse> finish() override {
+    if (!started_) return upstreamError("the stream ended before message_start");
+    if (!stopped_ && !finish_reason_seen_) {
+      return upstreamError("the stream ended before message_stop");
+    }
+    ChatResponse summary;
+    summary.id = id_;
+    summary.created = created_;
+    summary.model = model_;
+    if (usage_seen_) summary.usage = usage_.toUsage();
+    summary.native = std::move(pending_native_);
+    return summary;
+  }
+
+ private:
+  enum class BlockKind { kText, kToolUse, kThinking, kIgnored };  // kIgnored: server tools, ...
+  struct Block {
+    BlockKind kind = BlockKind::kIgnored;
+    int tool_index = 0;  // kToolUse: the OpenAI tool_calls index
+  };
+
+  // A request sent natively: each event goes on, as it came, with the chunk it produced. Events
+  // that produce none wait for the next chunk until the first chunk has gone (so that nothing
+  // reaches the client, and a fallback may still take over, before the upstream has answered
+  // something); after it, they go at once in a chunk of their own.
+  void carryNative(const api::SseEvent& event, std::vector<api::ChatChunk>& out, size_t before) {
+    if (!event.event.empty()) pending_native_ += "event: " + event.event + "\n";
+    pending_native_ += api::sseData(event.data);
+    if (out.size() == before) {
+      if (!answered_) return;
+      api::ChatChunk c;
+      c.id = id_;
+      c.created = created_;
+      c.model = model_;
+      out.push_back(std::move(c));
+    }
+    answered_ = true;
+    out[before].native = std::move(pending_native_);
+    pending_native_.clear();
+  }
+
+  api::Status decode(const api::SseEvent& event, std::vector<api::ChatChunk>& out) {
     if (event.data.empty()) return {};
     Json data = Json::parse(event.data, nullptr, /*allow_exceptions=*/false);
     if (data.is_discarded() || !data.is_object()) {
@@ -365,26 +417,6 @@ class AnthropicStreamDecoder : public StreamDecoder {
     if (type == "message_stop") stopped_ = true;
     return {};  // content_block_stop: nothing to say in OpenAI's terms
   }
-
-  api::StatusOr<api::ChatResponse> finish() override {
-    if (!started_) return upstreamError("the stream ended before message_start");
-    if (!stopped_ && !finish_reason_seen_) {
-      return upstreamError("the stream ended before message_stop");
-    }
-    ChatResponse summary;
-    summary.id = id_;
-    summary.created = created_;
-    summary.model = model_;
-    if (usage_seen_) summary.usage = usage_.toUsage();
-    return summary;
-  }
-
- private:
-  enum class BlockKind { kText, kToolUse, kIgnored };  // kIgnored: thinking, server tools, ...
-  struct Block {
-    BlockKind kind = BlockKind::kIgnored;
-    int tool_index = 0;  // kToolUse: the OpenAI tool_calls index
-  };
 
   Status onMessageStart(const Json& data) {
     if (started_) return upstreamError("a second message_start");
@@ -437,6 +469,10 @@ class AnthropicStreamDecoder : public StreamDecoder {
         delta.content = std::move(*text);
         out.push_back(chunk(std::move(delta), std::nullopt));
       }
+      return {};
+    }
+    if (type == "thinking") {
+      block.kind = BlockKind::kThinking;
       return {};
     }
     if (type == "tool_use") {
@@ -502,7 +538,15 @@ class AnthropicStreamDecoder : public StreamDecoder {
       out.push_back(chunk(std::move(delta), std::nullopt));
       return {};
     }
-    return {};  // thinking_delta, signature_delta, citations_delta and later additions
+    if (type == "thinking_delta" && block.kind == BlockKind::kThinking) {
+      std::string thought;
+      if (Status s = requiredString(*d, "thinking", "delta.", thought); !s.ok()) return s;
+      if (thought.empty()) return {};
+      api::Delta delta;
+      delta.reasoning_content = std::move(thought);
+      out.push_back(chunk(std::move(delta), std::nullopt));
+    }
+    return {};  // signature_delta, citations_delta and later additions
   }
 
   Status onMessageDelta(const Json& data, std::vector<api::ChatChunk>& out) {
@@ -549,6 +593,9 @@ class AnthropicStreamDecoder : public StreamDecoder {
   bool finish_reason_seen_ = false;  // message_delta with a stop_reason seen
   bool role_sent_ = false;
   bool usage_seen_ = false;
+  bool native_ = false;    // the request was sent natively: events go on as they came
+  bool answered_ = false;  // native: a chunk has gone
+  std::string pending_native_;  // native: framed events not yet handed on
   UsageCounts usage_;
   std::map<int64_t, Block> blocks_;  // content block index -> what it is
   int tool_calls_ = 0;
@@ -700,6 +747,11 @@ api::StatusOr<api::ChatResponse> fromAnthropicResponse(const api::Json& body) {
       if (Status s = requiredString(block, "text", where, piece); !s.ok()) return s;
       text += piece;
       has_text = true;
+    } else if (block_type == "thinking") {
+      std::string thought;
+      if (Status s = requiredString(block, "thinking", where, thought); !s.ok()) return s;
+      if (!choice.message.reasoning_content) choice.message.reasoning_content.emplace();
+      *choice.message.reasoning_content += thought;
     } else if (block_type == "tool_use") {
       api::ToolCall call;
       if (Status s = requiredString(block, "id", where, call.id); !s.ok()) return s;
@@ -710,7 +762,7 @@ api::StatusOr<api::ChatResponse> fromAnthropicResponse(const api::Json& body) {
       call.arguments = input->dump(-1, ' ', false, Json::error_handler_t::replace);
       choice.message.tool_calls.push_back(std::move(call));
     }
-    // thinking, redacted_thinking and server-tool blocks have no place in OpenAI's message.
+    // redacted_thinking and server-tool blocks have no place in OpenAI's message.
   }
   if (has_text || choice.message.tool_calls.empty()) {
     choice.message.content = api::Content::ofText(std::move(text));
@@ -736,12 +788,19 @@ AnthropicWire::AnthropicWire(AnthropicWireConfig config)
     : config_(std::move(config)), url_(config_.base_url + "/messages") {}
 
 api::StatusOr<WireRequest> AnthropicWire::encode(const api::ChatRequest& request) const {
-  auto body = toAnthropicRequest(request, config_);
-  if (!body.ok()) return body.status();
   WireRequest wire;
   wire.url = url_;
   if (!config_.api_key.empty()) wire.headers.emplace_back("x-api-key", config_.api_key);
   wire.headers.emplace_back("anthropic-version", config_.version);
+  if (sentNatively(request)) {
+    auto body = nativeAnthropicBody(request, config_);
+    if (!body.ok()) return body.status();
+    wire.body = std::move(body).value();
+    for (const auto& header : request.native_headers) wire.headers.push_back(header);
+    return wire;
+  }
+  auto body = toAnthropicRequest(request, config_);
+  if (!body.ok()) return body.status();
   wire.body = body->dump(-1, ' ', false, Json::error_handler_t::replace);
   return wire;
 }
@@ -757,12 +816,29 @@ api::StatusOr<api::ChatResponse> AnthropicWire::decodeResponse(
   auto response = fromAnthropicResponse(root);
   if (!response.ok()) return response.status();
   if (response->model.empty()) response->model = request.model;
+  if (sentNatively(request)) response->native = std::string(body);
   return response;
 }
 
 std::unique_ptr<StreamDecoder> AnthropicWire::newStreamDecoder(
     const api::ChatRequest& request) const {
-  return std::make_unique<AnthropicStreamDecoder>(request.model);
+  return std::make_unique<AnthropicStreamDecoder>(request.model, sentNatively(request));
+}
+
+bool sentNatively(const api::ChatRequest& request) {
+  return request.native_body && request.native_api == api::kNativeApi;
+}
+
+api::StatusOr<std::string> nativeAnthropicBody(const api::ChatRequest& request,
+                                               const AnthropicWireConfig& config) {
+  const int64_t max_tokens = request.maxOutputTokens().value_or(config.default_max_tokens);
+  std::optional<Json> stream;
+  if (request.stream) stream = Json(true);
+  auto body = api::editTopLevelMembers(
+      *request.native_body,
+      {{"model", Json(request.model)}, {"max_tokens", Json(max_tokens)}, {"stream", stream}});
+  if (!body.ok()) return api::Status(api::ErrorCode::kInternal, body.status().message());
+  return body;
 }
 
 }  // namespace routers

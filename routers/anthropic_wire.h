@@ -8,8 +8,16 @@
 // top-level fields) is a kInvalidRequest naming it.
 //
 // Answers: text blocks become message.content, tool_use blocks become tool_calls, thinking
-// blocks are dropped; stop_reason maps to OpenAI's finish_reason (see finishReasonFor); usage
-// counts cache reads and cache writes as prompt tokens, reported apart as well.
+// blocks become reasoning_content (streamed as reasoning_content deltas); stop_reason maps to
+// OpenAI's finish_reason (see finishReasonFor); usage counts cache reads and cache writes as
+// prompt tokens, reported apart as well.
+//
+// Pass-through: a request read from Anthropic's own Messages API (sentNatively) is sent as the
+// client's body, with only model, max_tokens and stream set (nativeAnthropicBody), and the
+// client's anthropic-beta header; its answer keeps the upstream's body (ChatResponse::native)
+// or events (ChatChunk::native) beside the translation, for the Messages entrance to hand on
+// unchanged: prompt-cache markers, thinking signatures, citations and whatever Anthropic adds
+// later arrive as they were.
 #pragma once
 
 #include <cstdint>
@@ -54,6 +62,16 @@ class AnthropicWire : public WireFormat {
 // ".arguments", ...).
 api::StatusOr<api::Json> toAnthropicRequest(const api::ChatRequest& request,
                                             const AnthropicWireConfig& config);
+
+// True when `request` carries the body of an Anthropic Messages request (native_api
+// api::kNativeApi): an Anthropic target gets that body.
+bool sentNatively(const api::ChatRequest& request);
+
+// The client's body with model (the upstream's name), max_tokens (the effective cap, which a
+// budget may have lowered) and stream set, every other byte as it came. kInternal when the
+// body is not a JSON object (it was parsed once, so this does not happen).
+api::StatusOr<std::string> nativeAnthropicBody(const api::ChatRequest& request,
+                                               const AnthropicWireConfig& config);
 
 // Reads a Message object (a non-streamed answer). `id` and `content` are required; `model`,
 // `stop_reason` and `usage` may be absent (the documentation's own examples omit them) but

@@ -345,3 +345,105 @@ TEST(AnthropicMessagesStream, ErrorEvent) {
 
 }  // namespace
 }  // namespace api
+
+namespace api {
+namespace {
+
+TEST(AnthropicMessagesNative, TheBodyGoesWithTheRequest) {
+  const std::string body =
+      R"({"model":"m","max_tokens":16,"system":[{"type":"text","text":"S",)"
+      R"("cache_control":{"type":"ephemeral"}}],"messages":[{"role":"user","content":"hi"}]})";
+  auto r = parseMessagesRequest(body);
+  ASSERT_TRUE(r.ok()) << r.status().toString();
+  EXPECT_EQ(r->native_api, kNativeApi);
+  ASSERT_TRUE(r->native_body);
+  EXPECT_EQ(*r->native_body, body);
+  // count_tokens bodies are only counted, never sent.
+  auto c = parseCountTokensRequest(R"({"model":"m","messages":[{"role":"user","content":"hi"}]})");
+  ASSERT_TRUE(c.ok());
+  EXPECT_FALSE(c->native_body);
+}
+
+TEST(AnthropicMessagesNative, AnAnswerWithAnthropicsBodyIsThatBody) {
+  ChatResponse r;
+  r.id = "msg_1";
+  r.choices.emplace_back().message.content = Content::ofText("translated");
+  r.native =
+      R"({"id":"msg_1","type":"message","model":"claude-up-20250101","content":[{"type":)"
+      R"("thinking","thinking":"t","signature":"sig-1"},{"type":"text","text":"hi",)"
+      R"("citations":[]}],"usage":{"input_tokens":3,"cache_read_input_tokens":9,"output_tokens":1}})";
+  const std::string text = serializeMessage(r, "claude");
+  EXPECT_EQ(text, R"({"model":"claude",)" + r.native.substr(1, r.native.find(R"(,"model")") - 1) +
+                      r.native.substr(r.native.find(R"(,"content")")));
+  Json m = Json::parse(text);
+  EXPECT_EQ(m["content"][0]["signature"], "sig-1");
+  EXPECT_EQ(m["model"], "claude");
+}
+
+ChatChunk nativeChunk(std::string events, std::optional<std::string> text = {}) {
+  ChatChunk c;
+  c.id = "msg_n";
+  c.model = "claude";
+  if (text) c.choices.emplace_back().delta.content = *text;
+  c.native = std::move(events);
+  return c;
+}
+
+std::string frame(const std::string& name, const Json& data) {
+  return "event: " + name + "\n" + sseData(data.dump());
+}
+
+TEST(AnthropicMessagesNative, AStreamOfAnthropicsEventsIsHandedOnAsItCame) {
+  const std::string start = frame(
+      "message_start", Json{{"type", "message_start"},
+                            {"message", {{"id", "msg_n"}, {"model", "claude-up-20250101"},
+                                         {"usage", {{"input_tokens", 3}}}}}});
+  const std::string thinking =
+      frame("content_block_start", Json{{"type", "content_block_start"}, {"index", 0},
+                                        {"content_block", {{"type", "thinking"}, {"thinking", ""}}}}) +
+      frame("content_block_delta", Json{{"type", "content_block_delta"}, {"index", 0},
+                                        {"delta", {{"type", "signature_delta"},
+                                                   {"signature", "sig-9"}}}});
+  const std::string end = frame("message_delta", Json{{"type", "message_delta"},
+                                                      {"delta", {{"stop_reason", "end_turn"}}},
+                                                      {"usage", {{"output_tokens", 2}}}}) +
+                          frame("message_stop", Json{{"type", "message_stop"}});
+  MessagesStreamWriter w("claude-asked", "req_1");
+  std::string out = w.chunk(nativeChunk(start + thinking, "ignored: the events say it"));
+  out += w.chunk(nativeChunk(frame("ping", Json{{"type", "ping"}})));
+  Usage u;
+  u.completion_tokens = 2;
+  out += w.finish(u, end);
+  auto ev = events(out);
+  ASSERT_EQ(ev.size(), 6u) << out;
+  EXPECT_EQ(ev[0].first, "message_start");
+  EXPECT_EQ(ev[0].second["message"]["model"], "claude") << "the model the client knows";
+  EXPECT_EQ(ev[0].second["message"]["usage"]["input_tokens"], 3);
+  EXPECT_EQ(out.substr(out.find("event: content_block_start")), thinking +
+                                                                    frame("ping", Json{{"type", "ping"}}) + end);
+  EXPECT_EQ(ev[2].second["delta"]["signature"], "sig-9");
+}
+
+TEST(AnthropicMessagesNative, AStreamThatBeganTranslatedIgnoresLaterNativeEvents) {
+  // A local draft already went out in translated events: a cloud answer that follows (an
+  // escalation) is written from its typed deltas, never as a second message_start.
+  MessagesStreamWriter w("m", "req_2");
+  std::string out = w.chunk(delta([](Delta& d) { d.content = "local "; }));
+  out += w.chunk(nativeChunk(frame("message_start", Json{{"type", "message_start"}}), "cloud"));
+  out += w.chunk(nativeChunk(frame("ping", Json{{"type", "ping"}})));
+  out += w.finish(std::nullopt, "event: message_stop\ndata: {}\n\n");
+  auto ev = events(out);
+  int starts = 0, stops = 0;
+  std::string text;
+  for (const auto& [name, data] : ev) {
+    starts += name == "message_start";
+    stops += name == "message_stop";
+    if (name == "content_block_delta") text += data["delta"]["text"].get<std::string>();
+  }
+  EXPECT_EQ(starts, 1);
+  EXPECT_EQ(stops, 1);
+  EXPECT_EQ(text, "local cloud");
+}
+
+}  // namespace
+}  // namespace api

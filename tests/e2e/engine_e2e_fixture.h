@@ -325,7 +325,7 @@ class EntranceE2E : public ::testing::Test {
       << "  - {name: claude, provider: anth, upstream_model: claude-up}\n"
       << "  - {name: gpt, provider: oai, upstream_model: gpt-up}\n"
       << "pricing:\n"
-      << "  anth: {claude-up: {input: 3.0, output: 15.0}}\n"
+      << "  anth: {claude-up: {input: 3.0, cached_input: 0.3, cache_write: 3.75, output: 15.0}}\n"
       << "  oai: {gpt-up: {input: 1.0, output: 2.0}}\n"
       << "policies: \"" << dir_->path() << "/policies.yaml\"\n"
       << "ledger: {path: \"" << ledger_ << "\"}\n";

@@ -4,6 +4,7 @@
 // data rules, budgets and ledger rows; answers, stream events and errors in Anthropic's shapes.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 #include <utility>
 #include <vector>
@@ -28,12 +29,14 @@ std::string streamedText(const std::vector<std::pair<std::string, Json>>& ev) {
   return text;
 }
 
-// The Anthropic stream grammar: message_start, ping, blocks (start, deltas, stop), one
-// message_delta, message_stop; every event's data type matches its name.
+// The Anthropic stream grammar: message_start, blocks (start, deltas, stop), one
+// message_delta, message_stop, with a ping among them (the gateway sends it after
+// message_start, Anthropic after the first block's start); every event's data type matches
+// its name.
 void expectWellFormedStream(const std::vector<std::pair<std::string, Json>>& ev) {
   ASSERT_GE(ev.size(), 4u);
   EXPECT_EQ(ev.front().first, "message_start");
-  EXPECT_EQ(ev[1].first, "ping");
+  EXPECT_TRUE(std::any_of(ev.begin(), ev.end(), [](const auto& e) { return e.first == "ping"; }));
   EXPECT_EQ(ev[ev.size() - 2].first, "message_delta");
   EXPECT_EQ(ev.back().first, "message_stop");
   int open = -1, next = 0;
@@ -161,6 +164,65 @@ TEST_F(MessagesE2E, AnthropicTargetGetsTheConversationAndIsMeteredInTheLedger) {
   EXPECT_EQ(streamedText(ev), "echo: what is up");
   EXPECT_EQ(ev[ev.size() - 2].second["delta"]["stop_reason"], "end_turn");
   EXPECT_GT(ev[ev.size() - 2].second["usage"]["output_tokens"].get<int>(), 0);
+  EXPECT_EQ(std::get<1>(ledgerRow(s.header("x-request-id"))), "settled");
+}
+
+// What Claude Code relies on: the body reaches Anthropic as the client wrote it (prompt-cache
+// markers, thinking signatures, key order, anthropic-beta), and Anthropic's answer comes back
+// whole (thinking blocks with their signatures, cache usage), metered at the cache's prices.
+TEST_F(MessagesE2E, AnthropicTargetIsAPassThrough) {
+  const std::string head = R"({"model":"claude","max_tokens":40,)";
+  const std::string rest =
+      R"("system":[{"type":"text","text":"You answer questions about the weather in a few)"
+      R"( words and never more than that","cache_control":{"type":"ephemeral"}}],)"
+      R"("thinking":{"type":"enabled","budget_tokens":1024},"tools":[{"name":"get_weather",)"
+      R"("input_schema":{"type":"object","properties":{"zeta":{"type":"string"},)"
+      R"("alpha":{"type":"string"}}}}],"messages":[{"role":"user","content":"weather now"}]})";
+  HeaderList headers = anthropicHeaders();
+  headers.emplace_back("anthropic-beta", "interleaved-thinking-2025-05-14");
+  HttpResponse r = post("/v1/messages", head + rest, headers);
+  ASSERT_EQ(r.status, 200) << r.body;
+  auto sent = anthropic_.lastChatRequest();
+  ASSERT_TRUE(sent);
+  EXPECT_EQ(sent->body, R"({"model":"claude-up","max_tokens":40,)" + rest);
+  EXPECT_EQ(sent->header("anthropic-beta"), "interleaved-thinking-2025-05-14");
+  Json m = r.json();
+  EXPECT_EQ(m["model"], "claude");
+  ASSERT_EQ(m["content"].size(), 2u) << r.body;
+  EXPECT_EQ(m["content"][0]["type"], "thinking");
+  const std::string id = m["id"].get<std::string>().substr(4);
+  EXPECT_EQ(m["content"][0]["signature"], FakeAnthropic::signatureFor(id));
+  const int64_t written = m["usage"]["cache_creation_input_tokens"].get<int64_t>();
+  EXPECT_GT(written, 0) << r.body;
+  const double first_cost = std::get<2>(ledgerRow(r.header("x-request-id")));
+
+  // The same prompt again reads the cache, and costs less; the thinking block of the first
+  // answer goes back with its signature in the next turn, as Anthropic requires.
+  HttpResponse again = post("/v1/messages", head + rest, headers);
+  ASSERT_EQ(again.status, 200) << again.body;
+  EXPECT_EQ(again.json()["usage"]["cache_read_input_tokens"], written);
+  EXPECT_LT(std::get<2>(ledgerRow(again.header("x-request-id"))), first_cost);
+  Json next = Json::parse(head + rest);
+  next["messages"].push_back({{"role", "assistant"}, {"content", m["content"]}});
+  next["messages"].push_back({{"role", "user"}, {"content", "and tomorrow"}});
+  ASSERT_EQ(messages(next, headers).status, 200);
+  EXPECT_EQ(anthropic_.lastChatBody()["messages"][1]["content"][0], m["content"][0]);
+
+  // Streamed: Anthropic's own events, signature_delta included; only the model is renamed.
+  Json streamed = Json::parse(head + rest);
+  streamed["stream"] = true;
+  HttpResponse s = messages(streamed, headers);
+  ASSERT_EQ(s.status, 200) << s.body;
+  auto ev = namedEvents(s.body);
+  expectWellFormedStream(ev);
+  EXPECT_EQ(ev.front().second["message"]["model"], "claude");
+  bool signature = false;
+  for (const auto& [name, data] : ev) {
+    signature = signature || (name == "content_block_delta" &&
+                              data["delta"].value("type", "") == "signature_delta");
+  }
+  EXPECT_TRUE(signature) << s.body;
+  EXPECT_EQ(streamedText(ev), "echo: weather now");
   EXPECT_EQ(std::get<1>(ledgerRow(s.header("x-request-id"))), "settled");
 }
 

@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "api/anthropic_messages.h"
 #include "api/openai_json.h"
 #include "api/sse.h"
 
@@ -560,7 +561,7 @@ TEST(AnthropicResponse, PromptCacheUsage) {
   EXPECT_EQ(read.usage->total_tokens, 188301);
 }
 
-TEST(AnthropicResponse, ThinkingIsSkippedAndTextBlocksConcatenate) {
+TEST(AnthropicResponse, ThinkingIsReasoningContentAndTextBlocksConcatenate) {
   api::ChatResponse r = decode(R"({"id":"msg_t","type":"message","role":"assistant",
     "model":"claude-sonnet-4-5","stop_reason":"end_turn","stop_sequence":null,
     "content":[
@@ -570,7 +571,9 @@ TEST(AnthropicResponse, ThinkingIsSkippedAndTextBlocksConcatenate) {
       {"type":"text","text":"12,231"}],
     "usage":{"input_tokens":50,"output_tokens":300}})");
   EXPECT_EQ(r.choices[0].message.content.text, "27 * 453 = 12,231");
+  EXPECT_EQ(r.choices[0].message.reasoning_content, "27 * 453 = 12,231");
   EXPECT_TRUE(r.choices[0].message.tool_calls.empty());
+  EXPECT_TRUE(r.native.empty()) << "a translated request keeps no native body";
 }
 
 TEST(AnthropicResponse, StopReasons) {
@@ -953,8 +956,7 @@ data: {"type":"content_block_start","index":0,"content_block":{"type":"tool_use"
 }
 
 // streaming, "Streaming request with extended thinking": no usage at all in this example.
-TEST(AnthropicStream, ThinkingIsSkipped) {
-  Streamed s = stream(R"(event: message_start
+constexpr std::string_view kThinkingStream = R"(event: message_start
 data: {"type": "message_start", "message": {"id": "msg_01...", "type": "message", "role": "assistant", "content": [], "model": "claude-sonnet-4-5-20250929", "stop_reason": null, "stop_sequence": null}}
 
 event: content_block_start
@@ -987,16 +989,105 @@ data: {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_seque
 event: message_stop
 data: {"type": "message_stop"}
 
-)");
+)";
+
+TEST(AnthropicStream, ThinkingStreamsAsReasoningContent) {
+  Streamed s = stream(kThinkingStream);
   ASSERT_TRUE(s.status.ok()) << s.status.toString();
-  ASSERT_EQ(s.chunks.size(), 2u);
+  ASSERT_EQ(s.chunks.size(), 4u);
   EXPECT_EQ(s.chunks[0].choices[0].delta.role, api::Role::kAssistant);
-  EXPECT_EQ(s.chunks[0].choices[0].delta.content, "27 * 453 = 12,231");
-  EXPECT_EQ(s.chunks[1].choices[0].finish_reason, "stop");
+  EXPECT_EQ(s.chunks[0].choices[0].delta.reasoning_content,
+            "Let me solve this step by step:\n\n1. First break down 27 * 453");
+  EXPECT_EQ(s.chunks[1].choices[0].delta.reasoning_content, "\n2. 453 = 400 + 50 + 3");
+  EXPECT_EQ(s.chunks[2].choices[0].delta.content, "27 * 453 = 12,231");
+  EXPECT_EQ(s.chunks[3].choices[0].finish_reason, "stop");
+  for (const auto& c : s.chunks) EXPECT_TRUE(c.native.empty());
   auto summary = s.decoder->finish();
   ASSERT_TRUE(summary.ok());
   EXPECT_EQ(summary->id, "msg_01...");
   EXPECT_FALSE(summary->usage);
+  EXPECT_TRUE(summary->native.empty());
+}
+
+// ---- pass-through of Anthropic's own Messages requests ------------------------------------
+
+// A Messages API request as Claude Code sends one: cache_control markers, a thinking block
+// with its signature from an earlier turn, a tool whose schema's keys are not in sorted order.
+constexpr std::string_view kMessagesBody =
+    R"({"model":"claude","max_tokens":1024,"system":[{"type":"text","text":"You are terse.",)"
+    R"("cache_control":{"type":"ephemeral"}}],"thinking":{"type":"enabled","budget_tokens":1024},)"
+    R"("tools":[{"name":"get_weather","input_schema":{"type":"object","properties":{"zeta":)"
+    R"({"type":"string"},"alpha":{"type":"string"}}},"cache_control":{"type":"ephemeral"}}],)"
+    R"("messages":[{"role":"user","content":"weather?"},{"role":"assistant","content":[)"
+    R"({"type":"thinking","thinking":"I should call it.","signature":"EqQBCgIYAhIM"},)"
+    R"({"type":"tool_use","id":"toolu_1","name":"get_weather","input":{"zeta":"z"}}]},)"
+    R"({"role":"user","content":[{"type":"tool_result","tool_use_id":"toolu_1","content":"sunny"}]}]})";
+
+api::ChatRequest messagesRequest() {
+  auto r = api::parseMessagesRequest(kMessagesBody);
+  EXPECT_TRUE(r.ok()) << r.status().toString();
+  return r.ok() ? std::move(r).value() : api::ChatRequest{};
+}
+
+TEST(AnthropicNative, AMessagesRequestIsSentAsItCameButForModelMaxTokensAndStream) {
+  api::ChatRequest req = messagesRequest();
+  ASSERT_TRUE(sentNatively(req));
+  req.model = "claude-up-20250101";
+  req.max_tokens = 512;  // a budget lowered the cap
+  req.stream = true;
+  req.native_headers.emplace_back("anthropic-beta", "interleaved-thinking-2025-05-14");
+  AnthropicWire wire{AnthropicWireConfig{"http://h/v1", "k"}};
+  auto w = wire.encode(req);
+  ASSERT_TRUE(w.ok()) << w.status().toString();
+  std::string rest(kMessagesBody.substr(std::string_view(R"({"model":"claude","max_tokens":1024,)").size()));
+  EXPECT_EQ(w->body, R"({"model":"claude-up-20250101","max_tokens":512,"stream":true,)" + rest);
+  EXPECT_NE(w->body.find(R"("signature":"EqQBCgIYAhIM")"), std::string::npos);
+  EXPECT_LT(w->body.find("zeta"), w->body.find("alpha")) << "the schema's key order is kept";
+  bool beta = false;
+  for (const auto& [k, v] : w->headers) beta = beta || (k == "anthropic-beta" && v == "interleaved-thinking-2025-05-14");
+  EXPECT_TRUE(beta);
+  // Not streamed: no stream member at all. An OpenAI-born request is translated as before.
+  req.stream = false;
+  EXPECT_EQ(wire.encode(req)->body.find("\"stream\""), std::string::npos);
+  api::ChatRequest openai = parse(R"({"model":"m","messages":[{"role":"user","content":"hi"}]})");
+  EXPECT_FALSE(sentNatively(openai));
+}
+
+TEST(AnthropicNative, AnswersKeepTheUpstreamsBodyAndEvents) {
+  api::ChatRequest req = messagesRequest();
+  AnthropicWire wire{AnthropicWireConfig{}};
+  const std::string body =
+      R"({"id":"msg_t","type":"message","role":"assistant","model":"claude-up","content":[)"
+      R"({"type":"thinking","thinking":"t","signature":"sig"},{"type":"text","text":"hi"}],)"
+      R"("stop_reason":"end_turn","usage":{"input_tokens":3,"output_tokens":1}})";
+  auto r = wire.decodeResponse(body, req);
+  ASSERT_TRUE(r.ok()) << r.status().toString();
+  EXPECT_EQ(r->native, body);
+  EXPECT_EQ(r->choices[0].message.content.text, "hi");
+
+  // Streamed: every event goes on, in order and as it came; the events before the first
+  // chunk wait for it (the summary has those that never found one).
+  auto decoder = wire.newStreamDecoder(req);
+  api::SseParser parser;
+  std::vector<api::SseEvent> events;
+  ASSERT_TRUE(parser.feed(kThinkingStream, events));
+  std::vector<api::ChatChunk> chunks;
+  for (const auto& e : events) ASSERT_TRUE(decoder->onEvent(e, chunks).ok());
+  auto summary = decoder->finish();
+  ASSERT_TRUE(summary.ok());
+  std::string handed;
+  for (const auto& c : chunks) {
+    EXPECT_FALSE(c.native.empty()) << "every chunk stands for at least one event";
+    handed += c.native;
+  }
+  handed += summary->native;
+  EXPECT_EQ(handed, kThinkingStream);
+  EXPECT_EQ(chunks[0].native.rfind("event: message_start\n", 0), 0u);
+  EXPECT_EQ(chunks[0].choices.at(0).delta.reasoning_content.value_or("").substr(0, 6), "Let me");
+  // Once a chunk has gone, an event that produces none goes at once, in a chunk of its own.
+  EXPECT_TRUE(chunks.back().choices.empty());
+  EXPECT_EQ(chunks.back().native, "event: message_stop\ndata: {\"type\": \"message_stop\"}\n\n");
+  EXPECT_TRUE(summary->native.empty());
 }
 
 TEST(AnthropicStream, CacheUsageIsCumulative) {

@@ -1,5 +1,7 @@
 #include "tests/support/fake_anthropic.h"
 
+#include <mutex>
+
 namespace sytest {
 namespace {
 
@@ -21,7 +23,35 @@ Json anthropicError(const std::string& type, const std::string& message) {
   return Json{{"type", "error"}, {"error", {{"type", type}, {"message", message}}}};
 }
 
+bool thinkingWanted(const Json& body) {
+  return body.contains("thinking") && body["thinking"].is_object() &&
+         body["thinking"].value("type", "") == "enabled";
+}
+
+std::string thoughtFor(const Json& body) { return "Thinking about " + FakeAnthropic::replyFor(body); }
+
+// Where the text block sits: after the thinking block when there is one.
+int textIndex(const Json& body) { return thinkingWanted(body) ? 1 : 0; }
+
 }  // namespace
+
+std::string FakeAnthropic::signatureFor(const std::string& id) { return "sig-" + id; }
+
+Json FakeAnthropic::usageFor(const Json& body) const {
+  // Prompt caching: a body with a cache_control marker writes its prompt to the cache the first
+  // time (cache_creation_input_tokens) and reads it afterwards (cache_read_input_tokens); the
+  // 3 tokens of the last turn stay input_tokens.
+  const int64_t total = inputTokensFor(body);
+  int64_t created = 0, read = 0;
+  if (body.dump().find("\"cache_control\"") != std::string::npos && total > 3) {
+    std::string key = body.value("system", Json()).dump();
+    std::lock_guard<std::mutex> lock(cache_mu_);
+    (cached_prompts_.insert(key).second ? created : read) = total - 3;
+  }
+  return Json{{"input_tokens", total - created - read},
+              {"cache_creation_input_tokens", created},
+              {"cache_read_input_tokens", read}};
+}
 
 std::string FakeAnthropic::replyFor(const Json& request) {
   std::string last_user;
@@ -81,19 +111,22 @@ std::string FakeAnthropic::errorBody(int status, const Fault& f) const {
 
 std::string FakeAnthropic::answer(const Json& body, const std::string& id) const {
   int64_t out_tokens = static_cast<int64_t>(pieces(body).size());
-  Json message = {
-      {"id", "msg_" + id},
-      {"type", "message"},
-      {"role", "assistant"},
-      {"model", body["model"]},
-      {"content", Json::array({{{"type", "text"}, {"text", replyFor(body)}}})},
-      {"stop_reason", "end_turn"},
-      {"stop_sequence", nullptr},
-      {"usage",
-       {{"input_tokens", inputTokensFor(body)},
-        {"cache_creation_input_tokens", 0},
-        {"cache_read_input_tokens", 0},
-        {"output_tokens", out_tokens}}}};
+  Json content = Json::array();
+  if (thinkingWanted(body)) {
+    content.push_back(
+        {{"type", "thinking"}, {"thinking", thoughtFor(body)}, {"signature", signatureFor(id)}});
+  }
+  content.push_back({{"type", "text"}, {"text", replyFor(body)}});
+  Json usage = usageFor(body);
+  usage["output_tokens"] = out_tokens;
+  Json message = {{"id", "msg_" + id},
+                  {"type", "message"},
+                  {"role", "assistant"},
+                  {"model", body["model"]},
+                  {"content", std::move(content)},
+                  {"stop_reason", "end_turn"},
+                  {"stop_sequence", nullptr},
+                  {"usage", std::move(usage)}};
   return message.dump();
 }
 
@@ -108,29 +141,47 @@ std::vector<std::string> FakeAnthropic::streamOpening(const Json& body,
                   {"model", body["model"]},
                   {"stop_reason", nullptr},
                   {"stop_sequence", nullptr},
-                  {"usage",
-                   {{"input_tokens", inputTokensFor(body)},
-                    {"cache_creation_input_tokens", 0},
-                    {"cache_read_input_tokens", 0},
-                    {"output_tokens", 1}}}}}};
+                  {"usage", usageFor(body)}}}};
+  start["message"]["usage"]["output_tokens"] = 1;
+  std::vector<std::string> events = {sseEvent("message_start", start)};
+  if (thinkingWanted(body)) {
+    // A thinking block: its text, then its signature, as Anthropic streams them.
+    auto delta = [](Json d) {
+      return Json{{"type", "content_block_delta"}, {"index", 0}, {"delta", std::move(d)}};
+    };
+    events.push_back(sseEvent(
+        "content_block_start",
+        Json{{"type", "content_block_start"},
+             {"index", 0},
+             {"content_block", {{"type", "thinking"}, {"thinking", ""}, {"signature", ""}}}}));
+    events.push_back(sseEvent(
+        "content_block_delta", delta({{"type", "thinking_delta"}, {"thinking", thoughtFor(body)}})));
+    events.push_back(sseEvent(
+        "content_block_delta",
+        delta({{"type", "signature_delta"}, {"signature", signatureFor(id)}})));
+    events.push_back(sseEvent("content_block_stop",
+                              Json{{"type", "content_block_stop"}, {"index", 0}}));
+  }
   Json block = {{"type", "content_block_start"},
-                {"index", 0},
+                {"index", textIndex(body)},
                 {"content_block", {{"type", "text"}, {"text", ""}}}};
-  return {sseEvent("message_start", start), sseEvent("content_block_start", block),
-          sseEvent("ping", Json{{"type", "ping"}})};
+  events.push_back(sseEvent("content_block_start", block));
+  events.push_back(sseEvent("ping", Json{{"type", "ping"}}));
+  return events;
 }
 
-std::string FakeAnthropic::streamPiece(const Json&, const std::string&,
+std::string FakeAnthropic::streamPiece(const Json& body, const std::string&,
                                        const std::string& piece) const {
   return sseEvent("content_block_delta",
                   Json{{"type", "content_block_delta"},
-                       {"index", 0},
+                       {"index", textIndex(body)},
                        {"delta", {{"type", "text_delta"}, {"text", piece}}}});
 }
 
 std::vector<std::string> FakeAnthropic::streamClosing(const Json& body, const std::string&) const {
   int64_t out_tokens = static_cast<int64_t>(pieces(body).size());
-  return {sseEvent("content_block_stop", Json{{"type", "content_block_stop"}, {"index", 0}}),
+  return {sseEvent("content_block_stop",
+                   Json{{"type", "content_block_stop"}, {"index", textIndex(body)}}),
           sseEvent("message_delta",
                    Json{{"type", "message_delta"},
                         {"delta", {{"stop_reason", "end_turn"}, {"stop_sequence", nullptr}}},
