@@ -32,7 +32,8 @@ api::StatusOr<PriceTable> PriceTable::read(const YamlReader& r) {
                        p.describe());
       }
       if (api::Status s = p.checkNoUnknownKeys(
-                                     {"input", "cached_input", "cache_write", "output", "max_output"});
+                                     {"input", "cached_input", "cache_write", "output", "max_output",
+                                      "embedding"});
           !s.ok()) {
         return s;
       }
@@ -40,8 +41,16 @@ api::StatusOr<PriceTable> PriceTable::read(const YamlReader& r) {
       if (api::Status s = p.readDouble("input", &out.input, price, Presence::kRequired); !s.ok()) {
         return s;
       }
-      if (api::Status s = p.readDouble("output", &out.output, price, Presence::kRequired);
-          !s.ok()) {
+      // An embedding model is priced by its input only; a chat model needs `output` too.
+      if (api::Status s = p.readBool("embedding", &out.embedding); !s.ok()) return s;
+      if (out.embedding) {
+        for (std::string_view k : {"output", "cached_input", "cache_write", "max_output"}) {
+          if (p.has(k)) {
+            return p.errorAt(k, "an embedding model is priced by `input` only");
+          }
+        }
+      } else if (api::Status s = p.readDouble("output", &out.output, price, Presence::kRequired);
+                 !s.ok()) {
         return s;
       }
       out.cached_input = out.input;

@@ -13,6 +13,11 @@
 // `input` and `output` are required; `cached_input` (prompt tokens read from the provider's
 // cache) and `cache_write` (prompt tokens written to it) default to `input`. `max_output` is
 // the model's own output-token limit: requests are clamped to it, and budgets reserve no more.
+// An embedding model is marked `embedding: true` and priced by `input` only (the other keys
+// are refused): it serves POST /v1/embeddings, never chat.
+//
+//     openai:
+//       text-embedding-3-small: {input: 0.02, embedding: true}
 #pragma once
 
 #include <map>
@@ -32,6 +37,7 @@ struct Price {
   double cache_write = 0;   // USD per 1M prompt tokens written to a cache
   double output = 0;        // USD per 1M completion tokens (reasoning tokens included)
   std::optional<int64_t> max_output_tokens;  // the model's output limit, when configured
+  bool embedding = false;  // an embedding model: priced by its input tokens only
 
   // The cost of one answer in USD.
   double cost(const api::Usage& usage) const;

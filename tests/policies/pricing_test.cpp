@@ -63,6 +63,29 @@ TEST(Pricing, BadFilesNameTheLineAndKey) {
   check("p: {m: {input: 1, output: 1}, m: {input: 2, output: 2}}\n", "m");
 }
 
+TEST(Pricing, EmbeddingModelsArePricedByInputOnly) {
+  auto t = policies::PriceTable::parse(
+      "openai:\n  emb: {input: 0.02, embedding: true}\n  chat: {input: 1, output: 2}\n",
+      "pricing.yaml");
+  ASSERT_TRUE(t.ok()) << t.status().message();
+  const policies::Price* emb = t->find("openai", "emb");
+  ASSERT_NE(emb, nullptr);
+  EXPECT_TRUE(emb->embedding);
+  EXPECT_FALSE(t->find("openai", "chat")->embedding);
+  api::Usage u;
+  u.prompt_tokens = 1000000;
+  EXPECT_DOUBLE_EQ(emb->cost(u), 0.02);
+  for (const char* bad : {"p:\n  m: {input: 1, output: 2, embedding: true}\n",
+                          "p:\n  m: {input: 1, max_output: 2, embedding: true}\n",
+                          "p:\n  m: {input: 1, cached_input: 0.5, embedding: true}\n"}) {
+    auto r = policies::PriceTable::parse(bad, "pricing.yaml");
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_NE(r.status().message().find("priced by `input` only"), std::string::npos)
+        << r.status().message();
+  }
+  EXPECT_FALSE(policies::PriceTable::parse("p:\n  m: {embedding: true}\n", "x").ok());
+}
+
 TEST(Pricing, EmptyFileIsAnEmptyTable) {
   auto t = policies::PriceTable::parse("# nothing priced yet\n", "pricing.yaml");
   ASSERT_TRUE(t.ok());

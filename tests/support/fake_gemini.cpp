@@ -128,4 +128,48 @@ std::string FakeGemini::streamErrorEvent(const std::string& message) const {
   return sse(googleError(503, message));
 }
 
+void FakeGemini::handleOther(const Request& req, ResponseWriter& w) {
+  if (req.method != "POST" || !endsWith(req.path(), ":batchEmbedContents")) {
+    return FakeCloud::handleOther(req, w);
+  }
+  FakeEmbeddings::Turn turn = embeddings_.begin(req.body);
+  if (turn.latency.count() > 0 && !w.pause(turn.latency)) return;
+  if (turn.status != 0) {
+    w.send(turn.status, googleError(turn.status, turn.message).dump());
+    return;
+  }
+  Json body = Json::parse(req.body, nullptr, false);
+  if (!body.is_object() || !body.contains("requests") || !body["requests"].is_array() ||
+      body["requests"].empty()) {
+    w.send(400, googleError(400, "* BatchEmbedContentsRequest.requests: is required").dump());
+    return;
+  }
+  if (body["requests"].size() > 100) {
+    w.send(400, googleError(400, "* BatchEmbedContentsRequest.requests: at most 100 requests "
+                                 "can be in one batch")
+                    .dump());
+    return;
+  }
+  // Each request names the model of the URL ("models/<m>", as the API requires).
+  const std::string path = req.path();
+  const std::string model = path.substr(path.rfind("/models/") + 1,
+                                        path.size() - path.rfind("/models/") - 1 -
+                                            std::string(":batchEmbedContents").size());
+  Json embeddings = Json::array();
+  int64_t tokens = 0;
+  for (const Json& r : body["requests"]) {
+    const std::string text = partsText(r.value("content", Json::object()));
+    if (r.value("model", "") != model || text.empty()) {
+      w.send(400, googleError(400, "* BatchEmbedContentsRequest.requests: invalid request")
+                      .dump());
+      return;
+    }
+    const int dims = r.value("outputDimensionality", FakeEmbeddings::kDefaultDimensions);
+    embeddings.push_back({{"values", FakeEmbeddings::vectorFor(Json(text), dims)}});
+    tokens += FakeEmbeddings::tokensFor(Json(text));
+  }
+  embeddings_.served(tokens);
+  w.send(200, Json{{"embeddings", std::move(embeddings)}}.dump());
+}
+
 }  // namespace sytest

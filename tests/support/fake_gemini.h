@@ -4,10 +4,13 @@
 //
 // Answers are GenerateContentResponse objects; `:streamGenerateContent?alt=sse` sends one per
 // word as server-sent events, the last with finishReason STOP and usageMetadata. Errors are
-// {"error":{"code","message","status"}}.
+// {"error":{"code","message","status"}}. `models/{m}:batchEmbedContents` (AI Studio) answers
+// {"embeddings":[{"values":[...]}]} (FakeEmbeddings::vectorFor, outputDimensionality honoured),
+// with no token counts, as Gemini does.
 #pragma once
 
 #include "tests/support/fake_cloud.h"
+#include "tests/support/fake_embeddings.h"
 
 namespace sytest {
 
@@ -31,6 +34,9 @@ class FakeGemini : public FakeCloud {
   // promptTokenCount: 3 per content plus the words of the system instruction and contents.
   static int64_t promptTokensFor(const Json& request);
 
+  // :batchEmbedContents: its requests, errors and latency.
+  FakeEmbeddings& embeddings() { return embeddings_; }
+
  protected:
   bool isChat(const Request& req) const override;
   bool isStream(const Request& req, const Json&) const override;
@@ -45,6 +51,10 @@ class FakeGemini : public FakeCloud {
                           const std::string& piece) const override;
   std::vector<std::string> streamClosing(const Json& body, const std::string& id) const override;
   std::string streamErrorEvent(const std::string& message) const override;
+  void handleOther(const Request& req, ResponseWriter& w) override;
+
+ private:
+  FakeEmbeddings embeddings_;
 };
 
 }  // namespace sytest

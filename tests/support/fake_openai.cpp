@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <set>
 #include <utility>
 
@@ -188,7 +189,69 @@ std::string FakeOpenAI::streamErrorEvent(const std::string& message) const {
   return sse(openaiError(message, "server_error", std::nullopt, std::nullopt));
 }
 
+// Base64 of the little-endian float32 bytes of `v`, as OpenAI sends encoding_format base64.
+static std::string base64Of(const std::vector<float>& v) {
+  static const char* kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string bytes(v.size() * 4, '\0');
+  std::memcpy(bytes.data(), v.data(), bytes.size());  // the test hosts are little-endian
+  std::string out;
+  for (size_t i = 0; i < bytes.size(); i += 3) {
+    uint32_t n = static_cast<uint8_t>(bytes[i]) << 16;
+    if (i + 1 < bytes.size()) n |= static_cast<uint8_t>(bytes[i + 1]) << 8;
+    if (i + 2 < bytes.size()) n |= static_cast<uint8_t>(bytes[i + 2]);
+    out += kAlphabet[(n >> 18) & 63];
+    out += kAlphabet[(n >> 12) & 63];
+    out += i + 1 < bytes.size() ? kAlphabet[(n >> 6) & 63] : '=';
+    out += i + 2 < bytes.size() ? kAlphabet[n & 63] : '=';
+  }
+  return out;
+}
+
+void FakeOpenAI::serveEmbeddings(const Request& req, ResponseWriter& w) {
+  FakeEmbeddings::Turn turn = embeddings_.begin(req.body);
+  if (turn.latency.count() > 0 && !w.pause(turn.latency)) return;
+  if (turn.status != 0) {
+    w.send(turn.status, openaiError(turn.message, turn.status == 429 ? "requests" : "server_error",
+                                    std::nullopt, std::nullopt)
+                            .dump());
+    return;
+  }
+  Json body = Json::parse(req.body, nullptr, false);
+  auto invalid = [&](const std::string& message, const std::string& param) {
+    w.send(400, openaiError(message, "invalid_request_error", param, std::nullopt).dump());
+  };
+  if (!body.is_object() || !body.contains("model") || !body["model"].is_string()) {
+    return invalid("you must provide a model parameter", "model");
+  }
+  const std::string format = body.value("encoding_format", "float");
+  if (format != "float" && format != "base64") {
+    return invalid("Invalid value for 'encoding_format'", "encoding_format");
+  }
+  Json inputs = body.contains("input") ? body["input"] : Json();
+  if (inputs.is_string() || (inputs.is_array() && !inputs.empty() && inputs[0].is_number())) {
+    inputs = Json::array({inputs});
+  }
+  if (!inputs.is_array() || inputs.empty()) return invalid("'$.input' is invalid.", "input");
+  const int dims = body.value("dimensions", FakeEmbeddings::kDefaultDimensions);
+  Json data = Json::array();
+  int64_t tokens = 0;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    std::vector<float> v = FakeEmbeddings::vectorFor(inputs[i], dims);
+    data.push_back({{"object", "embedding"},
+                    {"index", i},
+                    {"embedding", format == "base64" ? Json(base64Of(v)) : Json(v)}});
+    tokens += FakeEmbeddings::tokensFor(inputs[i]);
+  }
+  embeddings_.served(tokens);
+  w.send(200, Json{{"object", "list"},
+                   {"data", std::move(data)},
+                   {"model", body["model"]},
+                   {"usage", {{"prompt_tokens", tokens}, {"total_tokens", tokens}}}}
+                  .dump());
+}
+
 void FakeOpenAI::handleOther(const Request& req, ResponseWriter& w) {
+  if (req.method == "POST" && req.path() == "/v1/embeddings") return serveEmbeddings(req, w);
   if (req.method == "GET" && req.path() == "/v1/models") {
     Json data = Json::array();
     std::set<std::string> seen;

@@ -3,13 +3,15 @@
 // POST /v1/chat/completions answers in OpenAI's exact wire format, non-streamed
 // (chat.completion) or streamed (chat.completion.chunk events, the usage chunk when
 // stream_options.include_usage, then [DONE]). GET /v1/models lists the models it has been
-// asked about.
+// asked about. POST /v1/embeddings answers OpenAI's embeddings list (float or base64 vectors,
+// FakeEmbeddings::vectorFor; usage.prompt_tokens FakeEmbeddings::tokensFor summed).
 #pragma once
 
 #include <mutex>
 #include <optional>
 
 #include "tests/support/fake_cloud.h"
+#include "tests/support/fake_embeddings.h"
 
 namespace sytest {
 
@@ -37,6 +39,9 @@ class FakeOpenAI : public FakeCloud {
   // `top_logprobs` alternatives that share the rest of the mass evenly. nullopt (the
   // default) answers `"logprobs": null` whatever is asked, as a server without logprobs.
   void setTokenLogprob(std::optional<double> logprob);
+
+  // POST /v1/embeddings: its requests, errors and latency.
+  FakeEmbeddings& embeddings() { return embeddings_; }
   // false: `top_logprobs` is left empty whatever is asked (a server that reports the chosen
   // token's logprob only). Default true.
   void setListAlternatives(bool list);
@@ -63,6 +68,9 @@ class FakeOpenAI : public FakeCloud {
   // `{"content": [...]}` for `pieces` when `body` asks for logprobs and they are on; else null.
   Json logprobsFor(const Json& body, const std::vector<std::string>& pieces) const;
 
+  void serveEmbeddings(const Request& req, ResponseWriter& w);
+
+  FakeEmbeddings embeddings_;
   mutable std::mutex logprob_mu_;
   std::optional<double> token_logprob_;
   bool list_alternatives_ = true;
