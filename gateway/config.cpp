@@ -30,6 +30,7 @@
 #include "gateway/tls.h"
 #include "policies/pg_ledger.h"
 #include "policies/yaml_reader.h"
+#include "quality/store.h"
 
 namespace gateway {
 namespace {
@@ -558,8 +559,18 @@ api::Status parseLedger(const YamlReader& r, Config* config) {
 
 api::Status parseQuality(const YamlReader& r, Config* config) {
   QualityConfig& q = config->quality;
-  CONFIG_TRY(r.checkNoUnknownKeys({"path", "queue_size", "retention", "gpu_hour_usd", "judge"}));
+  CONFIG_TRY(
+      r.checkNoUnknownKeys({"path", "url", "queue_size", "retention", "gpu_hour_usd", "judge"}));
+  if (r.has("path") && r.has("url")) {
+    return r.error("sets both `path` (a SQLite quality store file) and `url` (a PostgreSQL "
+                   "quality store): keep one");
+  }
   CONFIG_TRY(r.readString("path", &q.path));
+  CONFIG_TRY(r.readString("url", &q.url));
+  if (r.has("url") && !quality::QualityStore::isPostgresUrl(q.url)) {
+    return r.errorAt("url", "must start with postgresql:// or postgres://, got '" +
+                                policies::maskPostgresUrl(q.url) + "'");
+  }
   CONFIG_TRY(r.readInt("queue_size", &q.queue_size, 1, 1 << 20));
   CONFIG_TRY(r.readDouble("gpu_hour_usd", &q.gpu_hour_usd, NumberRange::atLeast(0, 1e6)));
   YamlReader retention = r.section("retention");
@@ -582,8 +593,9 @@ api::Status parseQuality(const YamlReader& r, Config* config) {
     return judge.errorAt("model", "unknown model '" + j.model +
                                       "' (the judge runs on an entry of `models:`)");
   }
-  if (!j.model.empty() && q.path.empty()) {
-    return judge.errorAt("model", "a judge needs a quality store: set quality.path");
+  if (!j.model.empty() && !q.enabled()) {
+    return judge.errorAt("model",
+                         "a judge needs a quality store: set quality.path or quality.url");
   }
   return api::Status();
 }

@@ -171,12 +171,18 @@ struct QualityConfig {
   // The SQLite store of quality records (relative to the working directory; its directory is
   // created). "" records nothing.
   std::string path;
+  // Or a PostgreSQL store that many gateway replicas share (`quality: {url:
+  // "postgresql://..."}`, quality/pg_store.h); never both.
+  std::string url;
   int64_t queue_size = 1024;      // records waiting for the writer; more are dropped and counted
   int64_t max_age_days = 90;      // retention; 0 keeps records forever
   int64_t max_rows = 1000000;     // 0 = unbounded
   int64_t max_mb = 1024;          // 0 = unbounded
   double gpu_hour_usd = 0;        // price of one accelerator hour: costs local answers
   QualityJudgeConfig judge;
+  bool enabled() const { return !path.empty() || !url.empty(); }
+  // Where QualityStore::open finds the store: the URL, else the path.
+  const std::string& location() const { return url.empty() ? path : url; }
 };
 
 struct Config {

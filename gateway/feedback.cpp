@@ -85,7 +85,7 @@ void Gateway::handleFeedback(const Exchange& ex, const std::shared_ptr<Responder
     return replyError(ex, responder,
                       api::Status(api::ErrorCode::kNotFound,
                                   "Feedback is not recorded here: the gateway has no quality "
-                                  "store (quality.path).",
+                                  "store (quality.path or quality.url).",
                                   {}, "feedback_disabled"),
                       team, "", "");
   }

@@ -16,10 +16,12 @@ api::StatusOr<std::unique_ptr<QualityHub>> QualityHub::open(const Config& config
                                                             routers::Spender* spender,
                                                             routers::FallbackChain* judge_chain) {
   const QualityConfig& q = config.quality;
-  std::error_code ec;
-  auto parent = std::filesystem::path(q.path).parent_path();
-  if (!parent.empty()) std::filesystem::create_directories(parent, ec);
-  auto store = quality::QualityStore::open(q.path);
+  if (!q.path.empty()) {
+    std::error_code ec;
+    auto parent = std::filesystem::path(q.path).parent_path();
+    if (!parent.empty()) std::filesystem::create_directories(parent, ec);
+  }
+  auto store = quality::QualityStore::open(q.location());
   if (!store.ok()) return store.status();
   if (judge_chain && !ledger) {
     return api::Status(api::ErrorCode::kConfig,

@@ -37,9 +37,9 @@ class QualityHub {
   // The detail of the judge result of a record kept from the judge by its team's policy.
   static constexpr const char* kSkippedPolicy = "skipped_policy";
 
-  // Opens the store of `config.quality.path` (creating its directory). `judge_chain` is the
-  // route of the judge's model (null without a judge); its calls run through `spender` as
-  // team `judge`, whose daily budget is quality.judge.daily_budget_usd in the ledger. `ledger`,
+  // Opens the store of `config.quality.path` (creating its directory) or `config.quality.url`.
+  // `judge_chain` is the route of the judge's model (null without a judge); its calls run
+  // through `spender` as team `judge`, whose daily budget is quality.judge.daily_budget_usd in the ledger. `ledger`,
   // `spender`, `judge_chain` and `metrics` must outlive the hub.
   static api::StatusOr<std::unique_ptr<QualityHub>> open(const Config& config, Metrics& metrics,
                                                          policies::Ledger* ledger,

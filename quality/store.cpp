@@ -13,6 +13,9 @@
 #include <system_error>
 #include <utility>
 
+#include "quality/pg_store.h"
+#include "quality/store_codec.h"
+
 namespace quality {
 namespace {
 
@@ -70,160 +73,16 @@ CREATE TABLE feedback(
 CREATE INDEX feedback_request ON feedback(team, request_id, unix_ms);
 )sql";
 
-// The record columns after `id`, in the order insert_ binds them (?1..?43) and query() reads
-// them (columns 1..43).
-const char* const kRecordColumns =
-    "request_id, unix_ms, team, kind, model, reason, prompt, redacted, "
-    "local_model, local_text, local_complete, local_finish_reason, local_prompt_tokens, "
-    "local_completion_tokens, local_cost_usd, local_latency_ms, "
-    "cloud_model, cloud_text, cloud_complete, cloud_finish_reason, cloud_prompt_tokens, "
-    "cloud_completion_tokens, cloud_cost_usd, cloud_latency_ms, "
-    "complexity, complexity_features, confidence, confidence_features, "
-    "metrics_exact_match, metrics_token_f1, metrics_rouge_l, metrics_length_ratio, "
-    "metrics_json_both_parse, metrics_json_agree, "
-    "judge_status, judge_model, judge_delta, judge_agreement, judge_verdict_ab, "
-    "judge_verdict_ba, judge_detail, judge_cost_usd, judge_unix_ms";
-constexpr int kRecordColumnCount = 43;
-
-// kRecordColumns with each name qualified by `table` ("r.request_id, r.unix_ms, ...").
-std::string qualifiedColumns(const std::string& table) {
-  std::string out = table + ".";
-  for (const char* c = kRecordColumns; *c != '\0'; ++c) {
-    out += *c;
-    if (*c == ' ') out += table + ".";
-  }
-  return out;
-}
-constexpr int kMetricsColumn = 29;  // first metrics_* column (1-based after id)
-constexpr int kJudgeColumn = 35;    // first judge_* column
-
 using policies::sqlite::Use;
+using namespace codec;
 
-// ---- Features as JSON: [[name, value], ...]; a non-finite value as "NaN"/"Infinity"/...
-
-api::Json numberJson(double v) {
-  if (std::isnan(v)) return "NaN";
-  if (std::isinf(v)) return v > 0 ? "Infinity" : "-Infinity";
-  return v;
-}
-
-std::optional<double> jsonNumber(const api::Json& j) {
-  if (j.is_number()) return j.get<double>();
-  if (j.is_string()) {
-    const auto& s = j.get_ref<const std::string&>();
-    if (s == "NaN") return std::nan("");
-    if (s == "Infinity") return std::numeric_limits<double>::infinity();
-    if (s == "-Infinity") return -std::numeric_limits<double>::infinity();
-  }
-  return std::nullopt;
-}
-
-std::string dumpJson(const api::Json& j) {
-  // `replace`: a string that is not UTF-8 must not throw out of a write.
-  return j.dump(-1, ' ', false, api::Json::error_handler_t::replace);
-}
-
-std::string featuresJson(const std::vector<Feature>& features) {
-  api::Json a = api::Json::array();
-  for (const Feature& f : features) a.push_back(api::Json::array({f.name, numberJson(f.value)}));
-  return dumpJson(a);
-}
-
-bool parseFeatures(const std::string& text, std::vector<Feature>* out) {
-  api::Json a = api::Json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (!a.is_array()) return false;
-  for (const api::Json& e : a) {
-    if (!e.is_array() || e.size() != 2 || !e[0].is_string()) return false;
-    std::optional<double> v = jsonNumber(e[1]);
-    if (!v) return false;
-    out->push_back(Feature{e[0].get<std::string>(), *v});
-  }
-  return true;
-}
-
-void bindAnswer(Use& q, int first, const Answer& a) {
-  q.text(first, a.model);
-  q.text(first + 1, a.text);
-  q.boolean(first + 2, a.complete);
-  q.text(first + 3, a.finish_reason);
-  q.int64(first + 4, a.prompt_tokens);
-  q.int64(first + 5, a.completion_tokens);
-  q.realExact(first + 6, a.cost_usd);
-  q.realExact(first + 7, a.latency_ms);
-}
-
-Answer readAnswer(const Use& q, int first) {
-  Answer a;
-  a.model = q.columnText(first);
-  a.text = q.columnText(first + 1);
-  a.complete = q.columnBool(first + 2);
-  a.finish_reason = q.columnText(first + 3);
-  a.prompt_tokens = q.columnInt64(first + 4);
-  a.completion_tokens = q.columnInt64(first + 5);
-  a.cost_usd = q.columnRealExact(first + 6);
-  a.latency_ms = q.columnRealExact(first + 7);
-  return a;
-}
-
-void bindMetrics(Use& q, int first, const std::optional<TextMetrics>& m) {
-  if (!m) {
-    for (int i = 0; i < 6; ++i) q.null(first + i);
-    return;
-  }
-  q.boolean(first, m->exact_match);
-  q.realExact(first + 1, m->token_f1);
-  q.realExact(first + 2, m->rouge_l);
-  q.realExact(first + 3, m->length_ratio);
-  q.optBool(first + 4, m->json_both_parse);
-  q.optBool(first + 5, m->json_agree);
-}
-
-std::optional<TextMetrics> readMetrics(const Use& q, int first) {
-  if (q.isNull(first)) return std::nullopt;
-  TextMetrics m;
-  m.exact_match = q.columnBool(first);
-  m.token_f1 = q.columnRealExact(first + 1);
-  m.rouge_l = q.columnRealExact(first + 2);
-  m.length_ratio = q.columnRealExact(first + 3);
-  m.json_both_parse = q.columnOptBool(first + 4);
-  m.json_agree = q.columnOptBool(first + 5);
-  return m;
-}
-
-void bindJudge(Use& q, int first, const std::optional<JudgeResult>& j) {
-  if (!j) {
-    for (int i = 0; i < 9; ++i) q.null(first + i);
-    return;
-  }
-  q.text(first, judgeStatusName(j->status));
-  q.text(first + 1, j->model);
-  q.realExact(first + 2, j->delta);
-  q.boolean(first + 3, j->agreement);
-  q.text(first + 4, j->verdict_ab);
-  q.text(first + 5, j->verdict_ba);
-  q.text(first + 6, j->detail);
-  q.realExact(first + 7, j->cost_usd);
-  q.int64(first + 8, j->unix_ms);
-}
-
-// False when the status name is unknown (a damaged or hand-edited row).
-bool readJudge(const Use& q, int first, std::optional<JudgeResult>* out) {
-  if (q.isNull(first)) return true;
-  std::optional<JudgeStatus> status = parseJudgeStatus(q.columnText(first));
-  if (!status) return false;
-  JudgeResult j;
-  j.status = *status;
-  j.model = q.columnText(first + 1);
-  j.delta = q.columnRealExact(first + 2);
-  j.agreement = q.columnBool(first + 3);
-  j.verdict_ab = q.columnText(first + 4);
-  j.verdict_ba = q.columnText(first + 5);
-  j.detail = q.columnText(first + 6);
-  j.cost_usd = q.columnRealExact(first + 7);
-  j.unix_ms = q.columnInt64(first + 8);
-  *out = std::move(j);
-  return true;
-}
+// A statement of this file with the codec's verbs (store_codec.h): SQLite keeps every text as
+// TEXT.
+struct Row : Use {
+  using Use::Use;
+  void name(int i, std::string_view v) { text(i, v); }
+  std::string columnName(int c) const { return columnText(c); }
+};
 
 std::string errnoText(int err) { return std::error_code(err, std::generic_category()).message(); }
 
@@ -231,8 +90,30 @@ std::string errnoText(int err) { return std::error_code(err, std::generic_catego
 
 // ---- Opening ----
 
-api::StatusOr<std::unique_ptr<QualityStore>> QualityStore::open(const std::string& path,
+api::StatusOr<std::unique_ptr<QualityStore>> QualityStore::open(const std::string& path_or_url,
                                                                 bool read_only) {
+  if (isPostgresUrl(path_or_url)) return openPostgresQualityStore(path_or_url, {}, read_only);
+  return SqliteQualityStore::open(path_or_url, read_only);
+}
+
+api::Status QualityStore::readOnlyError() const {
+  return api::Status(api::ErrorCode::kIo, "quality store '" + path_ + "': opened read-only");
+}
+
+api::Status QualityStore::checkRetention(const Retention& r) {
+  for (auto [value, name] : {std::pair<int64_t, const char*>{r.max_age_days, "max_age_days"},
+                             {r.max_rows, "max_rows"},
+                             {r.max_bytes, "max_bytes"}}) {
+    if (value < 0) {
+      return api::invalidRequest(std::string("retention ") + name + " must be >= 0 (0: no limit)",
+                                 name);
+    }
+  }
+  return {};
+}
+
+api::StatusOr<std::unique_ptr<QualityStore>> SqliteQualityStore::open(const std::string& path,
+                                                                      bool read_only) {
   if (path.empty()) return api::Status(api::ErrorCode::kIo, "quality store path is empty");
   std::string name = "quality store '" + path + "'";
   struct stat st {};
@@ -257,12 +138,12 @@ api::StatusOr<std::unique_ptr<QualityStore>> QualityStore::open(const std::strin
     return api::Status(api::ErrorCode::kIo, msg);
   }
   ::close(fd);
-  std::unique_ptr<QualityStore> store(new QualityStore(path, read_only));
+  std::unique_ptr<SqliteQualityStore> store(new SqliteQualityStore(path, read_only));
   if (api::Status s = store->init(); !s.ok()) return s;
-  return store;
+  return std::unique_ptr<QualityStore>(std::move(store));
 }
 
-QualityStore::~QualityStore() {
+SqliteQualityStore::~SqliteQualityStore() {
   // Statements before their connection; the writer last, so that it checkpoints the WAL.
   begin_.reset();
   commit_.reset();
@@ -277,7 +158,7 @@ QualityStore::~QualityStore() {
   write_db_.reset();
 }
 
-api::Status QualityStore::error(sqlite3* db, const std::string& what) const {
+api::Status SqliteQualityStore::error(sqlite3* db, const std::string& what) const {
   int code = db ? sqlite3_extended_errcode(db) : SQLITE_NOMEM;
   std::string detail = db ? sqlite3_errmsg(db) : "out of memory";
   std::string msg = "quality store '" + path_ + "': ";
@@ -301,23 +182,19 @@ api::Status QualityStore::error(sqlite3* db, const std::string& what) const {
   return api::Status(api::ErrorCode::kIo, msg);
 }
 
-api::Status QualityStore::exec(sqlite3* db, const char* sql, const std::string& what) const {
+api::Status SqliteQualityStore::exec(sqlite3* db, const char* sql, const std::string& what) const {
   if (sqlite3_exec(db, sql, nullptr, nullptr, nullptr) != SQLITE_OK) return error(db, what);
   return {};
 }
 
-api::StatusOr<QualityStore::Stmt> QualityStore::prepare(sqlite3* db, const char* sql,
+api::StatusOr<SqliteQualityStore::Stmt> SqliteQualityStore::prepare(sqlite3* db, const char* sql,
                                                         bool persistent) const {
   auto s = policies::sqlite::prepare(db, sql, persistent ? SQLITE_PREPARE_PERSISTENT : 0);
   if (!s.ok()) return error(db, "preparing a statement");
   return s;
 }
 
-api::Status QualityStore::readOnlyError() const {
-  return api::Status(api::ErrorCode::kIo, "quality store '" + path_ + "': opened read-only");
-}
-
-api::StatusOr<QualityStore::Db> QualityStore::connect(bool read_only) {
+api::StatusOr<SqliteQualityStore::Db> SqliteQualityStore::connect(bool read_only) {
   sqlite3* raw = nullptr;
   // NOMUTEX: each connection is used under its own mutex (see the header).
   int flags = (read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) | SQLITE_OPEN_NOMUTEX;
@@ -329,7 +206,7 @@ api::StatusOr<QualityStore::Db> QualityStore::connect(bool read_only) {
   return db;
 }
 
-api::Status QualityStore::checkSchema(sqlite3* db, bool may_create) {
+api::Status SqliteQualityStore::checkSchema(sqlite3* db, bool may_create) {
   // A writer takes the write lock at once, so that two processes creating one file do not both
   // create the schema; a reader only needs a consistent snapshot.
   if (api::Status s = exec(db, may_create ? "BEGIN IMMEDIATE" : "BEGIN", "reading the schema");
@@ -396,7 +273,7 @@ api::Status QualityStore::checkSchema(sqlite3* db, bool may_create) {
   return exec(db, "COMMIT", "reading the schema");
 }
 
-api::Status QualityStore::init() {
+api::Status SqliteQualityStore::init() {
   if (!read_only_) {
     auto w = connect(false);
     if (!w.ok()) return w.status();
@@ -434,7 +311,7 @@ api::Status QualityStore::init() {
   return {};
 }
 
-api::Status QualityStore::prepareWriteStatements() {
+api::Status SqliteQualityStore::prepareWriteStatements() {
   sqlite3* db = write_db_.get();
   std::string insert = std::string("INSERT INTO records(") + kRecordColumns + ") VALUES(";
   for (int i = 1; i <= kRecordColumnCount; ++i) {
@@ -478,13 +355,13 @@ api::Status QualityStore::prepareWriteStatements() {
 
 // ---- Writes ----
 
-api::Status QualityStore::rolledBackError() const {
+api::Status SqliteQualityStore::rolledBackError() const {
   return api::Status(api::ErrorCode::kIo, "quality store '" + path_ +
                                               "': the transaction was rolled back by an earlier "
                                               "error");
 }
 
-api::Status QualityStore::inTransaction(const std::function<api::Status()>& body,
+api::Status SqliteQualityStore::inTransaction(const std::function<api::Status()>& body,
                                         const std::string& what, bool outer) {
   sqlite3* db = write_db_.get();
   if (in_transaction_ && !outer) {
@@ -514,41 +391,26 @@ api::Status QualityStore::inTransaction(const std::function<api::Status()>& body
   return status;
 }
 
-api::Status QualityStore::write(const std::function<api::Status(sqlite3*)>& body,
+api::Status SqliteQualityStore::write(const std::function<api::Status(sqlite3*)>& body,
                                 const std::string& what) {
   if (read_only_) return readOnlyError();
   std::lock_guard<std::recursive_mutex> lock(write_mu_);
   return inTransaction([&] { return body(write_db_.get()); }, what, false);
 }
 
-api::Status QualityStore::transaction(const std::function<api::Status()>& body) {
+api::Status SqliteQualityStore::transaction(const std::function<api::Status()>& body) {
   if (read_only_) return readOnlyError();
   std::lock_guard<std::recursive_mutex> lock(write_mu_);
   if (in_transaction_) return api::Status(api::ErrorCode::kInternal, "nested transaction()");
   return inTransaction(body, "committing", true);
 }
 
-api::StatusOr<int64_t> QualityStore::insert(const QualityRecord& r) {
+api::StatusOr<int64_t> SqliteQualityStore::insert(const QualityRecord& r) {
   int64_t id = 0;
   api::Status s = write(
       [&](sqlite3* db) -> api::Status {
-        Use q(insert_.get());
-        q.text(1, r.request_id);
-        q.int64(2, r.unix_ms);
-        q.text(3, r.team);
-        q.text(4, kindName(r.kind));
-        q.text(5, r.model);
-        q.text(6, r.reason);
-        r.prompt.is_null() ? q.null(7) : q.text(7, dumpJson(r.prompt));
-        q.boolean(8, r.redacted);
-        bindAnswer(q, 9, r.local);
-        bindAnswer(q, 17, r.cloud);
-        q.optRealExact(25, r.complexity);
-        q.text(26, featuresJson(r.complexity_features));
-        q.optRealExact(27, r.confidence);
-        q.text(28, featuresJson(r.confidence_features));
-        bindMetrics(q, kMetricsColumn, r.metrics);
-        bindJudge(q, kJudgeColumn, r.judge);
+        Row q(insert_.get());
+        bindRecord(q, r);
         if (q.step() != SQLITE_DONE) {
           return error(db, "writing the record of request '" + r.request_id + "'");
         }
@@ -560,11 +422,11 @@ api::StatusOr<int64_t> QualityStore::insert(const QualityRecord& r) {
   return id;
 }
 
-api::Status QualityStore::setMetrics(int64_t id, const TextMetrics& m) {
+api::Status SqliteQualityStore::setMetrics(int64_t id, const TextMetrics& m) {
   bool found = false;
   api::Status s = write(
       [&](sqlite3* db) -> api::Status {
-        Use q(set_metrics_.get());
+        Row q(set_metrics_.get());
         q.int64(1, id);
         bindMetrics(q, 2, m);
         if (q.step() != SQLITE_DONE) {
@@ -577,11 +439,11 @@ api::Status QualityStore::setMetrics(int64_t id, const TextMetrics& m) {
   return s.ok() && !found ? notFound(id) : s;
 }
 
-api::Status QualityStore::setJudge(int64_t id, const JudgeResult& j) {
+api::Status SqliteQualityStore::setJudge(int64_t id, const JudgeResult& j) {
   bool found = false;
   api::Status s = write(
       [&](sqlite3* db) -> api::Status {
-        Use q(set_judge_.get());
+        Row q(set_judge_.get());
         q.int64(1, id);
         bindJudge(q, 2, j);
         if (q.step() != SQLITE_DONE) {
@@ -594,12 +456,12 @@ api::Status QualityStore::setJudge(int64_t id, const JudgeResult& j) {
   return s.ok() && !found ? notFound(id) : s;
 }
 
-api::Status QualityStore::notFound(int64_t id) const {
+api::Status SqliteQualityStore::notFound(int64_t id) const {
   return api::Status(api::ErrorCode::kNotFound,
                      "quality store '" + path_ + "': no record " + std::to_string(id));
 }
 
-api::Status QualityStore::addFeedback(const Feedback& f) {
+api::Status SqliteQualityStore::addFeedback(const Feedback& f) {
   bool found = false;
   api::Status s = write(
       [&](sqlite3* db) -> api::Status {
@@ -640,7 +502,7 @@ api::Status QualityStore::addFeedback(const Feedback& f) {
 
 // ---- Reads ----
 
-api::StatusOr<std::vector<QualityRecord>> QualityStore::query(const RecordFilter& f) const {
+api::StatusOr<std::vector<QualityRecord>> SqliteQualityStore::query(const RecordFilter& f) const {
   if (f.limit < 0) {
     return api::invalidRequest("limit must be >= 0 (0: all), got " + std::to_string(f.limit),
                                "limit");
@@ -662,7 +524,7 @@ api::StatusOr<std::vector<QualityRecord>> QualityStore::query(const RecordFilter
   sqlite3* db = read_db_.get();
   auto stmt = prepare(db, sql.c_str(), false);
   if (!stmt.ok()) return stmt.status();
-  Use q(stmt->get());
+  Row q(stmt->get());
   if (f.team) q.text(q.param(":team"), *f.team);
   if (f.since_ms) q.int64(q.param(":since"), *f.since_ms);
   if (f.until_ms) q.int64(q.param(":until"), *f.until_ms);
@@ -674,36 +536,9 @@ api::StatusOr<std::vector<QualityRecord>> QualityStore::query(const RecordFilter
   while ((rc = q.step()) == SQLITE_ROW) {
     QualityRecord r;
     r.id = q.columnInt64(0);
-    auto bad = [&](const std::string& what) {
+    if (std::optional<std::string> wrong = readRecord(q, 1, &r)) {
       return api::Status(api::ErrorCode::kIo, "quality store '" + path_ + "': record " +
-                                                  std::to_string(r.id) + " has " + what);
-    };
-    r.request_id = q.columnText(1);
-    r.unix_ms = q.columnInt64(2);
-    r.team = q.columnText(3);
-    std::optional<RecordKind> kind = parseKind(q.columnText(4));
-    if (!kind) return bad("an unknown kind '" + q.columnText(4) + "'");
-    r.kind = *kind;
-    r.model = q.columnText(5);
-    r.reason = q.columnText(6);
-    if (!q.isNull(7)) {
-      r.prompt = api::Json::parse(q.columnText(7), nullptr, /*allow_exceptions=*/false);
-      if (r.prompt.is_discarded()) return bad("a prompt that is not JSON");
-    }
-    r.redacted = q.columnBool(8);
-    r.local = readAnswer(q, 9);
-    r.cloud = readAnswer(q, 17);
-    r.complexity = q.columnOptRealExact(25);
-    if (!parseFeatures(q.columnText(26), &r.complexity_features)) {
-      return bad("malformed complexity_features");
-    }
-    r.confidence = q.columnOptRealExact(27);
-    if (!parseFeatures(q.columnText(28), &r.confidence_features)) {
-      return bad("malformed confidence_features");
-    }
-    r.metrics = readMetrics(q, kMetricsColumn);
-    if (!readJudge(q, kJudgeColumn, &r.judge)) {
-      return bad("an unknown judge status '" + q.columnText(kJudgeColumn) + "'");
+                                                  std::to_string(r.id) + " has " + *wrong);
     }
     constexpr int kFeedback = kRecordColumnCount + 1;
     if (!q.isNull(kFeedback)) {
@@ -721,7 +556,7 @@ api::StatusOr<std::vector<QualityRecord>> QualityStore::query(const RecordFilter
   return out;
 }
 
-api::StatusOr<StoreStats> QualityStore::stats() const {
+api::StatusOr<StoreStats> SqliteQualityStore::stats() const {
   std::lock_guard<std::mutex> lock(read_mu_);
   sqlite3* db = read_db_.get();
   // One statement: one snapshot.
@@ -737,7 +572,7 @@ api::StatusOr<StoreStats> QualityStore::stats() const {
 
 // ---- Retention ----
 
-api::StatusOr<int64_t> QualityStore::writeInt(const char* sql) {
+api::StatusOr<int64_t> SqliteQualityStore::writeInt(const char* sql) {
   sqlite3* db = write_db_.get();
   auto q = prepare(db, sql, false);
   if (!q.ok()) return q.status();
@@ -746,7 +581,7 @@ api::StatusOr<int64_t> QualityStore::writeInt(const char* sql) {
   return use.columnInt64(0);
 }
 
-api::StatusOr<int64_t> QualityStore::deleteOldest(int64_t before_ms, int64_t n) {
+api::StatusOr<int64_t> SqliteQualityStore::deleteOldest(int64_t before_ms, int64_t n) {
   sqlite3* db = write_db_.get();
   int64_t deleted = 0;
   // The victims are chosen by the same subquery twice in one transaction: their feedback
@@ -776,15 +611,8 @@ api::StatusOr<int64_t> QualityStore::deleteOldest(int64_t before_ms, int64_t n) 
   return deleted;
 }
 
-api::StatusOr<int64_t> QualityStore::prune(const Retention& r, int64_t now_ms) {
-  for (auto [value, name] : {std::pair<int64_t, const char*>{r.max_age_days, "max_age_days"},
-                             {r.max_rows, "max_rows"},
-                             {r.max_bytes, "max_bytes"}}) {
-    if (value < 0) {
-      return api::invalidRequest(std::string("retention ") + name + " must be >= 0 (0: no limit)",
-                                 name);
-    }
-  }
+api::StatusOr<int64_t> SqliteQualityStore::prune(const Retention& r, int64_t now_ms) {
+  if (api::Status s = checkRetention(r); !s.ok()) return s;
   if (read_only_) return readOnlyError();
   std::lock_guard<std::recursive_mutex> lock(write_mu_);
   sqlite3* db = write_db_.get();

@@ -1,25 +1,31 @@
-// QualityStore: the SQLite file that holds quality records (quality/record.h) and user
-// feedback. The Recorder (quality/recorder.h) writes it off the request path; exports, reports
-// and admin endpoints read it.
+// QualityStore: where quality records (quality/record.h) and user feedback are kept. The
+// Recorder (quality/recorder.h) writes it off the request path; exports, reports and admin
+// endpoints read it. Two implementations behind one interface: SqliteQualityStore (below, a
+// file; the default) and the PostgreSQL store (quality/pg_store.h), which many gateway replicas
+// share so that reports and exports see the whole cluster. QualityStore::open picks one by
+// its argument: a postgresql:// or postgres:// URL, or a file path.
 //
-// Layout (schema version 1, recorded in the `meta` table beside the key store =
+// The contract, for both: text is stored as the bytes given (no UTF-8 check) and doubles
+// exactly (NaN, infinities and -0.0 included); record ids are never reused, even after a prune
+// removed the newest rows, so that a judge result that arrives late cannot land on another
+// record; feedback is at most one row per (team, request_id), the latest Feedback sent (the
+// greatest unix_ms, ties going to the one added last), and only for a record of that team and
+// request: feedback never outgrows the records it rates, and goes with them. The prompt is
+// kept as its JSON text; JSON strings that are not valid UTF-8 are replaced on the way in (a
+// parsed request has none).
+//
+// SQLite layout (schema version 1, recorded in the `meta` table beside the key store =
 // 'switchyard-quality', which tells this file apart from other Switchyard databases such as
 // the ledger):
 //   - `records`: one row per record. What filters and reports sort on (unix_ms, team, kind,
 //     request_id) and every scalar are columns; the prompt and the feature vectors are JSON text.
-//     An optional value is a NULL column when absent, so that "absent" and 0 stay apart. Ids are
-//     never reused (AUTOINCREMENT), even after a prune removed the newest rows, so that a judge
-//     result that arrives late cannot land on another record.
-//   - `feedback`: at most one row per (team, request_id), the latest Feedback sent (the
-//     greatest unix_ms, ties going to the one added last), and only for a record of that team
-//     and request: feedback never outgrows the records it rates, and goes with them.
+//     An optional value is a NULL column when absent, so that "absent" and 0 stay apart.
+//     AUTOINCREMENT ids.
+//   - `feedback`: the feedback rows.
 //   Indexes: records(team, unix_ms), records(unix_ms) (the oldest-first prune and team-less
 //   queries), records(request_id), feedback(team, request_id, unix_ms).
-//
-// Text is stored as the bytes given (no UTF-8 check) and doubles exactly: a NaN or -0.0, which
-// a SQLite REAL cannot hold, as its 8 bytes in a BLOB; in the feature JSON a non-finite value
-// as the string "NaN", "Infinity" or "-Infinity". The prompt is kept as its JSON text; JSON
-// strings that are not valid UTF-8 are replaced on the way in (a parsed request has none).
+// A NaN or -0.0, which a SQLite REAL cannot hold, is stored as its 8 bytes in a BLOB; in the
+// feature JSON a non-finite value as the string "NaN", "Infinity" or "-Infinity".
 //
 // The file is in WAL mode: readers (a read_only open, in this process or another) never wait
 // for the writer and see every committed write. It is created with auto_vacuum=INCREMENTAL, so
@@ -60,21 +66,87 @@ struct RecordFilter {
 struct Retention {
   int64_t max_age_days = 90;   // 0 = keep forever
   int64_t max_rows = 1000000;  // records; 0 = unbounded
-  // 0 = unbounded. Approximate: the pages in use (page_count - freelist_count) * page_size,
-  // which counts indexes and feedback too; it is met to within a few pages.
+  // 0 = unbounded. Approximate. SQLite: the pages in use (page_count - freelist_count) *
+  // page_size, which counts indexes and feedback too; it is met to within a few pages.
+  // PostgreSQL: the bytes of the records' stored text, JSON and numbers plus a fixed
+  // per-row overhead (pg_store.h), since the table's disk size only shrinks at VACUUM.
   int64_t max_bytes = 1LL << 30;
 };
 
 struct StoreStats {
   int64_t records = 0;
   int64_t feedback = 0;
-  int64_t bytes = 0;  // page_count * page_size of the database (the WAL not counted)
+  // SQLite: page_count * page_size of the database (the WAL not counted); PostgreSQL: the
+  // disk size of the store's tables and indexes (pg_total_relation_size).
+  int64_t bytes = 0;
 };
 
+// The store's interface. Every write is kIo (PostgreSQL: kUnavailable while the database
+// cannot be reached or a statement ran past its timeout) naming the store when the store is
+// read_only or the database fails (the write then changed nothing).
 class QualityStore {
  public:
   static constexpr int kSchemaVersion = 1;
 
+  // A postgresql:// or postgres:// URL opens the PostgreSQL store (quality/pg_store.h, with
+  // its default options); anything else is a SQLite file (SqliteQualityStore::open).
+  static api::StatusOr<std::unique_ptr<QualityStore>> open(const std::string& path_or_url,
+                                                           bool read_only = false);
+  static bool isPostgresUrl(const std::string& s) {
+    return s.starts_with("postgresql://") || s.starts_with("postgres://");
+  }
+  virtual ~QualityStore() = default;
+  QualityStore(const QualityStore&) = delete;
+  QualityStore& operator=(const QualityStore&) = delete;
+
+  // Stores `r` (with its metrics and judge when set; r.id and r.feedback are ignored) and
+  // returns its new id (> 0).
+  virtual api::StatusOr<int64_t> insert(const QualityRecord& r) = 0;
+  // Set (replace) the record's metrics or judge result; kNotFound for an unknown id.
+  virtual api::Status setMetrics(int64_t id, const TextMetrics& m) = 0;
+  virtual api::Status setJudge(int64_t id, const JudgeResult& j) = 0;
+  // Stores a feedback on the records of (f.team, f.request_id), in place of an older one;
+  // one older than what is stored changes nothing. kNotFound (nothing written) when that team
+  // has no record of that request.
+  virtual api::Status addFeedback(const Feedback& f) = 0;
+  // Runs `body` in one transaction: the writes it makes through this store are committed
+  // together when it returns OK (the commit's error otherwise) and all rolled back when it
+  // returns an error (that error is returned). Other threads' writes wait until it returns.
+  // Writes that return kNotFound inside `body` change nothing and do not end the transaction.
+  // `body` must not call transaction() again (kInternal).
+  virtual api::Status transaction(const std::function<api::Status()>& body) = 0;
+
+  // Records matching the filter, each with the latest feedback of its (team, request_id)
+  // attached. kInvalidRequest for a negative limit; kIo when reading fails or a row does not
+  // decode (a damaged store).
+  virtual api::StatusOr<std::vector<QualityRecord>> query(const RecordFilter& f) const = 0;
+
+  // Applies `r` at `now_ms` and returns the number of records deleted. Records older than
+  // max_age_days go, then the oldest ones beyond max_rows, then the oldest ones while the
+  // store's size exceeds max_bytes (as each implementation measures it). The feedback of a
+  // deleted record goes with it, and feedback older than max_age_days or without a record goes
+  // too (not counted in the result). Deletes run in transactions of at most a few thousand
+  // rows. kInvalidRequest for a negative limit.
+  virtual api::StatusOr<int64_t> prune(const Retention& r, int64_t now_ms) = 0;
+
+  virtual api::StatusOr<StoreStats> stats() const = 0;
+  // The file's path, or the URL with its password masked: what errors and logs name.
+  const std::string& path() const { return path_; }
+  bool readOnly() const { return read_only_; }
+
+ protected:
+  QualityStore(std::string path, bool read_only) : path_(std::move(path)), read_only_(read_only) {}
+  api::Status readOnlyError() const;
+  // Checks a Retention's limits (kInvalidRequest naming a negative one).
+  static api::Status checkRetention(const Retention& r);
+
+  const std::string path_;
+  const bool read_only_;
+};
+
+// The SQLite file.
+class SqliteQualityStore final : public QualityStore {
+ public:
   // Opens the store at `path`, creating the file (its parent directory must exist) and the
   // schema when absent, unless read_only. Errors name the path:
   //   kIo: missing (read_only), a directory, unreadable, not a SQLite database (random bytes, a
@@ -86,54 +158,26 @@ class QualityStore {
   // connection, in this process or another, writes the store.
   static api::StatusOr<std::unique_ptr<QualityStore>> open(const std::string& path,
                                                            bool read_only = false);
-  ~QualityStore();
-  QualityStore(const QualityStore&) = delete;
-  QualityStore& operator=(const QualityStore&) = delete;
+  ~SqliteQualityStore() override;
 
-  // Every write below is kIo naming the path when the store is read_only or SQLite fails (the
-  // write then changed nothing).
-
-  // Stores `r` (with its metrics and judge when set; r.id and r.feedback are ignored) and
-  // returns its new id (> 0).
-  api::StatusOr<int64_t> insert(const QualityRecord& r);
-  // Set (replace) the record's metrics or judge result; kNotFound for an unknown id.
-  api::Status setMetrics(int64_t id, const TextMetrics& m);
-  api::Status setJudge(int64_t id, const JudgeResult& j);
-  // Stores a feedback on the records of (f.team, f.request_id), in place of an older one;
-  // one older than what is stored changes nothing. kNotFound (nothing written) when that team
-  // has no record of that request.
-  api::Status addFeedback(const Feedback& f);
-  // Runs `body` in one transaction: the writes it makes through this store are committed
-  // together when it returns OK (the commit's error otherwise) and all rolled back when it
-  // returns an error (that error is returned). Other threads' writes wait until it returns.
-  // Writes that return kNotFound inside `body` change nothing and do not end the transaction.
-  // `body` must not call transaction() again (kInternal).
-  api::Status transaction(const std::function<api::Status()>& body);
-
-  // Records matching the filter, each with the latest feedback of its (team, request_id)
-  // attached. kInvalidRequest for a negative limit; kIo when reading fails or a row does not
-  // decode (a damaged file).
-  api::StatusOr<std::vector<QualityRecord>> query(const RecordFilter& f) const;
-
-  // Applies `r` at `now_ms` and returns the number of records deleted. Records older than
-  // max_age_days go, then the oldest ones beyond max_rows, then the oldest ones while the pages
-  // in use exceed max_bytes. The feedback of a deleted record goes with it, and feedback older
-  // than max_age_days or without a record goes too (not counted in the result). Deletes run in transactions of at
-  // most a few thousand rows, so that readers and the WAL stay small; after any deletion the
-  // free pages are returned to the file system (PRAGMA incremental_vacuum, then a passive WAL
-  // checkpoint, which shrinks the file once no reader holds an older snapshot).
-  // kInvalidRequest for a negative limit. Inside transaction(), the pages are not returned.
-  api::StatusOr<int64_t> prune(const Retention& r, int64_t now_ms);
-
-  api::StatusOr<StoreStats> stats() const;
-  const std::string& path() const { return path_; }
-  bool readOnly() const { return read_only_; }
+  api::StatusOr<int64_t> insert(const QualityRecord& r) override;
+  api::Status setMetrics(int64_t id, const TextMetrics& m) override;
+  api::Status setJudge(int64_t id, const JudgeResult& j) override;
+  api::Status addFeedback(const Feedback& f) override;
+  api::Status transaction(const std::function<api::Status()>& body) override;
+  api::StatusOr<std::vector<QualityRecord>> query(const RecordFilter& f) const override;
+  // SQLite: max_bytes is met on the pages in use; after any deletion the free pages are
+  // returned to the file system (PRAGMA incremental_vacuum, then a passive WAL checkpoint,
+  // which shrinks the file once no reader holds an older snapshot). Inside transaction(), the
+  // pages are not returned.
+  api::StatusOr<int64_t> prune(const Retention& r, int64_t now_ms) override;
+  api::StatusOr<StoreStats> stats() const override;
 
  private:
   using Db = policies::sqlite::Db;
   using Stmt = policies::sqlite::Stmt;
 
-  QualityStore(std::string path, bool read_only) : path_(std::move(path)), read_only_(read_only) {}
+  SqliteQualityStore(std::string path, bool read_only) : QualityStore(std::move(path), read_only) {}
 
   api::Status init();
   api::StatusOr<Db> connect(bool read_only);
@@ -142,7 +186,6 @@ class QualityStore {
   api::Status error(sqlite3* db, const std::string& what) const;
   api::Status exec(sqlite3* db, const char* sql, const std::string& what) const;
   api::StatusOr<Stmt> prepare(sqlite3* db, const char* sql, bool persistent) const;
-  api::Status readOnlyError() const;
   api::Status rolledBackError() const;
   api::Status notFound(int64_t id) const;
   // Runs `body` in a transaction of its own, or within transaction()'s when one is open and
@@ -156,9 +199,6 @@ class QualityStore {
   api::StatusOr<int64_t> deleteOldest(int64_t before_ms, int64_t n);
   // The integer that a one-row, one-column query gives on the write connection.
   api::StatusOr<int64_t> writeInt(const char* sql);
-
-  std::string path_;
-  bool read_only_;
 
   std::recursive_mutex write_mu_;  // the write connection and its statements
   Db write_db_;                    // null when read_only
