@@ -195,6 +195,40 @@ TEST_F(RoutingE2E, CascadeEscalatesALowConfidenceAnswer) {
   EXPECT_EQ(text, "echo: stream it");
 }
 
+// An escalated request's ledger row costs its local draft too: compute_ms is the draft's engine
+// time, whether the draft ran to its end (non-streamed) or was cut by the cloud's stream.
+TEST_F(RoutingE2E, EscalatedRowsCarryTheLocalDraftsComputeMs) {
+  ASSERT_EQ(chat("cascade", ask("auto", "what is a draft")).status, 200);
+  HttpResponse s = chat("cascade", ask("auto", "stream a draft", true));
+  ASSERT_EQ(s.status, 200) << s.body;
+  EXPECT_EQ(s.headers["x-switchyard-route"], "up/gpt-4o-mini");
+  const std::string ledger = work_->path() + "/ledger.db";
+  std::string seen;
+  EXPECT_TRUE(waitUntil([&] {
+    sqlite3* db = nullptr;
+    if (sqlite3_open_v2(ledger.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
+      sqlite3_close(db);
+      return false;
+    }
+    sqlite3_stmt* q = nullptr;
+    int64_t costed = 0;
+    seen.clear();
+    if (sqlite3_prepare_v2(db, "SELECT kind, decision, compute_ms FROM requests WHERE team = "
+                               "'cascade' AND state = 'settled'", -1, &q, nullptr) == SQLITE_OK) {
+      while (sqlite3_step(q) == SQLITE_ROW) {
+        const std::string kind = reinterpret_cast<const char*>(sqlite3_column_text(q, 0));
+        const std::string decision = reinterpret_cast<const char*>(sqlite3_column_text(q, 1));
+        const double compute_ms = sqlite3_column_double(q, 2);
+        seen += kind + "/" + decision + "/" + std::to_string(compute_ms) + " ";
+        costed += kind == "cloud" && decision == "escalated" && compute_ms > 0;
+      }
+    }
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    return costed == 2;
+  }, 10000ms)) << seen;
+}
+
 // switchyard_escalations_total counts cloud calls that started, once per escalated request,
 // labelled with why; a refused escalation (the reservation does not fit) counts nothing.
 TEST_F(RoutingE2E, OneEscalationIsCountedPerEscalatedRequest) {
@@ -655,6 +689,12 @@ TEST_F(RoutingE2E, ExplainShowsThePlanThatTheRequestThenFollows) {
   EXPECT_EQ(plan["trigger"]["before_local_answer"], "unknown") << e.body;
   EXPECT_TRUE(plan["trigger"]["variables"]["confidence"].is_null()) << e.body;
   EXPECT_EQ(plan["trigger"]["variables"]["turns"], 1.0) << e.body;
+  // The rank windows are still warming up, and an explanation adds nothing to them.
+  EXPECT_TRUE(plan["trigger"]["variables"]["confidence_rank"].is_null()) << e.body;
+  EXPECT_TRUE(plan["trigger"]["variables"]["complexity_rank"].is_null()) << e.body;
+  EXPECT_EQ(plan["trigger"]["rank"]["window"], 1000) << e.body;
+  EXPECT_EQ(plan["trigger"]["rank"]["warmup"], 50) << e.body;
+  EXPECT_EQ(plan["trigger"]["rank"]["complexity_scores"], 0) << e.body;
   ASSERT_EQ(plan["complexity"]["features"].size(), 10u) << e.body;
   double logits = 0;
   for (const Json& f : plan["complexity"]["features"]) logits += f["contribution"].get<double>();
