@@ -16,7 +16,7 @@
 //     cloud model.
 //   - Budgets are capped at $1e9 and rates at 1e9 requests / 1e13 tokens per minute, to catch
 //     unit mistakes; hold_tokens is 0..4096, min_tokens 1..4096, local_latency_budget_ms at
-//     most an hour.
+//     most an hour; rank.window 10..100000 and rank.warmup 1..window.
 #include "policies/policy_set.h"
 
 #include <algorithm>
