@@ -5,8 +5,10 @@
 // Each step draws uniformly among the allowed tokens, half the time only among the ones that
 // are not plain string content (so that strings end), as in tests/engine/grammar_test.cpp.
 // Then tool calls: a forced call's mask (Gemma 4's syntax) and free text's in which calls may
-// start (tool_choice auto). Last, a whole Sampler::sample step (temperature 1, noise logits) with and without a grammar,
-// in a state where the mask refuses almost everything and in one where it allows almost all.
+// start (tool_choice auto), and what compiling those grammars costs per request against taking
+// them from the cache. Last, a whole Sampler::sample step (temperature 1, noise logits) with
+// and without a grammar, in a state where the mask refuses almost everything and in one where
+// it allows almost all.
 //
 //   sy_grammar_bench --model DIR [--runs 20] [--seed 1]
 #include <algorithm>
@@ -137,6 +139,31 @@ int toolSteps(const engine::Tokenizer& t, std::shared_ptr<const engine::grammar:
   auto call = engine::grammar::compileToolCalls(tools, engine::grammar::ToolSyntax::kGemma4);
   auto text = engine::grammar::compileTextWithToolCalls(tools, 16);
   if (!call.ok() || !text.ok()) return 1;
+  // What a request's tool grammar costs compiled, and taken from the cache (its canonical key
+  // built from the tools, then a lookup), as StructuredOutputs::applyTools does.
+  std::printf("\ntool grammars (us per request, %d requests)\n%-12s %12s %12s\n", runs * 20,
+              "grammar", "compile_us", "cached_us");
+  engine::grammar::GrammarCache cache;
+  for (int max_calls : {-1, 16}) {
+    auto compile = [&] {
+      return max_calls < 0
+                 ? engine::grammar::compileToolCalls(tools, engine::grammar::ToolSyntax::kGemma4)
+                 : engine::grammar::compileTextWithToolCalls(tools, max_calls);
+    };
+    Stats compiled, cached;
+    for (int i = 0; i < runs * 20; ++i) {
+      auto s0 = SteadyClock::now();
+      if (!compile().ok()) return 1;
+      compiled.add(usSince(s0));
+      s0 = SteadyClock::now();
+      const std::string key = engine::grammar::toolGrammarKey(
+          tools, engine::grammar::ToolSyntax::kGemma4, max_calls, "");
+      if (!cache.getOrCompile(key, compile).ok()) return 1;
+      cached.add(usSince(s0));
+    }
+    std::printf("%-12s %12.1f %12.1f\n", max_calls < 0 ? "tool_call" : "tool_text",
+                compiled.mean(), cached.mean());
+  }
   std::vector<uint64_t> mask(vocab->maskWords());
   std::printf("\ntool calls (us per mask)\n%-12s %8s %10s %10s %10s\n", "grammar", "steps",
               "mask_mean", "mask_p50", "mask_p99");

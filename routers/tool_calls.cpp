@@ -368,18 +368,24 @@ void ToolCallParser::flushGemma3(Output& out) {
     if (text.size() >= 3 && text.substr(text.size() - 3) == "```") text.remove_suffix(3);
   }
   api::Json parsed = api::Json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (parsed.is_object()) parsed = api::Json::array({std::move(parsed)});
+  const bool one = parsed.is_object();
+  if (one) parsed = api::Json::array({std::move(parsed)});
+  // The arguments keep the order the model wrote their keys in (the schema's order).
+  auto orders = api::captureKeyOrders(
+      text, {"/parameters", "/arguments", "/*/parameters", "/*/arguments"});
   std::vector<Call> calls;
   bool ok = parsed.is_array() && !parsed.empty();
   for (const api::Json& c : ok ? parsed : api::Json::array()) {
     const api::Json* args = nullptr;
-    if (c.is_object() && c.contains("parameters")) args = &c["parameters"];
-    if (c.is_object() && !args && c.contains("arguments")) args = &c["arguments"];
+    const char* field = c.is_object() && c.contains("parameters") ? "parameters" : "arguments";
+    if (c.is_object() && c.contains(field)) args = &c[field];
     ok = c.is_object() && c.size() == 2 && c.contains("name") && c["name"].is_string() &&
          args != nullptr && args->is_object() &&
          std::find(names_.begin(), names_.end(), c["name"].get<std::string>()) != names_.end();
     if (!ok) break;
-    calls.push_back(Call{c["name"].get<std::string>(), {args->dump()}});
+    const std::string at = one ? "" : "/" + std::to_string(calls.size());
+    calls.push_back(
+        Call{c["name"].get<std::string>(), {api::dumpInOrder(*args, orders[at + "/" + field])}});
   }
   if (!ok) {
     out.content = std::move(held_);

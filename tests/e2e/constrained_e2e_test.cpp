@@ -145,6 +145,43 @@ TEST_F(ConstrainedE2E, JsonObjectModeAnswersAnObject) {
   }
 }
 
+// Properties come in the order the schema declares them (OpenAI's order), not sorted: the body
+// is written as text, since a Json body would sort its keys.
+TEST_F(ConstrainedE2E, PropertiesComeInTheSchemasOrder) {
+  const std::string schema = R"({"type":"object","properties":{"zeta":{"type":"integer"},
+      "alpha":{"type":"object","properties":{"z2":{"type":"boolean"},"a2":{"type":"null"}},
+      "required":["z2","a2"],"additionalProperties":false},"mid":{"$ref":"#/$defs/p"}},
+      "required":["zeta","alpha","mid"],"additionalProperties":false,"$defs":{"p":{
+      "type":"object","properties":{"y":{"type":"integer"},"x":{"type":"integer"}},
+      "required":["y","x"],"additionalProperties":false}}})";
+  using Keys = std::vector<std::string>;
+  auto keys = [](const nlohmann::ordered_json& o) {
+    Keys k;
+    for (const auto& [key, v] : o.items()) k.push_back(key);
+    return k;
+  };
+  for (int i = 0; i < 4; ++i) {
+    const bool stream = i % 2 == 1;
+    const std::string body =
+        R"({"model":"tiny","messages":[{"role":"user","content":"Describe it as JSON."}],)"
+        R"("max_tokens":1200,"temperature":1.0,"seed":)" +
+        std::to_string(60 + i) +
+        R"(,"response_format":{"type":"json_schema","json_schema":{"name":"o","strict":true,)"
+        R"("schema":)" +
+        schema + "}}" + (stream ? R"(,"stream":true})" : "}");
+    HttpResponse r = httpPost(server_->url() + "/v1/chat/completions", body, bearer(),
+                              milliseconds(120000));
+    ASSERT_EQ(r.status, 200) << r.body;
+    std::string text, finish;
+    readAnswer(r, stream, text, finish);
+    const auto v = nlohmann::ordered_json::parse(text, nullptr, false);
+    ASSERT_TRUE(v.is_object()) << text;
+    EXPECT_EQ(keys(v), Keys({"zeta", "alpha", "mid"})) << text;
+    EXPECT_EQ(keys(v["alpha"]), Keys({"z2", "a2"})) << text;
+    EXPECT_EQ(keys(v["mid"]), Keys({"y", "x"})) << text;
+  }
+}
+
 TEST_F(ConstrainedE2E, UnsupportedKeywordIsA400NamingIt) {
   Json schema = Json::parse(R"({"type":"object","properties":{"n":{"type":"integer",
       "minimum":3}},"required":["n"],"additionalProperties":false})");

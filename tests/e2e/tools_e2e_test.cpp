@@ -262,6 +262,66 @@ TEST_F(ToolsE2E, UnenforceableParametersAreA400NamingTheKeyword) {
       << r.body;
 }
 
+// A forced call to the one tool of `tools_json`, the body written as text so that the
+// parameters' key order is the one written here (a Json body would sort it).
+HttpResponse postRaw(const std::string& url, const HeaderList& auth, const std::string& tools_json,
+                     int seed, bool stream) {
+  const std::string body =
+      R"({"model":"local","messages":[{"role":"user","content":"Use a tool."}],"tools":)" +
+      tools_json + R"(,"tool_choice":"required","max_tokens":1200,"temperature":1.0,"seed":)" +
+      std::to_string(seed) + (stream ? R"(,"stream":true})" : "}");
+  return httpPost(url, body, auth, milliseconds(120000));
+}
+
+constexpr const char* kOrderedTool = R"([{"type":"function","function":{"name":"order",
+    "parameters":{"type":"object","properties":{"zeta":{"type":"integer"},
+    "alpha":{"type":"boolean"},"mid":{"type":"object","properties":{"y":{"type":"integer"},
+    "x":{"type":"integer"}},"required":["y","x"],"additionalProperties":false}},
+    "required":["zeta","alpha","mid"],"additionalProperties":false}}}])";
+
+// Parameters as many clients write them: no "type": "object", implied by "properties".
+constexpr const char* kUntypedTool = R"([{"type":"function","function":{"name":"implied",
+    "parameters":{"properties":{"n":{"type":"integer"},"ok":{"type":"boolean"}},
+    "required":["n","ok"]}}}])";
+
+// Arguments come with their keys in the order the parameters declared them, as OpenAI writes
+// them; parameters without a type are objects.
+void expectOrderedAndUntypedCalls(const std::string& url, const HeaderList& auth) {
+  using Keys = std::vector<std::string>;
+  auto keys = [](const nlohmann::ordered_json& o) {
+    Keys k;
+    for (const auto& [key, v] : o.items()) k.push_back(key);
+    return k;
+  };
+  for (int i = 0; i < 4; ++i) {
+    HttpResponse r = postRaw(url, auth, kOrderedTool, 40 + i, i % 2 == 1);
+    ASSERT_EQ(r.status, 200) << r.body;
+    Answer a = readAnswer(r, i % 2 == 1);
+    ASSERT_EQ(a.calls.size(), 1u) << r.body;
+    const std::string text = a.calls[0]["function"]["arguments"];
+    const auto args = nlohmann::ordered_json::parse(text, nullptr, false);
+    ASSERT_TRUE(args.is_object()) << text;
+    EXPECT_EQ(keys(args), Keys({"zeta", "alpha", "mid"})) << text;
+    EXPECT_EQ(keys(args["mid"]), Keys({"y", "x"})) << text;
+  }
+  for (int i = 0; i < 4; ++i) {
+    HttpResponse r = postRaw(url, auth, kUntypedTool, 50 + i, i % 2 == 1);
+    ASSERT_EQ(r.status, 200) << r.body;
+    Answer a = readAnswer(r, i % 2 == 1);
+    ASSERT_EQ(a.calls.size(), 1u) << r.body;
+    const Json args = Json::parse(a.calls[0]["function"]["arguments"].get<std::string>());
+    EXPECT_TRUE(args["n"].is_number_integer() && args["ok"].is_boolean()) << args.dump();
+  }
+}
+
+TEST_F(ToolsE2E, ArgumentsInDeclaredOrderAndParametersWithoutType) {
+  expectOrderedAndUntypedCalls(server_->url() + "/v1/chat/completions", bearer());
+}
+
+TEST_F(ToolsGemma3E2E, ArgumentsInDeclaredOrderAndParametersWithoutType) {
+  expectOrderedAndUntypedCalls(server_->url() + "/v1/chat/completions", bearer());
+}
+
 // Gemma 3: calls are the JSON object of Google's prompt format, forced by the same grammar.
 TEST_F(ToolsGemma3E2E, ForcedJsonCallsFitTheirSchemaStreamedAndNot) {
   for (int i = 0; i < 12; ++i) {
