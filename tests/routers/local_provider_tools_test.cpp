@@ -125,6 +125,25 @@ TEST(ToolCallParser, Gemma3JsonCallsSplitAnywhere) {
   }
 }
 
+TEST(ToolCallParser, Gemma3JsonArgumentsKeepTheModelsKeyOrder) {
+  // The grammar writes arguments in the parameters' declared order; the reader keeps it.
+  Read one = readPieces(ToolSyntax::kJson,
+                        R"({"name":"lookup","parameters":{"zeta":1,"alpha":{"z":2,"a":3}}})",
+                        {5});
+  ASSERT_EQ(one.calls.size(), 1u);
+  ASSERT_EQ(one.calls[0].argument_pieces.size(), 1u);
+  EXPECT_EQ(one.calls[0].argument_pieces[0], R"({"zeta":1,"alpha":{"z":2,"a":3}})");
+  Read two = readPieces(ToolSyntax::kJson,
+                        "```json\n"
+                        R"([{"name":"lookup","parameters":{"b":1,"a":2}},)"
+                        R"({"name":"get_weather","arguments":{"y":1,"x":2}}])"
+                        "\n```",
+                        {});
+  ASSERT_EQ(two.calls.size(), 2u);
+  EXPECT_EQ(two.calls[0].argument_pieces[0], R"({"b":1,"a":2})");
+  EXPECT_EQ(two.calls[1].argument_pieces[0], R"({"y":1,"x":2})");
+}
+
 // ---- prompts and plans
 // ----------------------------------------------------------------------------
 
