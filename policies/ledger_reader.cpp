@@ -9,6 +9,7 @@
 #include <system_error>
 #include <utility>
 
+#include "policies/pg_pool.h"
 #include "policies/sqlite.h"
 
 namespace policies {
@@ -201,11 +202,68 @@ class Reader {
   Db db_;
 };
 
+// The rows of a PostgreSQL ledger, as Reader reads a file's.
+api::StatusOr<std::vector<LedgerRow>> readPostgresRows(const std::string& url,
+                                                       std::optional<int64_t> since_ms,
+                                                       std::optional<int64_t> until_ms) {
+  PgDatabaseOptions o;
+  o.pool_size = 1;
+  o.application_name = "switchyard-cli";
+  PgDatabase db("ledger", url, o);
+  std::vector<LedgerRow> out;
+  bool found = true;
+  api::Status st = db.transact("reading rows", [&](pqxx::transaction_base& tx) {
+    tx.exec("SET TRANSACTION READ ONLY");
+    if (!tx.exec("SELECT to_regclass('switchyard.requests') IS NOT NULL")[0][0].as<bool>()) {
+      found = false;
+      return api::Status();
+    }
+    pqxx::result r = tx.exec_params(
+        "SELECT request_id, team, key_id, model, route, kind, decision, compute_ms, "
+        "prompt_tokens, cached_prompt_tokens, completion_tokens, cost_usd, latency_ms, status, "
+        "unix_ms, state FROM switchyard.requests WHERE unix_ms >= $1 AND unix_ms < $2 AND "
+        "state <> 'held' ORDER BY unix_ms, id",
+        since_ms.value_or(std::numeric_limits<int64_t>::min()),
+        until_ms.value_or(std::numeric_limits<int64_t>::max()));
+    out.reserve(r.size());
+    for (const pqxx::row& row : r) {
+      LedgerRow l;
+      l.request_id = row[0].as<std::string>();
+      l.team = row[1].as<std::string>();
+      l.key_id = row[2].as<std::string>();
+      l.model = row[3].as<std::string>();
+      l.route = row[4].as<std::string>();
+      l.kind = row[5].as<std::string>();
+      l.decision = row[6].as<std::string>();
+      l.compute_ms = row[7].as<double>();
+      l.prompt_tokens = row[8].as<int64_t>();
+      l.cached_prompt_tokens = row[9].as<int64_t>();
+      l.completion_tokens = row[10].as<int64_t>();
+      l.cost_usd = row[11].as<double>();
+      l.latency_ms = row[12].as<double>();
+      l.status = row[13].as<int>();
+      l.unix_ms = row[14].as<int64_t>();
+      l.state = row[15].as<std::string>();
+      out.push_back(std::move(l));
+    }
+    return api::Status();
+  });
+  if (!st.ok()) return api::Status(api::ErrorCode::kIo, st.message());
+  if (!found) {
+    return api::Status(api::ErrorCode::kConfig,
+                       "ledger '" + db.masked() + "': the database holds no Switchyard ledger");
+  }
+  return out;
+}
+
 }  // namespace
 
 api::StatusOr<std::vector<LedgerRow>> readLedgerRows(const std::string& path,
                                                      std::optional<int64_t> since_ms,
                                                      std::optional<int64_t> until_ms) {
+  if (path.starts_with("postgresql://") || path.starts_with("postgres://")) {
+    return readPostgresRows(path, since_ms, until_ms);
+  }
   return Reader(path).read(since_ms, until_ms);
 }
 

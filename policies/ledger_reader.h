@@ -28,6 +28,12 @@
 
 namespace policies {
 
+// A postgresql:// or postgres:// URL reads the PostgreSQL ledger (pg_ledger.h) that replicas
+// share instead: the whole cluster's rows, committed when the query starts, in one read-only
+// transaction (held rows, in-memory reservations of a running replica, are not returned).
+// Errors then name the URL with its password masked: kIo when the database cannot be reached,
+// kConfig when it holds no ledger.
+//
 // The committed rows with since_ms <= unix_ms < until_ms (an absent bound: no bound), ordered by
 // unix_ms and then by insertion order. Errors name the path:
 //   kIo      the file is missing, a directory, unreadable, or not a SQLite database;

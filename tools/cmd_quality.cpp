@@ -5,7 +5,9 @@
 //   report quality     one HTML file: wins/losses by score bucket, trade-off, worst losses
 //   report cost        one HTML file: spend by team/model/route, burn-down, savings
 //
-// Stores are opened read-only, so they may be read while the gateway runs.
+// Stores are opened read-only, so they may be read while the gateway runs. --store and --ledger
+// take a file or a postgresql:// URL (the store or ledger that replicas share: the whole
+// cluster's records and rows).
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -48,7 +50,8 @@ api::StatusOr<std::vector<quality::QualityRecord>> readRecords(const Options& o)
   auto path = o.get("store");
   if (!path) {
     return api::Status(api::ErrorCode::kInvalidRequest,
-                       "--store is required (the quality store, e.g. data/quality.db)");
+                       "--store is required (the quality store, e.g. data/quality.db or "
+                       "postgresql://host/db)");
   }
   auto store = quality::QualityStore::open(*path, /*read_only=*/true);
   if (!store.ok()) return store.status();
@@ -83,13 +86,13 @@ int runExport(int argc, char** argv) {
   const char* cmd = "export";
   if (argc >= 2 && (std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h")) {
     std::printf(
-        "usage: switchyard-cli export sft|dpo --store FILE [options]\n\n"
+        "usage: switchyard-cli export sft|dpo --store FILE|URL [options]\n\n"
         "Writes fine-tuning data from the quality records as JSONL.\n"
         "  sft   prompts where the cloud answer won, with it as the assistant target\n"
         "        (OpenAI chat fine-tuning format: {\"messages\": [...]})\n"
         "  dpo   preference pairs {\"prompt\", \"chosen\", \"rejected\"} as TRL's DPOTrainer\n"
         "        reads them (conversational format)\n\n"
-        "  --store FILE           the quality store (quality.path of switchyard.yaml)\n"
+        "  --store FILE|URL       the quality store (quality.path or quality.url)\n"
         "  --out FILE             where to write (default stdout)\n"
         "  --team NAME            only this team's records\n"
         "  --since T, --until T   time range [since, until): YYYY-MM-DD, ...THH:MM:SSZ, or ms\n"
@@ -207,11 +210,12 @@ int runReport(int argc, char** argv) {
   const char* cmd = "report";
   if (argc >= 2 && (std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h")) {
     std::printf(
-        "usage: switchyard-cli report quality --store FILE [--ledger FILE] --out FILE.html\n"
-        "       switchyard-cli report cost --ledger FILE [--config FILE] --out FILE.html\n\n"
+        "usage: switchyard-cli report quality --store FILE|URL [--ledger FILE|URL] --out F.html\n"
+        "       switchyard-cli report cost --ledger FILE|URL [--config FILE] --out F.html\n\n"
         "Writes one self-contained HTML file (inline SVG charts, no network).\n\n"
-        "  --store FILE          the quality store (quality report)\n"
-        "  --ledger FILE         the ledger (cost report; the quality report's escalation rate)\n"
+        "  --store FILE|URL      the quality store (quality report)\n"
+        "  --ledger FILE|URL     the ledger (cost report; the quality report's escalation rate);\n"
+        "                        a postgresql:// URL reads the database that replicas share\n"
         "  --config FILE         switchyard.yaml: budgets, prices and quality.gpu_hour_usd\n"
         "  --gpu-hour-usd X      price of an accelerator hour (overrides the config)\n"
         "  --compare-model M     the cloud model savings are measured against: a model of the\n"
