@@ -124,6 +124,8 @@ quality::JudgeResult QualityHub::skippedByPolicy(const std::string& team) const 
 }
 
 api::Status QualityHub::admitFeedback(const std::string& team) {
+  // Replicas sharing a ledger share the limit: each takes its share, as for requests.
+  feedback_limiter_.setReplicas(ledger_ ? ledger_->liveReplicas() : 1);
   policies::RateLimitPolicy limit;
   limit.team.requests_per_minute = kFeedbackPerMinute;
   api::Status st =

@@ -39,8 +39,8 @@ class QualityHub {
 
   // Opens the store of `config.quality.path` (creating its directory) or `config.quality.url`.
   // `judge_chain` is the route of the judge's model (null without a judge); its calls run
-  // through `spender` as team `judge`, whose daily budget is quality.judge.daily_budget_usd in the ledger. `ledger`,
-  // `spender`, `judge_chain` and `metrics` must outlive the hub.
+  // through `spender` as team `judge`, whose daily budget is quality.judge.daily_budget_usd in
+  // the ledger. `ledger`, `spender`, `judge_chain` and `metrics` must outlive the hub.
   static api::StatusOr<std::unique_ptr<QualityHub>> open(const Config& config, Metrics& metrics,
                                                          policies::Ledger* ledger,
                                                          routers::Spender* spender,
@@ -51,6 +51,8 @@ class QualityHub {
   // queue drops it and counts the drop.
   void record(quality::QualityRecord r);
   // Takes one from the team's feedback bucket; kRateLimited with a Retry-After when empty.
+  // Across replicas that share a PostgreSQL ledger each one enforces its share of the limit
+  // (divided by Ledger::liveReplicas(), like the request limits).
   api::Status admitFeedback(const std::string& team);
   // Queues feedback; `done` gets the write's status (from the writer thread): kNotFound when
   // the team has no record of the request, kUnavailable when the feedback queue is full.
