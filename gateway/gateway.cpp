@@ -94,9 +94,14 @@ api::Status Gateway::startEngines() {
     ledger_ = std::move(ledger).value();
   }
   {
+    // Beside the ledger: in its PostgreSQL database (shared by the replicas), or a file in its
+    // directory.
     const std::filesystem::path ledger(config_->ledger_path);
-    auto store = ResponseStore::open(
-        ledger.empty() ? std::string(":memory:") : (ledger.parent_path() / "responses.db").string());
+    auto store = !config_->ledger_url.empty()
+                     ? ResponseStore::openPostgres(config_->ledger_url)
+                     : ResponseStore::open(ledger.empty()
+                                               ? std::string(":memory:")
+                                               : (ledger.parent_path() / "responses.db").string());
     if (!store.ok()) return store.status();
     response_store_ = std::move(store).value();
     responses_entrance_ = makeResponsesEntrance(response_store_.get());

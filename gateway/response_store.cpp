@@ -2,7 +2,12 @@
 
 #include <sqlite3.h>
 
+#include <mutex>
+#include <pqxx/pqxx>
 #include <utility>
+
+#include "policies/pg_pool.h"
+#include "policies/sqlite.h"
 
 namespace gateway {
 namespace {
@@ -19,6 +24,23 @@ constexpr const char* kSchema =
     "CREATE INDEX IF NOT EXISTS responses_team_seq ON responses(team, seq);"
     "CREATE INDEX IF NOT EXISTS responses_created ON responses(created_at);";
 
+class SqliteResponseStore final : public ResponseStore {
+ public:
+  SqliteResponseStore(std::string path, sqlite3* db, int64_t max_bytes);
+  api::Status put(const StoredResponse& r, int64_t now) override;
+  api::StatusOr<std::optional<StoredResponse>> get(const std::string& team,
+                                                   const std::string& id) override;
+  api::StatusOr<bool> remove(const std::string& team, const std::string& id) override;
+  api::Status error(const std::string& what) const;
+  api::Status exec(const char* sql, const std::string& what);
+
+ private:
+  const std::string path_;
+  policies::sqlite::Db db_;
+  const int64_t max_bytes_;
+  std::mutex mu_;
+};
+
 }  // namespace
 
 api::StatusOr<std::unique_ptr<ResponseStore>> ResponseStore::open(const std::string& path,
@@ -26,7 +48,7 @@ api::StatusOr<std::unique_ptr<ResponseStore>> ResponseStore::open(const std::str
   sqlite3* db = nullptr;
   const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
   const int rc = sqlite3_open_v2(path.c_str(), &db, flags, nullptr);
-  std::unique_ptr<ResponseStore> store(new ResponseStore(path, db, max_bytes_per_team));
+  auto store = std::make_unique<SqliteResponseStore>(path, db, max_bytes_per_team);
   if (rc != SQLITE_OK) return store->error("cannot open");
   sqlite3_extended_result_codes(db, 1);
   sqlite3_busy_timeout(db, kBusyTimeoutMs);
@@ -40,26 +62,24 @@ api::StatusOr<std::unique_ptr<ResponseStore>> ResponseStore::open(const std::str
     }
   }
   if (api::Status s = store->exec(kSchema, "creating the schema"); !s.ok()) return s;
-  return store;
+  return std::unique_ptr<ResponseStore>(std::move(store));
 }
 
-ResponseStore::ResponseStore(std::string path, sqlite3* db, int64_t max_bytes)
+SqliteResponseStore::SqliteResponseStore(std::string path, sqlite3* db, int64_t max_bytes)
     : path_(std::move(path)), db_(db), max_bytes_(max_bytes) {}
 
-ResponseStore::~ResponseStore() = default;
-
-api::Status ResponseStore::error(const std::string& what) const {
+api::Status SqliteResponseStore::error(const std::string& what) const {
   std::string detail = db_ ? sqlite3_errmsg(db_.get()) : "out of memory";
   return api::Status(api::ErrorCode::kIo,
                      "response store '" + path_ + "': " + what + ": " + detail);
 }
 
-api::Status ResponseStore::exec(const char* sql, const std::string& what) {
+api::Status SqliteResponseStore::exec(const char* sql, const std::string& what) {
   if (sqlite3_exec(db_.get(), sql, nullptr, nullptr, nullptr) != SQLITE_OK) return error(what);
   return {};
 }
 
-api::Status ResponseStore::put(const StoredResponse& r, int64_t now) {
+api::Status SqliteResponseStore::put(const StoredResponse& r, int64_t now) {
   std::lock_guard<std::mutex> lock(mu_);
   if (api::Status s = exec("BEGIN IMMEDIATE", "storing a response"); !s.ok()) return s;
   auto fail = [&](const std::string& what) {
@@ -108,8 +128,8 @@ api::Status ResponseStore::put(const StoredResponse& r, int64_t now) {
   return {};
 }
 
-api::StatusOr<std::optional<StoredResponse>> ResponseStore::get(const std::string& team,
-                                                                const std::string& id) {
+api::StatusOr<std::optional<StoredResponse>> SqliteResponseStore::get(const std::string& team,
+                                                                      const std::string& id) {
   std::lock_guard<std::mutex> lock(mu_);
   auto stmt = policies::sqlite::prepare(db_.get(),
                                         "SELECT created_at, response, input, conversation"
@@ -131,7 +151,7 @@ api::StatusOr<std::optional<StoredResponse>> ResponseStore::get(const std::strin
   return std::optional<StoredResponse>(std::move(r));
 }
 
-api::StatusOr<bool> ResponseStore::remove(const std::string& team, const std::string& id) {
+api::StatusOr<bool> SqliteResponseStore::remove(const std::string& team, const std::string& id) {
   std::lock_guard<std::mutex> lock(mu_);
   auto stmt =
       policies::sqlite::prepare(db_.get(), "DELETE FROM responses WHERE team = ?1 AND id = ?2");
@@ -141,6 +161,120 @@ api::StatusOr<bool> ResponseStore::remove(const std::string& team, const std::st
   del.text(2, id);
   if (del.step() != SQLITE_DONE) return error("deleting a response");
   return sqlite3_changes(db_.get()) > 0;
+}
+
+// ---- PostgreSQL ----
+
+namespace {
+
+const char* const kPgSchema = R"sql(
+CREATE SCHEMA IF NOT EXISTS switchyard;
+CREATE SEQUENCE IF NOT EXISTS switchyard.responses_seq;
+CREATE TABLE IF NOT EXISTS switchyard.responses(
+  team TEXT NOT NULL,
+  id TEXT NOT NULL,
+  created_at BIGINT NOT NULL,            -- unix seconds
+  response TEXT NOT NULL,
+  input TEXT NOT NULL,
+  conversation TEXT NOT NULL,
+  bytes BIGINT NOT NULL,
+  seq BIGINT NOT NULL DEFAULT nextval('switchyard.responses_seq'),  -- write order
+  PRIMARY KEY(team, id));
+CREATE INDEX IF NOT EXISTS responses_team_seq ON switchyard.responses(team, seq);
+CREATE INDEX IF NOT EXISTS responses_created ON switchyard.responses(created_at);
+)sql";
+
+class PgResponseStore final : public ResponseStore {
+ public:
+  PgResponseStore(const std::string& url, int64_t max_bytes)
+      : db_("response store", url, options()), max_bytes_(max_bytes) {}
+  static policies::PgDatabaseOptions options() {
+    policies::PgDatabaseOptions o;
+    o.application_name = "switchyard-responses";
+    return o;
+  }
+
+  api::Status init() {
+    api::Status st = db_.transact("creating the schema", [](pqxx::transaction_base& tx) {
+      // Replicas starting together: one creates, the others then find it.
+      tx.exec("SELECT pg_advisory_xact_lock(7365792796174)");
+      tx.exec(kPgSchema);
+      return api::Status();
+    });
+    return st.ok() ? st : api::Status(api::ErrorCode::kIo, st.message());
+  }
+
+  api::Status put(const StoredResponse& r, int64_t now) override {
+    return db_.transact("storing a response", [&](pqxx::transaction_base& tx) {
+      tx.exec_params(
+          "INSERT INTO switchyard.responses(team, id, created_at, response, input, "
+          "conversation, bytes) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (team, id) DO "
+          "UPDATE SET created_at = EXCLUDED.created_at, response = EXCLUDED.response, input = "
+          "EXCLUDED.input, conversation = EXCLUDED.conversation, bytes = EXCLUDED.bytes, seq = "
+          "nextval('switchyard.responses_seq')",
+          r.team, r.id, r.created_at, r.response, r.input, r.conversation,
+          static_cast<int64_t>(r.response.size() + r.input.size() + r.conversation.size()));
+      tx.exec_params("DELETE FROM switchyard.responses WHERE created_at < $1",
+                     now - kMaxAgeSeconds);
+      if (max_bytes_ > 0) {
+        // The team's newest rows whose running total fits; the rest (its oldest) go.
+        tx.exec_params(
+            "DELETE FROM switchyard.responses WHERE team = $1 AND seq IN (SELECT seq FROM "
+            "(SELECT seq, SUM(bytes) OVER (ORDER BY seq DESC) AS total FROM "
+            "switchyard.responses WHERE team = $1) t WHERE total > $2)",
+            r.team, max_bytes_);
+      }
+      return api::Status();
+    });
+  }
+
+  api::StatusOr<std::optional<StoredResponse>> get(const std::string& team,
+                                                   const std::string& id) override {
+    std::optional<StoredResponse> out;
+    api::Status st = db_.transact("reading a response", [&](pqxx::transaction_base& tx) {
+      pqxx::result q = tx.exec_params(
+          "SELECT created_at, response, input, conversation FROM switchyard.responses WHERE "
+          "team = $1 AND id = $2",
+          team, id);
+      if (q.empty()) return api::Status();
+      StoredResponse r;
+      r.id = id;
+      r.team = team;
+      r.created_at = q[0][0].as<int64_t>();
+      r.response = q[0][1].as<std::string>();
+      r.input = q[0][2].as<std::string>();
+      r.conversation = q[0][3].as<std::string>();
+      out = std::move(r);
+      return api::Status();
+    });
+    if (!st.ok()) return st;
+    return out;
+  }
+
+  api::StatusOr<bool> remove(const std::string& team, const std::string& id) override {
+    bool removed = false;
+    api::Status st = db_.transact("deleting a response", [&](pqxx::transaction_base& tx) {
+      removed = tx.exec_params("DELETE FROM switchyard.responses WHERE team = $1 AND id = $2",
+                               team, id)
+                    .affected_rows() > 0;
+      return api::Status();
+    });
+    if (!st.ok()) return st;
+    return removed;
+  }
+
+ private:
+  policies::PgDatabase db_;
+  const int64_t max_bytes_;
+};
+
+}  // namespace
+
+api::StatusOr<std::unique_ptr<ResponseStore>> ResponseStore::openPostgres(
+    const std::string& url, int64_t max_bytes_per_team) {
+  auto store = std::make_unique<PgResponseStore>(url, max_bytes_per_team);
+  if (api::Status s = store->init(); !s.ok()) return s;
+  return std::unique_ptr<ResponseStore>(std::move(store));
 }
 
 }  // namespace gateway

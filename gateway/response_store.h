@@ -1,6 +1,8 @@
 // ResponseStore: the Responses API's stored responses (store: true, the default), kept in a
 // SQLite file beside the ledger (`responses.db` in the ledger's directory; in memory without a
-// ledger) and scoped to the team that created them: every read and delete names the team, so
+// ledger), or, with a PostgreSQL ledger, in its database (table switchyard.responses, created on
+// first use), so that a previous_response_id written through one replica is found through
+// any other. Scoped to the team that created them: every read and delete names the team, so
 // that one team's id is unknown to another.
 //
 // One row per response: the Response object as sent, its own input items, and the conversation
@@ -11,8 +13,10 @@
 // the next write; a team's rows are bounded to max_bytes_per_team of stored text, its oldest
 // responses going first.
 //
-// Writes happen as an answer finishes (WAL, synchronous=NORMAL: no fsync per response).
-// Thread-safe: one connection under a mutex.
+// Writes happen as an answer finishes. SQLite: WAL, synchronous=NORMAL (no fsync per
+// response), one connection under a mutex. PostgreSQL: one transaction per call on a few
+// pooled connections (the ledger's pool, policies/pg_pool.h), commits not waiting for the WAL
+// flush; errors name the URL with its password masked. Thread-safe.
 #pragma once
 
 #include <cstdint>
@@ -22,7 +26,6 @@
 #include <string>
 
 #include "api/status.h"
-#include "policies/sqlite.h"
 
 namespace gateway {
 
@@ -40,28 +43,24 @@ class ResponseStore {
   static constexpr int64_t kMaxAgeSeconds = 30 * 86400;
   static constexpr int64_t kMaxBytesPerTeam = 64LL << 20;
 
-  // Opens (creating) the store at `path` (":memory:" for one in memory); kIo naming the path.
+  // Opens (creating) the SQLite store at `path` (":memory:" for one in memory); kIo naming the
+  // path.
   static api::StatusOr<std::unique_ptr<ResponseStore>> open(
       const std::string& path, int64_t max_bytes_per_team = kMaxBytesPerTeam);
-  ~ResponseStore();
+  // Opens the store in the PostgreSQL database at `url` (creating its table when absent, under
+  // an advisory lock: replicas may start together); kIo naming the masked URL.
+  static api::StatusOr<std::unique_ptr<ResponseStore>> openPostgres(
+      const std::string& url, int64_t max_bytes_per_team = kMaxBytesPerTeam);
+  virtual ~ResponseStore() = default;
 
   // Keeps `r` (replacing a row of the same team and id), then removes what the bounds exclude
   // (`now`: unix seconds).
-  api::Status put(const StoredResponse& r, int64_t now);
+  virtual api::Status put(const StoredResponse& r, int64_t now) = 0;
   // The team's response `id`; nullopt when it has none of that id.
-  api::StatusOr<std::optional<StoredResponse>> get(const std::string& team, const std::string& id);
+  virtual api::StatusOr<std::optional<StoredResponse>> get(const std::string& team,
+                                                           const std::string& id) = 0;
   // Deletes the team's response `id`; false when it had none.
-  api::StatusOr<bool> remove(const std::string& team, const std::string& id);
-
- private:
-  ResponseStore(std::string path, sqlite3* db, int64_t max_bytes);
-  api::Status error(const std::string& what) const;
-  api::Status exec(const char* sql, const std::string& what);
-
-  const std::string path_;
-  policies::sqlite::Db db_;
-  const int64_t max_bytes_;
-  std::mutex mu_;
+  virtual api::StatusOr<bool> remove(const std::string& team, const std::string& id) = 0;
 };
 
 }  // namespace gateway
