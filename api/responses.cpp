@@ -232,7 +232,7 @@ Status readField(const std::string& key, const Json& v, ChatRequest& req) {
     req.max_completion_tokens = v.get<int64_t>();
     return {};
   }
-  if (key == "stream" || key == "store" || key == "parallel_tool_calls") {
+  if (key == "stream" || key == "store" || key == "parallel_tool_calls" || key == "background") {
     if (!v.is_boolean()) return typeError(key, "a boolean", v);
     if (key == "stream") req.stream = v.get<bool>();
     if (key == "parallel_tool_calls") req.parallel_tool_calls = v.get<bool>();
@@ -342,6 +342,7 @@ OJson responseObject(const Json& request, const std::string& id, const std::stri
              {"object", "response"},
              {"created_at", created_at},
              {"status", status},
+             {"background", echo("background", false)},
              {"error", nullptr},
              {"incomplete_details",
               incomplete ? OJson{{"reason", "max_output_tokens"}} : OJson(nullptr)},
@@ -502,6 +503,13 @@ std::string ResponsesStreamWriter::chunk(const ChatChunk& c) {
     if (choice.finish_reason) finish_reason_ = *choice.finish_reason;
   }
   return out;
+}
+
+std::string pendingResponse(const Json& request, const std::string& id, const std::string& model,
+                            int64_t created_at, std::string_view status, const Json& error) {
+  OJson r = responseObject(request, id, model, created_at, status, OJson::array(), std::nullopt);
+  if (!error.is_null()) r["error"] = OJson::parse(error.dump());
+  return r.dump(-1, ' ', false, OJson::error_handler_t::replace);
 }
 
 std::string ResponsesStreamWriter::finish(const std::optional<Usage>& usage) {

@@ -8,10 +8,10 @@
 // tool_calls, function_call_output items -> tool messages. Function `tools`, `tool_choice`,
 // `parallel_tool_calls`, `text.format` (text, json_object, json_schema) -> response_format,
 // `max_output_tokens`, `temperature`, `top_p`, `reasoning.effort` -> reasoning_effort,
-// `metadata`, `user`. `store` and `previous_response_id` are the gateway's (gateway/responses.cpp
-// stores responses and replaces previous_response_id by the stored conversation before this
-// parser runs; here it is a 400 naming it). Other tool types and unknown fields are a 400
-// naming them.
+// `metadata`, `user`. `store`, `background` and `previous_response_id` are the gateway's
+// (gateway/responses.cpp stores responses, runs background ones, and replaces
+// previous_response_id by the stored conversation before this parser runs; here it is a 400
+// naming it). Other tool types and unknown fields are a 400 naming them.
 #pragma once
 
 #include <cstdint>
@@ -34,6 +34,12 @@ Json inputItems(const Json& input);
 // echoed as OpenAI echoes them); `id` is "resp_..."; `model` the model as the client named it.
 std::string serializeResponse(const ChatResponse& r, const Json& request, const std::string& id,
                               const std::string& model, int64_t created_at);
+
+// A Response object without output, for a response that has not finished (`status`
+// "queued", "in_progress", "cancelled") or failed before answering ("failed", with `error`
+// {code, message}; null otherwise).
+std::string pendingResponse(const Json& request, const std::string& id, const std::string& model,
+                            int64_t created_at, std::string_view status, const Json& error = {});
 
 // Turns a stream of chat chunks into the Responses events: response.created,
 // response.in_progress; per message output_item.added, content_part.added,

@@ -68,5 +68,8 @@ const Entrance& messagesEntrance();
 // `store` (none: nothing is stored and previous_response_id is unknown).
 class ResponseStore;
 std::unique_ptr<Entrance> makeResponsesEntrance(ResponseStore* store);
+// The Responses entrance's background runs in progress (gateway/responses.cpp).
+class BackgroundRuns;
+std::shared_ptr<BackgroundRuns> makeBackgroundRuns();
 
 }  // namespace gateway

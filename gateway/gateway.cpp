@@ -358,7 +358,7 @@ void Gateway::handle(Exchange ex, std::shared_ptr<Responder> responder) {
       handleChat(ex, responder, openaiEntrance());
     } else if (path == "/v1/responses") {
       if (ex.method != "POST") return methodNotAllowed();
-      handleChat(ex, responder, *responses_entrance_);
+      handleResponses(ex, responder);
     } else if (path.rfind("/v1/responses/", 0) == 0) {
       handleStoredResponse(ex, responder, path);
     } else if (path == "/v1/messages" || path == "/v1/messages/count_tokens") {

@@ -143,6 +143,9 @@ class Gateway {
   routers::CascadeOptions::Escalate escalation(const ChatCall& call,
                                                const std::string& cloud_model);
   void handleFeedback(const Exchange& ex, const std::shared_ptr<Responder>& responder);
+  // POST /v1/responses (responses.cpp): the chat pipeline; with `background: true`, a run whose
+  // outcome goes to the stored response while the client gets it queued.
+  void handleResponses(Exchange& ex, const std::shared_ptr<Responder>& responder);
   // GET / DELETE /v1/responses/{id}, GET .../input_items, POST .../cancel (gateway/responses.cpp).
   void handleStoredResponse(const Exchange& ex, const std::shared_ptr<Responder>& responder,
                             std::string_view path);
@@ -186,6 +189,7 @@ class Gateway {
   // Stored Responses: responses.db beside the ledger, in memory without one.
   std::unique_ptr<ResponseStore> response_store_;
   std::unique_ptr<Entrance> responses_entrance_;
+  std::shared_ptr<BackgroundRuns> background_runs_ = makeBackgroundRuns();  // in progress
   std::unique_ptr<SpendMetrics> spend_metrics_;
   std::unique_ptr<routers::Spender> spender_;  // every call that can spend goes through it
   // confidence_rank and complexity_rank: recent scores per team and local model; kept across

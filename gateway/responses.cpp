@@ -3,12 +3,26 @@
 // responses (gateway/response_store.h): `store` (default true) keeps each finished response for
 // its team; `previous_response_id` prepends the stored conversation (the earlier inputs and
 // outputs, not their instructions); GET / DELETE /v1/responses/{id}, its input_items, and
-// cancel (refused: no response here runs in the background). Errors keep OpenAI's shape.
+// POST .../cancel of a background response. Errors keep OpenAI's shape.
+//
+// Background responses (`background: true`, stored, not streamed): the request is admitted as
+// any other (keys, parsing, policies, rate limits answer the client at once when they refuse);
+// then the client gets the Response with status "queued" while the pipeline runs on with a
+// BackgroundRun in place of the client's connection: the stored row goes in_progress, then
+// completed (or incomplete), failed (with the error the client would have got) or cancelled
+// (POST .../cancel cancels the call, whose budget reservation is settled as for a client that
+// went away). A gateway stopped mid-run leaves the row in_progress.
 #include "api/responses.h"
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <utility>
+#include <vector>
 
 #include "api/openai_json.h"
 #include "gateway/entrance.h"
@@ -84,6 +98,26 @@ api::StatusOr<Continued> continueFrom(api::Json body, const std::string& team,
   return c;
 }
 
+// What is stored of a response beside its Response object: its own input items and, when it
+// continues another, the conversation before them.
+StoredResponse rowFor(const api::Json& request, const std::string& id, const std::string& team,
+                      ResponseStore* store) {
+  StoredResponse row{id, team, unixSeconds(), "", "", ""};
+  row.input = dumpJson(api::inputItems(request.value("input", api::Json())));
+  auto continued = continueFrom(request, team, store);
+  row.conversation = continued.ok() ? dumpJson(continued->conversation) : "[]";
+  return row;
+}
+
+std::string responseIdFor(const std::string& request_id) {
+  return "resp_" + (request_id.rfind("req_", 0) == 0 ? request_id.substr(4) : request_id);
+}
+
+void logNotStored(const std::string& id) {
+  std::fprintf(stderr, "{\"level\":\"error\",\"msg\":\"response not stored\",\"id\":\"%s\"}\n",
+               id.c_str());
+}
+
 class ResponsesWriter : public AnswerWriter {
  public:
   ResponsesWriter(api::Json request, std::string id, std::string model, int64_t created_at,
@@ -114,10 +148,7 @@ class ResponsesWriter : public AnswerWriter {
   void keep(const std::string& response) {
     if (!store_) return;
     row_.response = response;
-    if (api::Status st = store_->put(row_, unixSeconds()); !st.ok()) {
-      std::fprintf(stderr, "{\"level\":\"error\",\"msg\":\"response not stored\",\"id\":\"%s\"}\n",
-                   id_.c_str());
-    }
+    if (api::Status st = store_->put(row_, unixSeconds()); !st.ok()) logNotStored(id_);
   }
 
   api::ResponsesStreamWriter stream_;
@@ -156,22 +187,16 @@ class ResponsesEntrance : public Entrance {
                                           const std::string& team) const override {
     // The body parsed already (parseFor() above), so this cannot fail.
     api::Json request = api::Json::parse(ex.body, nullptr, false);
-    std::string id = ex.request_id;
-    if (id.rfind("req_", 0) == 0) id = id.substr(4);
-    const int64_t now = unixSeconds();
-    StoredResponse row{"resp_" + id, team, now, "", "", ""};
     auto store_field = request.find("store");  // absent or null: stored, as OpenAI does
     const bool store_on = store_field == request.end() || !store_field->is_boolean() ||
                           store_field->get<bool>();
     ResponseStore* store = store_on && !team.empty() ? store_ : nullptr;
-    if (store) {
-      row.input = dumpJson(api::inputItems(request.value("input", api::Json())));
-      auto continued = continueFrom(request, team, store_);
-      row.conversation = continued.ok() ? dumpJson(continued->conversation) : "[]";
-    }
-    std::string response_id = row.id;
-    return std::make_unique<ResponsesWriter>(std::move(request), std::move(response_id), model, now,
-                                             store, std::move(row));
+    std::string response_id = responseIdFor(ex.request_id);
+    StoredResponse row = store ? rowFor(request, response_id, team, store_)
+                               : StoredResponse{response_id, team, unixSeconds(), "", "", ""};
+    const int64_t created_at = row.created_at;
+    return std::make_unique<ResponsesWriter>(std::move(request), std::move(response_id), model,
+                                             created_at, store, std::move(row));
   }
 
  private:
@@ -191,10 +216,184 @@ api::Json inputItemsList(const StoredResponse& s, std::string_view target) {
   return list;
 }
 
+bool isBackground(const api::Json& body) {
+  auto b = body.find("background");
+  return b != body.end() && b->is_boolean() && b->get<bool>();
+}
+
 }  // namespace
 
 std::unique_ptr<Entrance> makeResponsesEntrance(ResponseStore* store) {
   return std::make_unique<ResponsesEntrance>(store);
+}
+
+class BackgroundRun;
+
+// The background runs in progress, by team and response id, for POST .../cancel.
+class BackgroundRuns {
+ public:
+  void add(const std::string& team, const std::string& id, std::weak_ptr<BackgroundRun> run) {
+    std::lock_guard<std::mutex> lock(mu_);
+    runs_[{team, id}] = std::move(run);
+  }
+  void remove(const std::string& team, const std::string& id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    runs_.erase({team, id});
+  }
+  std::shared_ptr<BackgroundRun> find(const std::string& team, const std::string& id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = runs_.find({team, id});
+    return it == runs_.end() ? nullptr : it->second.lock();
+  }
+
+ private:
+  std::mutex mu_;
+  std::map<std::pair<std::string, std::string>, std::weak_ptr<BackgroundRun>> runs_;
+};
+
+// One background response: the Responder the pipeline answers instead of the client. Until
+// detach() it hands every answer to the client (a refusal at admission, or an answer that came
+// before the request was detached); after, it keeps the outcome in the stored row.
+class BackgroundRun : public Responder {
+ public:
+  BackgroundRun(std::shared_ptr<Responder> client, ResponseStore* store, StoredResponse row,
+                api::Json request, std::string model, std::shared_ptr<BackgroundRuns> runs)
+      : client_(std::move(client)),
+        store_(store),
+        row_(std::move(row)),
+        request_(std::move(request)),
+        model_(std::move(model)),
+        runs_(std::move(runs)) {}
+
+  // The request was admitted and handed to the pipeline: the client gets it as queued, unless
+  // it was already answered.
+  void detach() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!answered_) {
+        keepLocked("in_progress", api::Json());
+        detached_ = true;
+      }
+    }
+    if (!detached_) return runs_->remove(row_.team, row_.id);
+    client_->reply(200, pending("queued"), {});
+  }
+
+  // POST .../cancel: the call is cancelled and the row says so; `drop` (DELETE): the row is
+  // not written again. False when the run had ended.
+  bool cancel(bool drop = false) {
+    std::vector<std::function<void()>> gone;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (ended_) return false;
+      cancelled_ = true;
+      if (!drop) keepLocked("cancelled", api::Json());
+      dropped_ = drop;
+      gone.swap(gone_);
+    }
+    for (auto& fn : gone) fn();
+    return true;
+  }
+
+  void reply(int status, std::string body, Headers headers,
+             std::string_view content_type) override {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (!detached_) {
+      answered_ = true;
+      lock.unlock();
+      client_->reply(status, std::move(body), std::move(headers), content_type);
+      return;
+    }
+    ended_ = true;
+    if (cancelled_) {
+      keepLocked("cancelled", api::Json());
+    } else if (status == 200) {
+      row_.response = std::move(body);  // the finished Response object
+      putLocked();
+    } else {
+      api::Json error = api::Json::parse(body, nullptr, false).value("error", api::Json());
+      const std::string code = error.is_object() && error.value("code", api::Json()).is_string()
+                                   ? error["code"].get<std::string>()
+                                   : "server_error";
+      const std::string message =
+          error.is_object() ? error.value("message", std::string()) : std::string();
+      keepLocked("failed", api::Json{{"code", code}, {"message", message}});
+    }
+    lock.unlock();
+    runs_->remove(row_.team, row_.id);
+  }
+  // Background responses are never streamed (refused before they start).
+  void startStream(Headers) override {}
+  void write(std::string) override {}
+  void finish() override { reply(500, "{}", {}, "application/json"); }
+  void onClientGone(std::function<void()> fn) override {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (!cancelled_) {
+      gone_.push_back(std::move(fn));
+      return;
+    }
+    lock.unlock();
+    fn();
+  }
+  size_t pendingBytes() const override { return 0; }
+
+ private:
+  std::string pending(std::string_view status, const api::Json& error = {}) const {
+    return api::pendingResponse(request_, row_.id, model_, row_.created_at, status, error);
+  }
+  void keepLocked(std::string_view status, const api::Json& error) {
+    row_.response = pending(status, error);
+    putLocked();
+  }
+  void putLocked() {
+    if (!dropped_ && !store_->put(row_, unixSeconds()).ok()) logNotStored(row_.id);
+  }
+
+  const std::shared_ptr<Responder> client_;
+  ResponseStore* const store_;
+  StoredResponse row_;
+  const api::Json request_;
+  const std::string model_;
+  const std::shared_ptr<BackgroundRuns> runs_;
+  std::mutex mu_;
+  bool answered_ = false;   // the client was answered before detach()
+  bool detached_ = false;   // the client has the queued response; answers go to the row
+  bool cancelled_ = false;
+  bool ended_ = false;      // the pipeline answered after detach()
+  bool dropped_ = false;    // deleted while it ran: the row stays deleted
+  std::vector<std::function<void()>> gone_;  // the pipeline's cancellation
+};
+
+std::shared_ptr<BackgroundRuns> makeBackgroundRuns() { return std::make_shared<BackgroundRuns>(); }
+
+void Gateway::handleResponses(Exchange& ex, const std::shared_ptr<Responder>& responder) {
+  const api::Json body = api::Json::parse(ex.body, nullptr, false);
+  if (!body.is_object() || !isBackground(body)) {
+    return handleChat(ex, responder, *responses_entrance_);
+  }
+  auto principal = liveState()->auth->authenticate(ex.authorization);
+  if (!principal.ok()) return handleChat(ex, responder, *responses_entrance_);  // its 401
+  auto refuse = [&](const std::string& message, const std::string& param) {
+    replyError(ex, responder, api::invalidRequest(message, param), principal->team, "", "",
+               *responses_entrance_);
+  };
+  if (body.value("stream", api::Json(false)) == api::Json(true)) {
+    return refuse("Background responses are not streamed here; poll GET /v1/responses/{id}.",
+                  "stream");
+  }
+  if (body.value("store", api::Json(true)) == api::Json(false)) {
+    return refuse("Background mode requires store=true.", "store");
+  }
+  const std::string id = responseIdFor(ex.request_id);
+  const std::string model = body.value("model", api::Json("")).is_string()
+                                ? body.value("model", std::string())
+                                : std::string();
+  auto run = std::make_shared<BackgroundRun>(
+      responder, response_store_.get(),
+      rowFor(body, id, principal->team, response_store_.get()), body, model, background_runs_);
+  background_runs_->add(principal->team, id, run);
+  handleChat(ex, run, *responses_entrance_);
+  run->detach();
 }
 
 void Gateway::handleStoredResponse(const Exchange& ex, const std::shared_ptr<Responder>& responder,
@@ -235,16 +434,27 @@ void Gateway::handleStoredResponse(const Exchange& ex, const std::shared_ptr<Res
     return replyError(ex, responder, responseNotFound(id, "response_id"), team, "", "");
   }
   if (action == "cancel") {
-    // Only background responses can be cancelled; every response here ran in the foreground.
-    return replyError(
-        ex, responder,
-        api::Status(api::ErrorCode::kInvalidRequest, "Cannot cancel a synchronous response.", {}),
-        team, "", "");
+    const api::Json response = api::Json::parse((*stored)->response, nullptr, false);
+    if (!response.is_object() || !isBackground(response)) {
+      return replyError(ex, responder,
+                        api::Status(api::ErrorCode::kInvalidRequest,
+                                    "Cannot cancel a synchronous response.", {}),
+                        team, "", "");
+    }
+    // A run in progress is cancelled; a finished one is answered as it stands, as OpenAI does.
+    if (auto run = background_runs_->find(team, id); run && run->cancel()) {
+      stored = response_store_->get(team, id);
+      if (!stored.ok() || !stored->has_value()) {
+        return replyError(ex, responder, responseNotFound(id, "response_id"), team, "", "");
+      }
+    }
+    return responder->reply(200, (*stored)->response, {});
   }
   std::string body;
   if (action == "input_items") {
     body = dumpJson(inputItemsList(**stored, ex.target));
   } else if (method == "DELETE") {
+    if (auto run = background_runs_->find(team, id)) run->cancel(/*drop=*/true);
     auto removed = response_store_->remove(team, id);
     if (!removed.ok()) return replyError(ex, responder, removed.status(), team, "", "");
     body = dumpJson(api::Json{{"id", id}, {"object", "response.deleted"}, {"deleted", true}});

@@ -6,7 +6,9 @@
 // output), GET / DELETE / input_items / cancel, each team seeing its own only.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -299,6 +301,95 @@ TEST_F(ResponsesE2E, StoreFalseKeepsNothing) {
       httpGet(gw_->url() + "/v1/responses/" + final_response["id"].get<std::string>(), auth());
   ASSERT_EQ(got.status, 200) << got.body;
   EXPECT_EQ(got.json(), final_response);
+}
+
+// Polls GET /v1/responses/{id} until its status is no longer queued or in_progress (20 s at
+// most); the last Response object read.
+Json awaitResponse(const std::string& base_url, const std::string& id, const HeaderList& headers) {
+  Json last;
+  for (int i = 0; i < 400; ++i) {
+    HttpResponse got = httpGet(base_url + "/v1/responses/" + id, headers);
+    EXPECT_EQ(got.status, 200) << got.body;
+    last = got.json();
+    const std::string status = last.value("status", "");
+    if (status != "queued" && status != "in_progress") return last;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ADD_FAILURE() << "still running: " << last.dump();
+  return last;
+}
+
+TEST_F(ResponsesE2E, BackgroundResponsesRunOnAndArePolled) {
+  Json body = ask("tiny", "Say hello", 3);
+  body["background"] = true;
+  HttpResponse r = responses(body);
+  ASSERT_EQ(r.status, 200) << r.body;
+  Json queued = r.json();
+  EXPECT_EQ(queued["status"], "queued");
+  EXPECT_EQ(queued["background"], true);
+  EXPECT_TRUE(queued["output"].empty());
+  const std::string id = queued["id"];
+  Json done = awaitResponse(gw_->url(), id, auth());
+  EXPECT_TRUE(done["status"] == "completed" || done["status"] == "incomplete") << done.dump();
+  EXPECT_EQ(done["background"], true);
+  ASSERT_FALSE(done["output"].empty()) << done.dump();
+  EXPECT_EQ(done["usage"]["output_tokens"], 3);
+  EXPECT_EQ(std::get<0>(ledgerRow(r.header("x-request-id"))), "local");
+  // It continues a conversation like any stored response.
+  Json next = ask("tiny", "again", 2);
+  next["previous_response_id"] = id;
+  EXPECT_EQ(responses(next).status, 200);
+
+  // Refusals at admission answer at once, in OpenAI's shape.
+  Json unknown = body;
+  unknown["model"] = "no-such-model";
+  expectError(responses(unknown), 404, "invalid_request_error");
+  Json streamed = body;
+  streamed["stream"] = true;
+  HttpResponse s = responses(streamed);
+  expectError(s, 400, "invalid_request_error");
+  EXPECT_EQ(s.json()["error"]["param"], "stream");
+  Json unstored = body;
+  unstored["store"] = false;
+  HttpResponse u = responses(unstored);
+  expectError(u, 400, "invalid_request_error");
+  EXPECT_EQ(u.json()["error"]["param"], "store");
+  expectError(responses(body, auth("sk-not-a-key")), 401, "authentication_error");
+}
+
+TEST_F(ResponsesE2E, BackgroundResponsesAreCancelledAndFailuresAreKept) {
+  // A slow cloud answer: cancelled while it runs, it stays cancelled; its reservation settles.
+  anthropic_.pushFault(Fault::delay(std::chrono::milliseconds(3000)));
+  Json body = ask("claude", "slow one", 20);
+  body["background"] = true;
+  HttpResponse r = responses(body);
+  ASSERT_EQ(r.status, 200) << r.body;
+  const std::string id = r.json()["id"];
+  const std::string url = gw_->url() + "/v1/responses/" + id;
+  HttpResponse running = httpGet(url, auth());
+  ASSERT_EQ(running.status, 200);
+  EXPECT_EQ(running.json()["status"], "in_progress");
+  HttpClient client;
+  HttpResponse cancelled = client.request("POST", url + "/cancel", auth());
+  ASSERT_EQ(cancelled.status, 200) << cancelled.body;
+  EXPECT_EQ(cancelled.json()["status"], "cancelled");
+  EXPECT_EQ(awaitResponse(gw_->url(), id, auth())["status"], "cancelled");
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(httpGet(url, auth()).json()["status"], "cancelled");
+  EXPECT_EQ(std::get<1>(ledgerRow(r.header("x-request-id"))), "settled");
+  // Cancelling a finished one answers it as it stands.
+  HttpResponse again = client.request("POST", url + "/cancel", auth());
+  ASSERT_EQ(again.status, 200) << again.body;
+  EXPECT_EQ(again.json()["status"], "cancelled");
+
+  // An upstream refusal after the client was answered: the response failed, with the error.
+  anthropic_.pushFault(Fault::error(400, "prompt is too long"));
+  HttpResponse f = responses(body);
+  ASSERT_EQ(f.status, 200) << f.body;
+  Json failed = awaitResponse(gw_->url(), f.json()["id"], auth());
+  EXPECT_EQ(failed["status"], "failed") << failed.dump();
+  EXPECT_NE(failed["error"].value("message", "").find("prompt is too long"), std::string::npos)
+      << failed.dump();
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // The official OpenAI Node SDK's Responses API (responses.create, responses.stream, function
 // calling with the follow-up sent as input items or through previous_response_id,
-// responses.retrieve, responses.inputItems.list, responses.del) against the real `switchyard` binary's
+// responses.retrieve, responses.inputItems.list, responses.del, background responses and
+// responses.cancel) against the real `switchyard` binary's
 // POST /v1/responses, in front of a fake OpenAI chat-completions upstream served with node:http
 // (it answers with a tool call while the conversation has no tool result) and the local engine.
 //
@@ -161,6 +162,25 @@ test('the local engine answers the Responses API too', { timeout: 60_000 }, asyn
   assert.equal(r.status, 'incomplete');
   assert.equal(r.incomplete_details.reason, 'max_output_tokens');
   assert.equal(r.usage.output_tokens, 3);
+});
+
+test('background: create, poll with responses.retrieve, and cancel once finished', { timeout: 30_000 }, async () => {
+  const queued = await client().responses.create({
+    model: 'claude-sonnet-4-5', input: 'in the background', background: true,
+  });
+  assert.equal(queued.status, 'queued');
+  assert.equal(queued.background, true);
+  let done = queued;
+  for (let i = 0; i < 200 && (done.status === 'queued' || done.status === 'in_progress'); ++i) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    done = await client().responses.retrieve(queued.id);
+  }
+  assert.equal(done.status, 'completed');
+  assert.equal(done.output[0].content[0].text, 'echo: in the background');
+  // Cancelling a finished background response answers it as it stands (this SDK version has no
+  // responses.cancel yet: its generic POST).
+  const cancelled = await client().post(`/responses/${queued.id}/cancel`);
+  assert.equal(cancelled.status, 'completed');
 });
 
 test('an unknown previous_response_id is a 404 naming it; a bad key a 401', { timeout: 20_000 }, async () => {
