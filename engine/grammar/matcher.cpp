@@ -753,6 +753,17 @@ int32_t Matcher::contentBudget(const ParseState& state) const {
   return budget;
 }
 
+int32_t Matcher::nativeContentBudget() const {
+  if (state_.ends.size() != 1 || state_.frames.empty()) return -1;
+  const Frame& top = state_.frames.back();
+  const Node& node = grammar_->nodes[top.node];
+  if (node.kind != NodeKind::kString || !node.native || top.phase != kBody || top.sub != kPlain ||
+      top.b != 0) {
+    return -1;
+  }
+  return grammar_->options.max_string_bytes - top.a;
+}
+
 bool Matcher::freeText() const {
   if (state_.ends.size() != 1 || state_.frames.size() != 1) return false;
   const Frame& f = state_.frames[0];
@@ -812,6 +823,16 @@ void Matcher::fillMask(std::span<uint64_t> mask) {
     std::copy(content, content + words, mask.begin());
     const bool roomy = static_cast<size_t>(budget) >= vocab_->maxTokenBytes();
     walk(roomy ? vocab_->stringRests() : vocab_->nonContent(), mask.data());
+  } else if (const int32_t room = nativeContentBudget(); room >= 0) {
+    // Inside a Gemma 4 string, plain content without a '<' (which may open the delimiter) goes
+    // on whatever came before: by mask. Quotes, backslashes, tab, CR, LF, pieces of characters
+    // and '<' are walked.
+    const uint64_t* content = vocab_->contentUpTo(room);
+    const uint64_t* no_lt = vocab_->withoutMarkerStart();
+    const size_t words = std::min(mask.size(), vocab_->maskWords());
+    for (size_t w = 0; w < words; ++w) mask[w] = content[w] & no_lt[w];
+    walk(vocab_->nonContent(), mask.data());
+    walk(vocab_->withMarkerStart(), mask.data());
   } else {
     walk(vocab_->all(), mask.data());
   }

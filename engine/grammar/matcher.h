@@ -150,6 +150,9 @@ class Matcher {
   // The largest remaining byte budget when every thread is inside a free string's plain
   // content; -1 otherwise.
   int32_t contentBudget(const ParseState& state) const;
+  // One thread inside a Gemma 4 string, between characters and no delimiter byte pending: the
+  // bytes of content it may still take; -1 otherwise.
+  int32_t nativeContentBudget() const;
   // One thread, in free text, outside a marker (see VocabIndex::withoutMarkerStart).
   bool freeText() const;
   // Sets the bits of the tokens below node i (reached with `budget` bytes left in a string)

@@ -319,12 +319,48 @@ TEST(GrammarMatcher, MaskAgreesWithEveryTokenCheckedAlone) {
       "{\"a\":\"\xE2",
       R"({"a":"x","n":-1)",
       R"({"a":"x","n":1.5e)",
-      R"({"a":"x","e":"y)",  // keys come in sorted order (api::Json)
+      R"({"a":"x","e":"y)",  // no key order given: keys in sorted order
       R"({"a":"x","n":2,"o":{"k":[1,{"z":")",
   };
   std::vector<uint64_t> mask(vocab->maskWords());
   for (const auto& prefix : prefixes) {
     Matcher m(compileOrDie(schema, o), vocab);
+    ASSERT_TRUE(m.acceptBytes(prefix)) << prefix;
+    m.fillMask(mask);
+    int allowed = 0;
+    for (int32_t id = 0; id < vocab->vocabSize(); ++id) {
+      ASSERT_EQ(bit(mask, id), m.allows(id))
+          << "after " << prefix << ": token " << id << " '" << vocab->bytes(id) << "'";
+      allowed += bit(mask, id);
+    }
+    EXPECT_GT(allowed, 0) << prefix;
+  }
+}
+
+TEST(GrammarMatcher, Gemma4StringMaskAgreesWithEveryTokenCheckedAlone) {
+  SY_REQUIRE_GEMMA_TOKENIZER(tok);
+  auto vocab = gemmaVocabPtr(*tok);
+  GrammarOptions o;
+  o.max_string_bytes = 64;
+  auto g = compileSchema(Json::parse(R"({"type":"object","properties":{"a":{"type":"string"},
+      "n":{"type":"integer"}},"required":["a","n"],"additionalProperties":false})"),
+                         o, "schema", ValueSyntax::kGemma4);
+  ASSERT_TRUE(g.ok()) << g.status().toString();
+  const std::string q = std::string(kGemma4Quote);
+  const std::string long_text(40, 'w');
+  const std::vector<std::string> prefixes = {
+      "{a:" + q,
+      "{a:" + q + "hello",
+      "{a:" + q + "say \"hi\" \\ <b>",
+      "{a:" + q + "hello<",
+      "{a:" + q + "hello<|\"",
+      "{a:" + q + long_text,  // less budget left than the longest token
+      "{a:" + q + long_text + "wwwwwwwwwwwwwwwwwwwwwww",
+      "{a:" + q + "\xE2",
+  };
+  std::vector<uint64_t> mask(vocab->maskWords());
+  for (const auto& prefix : prefixes) {
+    Matcher m(g.value(), vocab);
     ASSERT_TRUE(m.acceptBytes(prefix)) << prefix;
     m.fillMask(mask);
     int allowed = 0;
