@@ -175,7 +175,11 @@ void Gateway::updateEngineMetrics() {
     metrics_.setEnginePreemptions(name, s.preemptions);
     metrics_.setEnginePrefixCache(name, s.prefix_cache_hit_tokens, s.prefix_cache_blocks);
   }
-  if (quality_) metrics_.setQualityDropped(quality_->stats().dropped);
+  if (quality_) {
+    quality::RecorderStats q = quality_->stats();
+    metrics_.setQualityDropped(q.dropped);
+    metrics_.setQualityFailed(q.failed);
+  }
 }
 
 // Feeds the fallback chains' events into the metrics.

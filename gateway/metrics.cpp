@@ -129,6 +129,12 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                           .Help("Quality records dropped because the writer's queue was full")
                           .Register(*registry_)
                           .Add({});
+  quality_failed_ = &prometheus::BuildCounter()
+                         .Name("switchyard_quality_write_failures_total")
+                         .Help("Quality records, judge results and feedback the store did not "
+                               "take (a store error; each is logged)")
+                         .Register(*registry_)
+                         .Add({});
   judge_verdicts_ = &prometheus::BuildCounter()
                          .Name("switchyard_judge_verdicts_total")
                          .Help("LLM judge runs by status (ok, unparsed, error, skipped_budget)")
@@ -257,6 +263,11 @@ void Metrics::setQualityDropped(uint64_t total) {
   // The recorder counts drops itself; the counter follows it (counters only go up).
   double now = static_cast<double>(total);
   if (now > quality_dropped_->Value()) quality_dropped_->Increment(now - quality_dropped_->Value());
+}
+
+void Metrics::setQualityFailed(uint64_t total) {
+  double now = static_cast<double>(total);
+  if (now > quality_failed_->Value()) quality_failed_->Increment(now - quality_failed_->Value());
 }
 
 void Metrics::setEnginePreemptions(const std::string& provider, int64_t total) {

@@ -58,6 +58,9 @@ class Metrics {
   // "recorded", "failed", "skipped_budget"); user feedback received.
   void recordQualityRecord(const std::string& kind);
   void setQualityDropped(uint64_t total);
+  // Items (records, judge results, feedback) the quality store did not take: a store error,
+  // such as a PostgreSQL store that cannot be reached.
+  void setQualityFailed(uint64_t total);
   // Running requests whose KV a local engine reclaimed (they resume by recomputing), since start.
   void setEnginePreemptions(const std::string& provider, int64_t total);
   // Prompt tokens a local engine served from its prefix cache since start, and the KV blocks
@@ -104,6 +107,7 @@ class Metrics {
   prometheus::Family<prometheus::Gauge>* engine_prefix_blocks_;
   prometheus::Family<prometheus::Counter>* quality_records_;
   prometheus::Counter* quality_dropped_;
+  prometheus::Counter* quality_failed_;
   prometheus::Family<prometheus::Counter>* judge_verdicts_;
   prometheus::Family<prometheus::Counter>* shadow_;
   prometheus::Counter* feedback_;
