@@ -148,11 +148,12 @@ int runCalibrate(int argc, char** argv) {
   if (argc >= 2 && (std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h")) {
     std::printf(
         "usage: switchyard-cli calibrate --store FILE [options]\n\n"
-        "Fits, from the quality records, the complexity weights and the confidence and\n"
-        "complexity thresholds that best predict when the cloud answer is better. Every number\n"
-        "printed is measured on held-out records, never on the rows the fit was trained on.\n"
-        "Prints the trade-off table and writes a policies snippet (trigger) and a router\n"
-        "snippet (complexity weights).\n\n"
+        "Fits, from the quality records, the complexity weights, the confidence weights (on\n"
+        "records that carry the confidence features) and the confidence and complexity\n"
+        "thresholds that best predict when the cloud answer is better. Every number printed\n"
+        "is measured on held-out records, never on the rows the fit was trained on. Prints\n"
+        "the trade-off table and writes a policies snippet (trigger) and a router snippet\n"
+        "(complexity and confidence weights).\n\n"
         "  --store FILE               the quality store\n"
         "  --out FILE                 write the YAML snippets here (default: printed)\n"
         "  --team NAME, --since T, --until T   which records\n"

@@ -249,7 +249,12 @@ TEST_F(QualityE2E, EscalationsAndShadowSamplesBecomeJudgedRecords) {
   EXPECT_FALSE(e->local.text.empty());
   EXPECT_NE(e->reason.find("trigger"), std::string::npos);
   ASSERT_TRUE(e->confidence.has_value());
-  EXPECT_EQ(e->confidence_features.size(), 3u);
+  // The six features the score is made of (routers/confidence.h) and the mean entropy.
+  EXPECT_EQ(e->confidence_features.size(), 7u);
+  for (const char* f : {"top1", "margin", "certainty", "top1_tail", "margin_tail",
+                        "certainty_tail", "mean_entropy"}) {
+    EXPECT_TRUE(e->confidenceFeature(f).has_value()) << f;
+  }
   ASSERT_TRUE(e->complexity.has_value());
   EXPECT_TRUE(e->complexityFeature("reasoning").has_value());
   ASSERT_TRUE(e->prompt.is_array());

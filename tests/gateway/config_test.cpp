@@ -384,15 +384,18 @@ TEST(Config, FallbacksNameOtherModels) {
 }
 
 TEST(Config, RouterScoresAreConfigurable) {
-  auto c = parseOk("router:\n  complexity: {reasoning: 5, bias: -2}\n  confidence: {window: 4}\n");
+  auto c = parseOk(
+      "router:\n  complexity: {reasoning: 5, bias: -2}\n  confidence: {tail_fraction: 0.2}\n");
   EXPECT_DOUBLE_EQ(c->complexity.reasoning, 5);
   EXPECT_DOUBLE_EQ(c->complexity.bias, -2);
   EXPECT_DOUBLE_EQ(c->complexity.code, routers::ComplexityWeights().code);
-  EXPECT_EQ(c->confidence.window, 4);
+  EXPECT_EQ(c->confidence.tail_fraction, 0.2);
   EXPECT_TRUE(isConfigError(parseError("router:\n  complexity: {reasoningg: 5}\n"),
                             "t.yaml:2: router.complexity.reasoningg: unknown key"));
-  EXPECT_TRUE(isConfigError(parseError("router:\n  confidence: {window: 0}\n"),
-                            "t.yaml:2: router.confidence.window:"));
+  EXPECT_TRUE(isConfigError(parseError("router:\n  confidence: {tail_fraction: 0}\n"),
+                            "t.yaml:2: router.confidence.tail_fraction:"));
+  EXPECT_TRUE(isConfigError(parseError("router:\n  confidence: {window: 4}\n"),
+                            "t.yaml:2: router.confidence.window: no longer read"));
 }
 
 TEST(Config, RetryCircuitAndVertexSettingsAreChecked) {
