@@ -376,6 +376,23 @@ Status readField(const std::string& key, const Json& v, ChatRequest& req, bool c
   return bad("Extra inputs are not permitted", key);
 }
 
+// False when an assistant turn holds a thinking block without a signature: one another model
+// wrote (the gateway's answers from the local engine or a translated target carry an empty
+// one), which Anthropic would refuse; such a conversation goes to Anthropic translated, its
+// thoughts left out.
+bool signedThoughtsOnly(const Json& messages) {
+  for (const Json& m : messages) {
+    const Json content = m.value("content", Json());
+    if (!content.is_array()) continue;
+    for (const Json& block : content) {
+      if (!block.is_object() || block.value("type", Json()) != "thinking") continue;
+      const Json signature = block.value("signature", Json());
+      if (!signature.is_string() || signature.get_ref<const std::string&>().empty()) return false;
+    }
+  }
+  return true;
+}
+
 StatusOr<ChatRequest> parse(std::string_view body, bool counting) {
   if (Status s = checkJsonBounds(body); !s.ok()) return s;
   const Json j = Json::parse(body, nullptr, /*allow_exceptions=*/false);
@@ -398,7 +415,7 @@ StatusOr<ChatRequest> parse(std::string_view body, bool counting) {
     return bad("At least one message is required", "messages");
   }
   attachSchemaKeyOrders(body, "", "/tools/*/input_schema", req);
-  if (!counting) {
+  if (!counting && signedThoughtsOnly(j["messages"])) {
     req.native_api = std::string(kNativeApi);
     req.native_body = std::make_shared<const std::string>(body);
   }

@@ -98,6 +98,11 @@ api::StatusOr<Continued> continueFrom(api::Json body, const std::string& team,
   return c;
 }
 
+bool isBackground(const api::Json& body) {
+  auto b = body.find("background");
+  return b != body.end() && b->is_boolean() && b->get<bool>();
+}
+
 // What is stored of a response beside its Response object: its own input items and, when it
 // continues another, the conversation before them.
 StoredResponse rowFor(const api::Json& request, const std::string& id, const std::string& team,
@@ -190,7 +195,9 @@ class ResponsesEntrance : public Entrance {
     auto store_field = request.find("store");  // absent or null: stored, as OpenAI does
     const bool store_on = store_field == request.end() || !store_field->is_boolean() ||
                           store_field->get<bool>();
-    ResponseStore* store = store_on && !team.empty() ? store_ : nullptr;
+    // A background response is stored by its run (BackgroundRun), which knows whether it was
+    // cancelled or deleted meanwhile.
+    ResponseStore* store = store_on && !team.empty() && !isBackground(request) ? store_ : nullptr;
     std::string response_id = responseIdFor(ex.request_id);
     StoredResponse row = store ? rowFor(request, response_id, team, store_)
                                : StoredResponse{response_id, team, unixSeconds(), "", "", ""};
@@ -216,11 +223,6 @@ api::Json inputItemsList(const StoredResponse& s, std::string_view target) {
   return list;
 }
 
-bool isBackground(const api::Json& body) {
-  auto b = body.find("background");
-  return b != body.end() && b->is_boolean() && b->get<bool>();
-}
-
 }  // namespace
 
 std::unique_ptr<Entrance> makeResponsesEntrance(ResponseStore* store) {
@@ -229,16 +231,33 @@ std::unique_ptr<Entrance> makeResponsesEntrance(ResponseStore* store) {
 
 class BackgroundRun;
 
-// The background runs in progress, by team and response id, for POST .../cancel.
+// The background runs in progress on this gateway, by team and response id, for POST
+// .../cancel; at most kMaxPerTeam per team.
 class BackgroundRuns {
  public:
-  void add(const std::string& team, const std::string& id, std::weak_ptr<BackgroundRun> run) {
+  static constexpr int kMaxPerTeam = 64;
+
+  // kRateLimited when the team has kMaxPerTeam runs, kInvalidRequest when a run of that id is
+  // in progress (a client's x-request-id used twice).
+  api::Status add(const std::string& team, const std::string& id,
+                  std::weak_ptr<BackgroundRun> run) {
     std::lock_guard<std::mutex> lock(mu_);
+    if (runs_.count({team, id})) {
+      return api::invalidRequest("A background response with id '" + id + "' is in progress.",
+                                 "x-request-id");
+    }
+    if (per_team_[team] >= kMaxPerTeam) {
+      return api::Status(api::ErrorCode::kRateLimited,
+                         "Team '" + team + "' has " + std::to_string(kMaxPerTeam) +
+                             " background responses in progress; wait for one to finish.");
+    }
+    ++per_team_[team];
     runs_[{team, id}] = std::move(run);
+    return {};
   }
   void remove(const std::string& team, const std::string& id) {
     std::lock_guard<std::mutex> lock(mu_);
-    runs_.erase({team, id});
+    if (runs_.erase({team, id}) && --per_team_[team] == 0) per_team_.erase(team);
   }
   std::shared_ptr<BackgroundRun> find(const std::string& team, const std::string& id) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -249,11 +268,14 @@ class BackgroundRuns {
  private:
   std::mutex mu_;
   std::map<std::pair<std::string, std::string>, std::weak_ptr<BackgroundRun>> runs_;
+  std::map<std::string, int> per_team_;
 };
 
 // One background response: the Responder the pipeline answers instead of the client. Until
 // detach() it hands every answer to the client (a refusal at admission, or an answer that came
-// before the request was detached); after, it keeps the outcome in the stored row.
+// before the request was detached; a finished one is stored too); after, it keeps the outcome
+// in the stored row, unless the row was cancelled or deleted meanwhile (here or, with a shared
+// store, through another replica: the row is read before it is replaced).
 class BackgroundRun : public Responder {
  public:
   BackgroundRun(std::shared_ptr<Responder> client, ResponseStore* store, StoredResponse row,
@@ -266,17 +288,19 @@ class BackgroundRun : public Responder {
         runs_(std::move(runs)) {}
 
   // The request was admitted and handed to the pipeline: the client gets it as queued, unless
-  // it was already answered.
+  // it was already answered. The client's connection is not held after that.
   void detach() {
+    std::shared_ptr<Responder> client;
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (!answered_) {
         keepLocked("in_progress", api::Json());
         detached_ = true;
       }
+      client = std::move(client_);
     }
-    if (!detached_) return runs_->remove(row_.team, row_.id);
-    client_->reply(200, pending("queued"), {});
+    if (!client) return runs_->remove(row_.team, row_.id);
+    client->reply(200, pending("queued"), {});
   }
 
   // POST .../cancel: the call is cancelled and the row says so; `drop` (DELETE): the row is
@@ -300,24 +324,25 @@ class BackgroundRun : public Responder {
     std::unique_lock<std::mutex> lock(mu_);
     if (!detached_) {
       answered_ = true;
+      if (status == 200) {
+        row_.response = body;  // answered before it was detached: still a stored response
+        putLocked();
+      }
+      std::shared_ptr<Responder> client = std::move(client_);
       lock.unlock();
-      client_->reply(status, std::move(body), std::move(headers), content_type);
+      if (client) client->reply(status, std::move(body), std::move(headers), content_type);
       return;
     }
     ended_ = true;
     if (cancelled_) {
       keepLocked("cancelled", api::Json());
-    } else if (status == 200) {
-      row_.response = std::move(body);  // the finished Response object
-      putLocked();
-    } else {
-      api::Json error = api::Json::parse(body, nullptr, false).value("error", api::Json());
-      const std::string code = error.is_object() && error.value("code", api::Json()).is_string()
-                                   ? error["code"].get<std::string>()
-                                   : "server_error";
-      const std::string message =
-          error.is_object() ? error.value("message", std::string()) : std::string();
-      keepLocked("failed", api::Json{{"code", code}, {"message", message}});
+    } else if (stillRunningElsewhere()) {
+      if (status == 200) {
+        row_.response = std::move(body);  // the finished Response object
+        putLocked();
+      } else {
+        keepLocked("failed", errorOf(body));
+      }
     }
     lock.unlock();
     runs_->remove(row_.team, row_.id);
@@ -341,6 +366,25 @@ class BackgroundRun : public Responder {
   std::string pending(std::string_view status, const api::Json& error = {}) const {
     return api::pendingResponse(request_, row_.id, model_, row_.created_at, status, error);
   }
+  // {code, message} of an error body in OpenAI's shape (server_error when it is not one).
+  static api::Json errorOf(const std::string& body) {
+    const api::Json j = api::Json::parse(body, nullptr, false);
+    const api::Json e = j.is_object() ? j.value("error", api::Json()) : api::Json();
+    auto text = [&](const char* key, const char* fallback) {
+      return e.is_object() && e.contains(key) && e[key].is_string() ? e[key].get<std::string>()
+                                                                   : std::string(fallback);
+    };
+    return api::Json{{"code", text("code", "server_error")}, {"message", text("message", "")}};
+  }
+  // False when the stored row was deleted or cancelled (through another replica sharing the
+  // store); then the outcome is not written.
+  bool stillRunningElsewhere() {
+    auto stored = store_->get(row_.team, row_.id);
+    if (!stored.ok()) return true;  // write anyway: a store error must not lose the answer
+    if (!stored->has_value()) return false;
+    const api::Json r = api::Json::parse((*stored)->response, nullptr, false);
+    return !r.is_object() || r.value("status", api::Json()) != api::Json("cancelled");
+  }
   void keepLocked(std::string_view status, const api::Json& error) {
     row_.response = pending(status, error);
     putLocked();
@@ -349,7 +393,7 @@ class BackgroundRun : public Responder {
     if (!dropped_ && !store_->put(row_, unixSeconds()).ok()) logNotStored(row_.id);
   }
 
-  const std::shared_ptr<Responder> client_;
+  std::shared_ptr<Responder> client_;  // until detach(): the client's connection
   ResponseStore* const store_;
   StoredResponse row_;
   const api::Json request_;
@@ -384,6 +428,9 @@ void Gateway::handleResponses(Exchange& ex, const std::shared_ptr<Responder>& re
   if (body.value("store", api::Json(true)) == api::Json(false)) {
     return refuse("Background mode requires store=true.", "store");
   }
+  if (principal->team.empty()) {
+    return refuse("Background responses are stored per team; use a team's key.", "background");
+  }
   const std::string id = responseIdFor(ex.request_id);
   const std::string model = body.value("model", api::Json("")).is_string()
                                 ? body.value("model", std::string())
@@ -391,7 +438,9 @@ void Gateway::handleResponses(Exchange& ex, const std::shared_ptr<Responder>& re
   auto run = std::make_shared<BackgroundRun>(
       responder, response_store_.get(),
       rowFor(body, id, principal->team, response_store_.get()), body, model, background_runs_);
-  background_runs_->add(principal->team, id, run);
+  if (api::Status added = background_runs_->add(principal->team, id, run); !added.ok()) {
+    return replyError(ex, responder, added, principal->team, "", "", *responses_entrance_);
+  }
   handleChat(ex, run, *responses_entrance_);
   run->detach();
 }
@@ -442,11 +491,23 @@ void Gateway::handleStoredResponse(const Exchange& ex, const std::shared_ptr<Res
                         team, "", "");
     }
     // A run in progress is cancelled; a finished one is answered as it stands, as OpenAI does.
+    // A run of another replica sharing the store is marked cancelled in its row: that replica
+    // then keeps its outcome out of the row (its call runs to its end).
     if (auto run = background_runs_->find(team, id); run && run->cancel()) {
       stored = response_store_->get(team, id);
       if (!stored.ok() || !stored->has_value()) {
         return replyError(ex, responder, responseNotFound(id, "response_id"), team, "", "");
       }
+    } else if (const api::Json status = response.value("status", api::Json());
+               status == "queued" || status == "in_progress") {
+      api::Json cancelled = response;
+      cancelled["status"] = "cancelled";
+      StoredResponse row = **stored;
+      row.response = dumpJson(cancelled);
+      if (api::Status st = response_store_->put(row, unixSeconds()); !st.ok()) {
+        return replyError(ex, responder, st, team, "", "");
+      }
+      return responder->reply(200, row.response, {});
     }
     return responder->reply(200, (*stored)->response, {});
   }

@@ -358,6 +358,19 @@ TEST(AnthropicMessagesNative, TheBodyGoesWithTheRequest) {
   EXPECT_EQ(r->native_api, kNativeApi);
   ASSERT_TRUE(r->native_body);
   EXPECT_EQ(*r->native_body, body);
+  // A thinking block without a signature (another model's thoughts) would be refused by
+  // Anthropic: such a conversation is translated, not sent as it came.
+  Json turns = Json::parse(body);
+  turns["messages"].push_back(
+      {{"role", "assistant"},
+       {"content", Json::array({{{"type", "thinking"}, {"thinking", "t"}, {"signature", ""}},
+                                {{"type", "text"}, {"text", "a"}}})}});
+  turns["messages"].push_back({{"role", "user"}, {"content", "more"}});
+  auto unsigned_thought = parseMessagesRequest(turns.dump());
+  ASSERT_TRUE(unsigned_thought.ok()) << unsigned_thought.status().toString();
+  EXPECT_FALSE(unsigned_thought->native_body);
+  turns["messages"][1]["content"][0]["signature"] = "sig-1";
+  EXPECT_TRUE(parseMessagesRequest(turns.dump())->native_body);
   // count_tokens bodies are only counted, never sent.
   auto c = parseCountTokensRequest(R"({"model":"m","messages":[{"role":"user","content":"hi"}]})");
   ASSERT_TRUE(c.ok());

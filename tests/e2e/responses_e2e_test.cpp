@@ -382,6 +382,21 @@ TEST_F(ResponsesE2E, BackgroundResponsesAreCancelledAndFailuresAreKept) {
   ASSERT_EQ(again.status, 200) << again.body;
   EXPECT_EQ(again.json()["status"], "cancelled");
 
+  // Deleted while it runs: it stays deleted when its answer comes. A second request with the
+  // id of a run in progress (the client's x-request-id) is refused.
+  anthropic_.pushFault(Fault::delay(std::chrono::milliseconds(1500)));
+  HeaderList with_id = auth();
+  with_id.emplace_back("x-request-id", "req_bg_twice_1");
+  HttpResponse d = post("/v1/responses", body.dump(), with_id);
+  ASSERT_EQ(d.status, 200) << d.body;
+  const std::string deleted_url = gw_->url() + "/v1/responses/" + d.json()["id"].get<std::string>();
+  HttpResponse twice = post("/v1/responses", body.dump(), with_id);
+  expectError(twice, 400, "invalid_request_error");
+  EXPECT_EQ(twice.json()["error"]["param"], "x-request-id");
+  ASSERT_EQ(client.request("DELETE", deleted_url, auth()).status, 200);
+  std::this_thread::sleep_for(std::chrono::milliseconds(2000));
+  expectError(httpGet(deleted_url, auth()), 404, "invalid_request_error");
+
   // An upstream refusal after the client was answered: the response failed, with the error.
   anthropic_.pushFault(Fault::error(400, "prompt is too long"));
   HttpResponse f = responses(body);

@@ -88,10 +88,27 @@ void useParsedRequest(const api::ChatRequest& req) {
 }
 
 // A client's POST /v1/messages body (Anthropic's Messages API), and its count_tokens twin.
+// A parsed Messages body sent natively to an Anthropic target is the same JSON object but for
+// the members the gateway sets (editTopLevelMembers keeps every other byte).
+void checkNativeBody(std::string_view input, const api::ChatRequest& req) {
+  const routers::AnthropicWireConfig config;
+  auto native = routers::nativeAnthropicBody(req, config);
+  SY_FUZZ_CHECK(native.ok(), "a parsed Messages body is sent natively");
+  api::Json sent = api::Json::parse(*native, nullptr, false);
+  api::Json expected = api::Json::parse(input, nullptr, false);
+  SY_FUZZ_CHECK(sent.is_object() && expected.is_object(), "the native body is a JSON object");
+  expected["model"] = req.model;
+  expected["max_tokens"] = req.maxOutputTokens().value_or(config.default_max_tokens);
+  expected.erase("stream");
+  if (req.stream) expected["stream"] = true;
+  SY_FUZZ_CHECK(sent == expected, "the native body keeps every member it does not set");
+}
+
 void runMessagesRequest(std::string_view input) {
   auto req = api::parseMessagesRequest(input);
   if (req.ok()) {
     useParsedRequest(*req);
+    checkNativeBody(input, *req);
   } else {
     SY_FUZZ_CHECK(api::anthropicHttpStatus(req.status()) >= 400, "an error below 400");
     (void)api::serializeAnthropicError(req.status(), "req_1");
@@ -175,8 +192,9 @@ void decodeResponse(const routers::WireFormat& wire, std::string_view body) {
 
 // Feeds an SSE body to the wire format's stream decoder as the cloud provider does: event by
 // event until one fails, then finish() when every event was accepted.
-void decodeStream(const routers::WireFormat& wire, std::string_view body) {
-  std::unique_ptr<routers::StreamDecoder> decoder = wire.newStreamDecoder(wireRequest());
+void decodeStream(const routers::WireFormat& wire, std::string_view body,
+                  const api::ChatRequest& request = wireRequest()) {
+  std::unique_ptr<routers::StreamDecoder> decoder = wire.newStreamDecoder(request);
   api::SseParser sse(size_t{1} << 20);
   std::vector<api::SseEvent> events;
   bool fed = sse.feed(body, events);
@@ -207,7 +225,21 @@ const routers::GeminiWire& geminiWire() {
 void runOpenAIResponse(std::string_view in) { decodeResponse(openaiWire(), in); }
 void runOpenAIStream(std::string_view in) { decodeStream(openaiWire(), in); }
 void runAnthropicResponse(std::string_view in) { decodeResponse(anthropicWire(), in); }
-void runAnthropicStream(std::string_view in) { decodeStream(anthropicWire(), in); }
+// A Messages API request, sent natively: its decoder also hands the events on as they came.
+const api::ChatRequest& nativeMessagesRequest() {
+  static const api::ChatRequest req = [] {
+    auto parsed = api::parseMessagesRequest(R"({"model":"m","max_tokens":64,"stream":true,
+      "messages":[{"role":"user","content":"What time is it?"}]})");
+    SY_FUZZ_CHECK(parsed.ok(), "the fixed Messages request parses");
+    return std::move(parsed).value();
+  }();
+  return req;
+}
+
+void runAnthropicStream(std::string_view in) {
+  decodeStream(anthropicWire(), in);
+  decodeStream(anthropicWire(), in, nativeMessagesRequest());
+}
 void runGeminiResponse(std::string_view in) { decodeResponse(geminiWire(), in); }
 void runGeminiStream(std::string_view in) { decodeStream(geminiWire(), in); }
 
