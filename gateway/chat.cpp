@@ -191,6 +191,13 @@ api::Status Gateway::checkModel(const ChatCall& c) const {
                        "Team '" + c.team + "' may not use the model `" + c.request.model + "`.",
                        "model", "model_not_allowed");
   }
+  const ModelRoute* m = config_->findModel(entry);
+  const policies::Price* price = config_->prices->find(m->provider, m->upstream_model);
+  if (price && price->embedding) {  // priced by input only: an answer would cost nothing
+    return api::Status(api::ErrorCode::kInvalidRequest,
+                       "The model `" + entry + "` is an embedding model; use POST /v1/embeddings.",
+                       "model", "model_not_supported");
+  }
   return api::Status();
 }
 

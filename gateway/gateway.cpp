@@ -51,6 +51,26 @@ std::unique_ptr<routers::WireFormat> makeWireFormat(const ProviderConfig& pc) {
   return std::make_unique<routers::OpenAIWire>(std::move(c));
 }
 
+// The embeddings side of a cloud provider whose API has one: OpenAI-compatible servers and
+// Gemini on AI Studio (Vertex AI embeds through another API; Anthropic has none).
+void addEmbeddingProvider(
+    std::map<std::string, std::unique_ptr<routers::EmbeddingProvider>>& providers,
+    const ProviderConfig& pc, const routers::CloudProviderConfig& cc, routers::HttpClient& http) {
+  std::unique_ptr<routers::EmbeddingWire> wire;
+  if (pc.type == "openai") {
+    wire = routers::makeOpenAIEmbeddingWire({pc.base_url, pc.api_key});
+  } else if (pc.type == "gemini" && pc.vertex_project.empty()) {
+    routers::GeminiWireConfig c;
+    c.base_url = pc.base_url;
+    c.api_key = pc.api_key;
+    wire = routers::makeGeminiEmbeddingWire(std::move(c));
+  }
+  if (wire) {
+    providers[cc.name] =
+        std::make_unique<routers::CloudEmbeddingProvider>(cc, std::move(wire), http);
+  }
+}
+
 std::string_view pathOf(std::string_view target) {
   auto q = target.find('?');
   return q == std::string_view::npos ? target : target.substr(0, q);
@@ -249,8 +269,8 @@ Gateway::Gateway(std::shared_ptr<const Config> config, Metrics& metrics)
     cc.timeouts.first_byte = ms(pc.timeouts.first_byte_s);
     cc.timeouts.idle = ms(pc.timeouts.idle_s);
     cc.timeouts.total = ms(pc.timeouts.total_s);
-    auto provider =
-        std::make_unique<routers::CloudProvider>(std::move(cc), makeWireFormat(pc), *http_);
+    auto provider = std::make_unique<routers::CloudProvider>(cc, makeWireFormat(pc), *http_);
+    if (!pc.isRemoteLocal()) addEmbeddingProvider(embedding_providers_, pc, cc, *http_);
     if (pc.isRemoteLocal()) {
       // An OpenAI-compatible server counted as local: its logprobs feed the cascade.
       routers::RemoteEngineConfig rc;
@@ -368,6 +388,9 @@ void Gateway::handle(Exchange ex, std::shared_ptr<Responder> responder) {
     } else if (path == "/v1/messages" || path == "/v1/messages/count_tokens") {
       if (ex.method != "POST") return methodNotAllowed();
       handleMessages(ex, responder, path);
+    } else if (path == "/v1/embeddings") {
+      if (ex.method != "POST") return methodNotAllowed();
+      handleEmbeddings(ex, responder);
     } else if (path == "/v1/route/explain") {
       if (ex.method != "POST") return methodNotAllowed();
       handleExplain(ex, responder);

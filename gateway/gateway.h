@@ -29,6 +29,7 @@
 #include "routers/cascade.h"
 #include "routers/complexity.h"
 #include "routers/circuit_breaker.h"
+#include "routers/embeddings.h"
 #include "routers/fallback.h"
 #include "routers/http_client.h"
 #include "routers/provider.h"
@@ -170,6 +171,18 @@ class Gateway {
   void handleCountTokens(const Exchange& ex, const std::shared_ptr<Responder>& responder);
   void handleModels(const Exchange& ex, const std::shared_ptr<Responder>& responder,
                     std::string_view model_id);
+  // POST /v1/embeddings (embeddings.cpp): the model's embedding provider and its target.
+  struct EmbeddingRoute {
+    routers::EmbeddingProvider* provider;
+    routers::ChainTarget target;
+  };
+  api::StatusOr<EmbeddingRoute> embeddingRoute(const std::string& model,
+                                               const policies::TeamPolicy& policy) const;
+  void handleEmbeddings(const Exchange& ex, const std::shared_ptr<Responder>& responder);
+  void runEmbedding(const Exchange& ex, const std::shared_ptr<Responder>& responder,
+                    std::shared_ptr<const Live> live, const Principal& principal,
+                    api::EmbeddingRequest request, const EmbeddingRoute& route,
+                    int64_t estimate);
   void replyError(const Exchange& ex, const std::shared_ptr<Responder>& responder,
                   const api::Status& status, const std::string& team, const std::string& model,
                   const std::string& route, const Entrance& entrance = openaiEntrance());
@@ -181,6 +194,8 @@ class Gateway {
   std::unique_ptr<routers::HttpClient> http_;
   std::vector<std::unique_ptr<engine::Engine>> engines_;  // local providers' engines
   std::map<std::string, std::unique_ptr<routers::Provider>> providers_;
+  // Cloud providers whose API has embeddings (OpenAI-compatible, Gemini on AI Studio).
+  std::map<std::string, std::unique_ptr<routers::EmbeddingProvider>> embedding_providers_;
   std::map<std::string, std::unique_ptr<routers::CircuitBreaker>> breakers_;  // cloud providers
   std::unique_ptr<routers::ChainObserver> observer_;
   std::vector<std::unique_ptr<routers::FallbackChain>> chains_;
