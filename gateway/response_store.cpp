@@ -254,9 +254,9 @@ class PgResponseStore final : public ResponseStore {
   api::StatusOr<bool> remove(const std::string& team, const std::string& id) override {
     bool removed = false;
     api::Status st = db_.transact("deleting a response", [&](pqxx::transaction_base& tx) {
-      removed = tx.exec_params("DELETE FROM switchyard.responses WHERE team = $1 AND id = $2",
-                               team, id)
-                    .affected_rows() > 0;
+      removed =
+          tx.exec_params("DELETE FROM switchyard.responses WHERE team = $1 AND id = $2", team, id)
+              .affected_rows() > 0;
       return api::Status();
     });
     if (!st.ok()) return st;

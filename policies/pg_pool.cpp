@@ -63,7 +63,8 @@ PgDatabase::PgDatabase(std::string label, const std::string& url, const PgDataba
 
 api::Status PgDatabase::failure(api::ErrorCode code, const std::string& what,
                                 const std::string& error) const {
-  std::string msg = label_ + " '" + masked_ + "': " + what + ": " + pgWithoutSecret(error, password_);
+  std::string msg =
+      label_ + " '" + masked_ + "': " + what + ": " + pgWithoutSecret(error, password_);
   while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
   return api::Status(code, msg);
 }

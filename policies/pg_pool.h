@@ -123,8 +123,7 @@ class PgDatabase {
   // The Status for an exception thrown by libpqxx while `what` ran (as transact() reports
   // it), for a caller that runs statements inside a transaction of its own.
   api::Status failure(const std::string& what, const std::exception& e) const;
-  api::Status failure(api::ErrorCode code, const std::string& what,
-                      const std::string& error) const;
+  api::Status failure(api::ErrorCode code, const std::string& what, const std::string& error) const;
 
   const std::string& masked() const { return masked_; }  // the URL, password masked
 

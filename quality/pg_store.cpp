@@ -130,7 +130,9 @@ class Row {
     return isNull(c) ? std::string() : pqxx::binarystring(row_[c]).str();
   }
   std::string columnName(int c) const { return isNull(c) ? std::string() : row_[c].c_str(); }
-  int64_t columnInt64(int c) const { return isNull(c) ? 0 : std::strtoll(row_[c].c_str(), nullptr, 10); }
+  int64_t columnInt64(int c) const {
+    return isNull(c) ? 0 : std::strtoll(row_[c].c_str(), nullptr, 10);
+  }
   bool columnBool(int c) const { return !isNull(c) && row_[c].c_str()[0] == 't'; }
   double columnRealExact(int c) const {
     return isNull(c) ? 0 : std::strtod(row_[c].c_str(), nullptr);  // also NaN, Infinity, -0
@@ -176,7 +178,7 @@ class PgQualityStore final : public QualityStore {
   mutable policies::PgDatabase db_;
   std::recursive_mutex write_mu_;
   pqxx::transaction_base* tx_ = nullptr;  // transaction()'s, while its body runs
-  bool tx_failed_ = false;                 // a write inside it failed: it cannot commit
+  bool tx_failed_ = false;                // a write inside it failed: it cannot commit
 };
 
 api::Status PgQualityStore::init() {
@@ -217,8 +219,7 @@ api::Status PgQualityStore::init() {
   return {};
 }
 
-api::Status PgQualityStore::write(const std::string& what,
-                                  const policies::PgDatabase::Body& body) {
+api::Status PgQualityStore::write(const std::string& what, const policies::PgDatabase::Body& body) {
   if (read_only_) return readOnlyError();
   std::lock_guard<std::recursive_mutex> lock(write_mu_);
   if (!tx_) return db_.transact(what, body);
@@ -255,8 +256,8 @@ api::Status PgQualityStore::transaction(const std::function<api::Status()>& body
 
 api::StatusOr<int64_t> PgQualityStore::insert(const QualityRecord& r) {
   static const std::string sql = [] {
-    std::string s = std::string("INSERT INTO switchyard.quality_records(") + kRecordColumns +
-                    ") VALUES(";
+    std::string s =
+        std::string("INSERT INTO switchyard.quality_records(") + kRecordColumns + ") VALUES(";
     for (int i = 1; i <= kRecordColumnCount; ++i) s += (i > 1 ? ", $" : "$") + std::to_string(i);
     return s + ") RETURNING id";
   }();
@@ -274,47 +275,47 @@ api::StatusOr<int64_t> PgQualityStore::insert(const QualityRecord& r) {
 
 api::Status PgQualityStore::setMetrics(int64_t id, const TextMetrics& m) {
   bool found = false;
-  api::Status st = write("writing metrics of record " + std::to_string(id),
-                         [&](pqxx::transaction_base& tx) {
-                           Params p;
-                           p.int64(1, id);
-                           bindMetrics(p, 2, std::optional<TextMetrics>(m));
-                           found = p.exec(tx,
-                                          "UPDATE switchyard.quality_records SET "
-                                          "metrics_exact_match = $2, metrics_token_f1 = $3, "
-                                          "metrics_rouge_l = $4, metrics_length_ratio = $5, "
-                                          "metrics_json_both_parse = $6, "
-                                          "metrics_json_agree = $7 WHERE id = $1")
-                                       .affected_rows() > 0;
-                           return api::Status();
-                         });
+  api::Status st =
+      write("writing metrics of record " + std::to_string(id), [&](pqxx::transaction_base& tx) {
+        Params p;
+        p.int64(1, id);
+        bindMetrics(p, 2, std::optional<TextMetrics>(m));
+        found = p.exec(tx,
+                       "UPDATE switchyard.quality_records SET "
+                       "metrics_exact_match = $2, metrics_token_f1 = $3, "
+                       "metrics_rouge_l = $4, metrics_length_ratio = $5, "
+                       "metrics_json_both_parse = $6, "
+                       "metrics_json_agree = $7 WHERE id = $1")
+                    .affected_rows() > 0;
+        return api::Status();
+      });
   return st.ok() && !found ? notFound(id) : st;
 }
 
 api::Status PgQualityStore::setJudge(int64_t id, const JudgeResult& j) {
   bool found = false;
-  api::Status st = write("writing the judge of record " + std::to_string(id),
-                         [&](pqxx::transaction_base& tx) {
-                           Params p;
-                           p.int64(1, id);
-                           bindJudge(p, 2, std::optional<JudgeResult>(j));
-                           found = p.exec(tx,
-                                          "UPDATE switchyard.quality_records SET "
-                                          "judge_status = $2, judge_model = $3, "
-                                          "judge_delta = $4, judge_agreement = $5, "
-                                          "judge_verdict_ab = $6, judge_verdict_ba = $7, "
-                                          "judge_detail = $8, judge_cost_usd = $9, "
-                                          "judge_unix_ms = $10 WHERE id = $1")
-                                       .affected_rows() > 0;
-                           return api::Status();
-                         });
+  api::Status st =
+      write("writing the judge of record " + std::to_string(id), [&](pqxx::transaction_base& tx) {
+        Params p;
+        p.int64(1, id);
+        bindJudge(p, 2, std::optional<JudgeResult>(j));
+        found = p.exec(tx,
+                       "UPDATE switchyard.quality_records SET "
+                       "judge_status = $2, judge_model = $3, "
+                       "judge_delta = $4, judge_agreement = $5, "
+                       "judge_verdict_ab = $6, judge_verdict_ba = $7, "
+                       "judge_detail = $8, judge_cost_usd = $9, "
+                       "judge_unix_ms = $10 WHERE id = $1")
+                    .affected_rows() > 0;
+        return api::Status();
+      });
   return st.ok() && !found ? notFound(id) : st;
 }
 
 api::Status PgQualityStore::addFeedback(const Feedback& f) {
   bool found = false;
-  api::Status st = write(
-      "writing feedback on request '" + f.request_id + "'", [&](pqxx::transaction_base& tx) {
+  api::Status st =
+      write("writing feedback on request '" + f.request_id + "'", [&](pqxx::transaction_base& tx) {
         Params key;
         key.text(1, f.team);
         key.text(2, f.request_id);
@@ -344,8 +345,8 @@ api::Status PgQualityStore::addFeedback(const Feedback& f) {
         return api::Status();
       });
   if (st.ok() && !found) {
-    return api::Status(api::ErrorCode::kNotFound, "quality store '" + path_ + "': team '" +
-                                                      f.team + "' has no record of request '" +
+    return api::Status(api::ErrorCode::kNotFound, "quality store '" + path_ + "': team '" + f.team +
+                                                      "' has no record of request '" +
                                                       f.request_id + "'");
   }
   return st;
@@ -453,8 +454,7 @@ api::StatusOr<int64_t> PgQualityStore::prune(const Retention& r, int64_t now_ms)
       "LIMIT $2";
   int64_t deleted = 0;
   // Deletes chunks of `victims` until one comes back short (or `budget` records went).
-  auto drain = [&](const std::string& victims, int64_t arg,
-                   int64_t budget) -> api::Status {
+  auto drain = [&](const std::string& victims, int64_t arg, int64_t budget) -> api::Status {
     while (budget > 0) {
       int64_t n = std::min(budget, kPruneChunkRows);
       auto got = deleteChunk(victims, arg, n);
@@ -475,13 +475,12 @@ api::StatusOr<int64_t> PgQualityStore::prune(const Retention& r, int64_t now_ms)
       if (now_ms >= std::numeric_limits<int64_t>::min() + age_ms) cutoff = now_ms - age_ms;
     }
     if (api::Status s = drain(oldest, cutoff, kAll); !s.ok()) return s;
-    if (api::Status s = write("deleting old feedback",
-                              [&](pqxx::transaction_base& tx) {
-                                tx.exec_params(
-                                    "DELETE FROM switchyard.quality_feedback WHERE unix_ms < $1",
-                                    cutoff);
-                                return api::Status();
-                              });
+    if (api::Status s = write(
+            "deleting old feedback",
+            [&](pqxx::transaction_base& tx) {
+              tx.exec_params("DELETE FROM switchyard.quality_feedback WHERE unix_ms < $1", cutoff);
+              return api::Status();
+            });
         !s.ok()) {
       return s;
     }

@@ -188,7 +188,7 @@ api::Status SqliteQualityStore::exec(sqlite3* db, const char* sql, const std::st
 }
 
 api::StatusOr<SqliteQualityStore::Stmt> SqliteQualityStore::prepare(sqlite3* db, const char* sql,
-                                                        bool persistent) const {
+                                                                    bool persistent) const {
   auto s = policies::sqlite::prepare(db, sql, persistent ? SQLITE_PREPARE_PERSISTENT : 0);
   if (!s.ok()) return error(db, "preparing a statement");
   return s;
@@ -362,7 +362,7 @@ api::Status SqliteQualityStore::rolledBackError() const {
 }
 
 api::Status SqliteQualityStore::inTransaction(const std::function<api::Status()>& body,
-                                        const std::string& what, bool outer) {
+                                              const std::string& what, bool outer) {
   sqlite3* db = write_db_.get();
   if (in_transaction_ && !outer) {
     // SQLite rolls a transaction back by itself after some errors (a full disk, I/O errors);
@@ -392,7 +392,7 @@ api::Status SqliteQualityStore::inTransaction(const std::function<api::Status()>
 }
 
 api::Status SqliteQualityStore::write(const std::function<api::Status(sqlite3*)>& body,
-                                const std::string& what) {
+                                      const std::string& what) {
   if (read_only_) return readOnlyError();
   std::lock_guard<std::recursive_mutex> lock(write_mu_);
   return inTransaction([&] { return body(write_db_.get()); }, what, false);

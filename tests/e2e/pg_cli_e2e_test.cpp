@@ -77,9 +77,8 @@ TEST_F(PgCliE2E, ExportReadsTheRecordsOfEveryReplica) {
   // A database without a store is an error that says so, its password never printed.
   std::string masked = url_;
   masked.insert(masked.find("@"), ":s3cret-pw");
-  RunResult none =
-      runCommand(cliBin(), {"export", "sft", "--store", masked.substr(0, masked.rfind('/')) +
-                                                           "/postgres"});
+  RunResult none = runCommand(
+      cliBin(), {"export", "sft", "--store", masked.substr(0, masked.rfind('/')) + "/postgres"});
   EXPECT_EQ(none.status.code, 1) << none.out;
   EXPECT_NE(none.err.find("holds no quality store"), std::string::npos) << none.err;
   EXPECT_EQ(none.err.find("s3cret-pw"), std::string::npos) << none.err;

@@ -49,8 +49,7 @@ TEST(FeedbackLimit, EachOfTwoLiveReplicasAdmitsHalf) {
   if (!sytest::PostgresServer::available(&why)) GTEST_SKIP() << why;
   sytest::PostgresServer* server = sytest::PostgresServer::shared(&why);
   ASSERT_NE(server, nullptr) << why;
-  std::string url =
-      server->createDatabase(sytest::PostgresServer::databaseNameForTest(), &why);
+  std::string url = server->createDatabase(sytest::PostgresServer::databaseNameForTest(), &why);
   ASSERT_FALSE(url.empty()) << why;
   policies::PostgresLedgerOptions o;
   o.heartbeat_interval = std::chrono::milliseconds(100);

@@ -138,8 +138,8 @@ TEST(ResponseStoreTest, AnUnreachableDatabaseIsAnIoErrorWithThePasswordMasked) {
     ASSERT_NE(server, nullptr) << why;
     port = server->port();
   }
-  auto store = ResponseStore::openPostgres("postgresql://app:s3cret-pw@127.0.0.1:" +
-                                           std::to_string(port) + "/ledger");
+  auto store = ResponseStore::openPostgres(
+      "postgresql://app:s3cret-pw@127.0.0.1:" + std::to_string(port) + "/ledger");
   ASSERT_FALSE(store.ok());
   EXPECT_EQ(store.status().code(), api::ErrorCode::kIo);
   EXPECT_NE(store.status().message().find("response store 'postgresql://app:***@"),

@@ -180,9 +180,9 @@ TEST(PgQualityStore, AnUnreachableDatabaseIsAnIoErrorWithThePasswordMasked) {
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.status().code(), api::ErrorCode::kIo);
   const std::string& msg = s.status().message();
-  EXPECT_NE(msg.find("quality store 'postgresql://app:***@127.0.0.1:" + std::to_string(port) +
-                     "/q'"),
-            std::string::npos)
+  EXPECT_NE(
+      msg.find("quality store 'postgresql://app:***@127.0.0.1:" + std::to_string(port) + "/q'"),
+      std::string::npos)
       << msg;
   EXPECT_EQ(msg.find("s3cret"), std::string::npos) << msg;
 }

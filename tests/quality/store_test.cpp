@@ -229,7 +229,6 @@ std::vector<std::string> requestIds(const std::vector<QualityRecord>& rs) {
   return out;
 }
 
-
 // ---- The contract, on both stores: a SQLite file, and a fresh database on the test binary's
 // private PostgreSQL server (tests/support/postgres.h).
 
@@ -555,12 +554,15 @@ TEST_P(QualityStoreBackends, PruneByAgeDropsOldRecordsAndFeedback) {
   // Feedback without a record, as older versions stored it: goes at any age.
   store.reset();
   if (postgres()) {
-    pgExec("INSERT INTO switchyard.quality_feedback(team, request_id, score, comment, unix_ms) "
-           "VALUES ('acme'::bytea, 'orphan'::bytea, 1, ''::bytea, " + std::to_string(now) + ")");
+    pgExec(
+        "INSERT INTO switchyard.quality_feedback(team, request_id, score, comment, unix_ms) "
+        "VALUES ('acme'::bytea, 'orphan'::bytea, 1, ''::bytea, " +
+        std::to_string(now) + ")");
   } else {
     rawExec(location(),
             "INSERT INTO feedback(team, request_id, score, comment, unix_ms) VALUES "
-            "('acme', 'orphan', 1, '', " + std::to_string(now) + ")");
+            "('acme', 'orphan', 1, '', " +
+                std::to_string(now) + ")");
   }
   store = open();
   ASSERT_NE(store, nullptr);
