@@ -18,7 +18,7 @@ jobs=${SY_FUZZ_JOBS:-$(nproc)}
 seed=${SY_FUZZ_SEED:-}
 if [[ -z "$seed" && "${CI:-}" == "true" ]]; then seed=1; fi
 build_dir=build-fuzz
-all_targets=(chat_request messages_request responses_request sse openai_response openai_stream
+all_targets=(chat_request messages_request responses_request embeddings_request sse openai_response openai_stream
              anthropic_response anthropic_stream gemini_response gemini_stream switchyard_yaml policies_yaml trigger safetensors
              model_config tokenizer tokenizer_json chat_template response_format)
 targets=("$@")
@@ -26,7 +26,7 @@ if ((${#targets[@]} == 0)); then targets=("${all_targets[@]}"); fi
 
 dict_for() {
   case "$1" in
-    chat_request | responses_request | openai_* | model_config) echo tests/fuzz/dict/json.dict ;;
+    chat_request | responses_request | embeddings_request | openai_* | model_config) echo tests/fuzz/dict/json.dict ;;
     messages_request) echo tests/fuzz/dict/anthropic.dict ;;
     response_format) echo tests/fuzz/dict/schema.dict ;;
     anthropic_*) echo tests/fuzz/dict/anthropic.dict ;;

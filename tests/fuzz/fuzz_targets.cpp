@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "api/anthropic_messages.h"
+#include "api/embeddings.h"
 #include "api/openai_json.h"
 #include "api/responses.h"
 #include "api/sse.h"
@@ -128,6 +129,33 @@ void runResponsesRequest(std::string_view input) {
   useParsedRequest(*req);
   api::Json body = api::Json::parse(input, nullptr, false);
   if (body.is_object() && body.contains("input")) (void)api::inputItems(body["input"]);
+}
+
+// A POST /v1/embeddings body. A valid one goes upstream and back unchanged (the body sent to an
+// OpenAI-compatible server reads as the same request), and a vector made from its inputs
+// survives base64. Any input is also read as an upstream's embeddings answer.
+void runEmbeddingsRequest(std::string_view input) {
+  (void)api::parseEmbeddingResponse(input, 2);
+  auto req = api::parseEmbeddingRequest(input);
+  if (!req.ok()) {
+    SY_FUZZ_CHECK(req.status().code() != api::ErrorCode::kInternal,
+                  req.status().toString().c_str());
+    return;
+  }
+  SY_FUZZ_CHECK(!req->inputs.empty() && req->inputs.size() <= api::kMaxEmbeddingInputs,
+                "input count out of bounds");
+  api::Json up = api::embeddingRequestToJson(*req);
+  up.erase("encoding_format");
+  auto again = api::parseEmbeddingRequest(
+      up.dump(-1, ' ', false, api::Json::error_handler_t::replace));
+  SY_FUZZ_CHECK(again.ok(), again.status().toString().c_str());
+  SY_FUZZ_CHECK(again->inputs.size() == req->inputs.size(), "the upstream body lost inputs");
+  std::vector<float> v;
+  for (const api::EmbeddingInput& in : req->inputs) {
+    v.push_back(static_cast<float>(in.is_tokens ? in.tokens.size() : in.text.size()));
+  }
+  auto back = api::floatsFromBase64(api::base64Floats(v));
+  SY_FUZZ_CHECK(back.ok() && *back == v, "base64 does not round-trip");
 }
 
 bool sameEvents(const std::vector<api::SseEvent>& a, const std::vector<api::SseEvent>& b) {
@@ -660,6 +688,7 @@ const std::vector<Target>& targets() {
       {"chat_request", nullptr, runChatRequest},
       {"messages_request", nullptr, runMessagesRequest},
       {"responses_request", nullptr, runResponsesRequest},
+      {"embeddings_request", nullptr, runEmbeddingsRequest},
       {"sse", nullptr, runSse},
       {"openai_response", nullptr, runOpenAIResponse},
       {"openai_stream", nullptr, runOpenAIStream},
