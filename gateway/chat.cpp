@@ -406,6 +406,15 @@ void Gateway::dispatchCascade(ChatCall& c, const routers::RoutePlan& plan,
   options.on_draft_compute = [account = c.account](double compute_s) {
     account->addDraftCompute(compute_s);
   };
+  if (routing.draft == policies::RoutingPolicy::Draft::kComplete) {
+    // The draft finishes in the background within the team's hourly engine-time cap.
+    options.complete_draft = [this, team = c.team, cap = routing.draft_gpu_seconds_per_hour] {
+      return draft_cap_.allows(team, cap, routers::Clock::now());
+    };
+    options.on_background_draft = [this, team = c.team](double compute_s) {
+      draft_cap_.spend(team, compute_s, routers::Clock::now());
+    };
+  }
   // The gate and the reservation read the ledger: never on the engine's thread.
   options.post = [this](std::function<void()> fn) {
     if (timer_->after(std::chrono::nanoseconds(0), fn) == 0) fn();  // shut down: run here

@@ -220,6 +220,7 @@ class Gateway {
   std::map<std::string, std::shared_ptr<const engine::ChatTemplate>> chat_templates_;
   std::mutex shadow_mu_;
   std::mt19937_64 shadow_rng_{std::random_device{}()};
+  routers::DraftTimeCap draft_cap_;  // background cascade drafts' engine time, per team
   std::function<bool()> draining_;
   int64_t started_unix_ = 0;
 };

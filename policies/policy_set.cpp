@@ -186,7 +186,7 @@ api::Status parseRank(const YamlReader& r, RankPolicy* p) {
 api::Status parseRouting(const YamlReader& r, RoutingPolicy* p) {
   POLICY_TRY(r.checkNoUnknownKeys({"mode", "local_model", "cloud_models", "trigger", "hold_tokens",
                                    "min_tokens", "local_latency_budget_ms", "shadow_rate",
-                                   "rank"}));
+                                   "rank", "draft", "draft_gpu_seconds_per_hour"}));
   std::string mode(modeName(p->mode));
   POLICY_TRY(r.readChoice("mode", &mode, {"cascade", "local_only", "cloud_only", "cloud_first"}));
   for (RoutingMode m : {RoutingMode::kCascade, RoutingMode::kLocalOnly, RoutingMode::kCloudOnly,
@@ -206,6 +206,11 @@ api::Status parseRouting(const YamlReader& r, RoutingPolicy* p) {
   POLICY_TRY(r.readInt("min_tokens", &p->min_tokens, 1, 4096));
   POLICY_TRY(r.readInt("local_latency_budget_ms", &p->local_latency_budget_ms, 0, 3'600'000));
   POLICY_TRY(parseRank(r.section("rank"), &p->rank));
+  std::string draft = p->draft == RoutingPolicy::Draft::kCut ? "cut" : "complete";
+  POLICY_TRY(r.readChoice("draft", &draft, {"complete", "cut"}));
+  p->draft = draft == "cut" ? RoutingPolicy::Draft::kCut : RoutingPolicy::Draft::kComplete;
+  POLICY_TRY(r.readDouble("draft_gpu_seconds_per_hour", &p->draft_gpu_seconds_per_hour,
+                          NumberRange::atLeast(0, 3600)));
   return r.readDouble("shadow_rate", &p->shadow_rate, NumberRange::atLeast(0, 1));
 }
 

@@ -92,7 +92,16 @@ struct RoutingPolicy {
   // Spill to the cloud when the local queue's expected wait exceeds this (and the budget
   // allows); 0 disables spilling.
   int64_t local_latency_budget_ms = 2000;
-  double shadow_rate = 0.0;  // [0, 1]: fraction of local answers also sent to the cloud
+  // [0, 1]: fraction of local answers also sent to the cloud, so that the quality records
+  // are not only the cascade's escalations (records carry it as their sampling probability).
+  double shadow_rate = 0.02;
+  // After an escalation, the local draft is kComplete: finished in the background (the client
+  // gets the cloud's answer at once), so that the recorded pair compares two whole answers; or
+  // kCut: cancelled at the cloud's first byte. Complete drafts are capped per team at
+  // draft_gpu_seconds_per_hour of engine time in the last hour; over it, drafts are cut.
+  enum class Draft { kComplete, kCut };
+  Draft draft = Draft::kComplete;
+  double draft_gpu_seconds_per_hour = 60;  // [0, 3600]; 0 cuts every draft
   RankPolicy rank;
 };
 

@@ -89,7 +89,9 @@ class CascadeCall : public ProviderCall, public std::enable_shared_from_this<Cas
     bool forward = false, decide_now = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (phase_ == Phase::kDone || (phase_ == Phase::kEscalated && !hedging_)) return;
+      if (!background_ && (phase_ == Phase::kDone || (phase_ == Phase::kEscalated && !hedging_))) {
+        return;
+      }
       for (const auto& c : chunk.choices) {
         if (c.delta.content) {
           draft_ += *c.delta.content;
@@ -103,7 +105,7 @@ class CascadeCall : public ProviderCall, public std::enable_shared_from_this<Cas
         chunk_created_ = chunk.created;
         chunk_model_ = chunk.model;
       }
-      if (!request_.stream) return;  // assembled at the end
+      if (!request_.stream || background_) return;  // assembled at the end; or only recorded
       if (phase_ == Phase::kLocal) {
         forward = true;
       } else {
@@ -134,6 +136,11 @@ class CascadeCall : public ProviderCall, public std::enable_shared_from_this<Cas
     std::unique_lock<std::mutex> lock(mu_);
     if (!local_end_) local_end_ = Clock::now();
     local_ended_ = true;
+    if (background_) {
+      lock.unlock();
+      endBackground(std::move(result));
+      return;
+    }
     if (phase_ == Phase::kDone) {
       // The cloud's answer waited for this draft's end (its engine time): it ends now.
       if (!cloud_result_) return;
@@ -205,6 +212,38 @@ class CascadeCall : public ProviderCall, public std::enable_shared_from_this<Cas
       r.choices = {std::move(choice)};
     }
     local_result_ = std::move(r);
+  }
+
+  // A draft that went on in the background ended: its engine time goes to the team's cap, and
+  // if the client's answer is out already, the pair is complete now (otherwise onCloudFinish
+  // records it, with the draft costed in the request's account).
+  void endBackground(api::StatusOr<api::ChatResponse> result) {
+    std::optional<api::ChatResponse> cloud;
+    double compute_s;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (result.ok()) {
+        keepLocalResult(*result);
+        local_done_ = true;
+      }
+      local_call_.reset();
+      compute_s = draft_compute_s_;
+      if (phase_ == Phase::kDone) cloud.swap(pending_cloud_);
+    }
+    if (options_.on_background_draft) options_.on_background_draft(compute_s);
+    if (cloud) recordPair(*cloud);
+  }
+
+  // Under mu_, when the cloud answers while the hedge runs: the draft goes on in the
+  // background (true), or is to be cut (false: the caller cancels it).
+  bool keepDraftLocked() {
+    hedging_ = false;
+    if (!cancelled_ && options_.complete_draft && options_.complete_draft()) {
+      background_ = true;
+      return true;
+    }
+    if (!local_end_) local_end_ = Clock::now();
+    return false;
   }
 
   // ---- decisions ------------------------------------------------------------------------------
@@ -332,11 +371,8 @@ class CascadeCall : public ProviderCall, public std::enable_shared_from_this<Cas
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (phase_ == Phase::kDone) return;
-      if (hedging_) {
-        hedging_ = false;  // the cloud answers: the local hedge is no longer needed
-        stop_local = local_call_;
-        if (!local_end_) local_end_ = Clock::now();
-      }
+      // The cloud answers: the local hedge is no longer needed, as an answer.
+      if (hedging_ && !keepDraftLocked()) stop_local = local_call_;
       for (const auto& c : chunk.choices) {
         if (c.delta.content) cloud_text_ += *c.delta.content;
         if (c.finish_reason) cloud_finish_reason_ = *c.finish_reason;
@@ -349,7 +385,7 @@ class CascadeCall : public ProviderCall, public std::enable_shared_from_this<Cas
 
   void onCloudFinish(api::StatusOr<api::ChatResponse> result) {
     std::shared_ptr<ProviderCall> stop_local;
-    bool use_local = false;
+    bool use_local = false, waiting_draft = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (phase_ == Phase::kDone) return;
@@ -363,11 +399,14 @@ class CascadeCall : public ProviderCall, public std::enable_shared_from_this<Cas
           return;
         }
       }
-      if (hedging_) {
+      if (hedging_ && !(result.ok() && keepDraftLocked())) {
         hedging_ = false;
         stop_local = local_call_;
       }
+      // A failed cloud after output: nothing to compare the draft with.
+      if (background_ && !local_ended_ && !result.ok()) stop_local = local_call_;
       phase_ = Phase::kDone;
+      cloud_end_ = Clock::now();
     }
     if (stop_local) stop_local->cancel();
     if (use_local) {
@@ -377,10 +416,20 @@ class CascadeCall : public ProviderCall, public std::enable_shared_from_this<Cas
     announceCloud();
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (!local_ended_) {  // a cut draft: onLocalFinish ends the request with its cost
-        cloud_result_ = std::move(result);
+      if (!local_ended_ && !background_) {  // a cut draft: onLocalFinish ends the request
+        cloud_result_ = std::move(result);  // with its cost
         return;
       }
+      if (!local_ended_) {
+        // A background draft: the client's answer does not wait; endBackground records the
+        // pair when the draft ends.
+        if (result.ok()) pending_cloud_ = *result;
+        waiting_draft = true;
+      }
+    }
+    if (waiting_draft) {
+      end(std::move(result));
+      return;
     }
     endEscalated(std::move(result));
   }
@@ -426,6 +475,7 @@ class CascadeCall : public ProviderCall, public std::enable_shared_from_this<Cas
       }
       pair.local_text = draft_;
       pair.local_complete = local_finished_ || local_done_;
+      pair.local_background = background_;
       pair.confidence = monitor_.score();
       pair.confidence_features = monitor_.features();
       pair.local_tokens = monitor_.tokens();
@@ -441,7 +491,7 @@ class CascadeCall : public ProviderCall, public std::enable_shared_from_this<Cas
       pair.cloud_route_info = cloud_route_;
       pair.cloud_finish_reason = cloud_finish_reason_;
       pair.cloud_usage = response.usage;
-      pair.cloud_latency_ms = ms(now - escalated_at_);
+      pair.cloud_latency_ms = ms(cloud_end_.value_or(now) - escalated_at_);
     }
     pair.reason = reason_;
     options_.on_pair(pair);
@@ -466,7 +516,7 @@ class CascadeCall : public ProviderCall, public std::enable_shared_from_this<Cas
     {
       std::lock_guard<std::mutex> lock(mu_);
       phase_ = Phase::kDone;
-      local_call_.reset();
+      if (!background_ || local_ended_) local_call_.reset();  // a cancel still reaches the draft
       cloud_call_.reset();
     }
     out_->onFinish(std::move(result));
@@ -530,6 +580,9 @@ class CascadeCall : public ProviderCall, public std::enable_shared_from_this<Cas
   double draft_compute_s_ = 0;   // the local side's engine time (onEngineTime)
   // The cloud's end, held until a cut draft has ended and reported its engine time.
   std::optional<api::StatusOr<api::ChatResponse>> cloud_result_;
+  bool background_ = false;  // the draft goes on after the cloud answered (complete_draft)
+  std::optional<api::ChatResponse> pending_cloud_;  // answered; the pair awaits the draft
+  std::optional<Clock::time_point> cloud_end_;      // the cloud's answer ended
   std::string reason_;           // why it escalated (written before the cloud starts)
   std::string escalation_note_;  // why it did not, when it wanted to
   bool escalation_tried_ = false;  // escalate() was called once: never again for this request
@@ -540,6 +593,52 @@ class CascadeCall : public ProviderCall, public std::enable_shared_from_this<Cas
 };
 
 }  // namespace
+
+namespace {
+int64_t minuteOf(Clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::minutes>(t.time_since_epoch()).count();
+}
+}  // namespace
+
+double DraftTimeCap::sumLocked(const Window& w, int64_t now_minute) const {
+  double sum = 0;
+  for (size_t i = 0; i < w.minute.size(); ++i) {
+    if (w.minute[i] > now_minute - 60 && w.minute[i] <= now_minute) sum += w.seconds[i];
+  }
+  return sum;
+}
+
+bool DraftTimeCap::allows(const std::string& team, double cap_s, Clock::time_point now) {
+  if (cap_s <= 0) return false;
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = teams_.find(team);
+  if (it == teams_.end()) return teams_.size() < kMaxTeams;
+  return sumLocked(it->second, minuteOf(now)) < cap_s;
+}
+
+void DraftTimeCap::spend(const std::string& team, double compute_s, Clock::time_point now) {
+  if (!(compute_s > 0)) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = teams_.find(team);
+  if (it == teams_.end()) {
+    if (teams_.size() >= kMaxTeams) return;
+    it = teams_.emplace(team, Window{}).first;
+  }
+  const int64_t m = minuteOf(now);
+  Window& w = it->second;
+  const size_t i = static_cast<size_t>(((m % 60) + 60) % 60);
+  if (w.minute[i] != m) {
+    w.minute[i] = m;
+    w.seconds[i] = 0;
+  }
+  w.seconds[i] += compute_s;
+}
+
+double DraftTimeCap::spentLastHour(const std::string& team, Clock::time_point now) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = teams_.find(team);
+  return it == teams_.end() ? 0 : sumLocked(it->second, minuteOf(now));
+}
 
 std::shared_ptr<ProviderCall> startCascade(Provider& local, const api::ChatRequest& request,
                                            std::shared_ptr<ChatSink> sink, Deadline deadline,

@@ -16,14 +16,28 @@
 //
 // When the cascade escalates after a local draft, both answers exist: `on_pair` hands them to
 // the quality recorder, and `on_draft_compute` the draft's engine time to the request's
-// account. A draft cut short by the cloud's first byte reports its engine time when it ends
-// (at the engine's next step), so the escalated request ends only after its draft has. The
-// gateway supplies how to reach the cloud (`escalate`, which reserves budget and may refuse)
-// and how to judge (`decide`, the team's trigger).
+// account. A draft still running when the cloud answers is either cut or completed:
+//
+//   - cut (`complete_draft` unset or false): cancelled at the cloud's first byte. It reports
+//     its engine time when it ends (at the engine's next step), so the escalated request ends
+//     only after its draft has, and the pair holds the draft as far as it got;
+//   - completed (`complete_draft` true): it goes on in the background, its tokens no longer
+//     reaching the client, so that the pair compares two whole answers. The client's answer
+//     never waits for it: a draft that ends before the cloud's answer is costed in the
+//     request's account (`on_draft_compute`) as a cut one is; one that ends after it is
+//     reported to `on_background_draft` and in the pair (local_compute_s, local_usage) only,
+//     the request's account being settled by then. `on_pair` comes when both have ended. A
+//     cancel of the call (the client went away) cancels the background draft too.
+//
+// The gateway supplies how to reach the cloud (`escalate`, which reserves budget and may
+// refuse) and how to judge (`decide`, the team's trigger).
 #pragma once
 
+#include <array>
 #include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 
@@ -42,6 +56,7 @@ enum class Verdict {
 struct CascadePair {
   std::string local_text;      // the draft as far as it got
   bool local_complete = false; // the draft ran to its end (false: cut short by escalation)
+  bool local_background = false;  // the draft went on after the cloud answered
   std::optional<double> confidence;
   ConfidenceMonitor::Features confidence_features;
   int local_tokens = 0;
@@ -86,6 +101,37 @@ struct CascadeOptions {
   // onFinish: the draft's engine time (seconds, ChatSink::onEngineTime), which the answer's
   // usage does not hold, so that the request's ledger row costs it.
   std::function<void(double compute_s)> on_draft_compute;
+  // Asked once, when the cloud answers while the local draft is still running: true lets the
+  // draft finish in the background (see above), false or unset cuts it. Called under the
+  // cascade's lock: must not block (the gateway asks the team's draft mode and DraftTimeCap).
+  std::function<bool()> complete_draft;
+  // Called once when a draft that went on in the background ends (complete, failed or
+  // cancelled), with its engine time in seconds: what the team's cap counts. From the local
+  // side's thread; must not block.
+  std::function<void(double compute_s)> on_background_draft;
+};
+
+// The engine time that background drafts spent per team over the last hour, against each
+// team's cap (routing.draft_gpu_seconds_per_hour). Thread-safe and bounded: one-minute
+// buckets, 60 per team, for at most kMaxTeams teams (teams come from the policies; past the
+// bound, a team not yet tracked is refused, and its drafts are cut). A draft is charged when
+// it ends, so drafts running at once may overshoot the cap by their own time.
+class DraftTimeCap {
+ public:
+  static constexpr size_t kMaxTeams = 4096;
+  // Whether `team` spent less than `cap_s` in the hour before `now` (cap 0: never).
+  bool allows(const std::string& team, double cap_s, Clock::time_point now);
+  void spend(const std::string& team, double compute_s, Clock::time_point now);
+  double spentLastHour(const std::string& team, Clock::time_point now);
+
+ private:
+  struct Window {
+    std::array<int64_t, 60> minute{};  // the minute each bucket holds (since the clock's epoch)
+    std::array<double, 60> seconds{};
+  };
+  double sumLocked(const Window& w, int64_t now_minute) const;
+  std::mutex mu_;
+  std::map<std::string, Window> teams_;
 };
 
 // Runs `request` through the cascade on `local` (a provider or a fallback chain ending in the

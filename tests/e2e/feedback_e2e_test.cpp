@@ -58,6 +58,7 @@ class FeedbackE2E : public ::testing::Test {
       << "    hold_tokens: 4\n"
       << "    min_tokens: 2\n"
       << "    local_latency_budget_ms: 0\n"
+      << "    shadow_rate: 0\n"  // only the escalations are recorded
       << "teams:\n";
     for (const char* t : {"ants", "bees"}) {
       p << "  " << t << ":\n    keys: [{id: k-" << t << ", sha256: " << hashKey(keyOf(t))

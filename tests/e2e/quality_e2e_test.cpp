@@ -132,6 +132,7 @@ class QualityE2E : public ::testing::Test {
       << "    hold_tokens: 4\n"
       << "    min_tokens: 2\n"
       << "    local_latency_budget_ms: 0\n"
+      << "    shadow_rate: 0\n"  // only the escalations are recorded
       << "teams:\n"
       << "  cascade:\n" << keys("cascade")
       << "  shadowy:\n" << keys("shadowy")

@@ -57,7 +57,9 @@ TEST(PolicySet, ParsesTheShippedFile) {
   EXPECT_EQ(local->routing.hold_tokens, 16);
   EXPECT_EQ(local->routing.min_tokens, 8);
   EXPECT_EQ(local->routing.local_latency_budget_ms, 2000);
-  EXPECT_EQ(local->routing.shadow_rate, 0.0);
+  EXPECT_EQ(local->routing.shadow_rate, 0.02);
+  EXPECT_EQ(local->routing.draft, RoutingPolicy::Draft::kComplete);
+  EXPECT_EQ(local->routing.draft_gpu_seconds_per_hour, 60);
   EXPECT_FALSE(local->redact_prompts);
   EXPECT_EQ(p.alerts().webhook_url, "");
   EXPECT_EQ(p.alerts().webhook_retries, 3);
@@ -353,6 +355,22 @@ TEST(PolicySetErrors, RejectsABadRankWindow) {
   EXPECT_EQ(parseError("teams:\n  t:\n    routing:\n      rank: {window: 20}\n"),
             "p.yaml:4: teams.t.routing.rank.window: warmup (50) exceeds window (20): the rank "
             "would never be known");
+}
+
+TEST(PolicySet, DraftModeIsInheritedAndStrict) {
+  auto set = parseOk(
+      "defaults:\n  routing: {draft: cut, draft_gpu_seconds_per_hour: 120}\n"
+      "teams:\n  a: {}\n  b:\n    routing: {draft: complete}\n");
+  EXPECT_EQ(set->team("a")->routing.draft, RoutingPolicy::Draft::kCut);
+  EXPECT_EQ(set->team("a")->routing.draft_gpu_seconds_per_hour, 120);
+  EXPECT_EQ(set->team("b")->routing.draft, RoutingPolicy::Draft::kComplete);
+  EXPECT_EQ(set->team("b")->routing.draft_gpu_seconds_per_hour, 120);
+  EXPECT_EQ(RoutingPolicy().draft, RoutingPolicy::Draft::kComplete);  // built-in
+  EXPECT_EQ(RoutingPolicy().shadow_rate, 0.02);
+  EXPECT_EQ(parseError("defaults:\n  routing: {draft: partial}\n"),
+            "p.yaml:2: defaults.routing.draft: must be one of 'complete', 'cut', got 'partial'");
+  EXPECT_EQ(parseError("teams:\n  a:\n    routing: {draft_gpu_seconds_per_hour: 4000}\n"),
+            "p.yaml:3: teams.a.routing.draft_gpu_seconds_per_hour: must be <= 3600, got 4000");
 }
 
 TEST(PolicySetErrors, RejectsOutOfRangeNumbers) {

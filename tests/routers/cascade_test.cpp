@@ -38,6 +38,10 @@ class ScriptedLocal : public routers::Provider {
       std::string text;
       for (size_t i = 0; i < words_.size(); ++i) {
         std::this_thread::sleep_for(2ms);
+        while (static_cast<int>(i) == hold_at_ && !released_ && !call->cancelled) {
+          holding_ = true;
+          std::this_thread::sleep_for(1ms);
+        }
         if (call->cancelled) {
           ++cancelled_;
           sink->onFinish(api::Status(api::ErrorCode::kCancelled, "cancelled"));
@@ -73,11 +77,18 @@ class ScriptedLocal : public routers::Provider {
         r.choices.push_back(ch);
       }
       r.usage = api::Usage{4, static_cast<int64_t>(words_.size()), 4 + static_cast<int64_t>(words_.size()), 0, 0, 0};
+      sink->onEngineTime(0.25);
+      ++finished_;
       sink->onFinish(std::move(r));
     });
     return call;
   }
 
+  // Stops before the token `i` until release() (or a cancel): a draft that outlives the cloud.
+  void holdAt(int i) { hold_at_ = i; }
+  void release() { released_ = true; }
+  bool holding() const { return holding_.load(); }
+  int finished() const { return finished_.load(); }
   int emitted() const { return emitted_.load(); }
   int cancelled() const { return cancelled_.load(); }
 
@@ -91,7 +102,36 @@ class ScriptedLocal : public routers::Provider {
   double logprob_;
   bool fail_;
   std::vector<std::thread> threads_;
-  std::atomic<int> emitted_{0}, cancelled_{0};
+  std::atomic<int> emitted_{0}, cancelled_{0}, finished_{0};
+  std::atomic<int> hold_at_{-1};
+  std::atomic<bool> released_{false}, holding_{false};
+};
+
+// A cloud side the test drives by hand: its first chunk, its end, and whether it was cancelled.
+struct ManualCloud {
+  struct Call : routers::ProviderCall {
+    void cancel() override { cancelled = true; }
+    std::atomic<bool> cancelled{false};
+  };
+  std::mutex mu;
+  std::shared_ptr<routers::ChatSink> sink;
+  std::shared_ptr<Call> call;
+  std::shared_ptr<routers::ChatSink> waitSink() {
+    for (int i = 0; i < 5000; ++i) {
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        if (sink) return sink;
+      }
+      std::this_thread::sleep_for(1ms);
+    }
+    return nullptr;
+  }
+  void chunk(const std::string& text) {
+    api::ChatChunk c;
+    c.id = "cloud-1";
+    c.choices.emplace_back().delta.content = text;
+    sink->onChunk(std::move(c));
+  }
 };
 
 std::vector<std::string> words(int n) {
@@ -355,6 +395,124 @@ TEST_F(CascadeTest, CancelStopsBothSides) {
   ASSERT_TRUE(sink->wait(3000ms));
   EXPECT_EQ(sink->result().status().code(), api::ErrorCode::kCancelled);
   EXPECT_EQ(sink->finishes(), 1);
+}
+
+// routing.draft: complete. The cloud answers while the draft is held: the client's answer
+// comes first, the pair only once the draft has run to its end, whole and complete.
+TEST_F(CascadeTest, CompleteDraftFinishesInTheBackgroundAfterTheClientsAnswer) {
+  for (bool stream : {false, true}) {
+    pairs_.clear();
+    ScriptedLocal local(words(30), -3.0);
+    local.holdAt(12);
+    auto o = options();
+    std::atomic<int> asked{0};
+    std::vector<double> background;
+    o.complete_draft = [&] { return ++asked, true; };
+    o.on_background_draft = [&](double s) {
+      std::lock_guard<std::mutex> lock(mu_);
+      background.push_back(s);
+    };
+    std::vector<double> draft_compute;
+    o.on_draft_compute = [&](double s) { draft_compute.push_back(s); };
+    auto sink = run(local, stream, std::move(o));  // returns once the client has its answer
+    ASSERT_TRUE(sink->result().ok()) << sink->result().status().message();
+    EXPECT_EQ(sink->route().label, "openai/gpt-4o-mini");
+    if (stream) EXPECT_EQ(sink->text(), "echo: the question") << "no draft token reaches the client";
+    ASSERT_TRUE(sytest::waitUntil([&] { return local.holding(); }, 5000ms));
+    EXPECT_EQ(local.finished(), 0) << "the answer did not wait for the draft";
+    EXPECT_TRUE(pairs().empty()) << "the pair waits for the whole draft";
+    EXPECT_EQ(asked.load(), 1);
+    local.release();
+    ASSERT_TRUE(sytest::waitUntil([&] { return pairs().size() == 1; }, 5000ms));
+    const routers::CascadePair p = pairs()[0];
+    std::string want;
+    for (int i = 0; i < 30; ++i) want += (i ? " w" : "w") + std::to_string(i);
+    EXPECT_EQ(p.local_text, want);
+    EXPECT_TRUE(p.local_complete);
+    EXPECT_TRUE(p.local_background);
+    EXPECT_DOUBLE_EQ(p.local_compute_s, 0.25);
+    ASSERT_TRUE(p.local_usage);
+    EXPECT_EQ(p.local_usage->completion_tokens, 30);
+    EXPECT_EQ(p.cloud_text, "echo: the question");
+    EXPECT_EQ(local.cancelled(), 0);
+    EXPECT_EQ(sink->finishes(), 1);
+    std::lock_guard<std::mutex> lock(mu_);
+    EXPECT_EQ(background, std::vector<double>{0.25});
+    EXPECT_TRUE(draft_compute.empty()) << "the request was settled before the draft ended";
+  }
+}
+
+// Over the team's cap (complete_draft says no), the draft is cut at the cloud's first byte.
+TEST_F(CascadeTest, DraftOverTheCapIsCut) {
+  ScriptedLocal local(words(30), -3.0);
+  local.holdAt(12);
+  auto o = options();
+  o.complete_draft = [] { return false; };
+  bool background = false;
+  o.on_background_draft = [&](double) { background = true; };
+  auto sink = run(local, true, std::move(o));
+  ASSERT_TRUE(sink->result().ok());
+  ASSERT_TRUE(sytest::waitUntil([&] { return local.cancelled() == 1; }, 5000ms));
+  ASSERT_EQ(pairs().size(), 1u);
+  EXPECT_FALSE(pairs()[0].local_complete);
+  EXPECT_FALSE(pairs()[0].local_background);
+  EXPECT_FALSE(background);
+}
+
+// The client goes away while the cloud streams: the cloud call and the background draft are
+// both cancelled, and the pair records the draft as incomplete.
+TEST_F(CascadeTest, ClientCancelCancelsTheBackgroundDraft) {
+  ScriptedLocal local(words(30), -3.0);
+  local.holdAt(12);
+  ManualCloud cloud;
+  auto o = options();
+  o.complete_draft = [] { return true; };
+  std::atomic<int> background{0};
+  o.on_background_draft = [&](double) { ++background; };
+  o.escalate = [&](const api::ChatRequest&, std::shared_ptr<routers::ChatSink> sink,
+                   const std::string&) -> api::StatusOr<std::shared_ptr<routers::ProviderCall>> {
+    std::lock_guard<std::mutex> lock(cloud.mu);
+    cloud.sink = std::move(sink);
+    cloud.call = std::make_shared<ManualCloud::Call>();
+    return std::static_pointer_cast<routers::ProviderCall>(cloud.call);
+  };
+  auto sink = std::make_shared<RecordingSink>();
+  auto call = routers::startCascade(local, sytest::userRequest("q", true), sink,
+                                    routers::Clock::now() + 20s, std::move(o));
+  auto cloud_sink = cloud.waitSink();
+  ASSERT_NE(cloud_sink, nullptr);
+  routers::RouteInfo route;
+  route.label = "openai/gpt-4o-mini";
+  cloud_sink->onRoute(route);
+  cloud.chunk("first");  // the cloud answers: the draft goes on in the background
+  ASSERT_TRUE(sytest::waitUntil([&] { return local.holding(); }, 5000ms));
+  call->cancel();
+  EXPECT_TRUE(cloud.call->cancelled);
+  cloud_sink->onFinish(api::Status(api::ErrorCode::kCancelled, "cancelled"));
+  ASSERT_TRUE(sink->wait(3000ms));
+  EXPECT_EQ(sink->result().status().code(), api::ErrorCode::kCancelled);
+  ASSERT_TRUE(sytest::waitUntil([&] { return local.cancelled() == 1; }, 5000ms));
+  ASSERT_TRUE(sytest::waitUntil([&] { return background.load() == 1; }, 5000ms));
+  EXPECT_EQ(local.finished(), 0);
+  EXPECT_TRUE(pairs().empty()) << "a failed cloud answer has no pair";
+}
+
+TEST(DraftTimeCapTest, CountsTheLastHourPerTeam) {
+  routers::DraftTimeCap cap;
+  const auto t0 = routers::Clock::time_point(std::chrono::hours(1000));
+  EXPECT_TRUE(cap.allows("a", 60, t0));
+  EXPECT_FALSE(cap.allows("a", 0, t0)) << "a cap of 0 cuts every draft";
+  cap.spend("a", 40, t0);
+  cap.spend("a", 25, t0 + std::chrono::minutes(30));
+  EXPECT_DOUBLE_EQ(cap.spentLastHour("a", t0 + std::chrono::minutes(30)), 65);
+  EXPECT_FALSE(cap.allows("a", 60, t0 + std::chrono::minutes(30)));
+  EXPECT_TRUE(cap.allows("b", 60, t0 + std::chrono::minutes(30))) << "per team";
+  // An hour after the first draft, only the second counts.
+  EXPECT_DOUBLE_EQ(cap.spentLastHour("a", t0 + std::chrono::minutes(61)), 25);
+  EXPECT_TRUE(cap.allows("a", 60, t0 + std::chrono::minutes(61)));
+  EXPECT_DOUBLE_EQ(cap.spentLastHour("a", t0 + std::chrono::hours(3)), 0);
+  cap.spend("a", 5, t0 + std::chrono::hours(3));  // reuses the bucket of t0
+  EXPECT_DOUBLE_EQ(cap.spentLastHour("a", t0 + std::chrono::hours(3)), 5);
 }
 
 }  // namespace
