@@ -209,6 +209,7 @@ api::StatusOr<std::vector<LedgerRow>> readPostgresRows(const std::string& url,
   PgDatabaseOptions o;
   o.pool_size = 1;
   o.application_name = "switchyard-cli";
+  o.statement_timeout = std::chrono::minutes(10);  // one query reads the whole range
   PgDatabase db("ledger", url, o);
   std::vector<LedgerRow> out;
   bool found = true;

@@ -92,7 +92,12 @@ std::string errnoText(int err) { return std::error_code(err, std::generic_catego
 
 api::StatusOr<std::unique_ptr<QualityStore>> QualityStore::open(const std::string& path_or_url,
                                                                 bool read_only) {
-  if (isPostgresUrl(path_or_url)) return openPostgresQualityStore(path_or_url, {}, read_only);
+  if (isPostgresUrl(path_or_url)) {
+    policies::PgDatabaseOptions o;
+    // A read-only open is a report or an export reading every record of a range at once.
+    if (read_only) o.statement_timeout = std::chrono::minutes(10);
+    return openPostgresQualityStore(path_or_url, o, read_only);
+  }
   return SqliteQualityStore::open(path_or_url, read_only);
 }
 

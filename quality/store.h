@@ -89,7 +89,8 @@ class QualityStore {
   static constexpr int kSchemaVersion = 1;
 
   // A postgresql:// or postgres:// URL opens the PostgreSQL store (quality/pg_store.h, with
-  // its default options); anything else is a SQLite file (SqliteQualityStore::open).
+  // its default options, except a 10-minute statement timeout when read_only: reports read
+  // whole ranges at once); anything else is a SQLite file (SqliteQualityStore::open).
   static api::StatusOr<std::unique_ptr<QualityStore>> open(const std::string& path_or_url,
                                                            bool read_only = false);
   static bool isPostgresUrl(const std::string& s) {
