@@ -152,6 +152,9 @@ struct Usage {
   // Prompt tokens written to a provider's prompt cache (Anthropic's cache_creation_input_tokens),
   // part of prompt_tokens and priced apart; not on OpenAI's wire.
   int64_t cache_write_prompt_tokens = 0;
+  // Of those, the tokens written to Anthropic's 1-hour cache (cache_control ttl "1h"), priced
+  // apart (usage.cache_creation.ephemeral_1h_input_tokens).
+  int64_t cache_write_1h_prompt_tokens = 0;
   // Local engine only, never on a wire: the answer's share of the engine's busy time in seconds
   // (engine::Timings::compute_s), which prices local answers per GPU hour.
   double engine_compute_s = 0;

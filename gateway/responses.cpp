@@ -24,6 +24,7 @@
 #include <utility>
 #include <vector>
 
+#include "api/json_text.h"
 #include "api/openai_json.h"
 #include "gateway/entrance.h"
 #include "gateway/gateway.h"
@@ -175,9 +176,21 @@ class ResponsesEntrance : public Entrance {
                                            const std::string& team) const override {
     api::Json body = api::Json::parse(ex.body, nullptr, false);
     if (!body.is_object()) return parse(ex);  // its error, as the parser words it
+    if (!body.contains("previous_response_id")) return parse(ex);
     auto continued = continueFrom(std::move(body), team, store_);
     if (!continued.ok()) return continued.status();
-    return api::parseResponsesRequest(dumpJson(continued->body));
+    // Only `input` and previous_response_id change; every other member keeps its bytes, so
+    // that a schema's property order (text.format, tools) is the client's.
+    std::vector<api::MemberEdit> edits;
+    if (!continued->body.contains("previous_response_id")) {
+      edits.push_back({"previous_response_id", std::nullopt});
+    }
+    if (auto in = continued->body.find("input"); in != continued->body.end()) {
+      edits.push_back({"input", *in});
+    }
+    auto text = api::editTopLevelMembers(ex.body, edits);
+    if (!text.ok()) return api::parseResponsesRequest(dumpJson(continued->body));
+    return api::parseResponsesRequest(*text);
   }
   int errorStatus(const api::Status& s) const override { return s.httpStatusCode(); }
   std::string errorBody(const api::Status& s, std::string_view) const override {

@@ -8,9 +8,12 @@ double Price::cost(const api::Usage& u) const {
   // In doubles: an upstream's usage is untrusted and int64 differences could overflow.
   double cached = std::max(0.0, static_cast<double>(u.cached_prompt_tokens));
   double written = std::max(0.0, static_cast<double>(u.cache_write_prompt_tokens));
+  double written_1h =
+      std::min(written, std::max(0.0, static_cast<double>(u.cache_write_1h_prompt_tokens)));
   double plain = std::max(0.0, static_cast<double>(u.prompt_tokens) - cached - written);
   double completion = std::max(0.0, static_cast<double>(u.completion_tokens));
-  return (plain * input + cached * cached_input + written * cache_write + completion * output) /
+  return (plain * input + cached * cached_input + (written - written_1h) * cache_write +
+          written_1h * cache_write_1h + completion * output) /
          1e6;
 }
 
@@ -32,8 +35,8 @@ api::StatusOr<PriceTable> PriceTable::read(const YamlReader& r) {
                        p.describe());
       }
       if (api::Status s = p.checkNoUnknownKeys(
-                                     {"input", "cached_input", "cache_write", "output", "max_output",
-                                      "embedding"});
+                                     {"input", "cached_input", "cache_write", "cache_write_1h",
+                                      "output", "max_output", "embedding"});
           !s.ok()) {
         return s;
       }
@@ -44,7 +47,8 @@ api::StatusOr<PriceTable> PriceTable::read(const YamlReader& r) {
       // An embedding model is priced by its input only; a chat model needs `output` too.
       if (api::Status s = p.readBool("embedding", &out.embedding); !s.ok()) return s;
       if (out.embedding) {
-        for (std::string_view k : {"output", "cached_input", "cache_write", "max_output"}) {
+        for (std::string_view k :
+             {"output", "cached_input", "cache_write", "cache_write_1h", "max_output"}) {
           if (p.has(k)) {
             return p.errorAt(k, "an embedding model is priced by `input` only");
           }
@@ -59,6 +63,11 @@ api::StatusOr<PriceTable> PriceTable::read(const YamlReader& r) {
         return s;
       }
       if (api::Status s = p.readDouble("cache_write", &out.cache_write, price); !s.ok()) {
+        return s;
+      }
+      // Anthropic bills a 1-hour cache write at twice the input price.
+      out.cache_write_1h = std::max(out.cache_write, 2 * out.input);
+      if (api::Status s = p.readDouble("cache_write_1h", &out.cache_write_1h, price); !s.ok()) {
         return s;
       }
       int64_t max_output = 0;

@@ -38,6 +38,9 @@ struct Price {
   double output = 0;        // USD per 1M completion tokens (reasoning tokens included)
   std::optional<int64_t> max_output_tokens;  // the model's output limit, when configured
   bool embedding = false;  // an embedding model: priced by its input tokens only
+  // USD per 1M prompt tokens written to a 1-hour cache (Anthropic's cache_control ttl "1h");
+  // pricing.yaml defaults it to the larger of cache_write and twice `input`, as Anthropic bills.
+  double cache_write_1h = 0;
 
   // The cost of one answer in USD.
   double cost(const api::Usage& usage) const;

@@ -258,6 +258,7 @@ struct UsageCounts {
   std::optional<int64_t> output;
   std::optional<int64_t> cache_read;
   std::optional<int64_t> cache_write;
+  std::optional<int64_t> cache_write_1h;  // of cache_write: to the 1-hour cache
 
   // Cumulative counts replace what was known (message_delta carries running totals).
   void update(const UsageCounts& later) {
@@ -265,12 +266,15 @@ struct UsageCounts {
     if (later.output) output = later.output;
     if (later.cache_read) cache_read = later.cache_read;
     if (later.cache_write) cache_write = later.cache_write;
+    if (later.cache_write_1h) cache_write_1h = later.cache_write_1h;
   }
 
   api::Usage toUsage() const {
     api::Usage u;
     u.cached_prompt_tokens = cache_read.value_or(0);
     u.cache_write_prompt_tokens = cache_write.value_or(0);
+    u.cache_write_1h_prompt_tokens =
+        std::min(cache_write_1h.value_or(0), u.cache_write_prompt_tokens);
     u.prompt_tokens = api::saturatingAdd(
         api::saturatingAdd(input.value_or(0), u.cached_prompt_tokens), u.cache_write_prompt_tokens);
     u.completion_tokens = output.value_or(0);
@@ -298,7 +302,15 @@ Status readUsage(const Json& usage, const std::string& where, UsageCounts& out) 
   if (Status s = readCount(usage, "cache_read_input_tokens", where, out.cache_read); !s.ok()) {
     return s;
   }
-  return readCount(usage, "cache_creation_input_tokens", where, out.cache_write);
+  if (Status s = readCount(usage, "cache_creation_input_tokens", where, out.cache_write); !s.ok()) {
+    return s;
+  }
+  // {"ephemeral_5m_input_tokens": n, "ephemeral_1h_input_tokens": m}, when a ttl was asked.
+  auto by_ttl = usage.find("cache_creation");
+  if (by_ttl == usage.end() || by_ttl->is_null()) return {};
+  if (!by_ttl->is_object()) return upstreamError("'" + where + ".cache_creation' is not an object");
+  return readCount(*by_ttl, "ephemeral_1h_input_tokens", where + ".cache_creation",
+                   out.cache_write_1h);
 }
 
 // The status for an Anthropic error object ({"type": "overloaded_error", "message": ...}).
@@ -796,7 +808,11 @@ api::StatusOr<WireRequest> AnthropicWire::encode(const api::ChatRequest& request
     auto body = nativeAnthropicBody(request, config_);
     if (!body.ok()) return body.status();
     wire.body = std::move(body).value();
-    for (const auto& header : request.native_headers) wire.headers.push_back(header);
+    for (const auto& [name, value] : request.native_headers) {
+      if (name != "anthropic-beta") continue;
+      std::string betas = forwardedBetas(value);
+      if (!betas.empty()) wire.headers.emplace_back(name, std::move(betas));
+    }
     return wire;
   }
   auto body = toAnthropicRequest(request, config_);
@@ -823,6 +839,28 @@ api::StatusOr<api::ChatResponse> AnthropicWire::decodeResponse(
 std::unique_ptr<StreamDecoder> AnthropicWire::newStreamDecoder(
     const api::ChatRequest& request) const {
   return std::make_unique<AnthropicStreamDecoder>(request.model, sentNatively(request));
+}
+
+std::string forwardedBetas(std::string_view header) {
+  std::string out;
+  size_t start = 0;
+  while (start <= header.size()) {
+    size_t comma = header.find(',', start);
+    if (comma == std::string_view::npos) comma = header.size();
+    std::string_view beta = header.substr(start, comma - start);
+    while (!beta.empty() && (beta.front() == ' ' || beta.front() == '\t')) beta.remove_prefix(1);
+    while (!beta.empty() && (beta.back() == ' ' || beta.back() == '\t')) beta.remove_suffix(1);
+    if (!beta.empty() && beta.rfind("context-1m", 0) != 0) {
+      if (!out.empty()) out += ',';
+      out += beta;
+    }
+    start = comma + 1;
+  }
+  return out;
+}
+
+bool asksLongCache(const api::ChatRequest& request) {
+  return sentNatively(request) && request.native_body->find("\"ttl\"") != std::string::npos;
 }
 
 bool sentNatively(const api::ChatRequest& request) {

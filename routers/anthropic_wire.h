@@ -73,6 +73,15 @@ bool sentNatively(const api::ChatRequest& request);
 api::StatusOr<std::string> nativeAnthropicBody(const api::ChatRequest& request,
                                                const AnthropicWireConfig& config);
 
+// The anthropic-beta values a native request forwards: the client's, but for the 1M-token
+// context betas (`context-1m-...`), whose long-context prices the price table does not model;
+// without them Anthropic refuses prompts beyond the standard context. "" when none is left.
+std::string forwardedBetas(std::string_view header);
+
+// True when a natively sent request may write to the 1-hour prompt cache (its body sets a
+// cache_control `ttl`): its reservation prices cache writes at cache_write_1h.
+bool asksLongCache(const api::ChatRequest& request);
+
 // Reads a Message object (a non-streamed answer). `id` and `content` are required; `model`,
 // `stop_reason` and `usage` may be absent (the documentation's own examples omit them) but
 // must have the right type when present. created is the current time. Fails with

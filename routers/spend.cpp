@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "policies/spend.h"
+#include "routers/anthropic_wire.h"
 
 namespace routers {
 namespace {
@@ -307,7 +308,14 @@ class MeteredProvider : public Provider {
     }
     const int64_t prompt = policies::promptTokenBound(r, target_.api, target_.upstream_model);
     const int64_t out = r.maxOutputTokens().value_or(cap);
-    const double worst = price ? policies::worstCaseUsd(prompt, out, r.n, *price) : 0;
+    double worst = 0;
+    if (price) {
+      policies::Price reserved = *price;  // a 1-hour cache write costs more than a 5-minute one
+      if (asksLongCache(r)) {
+        reserved.cache_write = std::max(price->cache_write, price->cache_write_1h);
+      }
+      worst = policies::worstCaseUsd(prompt, out, r.n, reserved);
+    }
     auto call = std::make_shared<MeteredCall>(spender_, account_, target_, price, std::move(r),
                                               std::move(sink), deadline);
     call->start(prompt, worst);

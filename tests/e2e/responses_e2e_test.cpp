@@ -407,5 +407,36 @@ TEST_F(ResponsesE2E, BackgroundResponsesAreCancelledAndFailuresAreKept) {
       << failed.dump();
 }
 
+// A text.format schema's properties come in the client's order (not sorted), also when the
+// request continues another through previous_response_id.
+TEST_F(ResponsesE2E, SchemaPropertiesKeepTheirOrder) {
+  const std::string format =
+      R"("text":{"format":{"type":"json_schema","name":"o","strict":true,"schema":)"
+      R"({"type":"object","properties":{"zeta":{"type":"boolean"},"alpha":{"type":"null"}},)"
+      R"("required":["zeta","alpha"],"additionalProperties":false}}})";
+  auto text_of = [](const Json& response) {
+    for (const Json& item : response["output"]) {
+      if (item.value("type", "") == "message") return item["content"][0].value("text", "");
+    }
+    return std::string();
+  };
+  auto check = [&](const HttpResponse& r) {
+    ASSERT_EQ(r.status, 200) << r.body;
+    const std::string text = text_of(r.json());
+    ASSERT_NE(text.find("\"zeta\""), std::string::npos) << text;
+    const size_t alpha = text.find("\"alpha\"");
+    if (alpha != std::string::npos) EXPECT_LT(text.find("\"zeta\""), alpha) << text;
+  };
+  HttpResponse first = post("/v1/responses",
+                            R"({"model":"tiny","input":"As JSON.","max_output_tokens":300,)"
+                            R"("temperature":1.0,)" + format + "}");
+  check(first);
+  HttpResponse next = post("/v1/responses",
+                           R"({"model":"tiny","input":"Again.","max_output_tokens":300,)"
+                           R"("previous_response_id":")" + first.json()["id"].get<std::string>() +
+                               R"(","temperature":1.0,)" + format + "}");
+  check(next);
+}
+
 }  // namespace
 }  // namespace sytest

@@ -38,6 +38,25 @@ TEST(Pricing, MissingOptionalPricesDefaultToInput) {
   EXPECT_DOUBLE_EQ(t->find("p", "m")->cache_write, 4);
 }
 
+TEST(Pricing, OneHourCacheWritesArePricedApart) {
+  auto t = policies::PriceTable::parse(
+      "anthropic:\n  sonnet: {input: 3, cached_input: 0.3, cache_write: 3.75, output: 15}\n"
+      "  custom: {input: 3, cache_write: 3.75, cache_write_1h: 7, output: 15}\n",
+      "pricing.yaml");
+  ASSERT_TRUE(t.ok()) << t.status().message();
+  const policies::Price* s = t->find("anthropic", "sonnet");
+  EXPECT_DOUBLE_EQ(s->cache_write_1h, 6);  // twice the input price, as Anthropic bills
+  api::Usage a;
+  a.prompt_tokens = 3000;  // 1000 plain + 2000 written, 500 of them to the 1-hour cache
+  a.cache_write_prompt_tokens = 2000;
+  a.cache_write_1h_prompt_tokens = 500;
+  EXPECT_NEAR(s->cost(a), (1000 * 3 + 1500 * 3.75 + 500 * 6) / 1e6, 1e-12);
+  EXPECT_DOUBLE_EQ(t->find("anthropic", "custom")->cache_write_1h, 7);
+  // More 1-hour tokens than written ones (an upstream's bug) count as written ones only.
+  a.cache_write_1h_prompt_tokens = 5000;
+  EXPECT_NEAR(s->cost(a), (1000 * 3 + 2000 * 6) / 1e6, 1e-12);
+}
+
 TEST(Pricing, InconsistentUsageNeverCostsNegative) {
   policies::Price p{1, 1, 1, 1};
   api::Usage u;

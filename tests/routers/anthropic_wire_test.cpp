@@ -1053,6 +1053,34 @@ TEST(AnthropicNative, AMessagesRequestIsSentAsItCameButForModelMaxTokensAndStrea
   EXPECT_FALSE(sentNatively(openai));
 }
 
+TEST(AnthropicNative, BetasAndOneHourCaches) {
+  EXPECT_EQ(forwardedBetas("interleaved-thinking-2025-05-14, context-1m-2025-08-07,files-api"),
+            "interleaved-thinking-2025-05-14,files-api");
+  EXPECT_EQ(forwardedBetas("context-1m-2025-08-07"), "");
+  EXPECT_EQ(forwardedBetas(" , "), "");
+  api::ChatRequest req = messagesRequest();
+  req.native_headers.emplace_back("anthropic-beta", "context-1m-2025-08-07");
+  auto w = AnthropicWire{AnthropicWireConfig{}}.encode(req);
+  ASSERT_TRUE(w.ok());
+  for (const auto& [k, v] : w->headers) EXPECT_NE(k, "anthropic-beta") << v;
+  EXPECT_FALSE(asksLongCache(req));
+  auto ttl = api::parseMessagesRequest(
+      R"({"model":"m","max_tokens":8,"system":[{"type":"text","text":"S",)"
+      R"("cache_control":{"type":"ephemeral","ttl":"1h"}}],"messages":[{"role":"user","content":"q"}]})");
+  ASSERT_TRUE(ttl.ok());
+  EXPECT_TRUE(asksLongCache(*ttl));
+  // Usage names the 1-hour cache writes apart.
+  api::ChatResponse r = decode(R"({"id":"msg_c","type":"message","role":"assistant",
+    "content":[{"type":"text","text":"hi"}],"stop_reason":"end_turn",
+    "usage":{"input_tokens":10,"cache_creation_input_tokens":300,"cache_read_input_tokens":0,
+      "cache_creation":{"ephemeral_5m_input_tokens":100,"ephemeral_1h_input_tokens":200},
+      "output_tokens":5}})");
+  ASSERT_TRUE(r.usage);
+  EXPECT_EQ(r.usage->cache_write_prompt_tokens, 300);
+  EXPECT_EQ(r.usage->cache_write_1h_prompt_tokens, 200);
+  EXPECT_EQ(r.usage->prompt_tokens, 310);
+}
+
 TEST(AnthropicNative, AnswersKeepTheUpstreamsBodyAndEvents) {
   api::ChatRequest req = messagesRequest();
   AnthropicWire wire{AnthropicWireConfig{}};
