@@ -121,9 +121,10 @@ Status readField(const std::string& key, const Json& v, EmbeddingRequest& req) {
     } else if (f == "base64") {
       req.encoding_format = EmbeddingEncoding::kBase64;
     } else {
-      return invalidInput("Invalid value for 'encoding_format': supported values are 'float' "
-                          "and 'base64'.",
-                          "encoding_format");
+      return invalidInput(
+          "Invalid value for 'encoding_format': supported values are 'float' "
+          "and 'base64'.",
+          "encoding_format");
     }
     return Status();
   }
@@ -132,8 +133,8 @@ Status readField(const std::string& key, const Json& v, EmbeddingRequest& req) {
     req.user = v.get<std::string>();
     return Status();
   }
-  return Status(ErrorCode::kInvalidRequest, "Unrecognized request argument supplied: " + key,
-                key, "unknown_parameter");
+  return Status(ErrorCode::kInvalidRequest, "Unrecognized request argument supplied: " + key, key,
+                "unknown_parameter");
 }
 
 StatusOr<EmbeddingRequest> parseRequest(std::string_view body) {
@@ -265,8 +266,7 @@ std::string serializeEmbeddingResponse(const EmbeddingResponse& r, EmbeddingEnco
   return out;
 }
 
-StatusOr<EmbeddingResponse> parseEmbeddingResponse(std::string_view body,
-                                                   size_t expected_inputs) {
+StatusOr<EmbeddingResponse> parseEmbeddingResponse(std::string_view body, size_t expected_inputs) {
   Json root = Json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);
   if (root.is_discarded() || !root.is_object()) {
     return upstreamError("sent an embeddings response that is not a JSON object");
@@ -321,8 +321,8 @@ std::string base64Floats(const std::vector<float>& v) {
   out.reserve((bytes.size() + 2) / 3 * 4);
   size_t i = 0;
   for (; i + 3 <= bytes.size(); i += 3) {
-    const uint32_t n = (uint32_t(uint8_t(bytes[i])) << 16) | (uint32_t(uint8_t(bytes[i + 1])) << 8) |
-                       uint32_t(uint8_t(bytes[i + 2]));
+    const uint32_t n = (uint32_t(uint8_t(bytes[i])) << 16) |
+                       (uint32_t(uint8_t(bytes[i + 1])) << 8) | uint32_t(uint8_t(bytes[i + 2]));
     out += kAlphabet[(n >> 18) & 63];
     out += kAlphabet[(n >> 12) & 63];
     out += kAlphabet[(n >> 6) & 63];
@@ -359,8 +359,8 @@ StatusOr<std::vector<float>> floatsFromBase64(std::string_view text) {
       v[k] = base64Value(c);
       if (v[k] < 0) return bad;
     }
-    const uint32_t n = (uint32_t(v[0]) << 18) | (uint32_t(v[1]) << 12) | (uint32_t(v[2]) << 6) |
-                       uint32_t(v[3]);
+    const uint32_t n =
+        (uint32_t(v[0]) << 18) | (uint32_t(v[1]) << 12) | (uint32_t(v[2]) << 6) | uint32_t(v[3]);
     bytes += static_cast<char>((n >> 16) & 0xFF);
     if (pad < 2) bytes += static_cast<char>((n >> 8) & 0xFF);
     if (pad < 1) bytes += static_cast<char>(n & 0xFF);

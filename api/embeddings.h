@@ -46,7 +46,7 @@ struct EmbeddingRequest {
 struct EmbeddingResponse {
   std::string model;
   std::vector<std::vector<float>> embeddings;  // [inputs, dimensions], in the inputs' order
-  int64_t prompt_tokens = 0;  // billed input tokens (the provider's, or the gateway's bound)
+  int64_t prompt_tokens = 0;    // billed input tokens (the provider's, or the gateway's bound)
   bool usage_reported = false;  // false: the provider reported none and prompt_tokens is the bound
 };
 

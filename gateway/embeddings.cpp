@@ -11,8 +11,8 @@
 #include "gateway/gateway.h"
 #include "gateway/http_util.h"
 #include "gateway/live_stats.h"
-#include "routers/embeddings.h"
 #include "policies/spend.h"
+#include "routers/embeddings.h"
 #include "routers/router.h"
 
 namespace gateway {
@@ -75,8 +75,8 @@ api::StatusOr<Gateway::EmbeddingRoute> Gateway::embeddingRoute(
   }
   if (!policy.allowsModel(model)) {
     return api::Status(api::ErrorCode::kPermissionDenied,
-                       "Team '" + policy.name + "' may not use the model `" + model + "`.",
-                       "model", "model_not_allowed");
+                       "Team '" + policy.name + "' may not use the model `" + model + "`.", "model",
+                       "model_not_allowed");
   }
   const ProviderConfig& pc = config_->providers.at(m->provider);
   if (pc.type == "anthropic") {
@@ -127,8 +127,8 @@ void Gateway::handleEmbeddings(const Exchange& ex, const std::shared_ptr<Respond
   const int64_t bound = routers::embeddingTokenBound(*request);
   const int64_t estimate = std::max<int64_t>(1, bound / 4);
   limiter_.setReplicas(ledger_ ? ledger_->liveReplicas() : 1);
-  if (api::Status st = limiter_.admit(team, principal->key_id, policy.rate_limits, estimate,
-                                      Clock::now());
+  if (api::Status st =
+          limiter_.admit(team, principal->key_id, policy.rate_limits, estimate, Clock::now());
       !st.ok()) {
     return replyError(ex, responder, st, team, request->model, "");
   }
@@ -168,9 +168,12 @@ void Gateway::runEmbedding(const Exchange& ex, const std::shared_ptr<Responder>&
                holder](api::StatusOr<api::EmbeddingResponse> result) {
     holder->finished();
     const double duration = secondsSince(received);
-    const int status = !result.ok() && result.status().code() == api::ErrorCode::kCancelled
-                           ? 499
-                           : result.ok() ? 200 : openaiEntrance().errorStatus(result.status());
+    int status = 200;
+    if (!result.ok()) {
+      status = result.status().code() == api::ErrorCode::kCancelled
+                   ? 499
+                   : openaiEntrance().errorStatus(result.status());
+    }
     api::Usage usage;
     if (result.ok()) usage.prompt_tokens = result->prompt_tokens;
     account->finish(info, /*local_route=*/false, result.ok() ? &usage : nullptr, status, duration);

@@ -31,8 +31,8 @@ class OpenAIEmbeddingWire : public EmbeddingWire {
     if (!config_.api_key.empty()) {
       out.headers.emplace_back("Authorization", "Bearer " + config_.api_key);
     }
-    out.body = api::embeddingRequestToJson(request).dump(
-        -1, ' ', false, nlohmann::json::error_handler_t::replace);
+    out.body = api::embeddingRequestToJson(request).dump(-1, ' ', false,
+                                                         nlohmann::json::error_handler_t::replace);
     return out;
   }
 
@@ -210,9 +210,7 @@ class MeteredEmbedding : public ProviderCall,
     std::lock_guard<std::mutex> lock(mu_);
     return reservation_;
   }
-  double worstUsd() const {
-    return price_ ? policies::worstCaseUsd(bound_, 0, 1, *price_) : 0;
-  }
+  double worstUsd() const { return price_ ? policies::worstCaseUsd(bound_, 0, 1, *price_) : 0; }
 
   const Spender& spender_;
   const std::shared_ptr<Account> account_;
@@ -437,18 +435,15 @@ std::shared_ptr<ProviderCall> CloudEmbeddingProvider::embed(const api::Embedding
 int64_t embeddingTokenBound(const api::EmbeddingRequest& request) {
   int64_t n = 0;
   for (const api::EmbeddingInput& in : request.inputs) {
-    n = policies::saturatingAdd(n, static_cast<int64_t>(in.is_tokens ? in.tokens.size()
-                                                                      : in.text.size()));
+    n = policies::saturatingAdd(
+        n, static_cast<int64_t>(in.is_tokens ? in.tokens.size() : in.text.size()));
   }
   return n;
 }
 
-std::shared_ptr<ProviderCall> runMeteredEmbedding(const Spender& spender,
-                                                  std::shared_ptr<Account> account,
-                                                  EmbeddingProvider& provider,
-                                                  const ChainTarget& target,
-                                                  api::EmbeddingRequest request, EmbedDone done,
-                                                  Deadline deadline) {
+std::shared_ptr<ProviderCall> runMeteredEmbedding(
+    const Spender& spender, std::shared_ptr<Account> account, EmbeddingProvider& provider,
+    const ChainTarget& target, api::EmbeddingRequest request, EmbedDone done, Deadline deadline) {
   const Payer& payer = account->payer();
   if (api::Status st = spender.admit(*payer.policy, target); !st.ok()) {
     if (spender.observer()) spender.observer()->onRefused(payer.team, st.openaiCode());

@@ -100,11 +100,8 @@ int64_t embeddingTokenBound(const api::EmbeddingRequest& request);
 // error: a gate refusal (kPermissionDenied), the budget's kQuotaExceeded, kUnavailable when the
 // ledger cannot persist, or the provider's error. The caller writes the request's row
 // (Account::finish) once `done` ran. `spender` and `provider` must outlive the call.
-std::shared_ptr<ProviderCall> runMeteredEmbedding(const Spender& spender,
-                                                  std::shared_ptr<Account> account,
-                                                  EmbeddingProvider& provider,
-                                                  const ChainTarget& target,
-                                                  api::EmbeddingRequest request, EmbedDone done,
-                                                  Deadline deadline);
+std::shared_ptr<ProviderCall> runMeteredEmbedding(
+    const Spender& spender, std::shared_ptr<Account> account, EmbeddingProvider& provider,
+    const ChainTarget& target, api::EmbeddingRequest request, EmbedDone done, Deadline deadline);
 
 }  // namespace routers

@@ -78,8 +78,7 @@ TEST(EmbeddingRequest, BadTypesAre400sNamingTheField) {
       {R"({"model":"e","input":"x","dimensions":1.5})", "dimensions", "invalid_type"},
       {R"({"model":"e","input":"x","dimensions":18446744073709551615})", "dimensions",
        "invalid_value"},
-      {R"({"model":"e","input":"x","encoding_format":"int8"})", "encoding_format",
-       "invalid_value"},
+      {R"({"model":"e","input":"x","encoding_format":"int8"})", "encoding_format", "invalid_value"},
       {R"({"model":"e","input":"x","encoding_format":1})", "encoding_format", "invalid_type"},
       {R"({"model":"e","input":"x","user":false})", "user", "invalid_type"},
       {R"({"model":"e","input":"x","messages":[]})", "messages", "unknown_parameter"},
@@ -99,8 +98,8 @@ TEST(EmbeddingRequest, MalformedBodiesAre400s) {
     EXPECT_EQ(s.code(), ErrorCode::kInvalidRequest) << body;
   }
   // Over the JSON depth bound: refused before it is built.
-  std::string deep = R"({"model":"e","input":)" + std::string(500, '[') + std::string(500, ']') +
-                     "}";
+  std::string deep =
+      R"({"model":"e","input":)" + std::string(500, '[') + std::string(500, ']') + "}";
   EXPECT_EQ(parseErr(deep).code(), ErrorCode::kInvalidRequest);
 }
 
@@ -149,7 +148,8 @@ TEST(EmbeddingBase64, RoundTripsFloat32Exactly) {
   }
   // 1.0f is 00 00 80 3f little-endian, which OpenAI's base64 writes as "AACAPw==".
   EXPECT_EQ(base64Floats({1.0f}), "AACAPw==");
-  for (const char* bad : {"AAC", "AACAPw=", "AA=APw==", "AACA Pw=", "AAA=", "====", "AACAPw==AAAA"}) {
+  for (const char* bad :
+       {"AAC", "AACAPw=", "AA=APw==", "AACA Pw=", "AAA=", "====", "AACAPw==AAAA"}) {
     EXPECT_FALSE(floatsFromBase64(bad).ok()) << bad;
   }
 }
@@ -193,20 +193,18 @@ TEST(EmbeddingResponse, ReadsUpstreamsLenientlyAndChecksTheShape) {
   auto no_usage = parseEmbeddingResponse(R"({"data":[{"embedding":[1]}]})", 1);
   ASSERT_TRUE(no_usage.ok());
   EXPECT_FALSE(no_usage->usage_reported);
-  for (const char* bad : {
-           "not json", "[]", R"({"data":{}})", R"({"data":[]})",
-           R"({"data":[{"embedding":[1]},{"embedding":[2]}]})",
-           R"({"data":[{"embedding":"@@"}]})", R"({"data":[{"embedding":["a"]}]})",
-           R"({"data":[{"index":3,"embedding":[1]}]})", R"({"data":[{"index":-1,"embedding":[1]}]})",
-           R"({"data":[{}]})", R"({"data":[5]})"}) {
+  for (const char* bad :
+       {"not json", "[]", R"({"data":{}})", R"({"data":[]})",
+        R"({"data":[{"embedding":[1]},{"embedding":[2]}]})", R"({"data":[{"embedding":"@@"}]})",
+        R"({"data":[{"embedding":["a"]}]})", R"({"data":[{"index":3,"embedding":[1]}]})",
+        R"({"data":[{"index":-1,"embedding":[1]}]})", R"({"data":[{}]})", R"({"data":[5]})"}) {
     auto e = parseEmbeddingResponse(bad, 1);
     EXPECT_FALSE(e.ok()) << bad;
     if (!e.ok()) EXPECT_EQ(e.status().code(), ErrorCode::kUpstreamError) << bad;
   }
-  EXPECT_FALSE(
-      parseEmbeddingResponse(R"({"data":[{"index":0,"embedding":[1]},{"index":0,"embedding":[2]}]})",
-                             2)
-          .ok());
+  EXPECT_FALSE(parseEmbeddingResponse(
+                   R"({"data":[{"index":0,"embedding":[1]},{"index":0,"embedding":[2]}]})", 2)
+                   .ok());
 }
 
 }  // namespace

@@ -84,8 +84,8 @@ class EmbeddingsE2E : public ::testing::Test {
   }
 
   HttpResponse embed(const std::string& team, const std::string& body) {
-    return httpPost(gw_->url() + "/v1/embeddings", body, {{"Authorization", "Bearer " + keyOf(team)}},
-                    10000ms);
+    return httpPost(gw_->url() + "/v1/embeddings", body,
+                    {{"Authorization", "Bearer " + keyOf(team)}}, 10000ms);
   }
   HttpResponse embedJson(const std::string& team, const Json& body) {
     return embed(team, body.dump());
@@ -101,7 +101,8 @@ class EmbeddingsE2E : public ::testing::Test {
           j = r.json();
           int n = 0;
           if (j.is_object() && j["month"].contains("by_model_and_route")) {
-            for (const Json& row : j["month"]["by_model_and_route"]) n += row["requests"].get<int>();
+            for (const Json& row : j["month"]["by_model_and_route"])
+              n += row["requests"].get<int>();
           }
           return n >= requests;
         },
@@ -180,8 +181,8 @@ TEST_F(EmbeddingsE2E, Base64AndTokenIdsAndDimensions) {
 }
 
 TEST_F(EmbeddingsE2E, GeminiBatchEmbedContentsIsBilledAtTheBound) {
-  HttpResponse r = embedJson("research", Json{{"model", "gem-embed"}, {"input", "hello"},
-                                          {"dimensions", 3}});
+  HttpResponse r =
+      embedJson("research", Json{{"model", "gem-embed"}, {"input", "hello"}, {"dimensions", 3}});
   ASSERT_EQ(r.status, 200) << r.body;
   Json j = r.json();
   std::vector<float> got;
@@ -234,7 +235,8 @@ TEST_F(EmbeddingsE2E, UpstreamErrorsCostNothing) {
   EXPECT_EQ(r.status, 502) << r.body;
   Json spend = spendOf("research", 1);
   double cost = 0;
-  for (const Json& row : spend["month"]["by_model_and_route"]) cost += row["cost_usd"].get<double>();
+  for (const Json& row : spend["month"]["by_model_and_route"])
+    cost += row["cost_usd"].get<double>();
   EXPECT_EQ(cost, 0.0) << spend;
   EXPECT_EQ(spend["month"]["reserved_usd"], 0.0) << spend;
 }
@@ -302,8 +304,8 @@ TEST_F(EmbeddingsE2E, HostileBodiesGetOpenAIShaped400s) {
   std::string huge = R"({"model":"small","input":[)";
   for (int i = 0; i < 150000; ++i) huge += i ? ",1" : "1";
   expectOpenAIError(embed("research", huge + "]}"), 400, "");
-  HttpResponse get = httpGet(gw_->url() + "/v1/embeddings",
-                             {{"Authorization", "Bearer " + keyOf("research")}});
+  HttpResponse get =
+      httpGet(gw_->url() + "/v1/embeddings", {{"Authorization", "Bearer " + keyOf("research")}});
   EXPECT_EQ(get.status, 405) << get.body;
   EXPECT_EQ(openai_.embeddings().requestCount(), 0);
   EXPECT_EQ(httpGet(gw_->url() + "/healthz").status, 200);

@@ -47,8 +47,9 @@ TEST(GeminiEmbeddingWire, BatchBodyHasOneRequestPerInput) {
   EXPECT_EQ(first["model"], "models/public-e");
   EXPECT_EQ(first["content"]["parts"][0]["text"], "a b");
   EXPECT_EQ(first["outputDimensionality"], 16);
-  EXPECT_FALSE(routers::toGeminiBatchEmbed(textRequest({"x"}))->at("requests")[0].contains(
-      "outputDimensionality"));
+  EXPECT_FALSE(routers::toGeminiBatchEmbed(textRequest({"x"}))
+                   ->at("requests")[0]
+                   .contains("outputDimensionality"));
 
   api::EmbeddingRequest ids = textRequest({});
   ids.inputs.push_back(api::EmbeddingInput{"", {1, 2}, true});
