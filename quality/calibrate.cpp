@@ -659,7 +659,7 @@ api::StatusOr<Calibration> calibrate(const std::vector<QualityRecord>& records,
   for (const QualityRecord& r : records) {
     const std::optional<double> delta = r.delta();
     if (!delta || std::isnan(*delta) || !r.confidence || std::isnan(*r.confidence) ||
-        r.complexity_features.empty()) {
+        r.complexity_features.empty() || !r.local.complete) {
       ++c.skipped_rows;
       continue;
     }
@@ -693,7 +693,7 @@ api::StatusOr<Calibration> calibrate(const std::vector<QualityRecord>& records,
   if (usable < kMinUsableRows) {
     return api::invalidRequest(
         "too few usable quality records to calibrate: " + std::to_string(usable) + " of " +
-        std::to_string(records.size()) + " have a delta, complexity features and a confidence (" +
+        std::to_string(records.size()) + " have a delta, complexity features, a confidence and a complete draft (" +
         std::to_string(c.skipped_rows) + " skipped); need at least " +
         std::to_string(kMinUsableRows));
   }

@@ -4,8 +4,9 @@
 //
 // to quality records, so that the cascade escalates where the cloud answer was actually better.
 //
-// A record is usable when it has a delta (QualityRecord::delta()), complexity features and a
-// confidence; its label is "cloud better": delta > win_margin. The usable rows are split by a
+// A record is usable when it has a delta (QualityRecord::delta()), complexity features, a
+// confidence and a complete local draft (one cut short by the escalation would be compared
+// with a whole cloud answer, which always looks better); its label is "cloud better": delta > win_margin. The usable rows are split by a
 // hash of request_id and the seed into training rows and held-out rows (isHeldOut below). On
 // the training rows only:
 //   1. the complexity weights are fitted as an L2-regularised logistic regression of the label

@@ -58,7 +58,8 @@ class FeedbackE2E : public ::testing::Test {
       << "    hold_tokens: 4\n"
       << "    min_tokens: 2\n"
       << "    local_latency_budget_ms: 0\n"
-      << "    shadow_rate: 0\n"  // only the escalations are recorded
+      << "    shadow_rate: 0\n"  // only the escalations are recorded,
+      << "    draft: cut\n"      // as soon as the answer is out
       << "teams:\n";
     for (const char* t : {"ants", "bees"}) {
       p << "  " << t << ":\n    keys: [{id: k-" << t << ", sha256: " << hashKey(keyOf(t))

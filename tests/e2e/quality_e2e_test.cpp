@@ -248,6 +248,10 @@ TEST_F(QualityE2E, EscalationsAndShadowSamplesBecomeJudgedRecords) {
   EXPECT_GT(e->cloud.cost_usd, 0);
   EXPECT_EQ(e->local.model, "gemma/gemma-3-local");
   EXPECT_FALSE(e->local.text.empty());
+  // routing.draft: complete (the default): the draft ran to its end (max_tokens) although
+  // the cascade escalated early.
+  EXPECT_TRUE(e->local.complete);
+  EXPECT_EQ(e->local.completion_tokens, 6);
   EXPECT_NE(e->reason.find("trigger"), std::string::npos);
   ASSERT_TRUE(e->confidence.has_value());
   // The six features the score is made of (routers/confidence.h) and the mean entropy.

@@ -75,6 +75,7 @@ class RoutingE2E : public ::testing::Test {
       << "    hold_tokens: 4\n"
       << "    min_tokens: 2\n"
       << "    local_latency_budget_ms: 0\n"
+      << "    draft: cut\n"  // escalated rows cost their drafts (a complete one may outlive them)
       << "teams:\n"
       << "  cascade:\n" << keys("cascade")
       << "  localonly:\n" << keys("localonly")

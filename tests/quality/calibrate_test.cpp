@@ -250,9 +250,10 @@ TEST(Calibrate, SkipsRowsWithoutDeltaFeaturesOrConfidence) {
   records[1].confidence.reset();
   records[2].complexity_features.clear();
   records[3].confidence = std::nan("");
+  records[4].local.complete = false;  // a draft cut short by its escalation
   const Calibration c = calibrateOk(records, CalibrateOptions{});
-  EXPECT_EQ(c.skipped_rows, 4u);
-  EXPECT_EQ(c.train_rows + c.test_rows, 396u);
+  EXPECT_EQ(c.skipped_rows, 5u);
+  EXPECT_EQ(c.train_rows + c.test_rows, 395u);
 }
 
 TEST(Calibrate, WinMarginMovesTheLabel) {
