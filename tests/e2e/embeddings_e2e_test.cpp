@@ -241,6 +241,22 @@ TEST_F(EmbeddingsE2E, UpstreamErrorsCostNothing) {
   EXPECT_EQ(spend["month"]["reserved_usd"], 0.0) << spend;
 }
 
+// A client that leaves before the answer cancels the upstream call, which is billed at its
+// reservation: the provider may have done the work.
+TEST_F(EmbeddingsE2E, AClientThatLeavesIsBilledItsReservation) {
+  openai_.embeddings().setLatency(3000ms);
+  HttpResponse r =
+      httpPost(gw_->url() + "/v1/embeddings", R"({"model":"small","input":"hi there"})",
+               {{"Authorization", "Bearer " + keyOf("research")}}, 300ms);
+  EXPECT_FALSE(r.ok());
+  Json spend = spendOf("research", 1);
+  ASSERT_EQ(spend["month"]["by_model_and_route"].size(), 1u) << spend;
+  EXPECT_NEAR(spend["month"]["by_model_and_route"][0]["cost_usd"].get<double>(), 0.008, 1e-12)
+      << spend;
+  EXPECT_EQ(spend["month"]["reserved_usd"], 0.0) << spend;
+  EXPECT_EQ(httpGet(gw_->url() + "/healthz").status, 200);
+}
+
 // Many concurrent requests against a small budget: every one is reserved at its worst case
 // (8 bytes = $0.008) before its call, so what the provider serves never passes the budget.
 TEST_F(EmbeddingsE2E, AStormNeverPassesTheBudget) {
