@@ -225,6 +225,7 @@ class MeteredEmbedding : public ProviderCall,
   std::mutex mu_;
   std::optional<uint64_t> reservation_;
   bool have_id_ = false, durable_ = false, cancelled_ = false, launched_ = false;
+  bool launching_ = false;  // launch() decided to call the provider: a cancel() waits for it
   api::Status durable_status_;
   std::shared_ptr<ProviderCall> inner_;
 };
@@ -299,6 +300,16 @@ void MeteredEmbedding::proceed() {
 }
 
 void MeteredEmbedding::launch() {
+  {
+    // A cancel() that came before this point told the caller already: nothing goes upstream
+    // and the reservation is released. After it, cancel() cancels the provider's call.
+    std::lock_guard<std::mutex> lock(mu_);
+    launching_ = !cancelled_;
+  }
+  if (!launching_) {
+    account_->attemptEnded(reservation(), 0, false, false);
+    return end(api::Status(api::ErrorCode::kCancelled, "cancelled"));
+  }
   account_->cloudLaunched();
   auto self = shared_from_this();
   auto call = provider_.embed(
@@ -322,12 +333,12 @@ void MeteredEmbedding::cancel() {
     if (cancelled_) return;
     cancelled_ = true;
     inner = inner_;
-    waiting = !launched_;
+    waiting = !launched_ && !launching_;
   }
   if (inner) {
     inner->cancel();
   } else if (waiting) {
-    // Still waiting for the ledger: proceed() releases the reservation when it answers.
+    // Still waiting for the ledger: launch() releases the reservation when it answers.
     end(api::Status(api::ErrorCode::kCancelled, "cancelled"));
   }
 }

@@ -115,6 +115,7 @@ class MeteredCall : public ProviderCall, public std::enable_shared_from_this<Met
   api::Status durable_status_;
   std::shared_ptr<ProviderCall> inner_;
   bool launched_ = false, cancelled_ = false, paused_ = false;
+  bool launching_ = false;  // launch() decided to call the provider: a cancel() waits for it
 };
 
 // The attempt's sink: meters what the provider sends, then hands it on.
@@ -188,11 +189,9 @@ void MeteredCall::onDurable(api::Status status) {
 
 void MeteredCall::proceed() {
   api::Status st;
-  bool cancelled;
   {
     std::lock_guard<std::mutex> lock(mu_);
     st = durable_status_;
-    cancelled = cancelled_;
   }
   if (!st.ok()) {
     account_->attemptEnded(reservation(), 0, false, false);
@@ -202,15 +201,21 @@ void MeteredCall::proceed() {
             .withRetryAfter(5));
     return;
   }
-  if (cancelled) {
-    account_->attemptEnded(reservation(), 0, false, false);
-    end(api::Status(api::ErrorCode::kCancelled, "cancelled"));
-    return;
-  }
   launch();
 }
 
 void MeteredCall::launch() {
+  {
+    // A cancel() that came before this point told the client already: nothing goes upstream
+    // and the reservation is released. After it, cancel() cancels the provider's call.
+    std::lock_guard<std::mutex> lock(mu_);
+    launching_ = !cancelled_;
+  }
+  if (!launching_) {
+    account_->attemptEnded(reservation(), 0, false, false);
+    end(api::Status(api::ErrorCode::kCancelled, "cancelled"));
+    return;
+  }
   account_->cloudLaunched();
   auto call = target_.provider->chat(request_, std::make_shared<MeterSink>(shared_from_this()),
                                      deadline_);
@@ -233,12 +238,12 @@ void MeteredCall::cancel() {
     if (cancelled_) return;
     cancelled_ = true;
     inner = inner_;
-    waiting = !launched_;
+    waiting = !launched_ && !launching_;
   }
   if (inner) {
     inner->cancel();
   } else if (waiting) {
-    // Still waiting for the ledger: the client hears at once; proceed() releases the
+    // Still waiting for the ledger: the client hears at once; launch() releases the
     // reservation when the ledger answers.
     end(api::Status(api::ErrorCode::kCancelled, "cancelled"));
   }
