@@ -135,7 +135,7 @@ int samplerSteps(const engine::Tokenizer& t,
 int toolSteps(const engine::Tokenizer& t, std::shared_ptr<const engine::grammar::VocabIndex> vocab,
               int runs, std::mt19937_64& rng) {
   std::vector<engine::grammar::ToolSpec> tools;
-  for (int i : {0, 2, 3}) tools.push_back({suite()[i].first, suite()[i].second});
+  for (int i : {0, 2, 3}) tools.push_back({suite()[i].first, suite()[i].second, {}});
   auto call = engine::grammar::compileToolCalls(tools, engine::grammar::ToolSyntax::kGemma4);
   auto text = engine::grammar::compileTextWithToolCalls(tools, 16);
   if (!call.ok() || !text.ok()) return 1;

@@ -26,18 +26,26 @@ void RankWindow::add(double x) {
   size_ = std::min(size_ + 1, scores_.size());
 }
 
-bool RankWindows::Key::operator<(const Key& o) const {
-  return std::tie(team, model, score) < std::tie(o.team, o.model, o.score);
+namespace {
+
+// A key as views, so that owned and viewed keys compare alike (a tuple of strings and one of
+// string_views do not compare with each other under every standard library).
+using KeyTuple = std::tuple<std::string_view, std::string_view, RankedScore>;
+template <typename K>
+KeyTuple viewOf(const K& k) {
+  return KeyTuple(k.team, k.model, k.score);
 }
 
+}  // namespace
+
+bool RankWindows::Key::operator<(const Key& o) const { return viewOf(*this) < viewOf(o); }
+
 bool RankWindows::Less::operator()(const Key& a, const KeyView& b) const {
-  return std::tie(a.team, a.model, a.score) <
-         std::tie(b.team, b.model, b.score);
+  return viewOf(a) < viewOf(b);
 }
 
 bool RankWindows::Less::operator()(const KeyView& a, const Key& b) const {
-  return std::tie(a.team, a.model, a.score) <
-         std::tie(b.team, b.model, b.score);
+  return viewOf(a) < viewOf(b);
 }
 
 namespace {

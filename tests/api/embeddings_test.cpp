@@ -200,7 +200,9 @@ TEST(EmbeddingResponse, ReadsUpstreamsLenientlyAndChecksTheShape) {
         R"({"data":[{"index":-1,"embedding":[1]}]})", R"({"data":[{}]})", R"({"data":[5]})"}) {
     auto e = parseEmbeddingResponse(bad, 1);
     EXPECT_FALSE(e.ok()) << bad;
-    if (!e.ok()) EXPECT_EQ(e.status().code(), ErrorCode::kUpstreamError) << bad;
+    if (!e.ok()) {
+      EXPECT_EQ(e.status().code(), ErrorCode::kUpstreamError) << bad;
+    }
   }
   EXPECT_FALSE(parseEmbeddingResponse(
                    R"({"data":[{"index":0,"embedding":[1]},{"index":0,"embedding":[2]}]})", 2)

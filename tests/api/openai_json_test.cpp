@@ -782,7 +782,7 @@ TEST(ChatRequestToJson, SerialisesProgrammaticRequest) {
   m.content = Content::ofText("ping");
   r.messages.push_back(m);
   r.tool_choice = ToolChoice{ToolChoice::Mode::kRequired, ""};
-  r.response_format = ResponseFormat{ResponseFormat::Type::kJsonObject, nullptr};
+  r.response_format = ResponseFormat{ResponseFormat::Type::kJsonObject, nullptr, {}};
   r.logit_bias = {{5, 1.0}};
   r.extra = nullptr;  // tolerated: nothing to merge
   Tool t;
