@@ -869,6 +869,9 @@ bool sentNatively(const api::ChatRequest& request) {
 
 api::StatusOr<std::string> nativeAnthropicBody(const api::ChatRequest& request,
                                                const AnthropicWireConfig& config) {
+  if (!sentNatively(request)) {
+    return api::Status(api::ErrorCode::kInternal, "the request carries no Messages API body");
+  }
   const int64_t max_tokens = request.maxOutputTokens().value_or(config.default_max_tokens);
   std::optional<Json> stream;
   if (request.stream) stream = Json(true);

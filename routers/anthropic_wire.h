@@ -69,7 +69,7 @@ bool sentNatively(const api::ChatRequest& request);
 
 // The client's body with model (the upstream's name), max_tokens (the effective cap, which a
 // budget may have lowered) and stream set, every other byte as it came. kInternal when the
-// body is not a JSON object (it was parsed once, so this does not happen).
+// request was not sent natively or its body is not a JSON object (it was parsed once).
 api::StatusOr<std::string> nativeAnthropicBody(const api::ChatRequest& request,
                                                const AnthropicWireConfig& config);
 

@@ -92,6 +92,7 @@ void useParsedRequest(const api::ChatRequest& req) {
 // A parsed Messages body sent natively to an Anthropic target is the same JSON object but for
 // the members the gateway sets (editTopLevelMembers keeps every other byte).
 void checkNativeBody(std::string_view input, const api::ChatRequest& req) {
+  if (!routers::sentNatively(req)) return;  // e.g. a conversation with an unsigned thought
   const routers::AnthropicWireConfig config;
   auto native = routers::nativeAnthropicBody(req, config);
   SY_FUZZ_CHECK(native.ok(), "a parsed Messages body is sent natively");
