@@ -230,40 +230,13 @@ class MeteredEmbedding : public ProviderCall,
   std::shared_ptr<ProviderCall> inner_;
 };
 
-api::Status ledgerUnavailable(const api::Status& st) {
-  return api::Status(api::ErrorCode::kUnavailable,
-                     "The ledger is unavailable, so no cloud call can be billed: " + st.message(),
-                     {}, "ledger_unavailable")
-      .withRetryAfter(5);
-}
-
 void MeteredEmbedding::start() {
   policies::Ledger* ledger = account_->ledger();
   if (!ledger) return launch();
-  const Payer& payer = account_->payer();
-  policies::ReservationRequest rr;
-  rr.request_id = payer.request_id;
-  rr.team = payer.team;
-  rr.key_id = payer.key_id;
-  rr.model = payer.public_model;
-  rr.decision = account_->decision();
-  rr.max_cost_usd = worstUsd();
-  rr.limits = {payer.policy->budget.daily_usd, payer.policy->budget.monthly_usd};
-  rr.now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                  std::chrono::system_clock::now().time_since_epoch())
-                  .count();
   auto self = shared_from_this();
-  auto id = ledger->reserveDurable(rr, [self](api::Status st) { self->onDurable(std::move(st)); });
-  if (!id.ok()) {
-    api::Status st = id.status();
-    if (st.code() == api::ErrorCode::kUnavailable || st.code() == api::ErrorCode::kIo) {
-      st = ledgerUnavailable(st);
-    }
-    if (spender_.observer()) spender_.observer()->onRefused(payer.team, st.openaiCode());
-    if (st.code() == api::ErrorCode::kQuotaExceeded) account_->budgetRefused(rr.max_cost_usd);
-    return end(std::move(st));
-  }
-  account_->hold(*id);
+  auto id = reserveForCall(spender_, *account_, worstUsd(),
+                           [self](api::Status st) { self->onDurable(std::move(st)); });
+  if (!id.ok()) return end(id.status());
   {
     std::lock_guard<std::mutex> lock(mu_);
     reservation_ = *id;

@@ -136,38 +136,17 @@ class MeterSink : public ChatSink {
 void MeteredCall::start(int64_t prompt_bound, double worst_usd) {
   prompt_bound_ = prompt_bound;
   worst_usd_ = worst_usd;
-  policies::Ledger* ledger = account_->ledger();
-  if (!ledger) {
+  if (!account_->ledger()) {
     launch();
     return;
   }
-  const Payer& payer = account_->payer();
-  policies::ReservationRequest rr;
-  rr.request_id = payer.request_id;
-  rr.team = payer.team;
-  rr.key_id = payer.key_id;
-  rr.model = payer.public_model;
-  rr.decision = account_->decision();
-  rr.max_cost_usd = worst_usd;
-  rr.limits = {payer.policy->budget.daily_usd, payer.policy->budget.monthly_usd};
-  rr.now_ms = nowMs();
   auto self = shared_from_this();
-  auto id = ledger->reserveDurable(rr, [self](api::Status st) { self->onDurable(std::move(st)); });
+  auto id = reserveForCall(spender_, *account_, worst_usd,
+                           [self](api::Status st) { self->onDurable(std::move(st)); });
   if (!id.ok()) {
-    api::Status st = id.status();
-    if (st.code() == api::ErrorCode::kUnavailable || st.code() == api::ErrorCode::kIo) {
-      st = api::Status(api::ErrorCode::kUnavailable,
-                       "The ledger is unavailable, so no cloud call can be billed: " +
-                           st.message(),
-                       {}, "ledger_unavailable")
-               .withRetryAfter(5);
-    }
-    if (spender_.observer()) spender_.observer()->onRefused(payer.team, st.openaiCode());
-    if (st.code() == api::ErrorCode::kQuotaExceeded) account_->budgetRefused(worst_usd);
-    end(std::move(st));
+    end(id.status());
     return;
   }
-  account_->hold(*id);
   {
     std::lock_guard<std::mutex> lock(mu_);
     reservation_ = *id;
@@ -195,10 +174,7 @@ void MeteredCall::proceed() {
   }
   if (!st.ok()) {
     account_->attemptEnded(reservation(), 0, false, false);
-    end(api::Status(api::ErrorCode::kUnavailable,
-                    "The ledger is unavailable, so no cloud call can be billed: " + st.message(),
-                    {}, "ledger_unavailable")
-            .withRetryAfter(5));
+    end(ledgerUnavailable(st));
     return;
   }
   launch();
@@ -286,6 +262,44 @@ void MeteredCall::end(api::StatusOr<api::ChatResponse> result) {
   if (ended_.exchange(true)) return;
   sink_->onFinish(std::move(result));
 }
+
+}  // namespace
+
+api::Status ledgerUnavailable(const api::Status& cause) {
+  return api::Status(api::ErrorCode::kUnavailable,
+                     "The ledger is unavailable, so no cloud call can be billed: " +
+                         cause.message(),
+                     {}, "ledger_unavailable")
+      .withRetryAfter(5);
+}
+
+api::StatusOr<uint64_t> reserveForCall(const Spender& spender, Account& account, double worst_usd,
+                                       std::function<void(api::Status)> on_durable) {
+  const Payer& payer = account.payer();
+  policies::ReservationRequest rr;
+  rr.request_id = payer.request_id;
+  rr.team = payer.team;
+  rr.key_id = payer.key_id;
+  rr.model = payer.public_model;
+  rr.decision = account.decision();
+  rr.max_cost_usd = worst_usd;
+  rr.limits = {payer.policy->budget.daily_usd, payer.policy->budget.monthly_usd};
+  rr.now_ms = nowMs();
+  auto id = account.ledger()->reserveDurable(rr, std::move(on_durable));
+  if (!id.ok()) {
+    api::Status st = id.status();
+    if (st.code() == api::ErrorCode::kUnavailable || st.code() == api::ErrorCode::kIo) {
+      st = ledgerUnavailable(st);
+    }
+    if (spender.observer()) spender.observer()->onRefused(payer.team, st.openaiCode());
+    if (st.code() == api::ErrorCode::kQuotaExceeded) account.budgetRefused(worst_usd);
+    return st;
+  }
+  account.hold(*id);
+  return id;
+}
+
+namespace {
 
 // A cloud target as one request sees it: gated and metered.
 class MeteredProvider : public Provider {

@@ -166,4 +166,16 @@ class Spender {
   SpendObserver* const observer_;
 };
 
+// The ledger could not be reached or written, so no cloud call can be billed: 503
+// ledger_unavailable (retry after 5 s), naming the cause.
+api::Status ledgerUnavailable(const api::Status& cause);
+
+// The first step of every metered call (chat and embeddings): a durable reservation of
+// `worst_usd` against the budget of `account`'s payer, whose ledger must be set. `on_durable`
+// runs once the reservation is durable, or could not be made so. Returns the reservation id,
+// which the account then holds, or the refusal as the client hears it (ledgerUnavailable; a
+// budget refusal is also noted on the account and the observer).
+api::StatusOr<uint64_t> reserveForCall(const Spender& spender, Account& account, double worst_usd,
+                                       std::function<void(api::Status)> on_durable);
+
 }  // namespace routers
