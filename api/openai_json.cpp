@@ -800,6 +800,12 @@ Status checkJsonBounds(std::string_view text, JsonBounds bounds) {
     } else if (c == ']' || c == '}') {
       --depth;
       continue;
+    } else if (c == '\0') {
+      // JSON text has no NUL byte; the parser would take one as the end of the input and
+      // accept whatever follows, so the body we pass on could differ from the one we read.
+      return Status(ErrorCode::kInvalidRequest,
+                    "Invalid JSON body: a NUL byte at offset " +
+                        std::to_string(p - 1 - text.data()) + ".");
     } else if (c != ',' && c != ':') {
       continue;
     }

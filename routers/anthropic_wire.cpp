@@ -823,9 +823,9 @@ api::StatusOr<WireRequest> AnthropicWire::encode(const api::ChatRequest& request
 
 api::StatusOr<api::ChatResponse> AnthropicWire::decodeResponse(
     std::string_view body, const api::ChatRequest& request) const {
-  if (!nestingWithin(body, kMaxUpstreamJsonDepth)) {
-    return upstreamError("the response nests deeper than " + std::to_string(kMaxUpstreamJsonDepth) +
-                         " levels");
+  const api::JsonBounds bounds{kMaxUpstreamJsonDepth, std::numeric_limits<int64_t>::max()};
+  if (api::Status s = api::checkJsonBounds(body, bounds); !s.ok()) {
+    return upstreamError("the response is refused: " + s.message());
   }
   Json root = Json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);
   if (root.is_discarded()) return upstreamError("the response is not valid JSON");

@@ -45,6 +45,22 @@ TEST(JsonBounds, ValueCountIsBounded) {
   EXPECT_FALSE(checkJsonBounds(arrayOf(kMaxRequestJsonValues + 1)).ok());
 }
 
+TEST(JsonBounds, NulByteOutsideStringsIsRefused) {
+  // The parser stops at a NUL byte and accepts the text before it; the body must be refused
+  // so that what is forwarded (byte for byte, on pass-through) is what was checked.
+  std::string body = R"({"a":1})";
+  body += std::string(3, '\0');
+  Status s = checkJsonBounds(body);
+  EXPECT_EQ(s.code(), ErrorCode::kInvalidRequest);
+  EXPECT_NE(s.message().find("NUL byte at offset 7"), std::string::npos) << s.message();
+  EXPECT_FALSE(parseBoundedJson(body).ok());
+  std::string inside = "[\"a";
+  inside += '\0';
+  inside += "b\"]";
+  EXPECT_TRUE(checkJsonBounds(inside).ok());  // inside a string: the parser refuses it itself
+  EXPECT_FALSE(parseBoundedJson(inside).ok());
+}
+
 TEST(JsonBounds, ParseBoundedJsonReportsBoundsThenSyntax) {
   auto ok = parseBoundedJson(R"({"a":[1,2,{"b":null}]})");
   ASSERT_TRUE(ok.ok()) << ok.status().message();

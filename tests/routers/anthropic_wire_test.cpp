@@ -659,7 +659,10 @@ TEST(AnthropicResponse, MalformedBodies) {
   std::string deep =
       R"({"id":"m","content":[{"type":"tool_use","id":"t","name":"f","input":{"a":)" +
       std::string(600, '[') + std::string(600, ']') + "}}]}";
-  expectUpstreamError(deep, "nests deeper");
+  expectUpstreamError(deep, "nest at most 512");
+  std::string nul = R"({"id":"m","content":[],"usage":{"input_tokens":3,"output_tokens":1}})";
+  nul += std::string(2, '\0') + "junk";
+  expectUpstreamError(nul, "NUL byte");
 }
 
 TEST(AnthropicResponse, ErrorBodies) {
