@@ -84,6 +84,9 @@ struct AttentionShape {
   int head_dim = 0;   // D
   float scale = 0;    // query_pre_attn_scalar^-0.5 (§2.3)
   int window = 0;     // sliding window W (a query sees W keys including itself, §2.7); 0 = full
+  // Keys on both sides of the query (an encoder, EmbeddingGemma): every stored key is visible,
+  // or with a window only those with |pos - p| < window (HF's bidirectional overlay).
+  bool bidirectional = false;
 };
 
 // The queries of one sequence for one layer.
@@ -173,7 +176,8 @@ class Backend {
   virtual void writeKv(const float* k, const float* v, int n, int pos0, int kv_dim,
                        const KvLayerView& kv) = 0;
 
-  // Causal (plus sliding window when shape.window > 0) GQA attention for every sequence, sdpa
+  // Causal (plus sliding window when shape.window > 0; bidirectional when shape says so) GQA
+  // attention for every sequence, sdpa
   // style (§6.1): fp32 scores q·k * scale, fp32 softmax, fp32 p·v, output rounded to bf16.
   // A key in slot s is visible to the query at position p iff slot_pos[s] <= p and, with a
   // window, slot_pos[s] > p - window (§2.7).

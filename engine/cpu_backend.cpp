@@ -628,6 +628,9 @@ void CpuBackend::attention(const AttentionShape& sh, std::span<const AttentionSe
     const int p = sq.pos0 + task.query;
     // gemma-spec §2.7: causal, and on sliding layers only the W positions p-W+1 .. p.
     const int lo = sh.window > 0 ? p - sh.window + 1 : std::numeric_limits<int>::min();
+    const int hi = !sh.bidirectional         ? p
+                   : sh.window > 0 ? p + sh.window - 1
+                                   : std::numeric_limits<int>::max();
     thread_local std::vector<int64_t> vis;  // rows of the visible keys
     thread_local std::vector<float> score;
     thread_local std::vector<float> acc;
@@ -635,12 +638,12 @@ void CpuBackend::attention(const AttentionShape& sh, std::span<const AttentionSe
     // visible position): the fp32 sums then do not depend on the ring's capacity, and a prompt
     // gives bit-identical results whether it is prefilled whole, in chunks or token by token.
     const int cap = sq.kv.capacity;
-    const int start = sq.n_slots == cap ? std::max(lo, 0) % cap : 0;
+    const int start = sq.n_slots == cap && !sh.bidirectional ? std::max(lo, 0) % cap : 0;
     vis.clear();
     for (int j = 0, s = start; j < sq.n_slots; ++j, s = (s + 1 == cap ? 0 : s + 1)) {
       const int64_t row = kvRow(sq.kv, s);
       const int sp = sq.kv.slot_pos[row];
-      if (sp <= p && sp >= lo) vis.push_back(row);
+      if (sp <= hi && sp >= lo) vis.push_back(row);
     }
     const int nv = static_cast<int>(vis.size());
     score.resize(static_cast<size_t>(nv) * group);

@@ -199,12 +199,14 @@ Status checkUnsupported(const Keys& k, const json& top, std::string_view file, G
   }
   if (const json* v = k.get("use_bidirectional_attention")) {
     // Gemma 4's "vision" only changes image positions, which a text-only engine never has.
-    const bool ok = v->is_boolean() ? !v->get<bool>() : (g4 && *v == "vision");
+    // Gemma 3's true is EmbeddingGemma, an encoder (engine/models/embedding_gemma.h).
+    const bool ok = v->is_boolean() ? (!g4 || !v->get<bool>()) : (g4 && *v == "vision");
     if (!ok) {
       return configError(k.where("use_bidirectional_attention") +
-                         (g4 ? " must be null or \"vision\"" : " must be false") +
+                         (g4 ? " must be null or \"vision\"" : " must be a boolean") +
                          ": bidirectional text attention is not implemented");
     }
+    c->bidirectional = !g4 && v->get<bool>();
   }
   if (const json* v = k.get("attention_bias"); v != nullptr && (!v->is_boolean() || v->get<bool>())) {
     return configError(k.where("attention_bias") + " must be false: not implemented");

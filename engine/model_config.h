@@ -104,6 +104,10 @@ struct GemmaConfig {
   float attn_scale = 0;  // Gemma 3: query_pre_attn_scalar^-0.5; Gemma 4: 1.0 (§3.3)
   float embed_scale = 0;  // bf16(sqrt(H)): HF rounds the scale before multiplying (§2.1, §6.2)
   float rms_norm_eps = 1e-6f;  // every RMSNorm; weights are (1 + w) in Gemma 3, w in Gemma 4
+  // use_bidirectional_attention: true (Gemma 3 only): EmbeddingGemma, an encoder whose queries
+  // see keys on both sides (engine/models/embedding_gemma.h); sliding_window stays as configured
+  // and the encoder derives HF's W//2 + 1 bound from it. The causal models refuse it.
+  bool bidirectional = false;
 
   // ---- Gemma 4 only (zero / false for Gemma 3)
   int global_head_dim = 0;         // head dim of full layers (512)

@@ -20,6 +20,7 @@
 
 #include "engine/bf16.h"
 #include "engine/checkpoint.h"
+#include "engine/models/embedding_gemma.h"
 #include "engine/safetensors.h"
 #include "tools/cli.h"
 
@@ -40,6 +41,9 @@ struct Preset {
   bool conditional;              // default layout
   bool sparse_text_config;       // write only the keys the real 4b text_config has (§1.2)
   bool tokenizer;                // copy the real tokenizer (vocab covers it)
+  // > 0: an EmbeddingGemma encoder (engine/models/embedding_gemma.h) in sentence-transformers
+  // layout: bidirectional attention, mean pooling, Dense hidden -> dense_width -> hidden.
+  int64_t dense_width = 0;
 };
 
 // clang-format off
@@ -65,6 +69,20 @@ const Preset kPresets[] = {
      .heads = 8, .kv_heads = 4, .head_dim = 256, .sliding_window = 1024,
      .query_pre_attn_scalar = 256, .max_positions = 131072, .rope_scaling = 8.0, .layer_types = {},
      .pattern = 6, .conditional = true, .sparse_text_config = true, .tokenizer = true},
+    // EmbeddingGemma in miniature: the real vocabulary and tokenizer, 3 query heads over 1 KV
+    // head as in the 300m model, a window (8, so |pos_k - pos_q| < 5) shorter than a sentence.
+    {.name = "embeddinggemma-tiny", .vocab = 262144, .hidden = 64, .intermediate = 128,
+     .layers = 4, .heads = 3, .kv_heads = 1, .head_dim = 32, .sliding_window = 8,
+     .query_pre_attn_scalar = 32, .max_positions = 2048, .rope_scaling = 0,
+     .layer_types = {1, 1, 0, 1}, .pattern = 0, .conditional = false,
+     .sparse_text_config = false, .tokenizer = true, .dense_width = 256},
+    // The committed encoder parity fixture (tests/fixtures/embeddinggemma-ref): small vocab,
+    // query_pre_attn_scalar != head_dim, both layer types.
+    {.name = "embeddinggemma-fixture", .vocab = 512, .hidden = 64, .intermediate = 128,
+     .layers = 4, .heads = 3, .kv_heads = 1, .head_dim = 16, .sliding_window = 8,
+     .query_pre_attn_scalar = 24, .max_positions = 128, .rope_scaling = 0,
+     .layer_types = {1, 0, 1, 0}, .pattern = 0, .conditional = false,
+     .sparse_text_config = false, .tokenizer = false, .dense_width = 256},
 };
 // clang-format on
 
@@ -144,7 +162,8 @@ const Gemma4Preset kGemma4Presets[] = {
 };
 // clang-format on
 
-enum class Layout { kCausal, kConditional, kConditionalLegacy };
+// kEncoder: Gemma3TextModel saved on its own (EmbeddingGemma): tensor names without "model.".
+enum class Layout { kCausal, kConditional, kConditionalLegacy, kEncoder };
 
 uint64_t splitmix64(uint64_t& state) {
   uint64_t z = (state += 0x9e3779b97f4a7c15ull);
@@ -192,6 +211,7 @@ struct TensorPlan {
 
 std::vector<TensorPlan> planTensors(const Preset& p, Layout layout) {
   const std::string lm = layout == Layout::kCausal        ? "model."
+                         : layout == Layout::kEncoder     ? ""
                          : layout == Layout::kConditional ? "model.language_model."
                                                           : "language_model.model.";
   const int64_t H = p.hidden, I = p.intermediate, q = int64_t{p.heads} * p.head_dim,
@@ -224,7 +244,7 @@ std::vector<TensorPlan> planTensors(const Preset& p, Layout layout) {
     add(n + "mlp.down_proj.weight", {H, I}, 1 / std::sqrt(double(I)));
   }
   add("norm.weight", {H}, kNorm, 3.0);
-  if (layout != Layout::kCausal) {  // a few of the multimodal tensors, which the loader skips
+  if (layout != Layout::kCausal && layout != Layout::kEncoder) {  // a few multimodal tensors
     const std::string mm = layout == Layout::kConditional ? "model." : "";
     out.push_back(
         {{mm + "multi_modal_projector.mm_input_projection_weight", engine::DType::kBF16, {1152, H}},
@@ -282,11 +302,16 @@ json textConfig(const Preset& p) {
   t["transformers_version"] = "4.50.0.dev0";
   t["use_cache"] = true;
   t["vocab_size"] = p.vocab;
+  if (p.dense_width > 0) {  // EmbeddingGemma's config.json
+    t["architectures"] = {"Gemma3TextModel"};
+    t["use_bidirectional_attention"] = true;
+    t.erase("cache_implementation");
+  }
   return t;
 }
 
 json fullConfig(const Preset& p, Layout layout) {
-  if (layout == Layout::kCausal) return textConfig(p);
+  if (layout == Layout::kCausal || layout == Layout::kEncoder) return textConfig(p);
   json text = textConfig(p);
   text.erase("architectures");
   text.erase("transformers_version");
@@ -539,6 +564,9 @@ int usage(FILE* out, int code) {
                "         real vocabulary and tokenizer (~60 MB); gemma-4-e2b, gemma-4-e4b,\n"
                "         gemma-4-26b-a4b, gemma-4-31b: the real text shapes (use --layers to\n"
                "         shrink them; the KV-shared tail shrinks in proportion)\n"
+               "EmbeddingGemma (sentence-transformers layout: pooling, Dense, Normalize):\n"
+               "         embeddinggemma-tiny (real vocabulary and tokenizer, hidden 64),\n"
+               "         embeddinggemma-fixture (vocab 512; tests/fixtures/embeddinggemma-ref)\n"
                "layout:  causal-lm (or causal) = model.*, conditional = model.language_model.*,\n"
                "         conditional-legacy = language_model.model.* (Gemma 3 only)\n"
                "         (default: the preset's; every Gemma 4 preset is conditional)\n"
@@ -554,6 +582,7 @@ struct ModelPlan {
   json config;
   std::vector<TensorPlan> tensors;
   bool tokenizer = false;
+  int64_t hidden = 0, dense_width = 0;  // dense_width > 0: an EmbeddingGemma encoder
 };
 
 // Resolves --preset / --layers / --layout into a plan, or prints why not and returns false.
@@ -572,7 +601,14 @@ bool makePlan(const std::string& preset_name, const std::string& layout_name, in
     return false;
   }
   Layout layout = (g4 != nullptr || g3->conditional) ? Layout::kConditional : Layout::kCausal;
-  if (layout_name == "causal" || layout_name == "causal-lm") {
+  if (g3 != nullptr && g3->dense_width > 0) {
+    if (!layout_name.empty()) {
+      std::fprintf(stderr, "make-test-model: preset %s has one layout (sentence-transformers)\n",
+                   preset_name.c_str());
+      return false;
+    }
+    layout = Layout::kEncoder;
+  } else if (layout_name == "causal" || layout_name == "causal-lm") {
     layout = Layout::kCausal;
   } else if (layout_name == "conditional") {
     layout = Layout::kConditional;
@@ -609,6 +645,8 @@ bool makePlan(const std::string& preset_name, const std::string& layout_name, in
   plan->config = fullConfig(p, layout);
   plan->tensors = planTensors(p, layout);
   plan->tokenizer = p.tokenizer;
+  plan->hidden = p.hidden;
+  plan->dense_width = p.dense_width;
   return true;
 }
 
@@ -652,6 +690,65 @@ bool writeTensors(const std::string& st_path, const std::vector<TensorPlan>& pla
     return false;
   }
   return true;
+}
+
+// EmbeddingGemma's sentence-transformers files beside the encoder: the module chain, mean
+// pooling, two Dense layers (hidden -> dense_width -> hidden, no bias, Identity) and Normalize,
+// the prompts and max_seq_length; the tokenizer config asks for <eos> as the real one does.
+bool writeSentenceTransformers(const fs::path& dir, const ModelPlan& plan, uint64_t seed,
+                               bool tokenizer) {
+  json modules = json::array();
+  const char* kinds[][2] = {{"", "Transformer"}, {"1_Pooling", "Pooling"}, {"2_Dense", "Dense"},
+                            {"3_Dense", "Dense"}, {"4_Normalize", "Normalize"}};
+  for (size_t i = 0; i < std::size(kinds); ++i)
+    modules.push_back({{"idx", i}, {"name", std::to_string(i)}, {"path", kinds[i][0]},
+                       {"type", std::string("sentence_transformers.models.") + kinds[i][1]}});
+  std::error_code ec;
+  for (const char* sub : {"1_Pooling", "2_Dense", "3_Dense", "4_Normalize"})
+    fs::create_directories(dir / sub, ec);
+  if (ec) return false;
+  const json pooling = {{"word_embedding_dimension", plan.hidden},
+                        {"pooling_mode_cls_token", false},
+                        {"pooling_mode_mean_tokens", true},
+                        {"pooling_mode_max_tokens", false},
+                        {"pooling_mode_mean_sqrt_len_tokens", false},
+                        {"pooling_mode_weightedmean_tokens", false},
+                        {"pooling_mode_lasttoken", false},
+                        {"include_prompt", true}};
+  const json st_config = {
+      {"model_type", "SentenceTransformer"},
+      {"prompts",
+       {{"query", "task: search result | query: "}, {"document", "title: none | text: "}}},
+      {"default_prompt_name", nullptr},
+      {"similarity_fn_name", "cosine"}};
+  bool ok = writeJson(dir / "modules.json", modules) &&
+            writeJson(dir / "1_Pooling" / "config.json", pooling) &&
+            writeJson(dir / "config_sentence_transformers.json", st_config) &&
+            writeJson(dir / "sentence_bert_config.json",
+                      {{"max_seq_length", 2048}, {"do_lower_case", false}});
+  const int64_t widths[][2] = {{plan.hidden, plan.dense_width}, {plan.dense_width, plan.hidden}};
+  for (int i = 0; i < 2 && ok; ++i) {
+    const fs::path sub = dir / (i == 0 ? "2_Dense" : "3_Dense");
+    const auto [in, out] = widths[i];
+    ok = writeJson(sub / "config.json",
+                   {{"in_features", in}, {"out_features", out}, {"bias", false},
+                    {"activation_function", "torch.nn.modules.linear.Identity"}});
+    const std::string canonical = std::string(i == 0 ? "2_Dense" : "3_Dense") + ".linear.weight";
+    TensorPlan t{{"linear.weight", engine::DType::kBF16, {out, in}},
+                 canonical,
+                 1 / std::sqrt(double(in))};
+    uint64_t bytes = 0;
+    ok = ok && writeTensors((sub / "model.safetensors").string(), {t}, seed, &bytes);
+  }
+  if (ok && tokenizer) {  // EmbeddingGemma's tokenizer wraps every text in <bos> ... <eos>
+    auto text = engine::readTextFile((dir / "tokenizer_config.json").string());
+    json cfg = text.ok() ? json::parse(*text, nullptr, false) : json();
+    if (!cfg.is_object()) return false;
+    cfg["add_bos_token"] = true;
+    cfg["add_eos_token"] = true;
+    ok = writeJson(dir / "tokenizer_config.json", cfg);
+  }
+  return ok;
 }
 
 bool parseCount(const std::string& text, uint64_t* out) {
@@ -756,8 +853,17 @@ int runMakeTestModel(int argc, char** argv) {
     }
   }
 
+  if (plan.dense_width > 0 && !writeSentenceTransformers(dir, plan, seed, copy_tokenizer)) {
+    std::fprintf(stderr, "make-test-model: cannot write the sentence-transformers files in %s\n",
+                 out_dir.c_str());
+    return 1;
+  }
+
   // Read it back through the real loader, so a preset can never drift from what it accepts.
-  const api::Status loaded = engine::Checkpoint::open(out_dir).status();
+  const api::Status loaded =
+      plan.dense_width > 0
+          ? engine::EmbeddingGemmaModel::load(out_dir, 1, copy_tokenizer).status()
+          : engine::Checkpoint::open(out_dir).status();
   if (!loaded.ok()) {
     std::fprintf(stderr, "make-test-model: wrote a checkpoint the loader rejects: %s\n",
                  loaded.message().c_str());

@@ -21,6 +21,9 @@ StatusOr<std::unique_ptr<Gemma3Model>> Gemma3Model::load(const std::string& mode
   if (Status s = m->open(model_dir, threads, quantize); !s.ok()) return s;
   if (m->config().isGemma4())
     return Status(ErrorCode::kConfig, model_dir + ": a Gemma 4 checkpoint (engine/models/gemma4.h)");
+  if (m->config().bidirectional)
+    return Status(ErrorCode::kConfig, model_dir + ": an EmbeddingGemma encoder "
+                                                  "(use_bidirectional_attention), not a chat model");
   if (Status s = m->prepareWeights(); !s.ok()) return s;
   return m;
 }
