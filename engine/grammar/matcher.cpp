@@ -76,6 +76,16 @@ bool isPlainContent(const std::string& bytes) {
   return isValidUtf8(bytes);
 }
 
+// Content of a Gemma 4 string whatever came before (at a character boundary, no delimiter
+// byte pending): whole UTF-8 characters, tab, CR and LF but no other control byte, and no '<',
+// which may open the closing <|"|>. Quotes and backslashes are content there.
+bool isNativePlainContent(const std::string& bytes) {
+  for (unsigned char c : bytes) {
+    if (c == '<' || (c < 0x20 && c != '\t' && c != '\n' && c != '\r')) return false;
+  }
+  return isValidUtf8(bytes);
+}
+
 enum class Step { kConsumed, kDone, kPop, kPush, kReject };
 
 // One byte of a free string (phases kStart, kBody), at most `max_bytes` between the quotes.
@@ -370,6 +380,18 @@ VocabIndex::VocabIndex(std::vector<std::string> token_bytes, std::vector<int32_t
     }
   }
   with_lt_ = buildTrie(bytes_, with_lt);
+  // Inside a Gemma 4 string: the tokens that are content there by themselves, as a mask, and
+  // the other tokens without a '<' (pieces of characters, control bytes) to walk.
+  std::vector<int32_t> native_rest;
+  native_plain_.assign(maskWords(), 0);
+  for (int32_t id : usable) {
+    if (isNativePlainContent(bytes_[id])) {
+      native_plain_[id / 64] |= uint64_t{1} << (id % 64);
+    } else if (bytes_[id].find('<') == std::string::npos) {
+      native_rest.push_back(id);
+    }
+  }
+  native_rest_ = buildTrie(bytes_, native_rest);
   // Its tokens' bytes are not the rests: never mark a subtree by length there.
   std::fill(string_rests_.plain_after.begin(), string_rests_.plain_after.end(), 0);
   const size_t words = maskWords();
@@ -827,11 +849,18 @@ void Matcher::fillMask(std::span<uint64_t> mask) {
     // Inside a Gemma 4 string, plain content without a '<' (which may open the delimiter) goes
     // on whatever came before: by mask. Quotes, backslashes, tab, CR, LF, pieces of characters
     // and '<' are walked.
-    const uint64_t* content = vocab_->contentUpTo(room);
-    const uint64_t* no_lt = vocab_->withoutMarkerStart();
     const size_t words = std::min(mask.size(), vocab_->maskWords());
-    for (size_t w = 0; w < words; ++w) mask[w] = content[w] & no_lt[w];
-    walk(vocab_->nonContent(), mask.data());
+    if (static_cast<size_t>(room) >= vocab_->maxTokenBytes()) {
+      // Room for any token: quotes, backslashes and line breaks are content too.
+      const uint64_t* plain = vocab_->nativeContent();
+      std::copy(plain, plain + words, mask.begin());
+      walk(vocab_->nativeRest(), mask.data());
+    } else {
+      const uint64_t* content = vocab_->contentUpTo(room);
+      const uint64_t* no_lt = vocab_->withoutMarkerStart();
+      for (size_t w = 0; w < words; ++w) mask[w] = content[w] & no_lt[w];
+      walk(vocab_->nonContent(), mask.data());
+    }
     walk(vocab_->withMarkerStart(), mask.data());
   } else {
     walk(vocab_->all(), mask.data());

@@ -82,6 +82,11 @@ class VocabIndex {
   // came before, as a mask; those with one are walked in a trie of their own.
   const uint64_t* withoutMarkerStart() const { return without_lt_.data(); }
   const Trie& withMarkerStart() const { return with_lt_; }
+  // Inside a Gemma 4 string with room for any token: the tokens that are content there whatever
+  // came before (whole characters, tab/CR/LF, quotes and backslashes; no '<'), as a mask, and
+  // the other tokens without a '<' (pieces of characters, control bytes), to walk.
+  const uint64_t* nativeContent() const { return native_plain_.data(); }
+  const Trie& nativeRest() const { return native_rest_; }
 
  private:
   static Trie buildTrie(const std::vector<std::string>& bytes, const std::vector<int32_t>& ids);
@@ -96,6 +101,8 @@ class VocabIndex {
   size_t max_token_bytes_ = 0;
   std::vector<uint64_t> without_lt_;  // [maskWords()]
   Trie with_lt_;
+  std::vector<uint64_t> native_plain_;  // [maskWords()]
+  Trie native_rest_;
 };
 
 // One stack frame of a parse: a value being written (see matcher.cpp for the phases).

@@ -358,9 +358,19 @@ TEST(GrammarMatcher, Gemma4StringMaskAgreesWithEveryTokenCheckedAlone) {
       "{a:" + q + long_text + "wwwwwwwwwwwwwwwwwwwwwww",
       "{a:" + q + "\xE2",
   };
+  // The default bound leaves room for any token: the string's own mask, not the JSON one.
+  auto roomy = compileSchema(Json::parse(R"({"type":"object","properties":{"a":{"type":"string"},
+      "n":{"type":"integer"}},"required":["a","n"],"additionalProperties":false})"),
+                             GrammarOptions{}, "schema", ValueSyntax::kGemma4);
+  ASSERT_TRUE(roomy.ok()) << roomy.status().toString();
+  std::vector<std::pair<std::shared_ptr<const Grammar>, std::string>> cases;
+  for (const auto& prefix : prefixes) cases.emplace_back(g.value(), prefix);
+  for (const std::string tail : {"", "line\n\"x\" \\", "a<", "a<|", "\xF0\x9F", "tab\t"}) {
+    cases.emplace_back(roomy.value(), "{a:" + q + tail);
+  }
   std::vector<uint64_t> mask(vocab->maskWords());
-  for (const auto& prefix : prefixes) {
-    Matcher m(g.value(), vocab);
+  for (const auto& [grammar, prefix] : cases) {
+    Matcher m(grammar, vocab);
     ASSERT_TRUE(m.acceptBytes(prefix)) << prefix;
     m.fillMask(mask);
     int allowed = 0;
