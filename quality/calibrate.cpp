@@ -62,13 +62,20 @@ struct Row {
   double local_cost = 0;
   double cloud_cost = 0;
   double complexity = 0;  // with the fitted weights
+  double w = 1;           // the record's weight, 1 / sampling_p
 };
 
-// A logistic regression's data: features in [0, 1], one row each, and labels.
+// A logistic regression's data: features in [0, 1], one row each, labels and row weights.
 struct Design {
   std::vector<std::vector<double>> x;
   std::vector<bool> y;
+  std::vector<double> w;
   size_t params() const { return x.empty() ? 1 : x[0].size() + 1; }
+  double totalWeight() const {
+    double t = 0;
+    for (double v : w) t += v;
+    return t > 0 ? t : 1;
+  }
 };
 
 double logistic(double z) { return 1 / (1 + std::exp(-z)); }
@@ -90,16 +97,16 @@ Params project(Params p) {
   return p;
 }
 
-// The regularised mean log loss.
+// The regularised weighted mean log loss.
 double objective(const Design& d, const Params& p) {
   double sum = 0;
   for (size_t i = 0; i < d.x.size(); ++i) {
     const double z = margin(p, d.x[i]);
-    sum += softplus(z) - (d.y[i] ? z : 0);
+    sum += d.w[i] * (softplus(z) - (d.y[i] ? z : 0));
   }
   double penalty = 0;
   for (size_t j = 1; j < p.size(); ++j) penalty += p[j] * p[j];
-  return sum / static_cast<double>(d.x.size()) + 0.5 * kL2 * penalty;
+  return sum / d.totalWeight() + 0.5 * kL2 * penalty;
 }
 
 void gradientAndHessian(const Design& d, const Params& p, Params* g, Matrix* h) {
@@ -110,15 +117,15 @@ void gradientAndHessian(const Design& d, const Params& p, Params* g, Matrix* h) 
   v[0] = 1;
   for (size_t i = 0; i < d.x.size(); ++i) {
     const double q = logistic(margin(p, d.x[i]));
-    const double e = q - (d.y[i] ? 1 : 0);
-    const double w = q * (1 - q);
+    const double e = d.w[i] * (q - (d.y[i] ? 1 : 0));
+    const double w = d.w[i] * q * (1 - q);
     for (size_t j = 0; j + 1 < k; ++j) v[j + 1] = d.x[i][j];
     for (size_t a = 0; a < k; ++a) {
       (*g)[a] += e * v[a];
       for (size_t b = 0; b <= a; ++b) (*h)[a][b] += w * v[a] * v[b];
     }
   }
-  const double n = static_cast<double>(d.x.size());
+  const double n = d.totalWeight();
   for (size_t a = 0; a < k; ++a) {
     (*g)[a] /= n;
     for (size_t b = 0; b <= a; ++b) {
@@ -168,10 +175,9 @@ bool solve(const Matrix& m, const Params& rhs, const std::vector<size_t>& free_i
 // gradient step when the Newton step does not descend.
 Params fitLogistic(const Design& d) {
   const size_t k = d.params();
-  size_t positives = 0;
-  for (bool y : d.y) positives += y ? 1 : 0;
-  const double base =
-      (static_cast<double>(positives) + 0.5) / (static_cast<double>(d.x.size()) + 1);
+  double positives = 0;
+  for (size_t i = 0; i < d.y.size(); ++i) positives += d.y[i] ? d.w[i] : 0;
+  const double base = (positives + 0.5) / (d.totalWeight() + 1);
   Params p(k, 0);
   p[0] = std::clamp(std::log(base / (1 - base)), -kMaxAbsBias, kMaxAbsBias);
 
@@ -241,6 +247,7 @@ Design complexityDesign(const std::vector<Row>& rows) {
   for (const Row& r : rows) {
     d.x.emplace_back(r.x.begin(), r.x.end());
     d.y.push_back(r.label);
+    d.w.push_back(r.w);
   }
   return d;
 }
@@ -260,6 +267,7 @@ std::optional<routers::ConfidenceConfig> fitConfidence(const std::vector<Row>& t
     for (const std::optional<double>& f : r.conf) doubt.push_back(1 - std::clamp(*f, 0.0, 1.0));
     d.x.push_back(std::move(doubt));
     d.y.push_back(r.label);
+    d.w.push_back(r.w);
     pos += r.label ? 1 : 0;
   }
   *rows_used = d.x.size();
@@ -293,17 +301,21 @@ double confidenceOf(const routers::ConfidenceConfig& c, const Row& r) {
 
 // ---- operating points ---------------------------------------------------------------------
 
+// Every sum is over the rows' weights (1 / sampling_p): a row stands for weight requests.
 struct Counts {
-  size_t n = 0, pos = 0, esc = 0, esc_pos = 0;
-  double kept_loss = 0;       // Σ max(0, delta) over rows kept local
-  double local_cost = 0;      // Σ local cost over all rows
-  double esc_cloud_cost = 0;  // Σ cloud cost over escalated rows
+  double n = 0, pos = 0, esc = 0, esc_pos = 0;
+  double kept_loss = 0;       // Σ w·max(0, delta) over rows kept local
+  double local_cost = 0;      // Σ w·local cost over all rows
+  double esc_cloud_cost = 0;  // Σ w·cloud cost over escalated rows
 
-  size_t correct() const { return esc_pos + (n - esc) - (pos - esc_pos); }
-  double share() const { return n ? static_cast<double>(esc) / static_cast<double>(n) : 0; }
-  double loss() const { return n ? kept_loss / static_cast<double>(n) : 0; }
-  double cost() const { return n ? (local_cost + esc_cloud_cost) / static_cast<double>(n) : 0; }
+  double correct() const { return esc_pos + (n - esc) - (pos - esc_pos); }
+  double share() const { return n > 0 ? esc / n : 0; }
+  double loss() const { return n > 0 ? kept_loss / n : 0; }
+  double cost() const { return n > 0 ? (local_cost + esc_cloud_cost) / n : 0; }
 };
+
+// Weighted sums of different rows, compared: equal within rounding.
+constexpr double kSumEps = 1e-9;
 
 struct Point {
   double tc = 1, tf = 0;
@@ -317,15 +329,15 @@ bool escalates(const Row& r, double tc, double tf) {
 Counts evaluate(const std::vector<Row>& rows, double tc, double tf) {
   Counts c;
   for (const Row& r : rows) {
-    ++c.n;
-    c.pos += r.label ? 1 : 0;
-    c.local_cost += r.local_cost;
+    c.n += r.w;
+    c.pos += r.label ? r.w : 0;
+    c.local_cost += r.w * r.local_cost;
     if (escalates(r, tc, tf)) {
-      ++c.esc;
-      c.esc_pos += r.label ? 1 : 0;
-      c.esc_cloud_cost += r.cloud_cost;
+      c.esc += r.w;
+      c.esc_pos += r.label ? r.w : 0;
+      c.esc_cloud_cost += r.w * r.cloud_cost;
     } else {
-      c.kept_loss += std::max(0.0, r.delta);
+      c.kept_loss += r.w * std::max(0.0, r.delta);
     }
   }
   return c;
@@ -338,8 +350,8 @@ TradeoffRow toTradeoff(double tc, double tf, const Counts& c) {
   t.cloud_share = c.share();
   t.cost_per_1k_usd = 1000 * c.cost();
   t.quality_loss = c.loss();
-  t.precision = c.esc ? static_cast<double>(c.esc_pos) / static_cast<double>(c.esc) : 0;
-  t.recall = c.pos ? static_cast<double>(c.esc_pos) / static_cast<double>(c.pos) : 0;
+  t.precision = c.esc > 0 ? c.esc_pos / c.esc : 0;
+  t.recall = c.pos > 0 ? c.esc_pos / c.pos : 0;
   return t;
 }
 
@@ -376,10 +388,10 @@ std::vector<Point> sweep(const std::vector<Row>& rows, const std::vector<double>
       for (; next < by_conf.size() && rows[by_conf[next]].confidence < tf; ++next) {
         const Row& r = rows[by_conf[next]];
         if (r.complexity > *tc) continue;  // already escalated by complexity
-        ++c.esc;
-        c.esc_pos += r.label ? 1 : 0;
-        c.esc_cloud_cost += r.cloud_cost;
-        c.kept_loss -= std::max(0.0, r.delta);
+        c.esc += r.w;
+        c.esc_pos += r.label ? r.w : 0;
+        c.esc_cloud_cost += r.w * r.cloud_cost;
+        c.kept_loss -= r.w * std::max(0.0, r.delta);
       }
       points.push_back(Point{*tc, tf, c});
     }
@@ -402,7 +414,8 @@ const Point* leastLoss(const std::vector<Point>& points, double share) {
     // different order may differ in the last bit.
     if (a.kept_loss < b.kept_loss - 1e-9 ||
         (std::abs(a.kept_loss - b.kept_loss) <= 1e-9 &&
-         (a.esc < b.esc || (a.esc == b.esc && a.esc_cloud_cost < b.esc_cloud_cost - 1e-12)))) {
+         (a.esc < b.esc - kSumEps ||
+          (std::abs(a.esc - b.esc) <= kSumEps && a.esc_cloud_cost < b.esc_cloud_cost - 1e-12)))) {
       best = &p;
     }
   }
@@ -420,9 +433,10 @@ const Point* leastShare(const std::vector<Point>& points, double loss) {
     }
     const Counts& a = p.counts;
     const Counts& b = best->counts;
-    if (a.esc < b.esc || (a.esc == b.esc && (a.kept_loss < b.kept_loss - 1e-9 ||
-                                             (std::abs(a.kept_loss - b.kept_loss) <= 1e-9 &&
-                                              a.esc_cloud_cost < b.esc_cloud_cost - 1e-12)))) {
+    if (a.esc < b.esc - kSumEps ||
+        (std::abs(a.esc - b.esc) <= kSumEps &&
+         (a.kept_loss < b.kept_loss - 1e-9 || (std::abs(a.kept_loss - b.kept_loss) <= 1e-9 &&
+                                               a.esc_cloud_cost < b.esc_cloud_cost - 1e-12)))) {
       best = &p;
     }
   }
@@ -439,36 +453,43 @@ const Point* mostAccurate(const std::vector<Point>& points) {
     }
     const Counts& a = p.counts;
     const Counts& b = best->counts;
-    if (a.correct() > b.correct() ||
-        (a.correct() == b.correct() &&
-         (a.esc < b.esc || (a.esc == b.esc && a.kept_loss < b.kept_loss - 1e-9)))) {
+    if (a.correct() > b.correct() + kSumEps ||
+        (std::abs(a.correct() - b.correct()) <= kSumEps &&
+         (a.esc < b.esc - kSumEps ||
+          (std::abs(a.esc - b.esc) <= kSumEps && a.kept_loss < b.kept_loss - 1e-9)))) {
       best = &p;
     }
   }
   return best;
 }
 
-// Area under the ROC curve of `score` for `label` (ties count half); NaN with one class only.
-double auc(std::vector<std::pair<double, bool>> scored) {
+// A scored row: its score, its label and its weight.
+struct Scored {
+  double score;
+  bool label;
+  double w;
+};
+
+// Area under the ROC curve of `score` for `label`, each row counting its weight: the weighted
+// share of (positive, negative) pairs the score orders right (ties count half); NaN with one
+// class only.
+double auc(std::vector<Scored> scored) {
   std::sort(scored.begin(), scored.end(),
-            [](const auto& a, const auto& b) { return a.first < b.first; });
-  double pos = 0, neg = 0, rank_sum = 0;
+            [](const Scored& a, const Scored& b) { return a.score < b.score; });
+  double pos = 0, neg = 0, right = 0;  // right: Σ w_pos · (negative weight below it)
   for (size_t i = 0; i < scored.size();) {
     size_t j = i;
-    while (j < scored.size() && scored[j].first == scored[i].first) ++j;
-    const double mean_rank = (static_cast<double>(i + 1) + static_cast<double>(j)) / 2;
-    for (size_t k = i; k < j; ++k) {
-      if (scored[k].second) {
-        pos += 1;
-        rank_sum += mean_rank;
-      } else {
-        neg += 1;
-      }
+    double group_pos = 0, group_neg = 0;
+    for (; j < scored.size() && scored[j].score == scored[i].score; ++j) {
+      (scored[j].label ? group_pos : group_neg) += scored[j].w;
     }
+    right += group_pos * (neg + group_neg / 2);
+    pos += group_pos;
+    neg += group_neg;
     i = j;
   }
-  if (pos == 0 || neg == 0) return std::numeric_limits<double>::quiet_NaN();
-  return (rank_sum - pos * (pos + 1) / 2) / (pos * neg);
+  if (!(pos > 0) || !(neg > 0)) return std::numeric_limits<double>::quiet_NaN();
+  return right / (pos * neg);
 }
 
 // ---- text ----------------------------------------------------------------------------------
@@ -657,7 +678,7 @@ api::StatusOr<Calibration> calibrate(const std::vector<QualityRecord>& records,
   Calibration c;
   std::vector<Row> train, test;
   for (const QualityRecord& r : records) {
-    const std::optional<double> delta = r.delta();
+    const std::optional<double> delta = r.delta(o.labels);
     if (!delta || std::isnan(*delta) || !r.confidence || std::isnan(*r.confidence) ||
         r.complexity_features.empty() || !r.local.complete) {
       ++c.skipped_rows;
@@ -683,6 +704,7 @@ api::StatusOr<Calibration> calibrate(const std::vector<QualityRecord>& records,
     row.label = *delta > o.win_margin;
     row.local_cost = std::isfinite(r.local.cost_usd) ? r.local.cost_usd : 0;
     row.cloud_cost = std::isfinite(r.cloud.cost_usd) ? r.cloud.cost_usd : 0;
+    row.w = r.weight();
     // A record without a request id (none should lack one) is split by its row id instead.
     const std::string key = r.request_id.empty() ? "#" + std::to_string(r.id) : r.request_id;
     (isHeldOut(key, o.holdout, o.seed) ? test : train).push_back(row);
@@ -752,12 +774,14 @@ api::StatusOr<Calibration> calibrate(const std::vector<QualityRecord>& records,
   // 3. Every reported number, on the held-out rows.
   const Counts held = evaluate(test, best->tc, best->tf);
   c.chosen = toTradeoff(best->tc, best->tf, held);
-  c.heldout_accuracy = static_cast<double>(held.correct()) / static_cast<double>(held.n);
-  c.heldout_positive_share = static_cast<double>(held.pos) / static_cast<double>(held.n);
-  std::vector<std::pair<double, bool>> by_complexity, by_confidence;
+  c.heldout_accuracy = held.correct() / held.n;
+  c.heldout_positive_share = held.pos / held.n;
+  c.heldout_weight = held.n;
+  for (const Row& r : train) c.train_weight += r.w;
+  std::vector<Scored> by_complexity, by_confidence;
   for (const Row& r : test) {
-    by_complexity.emplace_back(r.complexity, r.label);
-    by_confidence.emplace_back(1 - r.confidence, r.label);
+    by_complexity.push_back({r.complexity, r.label, r.w});
+    by_confidence.push_back({1 - r.confidence, r.label, r.w});
   }
   c.heldout_auc = auc(std::move(by_complexity));
   c.heldout_confidence_auc = auc(std::move(by_confidence));
@@ -775,7 +799,10 @@ api::StatusOr<Calibration> calibrate(const std::vector<QualityRecord>& records,
     return a.cloud_share < b.cloud_share;
   });
 
-  const std::string label = "cloud better when delta > " + num(o.win_margin);
+  c.labels = o.labels;
+  const std::string label =
+      std::string(o.labels == DeltaSource::kJudge ? "judge" : "user feedback, else judge") +
+      " says cloud better when delta > " + num(o.win_margin);
   c.policies_snippet = policiesSnippet(c, label);
   c.router_snippet = routerSnippet(c);
   return c;
@@ -787,6 +814,14 @@ std::string formatCalibration(const Calibration& c) {
   s += "  rows:      " + std::to_string(c.train_rows) + " training, " +
        std::to_string(c.test_rows) + " held out, " + std::to_string(c.skipped_rows) +
        " skipped (no delta, complexity features or confidence)\n";
+  s += "  labels:    " +
+       std::string(c.labels == DeltaSource::kJudge
+                       ? "the judge's verdict (user feedback is not used)"
+                       : "the user's feedback where there is any, else the judge's verdict") +
+       "\n";
+  s += "  weighting: each row by 1/sampling_p; the training rows stand for " +
+       num(c.train_weight, 1) + " requests, the held-out rows for " + num(c.heldout_weight, 1) +
+       "\n";
   s += "  objective: " + c.objective + " (searched on the training rows)\n";
   s += "  trigger:   " + c.trigger + "\n";
   s += "  weights:   " + weightsSummary(c.weights) + "\n";
@@ -797,7 +832,8 @@ std::string formatCalibration(const Calibration& c) {
        "\n";
   s += "\n";
   s += "Measured on the " + std::to_string(c.test_rows) +
-       " held-out rows only; none of them was used to fit the weights or choose the rule.\n";
+       " held-out rows only (weighted by 1/sampling_p); none of them was used to fit the "
+       "weights or choose the rule.\n";
   s += "  cloud better on " + percent(c.heldout_positive_share) +
        " of them; accuracy of the rule " + num(c.heldout_accuracy, 3) +
        "; AUC of the complexity score " + orNa(c.heldout_auc, 3) + ", of low confidence " +

@@ -4,7 +4,13 @@
 //
 // to quality records, so that the cascade escalates where the cloud answer was actually better.
 //
-// A record is usable when it has a delta (QualityRecord::delta()), complexity features, a
+// Every row counts with its record's weight 1 / sampling_p (QualityRecord::weight()): shadow
+// samples stand for the share of local answers they were drawn from, so that the fit and every
+// number reported are estimates over the traffic, not over the sample. The log loss, the grid
+// search's sums and the AUC are all weighted; row counts and the "all one label" check are raw.
+//
+// A record is usable when it has a delta (QualityRecord::delta(o.labels): the judge's verdict
+// unless CalibrateOptions::labels says to prefer user feedback), complexity features, a
 // confidence and a complete local draft (one cut short by the escalation would be compared
 // with a whole cloud answer, which always looks better); its label is "cloud better": delta > win_margin. The usable rows are split by a
 // hash of request_id and the seed into training rows and held-out rows (isHeldOut below). On
@@ -31,7 +37,7 @@
 // Every number reported (chosen, curve, AUC, accuracy) is then measured on the held-out rows,
 // which took no part in either step.
 //
-// Definitions, over a set of rows:
+// Definitions, over a set of rows, each row counting its weight (so "rows" is a sum of weights):
 //   cloud share      escalated rows / rows.
 //   quality loss     Σ max(0, delta) over the rows the rule keeps local, / all rows: the mean
 //                    per-request loss against always asking the cloud.
@@ -61,6 +67,9 @@ struct CalibrateOptions {
   double win_margin = 0;                      // cloud better ⇔ delta > win_margin; in [-1, 1)
   double holdout = 0.25;                      // share of usable rows held out, in (0, 1)
   uint64_t seed = 1;                          // of the held-out split
+  // Where a row's delta (and so its label) comes from: the judge (default), or the user's
+  // feedback where there is any, else the judge (QualityRecord::delta).
+  DeltaSource labels = DeltaSource::kJudge;
 };
 
 // One operating point (Tc, Tf) and what it did.
@@ -85,6 +94,8 @@ struct Calibration {
   std::string trigger;    // the rule as a trigger expression (policies/trigger.h)
   std::string objective;  // what the grid search optimised, in words
   size_t train_rows = 0, test_rows = 0, skipped_rows = 0;
+  double train_weight = 0, heldout_weight = 0;  // Σ 1/sampling_p of the training (held-out) rows
+  DeltaSource labels = DeltaSource::kJudge;
   double heldout_positive_share = 0;  // held-out rows where the cloud was better
   double heldout_auc = 0;             // of the fitted complexity score
   double heldout_confidence_auc = 0;  // of 1 - confidence (fitted when fitted), for comparison

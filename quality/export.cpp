@@ -181,9 +181,10 @@ std::optional<std::string_view> check(const QualityRecord& r, const ExportFilter
   if (r.redacted || r.prompt.is_null()) return "redacted";
   std::optional<OJson> messages = trainingMessages(r.prompt);
   if (!messages) return "invalid_prompt";
-  std::optional<double> delta = r.delta();
+  std::optional<double> delta = r.delta(f.labels);
   if (!delta || std::isnan(*delta)) return "no_delta";
-  if (f.require_agreement && !r.feedback && r.judge && !r.judge->agreement) {
+  const bool from_feedback = f.labels == DeltaSource::kFeedbackFirst && r.feedbackDelta();
+  if (f.require_agreement && !from_feedback && r.judge && !r.judge->agreement) {
     return "disagreement";
   }
   const double d = *delta;
@@ -329,6 +330,7 @@ ExportStats runExport(const std::vector<QualityRecord>& records, const ExportFil
       line["chosen"] = OJson::array({assistantTurn(*c.chosen)});
       line["rejected"] = OJson::array({assistantTurn(*c.rejected)});
     }
+    if (f.sampling_p_field) line["sampling_p"] = c.record->sampling_p;
     // Recorded text may hold invalid UTF-8 (a draft cut mid-character); replace, never throw.
     out << line.dump(-1, ' ', false, OJson::error_handler_t::replace) << '\n';
     ++stats.written;

@@ -10,6 +10,14 @@
 //               "rejected": [{"role": "assistant", "content": ...}]}, chosen being the side the
 //              delta favours (cloud when delta > 0, local when delta < 0).
 //
+// Each line also carries "sampling_p", the probability with which its record was made
+// (QualityRecord::sampling_p: 1 for escalations, the shadow rate for shadow samples), so that
+// training or evaluation can weight a line by 1 / sampling_p; ExportFilter::sampling_p_field
+// leaves it out for a consumer that refuses fields it does not know.
+//
+// The delta is the judge's (QualityRecord::delta); ExportFilter::labels may prefer the user's
+// feedback where there is any.
+//
 // The prompt messages are passed through as they were recorded (content parts included), with
 // only the fields the fine-tuning format accepts for each role: role, content and name for
 // system, user and function messages; role, content, name, refusal, tool_calls and
@@ -39,9 +47,14 @@ struct ExportFilter {
   std::optional<int64_t> since_ms, until_ms;  // unix_ms in [since, until)
   // sft: delta >= min_delta and delta > 0; dpo: |delta| >= min_delta and delta != 0.
   double min_delta = 0;
-  // The judge must have named the same winner in both orders. Deltas from user feedback count
-  // as agreed: there is no second order to disagree with.
+  // Where the delta comes from: the judge (default), or the user's feedback where there is
+  // any, else the judge.
+  DeltaSource labels = DeltaSource::kJudge;
+  // The judge must have named the same winner in both orders. With labels = kFeedbackFirst,
+  // deltas from user feedback count as agreed: there is no second order to disagree with.
   bool require_agreement = false;
+  // Write "sampling_p" on every line.
+  bool sampling_p_field = true;
   // Drop near-identical prompts, keeping the one with the largest |delta| (ties: the newest).
   bool dedup = true;
   // Two prompts are near-identical when the Hamming distances of their SimHashes (64-bit, over

@@ -54,6 +54,7 @@ CREATE TABLE IF NOT EXISTS switchyard.quality_records(
   judge_status TEXT, judge_model BYTEA, judge_delta DOUBLE PRECISION, judge_agreement BOOLEAN,
   judge_verdict_ab BYTEA, judge_verdict_ba BYTEA, judge_detail BYTEA,
   judge_cost_usd DOUBLE PRECISION, judge_unix_ms BIGINT,
+  sampling_p DOUBLE PRECISION NOT NULL DEFAULT 1,
   bytes BIGINT GENERATED ALWAYS AS (400 + octet_length(request_id) + octet_length(team) +
     octet_length(model) + octet_length(reason) + coalesce(octet_length(prompt), 0) +
     octet_length(local_text) + octet_length(cloud_text) + octet_length(complexity_features) +
@@ -68,9 +69,21 @@ CREATE TABLE IF NOT EXISTS switchyard.quality_feedback(
   request_id BYTEA NOT NULL,
   score DOUBLE PRECISION NOT NULL,
   comment BYTEA NOT NULL,
-  unix_ms BIGINT NOT NULL);
+  unix_ms BIGINT NOT NULL,
+  scale TEXT NOT NULL DEFAULT 'unit');
 CREATE INDEX IF NOT EXISTS quality_feedback_request
   ON switchyard.quality_feedback(team, request_id, unix_ms);
+)sql";
+
+// From schema version 1 to 2 (a no-op on tables made by version 2): the columns version 2
+// added, with the values version 1 meant (every record made always, every feedback score on
+// the unit scale). Run under the schema lock, with the version's update.
+const char* const kMigrateV1 = R"sql(
+ALTER TABLE switchyard.quality_records
+  ADD COLUMN IF NOT EXISTS sampling_p DOUBLE PRECISION NOT NULL DEFAULT 1;
+ALTER TABLE switchyard.quality_feedback
+  ADD COLUMN IF NOT EXISTS scale TEXT NOT NULL DEFAULT 'unit';
+UPDATE switchyard.meta SET value = '2' WHERE key = 'quality_schema_version' AND value = '1';
 )sql";
 
 // A double as PostgreSQL reads it back exactly: the shortest text that round-trips.
@@ -178,6 +191,7 @@ class PgQualityStore final : public QualityStore {
   mutable policies::PgDatabase db_;
   std::recursive_mutex write_mu_;
   pqxx::transaction_base* tx_ = nullptr;  // transaction()'s, while its body runs
+  int schema_version_ = kSchemaVersion;  // 1: a version 1 store opened read_only
   bool tx_failed_ = false;                // a write inside it failed: it cannot commit
 };
 
@@ -191,6 +205,11 @@ api::Status PgQualityStore::init() {
       tx.exec_params(
           "INSERT INTO switchyard.meta(key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
           std::string(kVersionKey), std::to_string(kSchemaVersion));
+      // Tables of version 1 (made before this build): migrate them. A newer version's are
+      // left alone and refused below.
+      auto v = tx.exec_params("SELECT value FROM switchyard.meta WHERE key = $1",
+                              std::string(kVersionKey));
+      if (!v.empty() && v[0][0].as<std::string>() == "1") tx.exec(kMigrateV1);
       return api::Status();
     });
     if (!st.ok()) return api::Status(api::ErrorCode::kIo, st.message());
@@ -209,6 +228,10 @@ api::Status PgQualityStore::init() {
   if (!version) {
     return api::Status(api::ErrorCode::kConfig,
                        "quality store '" + path_ + "': the database holds no quality store");
+  }
+  if (*version == "1" && read_only_) {
+    schema_version_ = 1;  // read as it is (store_codec.h selectColumns)
+    return {};
   }
   if (*version != std::to_string(kSchemaVersion)) {
     return api::Status(api::ErrorCode::kConfig,
@@ -337,9 +360,11 @@ api::Status PgQualityStore::addFeedback(const Feedback& f) {
                "AND unix_ms <= $3");
         p.realExact(4, f.score);
         p.text(5, f.comment);
+        p.name(6, feedbackScaleName(f.scale));
         p.exec(tx,
                "INSERT INTO switchyard.quality_feedback(team, request_id, score, comment, "
-               "unix_ms) SELECT $1::bytea, $2::bytea, $4::float8, $5::bytea, $3::bigint WHERE "
+               "unix_ms, scale) SELECT $1::bytea, $2::bytea, $4::float8, $5::bytea, $3::bigint, "
+               "$6::text WHERE "
                "NOT EXISTS (SELECT 1 FROM switchyard.quality_feedback WHERE team = $1 AND "
                "request_id = $2)");
         return api::Status();
@@ -359,10 +384,12 @@ api::StatusOr<std::vector<QualityRecord>> PgQualityStore::query(const RecordFilt
   }
   Params p;
   // The latest feedback of the record's (team, request_id), one index seek per record.
-  std::string sql = "SELECT r.id, " + qualifiedColumns("r") +
-                    ", f.id, f.score, f.comment, f.unix_ms FROM switchyard.quality_records r "
-                    "LEFT JOIN LATERAL (SELECT id, score, comment, unix_ms FROM "
-                    "switchyard.quality_feedback WHERE team = r.team AND request_id = "
+  const std::string scale = schema_version_ < kFirstSamplingVersion ? "" : ", scale";
+  std::string sql = "SELECT r.id, " + selectColumns("r", schema_version_) + ", " +
+                    feedbackColumns("f", schema_version_) +
+                    " FROM switchyard.quality_records r "
+                    "LEFT JOIN LATERAL (SELECT id, score, comment, unix_ms" + scale +
+                    " FROM switchyard.quality_feedback WHERE team = r.team AND request_id = "
                     "r.request_id ORDER BY unix_ms DESC, id DESC LIMIT 1) f ON true WHERE true";
   auto param = [&](auto bind) {
     int n = p.next();
@@ -388,15 +415,9 @@ api::StatusOr<std::vector<QualityRecord>> PgQualityStore::query(const RecordFilt
         return api::Status(api::ErrorCode::kIo, "quality store '" + path_ + "': record " +
                                                     std::to_string(r.id) + " has " + *wrong);
       }
-      constexpr int kFeedback = kRecordColumnCount + 1;
-      if (!q.isNull(kFeedback)) {
-        Feedback fb;
-        fb.request_id = r.request_id;
-        fb.team = r.team;
-        fb.score = q.columnRealExact(kFeedback + 1);
-        fb.comment = q.columnText(kFeedback + 2);
-        fb.unix_ms = q.columnInt64(kFeedback + 3);
-        r.feedback = std::move(fb);
+      if (std::optional<std::string> wrong = readFeedback(q, kRecordColumnCount + 1, &r)) {
+        return api::Status(api::ErrorCode::kIo, "quality store '" + path_ + "': record " +
+                                                    std::to_string(r.id) + " has " + *wrong);
       }
       out.push_back(std::move(r));
     }

@@ -38,7 +38,9 @@
 
 namespace quality {
 
-// Connects and creates the schema (version QualityStore::kSchemaVersion) unless read_only.
+// Connects and creates the schema (version QualityStore::kSchemaVersion) unless read_only;
+// tables of version 1 are migrated then (records read sampling_p = 1, feedback the "unit"
+// scale), and read as they are when read_only.
 // kIo naming the masked URL when the database cannot be reached or the schema cannot be
 // made; kConfig when the database holds a quality schema of another version, or (read_only)
 // none.

@@ -83,13 +83,39 @@ struct JudgeResult {
   int64_t unix_ms = 0;
 };
 
-// What a user said of an answer (POST /v1/feedback).
+// The scale a user's feedback score is given on (POST /v1/feedback `scale`). The score is
+// stored as sent, with its scale; it is normalised to [-1, 1] only when read (normalized()).
+enum class FeedbackScale {
+  kUnit,    // "unit": a number in [-1, 1] (-1 bad, 0 neutral, +1 good); the default
+  kThumbs,  // "thumbs": -1 (thumbs down) or +1 (thumbs up)
+  kStars,   // "stars": a whole number of stars from 1 (bad) to 5 (good); 3 is neutral
+};
+// "unit", "thumbs", "stars"
+std::string_view feedbackScaleName(FeedbackScale scale);
+std::optional<FeedbackScale> parseFeedbackScale(std::string_view name);
+// The scale's range in words, for errors and docs: "a number from -1 to 1", ...
+std::string_view feedbackScaleRange(FeedbackScale scale);
+// Whether `score` is a valid score on `scale` (finite, in range; stars whole, thumbs ±1).
+bool feedbackScoreValid(FeedbackScale scale, double score);
+
+// What a user said of an answer (POST /v1/feedback): a signal of its own, beside the judge's.
 struct Feedback {
   std::string request_id;
   std::string team;
-  double score = 0;      // in [-1, 1]: -1 bad, 0 neutral, +1 good; of the answer the user got
+  double score = 0;      // as sent, on `scale`; of the answer the user got
   std::string comment;   // may be empty; at most 4 KB
   int64_t unix_ms = 0;
+  FeedbackScale scale = FeedbackScale::kUnit;
+
+  // The score on [-1, 1] (-1 bad, 0 neutral, +1 good): unit as is (clamped), thumbs as its
+  // sign, stars as (stars - 3) / 2. NaN when the score is not a number.
+  double normalized() const;
+};
+
+// Where a record's cloud-over-local delta comes from (QualityRecord::delta()).
+enum class DeltaSource {
+  kJudge,          // the LLM judge's verdict only; user feedback is a separate signal
+  kFeedbackFirst,  // the user's feedback when there is any, else the judge's verdict
 };
 
 struct QualityRecord {
@@ -113,13 +139,29 @@ struct QualityRecord {
   std::optional<TextMetrics> metrics;
   std::optional<JudgeResult> judge;
   std::optional<Feedback> feedback;  // the latest, when the team's user sent any
+  // The probability with which this record was made, in (0, 1]: 1 for records made every
+  // time (escalations), the team's routing.shadow_rate when it was made (shadow samples).
+  // Estimates over a set of records (reports, calibration) weight each by weight() =
+  // 1 / sampling_p, so that rarely sampled kinds count for the traffic they stand for.
+  // Records stored before the field existed read as 1. Selection that is not random is not
+  // in it: shadows skipped while the team's budget is exhausted, records dropped by a full
+  // recorder queue. The judge samples stored records uniformly (quality.judge.sample_rate, the
+  // same for every record), so judged records keep these weights relative to each other.
+  double sampling_p = 1;
 
-  // The cloud-over-local delta in [-1, 1]: from user feedback when present, else from the
-  // judge when it parsed (kOk), else none. Feedback rates the answer the user got: the local
-  // one for shadow samples (a good local answer means the cloud was not needed: delta =
-  // -score), the cloud one for escalations (a good cloud answer means the escalation paid:
-  // delta = +score).
-  std::optional<double> delta() const;
+  // 1 / sampling_p; 1 when sampling_p is not a probability above 0 (a damaged row).
+  double weight() const;
+
+  // The judge's cloud-over-local delta in [-1, 1] when its verdict parsed (kOk), else none.
+  std::optional<double> judgeDelta() const;
+  // The user's feedback as a cloud-over-local delta in [-1, 1], else none. Feedback rates the
+  // answer the user got: the local one for shadow samples (a good local answer means the
+  // cloud was not needed: delta = -normalized score), the cloud one for escalations (a good
+  // cloud answer means the escalation paid: delta = +normalized score).
+  std::optional<double> feedbackDelta() const;
+  // The delta that calibration, reports and exports use: the judge's (kJudge, the default),
+  // or the feedback's when there is any, else the judge's (kFeedbackFirst, an explicit option).
+  std::optional<double> delta(DeltaSource source = DeltaSource::kJudge) const;
   // The feature named `name` of the complexity (confidence) features; nullopt when absent.
   std::optional<double> complexityFeature(std::string_view name) const;
   std::optional<double> confidenceFeature(std::string_view name) const;

@@ -3,8 +3,12 @@
 // screen and safe to mail around (every text from records or the ledger is escaped).
 //
 //   renderQualityReport: how the local answers compare with the cloud's (quality records):
-//     wins, ties and losses overall and by complexity and confidence, the confidence-threshold
-//     trade-off, escalation over time, the worst local losses side by side, judge health.
+//     wins, ties and losses overall and by complexity and confidence (by the judge's delta),
+//     the judge's verdicts and the users' feedback side by side with their agreement, the
+//     confidence-threshold trade-off, escalation over time, the worst local losses side by
+//     side, judge health. Rates, shares and means are weighted estimates (each record counts
+//     QualityRecord::weight() = 1 / sampling_p, the requests it stands for), with the raw
+//     record counts beside them; the page says so.
 //   renderCostReport: what the traffic cost (ledger rows): spend by team, model and route over
 //     time with the local GPU time as its own series, per-team budget burn-down for the
 //     current UTC month with a month-end projection, savings against one cloud model.
@@ -28,7 +32,8 @@
 
 namespace quality {
 
-// A record's delta (QualityRecord::delta(), cloud-over-local in [-1, 1]) beyond this margin is a
+// A record's delta (QualityRecord::delta(), the judge's cloud-over-local in [-1, 1]; also a
+// feedback's, QualityRecord::feedbackDelta(), when the two are compared) beyond this margin is a
 // win for one side: delta < -kTieMargin a local win, delta > kTieMargin a local loss, else a tie.
 inline constexpr double kTieMargin = 0.1;
 
@@ -47,8 +52,9 @@ struct QualityReportOptions {
 // the over-time chart counts records per bucket (by kind).
 //
 // Charts (data-chart names): "outcomes-by-complexity", "outcomes-by-confidence" (stacked:
-// local wins, ties, local losses per bucket), "threshold-tradeoff" (a line: x the share
-// escalated, y the mean quality loss max(0, delta) of the records kept local, one point per
+// local wins, ties, local losses per bucket, in weighted requests), "threshold-tradeoff" (a
+// line: x the weighted share escalated, y the weighted mean quality loss max(0, delta) of the
+// records kept local, one point per
 // threshold 0, 0.05, ..., 1), "escalation-rate" (with a ledger) or "records-over-time"
 // (without; stacked by kind).
 std::string renderQualityReport(const std::vector<QualityRecord>& records,

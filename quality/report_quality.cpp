@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -24,30 +25,43 @@ const char* const kWinColor = "#59a14f";
 const char* const kTieColor = "#bab0ac";
 const char* const kLossColor = "#e15759";
 
+// -1 a local win (delta < -kTieMargin), 0 a tie, +1 a local loss (delta > kTieMargin).
+int outcome(double delta) { return delta < -kTieMargin ? -1 : delta > kTieMargin ? 1 : 0; }
+
+// Wins, ties and losses: weighted (each record counts QualityRecord::weight(), the requests it
+// stands for) and raw (records).
 struct Tally {
-  int64_t wins = 0, ties = 0, losses = 0;
-  int64_t total() const { return wins + ties + losses; }
-  void add(double delta) {
-    if (delta < -kTieMargin) {
-      ++wins;
-    } else if (delta > kTieMargin) {
-      ++losses;
-    } else {
-      ++ties;
+  double wins = 0, ties = 0, losses = 0;
+  int64_t raw_wins = 0, raw_ties = 0, raw_losses = 0;
+  double total() const { return wins + ties + losses; }
+  int64_t count() const { return raw_wins + raw_ties + raw_losses; }
+  void add(double delta, double w) {
+    switch (outcome(delta)) {
+      case -1:
+        wins += w;
+        ++raw_wins;
+        break;
+      case 1:
+        losses += w;
+        ++raw_losses;
+        break;
+      default:
+        ties += w;
+        ++raw_ties;
     }
   }
 };
 
-// The record's delta when it is a number (a NaN feedback score survives QualityRecord's clamp).
+// The record's delta (the judge's verdict) when it is a number.
 std::optional<double> deltaOf(const QualityRecord& r) {
   std::optional<double> d = r.delta();
   if (d && !std::isfinite(*d)) return std::nullopt;
   return d;
 }
 
-double share(int64_t part, int64_t whole) {
-  return whole > 0 ? static_cast<double>(part) / static_cast<double>(whole) : 0.0;
-}
+double share(double part, double whole) { return whole > 0 ? part / whole : 0.0; }
+
+std::string count(int64_t n) { return format(static_cast<double>(n), Format::kCount); }
 
 // The bucket of a score in [0, 1]; -1 when absent or not a number.
 int scoreBucket(std::optional<double> v) {
@@ -71,8 +85,15 @@ std::string card(const std::string& key, const std::string& value, const std::st
 }
 
 std::string countAndShare(int64_t n, int64_t whole) {
-  return format(static_cast<double>(n), Format::kCount) + " (" +
-         format(share(n, whole), Format::kPercent) + ")";
+  return count(n) + " (" +
+         format(share(static_cast<double>(n), static_cast<double>(whole)), Format::kPercent) +
+         ")";
+}
+
+// A weighted share, with the raw count of records under it: "37.5%" / "12 records".
+std::string weightedCard(const std::string& key, double part, double whole, int64_t raw) {
+  return card(key, format(share(part, whole), Format::kPercent),
+              count(raw) + (raw == 1 ? " record" : " records"));
 }
 
 std::string optScore(std::optional<double> v) {
@@ -83,45 +104,125 @@ std::string optScore(std::optional<double> v) {
 
 std::string summarySection(const std::vector<QualityRecord>& records, const Tally& all) {
   int64_t n = static_cast<int64_t>(records.size());
-  int64_t escalations = 0, shadows = 0, judged_ok = 0, from_feedback = 0;
-  double delta_sum = 0;
+  int64_t escalations = 0, shadows = 0, with_feedback = 0;
+  double represented = 0, delta_sum = 0;
   for (const QualityRecord& r : records) {
     (r.kind == RecordKind::kShadow ? shadows : escalations)++;
-    if (r.judge && r.judge->status == JudgeStatus::kOk) ++judged_ok;
-    if (r.feedback) ++from_feedback;
-    if (auto d = deltaOf(r)) delta_sum += *d;
+    if (r.feedback) ++with_feedback;
+    represented += r.weight();
+    if (auto d = deltaOf(r)) delta_sum += r.weight() * *d;
   }
-  int64_t with_delta = all.total();
+  const int64_t judged = all.count();
   std::string s = "<section id=\"summary\"><h2>Summary</h2>";
   s += "<div class=\"cards\">";
-  s += card("Records", format(static_cast<double>(n), Format::kCount),
-            format(static_cast<double>(escalations), Format::kCount) + " escalations, " +
-                format(static_cast<double>(shadows), Format::kCount) + " shadow samples");
-  s += card("Judged", format(static_cast<double>(judged_ok), Format::kCount),
-            "judge verdict parsed");
-  s += card("With a delta", format(static_cast<double>(with_delta), Format::kCount),
-            format(static_cast<double>(from_feedback), Format::kCount) + " from user feedback");
-  s += card("Local wins", countAndShare(all.wins, with_delta));
-  s += card("Ties", countAndShare(all.ties, with_delta));
-  s += card("Local losses", countAndShare(all.losses, with_delta));
-  s += card(
-      "Mean delta",
-      format(with_delta > 0 ? delta_sum / static_cast<double>(with_delta) : 0, Format::kNumber),
-      "cloud over local, in [-1, 1]");
+  s += card("Records", count(n),
+            count(escalations) + " escalations, " + count(shadows) + " shadow samples");
+  s += card("Requests represented", format(represented, Format::kCount),
+            "Σ 1/sampling_p over the records");
+  s += card("Judged", count(judged), "judge verdict parsed");
+  s += card("With user feedback", count(with_feedback), "a signal of its own, below");
+  s += weightedCard("Local wins", all.wins, all.total(), all.raw_wins);
+  s += weightedCard("Ties", all.ties, all.total(), all.raw_ties);
+  s += weightedCard("Local losses", all.losses, all.total(), all.raw_losses);
+  s += card("Mean delta",
+            format(all.total() > 0 ? delta_sum / all.total() : 0, Format::kNumber),
+            "judge, cloud over local, in [-1, 1]");
   s += "</div>";
-  s += "<p class=\"note\" id=\"outcome-rule\">The delta is the cloud-over-local preference in "
-       "[-1, 1]: from user feedback when there is any, else from the LLM judge when its verdict "
-       "parsed. A delta below -" +
+  s += "<p class=\"note\" id=\"weighting\">Rates, shares and means on this page are "
+       "<b>weighted</b> estimates: each record counts 1/sampling_p, the requests it stands for "
+       "(an escalation, always recorded, counts 1; a shadow sample, drawn at the team's "
+       "shadow_rate, counts 1/shadow_rate), so that they describe the traffic, not the sample. "
+       "Raw record counts are shown beside them.</p>";
+  s += "<p class=\"note\" id=\"outcome-rule\">The delta is the LLM judge's cloud-over-local "
+       "preference in [-1, 1], when its verdict parsed; user feedback is reported beside it, "
+       "not mixed in. A delta below -" +
        format(kTieMargin, Format::kNumber) + " is a <b>local win</b>, above +" +
        format(kTieMargin, Format::kNumber) +
        " a <b>local loss</b> (the cloud was better), "
        "anything between a <b>tie</b>.</p>";
-  int64_t without = n - with_delta;
-  s += "<p class=\"note\" id=\"without-delta\">" +
-       format(static_cast<double>(without), Format::kCount) +
-       (without == 1 ? " record has" : " records have") +
-       " no delta (no parsed judge verdict and no user feedback) and " +
+  int64_t without = n - judged;
+  s += "<p class=\"note\" id=\"without-delta\">" + count(without) +
+       (without == 1 ? " record has" : " records have") + " no delta (no parsed judge verdict) and " +
        (without == 1 ? "is" : "are") + " left out of wins, ties and losses.</p>";
+  return s + "</section>";
+}
+
+// The judge's verdicts and the users' feedback side by side, and how often they agree where a
+// record has both.
+std::string signalsSection(const std::vector<QualityRecord>& records) {
+  struct Side {
+    int64_t raw = 0;
+    double w = 0, delta = 0;
+    Tally tally;
+  };
+  Side judge, feedback, both_judge, both_feedback;
+  double score_sum = 0, agree = 0;
+  int64_t raw_agree = 0;
+  std::map<std::string, int64_t> by_scale;
+  for (const QualityRecord& r : records) {
+    const double w = r.weight();
+    std::optional<double> j = deltaOf(r), f = r.feedbackDelta();
+    auto add = [w](Side& side, double d) {
+      ++side.raw;
+      side.w += w;
+      side.delta += w * d;
+      side.tally.add(d, w);
+    };
+    if (j) add(judge, *j);
+    if (f) {
+      add(feedback, *f);
+      score_sum += w * r.feedback->normalized();
+      ++by_scale[std::string(feedbackScaleName(r.feedback->scale))];
+    }
+    if (j && f) {
+      add(both_judge, *j);
+      add(both_feedback, *f);
+      if (outcome(*j) == outcome(*f)) {
+        agree += w;
+        ++raw_agree;
+      }
+    }
+  }
+  auto mean = [](const Side& side) { return side.w > 0 ? side.delta / side.w : 0.0; };
+  auto row = [&](const std::string& name, const Side& side) {
+    return "<tr data-signal=\"" + escape(name) + "\"><td>" + escape(name) +
+           "</td><td class=\"num\">" + count(side.raw) + "</td><td class=\"num\">" +
+           format(mean(side), Format::kNumber) + "</td><td class=\"num\">" +
+           format(share(side.tally.wins, side.tally.total()), Format::kPercent) +
+           "</td><td class=\"num\">" +
+           format(share(side.tally.losses, side.tally.total()), Format::kPercent) + "</td></tr>";
+  };
+  std::string s = "<section id=\"judge-and-feedback\"><h2>Judge and user feedback</h2>";
+  s += "<p class=\"note\">Two signals, kept apart: the LLM judge's verdict on both answers, and "
+       "what users said of the answer they got (an escalation's cloud answer, a shadow sample's "
+       "local one), read as a cloud-over-local delta on the same scale. Means and shares are "
+       "weighted by 1/sampling_p; records are raw counts.</p>";
+  s += "<table id=\"signals\"><thead><tr><th>signal</th><th class=\"num\">records</th><th "
+       "class=\"num\">mean delta</th><th class=\"num\">local wins</th><th class=\"num\">local "
+       "losses</th></tr></thead><tbody>";
+  s += row("judge", judge) + row("user feedback", feedback) +
+       row("judge, where both", both_judge) + row("user feedback, where both", both_feedback);
+  s += "</tbody></table>";
+  std::string scales;
+  for (const auto& [name, n] : by_scale) {
+    scales += (scales.empty() ? "" : ", ") + count(n) + " on the " + name + " scale";
+  }
+  s += "<p class=\"note\" id=\"feedback-scores\">" +
+       (feedback.raw == 0
+            ? std::string("No record has user feedback.")
+            : "Mean user score " +
+                  format(feedback.w > 0 ? score_sum / feedback.w : 0, Format::kNumber) +
+                  " on [-1, 1] (scores normalised from their scale: " + scales + ").") +
+       "</p>";
+  s += "<p class=\"note\" id=\"agreement\">" +
+       (both_judge.raw == 0
+            ? std::string("No record has both a judge verdict and user feedback.")
+            : "Where a record has both (" + count(both_judge.raw) +
+                  "), the judge and the user name the same outcome (local win, tie or local "
+                  "loss) for " +
+                  format(share(agree, both_judge.w), Format::kPercent) + " (" +
+                  count(raw_agree) + " records).") +
+       "</p>";
   return s + "</section>";
 }
 
@@ -137,7 +238,7 @@ std::string outcomesSection(const std::vector<QualityRecord>& records, bool by_c
       ++missing;
       continue;
     }
-    tallies[static_cast<size_t>(b)].add(*d);
+    tallies[static_cast<size_t>(b)].add(*d, r.weight());
   }
   std::string what = by_complexity ? "complexity" : "confidence";
   std::string id = "outcomes-by-" + what;
@@ -151,7 +252,7 @@ std::string outcomesSection(const std::vector<QualityRecord>& records, bool by_c
     wins.values.push_back(static_cast<double>(t.wins));
     ties.values.push_back(static_cast<double>(t.ties));
     losses.values.push_back(static_cast<double>(t.losses));
-    plotted += t.total();
+    plotted += t.count();
   }
   std::string s = "<section id=\"" + id + "\"><h2>Outcomes by " + what + "</h2>";
   s += by_complexity
@@ -163,7 +264,7 @@ std::string outcomesSection(const std::vector<QualityRecord>& records, bool by_c
   c.name = id;
   c.title = "Local wins, ties and losses by " + what;
   c.x_label = what;
-  c.y_label = "records";
+  c.y_label = "requests (weighted)";
   c.y_format = Format::kCount;
   s += "<figure>";
   s += plotted > 0 ? svg::stackedBarChart(c, categories, {wins, ties, losses})
@@ -172,17 +273,18 @@ std::string outcomesSection(const std::vector<QualityRecord>& records, bool by_c
   s += "<table><thead><tr><th>" + escape(what) +
        "</th><th class=\"num\">records</th><th class=\"num\">local wins</th><th "
        "class=\"num\">ties</th><th class=\"num\">local losses</th><th class=\"num\">loss "
-       "rate</th></tr></thead><tbody>";
+       "rate (weighted)</th></tr></thead><tbody>";
   for (int b = 0; b < kScoreBuckets; ++b) {
     const Tally& t = tallies[static_cast<size_t>(b)];
     s += "<tr><td>" + escape(categories[static_cast<size_t>(b)]) + "</td><td class=\"num\">" +
-         format(static_cast<double>(t.total()), Format::kCount) + "</td><td class=\"num\">" +
-         format(static_cast<double>(t.wins), Format::kCount) + "</td><td class=\"num\">" +
-         format(static_cast<double>(t.ties), Format::kCount) + "</td><td class=\"num\">" +
-         format(static_cast<double>(t.losses), Format::kCount) + "</td><td class=\"num\">" +
+         count(t.count()) + "</td><td class=\"num\">" + count(t.raw_wins) +
+         "</td><td class=\"num\">" + count(t.raw_ties) + "</td><td class=\"num\">" +
+         count(t.raw_losses) + "</td><td class=\"num\">" +
          format(share(t.losses, t.total()), Format::kPercent) + "</td></tr>";
   }
   s += "</tbody></table>";
+  s += "<p class=\"note\">The chart stacks the requests the records stand for (each weighted by "
+       "1/sampling_p); the table counts records, its loss rate is weighted.</p>";
   if (missing > 0) {
     s += "<p class=\"note\">" + format(static_cast<double>(missing), Format::kCount) +
          (missing == 1 ? " record with a delta has no " : " records with a delta have no ") + what +
@@ -195,13 +297,15 @@ std::string outcomesSection(const std::vector<QualityRecord>& records, bool by_c
 // the cloud and how much worse the ones kept local are.
 std::string tradeoffSection(const std::vector<QualityRecord>& records) {
   struct Scored {
-    double confidence, loss;
+    double confidence, loss, w;
   };
   std::vector<Scored> scored;
+  double total = 0;
   for (const QualityRecord& r : records) {
     auto d = deltaOf(r);
     if (!d || !r.confidence || !std::isfinite(*r.confidence)) continue;
-    scored.push_back({*r.confidence, std::max(0.0, *d)});
+    scored.push_back({*r.confidence, std::max(0.0, *d), r.weight()});
+    total += r.weight();
   }
   svg::Line line{"mean loss kept local", {}, kLossColor, false};
   struct Row {
@@ -211,18 +315,19 @@ std::string tradeoffSection(const std::vector<QualityRecord>& records) {
   std::vector<Row> table;
   for (int k = 0; k <= kThresholdSteps && !scored.empty(); ++k) {
     double t = static_cast<double>(k) / kThresholdSteps;
-    int64_t escalated = 0, kept = 0;
-    double loss = 0;
+    int64_t kept = 0;
+    double escalated = 0, kept_w = 0, loss = 0;
     for (const Scored& sc : scored) {
       if (sc.confidence < t) {
-        ++escalated;
+        escalated += sc.w;
       } else {
         ++kept;
-        loss += sc.loss;
+        kept_w += sc.w;
+        loss += sc.w * sc.loss;
       }
     }
-    double x = share(escalated, static_cast<int64_t>(scored.size()));
-    double y = kept > 0 ? loss / static_cast<double>(kept) : 0.0;
+    double x = share(escalated, total);
+    double y = share(loss, kept_w);
     char label[48];
     std::snprintf(label, sizeof(label), "threshold %.2f", t);
     line.points.push_back({x, y, label});
@@ -231,9 +336,9 @@ std::string tradeoffSection(const std::vector<QualityRecord>& records) {
   std::string s =
       "<section id=\"threshold-tradeoff\"><h2>Confidence threshold trade-off</h2>"
       "<p class=\"note\">For each confidence threshold from 0 to 1 (steps of 0.05): escalate every "
-      "record whose confidence is below it. x: the share of records escalated; y: the mean "
-      "quality loss of the records kept local, max(0, delta) averaged over them (0 when none is "
-      "kept). Computed over the " +
+      "record whose confidence is below it. x: the share of requests escalated; y: the mean "
+      "quality loss of the requests kept local, max(0, delta) averaged over them (0 when none is "
+      "kept), both weighted by 1/sampling_p. Computed over the " +
       format(static_cast<double>(scored.size()), Format::kCount) +
       " records with both a confidence and a delta; escalation records were already below the "
       "trigger when they were made, so shadow samples give the unbiased picture.</p>";
@@ -378,7 +483,7 @@ std::string worstSection(const std::vector<QualityRecord>& records, size_t worst
     const QualityRecord& r = *losses[i].second;
     std::string meta =
         "#" + std::to_string(i + 1) + " · delta " + format(losses[i].first, Format::kNumber) +
-        " (" + (r.feedback ? "user feedback" : "judge") + ") · " + svg::utcDateTime(r.unix_ms) +
+        " (judge) · " + svg::utcDateTime(r.unix_ms) +
         " · team " + r.team + " · " + std::string(kindName(r.kind)) +
         (r.reason.empty() || r.reason == kindName(r.kind) ? std::string() : " (" + r.reason + ")") +
         " · complexity " + optScore(r.complexity) + " · confidence " + optScore(r.confidence);
@@ -386,6 +491,11 @@ std::string worstSection(const std::vector<QualityRecord>& records, size_t worst
       meta += " · judge " + r.judge->model + ": " + r.judge->verdict_ab + " / " +
               r.judge->verdict_ba + (r.judge->agreement ? "" : " (orders disagree)");
     }
+    if (r.feedback) {
+      meta += " · user feedback " + format(r.feedback->score, Format::kNumber) + " (" +
+              std::string(feedbackScaleName(r.feedback->scale)) + ")";
+    }
+    if (r.sampling_p < 1) meta += " · sampled at " + format(r.sampling_p, Format::kNumber);
     if (!r.request_id.empty()) meta += " · request " + r.request_id;
     s += "<div class=\"case\" data-delta=\"" + svg::attrNumber(losses[i].first) + "\">";
     s += "<div class=\"meta\">" + escape(meta) + "</div>";
@@ -487,7 +597,7 @@ std::string renderQualityReport(const std::vector<QualityRecord>& records,
   Tally all;
   int64_t lo = 0, hi = 0;
   for (size_t i = 0; i < records.size(); ++i) {
-    if (auto d = deltaOf(records[i])) all.add(*d);
+    if (auto d = deltaOf(records[i])) all.add(*d, records[i].weight());
     lo = i == 0 ? records[i].unix_ms : std::min(lo, records[i].unix_ms);
     hi = i == 0 ? records[i].unix_ms : std::max(hi, records[i].unix_ms);
   }
@@ -505,6 +615,7 @@ std::string renderQualityReport(const std::vector<QualityRecord>& records,
     return s + svg::pageEnd();
   }
   s += summarySection(records, all);
+  s += signalsSection(records);
   s += outcomesSection(records, true);
   s += outcomesSection(records, false);
   s += tradeoffSection(records);

@@ -59,7 +59,8 @@ CREATE TABLE records(
   -- judge_status NULL: not judged (then every judge_* is NULL)
   judge_status TEXT, judge_model TEXT, judge_delta REAL, judge_agreement INTEGER,
   judge_verdict_ab TEXT, judge_verdict_ba TEXT, judge_detail TEXT, judge_cost_usd REAL,
-  judge_unix_ms INTEGER);
+  judge_unix_ms INTEGER,
+  sampling_p REAL NOT NULL DEFAULT 1); -- the record's sampling probability (version 2)
 CREATE INDEX records_team_time ON records(team, unix_ms);
 CREATE INDEX records_time ON records(unix_ms);
 CREATE INDEX records_request ON records(request_id);
@@ -67,10 +68,19 @@ CREATE TABLE feedback(
   id INTEGER PRIMARY KEY AUTOINCREMENT,
   team TEXT NOT NULL,
   request_id TEXT NOT NULL,
-  score REAL NOT NULL,
+  score REAL NOT NULL,                -- as sent, on `scale`
   comment TEXT NOT NULL,
-  unix_ms INTEGER NOT NULL);
+  unix_ms INTEGER NOT NULL,
+  scale TEXT NOT NULL DEFAULT 'unit'); -- unit | thumbs | stars (version 2)
 CREATE INDEX feedback_request ON feedback(team, request_id, unix_ms);
+)sql";
+
+// From schema version 1 to 2: the columns version 2 added, with the values version 1 meant
+// (every record made always, every feedback score on the unit scale).
+const char* const kMigrateV1Sql = R"sql(
+ALTER TABLE records ADD COLUMN sampling_p REAL NOT NULL DEFAULT 1;
+ALTER TABLE feedback ADD COLUMN scale TEXT NOT NULL DEFAULT 'unit';
+UPDATE meta SET value = '2' WHERE key = 'schema_version';
 )sql";
 
 using policies::sqlite::Use;
@@ -269,6 +279,18 @@ api::Status SqliteQualityStore::checkSchema(sqlite3* db, bool may_create) {
                                 "(tables: " +
                                 list + ")"));
   }
+  if (version == "1") {
+    // A store written before sampling_p and feedback scales: a writer migrates it in this
+    // transaction; a reader reads it as version 1 (store_codec.h selectColumns).
+    if (may_create) {
+      if (api::Status s = exec(db, kMigrateV1Sql, "migrating the schema from version 1");
+          !s.ok()) {
+        return fail(s);
+      }
+    }
+    schema_version_ = may_create ? kSchemaVersion : 1;
+    return exec(db, "COMMIT", may_create ? "migrating the schema" : "reading the schema");
+  }
   if (version != want) {
     return fail(api::Status(api::ErrorCode::kConfig,
                             name + ": schema version " +
@@ -347,8 +369,8 @@ api::Status SqliteQualityStore::prepareWriteStatements() {
            {&drop_feedback_,
             "DELETE FROM feedback WHERE team = ?1 AND request_id = ?2 AND unix_ms <= ?3"},
            {&add_feedback_,
-            "INSERT INTO feedback(team, request_id, score, comment, unix_ms) "
-            "SELECT ?1, ?2, ?3, ?4, ?5 WHERE NOT EXISTS "
+            "INSERT INTO feedback(team, request_id, score, comment, unix_ms, scale) "
+            "SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE NOT EXISTS "
             "(SELECT 1 FROM feedback WHERE team = ?1 AND request_id = ?2)"},
        }) {
     auto s = prepare(db, t.sql.c_str(), true);
@@ -492,6 +514,7 @@ api::Status SqliteQualityStore::addFeedback(const Feedback& f) {
         q.realExact(3, f.score);
         q.text(4, f.comment);
         q.int64(5, f.unix_ms);
+        q.text(6, feedbackScaleName(f.scale));
         if (q.step() != SQLITE_DONE) return error(db, what);
         return {};
       },
@@ -513,8 +536,8 @@ api::StatusOr<std::vector<QualityRecord>> SqliteQualityStore::query(const Record
                                "limit");
   }
   // The latest feedback of the record's (team, request_id), one index seek per record.
-  std::string sql = "SELECT r.id, " + qualifiedColumns("r") +
-                    ", f.id, f.score, f.comment, f.unix_ms FROM records r "
+  std::string sql = "SELECT r.id, " + selectColumns("r", schema_version_) + ", " +
+                    feedbackColumns("f", schema_version_) + " FROM records r "
                     "LEFT JOIN feedback f ON f.id = (SELECT id FROM feedback "
                     "WHERE team = r.team AND request_id = r.request_id "
                     "ORDER BY unix_ms DESC, id DESC LIMIT 1) WHERE 1";
@@ -545,15 +568,9 @@ api::StatusOr<std::vector<QualityRecord>> SqliteQualityStore::query(const Record
       return api::Status(api::ErrorCode::kIo, "quality store '" + path_ + "': record " +
                                                   std::to_string(r.id) + " has " + *wrong);
     }
-    constexpr int kFeedback = kRecordColumnCount + 1;
-    if (!q.isNull(kFeedback)) {
-      Feedback fb;
-      fb.request_id = r.request_id;
-      fb.team = r.team;
-      fb.score = q.columnRealExact(kFeedback + 1);
-      fb.comment = q.columnText(kFeedback + 2);
-      fb.unix_ms = q.columnInt64(kFeedback + 3);
-      r.feedback = std::move(fb);
+    if (std::optional<std::string> wrong = readFeedback(q, kRecordColumnCount + 1, &r)) {
+      return api::Status(api::ErrorCode::kIo, "quality store '" + path_ + "': record " +
+                                                  std::to_string(r.id) + " has " + *wrong);
     }
     out.push_back(std::move(r));
   }

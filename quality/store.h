@@ -14,7 +14,7 @@
 // kept as its JSON text; JSON strings that are not valid UTF-8 are replaced on the way in (a
 // parsed request has none).
 //
-// SQLite layout (schema version 1, recorded in the `meta` table beside the key store =
+// SQLite layout (schema version 2, recorded in the `meta` table beside the key store =
 // 'switchyard-quality', which tells this file apart from other Switchyard databases such as
 // the ledger):
 //   - `records`: one row per record. What filters and reports sort on (unix_ms, team, kind,
@@ -86,7 +86,10 @@ struct StoreStats {
 // read_only or the database fails (the write then changed nothing).
 class QualityStore {
  public:
-  static constexpr int kSchemaVersion = 1;
+  // 2: records.sampling_p and feedback.scale. A store of version 1 is migrated when opened
+  // for writing (its records read sampling_p = 1, its feedback the "unit" scale) and read as
+  // it is when opened read_only.
+  static constexpr int kSchemaVersion = 2;
 
   // A postgresql:// or postgres:// URL opens the PostgreSQL store (quality/pg_store.h, with
   // its default options, except a 10-minute statement timeout when read_only: reports read
@@ -155,6 +158,7 @@ class SqliteQualityStore final : public QualityStore {
   //        the busy timeout;
   //   kConfig: a SQLite database that is not a Switchyard quality store (another schema, or an
   //        empty database opened read_only), or one of an unsupported schema version.
+  // A store of schema version 1 is migrated to 2 (unless read_only) in the open's transaction.
   // A file that fails to open is left as it was. A read_only open works while another
   // connection, in this process or another, writes the store.
   static api::StatusOr<std::unique_ptr<QualityStore>> open(const std::string& path,
@@ -209,6 +213,7 @@ class SqliteQualityStore final : public QualityStore {
 
   mutable std::mutex read_mu_;  // the read connection
   Db read_db_;
+  int schema_version_ = kSchemaVersion;  // 1: a version 1 store opened read_only
 };
 
 }  // namespace quality

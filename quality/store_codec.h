@@ -21,8 +21,8 @@
 
 namespace quality::codec {
 
-// The record columns after `id`, in the order bindRecord binds them (1..43) and readRecord
-// reads them (first .. first+42).
+// The record columns after `id`, in the order bindRecord binds them (1..44) and readRecord
+// reads them (first .. first+43).
 inline constexpr const char* kRecordColumns =
     "request_id, unix_ms, team, kind, model, reason, prompt, redacted, "
     "local_model, local_text, local_complete, local_finish_reason, local_prompt_tokens, "
@@ -33,10 +33,16 @@ inline constexpr const char* kRecordColumns =
     "metrics_exact_match, metrics_token_f1, metrics_rouge_l, metrics_length_ratio, "
     "metrics_json_both_parse, metrics_json_agree, "
     "judge_status, judge_model, judge_delta, judge_agreement, judge_verdict_ab, "
-    "judge_verdict_ba, judge_detail, judge_cost_usd, judge_unix_ms";
-inline constexpr int kRecordColumnCount = 43;
+    "judge_verdict_ba, judge_detail, judge_cost_usd, judge_unix_ms, sampling_p";
+inline constexpr int kRecordColumnCount = 44;
 inline constexpr int kMetricsColumn = 29;  // first metrics_* column (1-based after id)
 inline constexpr int kJudgeColumn = 35;    // first judge_* column
+inline constexpr int kSamplingColumn = 44;  // sampling_p (schema version 2)
+
+// Schema versions: 1 had no records.sampling_p and no feedback.scale; 2 added both. A store of
+// version 1 opened read-only is read as if every record had sampling_p = 1 and every feedback
+// the "unit" scale (selectColumns, feedbackColumns); a writer migrates it to 2 on open.
+inline constexpr int kFirstSamplingVersion = 2;
 
 // kRecordColumns with each name qualified by `table` ("r.request_id, r.unix_ms, ...").
 inline std::string qualifiedColumns(const std::string& table) {
@@ -46,6 +52,26 @@ inline std::string qualifiedColumns(const std::string& table) {
     if (*c == ' ') out += table + ".";
   }
   return out;
+}
+
+// What a query selects for kRecordColumns from a store of schema `version`: qualifiedColumns,
+// with the constant 1 in place of sampling_p before version 2.
+inline std::string selectColumns(const std::string& table, int version) {
+  std::string out = qualifiedColumns(table);
+  if (version < kFirstSamplingVersion) {
+    const std::string col = table + ".sampling_p";
+    out.replace(out.rfind(col), col.size(), "1.0");
+  }
+  return out;
+}
+
+// The feedback columns a query selects after the records' (id, score, scale, comment, unix_ms),
+// qualified by `table`; before version 2 the scale is the constant 'unit'.
+inline std::string feedbackColumns(const std::string& table, int version) {
+  const std::string t = table + ".";
+  return t + "id, " + t + "score, " +
+         (version < kFirstSamplingVersion ? std::string("'unit'") : t + "scale") + ", " + t +
+         "comment, " + t + "unix_ms";
 }
 
 // ---- Features as JSON: [[name, value], ...]; a non-finite value as "NaN"/"Infinity"/...
@@ -182,7 +208,7 @@ bool readJudge(const Q& q, int first, std::optional<JudgeResult>* out) {
   return true;
 }
 
-// Binds every column of kRecordColumns (1..43); r.id and r.feedback are not stored there.
+// Binds every column of kRecordColumns (1..44); r.id and r.feedback are not stored there.
 template <typename Q>
 void bindRecord(Q& q, const QualityRecord& r) {
   q.text(1, r.request_id);
@@ -201,6 +227,7 @@ void bindRecord(Q& q, const QualityRecord& r) {
   q.name(28, featuresJson(r.confidence_features));
   bindMetrics(q, kMetricsColumn, r.metrics);
   bindJudge(q, kJudgeColumn, r.judge);
+  q.realExact(kSamplingColumn, r.sampling_p);
 }
 
 // Reads the columns of kRecordColumns from column `first` on into `r` (all but id and
@@ -235,6 +262,26 @@ std::optional<std::string> readRecord(const Q& q, int first, QualityRecord* r) {
   if (!readJudge(q, c + kJudgeColumn, &r->judge)) {
     return "an unknown judge status '" + q.columnName(c + kJudgeColumn) + "'";
   }
+  r->sampling_p = q.columnRealExact(c + kSamplingColumn);
+  return std::nullopt;
+}
+
+// Reads the feedback columns of feedbackColumns from column `first` on into `r->feedback`
+// (none when its id is NULL: the record has no feedback); nullopt, or what is wrong with the
+// row ("an unknown feedback scale 'x'").
+template <typename Q>
+std::optional<std::string> readFeedback(const Q& q, int first, QualityRecord* r) {
+  if (q.isNull(first)) return std::nullopt;
+  Feedback fb;
+  fb.request_id = r->request_id;
+  fb.team = r->team;
+  fb.score = q.columnRealExact(first + 1);
+  std::optional<FeedbackScale> scale = parseFeedbackScale(q.columnName(first + 2));
+  if (!scale) return "an unknown feedback scale '" + q.columnName(first + 2) + "'";
+  fb.scale = *scale;
+  fb.comment = q.columnText(first + 3);
+  fb.unix_ms = q.columnInt64(first + 4);
+  r->feedback = std::move(fb);
   return std::nullopt;
 }
 

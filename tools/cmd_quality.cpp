@@ -66,6 +66,15 @@ api::StatusOr<std::vector<quality::QualityRecord>> readRecords(const Options& o)
   return (*store)->query(f);
 }
 
+// --labels judge|feedback-first: where a record's delta comes from (QualityRecord::delta).
+api::StatusOr<quality::DeltaSource> labelsOption(const Options& o) {
+  auto v = o.get("labels");
+  if (!v || *v == "judge") return quality::DeltaSource::kJudge;
+  if (*v == "feedback-first") return quality::DeltaSource::kFeedbackFirst;
+  return api::Status(api::ErrorCode::kInvalidRequest,
+                     "--labels must be judge or feedback-first, got '" + *v + "'");
+}
+
 // Writes to --out, or stdout without it.
 int writeOut(const char* cmd, const Options& o, const std::string& text) {
   auto out = o.get("out");
@@ -98,6 +107,10 @@ int runExport(int argc, char** argv) {
         "  --since T, --until T   time range [since, until): YYYY-MM-DD, ...THH:MM:SSZ, or ms\n"
         "  --min-delta X          sft: delta >= X; dpo: |delta| >= X (delta in [-1, 1])\n"
         "  --require-agreement    only records whose judge agreed in both answer orders\n"
+        "  --labels judge|feedback-first\n"
+        "                         the delta from the judge (default), or from user feedback\n"
+        "                         where there is any, else the judge\n"
+        "  --no-sampling-p        leave out each line's \"sampling_p\" field\n"
         "  --no-dedup             keep near-identical prompts\n"
         "  --dedup-distance N     SimHash bits at or below which prompts are near-identical (3)\n"
         "  --include-partial      dpo: allow local drafts cut short as 'rejected'\n");
@@ -105,8 +118,8 @@ int runExport(int argc, char** argv) {
   }
   auto o = Options::parse(argc, argv,
                           {"store", "out", "team", "since", "until", "min-delta",
-                           "dedup-distance"},
-                          {"require-agreement", "no-dedup", "include-partial"});
+                           "dedup-distance", "labels"},
+                          {"require-agreement", "no-dedup", "include-partial", "no-sampling-p"});
   if (!o.ok()) return usageError(cmd, o.status().message());
   if (o->positional().size() != 1 || (o->positional()[0] != "sft" && o->positional()[0] != "dpo")) {
     return usageError(cmd, "say what to export: sft or dpo");
@@ -121,6 +134,10 @@ int runExport(int argc, char** argv) {
   f.require_agreement = o->flag("require-agreement");
   f.dedup = !o->flag("no-dedup");
   f.include_partial = o->flag("include-partial");
+  f.sampling_p_field = !o->flag("no-sampling-p");
+  auto export_labels = labelsOption(*o);
+  if (!export_labels.ok()) return usageError(cmd, export_labels.status().message());
+  f.labels = *export_labels;
   auto records = readRecords(*o);
   if (!records.ok()) {
     return records.status().code() == api::ErrorCode::kInvalidRequest
@@ -162,12 +179,17 @@ int runCalibrate(int argc, char** argv) {
         "                             (neither: best accuracy at predicting a cloud win)\n"
         "  --win-margin X             the cloud wins when delta > X (default 0)\n"
         "  --holdout X                share of records held out for evaluation (0.25)\n"
-        "  --seed N                   which records are held out (1)\n");
+        "  --seed N                   which records are held out (1)\n"
+        "  --labels judge|feedback-first\n"
+        "                             label rows by the judge's verdict (default), or by user\n"
+        "                             feedback where there is any, else the judge\n"
+        "Every row counts 1/sampling_p (shadow samples stand for the traffic they were drawn\n"
+        "from).\n");
     return 0;
   }
   auto o = Options::parse(argc, argv,
                           {"store", "out", "team", "since", "until", "target-cloud-share",
-                           "target-quality-loss", "win-margin", "holdout", "seed"},
+                           "target-quality-loss", "win-margin", "holdout", "seed", "labels"},
                           {});
   if (!o.ok()) return usageError(cmd, o.status().message());
   if (!o->positional().empty()) return usageError(cmd, "unexpected '" + o->positional()[0] + "'");
@@ -185,6 +207,9 @@ int runCalibrate(int argc, char** argv) {
   if (*margin) c.win_margin = **margin;
   if (*holdout) c.holdout = **holdout;
   if (*seed) c.seed = static_cast<uint64_t>(**seed);
+  auto calibrate_labels = labelsOption(*o);
+  if (!calibrate_labels.ok()) return usageError(cmd, calibrate_labels.status().message());
+  c.labels = *calibrate_labels;
   auto records = readRecords(*o);
   if (!records.ok()) {
     return records.status().code() == api::ErrorCode::kInvalidRequest

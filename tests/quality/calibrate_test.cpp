@@ -549,3 +549,88 @@ TEST(CalibrateSnippets, FormattedSummaryShowsTheRuleAndTheTable) {
 }
 
 }  // namespace
+
+// ---- weighting by the sampling probability --------------------------------------------------
+
+// A planted traffic of `n` requests: those with confidence < 0.3 escalate and are all recorded
+// (sampling_p 1), the cloud better on 80% of them; the others are answered locally and one in
+// ten is recorded as a shadow sample (sampling_p 0.1), the cloud better on 10% of them. Over the
+// traffic the cloud is better on 0.3 * 0.8 + 0.7 * 0.1 = 31% of requests; over the records, on
+// about (0.24 + 0.007) / 0.37 = 67%.
+std::vector<QualityRecord> sampledTraffic(size_t n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> u(0, 1);
+  std::vector<QualityRecord> out;
+  for (size_t i = 0; i < n; ++i) {
+    const double confidence = u(rng);
+    const bool escalated = confidence < 0.3;
+    const bool cloud_better = u(rng) < (escalated ? 0.8 : 0.1);
+    std::vector<quality::Feature> features;
+    for (std::string_view name : kFeatureNames) {
+      features.push_back(quality::Feature{std::string(name), u(rng)});
+    }
+    const double delta = cloud_better ? 0.6 : -0.6;
+    if (!escalated && u(rng) >= 0.1) continue;  // not sampled for a shadow comparison
+    QualityRecord r;
+    r.id = static_cast<int64_t>(i + 1);
+    r.request_id = "traffic-" + std::to_string(i);
+    r.unix_ms = 1'700'000'000'000 + static_cast<int64_t>(i);
+    r.team = "research";
+    r.kind = escalated ? quality::RecordKind::kEscalation : quality::RecordKind::kShadow;
+    r.sampling_p = escalated ? 1 : 0.1;
+    r.complexity_features = std::move(features);
+    r.confidence = confidence;
+    quality::JudgeResult j;
+    j.status = quality::JudgeStatus::kOk;
+    j.delta = delta;
+    j.agreement = true;
+    r.judge = j;
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+TEST(Calibrate, WeightsRecordsByTheirSamplingProbability) {
+  const std::vector<QualityRecord> records = sampledTraffic(30000, 41);
+  CalibrateOptions o;
+  o.holdout = 0.5;
+  const Calibration weighted = calibrateOk(records, o);
+  // The same records read as if every one had been recorded always: the estimate of the
+  // sample, biased toward the escalations.
+  std::vector<QualityRecord> unweighted = records;
+  for (QualityRecord& r : unweighted) r.sampling_p = 1;
+  const Calibration biased = calibrateOk(unweighted, o);
+  EXPECT_NEAR(biased.heldout_positive_share, 0.67, 0.04);
+  EXPECT_NEAR(weighted.heldout_positive_share, 0.31, 0.03);
+  // The rule the cloud is better under (confidence < 0.3) escalates 30% of the traffic, not
+  // the 80% of records it covers.
+  EXPECT_NEAR(weighted.confidence_threshold, 0.3, 0.05);
+  EXPECT_NEAR(weighted.chosen.cloud_share, 0.3, 0.04);
+  EXPECT_GT(biased.chosen.cloud_share, 0.7);
+  // The held-out rows stand for about 30000 / 2 requests.
+  EXPECT_NEAR(weighted.heldout_weight, 15000, 1000);
+  EXPECT_NE(quality::formatCalibration(weighted).find("each row by 1/sampling_p"),
+            std::string::npos);
+}
+
+TEST(Calibrate, LabelsComeFromTheJudgeUnlessFeedbackIsAskedFor) {
+  // The judge says the cloud is better where confidence < 0.4; the users say the opposite
+  // everywhere. Feedback does not replace the judge unless asked to.
+  std::vector<QualityRecord> records = synthesize(2000, 17, lowConfidence, 0);
+  for (QualityRecord& r : records) {
+    const bool judge_cloud = r.judge->delta > 0;
+    // An escalation's feedback rates the cloud answer: the users call it bad where the judge
+    // called it better, and good where the judge called it worse.
+    r.feedback = quality::Feedback{r.request_id, r.team, judge_cloud ? -1.0 : 1.0, "", 0};
+  }
+  const Calibration judge = calibrateOk(records, CalibrateOptions{});
+  EXPECT_EQ(judge.labels, quality::DeltaSource::kJudge);
+  EXPECT_NEAR(judge.heldout_positive_share, 0.4, 0.05);
+  EXPECT_NEAR(judge.confidence_threshold, 0.4, 0.05);
+  CalibrateOptions o;
+  o.labels = quality::DeltaSource::kFeedbackFirst;
+  const Calibration users = calibrateOk(records, o);
+  EXPECT_NEAR(users.heldout_positive_share, 0.6, 0.05);
+  EXPECT_NE(quality::formatCalibration(users).find("the user's feedback where there is any"),
+            std::string::npos);
+}

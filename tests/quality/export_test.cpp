@@ -138,7 +138,8 @@ TEST(ExportSft, WritesOnlyCloudWinsWithTheCloudAnswerAsTarget) {
   ASSERT_EQ(run.lines.size(), 2u);
   for (size_t i = 0; i < 2; ++i) {
     const api::Json& messages = run.lines[i].at("messages");
-    ASSERT_EQ(run.lines[i].size(), 1u);  // nothing but "messages"
+    ASSERT_EQ(run.lines[i].size(), 2u);  // nothing but "messages" and "sampling_p"
+    EXPECT_EQ(run.lines[i].at("sampling_p"), 1.0);
     ASSERT_EQ(messages.size(), 2u);
     EXPECT_EQ(messages[0].at("role"), "user");
     EXPECT_EQ(messages[1].at("role"), "assistant");
@@ -328,9 +329,52 @@ TEST(ExportFilter, AgreementIsRequiredOfTheJudgeButNotOfFeedback) {
   ExportFilter f = noDedup();
   EXPECT_EQ(sft({split, rated, agreed}, f).stats.written, 3u);
   f.require_agreement = true;
+  // The delta is the judge's: the user's feedback does not stand in for a split verdict.
   Exported run = sft({split, rated, agreed}, f);
+  EXPECT_EQ(run.stats.written, 1u);
+  EXPECT_EQ(skipped(run.stats, "disagreement"), 2u);
+  // Unless asked for: then the user's delta needs no second order.
+  f.labels = quality::DeltaSource::kFeedbackFirst;
+  run = sft({split, rated, agreed}, f);
   EXPECT_EQ(run.stats.written, 2u);
   EXPECT_EQ(skipped(run.stats, "disagreement"), 1u);
+}
+
+TEST(ExportFilter, FeedbackDoesNotReplaceTheJudgeUnlessAskedFor) {
+  // The judge prefers the cloud; the user rated the cloud answer of this escalation 1 star of
+  // 5 (delta -1): with the judge's delta it is an sft line, with the user's it is not.
+  QualityRecord r = record(1, "q one", 0.6);
+  quality::Feedback fb;
+  fb.score = 1;
+  fb.scale = quality::FeedbackScale::kStars;
+  r.feedback = fb;
+  ExportFilter f = noDedup();
+  EXPECT_EQ(sft({r}, f).stats.written, 1u);
+  f.labels = quality::DeltaSource::kFeedbackFirst;
+  Exported run = sft({r}, f);
+  EXPECT_EQ(run.stats.written, 0u);
+  EXPECT_EQ(skipped(run.stats, "below_min_delta"), 1u);
+  Exported pair = dpo({r}, f);
+  ASSERT_EQ(pair.lines.size(), 1u);
+  EXPECT_EQ(pair.lines[0]["chosen"][0]["content"], "local answer 1");
+}
+
+TEST(ExportFilter, EveryLineCarriesItsSamplingProbability) {
+  QualityRecord escalation = record(1, "q one", 0.6);
+  QualityRecord shadow = record(2, "q two", 0.7);
+  shadow.kind = quality::RecordKind::kShadow;
+  shadow.sampling_p = 0.02;
+  for (bool is_sft : {true, false}) {
+    Exported run = is_sft ? sft({escalation, shadow}, noDedup()) : dpo({escalation, shadow}, noDedup());
+    ASSERT_EQ(run.lines.size(), 2u);
+    EXPECT_EQ(run.lines[0]["sampling_p"], 1.0);
+    EXPECT_EQ(run.lines[1]["sampling_p"], 0.02);
+  }
+  ExportFilter f = noDedup();
+  f.sampling_p_field = false;
+  Exported run = sft({escalation, shadow}, f);
+  ASSERT_EQ(run.lines.size(), 2u);
+  EXPECT_FALSE(run.lines[0].contains("sampling_p"));
 }
 
 // ---- near-duplicate prompts ------------------------------------------------------------------

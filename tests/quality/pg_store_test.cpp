@@ -79,6 +79,128 @@ TEST(PgQualityStore, ReplicasStartingTogetherShareOneStore) {
   EXPECT_NE((*got)[0].id, (*got)[1].id);
 }
 
+// The tables of schema version 1, as the build before sampling_p and feedback scales made them.
+const char* const kSchemaV1 = R"sql(
+CREATE SCHEMA IF NOT EXISTS switchyard;
+CREATE TABLE IF NOT EXISTS switchyard.meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS switchyard.quality_records(
+  id BIGSERIAL PRIMARY KEY,
+  request_id BYTEA NOT NULL,
+  unix_ms BIGINT NOT NULL,
+  team BYTEA NOT NULL,
+  kind TEXT NOT NULL,
+  model BYTEA NOT NULL,
+  reason BYTEA NOT NULL,
+  prompt TEXT,
+  redacted BOOLEAN NOT NULL,
+  local_model BYTEA NOT NULL, local_text BYTEA NOT NULL, local_complete BOOLEAN NOT NULL,
+  local_finish_reason BYTEA NOT NULL, local_prompt_tokens BIGINT NOT NULL,
+  local_completion_tokens BIGINT NOT NULL, local_cost_usd DOUBLE PRECISION NOT NULL,
+  local_latency_ms DOUBLE PRECISION NOT NULL,
+  cloud_model BYTEA NOT NULL, cloud_text BYTEA NOT NULL, cloud_complete BOOLEAN NOT NULL,
+  cloud_finish_reason BYTEA NOT NULL, cloud_prompt_tokens BIGINT NOT NULL,
+  cloud_completion_tokens BIGINT NOT NULL, cloud_cost_usd DOUBLE PRECISION NOT NULL,
+  cloud_latency_ms DOUBLE PRECISION NOT NULL,
+  complexity DOUBLE PRECISION,
+  complexity_features TEXT NOT NULL,
+  confidence DOUBLE PRECISION,
+  confidence_features TEXT NOT NULL,
+  metrics_exact_match BOOLEAN, metrics_token_f1 DOUBLE PRECISION,
+  metrics_rouge_l DOUBLE PRECISION, metrics_length_ratio DOUBLE PRECISION,
+  metrics_json_both_parse BOOLEAN, metrics_json_agree BOOLEAN,
+  judge_status TEXT, judge_model BYTEA, judge_delta DOUBLE PRECISION, judge_agreement BOOLEAN,
+  judge_verdict_ab BYTEA, judge_verdict_ba BYTEA, judge_detail BYTEA,
+  judge_cost_usd DOUBLE PRECISION, judge_unix_ms BIGINT,
+  bytes BIGINT GENERATED ALWAYS AS (400 + octet_length(request_id) + octet_length(team) +
+    octet_length(model) + octet_length(reason) + coalesce(octet_length(prompt), 0) +
+    octet_length(local_text) + octet_length(cloud_text) + octet_length(complexity_features) +
+    octet_length(confidence_features) + coalesce(octet_length(judge_detail), 0)) STORED);
+CREATE INDEX IF NOT EXISTS quality_records_team_time
+  ON switchyard.quality_records(team, unix_ms);
+CREATE INDEX IF NOT EXISTS quality_records_time ON switchyard.quality_records(unix_ms, id);
+CREATE INDEX IF NOT EXISTS quality_records_request ON switchyard.quality_records(request_id);
+CREATE TABLE IF NOT EXISTS switchyard.quality_feedback(
+  id BIGSERIAL PRIMARY KEY,
+  team BYTEA NOT NULL,
+  request_id BYTEA NOT NULL,
+  score DOUBLE PRECISION NOT NULL,
+  comment BYTEA NOT NULL,
+  unix_ms BIGINT NOT NULL);
+CREATE INDEX IF NOT EXISTS quality_feedback_request
+  ON switchyard.quality_feedback(team, request_id, unix_ms);
+)sql";
+
+TEST(PgQualityStore, Version1TablesAreReadAsTheyAreAndMigratedByAWriter) {
+  std::string skip;
+  std::string url = freshDatabase(&skip);
+  if (!skip.empty()) GTEST_SKIP() << skip;
+  ASSERT_FALSE(url.empty());
+  auto exec = [&](const std::string& sql) {
+    pqxx::connection c(url);
+    pqxx::work tx(c);
+    pqxx::result r = tx.exec(sql);
+    tx.commit();
+    return r;
+  };
+  exec(std::string(kSchemaV1) +
+       "INSERT INTO switchyard.meta(key, value) VALUES ('quality_schema_version', '1');");
+  {
+    // A reader opens empty tables of version 1.
+    auto old = mustOpen(url, /*read_only=*/true);
+    ASSERT_NE(old, nullptr);
+    ASSERT_TRUE(old->query({}).ok());
+  }
+  // A record and its feedback written by the old build.
+  exec(
+      "INSERT INTO switchyard.quality_records(request_id, unix_ms, team, kind, model, reason, "
+      "redacted, local_model, local_text, local_complete, local_finish_reason, "
+      "local_prompt_tokens, local_completion_tokens, local_cost_usd, local_latency_ms, "
+      "cloud_model, cloud_text, cloud_complete, cloud_finish_reason, cloud_prompt_tokens, "
+      "cloud_completion_tokens, cloud_cost_usd, cloud_latency_ms, complexity_features, "
+      "confidence_features) VALUES ('old-1', 1795446245000, 'acme', 'shadow', 'auto', 'shadow', "
+      "true, '', '', true, '', 0, 0, 0.5, 0, '', '', true, '', 0, 0, 0, 0, '[]', '[]');"
+      "INSERT INTO switchyard.quality_feedback(team, request_id, score, comment, unix_ms) "
+      "VALUES ('acme', 'old-1', -0.5, 'old', 1795446246000);");
+  auto expectOldRow = [](const QualityRecord& r) {
+    EXPECT_EQ(r.request_id, "old-1");
+    EXPECT_EQ(r.local.cost_usd, 0.5);
+    EXPECT_EQ(r.sampling_p, 1);
+    ASSERT_TRUE(r.feedback.has_value());
+    EXPECT_EQ(r.feedback->score, -0.5);
+    EXPECT_EQ(r.feedback->scale, quality::FeedbackScale::kUnit);
+  };
+  {
+    auto reader = mustOpen(url, true);
+    ASSERT_NE(reader, nullptr);
+    auto got = reader->query({});
+    ASSERT_TRUE(got.ok()) << got.status().message();
+    ASSERT_EQ(got->size(), 1u);
+    expectOldRow((*got)[0]);
+  }
+  auto version = [&] {
+    return exec("SELECT value FROM switchyard.meta WHERE key = 'quality_schema_version'")[0][0]
+        .as<std::string>();
+  };
+  EXPECT_EQ(version(), "1");
+  auto store = mustOpen(url);
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(version(), "2");
+  QualityRecord r = rec("acme", "new-1", kT0);
+  r.kind = RecordKind::kShadow;
+  r.sampling_p = 0.1;
+  ASSERT_TRUE(store->insert(r).ok());
+  quality::Feedback f{"new-1", "acme", 1, "", kT0 + 1};
+  f.scale = quality::FeedbackScale::kThumbs;
+  ASSERT_TRUE(store->addFeedback(f).ok());
+  auto got = store->query({});
+  ASSERT_TRUE(got.ok()) << got.status().message();
+  ASSERT_EQ(got->size(), 2u);
+  expectOldRow((*got)[0]);
+  EXPECT_EQ((*got)[1].sampling_p, 0.1);
+  ASSERT_TRUE((*got)[1].feedback.has_value());
+  EXPECT_EQ((*got)[1].feedback->scale, quality::FeedbackScale::kThumbs);
+}
+
 TEST(PgQualityStore, FeedbackFromManyReplicasAtOnceKeepsOneRow) {
   std::string skip;
   std::string url = freshDatabase(&skip);

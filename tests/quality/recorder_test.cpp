@@ -349,7 +349,8 @@ TEST(Recorder, FeedbackDoneRunsOnTheWriterWithTheStatus) {
   ASSERT_EQ(got.size(), 1u);
   ASSERT_TRUE(got[0].feedback.has_value());
   EXPECT_EQ(got[0].feedback->comment, "good after all");
-  EXPECT_EQ(got[0].delta(), -1.0);  // a shadow sample: a good local answer, no cloud needed
+  // A shadow sample: a good local answer, no cloud needed.
+  EXPECT_EQ(got[0].feedbackDelta(), -1.0);
 }
 
 TEST(Recorder, DestructorWritesWhatIsQueued) {

@@ -358,7 +358,8 @@ TEST(QualityReport, CountsOutcomesPerBucketFromDelta) {
   QualityRecord no_delta = judged(0.7, 0.5, 0.5, kNov3);
   no_delta.judge->status = quality::JudgeStatus::kUnparsed;
   records.push_back(no_delta);
-  // User feedback overrides the judge: a good local shadow answer is a local win.
+  // User feedback does not override the judge: a local loss by the judge stays one, whatever
+  // the user said of the local answer.
   QualityRecord feedback = judged(0.8, 0.5, 0.5, kNov3);
   feedback.feedback = quality::Feedback{"r", "research", 1.0, "", kNov3};
   records.push_back(feedback);
@@ -371,7 +372,8 @@ TEST(QualityReport, CountsOutcomesPerBucketFromDelta) {
   EXPECT_EQ(by_complexity["0.0–0.2|local losses"], 0);
   EXPECT_EQ(by_complexity["0.2–0.4|ties"], 1);
   EXPECT_EQ(by_complexity["0.2–0.4|local losses"], 1);
-  EXPECT_EQ(by_complexity["0.4–0.6|local wins"], 1);  // the feedback record
+  EXPECT_EQ(by_complexity["0.4–0.6|local wins"], 0);
+  EXPECT_EQ(by_complexity["0.4–0.6|local losses"], 1);  // the feedback record
   EXPECT_EQ(by_complexity["0.4–0.6|ties"], 0);        // the unparsed one has no delta
   EXPECT_EQ(by_complexity["0.8–1.0|local losses"], 2);
   auto by_confidence = markValues(chartSvg(html, "outcomes-by-confidence"));
@@ -379,10 +381,10 @@ TEST(QualityReport, CountsOutcomesPerBucketFromDelta) {
   EXPECT_EQ(by_confidence["0.8–1.0|local wins"], 1);
   EXPECT_EQ(by_confidence["0.8–1.0|ties"], 1);
   EXPECT_EQ(by_confidence["0.0–0.2|local losses"], 2);
-  EXPECT_EQ(by_confidence["0.4–0.6|local losses"], 1);
+  EXPECT_EQ(by_confidence["0.4–0.6|local losses"], 2);
   EXPECT_EQ(by_confidence["0.4–0.6|ties"], 1);
 
-  // 9 records, 8 with a delta: 2 wins, 4 ties... counted in the summary.
+  // 9 records, 8 with a delta: 1 win, 4 ties, 3 losses, counted in the summary.
   EXPECT_NE(html.find("1 record has no delta"), std::string::npos);
   EXPECT_NE(html.find("1 record with a delta has no complexity score"), std::string::npos);
   // The judge table: 8 ok, 1 unparsed.
@@ -390,6 +392,105 @@ TEST(QualityReport, CountsOutcomesPerBucketFromDelta) {
             std::string::npos);
   EXPECT_NE(html.find("<tr data-status=\"unparsed\"><td>unparsed</td><td class=\"num\">1</td>"),
             std::string::npos);
+}
+
+// The value of the summary card `key` ("Local losses" -> "31.2%").
+std::string cardValue(const std::string& html, const std::string& key) {
+  std::smatch m;
+  std::regex re("<div class=\"k\">" + key + "</div><div class=\"v\">([^<]*)</div>"
+                "(<div class=\"s\">([^<]*)</div>)?");
+  return std::regex_search(html, m, re) ? m[1].str() + "|" + m[3].str() : "";
+}
+
+TEST(QualityReport, RatesAreWeightedBySamplingProbabilityAndShowRawCounts) {
+  // Planted traffic: local answers below confidence 0.3 escalate and are all recorded (p = 1),
+  // the cloud better on 80% of them; the others are shadow-sampled at p = 0.1, the cloud better
+  // on 10%. The cloud is better on 0.3 * 0.8 + 0.7 * 0.1 = 31% of the traffic, on about 67% of
+  // the records.
+  std::mt19937_64 rng(7);
+  std::uniform_real_distribution<double> u(0, 1);
+  std::vector<QualityRecord> records;
+  int64_t raw_losses = 0;
+  for (int i = 0; i < 20000; ++i) {
+    const double confidence = u(rng);
+    const bool escalated = confidence < 0.3;
+    const bool cloud_better = u(rng) < (escalated ? 0.8 : 0.1);
+    if (!escalated && u(rng) >= 0.1) continue;
+    QualityRecord r = judged(cloud_better ? 0.6 : -0.6, 0.5, confidence, kNov3 + i);
+    r.kind = escalated ? RecordKind::kEscalation : RecordKind::kShadow;
+    r.sampling_p = escalated ? 1 : 0.1;
+    raw_losses += cloud_better ? 1 : 0;
+    records.push_back(std::move(r));
+  }
+  const std::string html = quality::renderQualityReport(records, nullptr, {});
+  const std::string losses = cardValue(html, "Local losses");
+  ASSERT_FALSE(losses.empty());
+  const double weighted = std::stod(losses.substr(0, losses.find('%'))) / 100;
+  EXPECT_NEAR(weighted, 0.31, 0.02);
+  // The unweighted share of the same records, which the report does not show, is far off.
+  const double raw = static_cast<double>(raw_losses) / static_cast<double>(records.size());
+  EXPECT_NEAR(raw, 0.67, 0.03);
+  // Beside the estimate: the raw count of records it comes from.
+  using quality::svg::Format;
+  EXPECT_EQ(losses.substr(losses.find('|') + 1),
+            quality::svg::format(static_cast<double>(raw_losses), Format::kCount) + " records");
+  EXPECT_NE(html.find("id=\"weighting\""), std::string::npos);
+  EXPECT_NE(html.find("<b>weighted</b> estimates"), std::string::npos);
+  // The requests the records stand for: about 20000.
+  const std::string represented = cardValue(html, "Requests represented");
+  ASSERT_FALSE(represented.empty());
+  std::string digits;
+  for (char c : represented.substr(0, represented.find('|'))) {
+    if (std::isdigit(static_cast<unsigned char>(c))) digits += c;
+  }
+  EXPECT_NEAR(std::stod(digits), 20000, 800);
+  expectNoNonFinite(html);
+}
+
+TEST(QualityReport, JudgeAndFeedbackSideBySideWithTheirAgreement) {
+  // Escalations (feedback rates the cloud answer): the judge says cloud better on the first
+  // two. The user gives the first 5 stars (agrees), the second a thumbs down (disagrees), the
+  // third 3 stars (neutral: a tie, as the judge's 0.05 is). The fourth has feedback only; the
+  // fifth a judge verdict only.
+  auto escalation = [](double delta, int64_t t) {
+    QualityRecord r = judged(delta, 0.5, 0.5, t);
+    r.kind = RecordKind::kEscalation;
+    return r;
+  };
+  auto feedback = [](const QualityRecord& r, double score, quality::FeedbackScale scale) {
+    quality::Feedback f{r.request_id, r.team, score, "", r.unix_ms};
+    f.scale = scale;
+    return f;
+  };
+  std::vector<QualityRecord> records = {escalation(0.8, kNov3), escalation(0.7, kNov3 + 1),
+                                        escalation(0.05, kNov3 + 2), escalation(0.9, kNov3 + 3),
+                                        escalation(-0.4, kNov3 + 4)};
+  records[0].feedback = feedback(records[0], 5, quality::FeedbackScale::kStars);
+  records[1].feedback = feedback(records[1], -1, quality::FeedbackScale::kThumbs);
+  records[2].feedback = feedback(records[2], 3, quality::FeedbackScale::kStars);
+  records[3].judge->status = quality::JudgeStatus::kUnparsed;
+  records[3].feedback = feedback(records[3], 0.5, quality::FeedbackScale::kUnit);
+  const std::string html = quality::renderQualityReport(records, nullptr, {});
+  ASSERT_NE(html.find("<section id=\"judge-and-feedback\""), std::string::npos);
+  // judge: 4 verdicts, mean (0.8 + 0.7 + 0.05 - 0.4) / 4 = 0.2875; user feedback: 4 records,
+  // deltas 1, -1, 0, 0.5: mean 0.125.
+  EXPECT_NE(html.find("<tr data-signal=\"judge\"><td>judge</td><td class=\"num\">4</td>"),
+            std::string::npos);
+  EXPECT_NE(html.find("<tr data-signal=\"user feedback\"><td>user feedback</td><td "
+                      "class=\"num\">4</td>"),
+            std::string::npos);
+  EXPECT_NE(html.find("<tr data-signal=\"judge, where both\"><td>judge, where both</td><td "
+                      "class=\"num\">3</td>"),
+            std::string::npos);
+  // Both on three records; the same outcome on two of them.
+  EXPECT_NE(html.find("Where a record has both (3), the judge and the user name the same "
+                      "outcome (local win, tie or local loss) for 66.7% (2 records)."),
+            std::string::npos);
+  EXPECT_NE(html.find("1 on the thumbs scale"), std::string::npos);
+  EXPECT_NE(html.find("2 on the stars scale"), std::string::npos);
+  // The judge's verdict decides wins and losses: four judged, two local losses.
+  EXPECT_EQ(cardValue(html, "Local losses"), "50%|2 records");
+  expectNoNonFinite(html);
 }
 
 TEST(QualityReport, ThresholdTradeoffSweepsConfidence) {

@@ -439,6 +439,163 @@ TEST_P(QualityStoreBackends, LatestFeedbackOfTheSameTeamAndRequestIsAttached) {
   EXPECT_GT(stats->bytes, 0);
 }
 
+TEST_P(QualityStoreBackends, RoundTripsSamplingProbabilityAndFeedbackScale) {
+  auto store = open();
+  ASSERT_NE(store, nullptr);
+  QualityRecord shadow = rec("acme", "s1", kT0, RecordKind::kShadow);
+  shadow.sampling_p = 0.02;
+  QualityRecord escalation = rec("acme", "e1", kT0 + 1);
+  QualityRecord odd = rec("acme", "o1", kT0 + 2, RecordKind::kShadow);
+  odd.sampling_p = 1.0 / 3.0;  // exact, like every double
+  for (const QualityRecord& r : {shadow, escalation, odd}) ASSERT_TRUE(store->insert(r).ok());
+  Feedback stars{"s1", "acme", 4, "good enough", kT0 + 10};
+  stars.scale = quality::FeedbackScale::kStars;
+  Feedback thumbs{"e1", "acme", -1, "", kT0 + 11};
+  thumbs.scale = quality::FeedbackScale::kThumbs;
+  ASSERT_TRUE(store->addFeedback(stars).ok());
+  ASSERT_TRUE(store->addFeedback(thumbs).ok());
+  ASSERT_TRUE(store->addFeedback({"o1", "acme", 0.25, "", kT0 + 12}).ok());
+  for (bool read_only : {false, true}) {
+    auto reader = read_only ? open(true) : nullptr;
+    auto got = mustQuery(read_only ? *reader : *store);
+    ASSERT_EQ(got.size(), 3u);
+    EXPECT_EQ(got[0].sampling_p, 0.02);
+    EXPECT_EQ(got[0].weight(), 50);
+    EXPECT_EQ(got[1].sampling_p, 1);
+    EXPECT_EQ(got[2].sampling_p, 1.0 / 3.0);
+    ASSERT_TRUE(got[0].feedback && got[1].feedback && got[2].feedback);
+    // The score as sent, with its scale; normalised only when read.
+    EXPECT_EQ(got[0].feedback->score, 4);
+    EXPECT_EQ(got[0].feedback->scale, quality::FeedbackScale::kStars);
+    EXPECT_EQ(got[0].feedback->normalized(), 0.5);
+    EXPECT_EQ(got[1].feedback->score, -1);
+    EXPECT_EQ(got[1].feedback->scale, quality::FeedbackScale::kThumbs);
+    EXPECT_EQ(got[2].feedback->score, 0.25);
+    EXPECT_EQ(got[2].feedback->scale, quality::FeedbackScale::kUnit);
+  }
+}
+
+// The SQL of schema version 1, as the build before sampling_p and feedback scales made it.
+const char* const kSchemaV1Sql = R"sql(
+CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE records(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  request_id TEXT NOT NULL,
+  unix_ms INTEGER NOT NULL,
+  team TEXT NOT NULL,
+  kind TEXT NOT NULL,                -- escalation | shadow
+  model TEXT NOT NULL,
+  reason TEXT NOT NULL,
+  prompt TEXT,                       -- JSON; NULL for a null prompt (redacted)
+  redacted INTEGER NOT NULL,
+  local_model TEXT NOT NULL, local_text TEXT NOT NULL, local_complete INTEGER NOT NULL,
+  local_finish_reason TEXT NOT NULL, local_prompt_tokens INTEGER NOT NULL,
+  local_completion_tokens INTEGER NOT NULL, local_cost_usd REAL NOT NULL,
+  local_latency_ms REAL NOT NULL,
+  cloud_model TEXT NOT NULL, cloud_text TEXT NOT NULL, cloud_complete INTEGER NOT NULL,
+  cloud_finish_reason TEXT NOT NULL, cloud_prompt_tokens INTEGER NOT NULL,
+  cloud_completion_tokens INTEGER NOT NULL, cloud_cost_usd REAL NOT NULL,
+  cloud_latency_ms REAL NOT NULL,
+  complexity REAL,                   -- NULL: absent
+  complexity_features TEXT NOT NULL, -- JSON [[name, value], ...]
+  confidence REAL,
+  confidence_features TEXT NOT NULL,
+  -- metrics_exact_match NULL: no metrics (then every metrics_* is NULL)
+  metrics_exact_match INTEGER, metrics_token_f1 REAL, metrics_rouge_l REAL,
+  metrics_length_ratio REAL, metrics_json_both_parse INTEGER, metrics_json_agree INTEGER,
+  -- judge_status NULL: not judged (then every judge_* is NULL)
+  judge_status TEXT, judge_model TEXT, judge_delta REAL, judge_agreement INTEGER,
+  judge_verdict_ab TEXT, judge_verdict_ba TEXT, judge_detail TEXT, judge_cost_usd REAL,
+  judge_unix_ms INTEGER);
+CREATE INDEX records_team_time ON records(team, unix_ms);
+CREATE INDEX records_time ON records(unix_ms);
+CREATE INDEX records_request ON records(request_id);
+CREATE TABLE feedback(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  team TEXT NOT NULL,
+  request_id TEXT NOT NULL,
+  score REAL NOT NULL,
+  comment TEXT NOT NULL,
+  unix_ms INTEGER NOT NULL);
+CREATE INDEX feedback_request ON feedback(team, request_id, unix_ms);
+)sql";
+
+TEST(QualityStore, AVersion1FileIsReadAsItIsAndMigratedByAWriter) {
+  TempDir dir;
+  std::string path = dir.file("v1.db");
+  rawExec(path, std::string(kSchemaV1Sql) +
+                    "INSERT INTO meta(key, value) VALUES('store', 'switchyard-quality'), "
+                    "('schema_version', '1');");
+  // A record and its feedback written by the old build.
+  rawExec(path,
+          "INSERT INTO records(request_id, unix_ms, team, kind, model, reason, prompt, redacted, "
+          "local_model, local_text, local_complete, local_finish_reason, local_prompt_tokens, "
+          "local_completion_tokens, local_cost_usd, local_latency_ms, cloud_model, cloud_text, "
+          "cloud_complete, cloud_finish_reason, cloud_prompt_tokens, cloud_completion_tokens, "
+          "cloud_cost_usd, cloud_latency_ms, complexity, complexity_features, confidence, "
+          "confidence_features) VALUES('old-1', 1795446245000, 'acme', 'shadow', 'auto', "
+          "'shadow', '[]', 0, 'local/m', 'l', 1, 'stop', 1, 2, 0.5, 10, 'openai/gpt-4o', 'c', 1, "
+          "'stop', 3, 4, 0.25, 20, 0.5, '[]', 0.75, '[]');"
+          "INSERT INTO feedback(team, request_id, score, comment, unix_ms) "
+          "VALUES('acme', 'old-1', -0.5, 'old', 1795446246000);");
+  auto expectOldRows = [](const QualityStore& store) {
+    auto got = mustQuery(store);
+    ASSERT_EQ(got.size(), 1u);
+    EXPECT_EQ(got[0].request_id, "old-1");
+    EXPECT_EQ(got[0].kind, RecordKind::kShadow);
+    EXPECT_EQ(got[0].local.cost_usd, 0.5);
+    EXPECT_EQ(got[0].sampling_p, 1);  // made before sampling was recorded
+    ASSERT_TRUE(got[0].feedback.has_value());
+    EXPECT_EQ(got[0].feedback->score, -0.5);
+    EXPECT_EQ(got[0].feedback->scale, quality::FeedbackScale::kUnit);
+    EXPECT_EQ(got[0].feedback->comment, "old");
+  };
+  auto schemaVersion = [&] {
+    sqlite3* db = nullptr;
+    std::string v;
+    if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+      sqlite3_exec(
+          db, "SELECT value FROM meta WHERE key = 'schema_version'",
+          [](void* out, int, char** values, char**) {
+            *static_cast<std::string*>(out) = values[0] ? values[0] : "";
+            return 0;
+          },
+          &v, nullptr);
+    }
+    sqlite3_close(db);
+    return v;
+  };
+  // A reader reads it as it is and changes nothing.
+  {
+    auto reader = mustOpen(path, true);
+    ASSERT_NE(reader, nullptr);
+    expectOldRows(*reader);
+  }
+  EXPECT_EQ(schemaVersion(), "1");
+  // A writer migrates it, keeping its rows; new rows carry their sampling and scale.
+  {
+    auto store = mustOpen(path);
+    ASSERT_NE(store, nullptr);
+    expectOldRows(*store);
+    QualityRecord r = rec("acme", "new-1", kT0 + 5, RecordKind::kShadow);
+    r.sampling_p = 0.1;
+    ASSERT_TRUE(store->insert(r).ok());
+    Feedback f{"new-1", "acme", 5, "", kT0 + 6};
+    f.scale = quality::FeedbackScale::kStars;
+    ASSERT_TRUE(store->addFeedback(f).ok());
+  }
+  EXPECT_EQ(schemaVersion(), "2");
+  auto store = mustOpen(path, true);
+  ASSERT_NE(store, nullptr);
+  auto got = mustQuery(*store);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].sampling_p, 1);
+  EXPECT_EQ(got[1].sampling_p, 0.1);
+  ASSERT_TRUE(got[1].feedback.has_value());
+  EXPECT_EQ(got[1].feedback->scale, quality::FeedbackScale::kStars);
+  EXPECT_EQ(got[1].feedback->score, 5);
+}
+
 TEST_P(QualityStoreBackends, FeedbackNeedsARecordOfTheSameTeamAndRequest) {
   auto store = open();
   ASSERT_NE(store, nullptr);
@@ -867,11 +1024,11 @@ TEST(QualityStore, OtherSwitchyardDatabasesAreConfigErrors) {
 
   std::string future = dir.file("future.db");
   ASSERT_NE(mustOpen(future), nullptr);
-  rawExec(future, "UPDATE meta SET value = '2' WHERE key = 'schema_version'");
+  rawExec(future, "UPDATE meta SET value = '3' WHERE key = 'schema_version'");
   for (bool ro : {false, true}) {
     expectOpenError(future, ro, api::ErrorCode::kConfig,
                     "quality store '" + future +
-                        "': schema version '2' is not supported (this build reads version 1)");
+                        "': schema version '3' is not supported (this build reads version 2)");
   }
 
   std::string empty = dir.file("empty.db");
