@@ -1,9 +1,11 @@
 #include "api/responses.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <utility>
 
+#include "api/json_text.h"
 #include "api/openai_json.h"
 #include "api/saturating.h"
 #include "api/sse.h"
@@ -38,7 +40,8 @@ Status str(const Json& obj, const char* key, const std::string& path, std::strin
 }
 
 // One content part of an input message.
-Status readPart(const Json& part, const std::string& path, std::vector<ContentPart>& out) {
+Status readPart(const Json& part, const std::string& path, std::vector<ContentPart>& out,
+                Json& extra) {
   if (!part.is_object()) return typeError(path, "an object", part);
   std::string type;
   if (Status s = str(part, "type", path, type); !s.ok()) return s;
@@ -50,13 +53,16 @@ Status readPart(const Json& part, const std::string& path, std::vector<ContentPa
     if (Status s = str(part, "image_url", path, p.image_url); !s.ok()) return s;
     if (Status s = str(part, "detail", path, p.image_detail, false); !s.ok()) return s;
   } else {
-    return bad("Content parts of type '" + type + "' are not supported.", path + ".type");
+    // input_file, input_audio, a part added later: the Responses API's own.
+    extra[path] = part;
+    return {};
   }
   out.push_back(std::move(p));
   return {};
 }
 
-Status readMessageItem(const Json& item, const std::string& path, std::vector<Message>& out) {
+Status readMessageItem(const Json& item, const std::string& path, std::vector<Message>& out,
+                       Json& extra) {
   std::string role;
   if (Status s = str(item, "role", path, role); !s.ok()) return s;
   Message m;
@@ -72,7 +78,8 @@ Status readMessageItem(const Json& item, const std::string& path, std::vector<Me
   } else if (content->is_array()) {
     m.content.kind = Content::Kind::kParts;
     for (size_t i = 0; i < content->size(); ++i) {
-      if (Status s = readPart((*content)[i], idx(path + ".content", i), m.content.parts); !s.ok()) {
+      if (Status s = readPart((*content)[i], idx(path + ".content", i), m.content.parts, extra);
+          !s.ok()) {
         return s;
       }
     }
@@ -85,11 +92,12 @@ Status readMessageItem(const Json& item, const std::string& path, std::vector<Me
 
 // One input item: a message, a function call (joined to the assistant turn before it) or a
 // function call's output.
-Status readItem(const Json& item, const std::string& path, std::vector<Message>& out) {
+Status readItem(const Json& item, const std::string& path, ChatRequest& req) {
+  std::vector<Message>& out = req.messages;
   if (!item.is_object()) return typeError(path, "an object", item);
   std::string type = "message";
   if (Status s = str(item, "type", path, type, false); !s.ok()) return s;
-  if (type == "message") return readMessageItem(item, path, out);
+  if (type == "message") return readMessageItem(item, path, out, req.extra);
   if (type == "function_call") {
     ToolCall call;
     if (Status s = str(item, "call_id", path, call.id); !s.ok()) return s;
@@ -113,7 +121,14 @@ Status readItem(const Json& item, const std::string& path, std::vector<Message>&
     out.push_back(std::move(m));
     return {};
   }
-  return bad("Input items of type '" + type + "' are not supported.", path + ".type");
+  // Reasoning and a server tool's own work (web or file search) are the upstream's: the
+  // Responses API takes them back as they came; a translation leaves them out, as the answer
+  // that followed them is in the conversation.
+  if (type == "reasoning" || type == "web_search_call" || type == "file_search_call") return {};
+  // Another item type (computer calls, MCP items, item references, ...): only the Responses
+  // API itself carries it; a translating target refuses the request naming it.
+  req.extra[path] = item;
+  return {};
 }
 
 Status readTools(const Json& v, ChatRequest& req) {
@@ -125,7 +140,9 @@ Status readTools(const Json& v, ChatRequest& req) {
     std::string type;
     if (Status s = str(t, "type", p, type); !s.ok()) return s;
     if (type != "function") {
-      return bad("Only function tools are supported.", p + ".type");
+      // A built-in tool (web_search, file_search, ...): only the Responses API runs it.
+      req.extra[p] = t;
+      continue;
     }
     Tool tool;
     if (Status s = str(t, "name", p, tool.name); !s.ok()) return s;
@@ -206,7 +223,7 @@ Status readInput(const Json& v, ChatRequest& req) {
   }
   if (!v.is_array()) return typeError("input", "a string or an array", v);
   for (size_t i = 0; i < v.size(); ++i) {
-    if (Status s = readItem(v[i], idx("input", i), req.messages); !s.ok()) return s;
+    if (Status s = readItem(v[i], idx("input", i), req); !s.ok()) return s;
   }
   return {};
 }
@@ -219,6 +236,9 @@ Status readField(const std::string& key, const Json& v, ChatRequest& req) {
   }
   if (key == "input" || key == "instructions") return {};  // read first, in their order
   if (v.is_null()) return {};
+  if (key == "service_tier" || key == "prompt_cache_key" || key == "safety_identifier") {
+    if (!v.is_string()) return typeError(key, "a string", v);
+  }
   if (key == "tools") return readTools(v, req);
   if (key == "tool_choice") return readToolChoice(v, req);
   if (key == "text") return readTextFormat(v, req);
@@ -263,11 +283,54 @@ Status readField(const std::string& key, const Json& v, ChatRequest& req) {
                "prepended by the gateway.",
                "previous_response_id");
   }
-  return Status(ErrorCode::kInvalidRequest, "Unknown parameter: '" + key + "'.", key,
-                "unknown_parameter");
+  // A field the typed request does not model (service_tier, prompt_cache_key,
+  // safety_identifier, a field added later): kept for the Responses API, refused by a
+  // translation (refuseUntranslated).
+  req.extra[key] = v;
+  return {};
 }
 
 }  // namespace
+
+Status refuseUntranslated(const ChatRequest& request) {
+  if (request.native_api != kResponsesApi) return {};
+  for (const auto& [key, value] : request.extra.items()) {
+    if (key == "reasoning_effort" || value.is_null()) continue;
+    std::string what = key.find('[') == std::string::npos ? "'" + key + "'" : key;
+    return Status(ErrorCode::kInvalidRequest,
+                  what +
+                      " is carried by OpenAI's Responses API only; the model's target does "
+                      "not speak it.",
+                  key);
+  }
+  return {};
+}
+
+namespace {
+
+// The members of a passed-through Response object that are the gateway's (ownedResponse).
+std::vector<MemberEdit> ownedMembers(const Json& request, const std::string& id,
+                                     const std::string& model) {
+  auto store = request.find("store");
+  auto previous = request.find("previous_response_id");
+  auto background = request.find("background");
+  return {{"id", Json(id)},
+          {"model", Json(model)},
+          {"store", Json(store == request.end() || !store->is_boolean() || store->get<bool>())},
+          {"previous_response_id",
+           previous != request.end() && previous->is_string() ? *previous : Json()},
+          {"background", Json(background != request.end() && background->is_boolean() &&
+                              background->get<bool>())}};
+}
+
+}  // namespace
+
+StatusOr<std::string> ownedResponse(std::string_view upstream, const Json& request,
+                                    const std::string& id, const std::string& model) {
+  auto body = editTopLevelMembers(upstream, ownedMembers(request, id, model));
+  if (!body.ok()) return Status(ErrorCode::kUpstreamError, body.status().message());
+  return body;
+}
 
 Json inputItems(const Json& input) {
   if (input.is_string()) {
@@ -297,6 +360,8 @@ StatusOr<ChatRequest> parseResponsesRequest(std::string_view body) {
   }
   if (req.stream) req.include_usage = true;
   attachSchemaKeyOrders(body, "/text/format/schema", "/tools/*/parameters", req);
+  req.native_api = std::string(kResponsesApi);
+  req.native_body = std::make_shared<const std::string>(body);
   return req;
 }
 
@@ -487,7 +552,43 @@ std::string ResponsesStreamWriter::toolDelta(const ToolCallDelta& d) {
   return out;
 }
 
+// The upstream's events as the client gets them: each as it came, but for the `response`
+// object of lifecycle events, whose gateway-owned members are set (the rest keeps its order).
+std::string ResponsesStreamWriter::nativeEvents(std::string_view events) {
+  SseParser parser;
+  std::vector<SseEvent> parsed;
+  parser.feed(events, parsed);
+  std::string out;
+  for (const SseEvent& e : parsed) {
+    OJson data = OJson::parse(e.data, nullptr, /*allow_exceptions=*/false);
+    std::string text = e.data;
+    if (data.is_object()) {
+      if (auto n = data.find("sequence_number"); n != data.end() && n->is_number_integer()) {
+        seq_ = std::max(seq_, n->get<int64_t>() + 1);
+      }
+      if (auto r = data.find("response"); r != data.end() && r->is_object()) {
+        for (const MemberEdit& m : ownedMembers(request_, id_, model_)) {
+          (*r)[m.key] = OJson::parse(m.value->dump());
+        }
+        const std::string type = data.value("type", std::string());
+        if (type == "response.completed" || type == "response.incomplete") {
+          final_ = Json::parse(r->dump(-1, ' ', false, Json::error_handler_t::replace));
+        }
+        text = data.dump(-1, ' ', false, Json::error_handler_t::replace);
+      }
+    }
+    if (!e.event.empty()) out += "event: " + e.event + "\n";
+    out += sseData(text);
+  }
+  return out;
+}
+
 std::string ResponsesStreamWriter::chunk(const ChatChunk& c) {
+  if (!started_ && !c.native.empty()) native_ = true;
+  if (native_) {
+    started_ = true;
+    return nativeEvents(c.native);
+  }
   std::string out = started_ ? "" : start();
   for (const ChunkChoice& choice : c.choices) {
     if (choice.index != 0) continue;
@@ -512,7 +613,9 @@ std::string pendingResponse(const Json& request, const std::string& id, const st
   return r.dump(-1, ' ', false, OJson::error_handler_t::replace);
 }
 
-std::string ResponsesStreamWriter::finish(const std::optional<Usage>& usage) {
+std::string ResponsesStreamWriter::finish(const std::optional<Usage>& usage,
+                                          std::string_view native) {
+  if (native_) return nativeEvents(native);
   std::string out = started_ ? "" : start();
   if (output_.empty() && item_.is_null()) out += openText();  // an empty answer is a message
   out += closeItem();

@@ -11,7 +11,20 @@
 // `metadata`, `user`. `store`, `background` and `previous_response_id` are the gateway's
 // (gateway/responses.cpp stores responses, runs background ones, and replaces
 // previous_response_id by the stored conversation before this parser runs; here it is a 400
-// naming it). Other tool types and unknown fields are a 400 naming them.
+// naming it).
+//
+// Pass-through: the body itself goes with the typed request (ChatRequest::native_body,
+// native_api kResponsesApi), and a target that speaks the Responses API (OpenAI,
+// routers/openai_wire.h) is sent that body with only the gateway's members set, so that
+// what the typed request cannot carry reaches it unchanged: built-in tools (web_search,
+// file_search, ...), other input item and content part types, and top-level fields the
+// typed request does not model (service_tier, prompt_cache_key, safety_identifier, fields
+// added later) are kept in ChatRequest::extra under their param ("tools[1]", "input[3]",
+// "service_tier"), and a target that translates refuses them with a 400 naming them
+// (refuseUntranslated; Anthropic and Gemini refuse any extra field). `include`,
+// `truncation`, `text.verbosity` and `reasoning.summary` reach a native target and are left
+// out of a translation, as are `reasoning`, `web_search_call` and `file_search_call` input
+// items (the upstream's own work, which the answer after them already reflects).
 #pragma once
 
 #include <cstdint>
@@ -23,9 +36,26 @@
 
 namespace api {
 
+// ChatRequest::native_api of a request read from a /v1/responses body.
+inline constexpr std::string_view kResponsesApi = "openai.responses";
+
 // Parses and validates a POST /v1/responses body; kInvalidRequest naming the field
 // ("input[2].content[0].type") in OpenAI's error shape.
 StatusOr<ChatRequest> parseResponsesRequest(std::string_view body);
+
+// For a request read from a /v1/responses body that goes to a target translating it (not the
+// Responses API): kInvalidRequest naming the first member only the Responses API carries
+// (see above); OK for any other request.
+Status refuseUntranslated(const ChatRequest& request);
+
+// A Response object the upstream's Responses API sent (`upstream`), with the members the
+// gateway owns set: `id` (the gateway's, so that GET / DELETE and previous_response_id
+// find it in the gateway's store), `model` (as the client named it), `store`,
+// `previous_response_id` and `background` as the client sent them (the upstream was sent
+// store false, the whole conversation, and no background: the gateway runs it). Every other
+// byte as it came. kUpstreamError when it is not an object.
+StatusOr<std::string> ownedResponse(std::string_view upstream, const Json& request,
+                                    const std::string& id, const std::string& model);
 
 // `input` (a string or items) as input items: a string is one user message.
 Json inputItems(const Json& input);
@@ -51,9 +81,15 @@ class ResponsesStreamWriter {
  public:
   ResponsesStreamWriter(Json request, std::string id, std::string model, int64_t created_at);
 
+  // A chunk that carries the upstream's own Responses events (ChatChunk::native) switches
+  // the writer to handing those on: in their order, sequence numbers kept, the `response`
+  // object of lifecycle events (response.created ... response.completed) made the gateway's
+  // (ownedResponse's members).
   std::string chunk(const ChatChunk& c);
-  std::string finish(const std::optional<Usage>& usage);
-  // An `error` event, then response.failed: the stream broke after it began.
+  // A native stream ends with `native`, the upstream's events after the last chunk.
+  std::string finish(const std::optional<Usage>& usage, std::string_view native = {});
+  // An `error` event, then response.failed: the stream broke after it began (numbered on
+  // from the upstream's last event in a native stream).
   std::string error(const Status& s);
   // The Response object that finish() sent (null before).
   const Json& finalResponse() const { return final_; }
@@ -64,6 +100,7 @@ class ResponsesStreamWriter {
   std::string closeItem();
   std::string openText();
   std::string toolDelta(const ToolCallDelta& d);
+  std::string nativeEvents(std::string_view events);
 
   Json request_;
   std::string id_, model_;
@@ -75,6 +112,7 @@ class ResponsesStreamWriter {
   int tool_index_ = -1;
   std::string finish_reason_;
   Json final_;
+  bool native_ = false;  // the upstream's own events are handed on
 };
 
 }  // namespace api

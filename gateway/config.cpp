@@ -360,8 +360,8 @@ struct CloudType {
 };
 
 const CloudType kCloudTypes[] = {
-    {"openai", "https://api.openai.com/v1", {}},
-    {"openai_compatible", "", {}},
+    {"openai", "https://api.openai.com/v1", {"responses_api"}},
+    {"openai_compatible", "", {"responses_api"}},
     {"anthropic", "https://api.anthropic.com/v1", {"anthropic_version", "default_max_tokens"}},
     {"gemini", "https://generativelanguage.googleapis.com/v1beta", {"vertex"}},
 };
@@ -391,6 +391,15 @@ api::Status parseProvider(const std::string& name, const YamlReader& r, Provider
   CONFIG_TRY(parseBaseUrl(r, &p->base_url,
                           p->base_url.empty() ? Presence::kRequired : Presence::kOptional));
   if (p->type == "openai_compatible") p->type = "openai";  // the same wire format
+  if (p->type == "openai") {
+    // OpenAI itself speaks the Responses API; another server says so with responses_api.
+    p->responses_api = p->base_url.rfind("https://api.openai.com/", 0) == 0;
+    CONFIG_TRY(r.readBool("responses_api", &p->responses_api));
+    if (p->responses_api && p->isRemoteLocal()) {
+      return r.errorAt("responses_api", "a `tier: local` server is sent chat completions (the "
+                                        "cascade reads its logprobs)");
+    }
+  }
   if (p->type == "anthropic") {
     CONFIG_TRY(r.readName("anthropic_version", &p->anthropic_version));
     CONFIG_TRY(r.readInt("default_max_tokens", &p->default_max_tokens, 1, 10'000'000));

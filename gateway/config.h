@@ -119,6 +119,9 @@ struct ProviderConfig {
   routers::CircuitBreakerConfig circuit;   // cloud providers
   std::string anthropic_version = "2023-06-01";  // anthropic: the anthropic-version header
   int64_t default_max_tokens = 4096;             // anthropic: when the request sets none
+  // openai: the server speaks OpenAI's Responses API, so POST /v1/responses is passed through
+  // to it (routers/openai_wire.h); default true for OpenAI's own base_url.
+  bool responses_api = false;
   std::string vertex_project;   // gemini on Vertex AI (api_key is then an access token)
   std::string vertex_location;  // gemini on Vertex AI, e.g. us-central1 or global
   LocalEngineConfig local;      // type "local" only

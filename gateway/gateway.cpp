@@ -48,6 +48,7 @@ std::unique_ptr<routers::WireFormat> makeWireFormat(const ProviderConfig& pc) {
   routers::OpenAIWireConfig c;
   c.base_url = pc.base_url;
   c.api_key = pc.api_key;
+  c.responses = pc.responses_api;
   return std::make_unique<routers::OpenAIWire>(std::move(c));
 }
 

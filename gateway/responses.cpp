@@ -62,6 +62,16 @@ struct Continued {
   api::Json conversation = api::Json::array();
 };
 
+// False for an output item the Responses API cannot take back from the conversation: a
+// reasoning item without its encrypted_content (the client did not include
+// "reasoning.encrypted_content"), which the upstream could only find in its own store, and
+// the gateway sends store false (routers/openai_wire.h).
+bool replayable(const api::Json& item) {
+  if (!item.is_object() || item.value("type", api::Json()) != "reasoning") return true;
+  const api::Json content = item.value("encrypted_content", api::Json());
+  return content.is_string() && !content.get_ref<const std::string&>().empty();
+}
+
 api::StatusOr<Continued> continueFrom(api::Json body, const std::string& team,
                                       ResponseStore* store) {
   Continued c;
@@ -87,7 +97,7 @@ api::StatusOr<Continued> continueFrom(api::Json body, const std::string& team,
   c.conversation = storedArray(s.conversation);
   for (api::Json& item : storedArray(s.input)) c.conversation.push_back(std::move(item));
   for (api::Json& item : storedArray(s.response, "output")) {
-    c.conversation.push_back(std::move(item));
+    if (replayable(item)) c.conversation.push_back(std::move(item));
   }
   if (auto in = body.find("input"); in != body.end() && (in->is_string() || in->is_array())) {
     api::Json input = c.conversation;
@@ -136,15 +146,23 @@ class ResponsesWriter : public AnswerWriter {
         store_(store),
         row_(std::move(row)) {}
 
+  // An answer passed through from the Responses API (r.native) is the upstream's Response
+  // object with the gateway's id, model, store and previous_response_id; it is stored as
+  // such, so that a follow-up carries its output items (reasoning included) as they came.
   std::string response(const api::ChatResponse& r) override {
-    std::string body = api::serializeResponse(r, request_, id_, model_, created_at_);
+    std::string body;
+    if (!r.native.empty()) {
+      auto owned = api::ownedResponse(r.native, request_, id_, model_);
+      if (owned.ok()) body = std::move(owned).value();
+    }
+    if (body.empty()) body = api::serializeResponse(r, request_, id_, model_, created_at_);
     keep(body);
     return body;
   }
   std::string chunk(const api::ChatChunk& c) override { return stream_.chunk(c); }
   std::string streamEnd(const api::ChatResponse& r) override {
-    std::string out = stream_.finish(r.usage);
-    keep(dumpJson(stream_.finalResponse()));
+    std::string out = stream_.finish(r.usage, r.native);
+    if (stream_.finalResponse().is_object()) keep(dumpJson(stream_.finalResponse()));
     return out;
   }
   std::string streamError(const api::Status& s) override { return stream_.error(s); }

@@ -1,5 +1,7 @@
 #include "routers/local_provider.h"
 
+#include "api/responses.h"
+
 #include <algorithm>
 #include <chrono>
 #include <mutex>
@@ -435,6 +437,7 @@ api::Status applyGrammar(const api::ChatRequest& request, const ToolPlan& plan,
 api::StatusOr<engine::GenerationRequest> toGenerationRequest(
     const api::ChatRequest& request, const engine::Engine& engine, Deadline deadline,
     const engine::ChatTemplate* chat_template, StructuredOutputs* structured) {
+  if (api::Status s = api::refuseUntranslated(request); !s.ok()) return s;
   auto plan = planTools(request, chat_template);
   if (!plan.ok()) return plan.status();
   if (request.response_format &&

@@ -1,6 +1,9 @@
 #include "routers/openai_wire.h"
 
+#include <limits>
+
 #include "api/openai_json.h"
+#include "api/responses.h"
 
 namespace routers {
 namespace {
@@ -59,6 +62,18 @@ class OpenAIStreamDecoder : public StreamDecoder {
 }  // namespace
 
 api::StatusOr<WireRequest> OpenAIWire::encode(const api::ChatRequest& request) const {
+  if (sentAsResponses(request, config_)) {
+    auto native = nativeResponsesBody(request);
+    if (!native.ok()) return native.status();
+    WireRequest out;
+    out.url = config_.base_url + "/responses";
+    if (!config_.api_key.empty()) {
+      out.headers.emplace_back("Authorization", "Bearer " + config_.api_key);
+    }
+    out.body = std::move(native).value();
+    return out;
+  }
+  if (api::Status s = api::refuseUntranslated(request); !s.ok()) return s;
   api::Json body = api::chatRequestToJson(request);
   if (request.stream) body["stream_options"]["include_usage"] = true;
   WireRequest out;
@@ -69,7 +84,18 @@ api::StatusOr<WireRequest> OpenAIWire::encode(const api::ChatRequest& request) c
 }
 
 api::StatusOr<api::ChatResponse> OpenAIWire::decodeResponse(std::string_view body,
-                                                            const api::ChatRequest&) const {
+                                                            const api::ChatRequest& request) const {
+  if (sentAsResponses(request, config_)) {
+    auto parsed = api::parseBoundedJson(body, {512, std::numeric_limits<int64_t>::max()});
+    if (!parsed.ok()) {
+      return api::Status(api::ErrorCode::kUpstreamError,
+                         "sent a malformed response: " + parsed.status().message());
+    }
+    auto response = fromResponsesObject(*parsed);
+    if (!response.ok()) return response.status();
+    response->native = std::string(body);
+    return response;
+  }
   auto response = api::parseChatResponse(body);
   if (!response.ok()) {
     return api::Status(api::ErrorCode::kUpstreamError,
@@ -78,7 +104,8 @@ api::StatusOr<api::ChatResponse> OpenAIWire::decodeResponse(std::string_view bod
   return response;
 }
 
-std::unique_ptr<StreamDecoder> OpenAIWire::newStreamDecoder(const api::ChatRequest&) const {
+std::unique_ptr<StreamDecoder> OpenAIWire::newStreamDecoder(const api::ChatRequest& request) const {
+  if (sentAsResponses(request, config_)) return newResponsesStreamDecoder(request);
   return std::make_unique<OpenAIStreamDecoder>();
 }
 

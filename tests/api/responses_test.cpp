@@ -80,9 +80,6 @@ TEST(ResponsesRequest, RefusesWhatIsNotCarried) {
   EXPECT_EQ(param({{"model", "m"}, {"input", "x"}, {"previous_response_id", "resp_1"}}),
             "previous_response_id");
   EXPECT_EQ(param({{"model", "m"}}), "input");
-  EXPECT_EQ(param({{"model", "m"}, {"input", "x"}, {"tools", Json::array({{{"type", "web_search"}}})}}),
-            "tools[0].type");
-  EXPECT_EQ(param({{"model", "m"}, {"input", "x"}, {"bogus", 1}}), "bogus");
   EXPECT_EQ(param({{"model", "m"}, {"input", "x"}, {"max_output_tokens", 0}}), "max_output_tokens");
   EXPECT_EQ(param({{"model", "m"}, {"input", Json::array({{{"role", "robot"}, {"content", "x"}}})}}),
             "input[0].role");
@@ -223,6 +220,113 @@ TEST(ResponsesRequest, InputItemsOfAStringOrItems) {
   Json items = Json::parse(R"([{"type":"function_call_output","call_id":"c","output":"o"}])");
   EXPECT_EQ(inputItems(items), items);
   EXPECT_EQ(inputItems(Json()), Json::array());
+}
+
+}  // namespace
+}  // namespace api
+
+namespace api {
+namespace {
+
+// What only the Responses API carries is read, kept for a native target, and refused by a
+// translation, naming it.
+TEST(ResponsesRequest, WhatOnlyTheResponsesApiCarriesIsKeptAndRefusedByATranslation) {
+  auto refused = [](Json body) {
+    ChatRequest r = mustParse(body);
+    EXPECT_EQ(r.native_api, kResponsesApi);
+    Status s = refuseUntranslated(r);
+    EXPECT_FALSE(s.ok()) << body.dump();
+    EXPECT_EQ(s.code(), ErrorCode::kInvalidRequest);
+    return s.param();
+  };
+  EXPECT_EQ(refused({{"model", "m"}, {"input", "x"},
+                     {"tools", Json::array({{{"type", "web_search"}}})}}),
+            "tools[0]");
+  EXPECT_EQ(refused({{"model", "m"}, {"input", "x"}, {"bogus", 1}}), "bogus");
+  EXPECT_EQ(refused({{"model", "m"}, {"input", "x"}, {"service_tier", "flex"}}), "service_tier");
+  EXPECT_EQ(refused({{"model", "m"},
+                     {"input", Json::array({{{"role", "user"},
+                                             {"content", Json::array({{{"type", "input_file"},
+                                                                       {"file_id", "f"}}})}}})}}),
+            "input[0].content[0]");
+  EXPECT_EQ(refused({{"model", "m"},
+                     {"input", Json::array({{{"type", "computer_call_output"}, {"call_id", "c"}}})}}),
+            "input[0]");
+
+  // include, truncation, reasoning items: a translation leaves them out.
+  const std::string body =
+      R"({"model":"m","input":[{"type":"reasoning","id":"rs_1","summary":[]},)"
+      R"({"role":"user","content":"hi"}],"include":["reasoning.encrypted_content"],)"
+      R"("truncation":"auto","reasoning":{"effort":"low","summary":"auto"}})";
+  auto r = parseResponsesRequest(body);
+  ASSERT_TRUE(r.ok()) << r.status().toString();
+  EXPECT_TRUE(refuseUntranslated(*r).ok());
+  EXPECT_EQ(r->messages.size(), 1u);
+  ASSERT_TRUE(r->native_body);
+  EXPECT_EQ(*r->native_body, body) << "the body goes with the request as it came";
+  EXPECT_EQ(r->extra["reasoning_effort"], "low");
+  EXPECT_FALSE(parseResponsesRequest(R"({"model":"m","input":"x","service_tier":3})").ok());
+}
+
+TEST(ResponsesNative, AnUpstreamResponseKeepsItsBytesButForTheGatewaysMembers) {
+  const std::string upstream =
+      R"({"id":"resp_up","object":"response","created_at":1,"model":"gpt-5-2025",)"
+      R"("output":[{"type":"reasoning","id":"rs_1","encrypted_content":"gA=="}],)"
+      R"("store":false,"previous_response_id":null,"usage":{"input_tokens":1.0e0}})";
+  const Json request = {{"model", "gpt-5"}, {"previous_response_id", "resp_gw0"}};
+  auto owned = ownedResponse(upstream, request, "resp_gw1", "gpt-5");
+  ASSERT_TRUE(owned.ok());
+  EXPECT_EQ(*owned,
+            R"({"id":"resp_gw1","model":"gpt-5","store":true,"previous_response_id":"resp_gw0",)"
+            R"("background":false,"object":"response","created_at":1,)"
+            R"("output":[{"type":"reasoning","id":"rs_1","encrypted_content":"gA=="}],)"
+            R"("usage":{"input_tokens":1.0e0}})");
+  EXPECT_FALSE(ownedResponse("[]", request, "resp_gw1", "gpt-5").ok());
+}
+
+TEST(ResponsesNative, UpstreamEventsGoOnWithTheGatewaysIdAndTheirSequenceNumbers) {
+  const Json request = {{"model", "gpt-5"}, {"input", "hi"}, {"stream", true}};
+  ResponsesStreamWriter w(request, "resp_gw", "gpt-5", 5);
+  ChatChunk first;
+  first.native =
+      "event: response.created\n"
+      R"(data: {"type":"response.created","sequence_number":0,"response":{"id":"resp_up","model":"gpt-5-2025","status":"in_progress","store":false,"output":[]}})"
+      "\n\n"
+      "event: response.output_text.delta\n"
+      R"(data: {"type":"response.output_text.delta","sequence_number":1,"item_id":"msg_up","output_index":0,"content_index":0,"delta":"Hi"})"
+      "\n\n";
+  const std::string out = w.chunk(first);
+  auto ev = events(out);
+  ASSERT_EQ(ev.size(), 2u);
+  EXPECT_EQ(ev[0].first, "response.created");
+  EXPECT_EQ(ev[0].second["response"]["id"], "resp_gw");
+  EXPECT_EQ(ev[0].second["response"]["model"], "gpt-5");
+  EXPECT_EQ(ev[0].second["response"]["store"], true);
+  // An event without a response object goes on byte for byte.
+  EXPECT_NE(out.find(R"(data: {"type":"response.output_text.delta","sequence_number":1,"item_id":"msg_up")"),
+            std::string::npos);
+
+  // The end: response.completed, its Response kept (for the store) with the gateway's id.
+  const std::string end = w.finish(
+      std::nullopt,
+      "event: response.completed\n"
+      R"(data: {"type":"response.completed","sequence_number":2,"response":{"id":"resp_up","status":"completed","output":[{"type":"message","id":"msg_up"}]}})"
+      "\n\n");
+  ASSERT_EQ(events(end).size(), 1u);
+  EXPECT_EQ(w.finalResponse()["id"], "resp_gw");
+  EXPECT_EQ(w.finalResponse()["output"][0]["id"], "msg_up");
+
+  // A stream that breaks after the upstream's events ends with error and response.failed,
+  // numbered on from the upstream's.
+  ResponsesStreamWriter broken(request, "resp_gw", "gpt-5", 5);
+  broken.chunk(first);
+  auto tail = events(broken.error(Status(ErrorCode::kUpstreamError, "the upstream went away")));
+  ASSERT_EQ(tail.size(), 2u);
+  EXPECT_EQ(tail[0].first, "error");
+  EXPECT_EQ(tail[0].second["sequence_number"], 2);
+  EXPECT_EQ(tail[1].first, "response.failed");
+  EXPECT_EQ(tail[1].second["sequence_number"], 3);
+  EXPECT_EQ(tail[1].second["response"]["id"], "resp_gw");
 }
 
 }  // namespace

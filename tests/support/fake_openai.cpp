@@ -58,6 +58,21 @@ bool includeUsage(const Json& body) {
 
 std::string FakeOpenAI::replyFor(const Json& request) {
   std::string last_user;
+  if (isResponses(request)) {
+    const Json& input = request["input"];
+    if (input.is_string()) last_user = input.get<std::string>();
+    for (const auto& item : input.is_array() ? input : Json::array()) {
+      if (!item.is_object() || item.value("role", "") != "user") continue;
+      last_user.clear();
+      const Json content = item.value("content", Json());
+      if (content.is_string()) last_user = content.get<std::string>();
+      for (const auto& part : content.is_array() ? content : Json::array()) {
+        if (!part.is_object() || part.value("type", "") != "input_text") continue;
+        if (!last_user.empty()) last_user += " ";
+        last_user += part.value("text", "");
+      }
+    }
+  }
   if (request.contains("messages") && request["messages"].is_array()) {
     for (const auto& m : request["messages"]) {
       if (m.is_object() && m.value("role", "") == "user") last_user = messageText(m);
@@ -84,11 +99,42 @@ Json FakeOpenAI::usageFor(const Json& request) {
               {"completion_tokens_details", {{"reasoning_tokens", 0}, {"audio_tokens", 0}}}};
 }
 
+Json FakeOpenAI::responsesUsageFor(const Json& request) {
+  int64_t input = 0;
+  const Json& in = request["input"];
+  if (in.is_string()) input = 3 + countWords(in.get<std::string>());
+  for (const auto& item : in.is_array() ? in : Json::array()) {
+    input += 3 + (item.is_object() ? countWords(messageText(item)) : 0);
+  }
+  const int64_t reasoning = request.contains("reasoning") ? kReasoningTokens : 0;
+  const int64_t output = static_cast<int64_t>(streamPieces(request).size()) + reasoning;
+  return Json{{"input_tokens", input},
+              {"input_tokens_details", {{"cached_tokens", std::min(input, kCachedInputTokens)}}},
+              {"output_tokens", output},
+              {"output_tokens_details", {{"reasoning_tokens", reasoning}}},
+              {"total_tokens", input + output}};
+}
+
 std::optional<std::string> FakeOpenAI::refuse(const Json& body) const {
+  auto invalid = [](const std::string& message, const std::string& param) {
+    return openaiError(message, "invalid_request_error", param, std::nullopt).dump();
+  };
   if (!body.contains("model") || !body["model"].is_string()) {
     return openaiError("you must provide a model parameter", "invalid_request_error",
                        std::nullopt, std::nullopt)
         .dump();
+  }
+  if (!isResponses(body)) return std::nullopt;
+  if (body.contains("previous_response_id")) {
+    return invalid("Previous response with id '" + body["previous_response_id"].dump() +
+                       "' not found.",
+                   "previous_response_id");
+  }
+  for (const auto& item : body["input"].is_array() ? body["input"] : Json::array()) {
+    if (item.is_object() && item.value("type", "") == "reasoning" &&
+        !item.contains("encrypted_content")) {
+      return invalid("Items are not persisted when `store` is set to false.", "input");
+    }
   }
   return std::nullopt;
 }
@@ -140,7 +186,141 @@ Json FakeOpenAI::logprobsFor(const Json& body, const std::vector<std::string>& p
   return Json{{"content", content}, {"refusal", nullptr}};
 }
 
+Json FakeOpenAI::responseObject(const Json& body, const std::string& id,
+                                const std::string& status, Json output, Json usage) const {
+  auto echo = [&](const char* key, Json fallback) {
+    return body.contains(key) ? body[key] : fallback;
+  };
+  return Json{{"id", "resp_up" + id},
+              {"object", "response"},
+              {"created_at", kCreated},
+              {"status", status},
+              {"error", nullptr},
+              {"incomplete_details", nullptr},
+              {"instructions", echo("instructions", nullptr)},
+              {"max_output_tokens", echo("max_output_tokens", nullptr)},
+              {"model", body["model"]},
+              {"output", std::move(output)},
+              {"parallel_tool_calls", echo("parallel_tool_calls", true)},
+              {"previous_response_id", nullptr},
+              {"reasoning", echo("reasoning", {{"effort", nullptr}, {"summary", nullptr}})},
+              {"service_tier", echo("service_tier", "default")},
+              {"store", echo("store", true)},
+              {"temperature", echo("temperature", 1.0)},
+              {"text", echo("text", {{"format", {{"type", "text"}}}})},
+              {"tool_choice", echo("tool_choice", "auto")},
+              {"tools", echo("tools", Json::array())},
+              {"top_p", echo("top_p", 1.0)},
+              {"truncation", echo("truncation", "disabled")},
+              {"usage", std::move(usage)},
+              {"user", nullptr},
+              {"metadata", echo("metadata", Json::object())}};
+}
+
+Json FakeOpenAI::reasoningItem(const Json& body, const std::string& id) const {
+  Json item = {{"id", "rs_up" + id},
+               {"type", "reasoning"},
+               {"summary", Json::array({{{"type", "summary_text"}, {"text", "Thinking."}}})}};
+  const Json include = body.value("include", Json::array());
+  if (include.is_array() &&
+      std::find(include.begin(), include.end(), Json("reasoning.encrypted_content")) !=
+          include.end()) {
+    item["encrypted_content"] = "gAAAAenc" + id;
+  }
+  return item;
+}
+
+Json FakeOpenAI::messageItem(const std::string& id, const std::string& text,
+                             const std::string& status) const {
+  Json content = Json::array();
+  if (status != "in_progress") {
+    content.push_back({{"type", "output_text"},
+                       {"text", text},
+                       {"annotations", Json::array()},
+                       {"logprobs", Json::array()}});
+  }
+  return Json{{"id", "msg_up" + id},
+              {"type", "message"},
+              {"status", status},
+              {"content", std::move(content)},
+              {"role", "assistant"}};
+}
+
+std::string FakeOpenAI::responsesEvent(const std::string& id, Json event) const {
+  {
+    std::lock_guard<std::mutex> lock(seq_mu_);
+    event["sequence_number"] = next_seq_[id]++;
+    last_stream_ = id;
+  }
+  return sseEvent(event["type"].get<std::string>(), event);
+}
+
+std::vector<std::string> FakeOpenAI::responsesOpening(const Json& body,
+                                                      const std::string& id) const {
+  {
+    std::lock_guard<std::mutex> lock(seq_mu_);
+    next_seq_[id] = 0;
+  }
+  Json started = responseObject(body, id, "in_progress", Json::array(), nullptr);
+  std::vector<std::string> out = {
+      responsesEvent(id, {{"type", "response.created"}, {"response", started}}),
+      responsesEvent(id, {{"type", "response.in_progress"}, {"response", started}})};
+  int index = 0;
+  if (body.contains("reasoning")) {
+    Json item = reasoningItem(body, id);
+    Json added = item;
+    added["summary"] = Json::array();
+    added.erase("encrypted_content");
+    out.push_back(responsesEvent(
+        id, {{"type", "response.output_item.added"}, {"output_index", 0}, {"item", added}}));
+    out.push_back(responsesEvent(
+        id, {{"type", "response.output_item.done"}, {"output_index", 0}, {"item", item}}));
+    index = 1;
+  }
+  out.push_back(responsesEvent(id, {{"type", "response.output_item.added"},
+                                    {"output_index", index},
+                                    {"item", messageItem(id, "", "in_progress")}}));
+  out.push_back(responsesEvent(
+      id, {{"type", "response.content_part.added"},
+           {"item_id", "msg_up" + id},
+           {"output_index", index},
+           {"content_index", 0},
+           {"part", {{"type", "output_text"}, {"text", ""}, {"annotations", Json::array()}}}}));
+  return out;
+}
+
+std::vector<std::string> FakeOpenAI::responsesClosing(const Json& body,
+                                                      const std::string& id) const {
+  const int index = body.contains("reasoning") ? 1 : 0;
+  const std::string text = replyFor(body);
+  Json at = {{"item_id", "msg_up" + id}, {"output_index", index}, {"content_index", 0}};
+  Json text_done = at;
+  text_done["type"] = "response.output_text.done";
+  text_done["text"] = text;
+  text_done["logprobs"] = Json::array();
+  Json part_done = at;
+  part_done["type"] = "response.content_part.done";
+  part_done["part"] = {{"type", "output_text"}, {"text", text}, {"annotations", Json::array()}};
+  Json output = Json::array();
+  if (index == 1) output.push_back(reasoningItem(body, id));
+  output.push_back(messageItem(id, text, "completed"));
+  return {responsesEvent(id, text_done), responsesEvent(id, part_done),
+          responsesEvent(id, {{"type", "response.output_item.done"},
+                              {"output_index", index},
+                              {"item", output.back()}}),
+          responsesEvent(id, {{"type", "response.completed"},
+                              {"response", responseObject(body, id, "completed", output,
+                                                          responsesUsageFor(body))}})};
+}
+
 std::string FakeOpenAI::answer(const Json& body, const std::string& id) const {
+  if (isResponses(body)) {
+    Json output = Json::array();
+    if (body.contains("reasoning")) output.push_back(reasoningItem(body, id));
+    output.push_back(messageItem(id, replyFor(body), "completed"));
+    return responseObject(body, id, "completed", std::move(output), responsesUsageFor(body))
+        .dump();
+  }
   Json message = {{"role", "assistant"}, {"content", replyFor(body)}, {"refusal", nullptr}};
   Json out = {{"id", "chatcmpl-" + id},
               {"object", "chat.completion"},
@@ -170,15 +350,30 @@ std::string FakeOpenAI::chunk(const Json& body, const std::string& id, Json choi
 }
 
 std::vector<std::string> FakeOpenAI::streamOpening(const Json& body, const std::string& id) const {
+  if (isResponses(body)) return responsesOpening(body, id);
+  {
+    std::lock_guard<std::mutex> lock(seq_mu_);
+    last_stream_.clear();  // a chat stream: its error event is chat's
+  }
   return {chunk(body, id, choice({{"role", "assistant"}, {"content", ""}, {"refusal", nullptr}}))};
 }
 
 std::string FakeOpenAI::streamPiece(const Json& body, const std::string& id,
                                     const std::string& piece) const {
+  if (isResponses(body)) {
+    const int index = body.contains("reasoning") ? 1 : 0;
+    return responsesEvent(id, {{"type", "response.output_text.delta"},
+                               {"item_id", "msg_up" + id},
+                               {"output_index", index},
+                               {"content_index", 0},
+                               {"delta", piece},
+                               {"logprobs", Json::array()}});
+  }
   return chunk(body, id, choice({{"content", piece}}, nullptr, logprobsFor(body, {piece})));
 }
 
 std::vector<std::string> FakeOpenAI::streamClosing(const Json& body, const std::string& id) const {
+  if (isResponses(body)) return responsesClosing(body, id);
   std::vector<std::string> out = {chunk(body, id, choice(Json::object(), "stop"))};
   if (includeUsage(body)) out.push_back(chunk(body, id, Json::array(), usageFor(body)));
   out.push_back("data: [DONE]\n\n");
@@ -186,6 +381,17 @@ std::vector<std::string> FakeOpenAI::streamClosing(const Json& body, const std::
 }
 
 std::string FakeOpenAI::streamErrorEvent(const std::string& message) const {
+  std::string stream;
+  {
+    std::lock_guard<std::mutex> lock(seq_mu_);
+    stream = last_stream_;
+  }
+  if (!stream.empty()) {
+    return responsesEvent(stream, {{"type", "error"},
+                                   {"code", "server_error"},
+                                   {"message", message},
+                                   {"param", nullptr}});
+  }
   return sse(openaiError(message, "server_error", std::nullopt, std::nullopt));
 }
 

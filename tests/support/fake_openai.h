@@ -5,8 +5,18 @@
 // stream_options.include_usage, then [DONE]). GET /v1/models lists the models it has been
 // asked about. POST /v1/embeddings answers OpenAI's embeddings list (float or base64 vectors,
 // FakeEmbeddings::vectorFor; usage.prompt_tokens FakeEmbeddings::tokensFor summed).
+//
+// POST /v1/responses answers in the Responses API's exact wire format: a Response object, or
+// its event stream (response.created, response.in_progress, output_item.added,
+// content_part.added, output_text.delta per piece, output_text.done, content_part.done,
+// output_item.done, response.completed, each numbered by sequence_number; faults as for chat,
+// an in-stream error being an `error` event). A request with `reasoning` gets a reasoning item
+// first (encrypted_content when `include` asks "reasoning.encrypted_content"). It refuses
+// `previous_response_id` (it stores nothing, as with `store: false`), and a reasoning input
+// item without encrypted_content, as OpenAI does then.
 #pragma once
 
+#include <map>
 #include <mutex>
 #include <optional>
 
@@ -33,6 +43,16 @@ class FakeOpenAI : public FakeCloud {
   // The usage the fake reports for `request`: prompt_tokens = 3 per message plus the words
   // of every message's text, completion_tokens = the number of stream pieces.
   static Json usageFor(const Json& request);
+  // A Responses request (it has `input`, not `messages`).
+  static bool isResponses(const Json& request) {
+    return request.is_object() && request.contains("input") && !request.contains("messages");
+  }
+  // The usage a Responses answer reports: input_tokens = 3 per input item plus the words of
+  // its text, kCachedInputTokens of them cached; output_tokens = the stream pieces plus
+  // kReasoningTokens reasoning tokens when the request has `reasoning`.
+  static Json responsesUsageFor(const Json& request);
+  static constexpr int64_t kCachedInputTokens = 2;
+  static constexpr int64_t kReasoningTokens = 7;
 
   // Token logprobs, as vLLM and OpenAI return them when a request asks (`logprobs: true`):
   // every piece of the answer is one token of this logprob, listed first among
@@ -47,7 +67,9 @@ class FakeOpenAI : public FakeCloud {
   void setListAlternatives(bool list);
 
  protected:
-  bool isChat(const Request& req) const override { return req.path() == "/v1/chat/completions"; }
+  bool isChat(const Request& req) const override {
+    return req.path() == "/v1/chat/completions" || req.path() == "/v1/responses";
+  }
   bool isStream(const Request&, const Json& body) const override {
     return body.value("stream", false);
   }
@@ -69,6 +91,22 @@ class FakeOpenAI : public FakeCloud {
   Json logprobsFor(const Json& body, const std::vector<std::string>& pieces) const;
 
   void serveEmbeddings(const Request& req, ResponseWriter& w);
+
+  // The Responses API's shapes.
+  Json responseObject(const Json& body, const std::string& id, const std::string& status,
+                      Json output, Json usage) const;
+  Json reasoningItem(const Json& body, const std::string& id) const;
+  Json messageItem(const std::string& id, const std::string& text,
+                   const std::string& status) const;
+  std::string responsesEvent(const std::string& id, Json event) const;
+  std::vector<std::string> responsesOpening(const Json& body, const std::string& id) const;
+  std::vector<std::string> responsesClosing(const Json& body, const std::string& id) const;
+
+  // The next sequence_number of each Responses stream, and the last stream's id (for its
+  // error event).
+  mutable std::mutex seq_mu_;
+  mutable std::map<std::string, int64_t> next_seq_;
+  mutable std::string last_stream_;
 
   FakeEmbeddings embeddings_;
   mutable std::mutex logprob_mu_;
