@@ -48,6 +48,7 @@ struct EmbeddingResponse {
   std::vector<std::vector<float>> embeddings;  // [inputs, dimensions], in the inputs' order
   int64_t prompt_tokens = 0;    // billed input tokens (the provider's, or the gateway's bound)
   bool usage_reported = false;  // false: the provider reported none and prompt_tokens is the bound
+  double compute_s = 0;         // a local engine's time on the request (compute_ms in the ledger)
 };
 
 // Parses and validates a POST /v1/embeddings body. kInvalidRequest naming the field as OpenAI

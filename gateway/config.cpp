@@ -282,8 +282,9 @@ api::Status parseHeaders(const YamlReader& r, std::map<std::string, std::string>
 api::Status parseLocalProvider(const YamlReader& r, ProviderConfig* p) {
   CONFIG_TRY(r.checkNoUnknownKeys({"type", "model_dir", "backend", "threads", "max_batch",
                                    "max_queue", "kv_cache_tokens", "step_tokens", "max_context",
-                                   "timeouts", "quantize"}));
+                                   "timeouts", "quantize", "kind"}));
   LocalEngineConfig& e = p->local;
+  CONFIG_TRY(r.readChoice("kind", &e.kind, {"chat", "embedding"}));
   CONFIG_TRY(r.readString("model_dir", &e.model_dir, Presence::kRequired));
   if (e.model_dir.empty()) return r.errorAt("model_dir", "must name a model directory");
   CONFIG_TRY(r.readChoice("backend", &e.backend, {"auto", "cpu", "cuda"}));

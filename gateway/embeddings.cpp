@@ -1,7 +1,10 @@
 // POST /v1/embeddings: admit (auth, parse, model, policy, rate limit), then one metered cloud
 // call (routers/embeddings.h: the data rules, a durable reservation of the worst case, the
-// settlement), answered in OpenAI's shape with the same headers, ledger row and metrics as a
-// chat answer. `model` names a `models:` entry whose price is marked `embedding`.
+// settlement) or one call of a local embedding model (the embedded engine, off the I/O thread;
+// its row is kind "local" with the engine time as compute_ms), answered in OpenAI's shape with
+// the same headers, ledger row and metrics as a chat answer. `model` names a `models:` entry
+// whose price is marked `embedding`, or one served by a `type: local` provider of
+// `kind: embedding`.
 #include <algorithm>
 #include <cstdio>
 #include <mutex>
@@ -85,8 +88,13 @@ api::StatusOr<Gateway::EmbeddingRoute> Gateway::embeddingRoute(
   }
   const policies::Price* price = config_->prices->find(m->provider, m->upstream_model);
   auto provider = embedding_providers_.find(m->provider);
+  if (pc.type == "local" && pc.local.kind == "embedding" && provider != embedding_providers_.end())
+    return EmbeddingRoute{provider->second.get(), targetsOf(model).front()};
   if (pc.isLocal() || !price || !price->embedding || provider == embedding_providers_.end()) {
-    std::string why = pc.isLocal() ? "local embedding models are not served yet."
+    std::string why = pc.type == "local"
+                          ? "it is a local chat model (a local embedding model is a `type: local` "
+                            "provider with `kind: embedding`)."
+                      : pc.isLocal() ? "embeddings on a `tier: local` server are not supported."
                       : !pc.vertex_project.empty()
                           ? "embeddings through Vertex AI are not supported."
                           : "it is not priced as an embedding model (`embedding: true` in "
@@ -163,9 +171,10 @@ void Gateway::runEmbedding(const Exchange& ex, const std::shared_ptr<Responder>&
   const std::string request_id = ex.request_id;
   auto holder = std::make_shared<EmbedCallHolder>();
   responder->onClientGone([holder] { holder->cancel(); });
-  metrics_.recordRouting(team, "cloud", "requested");
+  const bool local = route.target.api == "local";
+  metrics_.recordRouting(team, local ? "local" : "cloud", "requested");
   auto done = [this, responder, account, info, model, team, encoding, received, request_id,
-               holder](api::StatusOr<api::EmbeddingResponse> result) {
+               holder, local](api::StatusOr<api::EmbeddingResponse> result) {
     holder->finished();
     const double duration = secondsSince(received);
     int status = 200;
@@ -175,8 +184,11 @@ void Gateway::runEmbedding(const Exchange& ex, const std::shared_ptr<Responder>&
                    : openaiEntrance().errorStatus(result.status());
     }
     api::Usage usage;
-    if (result.ok()) usage.prompt_tokens = result->prompt_tokens;
-    account->finish(info, /*local_route=*/false, result.ok() ? &usage : nullptr, status, duration);
+    if (result.ok()) {
+      usage.prompt_tokens = result->prompt_tokens;
+      usage.engine_compute_s = result->compute_s;
+    }
+    account->finish(info, local, result.ok() ? &usage : nullptr, status, duration);
     const double cost = account->costUsd();
     if (result.ok() || cost > 0) {
       metrics_.recordUsage(team, model, info.label, usage.prompt_tokens, 0, 0, cost);

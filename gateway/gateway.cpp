@@ -130,6 +130,20 @@ api::Status Gateway::startEngines() {
   // A budget without a ledger is refused when the config is read (bindPolicies).
   for (const auto& [name, pc] : config_->providers) {
     if (pc.type != "local") continue;
+    if (pc.local.kind == "embedding") {
+      auto model = engine::EmbeddingGemmaModel::load(pc.local.model_dir, pc.local.threads);
+      if (!model.ok()) {
+        return api::Status(model.status().code(), "provider '" + name +
+                                                      "': cannot load embedding model '" +
+                                                      pc.local.model_dir +
+                                                      "': " + model.status().message());
+      }
+      embedding_providers_[name] = std::make_unique<routers::LocalEmbeddingProvider>(
+          name, std::move(model).value(), pc.local.max_queue);
+      providers_[name] = routers::makeEmbeddingOnlyChatProvider(name);
+      local_providers_.insert(name);
+      continue;
+    }
     engine::EngineOptions options;
     options.model_dir = pc.local.model_dir;
     options.backend = pc.local.backend;
@@ -297,6 +311,7 @@ Gateway::~Gateway() {
   if (quality_) quality_->stop();
   http_.reset();
   engines_.clear();
+  embedding_providers_.clear();  // joins the local embedding models' threads
 }
 
 namespace {

@@ -434,12 +434,167 @@ std::shared_ptr<ProviderCall> runMeteredEmbedding(
     done(std::move(st));
     return std::make_shared<DoneCall>();
   }
+  if (target.api == "local") {  // local compute: no token price, nothing to reserve
+    request.model = target.upstream_model;
+    return provider.embed(request, std::move(done), deadline);
+  }
   const policies::Price* price = spender.prices().find(provider.name(), target.upstream_model);
   request.model = target.upstream_model;
   auto call = std::make_shared<MeteredEmbedding>(spender, std::move(account), provider, price,
                                                  std::move(request), std::move(done), deadline);
   call->start();
   return call;
+}
+
+// ---- the embedded engine ---------------------------------------------------------------
+
+struct LocalEmbeddingProvider::Job : ProviderCall {
+  api::EmbeddingRequest request;
+  EmbedDone done;
+  Deadline deadline;
+  std::atomic<bool> cancelled{false};
+  void cancel() override { cancelled = true; }
+};
+
+LocalEmbeddingProvider::LocalEmbeddingProvider(std::string name,
+                                               std::unique_ptr<engine::EmbeddingGemmaModel> model,
+                                               int max_queue)
+    : name_(std::move(name)), model_(std::move(model)), max_queue_(max_queue) {
+  worker_ = std::thread([this] { run(); });
+}
+
+LocalEmbeddingProvider::~LocalEmbeddingProvider() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  worker_.join();
+}
+
+std::shared_ptr<ProviderCall> LocalEmbeddingProvider::embed(const api::EmbeddingRequest& request,
+                                                            EmbedDone done, Deadline deadline) {
+  if (request.dimensions && *request.dimensions > model_->dimensions()) {
+    done(api::invalidRequest("This model's embeddings have " +
+                                 std::to_string(model_->dimensions()) +
+                                 " dimensions; `dimensions` " +
+                                 std::to_string(*request.dimensions) + " is larger.",
+                             "dimensions")
+             .withNeverSent());
+    return std::make_shared<DoneCall>();
+  }
+  auto job = std::make_shared<Job>();
+  job->request = request;
+  job->done = std::move(done);
+  job->deadline = deadline;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (static_cast<int>(queue_.size()) >= std::max(1, max_queue_)) {
+      api::Status busy(api::ErrorCode::kUnavailable,
+                       "The local embedding model '" + name_ + "' is busy; retry shortly.");
+      job->done(busy.withRetryAfter(1).withNeverSent());
+      return job;
+    }
+    queue_.push_back(job);
+  }
+  cv_.notify_one();
+  return job;
+}
+
+void LocalEmbeddingProvider::run() {
+  for (;;) {
+    std::shared_ptr<Job> job;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+      if (stop_) return;
+      job = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    if (job->cancelled) {
+      job->done(api::Status(api::ErrorCode::kCancelled, "cancelled").withNeverSent());
+    } else if (Clock::now() >= job->deadline) {
+      job->done(api::Status(api::ErrorCode::kUpstreamTimeout,
+                            "the request timed out waiting for the local embedding model")
+                    .withNeverSent());
+    } else {
+      job->done(compute(job->request));
+    }
+  }
+}
+
+api::StatusOr<api::EmbeddingResponse> LocalEmbeddingProvider::compute(
+    const api::EmbeddingRequest& request) {
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<std::vector<int32_t>> ids;
+  ids.reserve(request.inputs.size());
+  api::EmbeddingResponse r;
+  for (size_t i = 0; i < request.inputs.size(); ++i) {
+    const api::EmbeddingInput& in = request.inputs[i];
+    const std::string param = "input[" + std::to_string(i) + "]";
+    if (in.is_tokens) {
+      std::vector<int32_t> t;
+      for (int64_t id : in.tokens) {
+        if (id >= model_->config().vocab)
+          return api::invalidRequest("Token id " + std::to_string(id) + " is outside the model's "
+                                     "vocabulary of " + std::to_string(model_->config().vocab) +
+                                     ".", param);
+        t.push_back(static_cast<int32_t>(id));
+      }
+      ids.push_back(std::move(t));
+    } else if (model_->tokenizer() == nullptr) {
+      return api::Status(api::ErrorCode::kInternal, "the local embedding model '" + name_ +
+                                                        "' was loaded without its tokenizer");
+    } else {
+      ids.push_back(model_->tokenize(in.text));
+    }
+    if (std::ssize(ids.back()) > model_->maxTokens())
+      return api::invalidRequest("Input " + std::to_string(i) + " has " +
+                                     std::to_string(ids.back().size()) +
+                                     " tokens; this model reads at most " +
+                                     std::to_string(model_->maxTokens()) + ".",
+                                 param);
+    r.prompt_tokens = policies::saturatingAdd(r.prompt_tokens, std::ssize(ids.back()));
+  }
+  const int dims = static_cast<int>(request.dimensions.value_or(model_->dimensions()));
+  std::vector<float> out(ids.size() * size_t(dims));
+  if (api::Status st = model_->embed(ids, dims, out.data()); !st.ok()) {
+    return api::invalidRequest(st.message(), "input");
+  }
+  r.embeddings.reserve(ids.size());
+  for (size_t i = 0; i < ids.size(); ++i)
+    r.embeddings.emplace_back(out.begin() + i * size_t(dims), out.begin() + (i + 1) * size_t(dims));
+  r.model = request.model;
+  r.usage_reported = true;
+  r.compute_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return r;
+}
+
+namespace {
+
+class EmbeddingOnlyChat : public Provider {
+ public:
+  explicit EmbeddingOnlyChat(std::string name) : name_(std::move(name)) {}
+  const std::string& name() const override { return name_; }
+  std::shared_ptr<ProviderCall> chat(const api::ChatRequest& request,
+                                     std::shared_ptr<ChatSink> sink, Deadline) override {
+    sink->onFinish(api::Status(api::ErrorCode::kInvalidRequest,
+                               "The model `" + request.model +
+                                   "` creates embeddings only (POST /v1/embeddings); it does not "
+                                   "chat.",
+                               "model", "model_not_supported")
+                       .withNeverSent());
+    return std::make_shared<DoneCall>();
+  }
+
+ private:
+  std::string name_;
+};
+
+}  // namespace
+
+std::unique_ptr<Provider> makeEmbeddingOnlyChatProvider(std::string name) {
+  return std::make_unique<EmbeddingOnlyChat>(std::move(name));
 }
 
 }  // namespace routers

@@ -11,22 +11,32 @@
 //     (token-id input is a 400 naming `input`) and reports no token counts: the call is billed,
 //     and its usage reported, at the prompt bound (one token per byte of text), a never-lower
 //     estimate.
-// A local embedding model would be one more EmbeddingProvider behind the same interface.
+// LocalEmbeddingProvider serves an EmbeddingGemma checkpoint on the embedded engine
+// (engine/models/embedding_gemma.h) from its own thread: every input of a request goes through
+// the model in one call, `dimensions` is Matryoshka truncation (larger than the model's width:
+// kInvalidRequest naming `dimensions`), token counts are the model's own (<bos> and <eos>
+// included) and the answer carries the engine time.
 //
-// runMeteredEmbedding applies the team's data rules (Spender::admit), reserves the worst case
+// runMeteredEmbedding applies the team's data rules (Spender::admit); for a local target it
+// then calls the provider (local compute has no token price: nothing is reserved, and the
+// caller's row carries the engine time as compute_ms). For a cloud target it reserves the worst case
 // (the prompt bound at the model's input price; embeddings have no output) durably in the
 // ledger, calls the provider, and settles what the call cost into the request's Account:
 // the provider's usage, else the bound; an error answer or a call that never left costs
 // nothing; a call cut before its answer costs its reservation.
 #pragma once
 
+#include <condition_variable>
 #include <cstddef>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <thread>
 
 #include "api/embeddings.h"
+#include "engine/models/embedding_gemma.h"
 #include "api/status.h"
 #include "routers/cloud_provider.h"
 #include "routers/fallback.h"
@@ -90,6 +100,42 @@ class CloudEmbeddingProvider : public EmbeddingProvider {
   std::unique_ptr<EmbeddingWire> wire_;
   HttpClient& http_;
 };
+
+// The embedded engine's embedding model behind one `type: local`, `kind: embedding` provider.
+// One worker thread owns the model; requests queue for it (at most `max_queue` waiting: more
+// get kUnavailable with a retry hint). `done` runs on the worker thread. A call cancelled or
+// past its deadline while waiting is answered kCancelled / kDeadlineExceeded without running.
+// Destruction joins the worker; calls still queued then are dropped without an answer (the
+// gateway drains before it stops).
+class LocalEmbeddingProvider : public EmbeddingProvider {
+ public:
+  LocalEmbeddingProvider(std::string name, std::unique_ptr<engine::EmbeddingGemmaModel> model,
+                         int max_queue);
+  ~LocalEmbeddingProvider() override;
+  const std::string& name() const override { return name_; }
+  // The model's width: the largest `dimensions` a request may ask for.
+  int dimensions() const { return model_->dimensions(); }
+  std::shared_ptr<ProviderCall> embed(const api::EmbeddingRequest& request, EmbedDone done,
+                                      Deadline deadline) override;
+
+ private:
+  struct Job;
+  void run();
+  api::StatusOr<api::EmbeddingResponse> compute(const api::EmbeddingRequest& request);
+
+  const std::string name_;
+  const std::unique_ptr<engine::EmbeddingGemmaModel> model_;
+  const int max_queue_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::shared_ptr<Job>> queue_;
+  bool stop_ = false;
+  std::thread worker_;
+};
+
+// The chat side of an embedding-only provider: every chat call is refused with
+// kInvalidRequest naming `model` (the model creates embeddings only).
+std::unique_ptr<Provider> makeEmbeddingOnlyChatProvider(std::string name);
 
 // The most input tokens `request` can be billed at: one per byte of text, one per token id.
 int64_t embeddingTokenBound(const api::EmbeddingRequest& request);
