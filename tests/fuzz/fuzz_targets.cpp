@@ -119,6 +119,27 @@ void runMessagesRequest(std::string_view input) {
   if (count.ok()) (void)engine::renderGemma3Chat(*count);
 }
 
+// A parsed Responses body sent natively to a target that speaks the Responses API is the same
+// JSON object but for the members the gateway sets.
+void checkNativeResponsesBody(std::string_view input, const api::ChatRequest& req) {
+  routers::OpenAIWireConfig config;
+  config.responses = true;
+  SY_FUZZ_CHECK(routers::sentAsResponses(req, config), "a parsed Responses body goes natively");
+  auto native = routers::nativeResponsesBody(req);
+  SY_FUZZ_CHECK(native.ok(), "a parsed Responses body is sent natively");
+  api::Json sent = api::Json::parse(*native, nullptr, false);
+  api::Json expected = api::Json::parse(input, nullptr, false);
+  SY_FUZZ_CHECK(sent.is_object() && expected.is_object(), "the native body is a JSON object");
+  expected["model"] = req.model;
+  expected["store"] = false;
+  for (const char* key : {"stream", "max_output_tokens", "previous_response_id", "background"}) {
+    expected.erase(key);
+  }
+  if (req.stream) expected["stream"] = true;
+  if (auto cap = req.maxOutputTokens()) expected["max_output_tokens"] = *cap;
+  SY_FUZZ_CHECK(sent == expected, "the native body keeps every member it does not set");
+}
+
 // A client's POST /v1/responses body (OpenAI's Responses API).
 void runResponsesRequest(std::string_view input) {
   auto req = api::parseResponsesRequest(input);
@@ -128,6 +149,7 @@ void runResponsesRequest(std::string_view input) {
     return;
   }
   useParsedRequest(*req);
+  checkNativeResponsesBody(input, *req);
   api::Json body = api::Json::parse(input, nullptr, false);
   if (body.is_object() && body.contains("input")) (void)api::inputItems(body["input"]);
 }
@@ -214,8 +236,9 @@ const api::ChatRequest& wireRequest() {
   return req;
 }
 
-void decodeResponse(const routers::WireFormat& wire, std::string_view body) {
-  auto resp = wire.decodeResponse(body, wireRequest());
+void decodeResponse(const routers::WireFormat& wire, std::string_view body,
+                    const api::ChatRequest& request = wireRequest()) {
+  auto resp = wire.decodeResponse(body, request);
   if (resp.ok()) (void)api::serializeChatResponse(*resp);
 }
 
@@ -251,8 +274,34 @@ const routers::GeminiWire& geminiWire() {
   return wire;
 }
 
-void runOpenAIResponse(std::string_view in) { decodeResponse(openaiWire(), in); }
-void runOpenAIStream(std::string_view in) { decodeStream(openaiWire(), in); }
+// The OpenAI wire of a server that speaks the Responses API, and a Responses request sent to it
+// natively: its decoders read Response objects and the Responses event stream.
+const routers::OpenAIWire& openaiResponsesWire() {
+  static const routers::OpenAIWire wire{[] {
+    routers::OpenAIWireConfig c;
+    c.responses = true;
+    return c;
+  }()};
+  return wire;
+}
+const api::ChatRequest& nativeResponsesRequest() {
+  static const api::ChatRequest req = [] {
+    auto parsed = api::parseResponsesRequest(R"({"model":"m","stream":true,"input":"What time?",
+      "tools":[{"type":"function","name":"get_time","parameters":{"type":"object"}}]})");
+    SY_FUZZ_CHECK(parsed.ok(), "the fixed Responses request parses");
+    return std::move(parsed).value();
+  }();
+  return req;
+}
+
+void runOpenAIResponse(std::string_view in) {
+  decodeResponse(openaiWire(), in);
+  decodeResponse(openaiResponsesWire(), in, nativeResponsesRequest());
+}
+void runOpenAIStream(std::string_view in) {
+  decodeStream(openaiWire(), in);
+  decodeStream(openaiResponsesWire(), in, nativeResponsesRequest());
+}
 void runAnthropicResponse(std::string_view in) { decodeResponse(anthropicWire(), in); }
 // A Messages API request, sent natively: its decoder also hands the events on as they came.
 const api::ChatRequest& nativeMessagesRequest() {
