@@ -1,5 +1,6 @@
 // POST /v1/feedback: what a user said of an answer, stored beside its quality record.
 #include <cmath>
+#include <optional>
 #include <string>
 
 #include "api/openai_json.h"
@@ -14,7 +15,7 @@ constexpr size_t kMaxFeedbackComment = 4096;
 constexpr size_t kMaxFeedbackRequestId = 200;
 // A feedback body is one flat object; this leaves room for a comment written all in \u escapes.
 constexpr size_t kMaxFeedbackBodyBytes = 8 * kMaxFeedbackComment;
-// One object of three scalars: anything deeper or larger is not a feedback.
+// One object of four scalars: anything deeper or larger is not a feedback.
 constexpr api::JsonBounds kFeedbackBounds{4, 64};
 
 api::Status invalid(const std::string& message, const std::string& param) {
@@ -30,7 +31,8 @@ api::StatusOr<quality::Feedback> parseFeedback(std::string_view text) {
                            " bytes.");
   }
   const std::string shape =
-      "The body must be a JSON object: {\"request_id\": ..., \"score\": ..., \"comment\": ...}.";
+      "The body must be a JSON object: {\"request_id\": ..., \"score\": ..., \"scale\": ..., "
+      "\"comment\": ...}.";
   auto parsed = api::parseBoundedJson(text, kFeedbackBounds);
   if (!parsed.ok() || !parsed->is_object()) return invalid(shape, "");
   const api::Json& body = *parsed;
@@ -43,12 +45,29 @@ api::StatusOr<quality::Feedback> parseFeedback(std::string_view text) {
                    "request_id");
   }
   f.request_id = id->get<std::string>();
-  auto score = body.find("score");
-  if (score == body.end() || !score->is_number() || !std::isfinite(score->get<double>()) ||
-      score->get<double>() < -1 || score->get<double>() > 1) {
-    return invalid("score must be a number from -1 (bad) to 1 (good).", "score");
+  if (auto sc = body.find("scale"); sc != body.end() && !sc->is_null()) {
+    std::optional<quality::FeedbackScale> scale =
+        sc->is_string() ? quality::parseFeedbackScale(sc->get<std::string>()) : std::nullopt;
+    if (!scale) {
+      return invalid("scale must be \"unit\" (the default: score from -1 to 1), \"thumbs\" "
+                     "(score -1 or 1, or false or true) or \"stars\" (score 1 to 5).",
+                     "scale");
+    }
+    f.scale = *scale;
   }
-  f.score = score->get<double>();
+  auto score = body.find("score");
+  std::optional<double> value;
+  if (score != body.end() && score->is_number()) value = score->get<double>();
+  // Thumbs may be sent as a boolean: true up, false down.
+  if (score != body.end() && score->is_boolean() && f.scale == quality::FeedbackScale::kThumbs) {
+    value = score->get<bool>() ? 1.0 : -1.0;
+  }
+  if (!value || !quality::feedbackScoreValid(f.scale, *value)) {
+    return invalid("score must be " + std::string(quality::feedbackScaleRange(f.scale)) +
+                       " on the " + std::string(quality::feedbackScaleName(f.scale)) + " scale.",
+                   "score");
+  }
+  f.score = *value;
   if (auto c = body.find("comment"); c != body.end() && !c->is_null()) {
     if (!c->is_string() || c->get<std::string>().size() > kMaxFeedbackComment) {
       return invalid("comment must be a string of at most " +
@@ -58,8 +77,9 @@ api::StatusOr<quality::Feedback> parseFeedback(std::string_view text) {
     f.comment = c->get<std::string>();
   }
   for (const auto& [key, value] : body.items()) {
-    if (key != "request_id" && key != "score" && key != "comment") {
-      return invalid("Unknown field '" + key + "' (expected request_id, score, comment).", key);
+    if (key != "request_id" && key != "score" && key != "scale" && key != "comment") {
+      return invalid("Unknown field '" + key + "' (expected request_id, score, scale, comment).",
+                     key);
     }
   }
   return f;
@@ -100,6 +120,7 @@ void Gateway::handleFeedback(const Exchange& ex, const std::shared_ptr<Responder
   api::Json reply = {{"object", "feedback"},
                      {"request_id", f->request_id},
                      {"score", f->score},
+                     {"scale", std::string(quality::feedbackScaleName(f->scale))},
                      {"recorded", true}};
   const std::string request_id = f->request_id;
   quality_->feedback(std::move(*f), [responder, reply, team, request_id](api::Status st) {

@@ -1,5 +1,6 @@
 // The gateway's quality records: the cascade's escalations and shadow comparisons become
 // quality::QualityRecords (POST /v1/feedback is in gateway/feedback.cpp).
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 
@@ -111,6 +112,9 @@ void Gateway::startShadow(const RequestFacts& facts, const api::ChatRequest& req
   metrics_.recordShadow(facts.team, "sampled");
   quality::QualityRecord base = baseRecord(facts, quality::RecordKind::kShadow);
   base.reason = "shadow";
+  // The chance this local answer had of being compared (Gateway::sampleShadow with the same
+  // policy's rate); reports and calibration weight the record by its inverse.
+  base.sampling_p = std::clamp(policy->routing.shadow_rate, 0.0, 1.0);
   base.confidence = local_route.confidence;
   base.confidence_features = confidenceFeatures(local_route.confidence_features);
   base.local.model = local_route.label;

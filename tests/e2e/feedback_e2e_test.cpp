@@ -150,6 +150,85 @@ TEST_F(FeedbackE2E, OnlyAnAnswerOfTheCallersTeamCanBeRated) {
   EXPECT_EQ(storeStats().feedback, 1);
 }
 
+TEST_F(FeedbackE2E, ScoresAreStoredAsSentWithTheirScale) {
+  const std::string stars_id = answered("ants", "rate me in stars");
+  const std::string thumbs_id = answered("ants", "rate me in thumbs");
+  const std::string unit_id = answered("ants", "rate me on the unit scale");
+  auto post = [&](const Json& body) {
+    return httpPost(gw_->url() + "/v1/feedback", body.dump(), bearer("ants"));
+  };
+  HttpResponse stars = post({{"request_id", stars_id}, {"score", 4}, {"scale", "stars"}});
+  ASSERT_EQ(stars.status, 200) << stars.body;
+  EXPECT_EQ(stars.json()["scale"], "stars");
+  EXPECT_EQ(stars.json()["score"], 4);
+  // Thumbs as a boolean: false is thumbs down.
+  HttpResponse thumbs = post({{"request_id", thumbs_id}, {"score", false}, {"scale", "thumbs"}});
+  ASSERT_EQ(thumbs.status, 200) << thumbs.body;
+  EXPECT_EQ(thumbs.json()["score"], -1);
+  // No scale: the unit scale, as before scales existed.
+  HttpResponse unit = post({{"request_id", unit_id}, {"score", -0.25}});
+  ASSERT_EQ(unit.status, 200) << unit.body;
+  EXPECT_EQ(unit.json()["scale"], "unit");
+
+  // A score outside its scale: the error names the scale and its range.
+  struct Bad {
+    Json body;
+    std::string says, param;
+  };
+  for (const Bad& bad : std::vector<Bad>{
+           {{{"request_id", stars_id}, {"score", 6}, {"scale", "stars"}},
+            "a whole number of stars from 1 (bad) to 5 (good) on the stars scale", "score"},
+           {{{"request_id", stars_id}, {"score", 2.5}, {"scale", "stars"}}, "stars scale", "score"},
+           {{{"request_id", stars_id}, {"score", 0}, {"scale", "thumbs"}},
+            "-1 (thumbs down) or 1 (thumbs up), or false or true on the thumbs scale", "score"},
+           {{{"request_id", stars_id}, {"score", 3}},
+            "from -1 (bad) to 1 (good) on the unit scale", "score"},
+           {{{"request_id", stars_id}, {"score", true}}, "on the unit scale", "score"},
+           {{{"request_id", stars_id}, {"score", 1}, {"scale", "percent"}},
+            "scale must be \"unit\"", "scale"},
+           {{{"request_id", stars_id}, {"score", 1}, {"scale", 5}}, "scale must be", "scale"},
+       }) {
+    HttpResponse r = post(bad.body);
+    EXPECT_EQ(r.status, 400) << bad.body.dump() << " -> " << r.body;
+    const Json e = r.json()["error"];
+    ASSERT_TRUE(e.is_object()) << r.body;
+    EXPECT_NE(e["message"].get<std::string>().find(bad.says), std::string::npos)
+        << bad.body.dump() << " -> " << r.body;
+    EXPECT_EQ(e["param"], bad.param) << r.body;
+  }
+
+  // The store keeps each score as sent, with its scale, beside the judge's verdict.
+  std::vector<quality::QualityRecord> records;
+  ASSERT_TRUE(waitUntil(
+      [&] {
+        auto store = quality::QualityStore::open(storePath(), true);
+        if (!store.ok()) return false;
+        auto rows = (*store)->query({});
+        if (!rows.ok()) return false;
+        records = std::move(rows).value();
+        int rated = 0;
+        for (const auto& r : records) rated += r.feedback.has_value();
+        return rated == 3;
+      },
+      15000ms));
+  for (const auto& r : records) {
+    ASSERT_TRUE(r.feedback.has_value()) << r.request_id;
+    EXPECT_EQ(r.sampling_p, 1) << "an escalation is recorded always";
+    if (r.request_id == stars_id) {
+      EXPECT_EQ(r.feedback->score, 4);
+      EXPECT_EQ(r.feedback->scale, quality::FeedbackScale::kStars);
+      EXPECT_EQ(r.feedbackDelta(), 0.5);  // a good cloud answer: the escalation paid
+    } else if (r.request_id == thumbs_id) {
+      EXPECT_EQ(r.feedback->score, -1);
+      EXPECT_EQ(r.feedback->scale, quality::FeedbackScale::kThumbs);
+    } else {
+      EXPECT_EQ(r.feedback->score, -0.25);
+      EXPECT_EQ(r.feedback->scale, quality::FeedbackScale::kUnit);
+    }
+    EXPECT_FALSE(r.delta().has_value()) << "no judge here; feedback is not the judge's delta";
+  }
+}
+
 TEST_F(FeedbackE2E, AFloodIsRateLimitedPerTeamAndStaysOneRowPerRecord) {
   const std::string id = answered("ants", "rate me");
   const std::string bees_id = answered("bees", "rate me too");

@@ -136,7 +136,8 @@ class QualityE2E : public ::testing::Test {
       << "teams:\n"
       << "  cascade:\n" << keys("cascade")
       << "  shadowy:\n" << keys("shadowy")
-      << "    routing: {mode: local_only, shadow_rate: 1.0}\n"
+      // Sampled all but surely (a miss once in ten million), and stored with this rate.
+      << "    routing: {mode: local_only, shadow_rate: 0.9999999}\n"
       << "  secure:\n" << keys("secure")
       << "    allow_cloud: false\n"
       << "    routing: {mode: local_only, shadow_rate: 1.0}\n"
@@ -280,8 +281,11 @@ TEST_F(QualityE2E, EscalationsAndShadowSamplesBecomeJudgedRecords) {
   EXPECT_GT(s->local.completion_tokens, 0);
   EXPECT_GT(s->local.cost_usd, 0);  // compute time at 3.60 USD per GPU hour
   EXPECT_GT(s->cloud.cost_usd, 0);
+  // Each record says how it was sampled: an escalation always, a shadow at the team's rate.
+  EXPECT_EQ(e->sampling_p, 1);
+  EXPECT_EQ(s->sampling_p, 0.9999999);
 
-  // Feedback on the shadowed answer; the record's delta now follows the user.
+  // Feedback on the shadowed answer: a signal of its own, beside the judge's.
   HeaderList h = {{"Authorization", "Bearer " + keyOf("shadowy")}};
   Json fb = {{"request_id", shadow.headers["x-request-id"]}, {"score", 1}, {"comment", "great"}};
   HttpResponse ok = httpPost(gw_->url() + "/v1/feedback", fb.dump(), h);
@@ -297,7 +301,10 @@ TEST_F(QualityE2E, EscalationsAndShadowSamplesBecomeJudgedRecords) {
   ASSERT_NE(s, nullptr);
   ASSERT_TRUE(s->feedback.has_value());
   EXPECT_EQ(s->feedback->comment, "great");
-  EXPECT_DOUBLE_EQ(*s->delta(), -1.0);  // a good local answer: the cloud was not needed
+  // A good local answer: the cloud was not needed. The judge's delta stands as it was.
+  EXPECT_DOUBLE_EQ(*s->feedbackDelta(), -1.0);
+  ASSERT_TRUE(s->judgeDelta().has_value());
+  EXPECT_EQ(s->delta(), s->judgeDelta());
 
   // Bad feedback is refused with OpenAI-style errors.
   for (const std::string& bad : {std::string("{"), std::string("[]"),
