@@ -305,8 +305,15 @@ Sampler::~Sampler() = default;
 
 bool Sampler::grammarComplete() const { return matcher_ && matcher_->canEnd(); }
 
-void Sampler::applyGrammarMask(float* logits, int32_t v) {
+void Sampler::prepareMask() {
+  if (!matcher_) return;
   matcher_->fillMask(mask_);
+  mask_ready_ = true;
+}
+
+void Sampler::applyGrammarMask(float* logits, int32_t v) {
+  if (!mask_ready_) matcher_->fillMask(mask_);
+  mask_ready_ = false;
   const int32_t covered = std::min<int32_t>(v, static_cast<int32_t>(mask_.size() * 64));
   for (int32_t base = 0; base < covered; base += 64) {
     const uint64_t allowed = mask_[base / 64];
@@ -334,6 +341,7 @@ void Sampler::markSeen(int32_t token) {
 void Sampler::accept(int32_t token) {
   ++counts_[token];
   markSeen(token);
+  mask_ready_ = false;
   if (matcher_) matcher_->accept(token);
 }
 

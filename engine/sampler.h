@@ -98,6 +98,13 @@ class Sampler {
 
   // With a grammar: the output so far is a complete value (an end id may come next).
   bool grammarComplete() const;
+  bool hasGrammar() const { return matcher_ != nullptr; }
+
+  // With a grammar: computes the mask of the next step now, from the output so far (it does not
+  // depend on the logits), so that a caller can overlap it with the forward pass; the next
+  // sample() uses it, and accept() drops it. May run on another thread than the one that then
+  // calls sample(), as long as the two do not overlap. Without a grammar: nothing.
+  void prepareMask();
 
   const SamplingParams& params() const { return params_; }
 
@@ -129,6 +136,7 @@ class Sampler {
   std::vector<float> exps_;         // scratch [vocab_limit]
   std::unique_ptr<grammar::Matcher> matcher_;  // with a grammar
   std::vector<uint64_t> mask_;                 // scratch: the grammar's token mask
+  bool mask_ready_ = false;                    // mask_ is the next step's (prepareMask)
 };
 
 }  // namespace engine

@@ -125,6 +125,60 @@ struct Sequence {
   bool done = false;
 };
 
+// Computes the grammar masks of a step on a thread of its own while the forward pass runs: a
+// mask depends only on the tokens so far, which are known before the pass, so constrained
+// decoding adds nothing to a step that a mask can hide behind.
+class MaskWorker {
+ public:
+  MaskWorker() : thread_([this] { loop(); }) {}
+  ~MaskWorker() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  MaskWorker(const MaskWorker&) = delete;
+  MaskWorker& operator=(const MaskWorker&) = delete;
+
+  // Starts Sampler::prepareMask of each sampler; they must not be used until wait() returns.
+  void start(std::vector<Sampler*> samplers) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      jobs_ = std::move(samplers);
+      busy_ = true;
+    }
+    cv_.notify_all();
+  }
+  void wait() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [this] { return !busy_; });
+  }
+
+ private:
+  void loop() {
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      cv_.wait(lock, [this] { return stop_ || busy_; });
+      if (stop_) return;
+      std::vector<Sampler*> jobs = std::move(jobs_);
+      lock.unlock();
+      for (Sampler* s : jobs) s->prepareMask();
+      lock.lock();
+      busy_ = false;
+      cv_.notify_all();
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Sampler*> jobs_;
+  bool busy_ = false;
+  bool stop_ = false;
+  std::thread thread_;  // last: started once the members it reads exist
+};
+
 class EngineImpl : public Engine {
  public:
   EngineImpl(EngineOptions options, std::unique_ptr<Model> model,
@@ -273,6 +327,8 @@ class EngineImpl : public Engine {
   void preemptWhileOverfull();
   int64_t committedTokens() const;
   bool step();
+  // Starts the masks of the sequences of `batch` that sample after it and have a grammar.
+  void startMasks(const std::vector<SeqBatchItem>& batch, const std::vector<Sequence*>& owners);
   void finish(Sequence& s, std::string reason, api::Status status);
   void emit(Sequence& s, const TokenChoice& choice);
   void publishStats();
@@ -311,7 +367,22 @@ class EngineImpl : public Engine {
   int64_t preemptions_ = 0, steps_ = 0, prefix_hit_tokens_ = 0;
   std::vector<float> fork_logits_;
   int max_step_tokens_ = 0;
+  std::unique_ptr<MaskWorker> masks_;  // made by the first step with a grammar
 };
+
+void EngineImpl::startMasks(const std::vector<SeqBatchItem>& batch,
+                            const std::vector<Sequence*>& owners) {
+  std::vector<Sampler*> samplers;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const Sequence& s = *owners[i];
+    if (!s.done && batch[i].n_tokens == s.pending() && s.sampler->hasGrammar()) {
+      samplers.push_back(s.sampler.get());
+    }
+  }
+  if (samplers.empty()) return;
+  if (!masks_) masks_ = std::make_unique<MaskWorker>();
+  masks_->start(std::move(samplers));
+}
 
 void EngineImpl::finish(Sequence& s, std::string reason, api::Status status) {
   if (s.done) return;
@@ -572,9 +643,11 @@ bool EngineImpl::step() {
   logits_.resize(batch.size() * static_cast<size_t>(vocab));
   for (size_t i = 0; i < batch.size(); ++i) batch[i].logits = logits_.data() + i * vocab;
 
+  startMasks(batch, owners);
   auto t0 = Clock::now();
   api::Status st = model_->forward(batch);
   double dt = secondsBetween(t0, Clock::now());
+  if (masks_) masks_->wait();
   const int step_tokens = prefill_tokens + decode_tokens;
   ++steps_;
   max_step_tokens_ = std::max(max_step_tokens_, step_tokens);

@@ -11,6 +11,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "api/key_order.h"
@@ -1144,6 +1145,60 @@ TEST(GrammarSampler, NoiseLogitsStillGiveValidJsonAndMaskedLogprobs) {
     std::string why;
     EXPECT_TRUE(validate(value, schema, schema, why)) << why << " in " << text;
   }
+}
+
+// A mask prepared ahead (on another thread, as the scheduler does during the forward pass) is
+// the one sample() would compute: the same seed draws the same tokens with the same logprobs.
+TEST(GrammarSampler, PreparedMasksDrawWhatInlineMasksDraw) {
+  SmallVocab sv;
+  auto vocab = sv.index();
+  auto g = compileSchema(Json::parse(R"({"type":"object","properties":{
+      "a":{"type":"array","items":{"anyOf":[{"type":"integer"},{"type":"string"}]},"maxItems":3},
+      "b":{"type":["boolean","null"]}},"required":["a","b"],"additionalProperties":false})"),
+                         GrammarOptions{.max_string_bytes = 6}, "schema");
+  ASSERT_TRUE(g.ok()) << g.status().toString();
+  const int32_t v = vocab->vocabSize();
+  SamplingParams p;
+  p.temperature = 1.0f;
+  p.has_seed = true;
+  p.seed = 7;
+  p.grammar = g.value();
+  p.grammar_vocab = vocab;
+  Sampler inline_masks(p, v), prepared(p, v);
+  std::mt19937_64 noise(3);
+  std::normal_distribution<float> dist(0.0f, 4.0f);
+  int steps = 0;
+  for (; steps < 300; ++steps) {
+    std::vector<float> logits(v);
+    for (float& x : logits) x = dist(noise);
+    std::vector<float> copy = logits;
+    std::thread([&] { prepared.prepareMask(); }).join();
+    TokenChoice a = inline_masks.sample(logits.data(), v);
+    TokenChoice b = prepared.sample(copy.data(), v);
+    ASSERT_TRUE(a.status.ok() && b.status.ok()) << a.status.toString() << " at step " << steps;
+    ASSERT_EQ(a.token, b.token) << "step " << steps;
+    EXPECT_EQ(a.logprob, b.logprob);
+    inline_masks.accept(a.token);
+    prepared.accept(b.token);
+    if (a.token == sv.end_id) break;
+  }
+  EXPECT_LT(steps, 300) << "the value never ended";
+  // accept() drops a prepared mask: one prepared before a token is never used after it.
+  p.temperature = 0;
+  Sampler stale(p, v);
+  std::vector<float> logits(v, 0.0f);
+  logits[0] = 10;  // "{", allowed only first
+  stale.prepareMask();
+  TokenChoice first = stale.sample(logits.data(), v);
+  ASSERT_TRUE(first.status.ok());
+  ASSERT_EQ(sv.bytes[first.token], "{");
+  stale.prepareMask();  // allows "{"
+  stale.accept(first.token);
+  std::fill(logits.begin(), logits.end(), 0.0f);
+  logits[0] = 10;
+  TokenChoice second = stale.sample(logits.data(), v);
+  ASSERT_TRUE(second.status.ok());
+  EXPECT_NE(sv.bytes[second.token], "{") << "the mask prepared before '{' was used after it";
 }
 
 TEST(GrammarSampler, LogitBiasCannotReviveAMaskedToken) {
