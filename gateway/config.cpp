@@ -619,8 +619,18 @@ api::Status checkModels(const YamlReader& models, const Config& config) {
     std::vector<std::string_view> names;
     for (const ModelRoute& other : config.models) names.push_back(other.name);
     std::map<std::string, bool> seen;
+    auto embeds = [&](const ModelRoute& x) {  // answers POST /v1/embeddings only
+      const ProviderConfig& px = config.providers.at(x.provider);
+      return px.type == "local" && px.local.kind == "embedding";
+    };
+    if (embeds(m) && !m.fallbacks.empty()) {
+      return item.errorAt("fallbacks", "a local embedding model (`kind: embedding`) has none");
+    }
     for (const std::string& f : m.fallbacks) {
       if (f == m.name) return item.errorAt("fallbacks", "'" + f + "' falls back to itself");
+      if (const ModelRoute* fm = config.findModel(f); fm && embeds(*fm)) {
+        return item.errorAt("fallbacks", "'" + f + "' is a local embedding model; it cannot chat");
+      }
       if (!config.findModel(f)) {
         std::string problem = "unknown model '" + f + "'";
         if (auto near = policies::closestMatch(f, names)) {
@@ -749,9 +759,17 @@ api::StatusOr<std::shared_ptr<const Config>> engineOnlyConfig(const Config& conf
   for (ModelRoute& m : out->models) {
     std::erase_if(m.fallbacks, [&](const std::string& f) { return !out->findModel(f); });
   }
+  // The first chat model routes chat; an embedding model answers POST /v1/embeddings only.
+  const ModelRoute* routed = &out->models.front();
+  for (const ModelRoute& m : out->models) {
+    if (out->providers.at(m.provider).local.kind != "embedding") {
+      routed = &m;
+      break;
+    }
+  }
   const std::string policy_text = "defaults:\n  allow_cloud: false\n  routing:\n"
                                   "    mode: local_only\n    local_model: " +
-                                  api::Json(out->models.front().name).dump() +
+                                  api::Json(routed->name).dump() +
                                   "\n    cloud_models: []\n";
   auto policies = policies::PolicySet::parse(policy_text, "<engine-only policy>");
   if (!policies.ok()) return policies.status();

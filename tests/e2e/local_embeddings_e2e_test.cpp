@@ -204,5 +204,34 @@ TEST_F(LocalEmbeddingsE2E, ChatIsRefused) {
   EXPECT_NE(r.body.find("embeddings only"), std::string::npos) << r.body;
 }
 
+// A chat model may not fall back to an embedding model, nor an embedding model have fallbacks;
+// an unknown `kind` is refused. check-config reads the config without loading any model.
+TEST(LocalEmbeddingsConfig, KindAndFallbacksAreChecked) {
+  TempDir dir;
+  auto check = [&](const std::string& name, const std::string& yaml) {
+    RunResult r = runCommand(switchyardBin(), {"check-config", "--config", dir.write(name, yaml)},
+                             {}, std::nullopt, 5000ms);
+    return std::make_pair(r.status.exited ? r.status.code : -1, r.err + r.out);
+  };
+  const std::string providers =
+      "providers:\n  emb: {type: local, kind: embedding, model_dir: m1}\n"
+      "  chat: {type: local, model_dir: m2}\n";
+  auto [code, text] = check("fallback.yaml", providers +
+                                                 "models:\n  - {name: e, provider: emb}\n"
+                                                 "  - {name: c, provider: chat, fallbacks: [e]}\n");
+  EXPECT_NE(code, 0);
+  EXPECT_NE(text.find("'e' is a local embedding model"), std::string::npos) << text;
+  std::tie(code, text) = check("own.yaml", providers +
+                                               "models:\n  - {name: c, provider: chat}\n"
+                                               "  - {name: e, provider: emb, fallbacks: [c]}\n");
+  EXPECT_NE(code, 0);
+  EXPECT_NE(text.find("fallbacks"), std::string::npos) << text;
+  std::tie(code, text) =
+      check("kind.yaml", "providers:\n  emb: {type: local, kind: encoder, model_dir: m1}\n"
+                         "models:\n  - {name: e, provider: emb}\n");
+  EXPECT_NE(code, 0);
+  EXPECT_NE(text.find("kind"), std::string::npos) << text;
+}
+
 }  // namespace
 }  // namespace sytest
