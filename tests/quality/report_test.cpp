@@ -13,6 +13,7 @@
 #include <regex>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "quality/svg.h"
@@ -334,8 +335,9 @@ TEST(QualityReport, HasEverySectionAndStatesTheTieMargin) {
   quality::QualityReportOptions o;
   std::string html = quality::renderQualityReport(s.records, &s.rows, o);
   ASSERT_EQ(html.rfind("<!DOCTYPE html>", 0), 0u);
-  for (const char* id : {"summary", "outcomes-by-complexity", "outcomes-by-confidence",
-                         "threshold-tradeoff", "over-time", "worst-losses", "judge"}) {
+  for (const char* id : {"summary", "judge-and-feedback", "outcomes-by-complexity",
+                         "outcomes-by-confidence", "threshold-tradeoff", "over-time",
+                         "worst-losses", "judge"}) {
     EXPECT_NE(html.find("<section id=\"" + std::string(id) + "\""), std::string::npos) << id;
   }
   EXPECT_NE(html.find("A delta below -0.1 is a <b>local win</b>, above +0.1 a <b>local loss</b>"),
@@ -445,6 +447,43 @@ TEST(QualityReport, RatesAreWeightedBySamplingProbabilityAndShowRawCounts) {
   }
   EXPECT_NEAR(std::stod(digits), 20000, 800);
   expectNoNonFinite(html);
+}
+
+TEST(QualityReport, FeedbackScoresAreNormalisedFromTheirScaleWhenRead) {
+  using quality::FeedbackScale;
+  auto normalized = [](double score, FeedbackScale scale) {
+    quality::Feedback f;
+    f.score = score;
+    f.scale = scale;
+    return f.normalized();
+  };
+  EXPECT_EQ(normalized(-0.25, FeedbackScale::kUnit), -0.25);
+  EXPECT_EQ(normalized(1, FeedbackScale::kThumbs), 1);
+  EXPECT_EQ(normalized(-1, FeedbackScale::kThumbs), -1);
+  EXPECT_EQ(normalized(1, FeedbackScale::kStars), -1);
+  EXPECT_EQ(normalized(3, FeedbackScale::kStars), 0);
+  EXPECT_EQ(normalized(4, FeedbackScale::kStars), 0.5);
+  EXPECT_EQ(normalized(5, FeedbackScale::kStars), 1);
+  EXPECT_TRUE(std::isnan(normalized(kNan, FeedbackScale::kStars)));
+  for (auto [scale, score, valid] : std::vector<std::tuple<FeedbackScale, double, bool>>{
+           {FeedbackScale::kUnit, -1, true},    {FeedbackScale::kUnit, 1.5, false},
+           {FeedbackScale::kUnit, kNan, false}, {FeedbackScale::kThumbs, 0, false},
+           {FeedbackScale::kThumbs, 1, true},   {FeedbackScale::kStars, 0, false},
+           {FeedbackScale::kStars, 2.5, false}, {FeedbackScale::kStars, 5, true},
+           {FeedbackScale::kStars, 6, false},   {FeedbackScale::kStars, kInf, false}}) {
+    EXPECT_EQ(quality::feedbackScoreValid(scale, score), valid)
+        << quality::feedbackScaleName(scale) << " " << score;
+  }
+  // On a shadow sample the user rated the local answer: a good one means the cloud was not
+  // needed (a negative cloud-over-local delta); on an escalation, the cloud answer.
+  QualityRecord shadow = judged(0.5, 0.5, 0.5, kNov3);
+  shadow.feedback = quality::Feedback{"r", "t", 5, "", kNov3};
+  shadow.feedback->scale = FeedbackScale::kStars;
+  EXPECT_EQ(shadow.feedbackDelta(), -1.0);
+  EXPECT_EQ(shadow.delta(), 0.5);  // the judge's
+  EXPECT_EQ(shadow.delta(quality::DeltaSource::kFeedbackFirst), -1.0);
+  shadow.kind = RecordKind::kEscalation;
+  EXPECT_EQ(shadow.feedbackDelta(), 1.0);
 }
 
 TEST(QualityReport, JudgeAndFeedbackSideBySideWithTheirAgreement) {
