@@ -117,7 +117,8 @@ api::StatusOr<ToolPlan> planTools(const api::ChatRequest& request,
     if (mode == api::ToolChoice::Mode::kFunction && t.name != request.tool_choice->function_name) {
       continue;
     }
-    plan.callable.push_back(engine::grammar::ToolSpec{t.name, t.parameters, t.parameters_order});
+    plan.callable.push_back(engine::grammar::ToolSpec{t.name, t.parameters, t.parameters_order,
+                                                      t.strict.value_or(false)});
   }
   if (plan.callable.empty()) {
     return api::invalidRequest("tool_choice names the function '" +

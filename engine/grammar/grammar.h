@@ -167,6 +167,8 @@ struct ToolSpec {
   // const): an object (of its `properties`, when it has some), as OpenAI reads them.
   api::Json parameters;
   api::KeyOrder order;  // the body's key order within `parameters` (empty: sorted)
+  // The function's `strict: true`: as for json_schema.strict, every schema must name its type.
+  bool strict = false;
 };
 
 // One tool call, to one of `tools` (at most 32), in `syntax`, whose arguments follow that tool's

@@ -673,7 +673,7 @@ std::string toolGrammarKey(const std::vector<ToolSpec>& tools, ToolSyntax syntax
                     std::to_string(max_calls) + "|" + optionsKey(options) + "|";
   for (const ToolSpec& t : tools) {
     key += api::Json(t.name).dump() + ":" + t.parameters.dump() + ":" + t.order.fingerprint() +
-           ";";
+           (t.strict ? ":strict;" : ";");
   }
   key += "|";
   key += answer_key;

@@ -100,7 +100,7 @@ api::Status addCalls(Grammar& g, const std::vector<ToolSpec>& tools, ToolSyntax 
     const ValueSyntax values =
         syntax == ToolSyntax::kGemma4 ? ValueSyntax::kGemma4 : ValueSyntax::kJson;
     auto compiled = compileSchema(impliedObject(tool.parameters), g.options, param, values,
-                                  &tool.order);
+                                  &tool.order, tool.strict);
     if (!compiled.ok()) return compiled.status();
     if ((*compiled)->nodes[(*compiled)->root].first != std::bitset<256>().set('{')) {
       return api::invalidRequest("a function's parameters must be a JSON schema of an object",

@@ -1052,6 +1052,18 @@ TEST(GrammarTools, ParametersWithoutTypeAreObjectsAndUntypedPropertiesAnyValue) 
              {"json_schema",
               {{"name", "t"}, {"schema", tools[2].parameters}, {"strict", false}}}};
   EXPECT_TRUE(compileResponseFormat(rf).ok());
+  // A function with strict: true is held to OpenAI's strict mode: an untyped property is a 400
+  // naming it (and the same tools without strict compile, under another cache key).
+  ToolSpec strict = tools[2];
+  strict.strict = true;
+  auto refused = compileToolCalls({strict}, ToolSyntax::kJson, nullptr, smallOptions());
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), api::ErrorCode::kInvalidRequest);
+  EXPECT_NE(refused.status().param().find("tools[0].function.parameters.properties.v"),
+            std::string::npos)
+      << refused.status().param();
+  EXPECT_NE(toolGrammarKey({strict}, ToolSyntax::kJson, 1, "", {}),
+            toolGrammarKey({tools[2]}, ToolSyntax::kJson, 1, "", {}));
 }
 
 TEST(GrammarCache, ToolGrammarsByTheirCanonicalText) {
