@@ -49,9 +49,10 @@ api::StatusOr<quality::Feedback> parseFeedback(std::string_view text) {
     std::optional<quality::FeedbackScale> scale =
         sc->is_string() ? quality::parseFeedbackScale(sc->get<std::string>()) : std::nullopt;
     if (!scale) {
-      return invalid("scale must be \"unit\" (the default: score from -1 to 1), \"thumbs\" "
-                     "(score -1 or 1, or false or true) or \"stars\" (score 1 to 5).",
-                     "scale");
+      return invalid(
+          "scale must be \"unit\" (the default: score from -1 to 1), \"thumbs\" "
+          "(score -1 or 1, or false or true) or \"stars\" (score 1 to 5).",
+          "scale");
     }
     f.scale = *scale;
   }

@@ -12,9 +12,9 @@
 // A record is usable when it has a delta (QualityRecord::delta(o.labels): the judge's verdict
 // unless CalibrateOptions::labels says to prefer user feedback), complexity features, a
 // confidence and a complete local draft (one cut short by the escalation would be compared
-// with a whole cloud answer, which always looks better); its label is "cloud better": delta > win_margin. The usable rows are split by a
-// hash of request_id and the seed into training rows and held-out rows (isHeldOut below). On
-// the training rows only:
+// with a whole cloud answer, which always looks better); its label is "cloud better": delta >
+// win_margin. The usable rows are split by a hash of request_id and the seed into training rows and
+// held-out rows (isHeldOut below). On the training rows only:
 //   1. the complexity weights are fitted as an L2-regularised logistic regression of the label
 //      on the complexity features, with the bounds ComplexityWeights::read enforces (every
 //      weight in [0, 20], the bias in [-20, 20]), by projected Newton steps from a fixed start:

@@ -191,7 +191,7 @@ class PgQualityStore final : public QualityStore {
   mutable policies::PgDatabase db_;
   std::recursive_mutex write_mu_;
   pqxx::transaction_base* tx_ = nullptr;  // transaction()'s, while its body runs
-  int schema_version_ = kSchemaVersion;  // 1: a version 1 store opened read_only
+  int schema_version_ = kSchemaVersion;   // 1: a version 1 store opened read_only
   bool tx_failed_ = false;                // a write inside it failed: it cannot commit
 };
 
@@ -388,7 +388,8 @@ api::StatusOr<std::vector<QualityRecord>> PgQualityStore::query(const RecordFilt
   std::string sql = "SELECT r.id, " + selectColumns("r", schema_version_) + ", " +
                     feedbackColumns("f", schema_version_) +
                     " FROM switchyard.quality_records r "
-                    "LEFT JOIN LATERAL (SELECT id, score, comment, unix_ms" + scale +
+                    "LEFT JOIN LATERAL (SELECT id, score, comment, unix_ms" +
+                    scale +
                     " FROM switchyard.quality_feedback WHERE team = r.team AND request_id = "
                     "r.request_id ORDER BY unix_ms DESC, id DESC LIMIT 1) f ON true WHERE true";
   auto param = [&](auto bind) {

@@ -86,8 +86,7 @@ std::string card(const std::string& key, const std::string& value, const std::st
 
 std::string countAndShare(int64_t n, int64_t whole) {
   return count(n) + " (" +
-         format(share(static_cast<double>(n), static_cast<double>(whole)), Format::kPercent) +
-         ")";
+         format(share(static_cast<double>(n), static_cast<double>(whole)), Format::kPercent) + ")";
 }
 
 // A weighted share, with the raw count of records under it: "37.5%" / "12 records".
@@ -124,8 +123,7 @@ std::string summarySection(const std::vector<QualityRecord>& records, const Tall
   s += weightedCard("Local wins", all.wins, all.total(), all.raw_wins);
   s += weightedCard("Ties", all.ties, all.total(), all.raw_ties);
   s += weightedCard("Local losses", all.losses, all.total(), all.raw_losses);
-  s += card("Mean delta",
-            format(all.total() > 0 ? delta_sum / all.total() : 0, Format::kNumber),
+  s += card("Mean delta", format(all.total() > 0 ? delta_sum / all.total() : 0, Format::kNumber),
             "judge, cloud over local, in [-1, 1]");
   s += "</div>";
   s += "<p class=\"note\" id=\"weighting\">Rates, shares and means on this page are "
@@ -142,8 +140,9 @@ std::string summarySection(const std::vector<QualityRecord>& records, const Tall
        "anything between a <b>tie</b>.</p>";
   int64_t without = n - judged;
   s += "<p class=\"note\" id=\"without-delta\">" + count(without) +
-       (without == 1 ? " record has" : " records have") + " no delta (no parsed judge verdict) and " +
-       (without == 1 ? "is" : "are") + " left out of wins, ties and losses.</p>";
+       (without == 1 ? " record has" : " records have") +
+       " no delta (no parsed judge verdict) and " + (without == 1 ? "is" : "are") +
+       " left out of wins, ties and losses.</p>";
   return s + "</section>";
 }
 
@@ -200,8 +199,8 @@ std::string signalsSection(const std::vector<QualityRecord>& records) {
   s += "<table id=\"signals\"><thead><tr><th>signal</th><th class=\"num\">records</th><th "
        "class=\"num\">mean delta</th><th class=\"num\">local wins</th><th class=\"num\">local "
        "losses</th></tr></thead><tbody>";
-  s += row("judge", judge) + row("user feedback", feedback) +
-       row("judge, where both", both_judge) + row("user feedback, where both", both_feedback);
+  s += row("judge", judge) + row("user feedback", feedback) + row("judge, where both", both_judge) +
+       row("user feedback, where both", both_feedback);
   s += "</tbody></table>";
   std::string scales;
   for (const auto& [name, n] : by_scale) {
@@ -220,8 +219,8 @@ std::string signalsSection(const std::vector<QualityRecord>& records) {
             : "Where a record has both (" + count(both_judge.raw) +
                   "), the judge and the user name the same outcome (local win, tie or local "
                   "loss) for " +
-                  format(share(agree, both_judge.w), Format::kPercent) + " (" +
-                  count(raw_agree) + " records).") +
+                  format(share(agree, both_judge.w), Format::kPercent) + " (" + count(raw_agree) +
+                  " records).") +
        "</p>";
   return s + "</section>";
 }
@@ -483,8 +482,8 @@ std::string worstSection(const std::vector<QualityRecord>& records, size_t worst
     const QualityRecord& r = *losses[i].second;
     std::string meta =
         "#" + std::to_string(i + 1) + " · delta " + format(losses[i].first, Format::kNumber) +
-        " (judge) · " + svg::utcDateTime(r.unix_ms) +
-        " · team " + r.team + " · " + std::string(kindName(r.kind)) +
+        " (judge) · " + svg::utcDateTime(r.unix_ms) + " · team " + r.team + " · " +
+        std::string(kindName(r.kind)) +
         (r.reason.empty() || r.reason == kindName(r.kind) ? std::string() : " (" + r.reason + ")") +
         " · complexity " + optScore(r.complexity) + " · confidence " + optScore(r.confidence);
     if (r.judge && r.judge->status == JudgeStatus::kOk) {

@@ -283,8 +283,7 @@ api::Status SqliteQualityStore::checkSchema(sqlite3* db, bool may_create) {
     // A store written before sampling_p and feedback scales: a writer migrates it in this
     // transaction; a reader reads it as version 1 (store_codec.h selectColumns).
     if (may_create) {
-      if (api::Status s = exec(db, kMigrateV1Sql, "migrating the schema from version 1");
-          !s.ok()) {
+      if (api::Status s = exec(db, kMigrateV1Sql, "migrating the schema from version 1"); !s.ok()) {
         return fail(s);
       }
     }
@@ -537,7 +536,8 @@ api::StatusOr<std::vector<QualityRecord>> SqliteQualityStore::query(const Record
   }
   // The latest feedback of the record's (team, request_id), one index seek per record.
   std::string sql = "SELECT r.id, " + selectColumns("r", schema_version_) + ", " +
-                    feedbackColumns("f", schema_version_) + " FROM records r "
+                    feedbackColumns("f", schema_version_) +
+                    " FROM records r "
                     "LEFT JOIN feedback f ON f.id = (SELECT id FROM feedback "
                     "WHERE team = r.team AND request_id = r.request_id "
                     "ORDER BY unix_ms DESC, id DESC LIMIT 1) WHERE 1";

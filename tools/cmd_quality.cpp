@@ -116,10 +116,10 @@ int runExport(int argc, char** argv) {
         "  --include-partial      dpo: allow local drafts cut short as 'rejected'\n");
     return 0;
   }
-  auto o = Options::parse(argc, argv,
-                          {"store", "out", "team", "since", "until", "min-delta",
-                           "dedup-distance", "labels"},
-                          {"require-agreement", "no-dedup", "include-partial", "no-sampling-p"});
+  auto o = Options::parse(
+      argc, argv,
+      {"store", "out", "team", "since", "until", "min-delta", "dedup-distance", "labels"},
+      {"require-agreement", "no-dedup", "include-partial", "no-sampling-p"});
   if (!o.ok()) return usageError(cmd, o.status().message());
   if (o->positional().size() != 1 || (o->positional()[0] != "sft" && o->positional()[0] != "dpo")) {
     return usageError(cmd, "say what to export: sft or dpo");

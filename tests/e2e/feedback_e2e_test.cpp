@@ -177,15 +177,19 @@ TEST_F(FeedbackE2E, ScoresAreStoredAsSentWithTheirScale) {
   };
   for (const Bad& bad : std::vector<Bad>{
            {{{"request_id", stars_id}, {"score", 6}, {"scale", "stars"}},
-            "a whole number of stars from 1 (bad) to 5 (good) on the stars scale", "score"},
+            "a whole number of stars from 1 (bad) to 5 (good) on the stars scale",
+            "score"},
            {{{"request_id", stars_id}, {"score", 2.5}, {"scale", "stars"}}, "stars scale", "score"},
            {{{"request_id", stars_id}, {"score", 0}, {"scale", "thumbs"}},
-            "-1 (thumbs down) or 1 (thumbs up), or false or true on the thumbs scale", "score"},
+            "-1 (thumbs down) or 1 (thumbs up), or false or true on the thumbs scale",
+            "score"},
            {{{"request_id", stars_id}, {"score", 3}},
-            "from -1 (bad) to 1 (good) on the unit scale", "score"},
+            "from -1 (bad) to 1 (good) on the unit scale",
+            "score"},
            {{{"request_id", stars_id}, {"score", true}}, "on the unit scale", "score"},
            {{{"request_id", stars_id}, {"score", 1}, {"scale", "percent"}},
-            "scale must be \"unit\"", "scale"},
+            "scale must be \"unit\"",
+            "scale"},
            {{{"request_id", stars_id}, {"score", 1}, {"scale", 5}}, "scale must be", "scale"},
        }) {
     HttpResponse r = post(bad.body);

@@ -365,7 +365,8 @@ TEST(ExportFilter, EveryLineCarriesItsSamplingProbability) {
   shadow.kind = quality::RecordKind::kShadow;
   shadow.sampling_p = 0.02;
   for (bool is_sft : {true, false}) {
-    Exported run = is_sft ? sft({escalation, shadow}, noDedup()) : dpo({escalation, shadow}, noDedup());
+    Exported run =
+        is_sft ? sft({escalation, shadow}, noDedup()) : dpo({escalation, shadow}, noDedup());
     ASSERT_EQ(run.lines.size(), 2u);
     EXPECT_EQ(run.lines[0]["sampling_p"], 1.0);
     EXPECT_EQ(run.lines[1]["sampling_p"], 0.02);

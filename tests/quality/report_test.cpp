@@ -335,9 +335,9 @@ TEST(QualityReport, HasEverySectionAndStatesTheTieMargin) {
   quality::QualityReportOptions o;
   std::string html = quality::renderQualityReport(s.records, &s.rows, o);
   ASSERT_EQ(html.rfind("<!DOCTYPE html>", 0), 0u);
-  for (const char* id : {"summary", "judge-and-feedback", "outcomes-by-complexity",
-                         "outcomes-by-confidence", "threshold-tradeoff", "over-time",
-                         "worst-losses", "judge"}) {
+  for (const char* id :
+       {"summary", "judge-and-feedback", "outcomes-by-complexity", "outcomes-by-confidence",
+        "threshold-tradeoff", "over-time", "worst-losses", "judge"}) {
     EXPECT_NE(html.find("<section id=\"" + std::string(id) + "\""), std::string::npos) << id;
   }
   EXPECT_NE(html.find("A delta below -0.1 is a <b>local win</b>, above +0.1 a <b>local loss</b>"),
@@ -399,7 +399,8 @@ TEST(QualityReport, CountsOutcomesPerBucketFromDelta) {
 // The value of the summary card `key` ("Local losses" -> "31.2%").
 std::string cardValue(const std::string& html, const std::string& key) {
   std::smatch m;
-  std::regex re("<div class=\"k\">" + key + "</div><div class=\"v\">([^<]*)</div>"
+  std::regex re("<div class=\"k\">" + key +
+                "</div><div class=\"v\">([^<]*)</div>"
                 "(<div class=\"s\">([^<]*)</div>)?");
   return std::regex_search(html, m, re) ? m[1].str() + "|" + m[3].str() : "";
 }
@@ -465,12 +466,17 @@ TEST(QualityReport, FeedbackScoresAreNormalisedFromTheirScaleWhenRead) {
   EXPECT_EQ(normalized(4, FeedbackScale::kStars), 0.5);
   EXPECT_EQ(normalized(5, FeedbackScale::kStars), 1);
   EXPECT_TRUE(std::isnan(normalized(kNan, FeedbackScale::kStars)));
-  for (auto [scale, score, valid] : std::vector<std::tuple<FeedbackScale, double, bool>>{
-           {FeedbackScale::kUnit, -1, true},    {FeedbackScale::kUnit, 1.5, false},
-           {FeedbackScale::kUnit, kNan, false}, {FeedbackScale::kThumbs, 0, false},
-           {FeedbackScale::kThumbs, 1, true},   {FeedbackScale::kStars, 0, false},
-           {FeedbackScale::kStars, 2.5, false}, {FeedbackScale::kStars, 5, true},
-           {FeedbackScale::kStars, 6, false},   {FeedbackScale::kStars, kInf, false}}) {
+  for (auto [scale, score, valid] :
+       std::vector<std::tuple<FeedbackScale, double, bool>>{{FeedbackScale::kUnit, -1, true},
+                                                            {FeedbackScale::kUnit, 1.5, false},
+                                                            {FeedbackScale::kUnit, kNan, false},
+                                                            {FeedbackScale::kThumbs, 0, false},
+                                                            {FeedbackScale::kThumbs, 1, true},
+                                                            {FeedbackScale::kStars, 0, false},
+                                                            {FeedbackScale::kStars, 2.5, false},
+                                                            {FeedbackScale::kStars, 5, true},
+                                                            {FeedbackScale::kStars, 6, false},
+                                                            {FeedbackScale::kStars, kInf, false}}) {
     EXPECT_EQ(quality::feedbackScoreValid(scale, score), valid)
         << quality::feedbackScaleName(scale) << " " << score;
   }
