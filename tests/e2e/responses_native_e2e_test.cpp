@@ -247,7 +247,8 @@ TEST_F(ResponsesNativeE2E, StreamedEventsArriveInOrderAndAreBilled) {
 
 TEST_F(ResponsesNativeE2E, AStreamThatBreaksEndsWithAnErrorAndAFailedResponse) {
   fake_.pushFault(Fault::streamError(2, "the upstream broke"));
-  HttpResponse s = post(Json{{"model", "gpt"}, {"input", "one two three four"}, {"stream", true}}.dump());
+  HttpResponse s =
+      post(Json{{"model", "gpt"}, {"input", "one two three four"}, {"stream", true}}.dump());
   ASSERT_EQ(s.status, 200) << s.body;
   auto ev = events(s.body);
   ASSERT_GE(ev.size(), 3u) << s.body;

@@ -25,7 +25,8 @@ const char* const kClientBody =
     R"( {"role":"user","content":"again"}],)"
     R"( "reasoning": {"effort":"high",  "summary":"auto"},)"
     R"( "include": ["reasoning.encrypted_content"],)"
-    R"( "tools": [{"type":"web_search"}, {"type":"function","name":"f","parameters":{"type":"object"}}],)"
+    R"( "tools": [{"type":"web_search"}, )"
+    R"({"type":"function","name":"f","parameters":{"type":"object"}}],)"
     R"( "text": {"verbosity":"low"}, "truncation": "auto", "service_tier": "flex",)"
     R"( "prompt_cache_key": "k1", "safety_identifier": "u-9", "future_field": {"a": 1.50},)"
     R"( "store": true, "background": false, "stream": false, "max_output_tokens": 900})";
@@ -138,7 +139,8 @@ const char* const kResponseBody = R"({
      "encrypted_content": "gAAAAABodvTh"},
     {"type": "message", "id": "msg_67ccd3acc8d48190a77525dc6de64b4104becb25c45c1d41",
      "status": "completed", "role": "assistant",
-     "content": [{"type": "output_text", "text": "Let me look.", "annotations": [], "logprobs": []}]},
+     "content": [{"type": "output_text", "text": "Let me look.", "annotations": [],
+                  "logprobs": []}]},
     {"type": "function_call", "id": "fc_12345xyz", "call_id": "call_12345xyz",
      "name": "get_weather", "arguments": "{\"location\":\"Paris, France\"}", "status": "completed"}
   ],
