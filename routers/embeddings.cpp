@@ -487,15 +487,19 @@ std::shared_ptr<ProviderCall> LocalEmbeddingProvider::embed(const api::Embedding
   job->request = request;
   job->done = std::move(done);
   job->deadline = deadline;
+  bool queued = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (static_cast<int>(queue_.size()) >= std::max(1, max_queue_)) {
-      api::Status busy(api::ErrorCode::kUnavailable,
-                       "The local embedding model '" + name_ + "' is busy; retry shortly.");
-      job->done(busy.withRetryAfter(1).withNeverSent());
-      return job;
+    if (static_cast<int>(queue_.size()) < std::max(1, max_queue_)) {
+      queue_.push_back(job);
+      queued = true;
     }
-    queue_.push_back(job);
+  }
+  if (!queued) {  // answered outside the lock: `done` may call back into the gateway
+    api::Status busy(api::ErrorCode::kUnavailable,
+                     "The local embedding model '" + name_ + "' is busy; retry shortly.");
+    job->done(busy.withRetryAfter(1).withNeverSent());
+    return job;
   }
   cv_.notify_one();
   return job;
@@ -518,17 +522,22 @@ void LocalEmbeddingProvider::run() {
                             "the request timed out waiting for the local embedding model")
                     .withNeverSent());
     } else {
-      job->done(compute(job->request));
+      api::StatusOr<api::EmbeddingResponse> answer = api::Status();
+      try {
+        answer = compute(*job);
+      } catch (const std::exception& e) {  // memory exhaustion: the worker and the model live on
+        answer = api::Status(api::ErrorCode::kInternal,
+                             std::string("the local embedding model failed: ") + e.what());
+      }
+      job->done(std::move(answer));
     }
   }
 }
 
-api::StatusOr<api::EmbeddingResponse> LocalEmbeddingProvider::compute(
-    const api::EmbeddingRequest& request) {
-  const auto start = std::chrono::steady_clock::now();
+api::StatusOr<std::vector<std::vector<int32_t>>> LocalEmbeddingProvider::inputIds(
+    const api::EmbeddingRequest& request, api::EmbeddingResponse& r) const {
   std::vector<std::vector<int32_t>> ids;
   ids.reserve(request.inputs.size());
-  api::EmbeddingResponse r;
   for (size_t i = 0; i < request.inputs.size(); ++i) {
     const api::EmbeddingInput& in = request.inputs[i];
     const std::string param = "input[" + std::to_string(i) + "]";
@@ -548,6 +557,7 @@ api::StatusOr<api::EmbeddingResponse> LocalEmbeddingProvider::compute(
     } else {
       ids.push_back(model_->tokenize(in.text));
     }
+    if (ids.back().empty()) return api::invalidRequest("Input " + std::to_string(i) + " is empty.", param);
     if (std::ssize(ids.back()) > model_->maxTokens())
       return api::invalidRequest("Input " + std::to_string(i) + " has " +
                                      std::to_string(ids.back().size()) +
@@ -555,11 +565,42 @@ api::StatusOr<api::EmbeddingResponse> LocalEmbeddingProvider::compute(
                                      std::to_string(model_->maxTokens()) + ".",
                                  param);
     r.prompt_tokens = policies::saturatingAdd(r.prompt_tokens, std::ssize(ids.back()));
+    if (r.prompt_tokens > kMaxRequestTokens) {
+      return api::invalidRequest("The inputs of one request may hold at most " +
+                                     std::to_string(kMaxRequestTokens) + " tokens; input " +
+                                     std::to_string(i) + " goes past that.",
+                                 "input");
+    }
   }
+  return ids;
+}
+
+api::StatusOr<api::EmbeddingResponse> LocalEmbeddingProvider::compute(const Job& job) {
+  const auto start = std::chrono::steady_clock::now();
+  const api::EmbeddingRequest& request = job.request;
+  api::EmbeddingResponse r;
+  auto parsed = inputIds(request, r);
+  if (!parsed.ok()) return parsed.status();
+  const std::vector<std::vector<int32_t>>& ids = *parsed;
   const int dims = static_cast<int>(request.dimensions.value_or(model_->dimensions()));
   std::vector<float> out(ids.size() * size_t(dims));
-  if (api::Status st = model_->embed(ids, dims, out.data()); !st.ok()) {
-    return api::invalidRequest(st.message(), "input");
+  // Passes of whole inputs, at most kPassTokens tokens each (an input longer than that alone).
+  for (size_t begin = 0; begin < ids.size();) {
+    if (job.cancelled) return api::Status(api::ErrorCode::kCancelled, "cancelled");
+    if (Clock::now() >= job.deadline) {
+      return api::Status(api::ErrorCode::kUpstreamTimeout,
+                         "the request timed out in the local embedding model");
+    }
+    size_t end = begin;
+    int64_t tokens = 0;
+    while (end < ids.size() && (end == begin || tokens + std::ssize(ids[end]) <= kPassTokens)) {
+      tokens += std::ssize(ids[end++]);
+    }
+    std::span<const std::vector<int32_t>> pass(ids.data() + begin, end - begin);
+    if (api::Status st = model_->embed(pass, dims, out.data() + begin * size_t(dims)); !st.ok()) {
+      return api::invalidRequest(st.message(), "input");
+    }
+    begin = end;
   }
   r.embeddings.reserve(ids.size());
   for (size_t i = 0; i < ids.size(); ++i)

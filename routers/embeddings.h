@@ -105,10 +105,15 @@ class CloudEmbeddingProvider : public EmbeddingProvider {
 // One worker thread owns the model; requests queue for it (at most `max_queue` waiting: more
 // get kUnavailable with a retry hint). `done` runs on the worker thread. A call cancelled or
 // past its deadline while waiting is answered kCancelled / kDeadlineExceeded without running.
+// A request holds at most kMaxRequestTokens tokens (a 400 beyond) and runs in passes of at most
+// kPassTokens tokens (one input may fill a pass alone), so the model's buffers stay bounded and
+// a cancel or the deadline is seen between passes.
 // Destruction joins the worker; calls still queued then are dropped without an answer (the
 // gateway drains before it stops).
 class LocalEmbeddingProvider : public EmbeddingProvider {
  public:
+  static constexpr int64_t kMaxRequestTokens = 300000;  // as OpenAI's embeddings endpoint
+  static constexpr int64_t kPassTokens = 4096;
   LocalEmbeddingProvider(std::string name, std::unique_ptr<engine::EmbeddingGemmaModel> model,
                          int max_queue);
   ~LocalEmbeddingProvider() override;
@@ -121,7 +126,11 @@ class LocalEmbeddingProvider : public EmbeddingProvider {
  private:
   struct Job;
   void run();
-  api::StatusOr<api::EmbeddingResponse> compute(const api::EmbeddingRequest& request);
+  api::StatusOr<api::EmbeddingResponse> compute(const Job& job);
+  // The ids of each input, checked against the vocabulary, the model's length and the request's
+  // token cap; adds their count to r.prompt_tokens.
+  api::StatusOr<std::vector<std::vector<int32_t>>> inputIds(const api::EmbeddingRequest& request,
+                                                            api::EmbeddingResponse& r) const;
 
   const std::string name_;
   const std::unique_ptr<engine::EmbeddingGemmaModel> model_;

@@ -68,6 +68,49 @@ TEST(LocalEmbeddingProvider, EmbedsEveryInputInOneCallOffTheCallersThread) {
   EXPECT_GT(a.result->compute_s, 0);
 }
 
+// A request of more tokens than one pass takes runs in several passes and gives each input the
+// vector it has alone; past the request's token cap it is a 400 before any work.
+TEST(LocalEmbeddingProvider, LargeRequestsRunInBoundedPassesAndAreCapped) {
+  auto model = loadFixture();
+  ASSERT_TRUE(model);
+  const int64_t len = std::min<int64_t>(model->maxTokens(), 300);
+  std::vector<std::vector<int64_t>> inputs;
+  int64_t total = 0;
+  for (int64_t i = 0; total <= routers::LocalEmbeddingProvider::kPassTokens; ++i) {
+    std::vector<int64_t> t(static_cast<size_t>(len));
+    for (int64_t k = 0; k < len; ++k) t[static_cast<size_t>(k)] = 2 + (i * 7 + k) % 400;
+    total += len;
+    inputs.push_back(std::move(t));
+  }
+  std::vector<std::vector<float>> alone;
+  for (const auto& in : {inputs.front(), inputs.back()}) {
+    std::vector<std::vector<int32_t>> one = {std::vector<int32_t>(in.begin(), in.end())};
+    std::vector<float> v(64);
+    ASSERT_TRUE(model->embed(one, 64, v.data()).ok());
+    alone.push_back(v);
+  }
+  const int64_t max_tokens = model->maxTokens();
+  routers::LocalEmbeddingProvider p("emb", std::move(model), 4);
+  Answer a = run(p, tokenRequest(inputs));
+  ASSERT_TRUE(a.result.ok()) << a.result.status().toString();
+  ASSERT_EQ(a.result->embeddings.size(), inputs.size());
+  EXPECT_EQ(a.result->embeddings.front(), alone[0]);
+  EXPECT_EQ(a.result->embeddings.back(), alone[1]);
+  EXPECT_EQ(a.result->prompt_tokens, total);
+
+  std::vector<std::vector<int64_t>> huge(
+      static_cast<size_t>(routers::LocalEmbeddingProvider::kMaxRequestTokens / max_tokens + 1),
+      std::vector<int64_t>(static_cast<size_t>(max_tokens), 5));
+  Answer capped = run(p, tokenRequest(huge));
+  ASSERT_FALSE(capped.result.ok());
+  EXPECT_EQ(capped.result.status().code(), api::ErrorCode::kInvalidRequest);
+  EXPECT_NE(capped.result.status().message().find("at most 300000 tokens"), std::string::npos)
+      << capped.result.status().message();
+  Answer empty = run(p, tokenRequest({{}}));
+  ASSERT_FALSE(empty.result.ok());
+  EXPECT_EQ(empty.result.status().param(), "input[0]");
+}
+
 TEST(LocalEmbeddingProvider, DimensionsAreMatryoshkaAndBounded) {
   auto model = loadFixture();
   ASSERT_TRUE(model);
