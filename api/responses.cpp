@@ -472,7 +472,8 @@ ResponsesStreamWriter::ResponsesStreamWriter(Json request, std::string id, std::
 std::string ResponsesStreamWriter::event(std::string_view type, Json data) {
   OJson e = {{"type", type}};
   for (auto& [k, v] : data.items()) e[k] = OJson::parse(v.dump());
-  e["sequence_number"] = seq_++;
+  e["sequence_number"] = seq_;
+  seq_ = saturatingAdd(seq_, 1);  // numbered on from an upstream's own numbers, which may be huge
   std::string out = "event: " + std::string(type) + "\n";
   return out + sseData(e.dump(-1, ' ', false, Json::error_handler_t::replace));
 }
@@ -564,7 +565,7 @@ std::string ResponsesStreamWriter::nativeEvents(std::string_view events) {
     std::string text = e.data;
     if (data.is_object()) {
       if (auto n = data.find("sequence_number"); n != data.end() && n->is_number_integer()) {
-        seq_ = std::max(seq_, n->get<int64_t>() + 1);
+        seq_ = std::max(seq_, saturatingAdd(n->get<int64_t>(), 1));
       }
       if (auto r = data.find("response"); r != data.end() && r->is_object()) {
         for (const MemberEdit& m : ownedMembers(request_, id_, model_)) {

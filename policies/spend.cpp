@@ -70,6 +70,9 @@ int64_t promptTokenBound(const api::ChatRequest& r, std::string_view api, std::s
   add(jsonBytes(r.extra));
   // Passed to OpenAI-compatible servers, whose templates may render it into the prompt.
   if (!r.chat_template_kwargs.is_null()) add(jsonBytes(r.chat_template_kwargs));
+  // A body sent as it came (a pass-through) may hold what the typed request leaves out
+  // (reasoning items, encrypted content, server tools): its bytes bound its tokens too.
+  if (r.native_body) tokens = std::max(tokens, static_cast<int64_t>(r.native_body->size()));
   return tokens;
 }
 

@@ -358,7 +358,7 @@ class AnthropicStreamDecoder : public StreamDecoder {
   api::Status onEvent(const api::SseEvent& event, std::vector<api::ChatChunk>& out) override {
     const size_t before = out.size();
     api::Status st = decode(event, out);
-    if (native_ && st.ok()) carryNative(event, out, before);
+    if (native_ && st.ok()) st = carryNative(event, out, before);
     return st;
   }
 
@@ -387,11 +387,16 @@ class AnthropicStreamDecoder : public StreamDecoder {
   // that produce none wait for the next chunk until the first chunk has gone (so that nothing
   // reaches the client, and a fallback may still take over, before the upstream has answered
   // something); after it, they go at once in a chunk of their own.
-  void carryNative(const api::SseEvent& event, std::vector<api::ChatChunk>& out, size_t before) {
+  api::Status carryNative(const api::SseEvent& event, std::vector<api::ChatChunk>& out,
+                          size_t before) {
     if (!event.event.empty()) pending_native_ += "event: " + event.event + "\n";
     pending_native_ += api::sseData(event.data);
     if (out.size() == before) {
-      if (!answered_) return;
+      if (!answered_ && pending_native_.size() > kMaxNativeHeldBytes) {
+        return upstreamError("sent more than " + std::to_string(kMaxNativeHeldBytes) +
+                             " bytes of events before any content");
+      }
+      if (!answered_) return api::Status();
       api::ChatChunk c;
       c.id = id_;
       c.created = created_;
@@ -401,6 +406,7 @@ class AnthropicStreamDecoder : public StreamDecoder {
     answered_ = true;
     out[before].native = std::move(pending_native_);
     pending_native_.clear();
+    return api::Status();
   }
 
   api::Status decode(const api::SseEvent& event, std::vector<api::ChatChunk>& out) {

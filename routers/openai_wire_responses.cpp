@@ -53,7 +53,7 @@ Status reportedError(const Json& error, std::string_view where) {
 
 // finish_reason for a finished Response's status and whether it called functions.
 std::string finishReason(const Json& response, bool calls) {
-  if (response.value("status", Json()) == "incomplete") {
+  if (response.is_object() && response.value("status", Json()) == "incomplete") {
     const Json details = response.value("incomplete_details", Json());
     const Json reason = details.is_object() ? details.value("reason", Json()) : Json();
     return reason == "content_filter" ? "content_filter" : "length";
@@ -103,7 +103,7 @@ class ResponsesStreamDecoder : public StreamDecoder {
   Status onEvent(const api::SseEvent& event, std::vector<api::ChatChunk>& out) override {
     const size_t before = out.size();
     Status st = decode(event, out);
-    if (st.ok()) carryNative(event, out, before);
+    if (st.ok()) st = carryNative(event, out, before);
     return st;
   }
 
@@ -123,16 +123,21 @@ class ResponsesStreamDecoder : public StreamDecoder {
   // for the next chunk until the first chunk has gone (nothing reaches the client, and a
   // fallback may still take over, before the upstream has answered something); after it,
   // they go at once in a chunk of their own.
-  void carryNative(const api::SseEvent& event, std::vector<api::ChatChunk>& out, size_t before) {
+  Status carryNative(const api::SseEvent& event, std::vector<api::ChatChunk>& out, size_t before) {
     if (!event.event.empty()) pending_native_ += "event: " + event.event + "\n";
     pending_native_ += api::sseData(event.data);
     if (out.size() == before) {
-      if (!answered_) return;
+      if (!answered_ && pending_native_.size() > kMaxNativeHeldBytes) {
+        return upstreamError("sent more than " + std::to_string(kMaxNativeHeldBytes) +
+                             " bytes of events before any content");
+      }
+      if (!answered_) return {};
       out.push_back(newChunk());
     }
     answered_ = true;
     out[before].native = std::move(pending_native_);
     pending_native_.clear();
+    return {};
   }
 
   api::ChatChunk newChunk() const {
@@ -263,7 +268,9 @@ api::StatusOr<std::string> nativeResponsesBody(const api::ChatRequest& request) 
                                                       {"store", Json(false)},
                                                       {"max_output_tokens", cap},
                                                       {"previous_response_id", std::nullopt},
-                                                      {"background", std::nullopt}});
+                                                      {"background", std::nullopt},
+                                                      // the gateway's own field (router.h)
+                                                      {"route_hint", std::nullopt}});
   if (!body.ok()) return Status(api::ErrorCode::kInternal, body.status().message());
   return body;
 }

@@ -33,6 +33,11 @@ struct WireRequest {
   std::string body;                                          // JSON
 };
 
+// A pass-through decoder holds the upstream's events that produced no chunk until the first
+// chunk goes (so that a fallback may still take over); an upstream that sends more than this
+// before answering anything is refused instead of held.
+inline constexpr size_t kMaxNativeHeldBytes = size_t{1} << 20;
+
 class StreamDecoder {
  public:
   virtual ~StreamDecoder() = default;

@@ -318,5 +318,35 @@ TEST(OpenAIResponsesNative, AStreamThatFailsOrStopsShortIsAnUpstreamError) {
   EXPECT_NE(failed.status.message().find("It broke."), std::string::npos);
 }
 
+// Upstream garbage that must end as an error or an answer, never as a crash or unbounded memory.
+TEST(OpenAIResponsesNative, HostileStreamsAreReadSafely) {
+  for (const char* completed :
+       {"event: response.completed\ndata: {}\n\n",
+        "data: {\"type\":\"response.completed\",\"response\":null}\n\n",
+        "data: {\"type\":\"response.incomplete\",\"response\":[1]}\n\n"}) {
+    Decoded d = decode(completed);
+    EXPECT_TRUE(d.status.ok()) << completed << d.status.toString();
+    ASSERT_TRUE(d.summary.ok()) << completed;
+    EXPECT_FALSE(d.summary->usage.has_value()) << "no usage: the call is billed by its bound";
+  }
+  // Events that produce nothing are held only up to a bound before the first chunk.
+  std::string spam;
+  const std::string one =
+      "event: response.in_progress\ndata: {\"type\":\"response.in_progress\",\"pad\":\"" +
+      std::string(1000, 'x') + "\"}\n\n";
+  while (spam.size() <= kMaxNativeHeldBytes) spam += one;
+  Decoded held = decode(spam);
+  ASSERT_FALSE(held.status.ok());
+  EXPECT_EQ(held.status.code(), api::ErrorCode::kUpstreamError);
+  EXPECT_NE(held.status.message().find("before any content"), std::string::npos);
+}
+
+TEST(OpenAIResponsesNative, TheRouteHintFieldNeverGoesUpstream) {
+  api::ChatRequest req = responsesRequest(R"({"model":"m","input":"hi","route_hint":"cloud"})");
+  auto body = nativeResponsesBody(req);
+  ASSERT_TRUE(body.ok());
+  EXPECT_EQ(body->find("route_hint"), std::string::npos) << *body;
+}
+
 }  // namespace
 }  // namespace routers

@@ -289,6 +289,20 @@ TEST(SpendMath, ImagesArePricedByTheProvidersRule) {
   EXPECT_GE(policies::promptTokenBound(r, "gemini", "gemini-2.5-flash") - base, 1120);
 }
 
+// A body sent as it came may hold members the typed request leaves out (encrypted reasoning
+// items, server tools): the bound is never below the body's own bytes.
+TEST(SpendMath, APassedThroughBodyBoundsThePromptByItsBytes) {
+  api::ChatRequest r = userRequest("hi", false);
+  const int64_t typed = policies::promptTokenBound(r, "openai", "m");
+  r.native_api = "openai.responses";
+  r.native_body = std::make_shared<const std::string>(
+      R"({"model":"m","input":[{"type":"reasoning","encrypted_content":")" +
+      std::string(50000, 'A') + R"("},{"role":"user","content":"hi"}]})");
+  EXPECT_GE(policies::promptTokenBound(r, "openai", "m"),
+            static_cast<int64_t>(r.native_body->size()));
+  EXPECT_GT(policies::promptTokenBound(r, "openai", "m"), typed + 50000);
+}
+
 TEST(SpendMath, SchemasAndPassedThroughFieldsCountInThePromptBound) {
   api::ChatRequest r = userRequest("hi", false);
   const int64_t base = policies::promptTokenBound(r, "openai", "m");
