@@ -105,6 +105,12 @@ api::StatusOr<std::vector<Team>> bindPolicies(const Config& config, std::vector<
                              (config.source_path.empty() ? "" : " in " + config.source_path) +
                              ")");
     }
+    if (config.isEmbeddingModel(ref.model)) {
+      return api::Status(api::ErrorCode::kConfig,
+                         ref.location + ": '" + ref.model +
+                             "' is a local embedding model (`kind: embedding`), which answers "
+                             "POST /v1/embeddings only; routing needs a chat model");
+    }
   }
   if (!has_ledger) {
     if (api::Status st = checkBudgetsKept(set); !st.ok()) return st;

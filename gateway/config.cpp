@@ -603,6 +603,11 @@ api::Status parseQuality(const YamlReader& r, Config* config) {
     return judge.errorAt("model", "unknown model '" + j.model +
                                       "' (the judge runs on an entry of `models:`)");
   }
+  if (config->isEmbeddingModel(j.model)) {
+    return judge.errorAt("model", "'" + j.model +
+                                      "' is a local embedding model (`kind: embedding`); the "
+                                      "judge needs a chat model");
+  }
   if (!j.model.empty() && !q.enabled()) {
     return judge.errorAt("model",
                          "a judge needs a quality store: set quality.path or quality.url");
@@ -619,10 +624,7 @@ api::Status checkModels(const YamlReader& models, const Config& config) {
     std::vector<std::string_view> names;
     for (const ModelRoute& other : config.models) names.push_back(other.name);
     std::map<std::string, bool> seen;
-    auto embeds = [&](const ModelRoute& x) {  // answers POST /v1/embeddings only
-      const ProviderConfig& px = config.providers.at(x.provider);
-      return px.type == "local" && px.local.kind == "embedding";
-    };
+    auto embeds = [&](const ModelRoute& x) { return config.isEmbeddingModel(x.name); };
     if (embeds(m) && !m.fallbacks.empty()) {
       return item.errorAt("fallbacks", "a local embedding model (`kind: embedding`) has none");
     }
@@ -720,6 +722,13 @@ const ModelRoute* Config::findModel(std::string_view name) const {
     if (m.name == name) return &m;
   }
   return nullptr;
+}
+
+bool Config::isEmbeddingModel(std::string_view name) const {
+  const ModelRoute* m = findModel(name);
+  if (m == nullptr) return false;
+  auto p = providers.find(m->provider);
+  return p != providers.end() && p->second.type == "local" && p->second.local.kind == "embedding";
 }
 
 api::StatusOr<std::shared_ptr<const Config>> parseConfig(std::string_view yaml_text,

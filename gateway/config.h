@@ -228,6 +228,9 @@ struct Config {
   std::string source_path;  // the file it was read from ("" for text)
 
   const ModelRoute* findModel(std::string_view name) const;
+  // Whether `name` is a models: entry served by a local embedding model (`kind: embedding`),
+  // which answers POST /v1/embeddings only and can never chat.
+  bool isEmbeddingModel(std::string_view name) const;
 };
 
 

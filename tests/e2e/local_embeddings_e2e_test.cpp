@@ -231,6 +231,19 @@ TEST(LocalEmbeddingsConfig, KindAndFallbacksAreChecked) {
                          "models:\n  - {name: e, provider: emb}\n");
   EXPECT_NE(code, 0);
   EXPECT_NE(text.find("kind"), std::string::npos) << text;
+  // Routing and the judge need chat models: an embedding model there is refused at load.
+  const std::string both = providers + "models:\n  - {name: e, provider: emb}\n"
+                                       "  - {name: c, provider: chat}\n";
+  const std::string routed = dir.write(
+      "routed-policies.yaml", "defaults:\n  routing: {mode: local_only, local_model: e}\n");
+  std::tie(code, text) = check("routed.yaml", both + "policies: \"" + routed + "\"\n");
+  EXPECT_NE(code, 0);
+  EXPECT_NE(text.find("local_model"), std::string::npos) << text;
+  EXPECT_NE(text.find("'e' is a local embedding model"), std::string::npos) << text;
+  std::tie(code, text) =
+      check("judge.yaml", both + "quality: {path: q.db, judge: {model: e}}\n");
+  EXPECT_NE(code, 0);
+  EXPECT_NE(text.find("'e' is a local embedding model"), std::string::npos) << text;
 }
 
 }  // namespace
