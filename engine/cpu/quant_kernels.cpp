@@ -26,7 +26,11 @@ float dotPortable(QType w, const void* row, const ActRow& x, int64_t n) {
   return quant::dotRow(w, row, x, n);
 }
 
-const QuantKernels kPortable = {"portable", dotPortable};
+void dotTokensPortable(QType w, const void* row, const ActRow* x, int nt, int64_t n, float* y) {
+  for (int t = 0; t < nt; ++t) y[t] = quant::dotRow(w, row, x[t], n);
+}
+
+const QuantKernels kPortable = {"portable", dotPortable, dotTokensPortable};
 
 }  // namespace
 
@@ -56,8 +60,8 @@ using quant::ActRow;
 
 namespace {
 
-const QuantKernels kAvx2 = {"avx2", qk_avx2::dot};
-const QuantKernels kVnni = {"avx512vnni", qk_vnni::dot};
+const QuantKernels kAvx2 = {"avx2", qk_avx2::dot, qk_avx2::dotTokens};
+const QuantKernels kVnni = {"avx512vnni", qk_vnni::dot, qk_vnni::dotTokens};
 
 bool cpuHasVnni() {
   __builtin_cpu_init();

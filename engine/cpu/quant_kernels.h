@@ -3,6 +3,11 @@
 // vectors, for Q8_0 and Q4_0), AVX2 (VPMADDUBSW + VPMADDWD) and the portable definition
 // quant::dotRow(). All three give bit-identical results: the integer sums are exact and the fp32
 // scaling and accumulation follow quant.h's fixed order.
+//
+// dotTokens() is the same dot product for several activation rows (tokens) at once: each weight
+// block is loaded and unpacked once and multiplied against up to kQuantTokenGroup rows, and each
+// token's result is computed with exactly the arithmetic and order of dot(), so it equals
+// quant::dotRow() bit for bit whatever the token count.
 #pragma once
 
 #include <cstdint>
@@ -12,10 +17,17 @@
 
 namespace engine::cpu {
 
+// Tokens one pass of dotTokens() multiplies each unpacked weight block against.
+constexpr int kQuantTokenGroup = 4;
+
 struct QuantKernels {
   const char* name;
   // Σ w[i] * x[i] over n values of one weight row of type w (see quant::dotRow).
   float (*dot)(quant::QType w, const void* row, const quant::ActRow& x, int64_t n);
+  // y[t] = dot(w, row, x[t], n) for every t < nt (nt >= 1), reading the weight row once per
+  // kQuantTokenGroup tokens.
+  void (*dotTokens)(quant::QType w, const void* row, const quant::ActRow* x, int nt, int64_t n,
+                    float* y);
 };
 
 // The best quantized-dot kernels at or below `isa` that this CPU runs (kAvx512Bf16 stands for

@@ -79,10 +79,16 @@ TEST(QuantBackend, PreparedMatricesTakeTheBlockFormatOrItsFallback) {
 
 TEST(QuantBackend, MatmulEqualsThePortableDotOnEveryIsaAndBatchSize) {
   for (QType q : {QType::kQ8_0, QType::kQ4_0, QType::kQ4_K, QType::kQ6_K}) {
+    // An odd row count, and every batch size from one token to two groups of
+    // cpu::kQuantTokenGroup plus one (the multi-token kernels and their remainders).
     const int64_t rows = 37, k = 768;
     Bf16Matrix m(rows, k, 7);
-    const int n = 6;
-    std::vector<float> x = bf16Activations(n, k, 8);
+    constexpr int kMaxTokens = 9;
+    std::vector<float> x = bf16Activations(kMaxTokens, k, 8);
+    std::vector<float> want(static_cast<size_t>(kMaxTokens * rows));
+    for (int t = 0; t < kMaxTokens; ++t)
+      for (int64_t r = 0; r < rows; ++r)
+        want[size_t(t * rows + r)] = roundBf16(expectedDot(q, m, r, x.data() + t * k));
     for (CpuIsa isa : {CpuIsa::kPortable, CpuIsa::kAvx2, CpuIsa::kAvx512Bf16}) {
       if (!cpuSupports(isa)) continue;
       CpuBackendOptions o;
@@ -93,16 +99,13 @@ TEST(QuantBackend, MatmulEqualsThePortableDotOnEveryIsaAndBatchSize) {
       auto w = be->prepareMatrix(m.w);
       ASSERT_TRUE(w.ok());
       ASSERT_EQ(w->dtype, *quant::dtypeOf(q));
-      std::vector<float> y(static_cast<size_t>(n * rows)), y1(static_cast<size_t>(rows));
-      be->matmul(x.data(), n, *w, y.data(), true);
-      for (int t = 0; t < n; ++t) {
-        be->matmul(x.data() + t * k, 1, *w, y1.data(), true);  // the token alone
-        for (int64_t r = 0; r < rows; ++r) {
-          const float want = roundBf16(expectedDot(q, m, r, x.data() + t * k));
-          ASSERT_EQ(y[size_t(t * rows + r)], want)
-              << quant::qtypeName(q) << " t=" << t << " r=" << r;
-          ASSERT_EQ(y1[size_t(r)], want);
-        }
+      for (int n = 1; n <= kMaxTokens; ++n) {
+        std::vector<float> y(static_cast<size_t>(n * rows));
+        be->matmul(x.data(), n, *w, y.data(), true);
+        for (int t = 0; t < n; ++t)
+          for (int64_t r = 0; r < rows; ++r)
+            ASSERT_EQ(y[size_t(t * rows + r)], want[size_t(t * rows + r)])
+                << quant::qtypeName(q) << " n=" << n << " t=" << t << " r=" << r;
       }
     }
   }

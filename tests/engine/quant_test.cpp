@@ -240,6 +240,46 @@ TEST_P(QuantDot, KernelsMatchPortableBitForBitAndApproximateTheFloatDot) {
   }
 }
 
+TEST_P(QuantDot, TokenGroupsMatchPortableBitForBit) {
+  // dotTokens() over 1..9 tokens (whole groups of kQuantTokenGroup and every remainder) and an
+  // odd number of weight rows: each (row, token) equals dotRow() exactly, on every ISA.
+  const QType t = GetParam();
+  const QType at = activationType(t);
+  constexpr int kRows = 5, kTokens = 9;
+  for (const int64_t n : {int64_t{blockValues(t)} * (blockValues(t) == 32 ? 37 : 11),
+                          int64_t{blockValues(t)} * 8, int64_t{blockValues(t)}}) {
+    const size_t rb = rowBytes(t, n), ab = actRowBytes(at, n);
+    std::vector<unsigned char> wq(rb * kRows);
+    for (int r = 0; r < kRows; ++r) {
+      std::vector<float> w = randomRow(n, 100 + uint32_t(r), 0.05f);
+      quantizeRow(t, w.data(), wq.data() + rb * size_t(r), n);
+    }
+    std::vector<unsigned char> mem(ab * kTokens + 64);
+    unsigned char* p = mem.data() + (64 - reinterpret_cast<uintptr_t>(mem.data()) % 64) % 64;
+    ActRow a[kTokens];
+    for (int i = 0; i < kTokens; ++i) {
+      std::vector<float> x = randomRow(n, 200 + uint32_t(i), 1.0f + float(i));
+      a[i] = quantizeActivations(at, x.data(), n, p + ab * size_t(i));
+    }
+    for (cpu::Isa isa : {cpu::Isa::kPortable, cpu::Isa::kAvx2, cpu::Isa::kAvx512Bf16}) {
+      const cpu::QuantKernels& k = cpu::selectQuantKernels(isa);
+      for (int r = 0; r < kRows; ++r) {
+        const void* row = wq.data() + rb * size_t(r);
+        for (int nt = 1; nt <= kTokens; ++nt) {
+          float y[kTokens + 1];
+          y[nt] = -1.0f;  // past the last token: must stay untouched
+          k.dotTokens(t, row, a, nt, n, y);
+          for (int i = 0; i < nt; ++i)
+            ASSERT_EQ(y[i], dotRow(t, row, a[i], n))
+                << k.name << " " << qtypeName(t) << " n=" << n << " r=" << r << " nt=" << nt
+                << " token " << i;
+          ASSERT_EQ(y[nt], -1.0f) << k.name << " nt=" << nt;
+        }
+      }
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Formats, QuantDot,
                          ::testing::Values(QType::kQ8_0, QType::kQ4_0, QType::kQ4_K, QType::kQ6_K),
                          [](const auto& info) { return std::string(qtypeName(info.param)); });
@@ -261,8 +301,13 @@ TEST(QuantDot, ExtremeActivationsDoNotSaturate) {
     void* p = mem.data() + (64 - reinterpret_cast<uintptr_t>(mem.data()) % 64) % 64;
     const ActRow a = quantizeActivations(at, x.data(), n, p);
     const float ref = dotRow(t, wq.data(), a, n);
-    for (cpu::Isa isa : {cpu::Isa::kAvx2, cpu::Isa::kAvx512Bf16})
+    const ActRow four[4] = {a, a, a, a};
+    for (cpu::Isa isa : {cpu::Isa::kAvx2, cpu::Isa::kAvx512Bf16}) {
       EXPECT_EQ(cpu::selectQuantKernels(isa).dot(t, wq.data(), a, n), ref) << qtypeName(t);
+      float y[4];
+      cpu::selectQuantKernels(isa).dotTokens(t, wq.data(), four, 4, n, y);
+      for (float v : y) EXPECT_EQ(v, ref) << qtypeName(t);
+    }
   }
 }
 
