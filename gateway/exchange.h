@@ -41,7 +41,8 @@ class Responder {
 
   // Starts a 200 text/event-stream response with chunked encoding.
   virtual void startStream(Headers headers) = 0;
-  // Sends one piece of the stream (already framed, e.g. "data: {...}\n\n").
+  // Sends one piece of the stream (already framed, e.g. "data: {...}\n\n"); an empty piece is
+  // ignored.
   virtual void write(std::string data) = 0;
   // Ends the stream.
   virtual void finish() = 0;

@@ -639,6 +639,10 @@ void Session<Stream>::startStream(Headers headers) {
 
 template <class Stream>
 void Session<Stream>::write(std::string data) {
+  // A chunk of no bytes is the chunked encoding's terminator ("0\r\n\r\n"): written mid-stream
+  // it would end the body early and leave a second terminator for a keep-alive client to parse
+  // as the next response.
+  if (data.empty()) return;
   if (!stream_started_ || stream_done_ || stream_finish_requested_ || gone_) {
     return releasePending(data.size());
   }

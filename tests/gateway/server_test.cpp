@@ -95,6 +95,36 @@ TEST(Server, AnswersExpectContinueBeforeTheBody) {
   EXPECT_EQ(sytest::statusOf(reply.substr(reply.find("\r\n\r\n") + 4)), 200) << reply;
 }
 
+// An empty piece written mid-stream is not a chunk of its own: a zero-length chunk is the
+// chunked encoding's terminator, and a keep-alive client would read the second one as the start
+// of the next response. Two streamed requests on one connection both arrive whole.
+TEST(Server, EmptyStreamWritesDoNotEndTheChunkedBody) {
+  ServerConfig config;
+  RunningServer server(config, [](Exchange, std::shared_ptr<Responder> r) {
+    r->startStream({});
+    r->write("data: a\n\n");
+    r->write("");
+    r->write("data: b\n\n");
+    r->write("");
+    r->finish();
+  });
+  RawConnection conn(server.port());
+  ASSERT_TRUE(conn.connected());
+  const std::string request = "GET /s HTTP/1.1\r\nHost: x\r\n\r\n";
+  std::string replies;
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(conn.send(request));
+    std::string reply = conn.readResponse(milliseconds(3000));
+    EXPECT_EQ(reply.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << "request " << i << ": " << reply;
+    EXPECT_NE(reply.find("data: a"), std::string::npos) << reply;
+    EXPECT_NE(reply.find("data: b"), std::string::npos) << reply;
+    replies += reply;
+  }
+  // Nothing follows the second response's terminator.
+  conn.readUntil([](const std::string&) { return false; }, milliseconds(200));
+  EXPECT_EQ(conn.received(), replies);
+}
+
 TEST(Server, ExpectContinueOverTheBodyLimitGets413WithoutReadingIt) {
   ServerConfig config;
   config.max_body_bytes = 100;
