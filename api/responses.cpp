@@ -48,6 +48,10 @@ Status readPart(const Json& part, const std::string& path, std::vector<ContentPa
   ContentPart p;
   if (type == "input_text" || type == "output_text" || type == "text") {
     if (Status s = str(part, "text", path, p.text); !s.ok()) return s;
+  } else if (type == "input_image" && !part.contains("image_url") && part.contains("file_id")) {
+    // An image uploaded to OpenAI's Files API: only the Responses API can read it.
+    extra[path] = part;
+    return {};
   } else if (type == "input_image") {
     p.type = ContentPart::Type::kImageUrl;
     if (Status s = str(part, "image_url", path, p.image_url); !s.ok()) return s;

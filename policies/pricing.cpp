@@ -36,7 +36,7 @@ api::StatusOr<PriceTable> PriceTable::read(const YamlReader& r) {
       }
       if (api::Status s = p.checkNoUnknownKeys(
                                      {"input", "cached_input", "cache_write", "cache_write_1h",
-                                      "output", "max_output", "embedding"});
+                                      "output", "max_output", "context_window", "embedding"});
           !s.ok()) {
         return s;
       }
@@ -75,6 +75,11 @@ api::StatusOr<PriceTable> PriceTable::read(const YamlReader& r) {
         return s;
       }
       if (max_output > 0) out.max_output_tokens = max_output;
+      int64_t context = 0;
+      if (api::Status s = p.readInt("context_window", &context, 1, int64_t{1} << 30); !s.ok()) {
+        return s;
+      }
+      if (context > 0) out.context_window = context;
       by_model[model] = out;
       return api::Status();
     });

@@ -37,6 +37,9 @@ struct Price {
   double cache_write = 0;   // USD per 1M prompt tokens written to a cache
   double output = 0;        // USD per 1M completion tokens (reasoning tokens included)
   std::optional<int64_t> max_output_tokens;  // the model's output limit, when configured
+  // The model's context window in tokens, when configured: bounds the prompt of a request whose
+  // content the upstream fetches itself (promptTokenBound).
+  std::optional<int64_t> context_window;
   bool embedding = false;  // an embedding model: priced by its input tokens only
   // USD per 1M prompt tokens written to a 1-hour cache (Anthropic's cache_control ttl "1h");
   // pricing.yaml defaults it to the larger of cache_write and twice `input`, as Anthropic bills.

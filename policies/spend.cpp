@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <limits>
 
+#include "api/responses.h"
+
 namespace policies {
 namespace {
 
@@ -19,7 +21,38 @@ bool contains(std::string_view s, std::string_view part) {
   return s.find(part) != std::string_view::npos;
 }
 
+bool hasString(const api::Json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_string();
+}
+
+// A Responses input part or item kept whole in ChatRequest::extra that names content stored at
+// the upstream.
+bool namesStoredContent(const api::Json& j) {
+  if (!j.is_object() || !hasString(j, "type")) return false;
+  const std::string& type = j["type"].get_ref<const std::string&>();
+  if (type == "input_file") return hasString(j, "file_id") || hasString(j, "file_url");
+  if (type == "input_image") return hasString(j, "file_id");
+  return type == "item_reference";
+}
+
 }  // namespace
+
+bool upstreamHeldInput(const api::ChatRequest& r) {
+  for (const api::Message& m : r.messages) {
+    for (const api::ContentPart& p : m.content.parts) {
+      if (p.type != api::ContentPart::Type::kFile || !p.raw.is_object()) continue;
+      auto file = p.raw.find("file");
+      if (file != p.raw.end() && file->is_object() && hasString(*file, "file_id")) return true;
+    }
+  }
+  if (r.native_api != api::kResponsesApi) return false;
+  for (const auto& [key, value] : r.extra.items()) {
+    if ((key == "prompt" || key == "conversation") && !value.is_null()) return true;
+    if (namesStoredContent(value)) return true;
+  }
+  return false;
+}
 
 int64_t imageTokenBound(std::string_view api, std::string_view model, std::string_view detail) {
   const bool low = detail == "low";
@@ -42,7 +75,11 @@ int64_t imageTokenBound(std::string_view api, std::string_view model, std::strin
   return low ? 85 : 3779;
 }
 
-int64_t promptTokenBound(const api::ChatRequest& r, std::string_view api, std::string_view model) {
+namespace {
+
+// promptTokenBound without the content the upstream fetches itself.
+int64_t measuredPromptTokens(const api::ChatRequest& r, std::string_view api,
+                             std::string_view model) {
   int64_t tokens = 0;
   auto add = [&](int64_t n) { tokens = saturatingAdd(tokens, n); };
   for (const api::Message& m : r.messages) {
@@ -76,9 +113,24 @@ int64_t promptTokenBound(const api::ChatRequest& r, std::string_view api, std::s
   return tokens;
 }
 
+}  // namespace
+
+int64_t promptTokenBound(const api::ChatRequest& r, std::string_view api, std::string_view model,
+                         const Price* price) {
+  int64_t tokens = measuredPromptTokens(r, api, model);
+  // Files, stored prompts and conversations the upstream reads by reference: as many tokens as
+  // the model can take.
+  if (upstreamHeldInput(r)) {
+    tokens = std::max(tokens, price && price->context_window ? *price->context_window
+                                                             : kUnseenInputTokens);
+  }
+  return tokens;
+}
+
 int64_t promptTokenEstimate(const api::ChatRequest& r) {
-  // Images count at a typical high-detail size rather than the bound.
-  return promptTokenBound(r, "", "") / 4 + 1;
+  // Images count at a typical high-detail size rather than the bound; content the upstream
+  // fetches itself is not counted (it cannot be seen).
+  return measuredPromptTokens(r, "", "") / 4 + 1;
 }
 
 int64_t outputCap(const api::ChatRequest& r, const Price* price) {

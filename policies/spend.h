@@ -32,8 +32,20 @@ int64_t imageTokenBound(std::string_view api, std::string_view model, std::strin
 // token per byte of everything sent as text (messages, tool calls, tool definitions, the
 // response_format schema, stop strings and passed-through fields), a few tokens of chat
 // format per message, and each image by imageTokenBound.
+//
+// Content the upstream fetches itself (upstreamHeldInput) cannot be measured here: the bound of
+// such a request is at least the model's context window (price->context_window), or
+// kUnseenInputTokens when the price names none.
 int64_t promptTokenBound(const api::ChatRequest& request, std::string_view api,
-                         std::string_view model);
+                         std::string_view model, const Price* price = nullptr);
+// The prompt bound assumed for a request with upstream-held input when the model's price has no
+// context_window: 2,097,152 tokens, the largest context window the cloud APIs offer.
+inline constexpr int64_t kUnseenInputTokens = int64_t{1} << 21;
+// True when the upstream would add content the gateway cannot see to the prompt: a file named by
+// id or URL (a chat `file` part with a file_id; a Responses input_file with file_id or file_url,
+// an input_image with file_id), a Responses item_reference, or a Responses request naming a
+// stored `prompt` or a `conversation`.
+bool upstreamHeldInput(const api::ChatRequest& request);
 // A typical count (about 4 bytes a token), for rate limits and the trigger's prompt_tokens.
 int64_t promptTokenEstimate(const api::ChatRequest& request);
 

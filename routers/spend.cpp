@@ -325,7 +325,8 @@ class MeteredProvider : public Provider {
     if (r.maxOutputTokens() ? *r.maxOutputTokens() > cap : payer.policy->budget.limited()) {
       setOutputCap(r, cap);  // the cap is sent, so the answer cannot cost more than reserved
     }
-    const int64_t prompt = policies::promptTokenBound(r, target_.api, target_.upstream_model);
+    const int64_t prompt =
+        policies::promptTokenBound(r, target_.api, target_.upstream_model, price);
     const int64_t out = r.maxOutputTokens().value_or(cap);
     double worst = 0;
     if (price) {

@@ -38,6 +38,20 @@ TEST(Pricing, MissingOptionalPricesDefaultToInput) {
   EXPECT_DOUBLE_EQ(t->find("p", "m")->cache_write, 4);
 }
 
+TEST(Pricing, ContextWindowIsOptionalAndPositive) {
+  auto t = policies::PriceTable::parse(
+      "p:\n  m: {input: 4, output: 8, context_window: 400000}\n  n: {input: 1, output: 2}\n",
+      "x.yaml");
+  ASSERT_TRUE(t.ok()) << t.status().message();
+  EXPECT_EQ(t->find("p", "m")->context_window, 400000);
+  EXPECT_FALSE(t->find("p", "n")->context_window.has_value());
+  auto bad = policies::PriceTable::parse("p:\n  m: {input: 4, output: 8, context_window: 0}\n",
+                                         "x.yaml");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("context_window"), std::string::npos)
+      << bad.status().message();
+}
+
 TEST(Pricing, OneHourCacheWritesArePricedApart) {
   auto t = policies::PriceTable::parse(
       "anthropic:\n  sonnet: {input: 3, cached_input: 0.3, cache_write: 3.75, output: 15}\n"

@@ -12,6 +12,7 @@
 #include <limits>
 #include <thread>
 
+#include "api/responses.h"
 #include "policies/spend.h"
 #include "routers/cloud_provider.h"
 #include "routers/http_client.h"
@@ -301,6 +302,54 @@ TEST(SpendMath, APassedThroughBodyBoundsThePromptByItsBytes) {
   EXPECT_GE(policies::promptTokenBound(r, "openai", "m"),
             static_cast<int64_t>(r.native_body->size()));
   EXPECT_GT(policies::promptTokenBound(r, "openai", "m"), typed + 50000);
+}
+
+// Content the upstream reads by reference (a file id or URL, a stored prompt, a conversation,
+// an item reference) cannot be measured: the bound is the model's context window, or the
+// largest any cloud API offers when the price names none. The estimate (rate limits, triggers)
+// leaves it out.
+TEST(SpendMath, ContentTheUpstreamFetchesIsBoundByTheContextWindow) {
+  auto parse = [](const std::string& body) {
+    auto r = api::parseResponsesRequest(body);
+    EXPECT_TRUE(r.ok()) << r.status().toString();
+    return r.ok() ? *r : api::ChatRequest{};
+  };
+  policies::Price priced{1.0, 0.5, 1.0, 2.0};
+  priced.context_window = 400000;
+  const api::ChatRequest plain = parse(R"({"model":"m","input":"hi"})");
+  EXPECT_FALSE(policies::upstreamHeldInput(plain));
+  EXPECT_LT(policies::promptTokenBound(plain, "openai", "m", &priced), 1000);
+
+  const std::vector<std::string> held = {
+      R"({"model":"m","input":[{"role":"user","content":[{"type":"input_file","file_id":"file-1"}]}]})",
+      R"({"model":"m","input":[{"role":"user","content":[{"type":"input_file","file_url":"https://x/a.pdf"}]}]})",
+      R"({"model":"m","input":[{"role":"user","content":[{"type":"input_image","file_id":"file-2"}]}]})",
+      R"({"model":"m","input":[{"type":"item_reference","id":"msg_1"},{"role":"user","content":"hi"}]})",
+      R"({"model":"m","input":"hi","prompt":{"id":"pmpt_1","variables":{"x":"y"}}})",
+      R"({"model":"m","input":"hi","conversation":"conv_1"})",
+  };
+  for (const std::string& body : held) {
+    const api::ChatRequest r = parse(body);
+    EXPECT_TRUE(policies::upstreamHeldInput(r)) << body;
+    EXPECT_EQ(policies::promptTokenBound(r, "openai", "m", &priced), 400000) << body;
+    EXPECT_EQ(policies::promptTokenBound(r, "openai", "m"), policies::kUnseenInputTokens) << body;
+    EXPECT_LT(policies::promptTokenEstimate(r), 1000) << body;
+  }
+  // Inline file data is measured by its bytes, not assumed.
+  const api::ChatRequest inline_file = parse(
+      R"({"model":"m","input":[{"role":"user","content":[{"type":"input_file","filename":"a.txt",)"
+      R"("file_data":"data:text/plain;base64,aGk="}]}]})");
+  EXPECT_FALSE(policies::upstreamHeldInput(inline_file));
+
+  // Chat Completions: a file part naming an uploaded file.
+  api::ChatRequest chat = userRequest("hi", false);
+  api::ContentPart part;
+  part.type = api::ContentPart::Type::kFile;
+  part.raw = {{"type", "file"}, {"file", {{"file_id", "file-3"}}}};
+  chat.messages.back().content.kind = api::Content::Kind::kParts;
+  chat.messages.back().content.parts.push_back(part);
+  EXPECT_TRUE(policies::upstreamHeldInput(chat));
+  EXPECT_EQ(policies::promptTokenBound(chat, "openai", "m", &priced), 400000);
 }
 
 TEST(SpendMath, SchemasAndPassedThroughFieldsCountInThePromptBound) {
