@@ -460,33 +460,28 @@ class CpuBackend final : public Backend {
     act_done_[0] = act_done_[1] = false;
   }
 
-  // y[t, r] for rows [r0, r1) of a block-quantized matrix and every token t < n. Rows go in tiles
-  // so that a tile's weights stay in L1/L2 while all tokens pass over them; each weight row is
-  // unpacked once per group of kQuantTokenGroup tokens (QuantKernels::dotTokens). Each (t, r) is
-  // the same dot product whatever the grouping, so batching never changes a result.
+  // y[t, r] for rows [r0, r1) of a block-quantized matrix and every token t < n. One token goes
+  // row by row through the one-token kernel; several go through QuantKernels::matmulTokens, which
+  // unpacks each weight block once per group of tokens. Each (t, r) is the same dot product
+  // either way, so batching never changes a result.
   void matmulQuantRows(quant::QType q, const WeightRef& w, int n, float* y, int64_t ldy, bool round,
                        int64_t r0, int64_t r1) const {
-    constexpr int64_t kTile = 8;
-    constexpr int kGroup = cpu::kQuantTokenGroup;
     const size_t row_bytes = quant::rowBytes(q, w.cols);
     const quant::ActRow* acts =
         act_[quant::activationType(q) == quant::QType::kQ8_0 ? 0 : 1].data();
     const char* base = static_cast<const char*>(w.data);
-    float v[kGroup];
-    for (int64_t rt = r0; rt < r1; rt += kTile) {
-      const int64_t re = std::min(r1, rt + kTile);
-      for (int t0 = 0; t0 < n; t0 += kGroup) {
-        const int nt = std::min(kGroup, n - t0);
-        for (int64_t r = rt; r < re; ++r) {
-          const void* row = base + static_cast<size_t>(r) * row_bytes;
-          if (nt == 1)
-            v[0] = qk_.dot(q, row, acts[t0], w.cols);
-          else
-            qk_.dotTokens(q, row, acts + t0, nt, w.cols, v);
-          for (int t = 0; t < nt; ++t) y[(t0 + t) * ldy + r] = round ? roundBf16(v[t]) : v[t];
-        }
+    if (n == 1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const float v = qk_.dot(q, base + static_cast<size_t>(r) * row_bytes, acts[0], w.cols);
+        y[r] = round ? roundBf16(v) : v;
       }
+      return;
     }
+    qk_.matmulTokens(q, base + static_cast<size_t>(r0) * row_bytes, row_bytes, r1 - r0, acts, n,
+                     w.cols, y + r0, ldy);
+    if (round)
+      for (int t = 0; t < n; ++t)
+        for (int64_t r = r0; r < r1; ++r) y[t * ldy + r] = roundBf16(y[t * ldy + r]);
   }
 
   // w1p.data == null: no weight (rmsnormNoScale).

@@ -1,7 +1,9 @@
 #include "engine/cpu/quant_kernels.h"
 
+#include <algorithm>
 #include <cstring>
 #include <type_traits>
+#include <vector>
 
 #include "engine/bf16.h"
 
@@ -30,7 +32,16 @@ void dotTokensPortable(QType w, const void* row, const ActRow* x, int nt, int64_
   for (int t = 0; t < nt; ++t) y[t] = quant::dotRow(w, row, x[t], n);
 }
 
-const QuantKernels kPortable = {"portable", dotPortable, dotTokensPortable};
+void matmulTokensPortable(QType w, const void* rows, size_t row_bytes, int64_t nrows,
+                          const ActRow* x, int nt, int64_t n, float* y, int64_t ldy) {
+  for (int64_t r = 0; r < nrows; ++r)
+    for (int t = 0; t < nt; ++t)
+      y[t * ldy + r] =
+          quant::dotRow(w, static_cast<const char*>(rows) + static_cast<size_t>(r) * row_bytes,
+                        x[t], n);
+}
+
+const QuantKernels kPortable = {"portable", dotPortable, dotTokensPortable, matmulTokensPortable};
 
 }  // namespace
 
@@ -60,8 +71,9 @@ using quant::ActRow;
 
 namespace {
 
-const QuantKernels kAvx2 = {"avx2", qk_avx2::dot, qk_avx2::dotTokens};
-const QuantKernels kVnni = {"avx512vnni", qk_vnni::dot, qk_vnni::dotTokens};
+const QuantKernels kAvx2 = {"avx2", qk_avx2::dot, qk_avx2::dotTokens, qk_avx2::matmulTokens};
+const QuantKernels kVnni = {"avx512vnni", qk_vnni::dot, qk_vnni::dotTokens,
+                            qk_vnni::matmulTokens};
 
 bool cpuHasVnni() {
   __builtin_cpu_init();

@@ -10,6 +10,7 @@
 // quant::dotRow() bit for bit whatever the token count.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include "engine/cpu/kernels.h"
@@ -28,6 +29,12 @@ struct QuantKernels {
   // kQuantTokenGroup tokens.
   void (*dotTokens)(quant::QType w, const void* row, const quant::ActRow* x, int nt, int64_t n,
                     float* y);
+  // y[t * ldy + r] = dot(w, rows + r * row_bytes, x[t], n) for every row r < nrows and token
+  // t < nt: one block of a matmul. With AVX-512 VNNI, Q8_0 and Q4_0 rows take 4 tokens per
+  // VPDPBUSD (each group of 4 activation rows interleaved once per call, so no horizontal sums
+  // per block); the results stay dot()'s.
+  void (*matmulTokens)(quant::QType w, const void* rows, size_t row_bytes, int64_t nrows,
+                       const quant::ActRow* x, int nt, int64_t n, float* y, int64_t ldy);
 };
 
 // The best quantized-dot kernels at or below `isa` that this CPU runs (kAvx512Bf16 stands for

@@ -241,8 +241,9 @@ TEST_P(QuantDot, KernelsMatchPortableBitForBitAndApproximateTheFloatDot) {
 }
 
 TEST_P(QuantDot, TokenGroupsMatchPortableBitForBit) {
-  // dotTokens() over 1..9 tokens (whole groups of kQuantTokenGroup and every remainder) and an
-  // odd number of weight rows: each (row, token) equals dotRow() exactly, on every ISA.
+  // dotTokens() and matmulTokens() over 1..9 tokens (whole groups of kQuantTokenGroup and every
+  // remainder) and an odd number of weight rows: each (row, token) equals dotRow() exactly, on
+  // every ISA. The block counts include odd ones (37, 11, 1: a last block pair of one block).
   const QType t = GetParam();
   const QType at = activationType(t);
   constexpr int kRows = 5, kTokens = 9;
@@ -276,7 +277,51 @@ TEST_P(QuantDot, TokenGroupsMatchPortableBitForBit) {
           ASSERT_EQ(y[nt], -1.0f) << k.name << " nt=" << nt;
         }
       }
+      // The same through matmulTokens: all rows at once, into a wider output (ldy > rows).
+      constexpr int64_t kLdy = kRows + 2;
+      for (int nt = 1; nt <= kTokens; ++nt) {
+        std::vector<float> y(static_cast<size_t>(kLdy * kTokens), -1.0f);
+        k.matmulTokens(t, wq.data(), rb, kRows, a, nt, n, y.data(), kLdy);
+        for (int i = 0; i < kTokens; ++i)
+          for (int64_t r = 0; r < kLdy; ++r) {
+            const float want =
+                i < nt && r < kRows ? dotRow(t, wq.data() + rb * size_t(r), a[i], n) : -1.0f;
+            ASSERT_EQ(y[size_t(i * kLdy + r)], want)
+                << k.name << " " << qtypeName(t) << " n=" << n << " nt=" << nt << " token " << i
+                << " row " << r;
+          }
+      }
     }
+  }
+}
+
+TEST_P(QuantDot, ManyTokensInOneCallMatchPortable) {
+  // More tokens than one pass packs at a time (256), ending in a lone token.
+  const QType t = GetParam();
+  const QType at = activationType(t);
+  const int64_t n = blockValues(t) * 3;
+  constexpr int kRows = 3, kTokens = 261;
+  const size_t rb = rowBytes(t, n), ab = actRowBytes(at, n);
+  std::vector<unsigned char> wq(rb * kRows);
+  for (int r = 0; r < kRows; ++r) {
+    std::vector<float> w = randomRow(n, 300 + uint32_t(r), 0.05f);
+    quantizeRow(t, w.data(), wq.data() + rb * size_t(r), n);
+  }
+  std::vector<unsigned char> mem(ab * kTokens + 64);
+  unsigned char* p = mem.data() + (64 - reinterpret_cast<uintptr_t>(mem.data()) % 64) % 64;
+  std::vector<ActRow> a(kTokens);
+  for (int i = 0; i < kTokens; ++i) {
+    std::vector<float> x = randomRow(n, 400 + uint32_t(i), 2.0f);
+    a[size_t(i)] = quantizeActivations(at, x.data(), n, p + ab * size_t(i));
+  }
+  for (cpu::Isa isa : {cpu::Isa::kPortable, cpu::Isa::kAvx2, cpu::Isa::kAvx512Bf16}) {
+    const cpu::QuantKernels& k = cpu::selectQuantKernels(isa);
+    std::vector<float> y(size_t(kRows) * kTokens);
+    k.matmulTokens(t, wq.data(), rb, kRows, a.data(), kTokens, n, y.data(), kRows);
+    for (int i = 0; i < kTokens; ++i)
+      for (int r = 0; r < kRows; ++r)
+        ASSERT_EQ(y[size_t(i * kRows + r)], dotRow(t, wq.data() + rb * size_t(r), a[size_t(i)], n))
+            << k.name << " " << qtypeName(t) << " token " << i << " row " << r;
   }
 }
 
