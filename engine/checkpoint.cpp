@@ -8,6 +8,9 @@
 #include <utility>
 
 #include "engine/bf16.h"
+#include "engine/gguf.h"
+#include "engine/gguf_gemma.h"
+#include "engine/quant/quant.h"
 
 namespace engine {
 namespace {
@@ -157,13 +160,89 @@ void Weight::toFloat(float* out) const {
   for (int64_t i = 0; i < n; ++i) out[i] = at(i);
 }
 
+Checkpoint::Checkpoint() = default;
+Checkpoint::~Checkpoint() = default;
+
 std::vector<std::string> Checkpoint::files() const {
   std::vector<std::string> out;
   for (const auto& f : files_) out.push_back(f->path());
+  if (gguf_) out.push_back(gguf_->path());
   return out;
 }
 
+// A Gemma 3 GGUF file (engine/gguf_gemma.h): the same required tensors under their GGUF names;
+// matrices may arrive block-quantized; shifted norms are undone into owned fp32 buffers.
+api::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::openGguf(const std::string& path) {
+  std::unique_ptr<Checkpoint> ck(new Checkpoint());
+  ck->dir_ = path;
+  auto file = gguf::GgufFile::open(path);
+  if (!file.ok()) return file.status();
+  ck->gguf_ = std::move(file).value();
+  const gguf::GgufFile& f = *ck->gguf_;
+  auto config = gguf::gemmaConfigFromGguf(f);
+  if (!config.ok()) return config.status();
+  ck->config_ = std::move(config).value();
+  const GemmaConfig& c = ck->config_;
+
+  GemmaWeights& w = ck->weights_;
+  std::vector<Required> required = requiredTensors(c, &w);
+  std::set<std::string> used;
+  for (const Required& r : required) {
+    const std::optional<std::string> name = gguf::ggufTensorName(r.canonical);
+    const gguf::TensorInfo* t = name ? f.findTensor(*name) : nullptr;
+    if (t == nullptr) {
+      return configError(path + ": missing tensor '" + name.value_or(r.canonical) +
+                         "' (text tensor '" + r.canonical + "', shape " + shapeString(r.shape) +
+                         ")");
+    }
+    const std::string where = path + ": tensor '" + t->name + "': ";
+    const std::optional<DType> dtype = gguf::dtypeOf(t->type);
+    if (!dtype) {
+      const auto traits = gguf::typeTraits(t->type);
+      return configError(where + "ggml type " +
+                         (traits ? std::string(traits->name) : std::to_string(t->type)) +
+                         " is not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K)");
+    }
+    const bool blocks = quant::qtypeOf(*dtype).has_value();
+    if (t->shape != r.shape) {
+      return configError(where + "shape " + shapeString(t->shape) + ", expected " +
+                         shapeString(r.shape) + " " + r.meaning + " from the metadata");
+    }
+    if (blocks && r.shape.size() != 2) {
+      return configError(where + "a " + std::string(dtypeName(*dtype)) +
+                         " vector: only matrices may be block-quantized");
+    }
+    if (!blocks && reinterpret_cast<uintptr_t>(t->data) % dtypeSize(*dtype) != 0) {
+      return configError(where + "data is not aligned to its " +
+                         std::to_string(dtypeSize(*dtype)) + "-byte elements");
+    }
+    Weight& dst = *r.dst;
+    dst.data = t->data;
+    dst.dtype = *dtype;
+    dst.shape = t->shape;
+    dst.bytes = t->bytes;
+    dst.name = t->name;
+    dst.file = path;
+    if (const float shift = gguf::normShift(c.family, r.canonical); shift != 0.0f) {
+      // fl32(stored - 1) is exact for a stored fl32(1 + w), so the forward pass's 1 + w gives
+      // back the stored value bit for bit.
+      std::vector<float>& buf = ck->owned_.emplace_back(static_cast<size_t>(dst.numel()));
+      for (int64_t i = 0; i < dst.numel(); ++i) buf[size_t(i)] = dst.at(i) - shift;
+      dst.data = buf.data();
+      dst.dtype = DType::kF32;
+      dst.bytes = buf.size() * sizeof(float);
+    }
+    ck->weight_bytes_ += t->bytes;
+    used.insert(t->name);
+  }
+  for (const gguf::TensorInfo& t : f.tensors()) {
+    if (!used.count(t.name)) ck->unused_.push_back(t.name);
+  }
+  return ck;
+}
+
 api::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::open(const std::string& dir) {
+  if (gguf::isGgufPath(dir)) return openGguf(dir);
   std::unique_ptr<Checkpoint> ck(new Checkpoint());
   ck->dir_ = dir;
   auto config = loadGemmaConfig(dir);

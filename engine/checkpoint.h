@@ -16,6 +16,11 @@
 // `layer_scalar`, and leave out v_proj on K=V layers; the k_proj / v_proj / k_norm that KV-shared
 // layers still carry are ignored (listed in unusedTensors()), as transformers does.
 //
+// A path ending in ".gguf" is instead a llama.cpp GGUF file of a Gemma 3 text model
+// (engine/gguf_gemma.h): the config comes from its metadata, tensors are found by their GGUF
+// names, matrices may be block-quantized (Q8_0, Q4_0, Q4_K, Q6_K, read as stored), and the norm
+// weights the converter stored as 1 + w are turned back into w in buffers the Checkpoint owns.
+//
 // Weights are not copied: each Weight points into a read-only mapping owned by the Checkpoint,
 // valid for the Checkpoint's lifetime. All matrices are nn.Linear weights, stored
 // [out_features, in_features] row-major and applied as y = x · Wᵀ (no biases anywhere).
@@ -34,18 +39,24 @@
 
 namespace engine {
 
+namespace gguf {
+class GgufFile;
+}
+
 // One checkpoint tensor as the forward pass sees it.
 struct Weight {
   const void* data = nullptr;  // little-endian, row-major; aligned to dtypeSize(dtype)
-  DType dtype = DType::kBF16;  // kBF16, kF16 or kF32; read it, don't assume it (§4.5)
+  DType dtype = DType::kBF16;  // kBF16, kF16 or kF32; read it, don't assume it (§4.5). From a
+                               // GGUF file also kQ8_0/kQ4_0/kQ4_K/kQ6_K (2-D matrices only;
+                               // rows of quant::rowBytes, data aligned to the file's alignment)
   std::vector<int64_t> shape;  // checked against the config at open()
   size_t bytes = 0;
   std::string name;  // as stored, e.g. "model.language_model.layers.0.mlp.up_proj.weight"
-  std::string file;  // path of the .safetensors file that holds it
+  std::string file;  // path of the .safetensors (or .gguf) file that holds it
 
   int64_t numel() const;
-  // Element `i` (flat, row-major) as float. Exact for all three dtypes. Slow; for tests and
-  // reference code.
+  // Element `i` (flat, row-major) as float. Exact for all three dtypes; 0 for the block formats
+  // (dequantize their rows with quant::dequantizeRow). Slow; for tests and reference code.
   float at(int64_t i) const;
   // The whole tensor as float into out[numel()].
   void toFloat(float* out) const;
@@ -97,7 +108,9 @@ struct GemmaWeights {
 
 class Checkpoint {
  public:
-  // Reads the config, maps the safetensors file(s) and checks every required tensor.
+  ~Checkpoint();
+  // Reads the config, maps the safetensors file(s) and checks every required tensor; `dir` may
+  // also name a .gguf file (see above; dir() is then that path).
   // Fails with kIo when a file is missing, unreadable or not valid safetensors, and with kConfig
   // when the config is unsupported or a tensor is missing, duplicated, mis-shaped or of an
   // unsupported dtype. Messages name the file and the tensor.
@@ -106,7 +119,7 @@ class Checkpoint {
   const std::string& dir() const { return dir_; }
   const GemmaConfig& config() const { return config_; }
   const GemmaWeights& weights() const { return weights_; }
-  // Paths of the mapped .safetensors files.
+  // Paths of the mapped .safetensors files (or the .gguf file).
   std::vector<std::string> files() const;
   // Stored names of tensors that the text model does not use: vision / audio towers, projectors,
   // an untied-looking lm_head.weight (ignored: Gemma ties it), the leftover k/v projections of
@@ -116,12 +129,15 @@ class Checkpoint {
   uint64_t weightBytes() const { return weight_bytes_; }
 
  private:
-  Checkpoint() = default;
+  Checkpoint();
+  static api::StatusOr<std::unique_ptr<Checkpoint>> openGguf(const std::string& path);
 
   std::string dir_;
   GemmaConfig config_;
   GemmaWeights weights_;
   std::vector<std::unique_ptr<SafetensorsFile>> files_;
+  std::unique_ptr<gguf::GgufFile> gguf_;
+  std::vector<std::vector<float>> owned_;  // GGUF norm weights with the converter's shift undone
   std::vector<std::string> unused_;
   uint64_t weight_bytes_ = 0;
 };

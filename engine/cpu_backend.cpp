@@ -128,6 +128,15 @@ class CpuBackend final : public Backend {
   }
 
   StatusOr<WeightRef> prepareMatrix(const Weight& w) override {
+    // Already block-quantized (a GGUF file): used as stored, whatever options.quantize says.
+    if (auto q = quant::qtypeOf(w.dtype); q && w.shape.size() == 2) {
+      if (w.shape[1] % quant::blockValues(*q) != 0 ||
+          w.bytes != quant::rowBytes(*q, w.shape[1]) * static_cast<size_t>(w.shape[0]))
+        return Status(ErrorCode::kConfig, "tensor " + w.name + " in " + w.file +
+                                              ": rows are not whole " +
+                                              std::string(dtypeName(w.dtype)) + " blocks");
+      return WeightRef{w.data, w.dtype, w.shape[0], w.shape[1]};
+    }
     if (!supportedDtype(w.dtype))
       return Status(ErrorCode::kConfig, "tensor " + w.name + " in " + w.file + ": dtype " +
                                             std::string(dtypeName(w.dtype)) + " not supported");

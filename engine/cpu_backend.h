@@ -25,7 +25,8 @@ struct CpuBackendOptions {
   CpuIsa isa = CpuIsa::kBest;  // tests pin each one in turn
   // Quantize BF16/F16/F32 matrices (prepareMatrix, prepareExperts) to this block format when
   // they are prepared, into backend memory (the checkpoint mapping is then no longer read), in
-  // the format quant::formatForColumns picks.
+  // the format quant::formatForColumns picks. Matrices that arrive block-quantized (from GGUF)
+  // are used as stored.
   std::optional<quant::QType> quantize;
 };
 

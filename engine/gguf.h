@@ -121,6 +121,11 @@ struct Value {
 
 using KeyValue = std::pair<std::string, Value>;
 
+// Appends `more` to `into` for one writer: a key already in `into` with an equal value is
+// skipped (the model and tokenizer sides both know bos/eos ids), with a different value it is
+// kConfig naming the key.
+api::Status mergeMetadata(std::vector<KeyValue>* into, const std::vector<KeyValue>& more);
+
 // One tensor inside a mapped file.
 struct TensorInfo {
   std::string name;

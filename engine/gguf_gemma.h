@@ -105,6 +105,11 @@ api::StatusOr<std::vector<KeyValue>> gemmaMetadata(const GemmaConfig& config);
 // missing or mistyped key, an unsupported architecture, values out of range).
 api::StatusOr<GemmaConfig> gemmaConfigFromGguf(const GgufFile& file);
 
+// The directory a .gguf file sits in ("." for a bare file name). Until the tokenizer is read from
+// the file's own metadata, the engine reads tokenizer.json (and tokenizer_config.json, the chat
+// template) from there, as from a model directory.
+std::string sidecarDir(std::string_view gguf_path);
+
 // Opens `path` (GgufFile::open) and reads its config: what Model::load needs before choosing
 // the model class.
 api::StatusOr<GemmaConfig> loadGgufGemmaConfig(const std::string& path);

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "engine/cpu_backend.h"
+#include "engine/gguf_gemma.h"
 #include "engine/models/gemma3.h"
 #include "engine/models/gemma4.h"
 
@@ -30,7 +31,8 @@ Model::~Model() = default;
 
 StatusOr<std::unique_ptr<Model>> Model::load(const std::string& model_dir, int threads,
                                              std::optional<quant::QType> quantize) {
-  auto config = loadGemmaConfig(model_dir);
+  auto config = gguf::isGgufPath(model_dir) ? gguf::loadGgufGemmaConfig(model_dir)
+                                             : loadGemmaConfig(model_dir);
   if (!config.ok()) return config.status();
   if (config->isGemma4()) {
     auto m = Gemma4Model::load(model_dir, threads, quantize);
