@@ -155,6 +155,12 @@ struct Usage {
   // Of those, the tokens written to Anthropic's 1-hour cache (cache_control ttl "1h"), priced
   // apart (usage.cache_creation.ephemeral_1h_input_tokens).
   int64_t cache_write_1h_prompt_tokens = 0;
+  // The processing tier the provider ran and billed the answer at (OpenAI's `service_tier`:
+  // "default", "flex", "priority", ...; "" when not reported): priced by the price table.
+  std::string service_tier;
+  // Calls of the provider's own tools during the answer, by output item type
+  // ("web_search_call", "file_search_call", ...): billed per call by the price table.
+  std::vector<std::pair<std::string, int64_t>> server_tool_calls;
   // Local engine only, never on a wire: the answer's share of the engine's busy time in seconds
   // (engine::Timings::compute_s), which prices local answers per GPU hour.
   double engine_compute_s = 0;

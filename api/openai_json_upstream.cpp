@@ -296,6 +296,7 @@ StatusOr<ChatResponse> readResponse(std::string_view body) {
   if (Json* usage = find(root, "usage")) {
     if (Status s = readUsage(*usage, "usage", r.usage); !s.ok()) return s;
   }
+  if (r.usage) r.usage->service_tier = r.service_tier;
   return r;
 }
 
@@ -306,6 +307,7 @@ StatusOr<ChatChunk> readChunk(std::string_view data) {
   if (Json* usage = find(root, "usage")) {
     if (Status s = readUsage(*usage, "usage", c.usage); !s.ok()) return s;
   }
+  if (c.usage) takeString(root, "service_tier", c.usage->service_tier);
   Json* choices = find(root, "choices");
   if (choices == nullptr && !c.usage) {
     if (Status s = errorBody(root, data); !s.ok()) return s;

@@ -12,10 +12,40 @@ double Price::cost(const api::Usage& u) const {
       std::min(written, std::max(0.0, static_cast<double>(u.cache_write_1h_prompt_tokens)));
   double plain = std::max(0.0, static_cast<double>(u.prompt_tokens) - cached - written);
   double completion = std::max(0.0, static_cast<double>(u.completion_tokens));
-  return (plain * input + cached * cached_input + (written - written_1h) * cache_write +
-          written_1h * cache_write_1h + completion * output) /
-         1e6;
+  double tokens = (plain * input + cached * cached_input + (written - written_1h) * cache_write +
+                   written_1h * cache_write_1h + completion * output) /
+                  1e6;
+  double calls = 0;
+  for (const auto& [type, n] : u.server_tool_calls) {
+    if (auto it = tool_calls.find(type); it != tool_calls.end()) {
+      calls += it->second * std::max(0.0, static_cast<double>(n));
+    }
+  }
+  return tokens * tierMultiplier(u.service_tier) + calls;
 }
+
+double Price::tierMultiplier(std::string_view tier) const {
+  auto it = service_tiers.find(tier);
+  return it == service_tiers.end() ? 1.0 : it->second;
+}
+
+namespace {
+
+// A map of names to non-negative numbers (service_tiers, tool_calls) under `key`.
+api::Status readNumberMap(const YamlReader& p, std::string_view key, NumberRange range,
+                          std::map<std::string, double, std::less<>>& out) {
+  std::optional<YamlReader> m = p.child(key);
+  if (!m || m->isNull()) return api::Status();
+  if (!m->isMap()) return m->error("expected a map of names to numbers, got " + m->describe());
+  return m->forEachEntry([&](const std::string& name, const YamlReader& v) -> api::Status {
+    auto x = v.asDouble(range);
+    if (!x.ok()) return x.status();
+    out[name] = *x;
+    return api::Status();
+  });
+}
+
+}  // namespace
 
 api::StatusOr<PriceTable> PriceTable::read(const YamlReader& r) {
   PriceTable table;
@@ -36,7 +66,8 @@ api::StatusOr<PriceTable> PriceTable::read(const YamlReader& r) {
       }
       if (api::Status s = p.checkNoUnknownKeys(
                                      {"input", "cached_input", "cache_write", "cache_write_1h",
-                                      "output", "max_output", "context_window", "embedding"});
+                                      "output", "max_output", "context_window", "service_tiers",
+                                      "tool_calls", "embedding"});
           !s.ok()) {
         return s;
       }
@@ -80,6 +111,17 @@ api::StatusOr<PriceTable> PriceTable::read(const YamlReader& r) {
         return s;
       }
       if (context > 0) out.context_window = context;
+      if (api::Status s = readNumberMap(p, "service_tiers", NumberRange::atLeast(0, 100),
+                                        out.service_tiers);
+          !s.ok()) {
+        return s;
+      }
+      // USD per call: above $100 a call is surely a unit mistake.
+      if (api::Status s =
+              readNumberMap(p, "tool_calls", NumberRange::atLeast(0, 100), out.tool_calls);
+          !s.ok()) {
+        return s;
+      }
       by_model[model] = out;
       return api::Status();
     });

@@ -40,13 +40,20 @@ struct Price {
   // The model's context window in tokens, when configured: bounds the prompt of a request whose
   // content the upstream fetches itself (promptTokenBound).
   std::optional<int64_t> context_window;
+  // Multipliers of every token price by the processing tier the provider reports
+  // (Usage::service_tier; OpenAI's "flex" 0.5, "priority" about 2). A tier not listed costs 1x.
+  std::map<std::string, double, std::less<>> service_tiers;
+  // USD per call of the provider's own tools, by output item type ("web_search_call").
+  std::map<std::string, double, std::less<>> tool_calls;
   bool embedding = false;  // an embedding model: priced by its input tokens only
   // USD per 1M prompt tokens written to a 1-hour cache (Anthropic's cache_control ttl "1h");
   // pricing.yaml defaults it to the larger of cache_write and twice `input`, as Anthropic bills.
   double cache_write_1h = 0;
 
-  // The cost of one answer in USD.
+  // The cost of one answer in USD: its tokens at the tier it ran at, and its tool calls.
   double cost(const api::Usage& usage) const;
+  // The multiplier of a processing tier (1 when not listed).
+  double tierMultiplier(std::string_view tier) const;
 };
 
 class PriceTable {

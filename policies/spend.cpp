@@ -147,6 +147,30 @@ double worstCaseUsd(int64_t prompt_tokens, int64_t output_cap, int choices, cons
   return (in * in_price + out * price.output) / 1e6;
 }
 
+double reservedUsd(const api::ChatRequest& r, double token_worst_usd, const Price& price) {
+  double usd = token_worst_usd;
+  if (auto tier = r.extra.find("service_tier"); tier != r.extra.end() && tier->is_string()) {
+    usd *= std::max(1.0, price.tierMultiplier(tier->get_ref<const std::string&>()));
+  }
+  if (price.tool_calls.empty()) return usd;
+  int64_t calls = kAssumedServerToolCalls;
+  if (auto m = r.extra.find("max_tool_calls"); m != r.extra.end() && m->is_number_integer()) {
+    calls = std::clamp<int64_t>(m->get<int64_t>(), 0, kAssumedServerToolCalls * 64);
+  }
+  double fee = 0;  // the dearest built-in tool offered: every call may be of it
+  for (const auto& [key, value] : r.extra.items()) {
+    if (key.rfind("tools[", 0) != 0 || !value.is_object() || !hasString(value, "type")) continue;
+    std::string type = value["type"].get<std::string>();
+    if (type.size() > 8 && type.compare(type.size() - 8, 8, "_preview") == 0) {
+      type.resize(type.size() - 8);  // web_search_preview answers with web_search_call items
+    }
+    if (auto it = price.tool_calls.find(type + "_call"); it != price.tool_calls.end()) {
+      fee = std::max(fee, it->second);
+    }
+  }
+  return usd + fee * static_cast<double>(calls);
+}
+
 double estimatedUsd(int64_t prompt_tokens, int64_t output_tokens, const Price& price) {
   double in = static_cast<double>(std::max<int64_t>(0, prompt_tokens));
   double out = static_cast<double>(std::max<int64_t>(0, output_tokens));

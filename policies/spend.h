@@ -63,6 +63,15 @@ int64_t outputCap(const api::ChatRequest& request, const Price* price);
 // cost more than input) plus `choices` answers of `output_cap` tokens.
 double worstCaseUsd(int64_t prompt_tokens, int64_t output_cap, int choices, const Price& price);
 
+// Calls of the provider's own tools assumed for a request that offers one and sets no
+// `max_tool_calls`.
+inline constexpr int64_t kAssumedServerToolCalls = 16;
+// What a call of `request` reserves beyond its tokens' worst case: the tokens at the processing
+// tier it asks for (`service_tier`, when the price lists it above 1x) and, for each built-in tool
+// it offers (Responses `tools` of a type the price bills per call: "web_search" bills
+// "web_search_call"), that fee times `max_tool_calls` (kAssumedServerToolCalls without it).
+double reservedUsd(const api::ChatRequest& request, double token_worst_usd, const Price& price);
+
 // A never-lower estimate in USD of a call that reached its provider and ended without usage:
 // `prompt_tokens` (the provider's count when known, else the bound) and `output_tokens`
 // produced so far, each at its undiscounted price.

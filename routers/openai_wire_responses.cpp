@@ -1,5 +1,6 @@
 // OpenAI's Responses API as the OpenAI wire's pass-through (routers/openai_wire.h): the body
 // sent, the Response object read, and the event stream read.
+#include <algorithm>
 #include <map>
 #include <optional>
 #include <utility>
@@ -16,6 +17,11 @@ namespace {
 using api::Json;
 using api::Status;
 
+std::string text(const Json& obj, const char* key) {
+  auto it = obj.find(key);
+  return it != obj.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
 Status upstreamError(std::string message) {
   return Status(api::ErrorCode::kUpstreamError, std::move(message));
 }
@@ -25,11 +31,34 @@ int64_t count(const Json& obj, const char* key) {
   return it != obj.end() && it->is_number_integer() ? std::max<int64_t>(0, it->get<int64_t>()) : 0;
 }
 
+// The calls of the provider's own tools among a Response object's output items, by item type.
+std::vector<std::pair<std::string, int64_t>> serverToolCalls(const Json& response) {
+  std::vector<std::pair<std::string, int64_t>> calls;
+  auto output = response.find("output");
+  if (output == response.end() || !output->is_array()) return calls;
+  for (const Json& item : *output) {
+    if (!item.is_object()) continue;
+    const std::string type = text(item, "type");
+    // Function calls are the client's; every other *_call item ran at the provider.
+    if (type == "function_call" || type == "custom_tool_call" || type.size() <= 5 ||
+        type.compare(type.size() - 5, 5, "_call") != 0) {
+      continue;
+    }
+    auto it = std::find_if(calls.begin(), calls.end(),
+                           [&](const auto& c) { return c.first == type; });
+    if (it == calls.end()) calls.emplace_back(type, 1);
+    else ++it->second;
+  }
+  return calls;
+}
+
 // A Response object's usage; nullopt when it reports none.
 std::optional<api::Usage> usageOf(const Json& response) {
   auto u = response.find("usage");
   if (u == response.end() || !u->is_object()) return std::nullopt;
   api::Usage usage;
+  usage.service_tier = text(response, "service_tier");
+  usage.server_tool_calls = serverToolCalls(response);
   usage.prompt_tokens = count(*u, "input_tokens");
   usage.completion_tokens = count(*u, "output_tokens");
   usage.total_tokens = api::saturatingAdd(usage.prompt_tokens, usage.completion_tokens);
@@ -59,11 +88,6 @@ std::string finishReason(const Json& response, bool calls) {
     return reason == "content_filter" ? "content_filter" : "length";
   }
   return calls ? "tool_calls" : "stop";
-}
-
-std::string text(const Json& obj, const char* key) {
-  auto it = obj.find(key);
-  return it != obj.end() && it->is_string() ? it->get<std::string>() : std::string();
 }
 
 // One output item into the answer's message.

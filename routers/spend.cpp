@@ -236,20 +236,26 @@ void MeteredCall::onFinish(api::StatusOr<api::ChatResponse> result) {
   const std::optional<uint64_t> held = reservation();
   double cost = 0;
   bool billed = true, estimated = false;
+  // Without usage: the tokens it can have produced, at the tier asked for and with the tool
+  // calls it may have made (the reservation's share beyond its tokens).
+  auto estimate = [&](int64_t out) {
+    return price_ ? policies::reservedUsd(
+                        request_, policies::estimatedUsd(prompt_bound_, out, *price_), *price_)
+                  : 0;
+  };
   if (result.ok() && result->usage) {
     cost = price_ ? price_->cost(*result->usage) : 0;
   } else if (result.ok()) {
     // The provider answered but reported no usage: bill what it can have counted.
     estimated = true;
-    int64_t out = request_.stream ? out_bytes_.load() : responseBytes(*result);
-    cost = price_ ? policies::estimatedUsd(prompt_bound_, out, *price_) : 0;
+    cost = estimate(request_.stream ? out_bytes_.load() : responseBytes(*result));
   } else if (!mayBeBilled(result.status())) {
     billed = false;
   } else {
     estimated = true;
     cost = !request_.stream
                ? worst_usd_  // cut before its answer: the provider may have produced it all
-               : (price_ ? policies::estimatedUsd(prompt_bound_, out_bytes_.load(), *price_) : 0);
+               : estimate(out_bytes_.load());
   }
   account_->attemptEnded(held, cost, billed, estimated);
   if (estimated && spender_.observer()) {
@@ -335,6 +341,7 @@ class MeteredProvider : public Provider {
         reserved.cache_write = std::max(price->cache_write, price->cache_write_1h);
       }
       worst = policies::worstCaseUsd(prompt, out, r.n, reserved);
+      worst = policies::reservedUsd(r, worst, reserved);
     }
     auto call = std::make_shared<MeteredCall>(spender_, account_, target_, price, std::move(r),
                                               std::move(sink), deadline);

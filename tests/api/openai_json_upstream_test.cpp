@@ -244,6 +244,15 @@ TEST(ParseChatChunk, ReadsUsageChunk) {
   EXPECT_EQ(c->usage->total_tokens, 21);
   EXPECT_EQ(c->usage->reasoning_tokens, 5);
 
+  // The tier the answer ran at goes with the usage (it prices it).
+  c = parseChatChunk(R"({"id":"x","choices":[],"service_tier":"flex",)"
+                     R"("usage":{"prompt_tokens":1,"completion_tokens":1}})");
+  ASSERT_TRUE(c.ok() && c->usage);
+  EXPECT_EQ(c->usage->service_tier, "flex");
+  auto whole = parseChatResponse(kOpenAIResponse);
+  ASSERT_TRUE(whole.ok() && whole->usage);
+  EXPECT_EQ(whole->usage->service_tier, "default");
+
   // Some servers leave "choices" out of the usage chunk altogether.
   c = parseChatChunk(R"({"id":"x","usage":{"prompt_tokens":1,"completion_tokens":1}})");
   ASSERT_TRUE(c.ok()) << c.status().message();

@@ -52,6 +52,38 @@ TEST(Pricing, ContextWindowIsOptionalAndPositive) {
       << bad.status().message();
 }
 
+// An answer is billed at the tier it ran at; the provider's own tool calls per call.
+TEST(Pricing, ServiceTiersAndToolCallsAreBilled) {
+  auto t = policies::PriceTable::parse(
+      "openai:\n  m: {input: 1, output: 2, service_tiers: {flex: 0.5, priority: 2},\n"
+      "              tool_calls: {web_search_call: 0.01}}\n",
+      "pricing.yaml");
+  ASSERT_TRUE(t.ok()) << t.status().message();
+  const policies::Price& p = *t->find("openai", "m");
+  api::Usage u;
+  u.prompt_tokens = 1000000;
+  u.completion_tokens = 1000000;
+  EXPECT_DOUBLE_EQ(p.cost(u), 3.0);
+  u.service_tier = "priority";
+  EXPECT_DOUBLE_EQ(p.cost(u), 6.0);
+  u.service_tier = "flex";
+  EXPECT_DOUBLE_EQ(p.cost(u), 1.5);
+  u.service_tier = "scale";  // not listed: 1x
+  EXPECT_DOUBLE_EQ(p.cost(u), 3.0);
+  u.service_tier = "";
+  u.server_tool_calls = {{"web_search_call", 3}, {"code_interpreter_call", 2}};
+  EXPECT_DOUBLE_EQ(p.cost(u), 3.03) << "an unpriced tool costs nothing extra";
+
+  auto bad = policies::PriceTable::parse(
+      "openai:\n  m: {input: 1, output: 2, service_tiers: {priority: -1}}\n", "pricing.yaml");
+  EXPECT_FALSE(bad.ok());
+  bad = policies::PriceTable::parse("openai:\n  m: {input: 1, output: 2, tool_calls: [1]}\n",
+                                    "pricing.yaml");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("tool_calls"), std::string::npos)
+      << bad.status().message();
+}
+
 TEST(Pricing, OneHourCacheWritesArePricedApart) {
   auto t = policies::PriceTable::parse(
       "anthropic:\n  sonnet: {input: 3, cached_input: 0.3, cache_write: 3.75, output: 15}\n"

@@ -177,6 +177,19 @@ TEST(OpenAIResponsesNative, AResponseObjectIsReadForItsAnswerAndUsageAndKept) {
   EXPECT_EQ(r->usage->reasoning_tokens, 30);
   EXPECT_EQ(r->usage->total_tokens, 380);
 
+  // The tier it ran at and the provider's own tool calls go with the usage, for billing.
+  Json tiered = Json::parse(kResponseBody);
+  tiered["service_tier"] = "priority";
+  tiered["output"].push_back({{"type", "web_search_call"}, {"id", "ws_1"}, {"status", "completed"}});
+  tiered["output"].push_back({{"type", "web_search_call"}, {"id", "ws_2"}, {"status", "completed"}});
+  tiered["output"].push_back({{"type", "file_search_call"}, {"id", "fs_1"}, {"queries", {"q"}}});
+  auto t = wire.decodeResponse(tiered.dump(), req);
+  ASSERT_TRUE(t.ok() && t->usage) << t.status().toString();
+  EXPECT_EQ(t->usage->service_tier, "priority");
+  using Calls = std::vector<std::pair<std::string, int64_t>>;
+  EXPECT_EQ(t->usage->server_tool_calls, (Calls{{"web_search_call", 2}, {"file_search_call", 1}}))
+      << "function calls are the client's, not billed as tool calls";
+
   Json incomplete = Json::parse(kResponseBody);
   incomplete["status"] = "incomplete";
   incomplete["incomplete_details"] = {{"reason", "max_output_tokens"}};

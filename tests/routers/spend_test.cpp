@@ -352,6 +352,36 @@ TEST(SpendMath, ContentTheUpstreamFetchesIsBoundByTheContextWindow) {
   EXPECT_EQ(policies::promptTokenBound(chat, "openai", "m", &priced), 400000);
 }
 
+// A request asking for a dearer tier reserves at it; one offering a built-in tool reserves its
+// calls (max_tool_calls of them, else the assumed number) at the dearest offered tool's fee.
+TEST(SpendMath, DearerTiersAndBuiltInToolsAreReserved) {
+  policies::Price p{1.0, 0.5, 1.0, 2.0};
+  p.service_tiers = {{"flex", 0.5}, {"priority", 2.0}};
+  p.tool_calls = {{"web_search_call", 0.01}, {"file_search_call", 0.0025}};
+  auto parse = [](const std::string& body) {
+    auto r = api::parseResponsesRequest(body);
+    EXPECT_TRUE(r.ok()) << r.status().toString();
+    return r.ok() ? *r : api::ChatRequest{};
+  };
+  EXPECT_DOUBLE_EQ(policies::reservedUsd(parse(R"({"model":"m","input":"x"})"), 1.0, p), 1.0);
+  EXPECT_DOUBLE_EQ(
+      policies::reservedUsd(parse(R"({"model":"m","input":"x","service_tier":"priority"})"), 1.0, p),
+      2.0);
+  EXPECT_DOUBLE_EQ(
+      policies::reservedUsd(parse(R"({"model":"m","input":"x","service_tier":"flex"})"), 1.0, p),
+      1.0)
+      << "a cheaper tier may still run at the default one: reserved at 1x";
+  EXPECT_DOUBLE_EQ(policies::reservedUsd(parse(R"({"model":"m","input":"x",)"
+                                               R"("tools":[{"type":"web_search_preview"}]})"),
+                                         1.0, p),
+                   1.0 + 0.01 * policies::kAssumedServerToolCalls);
+  EXPECT_DOUBLE_EQ(policies::reservedUsd(parse(R"({"model":"m","input":"x","max_tool_calls":3,)"
+                                               R"("tools":[{"type":"file_search"},)"
+                                               R"({"type":"web_search"}]})"),
+                                         1.0, p),
+                   1.0 + 0.03);
+}
+
 TEST(SpendMath, SchemasAndPassedThroughFieldsCountInThePromptBound) {
   api::ChatRequest r = userRequest("hi", false);
   const int64_t base = policies::promptTokenBound(r, "openai", "m");
