@@ -151,12 +151,23 @@ class Tokenizer {
 
   const std::vector<AddedToken>& addedTokens() const { return added_; }
 
-  // Loading machinery (tokenizer_load.cpp) and the binary cache (tokenizer_cache.cpp).
+  // Loading machinery (tokenizer_load.cpp), the binary cache (tokenizer_cache.cpp) and GGUF
+  // metadata (tokenizer_gguf.cpp).
   struct Loader;
   struct Cache;
+  struct Gguf;
 
  private:
   Tokenizer();
+
+  // Completes a tokenizer whose vocabulary is set the way a cache hit leaves it (pieces_ holding
+  // the model vocab, merges_, byte_id_, added_) from the rest of a tokenizer.json (model flags,
+  // normalizer, pre-tokenizer, decoder) and a tokenizer_config.json (may be empty): the same
+  // steps as a tokenizer.json load. Errors are kConfig naming `source`.
+  static api::StatusOr<std::unique_ptr<Tokenizer>> assemble(std::unique_ptr<Tokenizer> tok,
+                                                            std::string_view rest_json,
+                                                            std::string_view config_json,
+                                                            std::string_view source);
 
   struct MergeTable;
   struct PieceIndex;

@@ -17,26 +17,37 @@
 //     the merges of tokenizer.json, add_space_prefix false, add_bos true.
 //
 // Gemma 3 without tokenizer.model: its tokenizer.json is a BPE model with byte fallback whose
-// 514,906 merges transformers derived from the SentencePiece scores (SentencePieceExtractor):
-// every split of every piece into two vocab pieces is a merge, ordered by the merged piece's
-// score (highest first), then the left part's length, then the right part's (longest first, in
-// code points), then piece id. The export inverts that: a piece some merge produces gets the
-// score -(1 + rank of the first merge that produces it) (exact in a float below 2^24 merges),
-// every other piece a score below all of those (-(1 + number of merges)), and USER_DEFINED and
-// CONTROL pieces -1000 as the converter writes. llama.cpp's SentencePiece tokenizer merges the
-// highest-scoring adjacent pair first, so these scores give it HF's merge order. The import
-// rebuilds the merges the way transformers does, reading a USER_DEFINED piece's score as 0 (the
-// score SentencePiece gives user-defined symbols, which the converter overwrote with -1000),
-// so a file written by the export, or by the converter from the original tokenizer.model, gives
-// the tokenizer.json merges back. The export checks that and refuses (kConfig) a tokenizer whose
-// merges the scores cannot express.
+// 514,906 merges transformers derived from the SentencePiece scores (generate_merges in
+// convert_slow_tokenizer.py): every split of every piece into two vocab pieces is a merge,
+// ordered by the merged piece's score (highest first), then the left part's length, then the
+// right part's (longest first, in code points), then piece id. The export inverts that. Pieces
+// that some merge produces get scores from their merge ranks: the pieces whose merges interleave
+// with those of the added (USER_DEFINED/CONTROL) pieces share one tier of score 0 (for Gemma 3 the
+// whitespace runs and "▁t", ranks 0..1395), and every other piece scores r0 - r, r the first rank
+// of its run of interleaving pieces and r0 the first rank of that tier, -1 without one ("in", rank
+// 1396, scores -1396); pieces no merge produces score below all of them; added pieces are written
+// with -1000 and [PAD] rows with -10000 as the converter writes them. All scores are integers,
+// exact in a float. llama.cpp's SentencePiece tokenizer (llm_tokenizer_spm_session) merges the
+// adjacent pair whose joined text is the highest-scoring token first, leftmost on a tie, so the
+// scores give it tokenizer.json's merge order. The import rebuilds the merges the way
+// transformers does, reading USER_DEFINED and CONTROL pieces' scores as 0 (the score
+// SentencePiece gives user-defined and control symbols, which the converter overwrote with
+// -1000), so a file written by the export, or by the converter from the original
+// tokenizer.model, gives the tokenizer.json merges back. The export runs that rebuild and
+// refuses (kConfig) a tokenizer whose merges come back different.
 //
 // The import builds the same engine::Tokenizer as the tokenizer.json loader (one tokenizer, two
 // loaders): the vocab, the merges, byte fallback, and CONTROL/USER_DEFINED/UNKNOWN tokens as
 // added tokens (matched on the raw text, never normalized), normalizer Replace(" " -> U+2581),
-// decoder Replace(U+2581 -> " ") + ByteFallback + Fuse. The one difference it cannot avoid: the
-// GGUF types do not keep tokenizer.json's `special` flag, so every CONTROL token is special
-// (decode(skip_special) drops it), where tokenizer.json has <mask> and <unusedN> as not special.
+// decoder Replace(U+2581 -> " ") + ByteFallback + Fuse. What GGUF cannot carry:
+//   - the `special` flag of tokenizer.json: every CONTROL token is special (decode(skip_special)
+//     drops it), where Gemma 3's tokenizer.json has <mask> and <unused0..6241> as not special;
+//   - for "gemma4", which NORMAL tokens were tokenizer.json added tokens (LlamaHfVocab writes
+//     the added tokens inside the base vocab as NORMAL unless special): the import meets them
+//     through merges only, so a text that spells one out ("<unused0>", a run of newlines) can
+//     encode differently. "llama" files have no such gap.
+// UNUSED rows ([PAD<id>]) keep their ids (vocabSize() counts them) with an empty piece: no text
+// produces them, they decode to nothing, and the export writes them back as [PAD<id>].
 #pragma once
 
 #include <cstdint>
@@ -55,12 +66,12 @@ namespace engine {
 namespace gguf_tokenizer_keys {
 inline constexpr const char* kModel = "tokenizer.ggml.model";
 inline constexpr const char* kPre = "tokenizer.ggml.pre";
-inline constexpr const char* kTokens = "tokenizer.ggml.tokens";          // array of string
-inline constexpr const char* kScores = "tokenizer.ggml.scores";          // array of f32
-inline constexpr const char* kTokenType = "tokenizer.ggml.token_type";   // array of i32
-inline constexpr const char* kMerges = "tokenizer.ggml.merges";          // array of string
-inline constexpr const char* kBosId = "tokenizer.ggml.bos_token_id";     // u32
-inline constexpr const char* kEosId = "tokenizer.ggml.eos_token_id";     // u32
+inline constexpr const char* kTokens = "tokenizer.ggml.tokens";               // array of string
+inline constexpr const char* kScores = "tokenizer.ggml.scores";               // array of f32
+inline constexpr const char* kTokenType = "tokenizer.ggml.token_type";        // array of i32
+inline constexpr const char* kMerges = "tokenizer.ggml.merges";               // array of string
+inline constexpr const char* kBosId = "tokenizer.ggml.bos_token_id";          // u32
+inline constexpr const char* kEosId = "tokenizer.ggml.eos_token_id";          // u32
 inline constexpr const char* kUnknownId = "tokenizer.ggml.unknown_token_id";  // u32
 inline constexpr const char* kPaddingId = "tokenizer.ggml.padding_token_id";  // u32
 inline constexpr const char* kAddBos = "tokenizer.ggml.add_bos_token";        // bool
@@ -85,14 +96,14 @@ enum class GgufTokenType : int32_t {
 struct GgufTokenizerData {
   std::string model;  // tokenizer.ggml.model: "llama" (SentencePiece) or "gemma4"
   std::string pre;    // tokenizer.ggml.pre: "default" for "llama"; not written for "gemma4"
-  std::vector<std::string> tokens;  // tokenizer.ggml.tokens, indexed by id
-  std::vector<float> scores;        // tokenizer.ggml.scores, one per token
-  std::vector<int32_t> token_type;  // tokenizer.ggml.token_type (GgufTokenType), one per token
-  std::vector<std::string> merges;  // tokenizer.ggml.merges, "left right" by rank ("gemma4")
-  int32_t bos_id = -1;              // tokenizer.ggml.bos_token_id
-  int32_t eos_id = -1;              // tokenizer.ggml.eos_token_id
-  int32_t unknown_id = -1;          // tokenizer.ggml.unknown_token_id
-  int32_t padding_id = -1;          // tokenizer.ggml.padding_token_id
+  std::vector<std::string> tokens;       // tokenizer.ggml.tokens, indexed by id
+  std::vector<float> scores;             // tokenizer.ggml.scores, one per token
+  std::vector<int32_t> token_type;       // tokenizer.ggml.token_type (GgufTokenType), one per token
+  std::vector<std::string> merges;       // tokenizer.ggml.merges, "left right" by rank ("gemma4")
+  int32_t bos_id = -1;                   // tokenizer.ggml.bos_token_id
+  int32_t eos_id = -1;                   // tokenizer.ggml.eos_token_id
+  int32_t unknown_id = -1;               // tokenizer.ggml.unknown_token_id
+  int32_t padding_id = -1;               // tokenizer.ggml.padding_token_id
   std::optional<bool> add_bos;           // tokenizer.ggml.add_bos_token
   std::optional<bool> add_eos;           // tokenizer.ggml.add_eos_token
   std::optional<bool> add_space_prefix;  // tokenizer.ggml.add_space_prefix (false for Gemma)

@@ -296,6 +296,13 @@ struct Tokenizer::Loader {
                                                           std::string_view config_json,
                                                           std::string_view config_source,
                                                           CacheIo* cache = nullptr);
+  // The steps after the vocabulary: indexes, normalizer, pre-tokenizer, decoder, the config's
+  // special tokens, the added-token tries. `root` is tokenizer.json without the vocabulary.
+  static api::StatusOr<std::unique_ptr<Tokenizer>> complete(std::unique_ptr<Tokenizer> tok,
+                                                            const Json& root,
+                                                            const Json* config,
+                                                            std::string_view source,
+                                                            std::string_view config_source);
 };
 
 api::Status Tokenizer::Loader::model(const Json& root) const {
@@ -688,18 +695,42 @@ api::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Loader::create(std::string_
   Json root;
   api::Status st = vocabulary(tok, tokenizer_json, source, cache, root);
   if (!st.ok()) return st;
+  return complete(std::move(tok), root, config_json.empty() ? nullptr : &config, source,
+                  config_source);
+}
+
+api::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Loader::complete(
+    std::unique_ptr<Tokenizer> tok, const Json& root, const Json* config, std::string_view source,
+    std::string_view config_source) {
   Loader loader{source, *tok};
   loader.vocabIndex();
-  st = loader.normalizer(member(root, "normalizer"));
+  api::Status st = loader.normalizer(member(root, "normalizer"));
   if (st.ok()) st = loader.preTokenizer(member(root, "pre_tokenizer"));
   if (st.ok()) st = loader.decoder(member(root, "decoder"));
   if (st.ok()) {
     Loader config_loader{config_source, *tok};
-    st = config_loader.config(config_json.empty() ? nullptr : &config);
+    st = config_loader.config(config);
   }
   if (!st.ok()) return st;
   loader.finish();
   return tok;
+}
+
+api::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::assemble(std::unique_ptr<Tokenizer> tok,
+                                                              std::string_view rest_json,
+                                                              std::string_view config_json,
+                                                              std::string_view source) {
+  Json rest = Json::parse(rest_json, nullptr, /*allow_exceptions=*/false);
+  if (!rest.is_object()) return configError(source, "the tokenizer description is not an object");
+  Json config;
+  if (!config_json.empty()) {
+    config = Json::parse(config_json, nullptr, /*allow_exceptions=*/false);
+    if (!config.is_object()) return configError(source, "the token names are not an object");
+  }
+  api::Status st = Loader{source, *tok}.model(rest);
+  if (!st.ok()) return st;
+  return Loader::complete(std::move(tok), rest, config_json.empty() ? nullptr : &config, source,
+                          source);
 }
 
 api::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::fromJson(std::string_view tokenizer_json,
