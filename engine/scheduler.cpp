@@ -32,6 +32,7 @@
 
 #include "engine/detokenizer.h"
 #include "engine/engine.h"
+#include "engine/gguf_gemma.h"
 #include "engine/kv_cache.h"
 #include "engine/models/model.h"
 #include "engine/tokenizer.h"
@@ -735,7 +736,10 @@ api::StatusOr<std::unique_ptr<Engine>> Engine::create(const EngineOptions& optio
     return api::Status(api::ErrorCode::kConfig, "engine: quantize '" + options.quantize +
                                                     "' is not one of q8_0, q4_0, q4_k, q6_k");
   }
-  auto tokenizer = Tokenizer::loadDir(options.model_dir);
+  // A .gguf model (engine/gguf_gemma.h) reads its tokenizer from the files beside it.
+  auto tokenizer = Tokenizer::loadDir(gguf::isGgufPath(options.model_dir)
+                                          ? gguf::sidecarDir(options.model_dir)
+                                          : options.model_dir);
   if (!tokenizer.ok()) return tokenizer.status();
   auto model = Model::load(options.model_dir, options.threads, quantize);
   if (!model.ok()) return model.status();

@@ -9,6 +9,7 @@
 #include "api/openai_json.h"
 #include "api/sse.h"
 #include "engine/chat_template.h"
+#include "engine/gguf_gemma.h"
 #include "gateway/http_util.h"
 #include "gateway/live_stats.h"
 #include "gateway/quality_hub.h"
@@ -161,7 +162,9 @@ api::Status Gateway::startEngines() {
                                                      "': " + engine.status().message());
     }
     // The prompt format is the checkpoint's own chat template (null: the built-in Gemma 3 one).
-    auto chat_template = engine::ChatTemplate::loadDir(pc.local.model_dir);
+    auto chat_template = engine::ChatTemplate::loadDir(
+        engine::gguf::isGgufPath(pc.local.model_dir) ? engine::gguf::sidecarDir(pc.local.model_dir)
+                                                     : pc.local.model_dir);
     if (!chat_template.ok()) {
       return api::Status(chat_template.status().code(),
                          "provider '" + name + "': " + chat_template.status().message());

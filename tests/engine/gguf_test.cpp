@@ -1,0 +1,799 @@
+// GGUF: the container (engine/gguf.h) written and read back, every malformed header refused with
+// a message naming the fault, the Gemma mapping (engine/gguf_gemma.h), and a Gemma 3 checkpoint
+// written to GGUF that runs to the same logits as its safetensors original.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "engine/checkpoint.h"
+#include "engine/engine.h"
+#include "engine/gguf.h"
+#include "engine/gguf_gemma.h"
+#include "engine/models/model.h"
+#include "engine/quant/quant.h"
+#include "gemma_tokenizer_fixture.h"
+
+namespace engine::gguf {
+namespace {
+
+namespace fs = std::filesystem;
+using api::ErrorCode;
+
+class TempDir {
+ public:
+  TempDir() {
+    static int counter = 0;
+    path_ = fs::temp_directory_path() /
+            ("sy_gguf_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
+    fs::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  fs::path path_;
+};
+
+std::string readAll(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+std::vector<unsigned char> randomBytes(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<unsigned char> out(n);
+  for (auto& b : out) b = static_cast<unsigned char>(rng());
+  return out;
+}
+
+// Writes `tensors` with random contents; returns their bytes in order.
+std::vector<std::vector<unsigned char>> writeFile(const std::string& path,
+                                                  const std::vector<KeyValue>& kvs,
+                                                  const std::vector<GgufTensorSpec>& tensors) {
+  auto w = GgufWriter::create(path, kvs, tensors);
+  EXPECT_TRUE(w.ok()) << w.status().message();
+  std::vector<std::vector<unsigned char>> data;
+  if (!w.ok()) return data;
+  for (size_t k = 0; k < tensors.size(); ++k) {
+    data.push_back(randomBytes((*w)->tensorBytes()[k], static_cast<uint32_t>(k + 1)));
+    // In two pieces, to exercise appends that do not follow tensor boundaries.
+    const size_t half = data.back().size() / 2;
+    EXPECT_TRUE((*w)->append(data.back().data(), half).ok());
+    EXPECT_TRUE((*w)->append(data.back().data() + half, data.back().size() - half).ok());
+  }
+  EXPECT_TRUE((*w)->finish().ok());
+  return data;
+}
+
+std::vector<KeyValue> everyValueType() {
+  return {
+      {"t.u8", Value::u8(200)},
+      {"t.i8", Value::i8(-100)},
+      {"t.u16", Value::u16(60000)},
+      {"t.i16", Value::i16(-30000)},
+      {"t.u32", Value::u32(4000000000u)},
+      {"t.i32", Value::i32(-2000000000)},
+      {"t.f32", Value::f32(0.1f)},
+      {"t.bool", Value::boolean(true)},
+      {"t.string", Value::string("h\xC3\xA9llo")},
+      {"t.u64", Value::u64(UINT64_MAX)},
+      {"t.i64", Value::i64(INT64_MIN)},
+      {"t.f64", Value::f64(1e-300)},
+      {"t.empty", Value::string("")},
+      {"a.u8", Value::uintArray(ValueType::kU8, {0, 1, 255})},
+      {"a.bool", Value::uintArray(ValueType::kBool, {1, 0, 1})},
+      {"a.i16", Value::intArray(ValueType::kI16, {-5, 7})},
+      {"a.i32", Value::intArray(ValueType::kI32, {-1, 2, -3})},
+      {"a.u64", Value::uintArray(ValueType::kU64, {UINT64_MAX})},
+      {"a.f32", Value::realArray(ValueType::kF32, {0.5, -2.25, 1e-3})},
+      {"a.f64", Value::realArray(ValueType::kF64, {3.141592653589793})},
+      {"a.str", Value::stringArray({"<bos>", "", "\xE2\x96\x81the"})},
+      {"a.empty", Value::intArray(ValueType::kI32, {})},
+  };
+}
+
+std::vector<GgufTensorSpec> everyTensorType() {
+  return {
+      {"f32", ggml::kF32, {3, 5}},        {"f16", ggml::kF16, {2, 4}},
+      {"bf16", ggml::kBF16, {7}},         {"q8_0", ggml::kQ8_0, {2, 64}},
+      {"q4_0", ggml::kQ4_0, {1, 32}},     {"q4_k", ggml::kQ4_K, {2, 256}},
+      {"q6_k", ggml::kQ6_K, {1, 1, 256}}, {"empty", ggml::kF32, {0, 4}},
+  };
+}
+
+TEST(GgufFile, RoundTripsEveryMetadataTypeAndTensorType) {
+  TempDir dir;
+  const std::string path = dir.file("all.gguf");
+  const auto kvs = everyValueType();
+  const auto specs = everyTensorType();
+  const auto data = writeFile(path, kvs, specs);
+  auto f = GgufFile::open(path);
+  ASSERT_TRUE(f.ok()) << f.status().message();
+  EXPECT_EQ((*f)->version(), 3u);
+  EXPECT_EQ((*f)->alignment(), 32u);
+  EXPECT_EQ((*f)->dataOffset() % 32, 0u);
+  ASSERT_EQ((*f)->metadata().size(), kvs.size());
+  for (size_t k = 0; k < kvs.size(); ++k) {
+    EXPECT_EQ((*f)->metadata()[k].first, kvs[k].first);
+    EXPECT_TRUE((*f)->metadata()[k].second == kvs[k].second) << kvs[k].first;
+  }
+  ASSERT_EQ((*f)->tensors().size(), specs.size());
+  const size_t sizes[] = {60, 16, 14, 2 * 68, 18, 2 * 144, 210, 0};
+  for (size_t k = 0; k < specs.size(); ++k) {
+    const TensorInfo& t = (*f)->tensors()[k];
+    EXPECT_EQ(t.name, specs[k].name);
+    EXPECT_EQ(t.type, specs[k].type);
+    EXPECT_EQ(t.shape, specs[k].shape);
+    EXPECT_EQ(t.bytes, sizes[k]) << t.name;
+    EXPECT_EQ(t.offset % 32, 0u);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(t.data) % 32, 0u);
+    ASSERT_EQ(data[k].size(), t.bytes);
+    EXPECT_EQ(std::memcmp(t.data, data[k].data(), t.bytes), 0) << t.name;
+    EXPECT_EQ((*f)->findTensor(specs[k].name), &t);
+  }
+  // ggml's layout: packed in order, each padded to the alignment.
+  EXPECT_EQ((*f)->tensors()[1].offset, 64u);
+  EXPECT_EQ((*f)->tensors()[2].offset, 96u);
+  EXPECT_EQ(readAll(path).size() % 32, 0u);
+  EXPECT_EQ((*f)->findTensor("nope"), nullptr);
+}
+
+TEST(GgufFile, TypedGettersConvertWhatFitsAndNameTheKey) {
+  TempDir dir;
+  const std::string path = dir.file("kv.gguf");
+  writeFile(path, everyValueType(), {});
+  auto f = GgufFile::open(path);
+  ASSERT_TRUE(f.ok()) << f.status().message();
+  const GgufFile& g = **f;
+  EXPECT_EQ(*g.getU32("t.u8"), 200u);
+  EXPECT_EQ(*g.getI64("t.i8"), -100);
+  EXPECT_EQ(*g.getU64("t.u64"), UINT64_MAX);
+  EXPECT_EQ(*g.getF32("t.f32"), 0.1f);
+  EXPECT_EQ(*g.getBool("t.bool"), true);
+  EXPECT_EQ(*g.getString("t.string"), "h\xC3\xA9llo");
+  EXPECT_EQ((*g.getArray("a.str"))->strs[2], "\xE2\x96\x81the");
+  auto neg = g.getU32("t.i8");
+  ASSERT_FALSE(neg.ok());
+  EXPECT_NE(neg.status().message().find("'t.i8' is negative"), std::string::npos);
+  auto big = g.getU32("t.u64");
+  ASSERT_FALSE(big.ok());
+  EXPECT_NE(big.status().message().find("'t.u64'"), std::string::npos);
+  auto typed = g.getU32("t.string");
+  ASSERT_FALSE(typed.ok());
+  EXPECT_EQ(typed.status().code(), ErrorCode::kConfig);
+  EXPECT_NE(typed.status().message().find("key 't.string' is string, expected an integer"),
+            std::string::npos)
+      << typed.status().message();
+  auto missing = g.getString("general.name");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find("key 'general.name' is missing"), std::string::npos);
+}
+
+TEST(GgufFile, HonoursGeneralAlignment) {
+  TempDir dir;
+  const std::string path = dir.file("a64.gguf");
+  writeFile(path, {{"general.alignment", Value::u32(64)}},
+            {{"a", ggml::kF32, {3}}, {"b", ggml::kQ8_0, {1, 32}}, {"c", ggml::kF16, {5}}});
+  auto f = GgufFile::open(path);
+  ASSERT_TRUE(f.ok()) << f.status().message();
+  EXPECT_EQ((*f)->alignment(), 64u);
+  EXPECT_EQ((*f)->dataOffset() % 64, 0u);
+  EXPECT_EQ((*f)->tensors()[1].offset, 64u);
+  EXPECT_EQ((*f)->tensors()[2].offset, 128u);
+  for (const TensorInfo& t : (*f)->tensors()) {
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(t.data) % 64, 0u);
+  }
+  auto bad = GgufWriter::create(dir.file("a48.gguf"), {{"general.alignment", Value::u32(48)}}, {});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("power of two"), std::string::npos);
+}
+
+TEST(GgufWriter, RefusesWhatAReaderWouldAndMiscountedData) {
+  TempDir dir;
+  const std::string p = dir.file("w.gguf");
+  auto dup = GgufWriter::create(p, {{"k", Value::u8(1)}, {"k", Value::u8(2)}}, {});
+  ASSERT_FALSE(dup.ok());
+  EXPECT_NE(dup.status().message().find("key 'k': duplicate"), std::string::npos);
+  auto dupt = GgufWriter::create(p, {}, {{"t", ggml::kF32, {1}}, {"t", ggml::kF32, {1}}});
+  ASSERT_FALSE(dupt.ok());
+  EXPECT_NE(dupt.status().message().find("tensor 't': duplicate"), std::string::npos);
+  auto longname = GgufWriter::create(p, {}, {{std::string(64, 'x'), ggml::kF32, {1}}});
+  EXPECT_FALSE(longname.ok());
+  auto blocks = GgufWriter::create(p, {}, {{"q", ggml::kQ4_K, {2, 128}}});
+  ASSERT_FALSE(blocks.ok());
+  EXPECT_NE(blocks.status().message().find("not whole Q4_K blocks"), std::string::npos);
+  Value nested;
+  nested.type = ValueType::kArray;
+  nested.elem = ValueType::kArray;
+  EXPECT_FALSE(GgufWriter::create(p, {{"n", nested}}, {}).ok());
+
+  auto w = GgufWriter::create(p, {}, {{"t", ggml::kF32, {2}}});
+  ASSERT_TRUE(w.ok());
+  const float x[3] = {1, 2, 3};
+  EXPECT_FALSE((*w)->append(x, sizeof(x)).ok());
+  auto short_ = GgufWriter::create(p, {}, {{"t", ggml::kF32, {2}}});
+  ASSERT_TRUE(short_.ok());
+  ASSERT_TRUE((*short_)->append(x, 4).ok());
+  auto fin = (*short_)->finish();
+  ASSERT_FALSE(fin.ok());
+  EXPECT_NE(fin.message().find("0 of 1 tensors"), std::string::npos);
+}
+
+TEST(GgufMetadata, MergeSkipsEqualKeysAndRefusesConflicts) {
+  std::vector<KeyValue> a = {{"x", Value::u32(1)}, {"y", Value::string("s")}};
+  ASSERT_TRUE(mergeMetadata(&a, {{"x", Value::u32(1)}, {"z", Value::boolean(true)}}).ok());
+  ASSERT_EQ(a.size(), 3u);
+  EXPECT_EQ(a[2].first, "z");
+  auto s = mergeMetadata(&a, {{"y", Value::string("t")}});
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("'y'"), std::string::npos);
+}
+
+// ---- malformed files, built byte by byte
+
+class Bytes {
+ public:
+  Bytes& raw(const std::string& s) {
+    b_ += s;
+    return *this;
+  }
+  template <typename T>
+  Bytes& le(T v) {
+    uint64_t x = 0;
+    std::memcpy(&x, &v, sizeof(T));
+    for (size_t i = 0; i < sizeof(T); ++i) b_.push_back(static_cast<char>(x >> (8 * i)));
+    return *this;
+  }
+  Bytes& u32(uint32_t v) { return le(v); }
+  Bytes& u64(uint64_t v) { return le(v); }
+  Bytes& str(const std::string& s) {
+    u64(s.size());
+    return raw(s);
+  }
+  Bytes& header(uint64_t n_tensors, uint64_t n_kv, uint32_t version = 3) {
+    return raw("GGUF").u32(version).u64(n_tensors).u64(n_kv);
+  }
+  Bytes& tensor(const std::string& name, std::vector<uint64_t> ne, uint32_t type,
+                uint64_t offset) {
+    str(name).u32(static_cast<uint32_t>(ne.size()));
+    for (uint64_t d : ne) u64(d);
+    return u32(type).u64(offset);
+  }
+  // Zero padding to `a`, then `n` data bytes.
+  Bytes& data(size_t n, size_t a = 32) {
+    while (b_.size() % a) b_.push_back(0);
+    b_.append(n, '\x01');
+    return *this;
+  }
+  const std::string& str() const { return b_; }
+
+ private:
+  std::string b_;
+};
+
+// The error of opening `b` (kIo expected); "" when it opened.
+std::string openError(const Bytes& b) {
+  auto f = GgufFile::fromMemory(b.str().data(), b.str().size(), "m.gguf");
+  if (f.ok()) return "";
+  EXPECT_EQ(f.status().code(), ErrorCode::kIo) << f.status().message();
+  EXPECT_EQ(f.status().message().rfind("m.gguf: ", 0), 0u) << f.status().message();
+  return f.status().message();
+}
+
+#define EXPECT_REFUSED(bytes, phrase)                                         \
+  do {                                                                        \
+    const std::string msg_ = openError(bytes);                                \
+    EXPECT_NE(msg_.find(phrase), std::string::npos) << "message: " << msg_; \
+  } while (0)
+
+TEST(GgufFile, RefusesBadMagicVersionsAndImpossibleCounts) {
+  EXPECT_REFUSED(Bytes().raw("GGUX").u32(3).u64(0).u64(0), "bad magic");
+  EXPECT_REFUSED(Bytes().header(0, 0, 1), "version 1 is not supported");
+  EXPECT_REFUSED(Bytes().header(0, 0, 0x03000000), "big-endian");
+  EXPECT_REFUSED(Bytes().header(0, UINT64_MAX), "metadata count 18446744073709551615");
+  EXPECT_REFUSED(Bytes().header(1ull << 40, 0), "tensor count 1099511627776");
+  EXPECT_REFUSED(Bytes().raw("GGUF").u32(3), "shorter than the 24-byte GGUF header");
+  EXPECT_EQ(openError(Bytes().header(0, 0)), "");
+}
+
+TEST(GgufFile, RefusesMalformedMetadataNamingTheKey) {
+  EXPECT_REFUSED(Bytes().header(0, 1).u64(1000).raw(std::string(20, 'k')),
+                 "entry 0 key: string of 1000 bytes");
+  EXPECT_REFUSED(Bytes().header(0, 1).str("k").u32(8).u64(99).raw("abc").u64(0).u64(0),
+                 "key 'k': string of 99 bytes runs past the end");
+  EXPECT_REFUSED(Bytes().header(0, 1).str("k").u32(13).u32(0).u64(0).u64(0), "value type 13");
+  EXPECT_REFUSED(Bytes().header(0, 1).str("k").u32(7).le<uint8_t>(2).u64(0).u64(0),
+                 "key 'k': bool value 2");
+  EXPECT_REFUSED(Bytes().header(0, 1).str("arr").u32(9).u32(4).u64(1ull << 60).u64(0),
+                 "key 'arr': array of 1152921504606846976 u32 elements cannot fit");
+  EXPECT_REFUSED(Bytes().header(0, 1).str("arr").u32(9).u32(9).u64(1).u64(0).u64(0),
+                 "key 'arr': nested arrays");
+  EXPECT_REFUSED(Bytes().header(0, 1).str("arr").u32(9).u32(8).u64(2).str("a").u64(500).u64(0),
+                 "key 'arr'[1]: string of 500 bytes");
+  EXPECT_REFUSED(Bytes().header(0, 2).str("k").u32(0).le<uint8_t>(1).str("k").u32(0).le<uint8_t>(
+                     2).u64(0).u64(0),
+                 "key 'k': duplicate key");
+  EXPECT_REFUSED(Bytes().header(0, 1).str("general.alignment").u32(4).u32(24).u64(0).u64(0),
+                 "'general.alignment' is 24, not a power of two");
+  EXPECT_REFUSED(Bytes().header(0, 1).str("general.alignment").u32(10).u64(32).u64(0).u64(0),
+                 "'general.alignment' is u64, expected u32");
+}
+
+TEST(GgufFile, RefusesMalformedTensorInfosNamingTheTensor) {
+  auto one = [](std::vector<uint64_t> ne, uint32_t type, uint64_t offset, size_t data) {
+    return Bytes().header(1, 0).tensor("blk.0.w", std::move(ne), type, offset).data(data);
+  };
+  EXPECT_EQ(openError(one({4, 2}, ggml::kF32, 0, 32)), "");
+  EXPECT_REFUSED(one({4, 2}, ggml::kF32, 0, 31), "tensor 'blk.0.w': data [0, 32) runs past");
+  EXPECT_REFUSED(one({4, 2}, ggml::kF32, 1ull << 62, 64), "tensor 'blk.0.w': data [");
+  EXPECT_REFUSED(one({4, 2}, ggml::kF32, 16, 64), "offset 16 is not a multiple of the alignment");
+  EXPECT_REFUSED(one({}, ggml::kF32, 0, 0), "tensor 'blk.0.w': 0 dimensions");
+  EXPECT_REFUSED(one({1, 1, 1, 1, 1}, ggml::kF32, 0, 32), "5 dimensions");
+  EXPECT_REFUSED(one({4}, 99, 0, 32), "ggml type 99 is unknown");
+  EXPECT_REFUSED(one({33}, ggml::kQ8_0, 0, 64), "rows of 33 values are not whole Q8_0 blocks");
+  EXPECT_REFUSED(one({1ull << 62, 1ull << 62}, ggml::kF32, 0, 32), "overflows");
+  EXPECT_REFUSED(one({UINT64_MAX}, ggml::kF32, 0, 32), "dimension 0 is negative");
+  EXPECT_REFUSED(Bytes().header(1, 0).tensor(std::string(64, 'n'), {1}, 0, 0).data(32),
+                 "name longer than 63 bytes");
+  EXPECT_REFUSED(Bytes().header(1, 0).tensor("t", {4, 2}, 0, 0), "runs past the end");
+  EXPECT_REFUSED(Bytes().header(2, 0).tensor("a", {8}, 0, 0).tensor("a", {8}, 0, 32).data(64),
+                 "tensor 'a': duplicate tensor name");
+  EXPECT_REFUSED(Bytes().header(2, 0).tensor("a", {16}, 0, 0).tensor("b", {8}, 0, 32).data(96),
+                 "tensor 'b' overlaps tensor 'a'");
+  EXPECT_REFUSED(Bytes().header(1, 1).str("k").u32(8).str(std::string(40, 'x')).str("t").u32(2).u64(
+                     4),
+                 "tensor 't': truncated");
+  EXPECT_REFUSED(one({1ull << 62}, ggml::kF32, 0, 32), "overflows");
+}
+
+TEST(GgufFile, EveryTruncationOfAValidFileIsRefused) {
+  TempDir dir;
+  const std::string path = dir.file("t.gguf");
+  writeFile(path, everyValueType(), everyTensorType());
+  const std::string bytes = readAll(path);
+  auto whole = GgufFile::fromMemory(bytes.data(), bytes.size(), "t.gguf");
+  ASSERT_TRUE(whole.ok()) << whole.status().message();
+  const TensorInfo& last = (*whole)->tensors()[6];  // the last with data
+  const size_t end = (*whole)->dataOffset() + last.offset + last.bytes;
+  for (size_t n = 0; n < end; ++n) {
+    auto f = GgufFile::fromMemory(bytes.data(), n, "t.gguf");
+    ASSERT_FALSE(f.ok()) << "opened with " << n << " of " << bytes.size() << " bytes";
+    EXPECT_EQ(f.status().code(), ErrorCode::kIo);
+  }
+}
+
+TEST(GgufFile, ReadsVersion2) {
+  Bytes b;
+  b.header(1, 1, 2).str("general.architecture").u32(8).str("gemma3").tensor("t", {8}, 0, 0).data(32);
+  auto f = GgufFile::fromMemory(b.str().data(), b.str().size(), "v2.gguf");
+  ASSERT_TRUE(f.ok()) << f.status().message();
+  EXPECT_EQ((*f)->version(), 2u);
+  EXPECT_EQ(*(*f)->getString("general.architecture"), "gemma3");
+}
+
+// ---- the Gemma mapping
+
+TEST(GgufGemma, TensorNamesMapBothWays) {
+  const std::pair<const char*, const char*> pairs[] = {
+      {"embed_tokens.weight", "token_embd.weight"},
+      {"norm.weight", "output_norm.weight"},
+      {"layers.0.input_layernorm.weight", "blk.0.attn_norm.weight"},
+      {"layers.12.self_attn.q_proj.weight", "blk.12.attn_q.weight"},
+      {"layers.1.self_attn.k_proj.weight", "blk.1.attn_k.weight"},
+      {"layers.1.self_attn.v_proj.weight", "blk.1.attn_v.weight"},
+      {"layers.1.self_attn.o_proj.weight", "blk.1.attn_output.weight"},
+      {"layers.1.self_attn.q_norm.weight", "blk.1.attn_q_norm.weight"},
+      {"layers.1.self_attn.k_norm.weight", "blk.1.attn_k_norm.weight"},
+      {"layers.2.post_attention_layernorm.weight", "blk.2.post_attention_norm.weight"},
+      {"layers.2.pre_feedforward_layernorm.weight", "blk.2.ffn_norm.weight"},
+      {"layers.2.post_feedforward_layernorm.weight", "blk.2.post_ffw_norm.weight"},
+      {"layers.3.mlp.gate_proj.weight", "blk.3.ffn_gate.weight"},
+      {"layers.3.mlp.up_proj.weight", "blk.3.ffn_up.weight"},
+      {"layers.3.mlp.down_proj.weight", "blk.3.ffn_down.weight"},
+  };
+  for (const auto& [hf, g] : pairs) {
+    EXPECT_EQ(ggufTensorName(hf).value_or("?"), g);
+    EXPECT_EQ(canonicalTensorNameFromGguf(g).value_or("?"), hf);
+  }
+  EXPECT_FALSE(ggufTensorName("layers.x.mlp.up_proj.weight"));
+  EXPECT_FALSE(ggufTensorName("layers.01.mlp.up_proj.weight"));
+  EXPECT_FALSE(canonicalTensorNameFromGguf("rope_freqs.weight"));
+  EXPECT_FALSE(canonicalTensorNameFromGguf("blk.0.attn_qkv.weight"));
+  EXPECT_EQ(normShift(ModelFamily::kGemma3, "layers.0.self_attn.k_norm.weight"), 1.0f);
+  EXPECT_EQ(normShift(ModelFamily::kGemma3, "norm.weight"), 1.0f);
+  EXPECT_EQ(normShift(ModelFamily::kGemma3, "layers.0.mlp.up_proj.weight"), 0.0f);
+  EXPECT_EQ(normShift(ModelFamily::kGemma4, "norm.weight"), 0.0f);
+  EXPECT_TRUE(isGgufPath("m/x.GGUF"));
+  EXPECT_FALSE(isGgufPath("gguf"));
+}
+
+// A file with only what llama.cpp's converter writes for a Gemma 3 1B-like geometry: the layer
+// pattern, local RoPE base and attention scale come from llama.cpp's fixed rules.
+TEST(GgufGemma, ConverterKeysAloneGiveLlamaCppsFixedChoices) {
+  TempDir dir;
+  const std::string path = dir.file("c.gguf");
+  const std::string a = "gemma3.";
+  std::vector<KeyValue> kv = {
+      {"general.architecture", Value::string("gemma3")},
+      {a + "context_length", Value::u32(32768)},
+      {a + "embedding_length", Value::u32(64)},
+      {a + "block_count", Value::u32(7)},
+      {a + "feed_forward_length", Value::u32(128)},
+      {a + "attention.head_count", Value::u32(4)},
+      {a + "attention.head_count_kv", Value::u32(1)},
+      {a + "attention.key_length", Value::u32(32)},
+      {a + "attention.value_length", Value::u32(32)},
+      {a + "attention.layer_norm_rms_epsilon", Value::f32(1e-6f)},
+      {a + "rope.freq_base", Value::f32(1e6f)},
+      {a + "attention.sliding_window", Value::u32(512)},
+      {a + "rope.scaling.type", Value::string("linear")},
+      {a + "rope.scaling.factor", Value::f32(8)},
+      {"tokenizer.ggml.tokens", Value::stringArray({"<pad>", "<eos>", "<bos>", "<end_of_turn>"})},
+      {"tokenizer.ggml.eos_token_id", Value::u32(1)},
+  };
+  writeFile(path, kv, {{"token_embd.weight", ggml::kBF16, {4, 64}}});
+  auto c = loadGgufGemmaConfig(path);
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_EQ(c->vocab, 4);
+  EXPECT_EQ(c->n_head_kv, 1);
+  EXPECT_EQ(c->head_dim, 32);
+  EXPECT_EQ(c->sliding_window, 512);
+  for (int l = 0; l < 7; ++l) EXPECT_EQ(c->isSliding(l), l != 5) << l;
+  EXPECT_EQ(c->rope_sliding.base, 10000.0);
+  EXPECT_EQ(c->rope_full.base, 1e6);
+  EXPECT_EQ(c->rope_full.type, RopeType::kLinear);
+  EXPECT_EQ(c->rope_full.factor, 8.0);
+  EXPECT_EQ(c->query_pre_attn_scalar, 32.0);
+  EXPECT_EQ(c->eos_ids, (std::vector<int32_t>{1, 3}));  // <end_of_turn> by its text
+  EXPECT_EQ(c->bos_id, 2);
+
+  kv[3].second = Value::u32(0);
+  writeFile(path, kv, {{"token_embd.weight", ggml::kBF16, {4, 64}}});
+  auto bad = loadGgufGemmaConfig(path);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("key 'gemma3.block_count' is 0"), std::string::npos);
+  kv[3].second = Value::u32(7);
+  kv[0].second = Value::string("gemma4");
+  writeFile(path, kv, {{"token_embd.weight", ggml::kBF16, {4, 64}}});
+  bad = loadGgufGemmaConfig(path);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("Gemma 4 from GGUF is not implemented"),
+            std::string::npos);
+  kv[0].second = Value::string("llama");
+  writeFile(path, kv, {{"token_embd.weight", ggml::kBF16, {4, 64}}});
+  bad = loadGgufGemmaConfig(path);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), ErrorCode::kConfig);
+  EXPECT_NE(bad.status().message().find("'llama'"), std::string::npos);
+}
+
+// ---- a Gemma 3 checkpoint written to GGUF
+
+const std::string kFixture = std::string(SY_SOURCE_DIR) + "/tests/fixtures/gemma3-ref";
+
+// Every weight the forward pass uses, as (weight, canonical name), in the checkpoint's order.
+std::vector<const Weight*> allWeights(const GemmaWeights& w) {
+  std::vector<const Weight*> out = {&w.embed};
+  for (const GemmaLayerWeights& L : w.layers) {
+    for (const Weight* x :
+         {&L.input_layernorm, &L.q_proj, &L.k_proj, &L.v_proj, &L.o_proj, &L.q_norm, &L.k_norm,
+          &L.post_attention_layernorm, &L.pre_feedforward_layernorm,
+          &L.post_feedforward_layernorm, &L.gate_proj, &L.up_proj, &L.down_proj}) {
+      out.push_back(x);
+    }
+  }
+  out.push_back(&w.final_norm);
+  return out;
+}
+
+// What llama.cpp's converter does, with our writer and mapping: norms shifted and stored F32,
+// matrices as stored (BF16) or quantized to Q8_0 row by row.
+//
+// `same_address_mod_64`: the AVX-512 BF16 matmul starts with a masked head that brings its loads
+// onto 64-byte lines, so its summation order depends on the matrix's address modulo 64. To
+// compare logits bit for bit, every BF16 matrix is then placed at the address modulo 64 it has
+// in the safetensors mapping (both mappings start on a page): alignment 2 and an I8 filler
+// tensor before each tensor, sized once the data section's start is known.
+void convert(const Checkpoint& ck, const std::string& path, bool q8,
+             bool same_address_mod_64 = false);
+
+void convert(const Checkpoint& ck, const std::string& path, bool q8, bool same_address_mod_64) {
+  auto meta = gemmaMetadata(ck.config());
+  ASSERT_TRUE(meta.ok()) << meta.status().message();
+  const std::vector<const Weight*> weights = allWeights(ck.weights());
+  std::vector<GgufTensorSpec> specs;
+  std::vector<std::vector<unsigned char>> data;
+  for (const Weight* w : weights) {
+    const std::string canonical = *canonicalTensorName(w->name);
+    const std::optional<std::string> name = ggufTensorName(canonical);
+    ASSERT_TRUE(name) << canonical;
+    std::vector<float> values(static_cast<size_t>(w->numel()));
+    w->toFloat(values.data());
+    std::vector<unsigned char> bytes;
+    if (w->shape.size() == 1) {
+      const float shift = normShift(ck.config().family, canonical);
+      for (float& v : values) v += shift;
+      specs.push_back({*name, ggml::kF32, w->shape});
+      bytes.resize(values.size() * 4);
+      std::memcpy(bytes.data(), values.data(), bytes.size());
+    } else if (q8) {
+      const int64_t rows = w->shape[0], cols = w->shape[1];
+      const size_t rb = quant::rowBytes(quant::QType::kQ8_0, cols);
+      bytes.resize(rb * static_cast<size_t>(rows));
+      for (int64_t r = 0; r < rows; ++r) {
+        quant::quantizeRow(quant::QType::kQ8_0, values.data() + r * cols,
+                           bytes.data() + static_cast<size_t>(r) * rb, cols);
+      }
+      specs.push_back({*name, ggml::kQ8_0, w->shape});
+    } else {
+      specs.push_back({*name, *ggmlTypeOf(w->dtype), w->shape});
+      const auto* p = static_cast<const unsigned char*>(w->data);
+      bytes.assign(p, p + w->bytes);
+    }
+    data.push_back(std::move(bytes));
+  }
+  if (same_address_mod_64) {
+    meta->emplace_back("general.alignment", Value::u32(2));
+    std::vector<GgufTensorSpec> padded;
+    for (size_t k = 0; k < specs.size(); ++k) {
+      padded.push_back({"pad." + std::to_string(k), 24 /* I8 */, {0}});
+      padded.push_back(specs[k]);
+    }
+    // The header's size does not depend on the fillers' sizes: write once to learn it.
+    {
+      auto w = GgufWriter::create(path, *meta, padded);
+      ASSERT_TRUE(w.ok()) << w.status().message();
+      for (const auto& d : data) ASSERT_TRUE((*w)->append(d.data(), d.size()).ok());
+      ASSERT_TRUE((*w)->finish().ok());
+    }
+    uint64_t data_offset = 0;
+    {
+      std::string bytes = readAll(path);
+      auto f = GgufFile::fromMemory(bytes.data(), bytes.size(), path);
+      ASSERT_TRUE(f.ok()) << f.status().message();
+      data_offset = (*f)->dataOffset();
+    }
+    std::vector<std::vector<unsigned char>> padded_data;
+    uint64_t at = 0;  // data-relative position of the next filler
+    for (size_t k = 0; k < specs.size(); ++k) {
+      const Weight* w = weights[k];
+      const uint64_t want =
+          w->shape.size() == 2 && !q8 ? reinterpret_cast<uintptr_t>(w->data) % 64 : 0;
+      const uint64_t filler = (want + 64 - (data_offset + at) % 64) % 64;
+      padded[2 * k].shape = {static_cast<int64_t>(filler)};
+      padded_data.emplace_back(filler, 0);
+      padded_data.push_back(data[k]);
+      at += filler + (data[k].size() + 1) / 2 * 2;
+    }
+    specs = std::move(padded);
+    data = std::move(padded_data);
+  }
+  auto writer = GgufWriter::create(path, *meta, specs);
+  ASSERT_TRUE(writer.ok()) << writer.status().message();
+  for (const auto& d : data) ASSERT_TRUE((*writer)->append(d.data(), d.size()).ok());
+  ASSERT_TRUE((*writer)->finish().ok());
+}
+
+std::vector<float> runPrompt(Model& m, const std::vector<int32_t>& tokens) {
+  const int64_t V = m.config().vocab;
+  const int n = static_cast<int>(tokens.size());
+  auto kv = m.newKvCache(n, n);
+  std::vector<float> logits(tokens.size() * size_t(V));
+  std::vector<SeqBatchItem> b = {{kv.get(), tokens.data(), n, true, logits.data()}};
+  EXPECT_TRUE(m.forward(b).ok());
+  return logits;
+}
+
+std::vector<int32_t> prompt() {
+  std::vector<int32_t> tokens = {2};
+  for (int i = 1; i < 24; ++i) tokens.push_back((i * 37 + 11) % 500 + 3);
+  return tokens;
+}
+
+TEST(GgufCheckpoint, ConfigAndWeightsMatchTheSafetensorsOriginal) {
+  TempDir dir;
+  const std::string path = dir.file("model.gguf");
+  auto st = Checkpoint::open(kFixture);
+  ASSERT_TRUE(st.ok()) << st.status().message();
+  convert(**st, path, false);
+  auto gg = Checkpoint::open(path);
+  ASSERT_TRUE(gg.ok()) << gg.status().message();
+  const GemmaConfig& a = (*st)->config();
+  const GemmaConfig& b = (*gg)->config();
+  EXPECT_EQ(b.hidden, a.hidden);
+  EXPECT_EQ(b.intermediate, a.intermediate);
+  EXPECT_EQ(b.n_layer, a.n_layer);
+  EXPECT_EQ(b.n_head, a.n_head);
+  EXPECT_EQ(b.n_head_kv, a.n_head_kv);
+  EXPECT_EQ(b.head_dim, a.head_dim);
+  EXPECT_EQ(b.vocab, a.vocab);
+  EXPECT_EQ(b.max_positions, a.max_positions);
+  EXPECT_EQ(b.sliding_window, a.sliding_window);
+  EXPECT_EQ(b.is_sliding, a.is_sliding);
+  EXPECT_EQ(b.rope_full.base, a.rope_full.base);
+  EXPECT_EQ(b.rope_full.factor, a.rope_full.factor);
+  EXPECT_EQ(b.rope_full.type, a.rope_full.type);
+  EXPECT_EQ(b.rope_sliding.base, a.rope_sliding.base);
+  EXPECT_EQ(b.attn_scale, a.attn_scale);
+  EXPECT_EQ(b.embed_scale, a.embed_scale);
+  EXPECT_EQ(b.rms_norm_eps, a.rms_norm_eps);
+  EXPECT_EQ(b.bos_id, a.bos_id);
+  EXPECT_EQ(b.pad_id, a.pad_id);
+  EXPECT_EQ(b.eos_ids, a.eos_ids);
+  const auto wa = allWeights((*st)->weights()), wb = allWeights((*gg)->weights());
+  ASSERT_EQ(wa.size(), wb.size());
+  for (size_t k = 0; k < wa.size(); ++k) {
+    EXPECT_EQ(wb[k]->shape, wa[k]->shape) << wb[k]->name;
+    EXPECT_EQ(wb[k]->file, path);
+    for (int64_t i = 0; i < wa[k]->numel(); ++i) {
+      // Norms come back as fl32(fl32(1 + w) - 1): 1 + that is exactly what the forward pass
+      // computes from the original.
+      if (wa[k]->shape.size() == 1) {
+        ASSERT_EQ(1.0f + wb[k]->at(i), 1.0f + wa[k]->at(i)) << wb[k]->name << "[" << i << "]";
+      } else {
+        ASSERT_EQ(wb[k]->at(i), wa[k]->at(i)) << wb[k]->name << "[" << i << "]";
+      }
+    }
+  }
+  EXPECT_TRUE((*gg)->unusedTensors().empty());
+}
+
+TEST(GgufCheckpoint, Bf16GgufGivesBitIdenticalLogits) {
+  TempDir dir;
+  const std::string path = dir.file("model.gguf");
+  {
+    auto st = Checkpoint::open(kFixture);
+    ASSERT_TRUE(st.ok()) << st.status().message();
+    convert(**st, path, false, /*same_address_mod_64=*/true);
+    auto gg = Checkpoint::open(path);
+    ASSERT_TRUE(gg.ok()) << gg.status().message();
+    const auto wa = allWeights((*st)->weights()), wb = allWeights((*gg)->weights());
+    for (size_t k = 0; k < wa.size(); ++k) {
+      if (wa[k]->shape.size() != 2) continue;
+      ASSERT_EQ(reinterpret_cast<uintptr_t>(wb[k]->data) % 64,
+                reinterpret_cast<uintptr_t>(wa[k]->data) % 64);
+    }
+  }
+  auto ref = Model::load(kFixture, 2);
+  auto gg = Model::load(path, 2);
+  ASSERT_TRUE(ref.ok()) << ref.status().message();
+  ASSERT_TRUE(gg.ok()) << gg.status().message();
+  const std::vector<float> a = runPrompt(**ref, prompt());
+  const std::vector<float> b = runPrompt(**gg, prompt());
+  ASSERT_EQ(a.size(), b.size());
+  EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0);
+}
+
+TEST(GgufCheckpoint, Q8_0GgufMatchesQuantizeOnLoadBitForBit) {
+  TempDir dir;
+  const std::string path = dir.file("model-q8_0.gguf");
+  {
+    auto st = Checkpoint::open(kFixture);
+    ASSERT_TRUE(st.ok()) << st.status().message();
+    convert(**st, path, true);
+  }
+  auto ck = Checkpoint::open(path);
+  ASSERT_TRUE(ck.ok()) << ck.status().message();
+  EXPECT_EQ((*ck)->weights().layers[0].q_proj.dtype, DType::kQ8_0);
+  EXPECT_EQ((*ck)->weights().embed.dtype, DType::kQ8_0);
+  auto ref = Model::load(kFixture, 2, quant::QType::kQ8_0);
+  auto gg = Model::load(path, 2);
+  auto gg_q4 = Model::load(path, 2, quant::QType::kQ4_0);  // stored blocks are kept as they are
+  ASSERT_TRUE(ref.ok()) << ref.status().message();
+  ASSERT_TRUE(gg.ok()) << gg.status().message();
+  ASSERT_TRUE(gg_q4.ok()) << gg_q4.status().message();
+  const std::vector<float> a = runPrompt(**ref, prompt());
+  const std::vector<float> b = runPrompt(**gg, prompt());
+  ASSERT_EQ(a.size(), b.size());
+  EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0);
+  EXPECT_EQ(runPrompt(**gg_q4, prompt()), b);
+}
+
+TEST(GgufCheckpoint, MissingOrUnsupportedTensorsAreNamed) {
+  TempDir dir;
+  auto st = Checkpoint::open(kFixture);
+  ASSERT_TRUE(st.ok()) << st.status().message();
+  auto meta = gemmaMetadata((*st)->config());
+  ASSERT_TRUE(meta.ok());
+  const std::string path = dir.file("partial.gguf");
+  writeFile(path, *meta, {{"token_embd.weight", ggml::kBF16, {512, 64}}});
+  auto ck = Checkpoint::open(path);
+  ASSERT_FALSE(ck.ok());
+  EXPECT_EQ(ck.status().code(), ErrorCode::kConfig);
+  EXPECT_NE(ck.status().message().find("missing tensor 'blk.0.attn_norm.weight' (text tensor "
+                                       "'layers.0.input_layernorm.weight'"),
+            std::string::npos)
+      << ck.status().message();
+  writeFile(path, *meta, {{"token_embd.weight", 6 /* Q5_0 */, {512, 64}}});
+  ck = Checkpoint::open(path);
+  ASSERT_FALSE(ck.ok());
+  EXPECT_NE(ck.status().message().find("tensor 'token_embd.weight': ggml type Q5_0 is not "
+                                       "supported"),
+            std::string::npos)
+      << ck.status().message();
+  std::string garbage = "GGUF";
+  std::ofstream(dir.file("bad.gguf"), std::ios::binary) << garbage;
+  ck = Checkpoint::open(dir.file("bad.gguf"));
+  ASSERT_FALSE(ck.ok());
+  EXPECT_EQ(ck.status().code(), ErrorCode::kIo);
+}
+
+// ---- the engine on a .gguf model_dir
+
+struct Collect : TokenSink {
+  std::vector<int32_t> ids;
+  std::promise<FinishEvent> done;
+  void onToken(const TokenEvent& e) override { ids.push_back(e.id); }
+  void onFinish(const FinishEvent& e) override { done.set_value(e); }
+};
+
+std::vector<int32_t> greedy(Engine& e) {
+  GenerationRequest r;
+  r.prompt = prompt();
+  r.max_tokens = 12;
+  r.sampling.temperature = 0;
+  auto sink = std::make_shared<Collect>();
+  auto h = e.submit(r, sink);
+  EXPECT_TRUE(h.ok()) << h.status().message();
+  if (!h.ok()) return {};
+  const FinishEvent fin = sink->done.get_future().get();
+  EXPECT_TRUE(fin.status.ok()) << fin.status.message();
+  return sink->ids;
+}
+
+TEST(GgufEngine, AGgufModelDirLoadsWithTheTokenizerBesideItAndGeneratesAsTheOriginal) {
+  SY_REQUIRE_GEMMA_TOKENIZER(tok);
+  (void)tok;
+  TempDir gg_dir, st_dir;
+  for (const char* f : {"tokenizer.json", "tokenizer_config.json"}) {
+    fs::copy_file(testing::gemmaTokenizerDir() + "/" + f, gg_dir.file(f));
+    fs::copy_file(testing::gemmaTokenizerDir() + "/" + f, st_dir.file(f));
+  }
+  for (const char* f : {"config.json", "generation_config.json", "model.safetensors"}) {
+    fs::copy_file(kFixture + "/" + f, st_dir.file(f));
+  }
+  const std::string path = gg_dir.file("model.gguf");
+  {
+    auto st = Checkpoint::open(kFixture);
+    ASSERT_TRUE(st.ok()) << st.status().message();
+    convert(**st, path, true);  // Q8_0: logits equal to quantize-on-load q8_0
+  }
+  EngineOptions o;
+  o.threads = 2;
+  o.max_context = 64;
+  o.model_dir = path;
+  auto from_gguf = Engine::create(o);
+  ASSERT_TRUE(from_gguf.ok()) << from_gguf.status().message();
+  o.model_dir = st_dir.file("");
+  o.quantize = "q8_0";
+  auto from_st = Engine::create(o);
+  ASSERT_TRUE(from_st.ok()) << from_st.status().message();
+  EXPECT_EQ((*from_gguf)->eosIds(), (*from_st)->eosIds());
+  const std::vector<int32_t> a = greedy(**from_gguf);
+  EXPECT_EQ(a.size(), 12u);
+  EXPECT_EQ(a, greedy(**from_st));
+
+  TempDir bare;
+  fs::copy_file(path, bare.file("model.gguf"));
+  o.model_dir = bare.file("model.gguf");
+  auto no_tokenizer = Engine::create(o);
+  ASSERT_FALSE(no_tokenizer.ok());
+  EXPECT_NE(no_tokenizer.status().message().find("tokenizer.json"), std::string::npos)
+      << no_tokenizer.status().message();
+}
+
+}  // namespace
+}  // namespace engine::gguf
