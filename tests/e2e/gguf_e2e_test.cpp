@@ -1,0 +1,202 @@
+// End-to-end: `switchyard-cli quantize` (the real binary) writes the tiny random-weight Gemma 3
+// checkpoint as GGUF in every type, and the engine's GGUF reader opens each file: the
+// architecture, the file type, the block count, the tokenizer (262144 tokens, as many as
+// token_embd's rows), each tensor's ggml type by llama-quantize's rules (the Q4_K_M mix and
+// the fallbacks of rows that are not whole 256-value blocks), the norms stored as 1 + w, and
+// the quantized bytes equal to quantizing the checkpoint's values. `make-test-model --format
+// gguf` gives the same file from the same seed. Bad input is a clear error and leaves no file.
+// (That llama.cpp loads these files: tests/sdk/llama_cpp_gguf_test.mjs.)
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "engine/bf16.h"
+#include "engine/gguf.h"
+#include "engine/gguf_gemma.h"
+#include "engine/quant/quant.h"
+#include "engine/safetensors.h"
+#include "tests/support/process.h"
+
+namespace sytest {
+namespace {
+
+namespace fs = std::filesystem;
+namespace gg = engine::gguf::ggml;
+using std::chrono::milliseconds;
+
+constexpr int kLayers = 4;  // the tiny preset: vocab 262144, hidden 64, intermediate 128
+constexpr int64_t kVocab = 262144;
+
+RunResult cli(const std::vector<std::string>& args) {
+  return runCommand(cliBin(), args, {}, std::nullopt, milliseconds(120000));
+}
+
+std::string readAll(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+class GgufE2e : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir();
+    const std::string err = makeTinyModel(model(), 7);
+    ASSERT_EQ(err, "");
+  }
+  static void TearDownTestSuite() {
+    delete dir_;
+    dir_ = nullptr;
+  }
+  static std::string model() { return dir_->file("tiny"); }
+  static std::string quantize(const std::string& type) {
+    const std::string out = dir_->file("tiny-" + type + ".gguf");
+    if (!fs::exists(out)) {
+      RunResult r = cli({"quantize", "--model", model(), "--type", type, "--out", out});
+      EXPECT_TRUE(r.status.exited && r.status.code == 0) << r.err;
+      EXPECT_NE(r.out.find("wrote " + out), std::string::npos) << r.out;
+    }
+    return out;
+  }
+
+  static TempDir* dir_;
+};
+TempDir* GgufE2e::dir_ = nullptr;
+
+// The ggml type of every tensor, by name.
+std::map<std::string, uint32_t> typesOf(const engine::gguf::GgufFile& f) {
+  std::map<std::string, uint32_t> out;
+  for (const auto& t : f.tensors()) out[t.name] = t.type;
+  return out;
+}
+
+// What llama-quantize gives the tiny model (hidden 64, intermediate 128: no row is a whole
+// 256-value block, so every K-quant falls back; token_embd is the output matrix).
+uint32_t expectedType(const std::string& type, const std::string& name) {
+  const bool norm = name.find("norm") != std::string::npos;
+  if (norm || type == "f32") return gg::kF32;
+  if (type == "bf16") return gg::kBF16;
+  if (type == "q8_0" || name == "token_embd.weight") return gg::kQ8_0;  // Q6_K -> Q8_0
+  if (type == "q4_0") return gg::kQ4_0;
+  // q4_k_m: use_more_bits(i, 4) holds for layers 2 and 3 (Q6_K -> Q8_0); Q4_K -> Q4_0.
+  const bool more = name.starts_with("blk.2.") || name.starts_with("blk.3.");
+  const bool bumped = name.find("attn_v") != std::string::npos ||
+                      name.find("ffn_down") != std::string::npos;
+  return more && bumped ? gg::kQ8_0 : gg::kQ4_0;
+}
+
+TEST_F(GgufE2e, EveryTypeOpensWithTheEngineReaderAndFollowsLlamaQuantizeRules) {
+  const std::map<std::string, uint32_t> file_types = {
+      {"f32", 0}, {"bf16", 32}, {"q8_0", 7}, {"q4_0", 2}, {"q4_k_m", 15}};
+  for (const auto& [type, ftype] : file_types) {
+    SCOPED_TRACE(type);
+    auto f = engine::gguf::GgufFile::open(quantize(type));
+    ASSERT_TRUE(f.ok()) << f.status().message();
+    EXPECT_EQ(*(*f)->getString("general.architecture"), "gemma3");
+    EXPECT_EQ(*(*f)->getU32("general.file_type"), ftype);
+    EXPECT_EQ(*(*f)->getU32("gemma3.block_count"), static_cast<uint32_t>(kLayers));
+    EXPECT_EQ(*(*f)->getString("tokenizer.ggml.model"), "llama");
+    auto tokens = (*f)->getArray("tokenizer.ggml.tokens");
+    ASSERT_TRUE(tokens.ok());
+    EXPECT_EQ((*tokens)->size(), static_cast<size_t>(kVocab));
+    const auto* embd = (*f)->findTensor("token_embd.weight");
+    ASSERT_NE(embd, nullptr);
+    EXPECT_EQ(embd->shape, (std::vector<int64_t>{kVocab, 64}));
+    EXPECT_EQ((*f)->tensors().size(), static_cast<size_t>(2 + 13 * kLayers));
+    for (const auto& [name, t] : typesOf(**f)) EXPECT_EQ(t, expectedType(type, name)) << name;
+
+    auto config = engine::gguf::gemmaConfigFromGguf(**f);
+    ASSERT_TRUE(config.ok()) << config.status().message();
+    EXPECT_EQ(config->n_layer, kLayers);
+    EXPECT_EQ(config->hidden, 64);
+    EXPECT_EQ(config->vocab, kVocab);
+  }
+}
+
+TEST_F(GgufE2e, ValuesAreTheCheckpointsNormsShiftedAndRowsQuantized) {
+  auto st = engine::SafetensorsFile::open(model() + "/model.safetensors");
+  ASSERT_TRUE(st.ok()) << st.status().message();
+  auto hf = [&](const std::string& name, int64_t i) {
+    const engine::TensorView* v = (*st)->find(name);
+    uint16_t b;
+    std::memcpy(&b, static_cast<const char*>(v->data) + 2 * i, 2);
+    return engine::bf16ToFloat(b);
+  };
+  auto q8 = engine::gguf::GgufFile::open(quantize("q8_0"));
+  ASSERT_TRUE(q8.ok()) << q8.status().message();
+  // Norms: fl32(1 + w), F32.
+  const auto* norm = (*q8)->findTensor("blk.1.attn_norm.weight");
+  ASSERT_NE(norm, nullptr);
+  for (int64_t i = 0; i < 64; ++i) {
+    float v;
+    std::memcpy(&v, static_cast<const char*>(norm->data) + 4 * i, 4);
+    ASSERT_EQ(v, 1.0f + hf("model.layers.1.input_layernorm.weight", i)) << i;
+  }
+  // A Q8_0 row is ggml's quantize_row_q8_0_ref of the checkpoint's row.
+  const auto* down = (*q8)->findTensor("blk.0.ffn_down.weight");
+  ASSERT_NE(down, nullptr);
+  std::vector<float> row(128);
+  for (int64_t i = 0; i < 128; ++i) row[i] = hf("model.layers.0.mlp.down_proj.weight", 5 * 128 + i);
+  std::vector<unsigned char> want(engine::quant::rowBytes(engine::quant::QType::kQ8_0, 128));
+  engine::quant::quantizeRow(engine::quant::QType::kQ8_0, row.data(), want.data(), 128);
+  EXPECT_EQ(std::memcmp(static_cast<const char*>(down->data) + 5 * want.size(), want.data(),
+                        want.size()),
+            0);
+  // BF16 keeps the checkpoint's bits.
+  auto bf = engine::gguf::GgufFile::open(quantize("bf16"));
+  ASSERT_TRUE(bf.ok());
+  const auto* q = (*bf)->findTensor("blk.3.attn_q.weight");
+  const engine::TensorView* hq = (*st)->find("model.layers.3.self_attn.q_proj.weight");
+  ASSERT_TRUE(q != nullptr && hq != nullptr);
+  ASSERT_EQ(q->bytes, hq->bytes);
+  EXPECT_EQ(std::memcmp(q->data, hq->data, q->bytes), 0);
+}
+
+TEST_F(GgufE2e, MakeTestModelWritesTheSameFileStraightToGguf) {
+  const std::string direct = dir_->file("direct-q4_k_m.gguf");
+  RunResult r = cli({"make-test-model", "--preset", "tiny", "--seed", "7", "--format", "gguf",
+                     "--type", "q4_k_m", "--tokenizer-dir", gemmaTokenizerDir(), "--out", direct});
+  ASSERT_TRUE(r.status.exited && r.status.code == 0) << r.err;
+  EXPECT_EQ(readAll(direct), readAll(quantize("q4_k_m")));
+  // Presets GGUF cannot carry are refused up front.
+  r = cli({"make-test-model", "--preset", "fixture", "--format", "gguf", "--out",
+           dir_->file("fixture.gguf")});
+  EXPECT_EQ(r.status.code, 2) << r.err;
+  EXPECT_FALSE(fs::exists(dir_->file("fixture.gguf")));
+}
+
+TEST_F(GgufE2e, BadInputIsAClearErrorAndLeavesNoFile) {
+  const std::string out = dir_->file("bad.gguf");
+  RunResult r = cli({"quantize", "--model", dir_->file("missing"), "--type", "q8_0", "--out", out});
+  EXPECT_EQ(r.status.code, 1);
+  EXPECT_NE(r.err.find("missing"), std::string::npos) << r.err;
+
+  const std::string empty = dir_->file("empty");
+  fs::create_directories(empty);
+  r = cli({"quantize", "--model", empty, "--type", "q8_0", "--out", out});
+  EXPECT_EQ(r.status.code, 1);
+  EXPECT_NE(r.err.find("config.json"), std::string::npos) << r.err;
+
+  r = cli({"quantize", "--model", model(), "--type", "q5_k", "--out", out});
+  EXPECT_EQ(r.status.code, 2);
+  EXPECT_NE(r.err.find("unknown --type 'q5_k'"), std::string::npos) << r.err;
+
+  const std::string unwritable = dir_->file("no-such-dir/x.gguf");
+  r = cli({"quantize", "--model", model(), "--type", "q8_0", "--out", unwritable});
+  EXPECT_EQ(r.status.code, 1);
+  EXPECT_NE(r.err.find("no-such-dir"), std::string::npos) << r.err;
+
+  r = cli({"quantize", "--model", model(), "--type", "q8_0"});
+  EXPECT_EQ(r.status.code, 2);
+  EXPECT_FALSE(fs::exists(out));
+  EXPECT_FALSE(fs::exists(out + ".part"));
+}
+
+}  // namespace
+}  // namespace sytest
