@@ -426,6 +426,10 @@ api::StatusOr<GemmaConfig> gemmaConfigFromGguf(const GgufFile& f) {
     c.query_pre_attn_scalar = 1.0 / (scale * scale);
   } else {
     c.query_pre_attn_scalar = llamaQueryPreAttnScalar(c.n_layer, c.hidden, c.n_head, c.head_dim);
+    if (c.query_pre_attn_scalar <= 0) {
+      return configError(f.path() + ": key '" + k.full("embedding_length") +
+                         "' is smaller than attention.head_count: no attention scale");
+    }
     c.attn_scale = static_cast<float>(std::pow(c.query_pre_attn_scalar, -0.5));
   }
   c.embed_scale = roundBf16(static_cast<float>(std::sqrt(static_cast<double>(c.hidden))));

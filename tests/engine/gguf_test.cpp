@@ -724,6 +724,28 @@ TEST(GgufCheckpoint, MissingOrUnsupportedTensorsAreNamed) {
                                        "supported"),
             std::string::npos)
       << ck.status().message();
+  // A tensor of the wrong shape, and a norm stored block-quantized.
+  std::vector<GgufTensorSpec> specs;
+  for (const Weight* w : allWeights((*st)->weights())) {
+    const std::string name = *ggufTensorName(*canonicalTensorName(w->name));
+    specs.push_back({name, w->shape.size() == 1 ? ggml::kF32 : ggml::kBF16, w->shape});
+  }
+  specs[1].type = ggml::kQ8_0;  // blk.0.attn_norm.weight [64]
+  writeFile(path, *meta, specs);
+  ck = Checkpoint::open(path);
+  ASSERT_FALSE(ck.ok());
+  EXPECT_NE(ck.status().message().find("tensor 'blk.0.attn_norm.weight': a Q8_0 vector"),
+            std::string::npos)
+      << ck.status().message();
+  specs[1].type = ggml::kF32;
+  specs[2].shape = {32, 64};  // blk.0.attn_q.weight is [Hq*D, H] = [64, 64]
+  writeFile(path, *meta, specs);
+  ck = Checkpoint::open(path);
+  ASSERT_FALSE(ck.ok());
+  EXPECT_NE(ck.status().message().find("tensor 'blk.0.attn_q.weight': shape [32, 64], expected "
+                                       "[64, 64]"),
+            std::string::npos)
+      << ck.status().message();
   std::string garbage = "GGUF";
   std::ofstream(dir.file("bad.gguf"), std::ios::binary) << garbage;
   ck = Checkpoint::open(dir.file("bad.gguf"));
