@@ -342,6 +342,113 @@ void MeteredEmbedding::onAnswer(api::StatusOr<api::EmbeddingResponse> result) {
   end(std::move(result));
 }
 
+// The tries of one cloud embedding request on its target, each a MeteredEmbedding (its own
+// reservation and settlement), retried as chat attempts are (retryTime: the target's retry
+// policy, Retry-After, the deadline). A cancel ends it at once, also between tries.
+class RetriedEmbedding : public ProviderCall,
+                         public std::enable_shared_from_this<RetriedEmbedding> {
+ public:
+  RetriedEmbedding(const Spender& spender, std::shared_ptr<Account> account,
+                   EmbeddingProvider& provider, const ChainTarget& target,
+                   const policies::Price* price, api::EmbeddingRequest request, EmbedDone done,
+                   Deadline deadline)
+      : spender_(spender),
+        account_(std::move(account)),
+        provider_(provider),
+        retry_(target.retry),
+        price_(price),
+        request_(std::move(request)),
+        done_(std::move(done)),
+        deadline_(deadline) {}
+
+  void start() { attempt(); }
+
+  void cancel() override {
+    std::shared_ptr<ProviderCall> inner;
+    std::optional<TimerThread::Id> waiting;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (cancelled_) return;
+      cancelled_ = true;
+      inner = inner_;
+      waiting = timer_id_;
+    }
+    if (inner) inner->cancel();
+    if (waiting && spender_.timer().cancel(*waiting)) {
+      end(api::Status(api::ErrorCode::kCancelled, "cancelled"));
+    }
+  }
+
+ private:
+  void attempt() {
+    auto self = shared_from_this();
+    auto call = std::make_shared<MeteredEmbedding>(
+        spender_, account_, provider_, price_, request_,
+        [self](api::StatusOr<api::EmbeddingResponse> r) { self->onTry(std::move(r)); },
+        deadline_);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      timer_id_.reset();
+      ++tries_;
+      inner_ = call;
+    }
+    call->start();  // MeteredEmbedding sees a cancel() that came before: it ends cancelled
+    bool cancel_now;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      cancel_now = cancelled_ && inner_ == call;
+    }
+    if (cancel_now) call->cancel();
+  }
+
+  void onTry(api::StatusOr<api::EmbeddingResponse> result) {
+    std::optional<Clock::time_point> when;
+    int tries;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      inner_.reset();
+      tries = tries_;
+    }
+    if (!result.ok() && !isGateRefusal(result.status())) {
+      when = retryTime(retry_, tries, result.status(), deadline_);
+    }
+    if (!when) return end(std::move(result));
+    auto self = shared_from_this();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!cancelled_) {
+        timer_id_ = spender_.timer().at(*when, [self] { self->attempt(); });
+        return;
+      }
+    }
+    end(api::Status(api::ErrorCode::kCancelled, "cancelled"));  // cancelled between tries
+  }
+
+  void end(api::StatusOr<api::EmbeddingResponse> result) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (ended_) return;
+      ended_ = true;
+    }
+    done_(std::move(result));
+  }
+
+  const Spender& spender_;
+  const std::shared_ptr<Account> account_;
+  EmbeddingProvider& provider_;
+  const RetryPolicy retry_;
+  const policies::Price* const price_;
+  const api::EmbeddingRequest request_;
+  const EmbedDone done_;
+  const Deadline deadline_;
+
+  std::mutex mu_;
+  int tries_ = 0;
+  bool cancelled_ = false, ended_ = false;
+  std::shared_ptr<ProviderCall> inner_;
+  std::optional<TimerThread::Id> timer_id_;
+};
+
 }  // namespace
 
 std::unique_ptr<EmbeddingWire> makeOpenAIEmbeddingWire(OpenAIWireConfig config) {
@@ -440,8 +547,9 @@ std::shared_ptr<ProviderCall> runMeteredEmbedding(
   }
   const policies::Price* price = spender.prices().find(provider.name(), target.upstream_model);
   request.model = target.upstream_model;
-  auto call = std::make_shared<MeteredEmbedding>(spender, std::move(account), provider, price,
-                                                 std::move(request), std::move(done), deadline);
+  auto call = std::make_shared<RetriedEmbedding>(spender, std::move(account), provider, target,
+                                                 price, std::move(request), std::move(done),
+                                                 deadline);
   call->start();
   return call;
 }

@@ -100,27 +100,24 @@ class ChainCall : public ProviderCall, public std::enable_shared_from_this<Chain
       finalize(std::move(status));
       return;
     }
-    if (!refused_by_fallback && isRetryable(status) && tries_on_target_ < t.retry.max_attempts) {
-      double delay = backoffSeconds(t.retry, tries_on_target_ + 1, random01());
-      auto retry_after = status.retryAfterSeconds();
-      bool retry = !retry_after || *retry_after <= t.retry.max_retry_after_s;
-      if (retry_after) delay = std::max(delay, *retry_after);
-      auto when = Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                     std::chrono::duration<double>(delay));
-      if (retry && when < deadline_) {
-        if (observer_) observer_->onRetry(t, delay);
-        {
-          std::lock_guard<std::mutex> lock(mu_);
-          current_.reset();
-          if (!cancelled_) {
-            auto self = shared_from_this();
-            timer_id_ = timer_.at(when, [self] { self->tryTarget(); });
-            return;
-          }
+    double delay = 0;
+    std::optional<Clock::time_point> when;
+    if (!refused_by_fallback) {
+      when = retryTime(t.retry, tries_on_target_, status, deadline_, &delay);
+    }
+    if (when) {
+      if (observer_) observer_->onRetry(t, delay);
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        current_.reset();
+        if (!cancelled_) {
+          auto self = shared_from_this();
+          timer_id_ = timer_.at(*when, [self] { self->tryTarget(); });
+          return;
         }
-        finalize(api::Status(api::ErrorCode::kCancelled, "cancelled"));
-        return;
       }
+      finalize(api::Status(api::ErrorCode::kCancelled, "cancelled"));
+      return;
     }
     moveOn(std::move(status), refused_by_fallback);
   }
@@ -288,6 +285,22 @@ bool isFallbackable(const api::Status& status) {
     return *http == 401 || *http == 403 || *http == 404;
   }
   return false;
+}
+
+std::optional<Clock::time_point> retryTime(const RetryPolicy& policy, int tries,
+                                           const api::Status& status, Deadline deadline,
+                                           double* delay_s) {
+  if (!isRetryable(status) || tries >= policy.max_attempts) return std::nullopt;
+  double delay = backoffSeconds(policy, tries + 1, random01());
+  if (auto retry_after = status.retryAfterSeconds()) {
+    if (*retry_after > policy.max_retry_after_s) return std::nullopt;
+    delay = std::max(delay, *retry_after);
+  }
+  auto when = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                 std::chrono::duration<double>(delay));
+  if (when >= deadline) return std::nullopt;
+  if (delay_s) *delay_s = delay;
+  return when;
 }
 
 double backoffSeconds(const RetryPolicy& policy, int attempt, double r) {

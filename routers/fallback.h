@@ -16,6 +16,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -43,6 +44,14 @@ bool isFallbackable(const api::Status& status);
 // The wait before try number `attempt` (2 = the first retry): backoff doubling from
 // initial_backoff_s, capped, with "equal jitter" (half fixed, half uniform random).
 double backoffSeconds(const RetryPolicy& policy, int attempt, double random01);
+
+// When the next try on a target may start after its try number `tries` failed with `status`:
+// the backoff (or the upstream's Retry-After, when longer) from now; nullopt when the failure is
+// not retryable, the tries are spent, the Retry-After exceeds max_retry_after_s or the time is
+// past `deadline`. `delay_s` (optional) gets the wait.
+std::optional<Clock::time_point> retryTime(const RetryPolicy& policy, int tries,
+                                           const api::Status& status, Deadline deadline,
+                                           double* delay_s = nullptr);
 
 struct ChainTarget {
   Provider* provider = nullptr;       // not owned

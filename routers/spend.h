@@ -157,6 +157,7 @@ class Spender {
   policies::Ledger* ledger() const { return ledger_; }
   const policies::PriceTable& prices() const { return prices_; }
   SpendObserver* observer() const { return observer_; }
+  TimerThread& timer() const { return timer_; }
 
  private:
   policies::Ledger* const ledger_;

@@ -225,11 +225,39 @@ TEST_F(EmbeddingsTest, DataRulesHoldBeforeAnyCall) {
 TEST_F(EmbeddingsTest, AnErrorAnswerCostsNothing) {
   openai_fake_.embeddings().pushError(500, "boom");
   auto a = account({});
-  auto got = metered(a, *openai_, target("up", "emb-x", "openai"), textRequest({"a b"}));
+  routers::ChainTarget t = target("up", "emb-x", "openai");
+  t.retry.max_attempts = 1;
+  auto got = metered(a, *openai_, t, textRequest({"a b"}));
   ASSERT_FALSE(got.ok());
   EXPECT_EQ(got.status().code(), api::ErrorCode::kUpstreamError);
   EXPECT_EQ(settled(), 0.0);
   EXPECT_EQ(reserved(), 0.0);
+}
+
+// A retryable failure (429, 5xx) is tried again on the same target as chat is, within the
+// target's retry policy; each try is reserved and settled on its own, the failed ones at 0.
+TEST_F(EmbeddingsTest, RetryableFailuresAreTriedAgain) {
+  openai_fake_.embeddings().pushError(503, "busy");
+  openai_fake_.embeddings().pushError(429, "slow down");
+  auto a = account({});
+  routers::ChainTarget t = target("up", "emb-x", "openai");
+  t.retry.initial_backoff_s = 0.01;
+  auto got = metered(a, *openai_, t, textRequest({"a b"}));
+  ASSERT_TRUE(got.ok()) << got.status().toString();
+  EXPECT_EQ(openai_fake_.embeddings().requestCount(), 3);
+  EXPECT_GT(settled(), 0.0);
+  EXPECT_NEAR(settled(), got->prompt_tokens * 1000 / 1e6, 1e-12) << "the failed tries cost nothing";
+  EXPECT_EQ(reserved(), 0.0);
+
+  // Out of tries: the last failure is the answer. A 400 is never retried.
+  for (int i = 0; i < 3; ++i) openai_fake_.embeddings().pushError(500, "down");
+  auto failed = metered(account({}), *openai_, t, textRequest({"c"}));
+  ASSERT_FALSE(failed.ok());
+  EXPECT_EQ(openai_fake_.embeddings().requestCount(), 6);
+  openai_fake_.embeddings().pushError(400, "bad input");
+  auto refused = metered(account({}), *openai_, t, textRequest({"d"}));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(openai_fake_.embeddings().requestCount(), 7);
 }
 
 TEST_F(EmbeddingsTest, MalformedUpstreamAnswersAreUpstreamErrors) {
