@@ -472,16 +472,28 @@ api::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Gguf::build(const GgufToken
 
 api::StatusOr<GgufTokenizerData> exportGgufTokenizer(const Tokenizer& tok,
                                                      const GgufTokenizerExportOptions& options) {
-  if (options.vocab_size != 0 && options.vocab_size < tok.vocabSize()) {
-    return configError("tokenizer", "vocab_size " + std::to_string(options.vocab_size) +
-                                        " is smaller than the tokenizer's " +
-                                        std::to_string(tok.vocabSize()) + " tokens");
-  }
+  if (options.vocab_size < 0) return configError("tokenizer", "vocab_size is negative");
   GgufTokenizerData d;
   api::Status st = options.kind == GgufTokenizerKind::kSentencePiece
                        ? Tokenizer::Gguf::exportSentencePiece(tok, d)
                        : Tokenizer::Gguf::exportGemma4(tok, d);
   if (!st.ok()) return st;
+  // The converter leaves out added tokens past vocab_size ("ignore token N: id is out of range",
+  // Gemma 3 1B's <image_soft_token>); any other token there means the wrong vocab_size.
+  const size_t keep = options.vocab_size == 0 ? d.tokens.size() : options.vocab_size;
+  for (size_t id = keep; id < d.tokens.size(); ++id) {
+    auto type = static_cast<GgufTokenType>(d.token_type[id]);
+    if (type != GgufTokenType::kControl && type != GgufTokenType::kUserDefined) {
+      return configError("tokenizer", "vocab_size " + std::to_string(options.vocab_size) +
+                                          " leaves out token " + std::to_string(id) + " '" +
+                                          d.tokens[id] + "', which is not an added token");
+    }
+  }
+  if (keep < d.tokens.size()) {
+    d.tokens.resize(keep);
+    d.scores.resize(keep);
+    d.token_type.resize(keep);
+  }
   const float pad_score =
       options.kind == GgufTokenizerKind::kSentencePiece ? kPaddingScore : kGemma4Score;
   for (int32_t id = tok.vocabSize(); id < options.vocab_size; ++id) {
@@ -489,10 +501,12 @@ api::StatusOr<GgufTokenizerData> exportGgufTokenizer(const Tokenizer& tok,
     d.scores.push_back(pad_score);
     d.token_type.push_back(static_cast<int32_t>(GgufTokenType::kUnused));
   }
-  d.bos_id = tok.bosId();
-  d.eos_id = tok.eosId();
-  d.unknown_id = tok.unkId();
-  d.padding_id = tok.padId();
+  // gguf-py SpecialVocab(n_vocab) skips ids past the vocab.
+  auto inVocab = [&](int32_t id) { return id < static_cast<int64_t>(d.tokens.size()) ? id : -1; };
+  d.bos_id = inVocab(tok.bosId());
+  d.eos_id = inVocab(tok.eosId());
+  d.unknown_id = inVocab(tok.unkId());
+  d.padding_id = inVocab(tok.padId());
   d.add_space_prefix = false;
   if (options.add_bos) d.add_bos = options.add_bos;
   if (options.add_eos) d.add_eos = options.add_eos;

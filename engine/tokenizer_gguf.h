@@ -118,9 +118,10 @@ enum class GgufTokenizerKind {
 
 struct GgufTokenizerExportOptions {
   GgufTokenizerKind kind = GgufTokenizerKind::kSentencePiece;
-  // config.json's vocab_size (the embedding rows; 262208 for Gemma 3). Ids from the tokenizer's
-  // size up to it become "[PAD<id>]" UNUSED tokens, as the converter writes them. 0: no padding.
-  // Smaller than the tokenizer is kConfig.
+  // config.json's vocab_size (the embedding rows; 262208 for Gemma 3 4B, 262144 for 1B). Ids
+  // from the tokenizer's size up to it become "[PAD<id>]" UNUSED tokens, and added tokens past it
+  // are left out (Gemma 3 1B's <image_soft_token>), as _create_vocab_sentencepiece does; any
+  // other token past it is kConfig. 0: the tokenizer's own size (what Gemma4Model writes).
   int32_t vocab_size = 0;
   // From tokenizer_config.json (the Tokenizer does not keep them): exportGgufTokenizerDir fills
   // them in.
@@ -131,7 +132,8 @@ struct GgufTokenizerExportOptions {
 
 // `tok` (loaded from tokenizer.json and tokenizer_config.json) as the converter would write it.
 // kConfig when the tokenizer cannot be written faithfully: merges that the scores cannot
-// express (kSentencePiece), a merge part containing a space (kGemma4), vocab_size too small.
+// express (kSentencePiece), a merge part containing a space (kGemma4), a vocab_size that leaves
+// out a token that is not an added token.
 api::StatusOr<GgufTokenizerData> exportGgufTokenizer(const Tokenizer& tok,
                                                      const GgufTokenizerExportOptions& options);
 

@@ -377,11 +377,27 @@ TEST(TokenizerGgufSynthetic, RefusesMergesThatScoresCannotExpress) {
   EXPECT_EQ(data.status().code(), api::ErrorCode::kConfig);
   EXPECT_NE(data.status().message().find("SentencePiece scores"), std::string::npos)
       << data.status().message();
-  GgufTokenizerExportOptions small;
-  small.vocab_size = 10;
-  auto too_small = exportGgufTokenizer(*tinyTokenizer(kTinyMerges), small);
+}
+
+TEST(TokenizerGgufSynthetic, VocabSizeCutsOnlyAddedTokens) {
+  Json tj = tinyTokenizerJson(kTinyMerges);
+  tj["added_tokens"].push_back({{"id", 268}, {"content", "<image>"}, {"special", true}});
+  auto tok = Tokenizer::fromJson(tj.dump(), "", "tiny/tokenizer.json");
+  ASSERT_TRUE(tok.ok()) << tok.status().toString();
+  GgufTokenizerExportOptions options;
+  options.vocab_size = 268;  // as Gemma 3 1B: the added <image_soft_token> is past it
+  auto cut = exportGgufTokenizer(**tok, options);
+  ASSERT_TRUE(cut.ok()) << cut.status().toString();
+  EXPECT_EQ(cut->tokens.size(), 268u);
+  EXPECT_EQ(cut->scores.size(), 268u);
+  EXPECT_EQ(cut->token_type.size(), 268u);
+  ASSERT_TRUE(importGgufTokenizer(*cut, "cut.gguf").ok());
+  options.vocab_size = 267;  // would leave out the vocab piece "▁a"
+  auto too_small = exportGgufTokenizer(**tok, options);
   ASSERT_FALSE(too_small.ok());
   EXPECT_EQ(too_small.status().code(), api::ErrorCode::kConfig);
+  EXPECT_NE(too_small.status().message().find("token 267"), std::string::npos)
+      << too_small.status().message();
 }
 
 // Imports `data` and expects a kConfig error whose message names `needle`.
