@@ -106,8 +106,8 @@ struct EngineStats {
 };
 
 struct EngineOptions {
-  // A Hugging Face model directory, or a Gemma 3 .gguf file whose tokenizer.json sits beside it
-  // (engine/gguf_gemma.h).
+  // A Hugging Face model directory, or a Gemma 3 .gguf file (engine/gguf_gemma.h: its tokenizer
+  // from its metadata, or tokenizer.json beside it when it has none).
   std::string model_dir;
   std::string backend = "cpu";  // "cpu" ("cuda" and "auto" with the CUDA backend)
   int threads = 0;              // CPU backend threads; 0 = all cores

@@ -131,9 +131,9 @@ class Cursor {
     if constexpr (sizeof(T) == 8) {
       std::memcpy(out, &v, 8);
     } else {
-      const auto narrow = static_cast<std::conditional_t<sizeof(T) == 4, uint32_t,
-                                                         std::conditional_t<sizeof(T) == 2,
-                                                                            uint16_t, uint8_t>>>(v);
+      const auto narrow =
+          static_cast<std::conditional_t<sizeof(T) == 4, uint32_t,
+                                         std::conditional_t<sizeof(T) == 2, uint16_t, uint8_t>>>(v);
       std::memcpy(out, &narrow, sizeof(T));
     }
     return true;
@@ -170,7 +170,8 @@ Status readScalar(Cursor& c, ValueType t, Value* v, const std::string& what) {
     case ValueType::kBool: {
       uint8_t x = 0;
       ok = c.read(&x);
-      if (ok && x > 1) return ioError(what + ": bool value " + std::to_string(x) + " is not 0 or 1");
+      if (ok && x > 1)
+        return ioError(what + ": bool value " + std::to_string(x) + " is not 0 or 1");
       v->u = x;
       break;
     }
@@ -375,7 +376,7 @@ bool writable(const Value& v) {
 
 // Bytes of a tensor of `shape` and ggml `type`, or an error message.
 std::optional<uint64_t> tensorSize(uint32_t type, const std::vector<int64_t>& shape,
-                                    std::string* why) {
+                                   std::string* why) {
   const std::optional<TypeTraits> tr = typeTraits(type);
   if (!tr) {
     *why = "ggml type " + std::to_string(type) + " is unknown";
@@ -393,14 +394,14 @@ std::optional<uint64_t> tensorSize(uint32_t type, const std::vector<int64_t>& sh
   }
   const int64_t cols = shape.back();
   if (cols % tr->block_values != 0) {
-    *why = "rows of " + std::to_string(cols) + " values are not whole " +
-           std::string(tr->name) + " blocks of " + std::to_string(tr->block_values);
+    *why = "rows of " + std::to_string(cols) + " values are not whole " + std::string(tr->name) +
+           " blocks of " + std::to_string(tr->block_values);
     return std::nullopt;
   }
   // Each factor is below 2^63 and each running product is checked, so nothing wraps.
   constexpr auto kMax = static_cast<unsigned __int128>(std::numeric_limits<int64_t>::max());
-  unsigned __int128 bytes = static_cast<unsigned __int128>(cols / tr->block_values) *
-                            tr->block_bytes;
+  unsigned __int128 bytes =
+      static_cast<unsigned __int128>(cols / tr->block_values) * tr->block_bytes;
   unsigned __int128 numel = static_cast<uint64_t>(cols);
   for (size_t k = 0; k < shape.size(); ++k) {
     if (k + 1 < shape.size()) {
@@ -420,9 +421,9 @@ std::optional<uint64_t> tensorSize(uint32_t type, const std::vector<int64_t>& sh
 // ---- types
 
 std::string_view valueTypeName(ValueType t) {
-  static constexpr std::string_view kNames[] = {"u8",  "i8",   "u16",    "i16",   "u32",
-                                                "i32", "f32",  "bool",   "string", "array",
-                                                "u64", "i64",  "f64"};
+  static constexpr std::string_view kNames[] = {"u8",  "i8",  "u16",  "i16",    "u32",
+                                                "i32", "f32", "bool", "string", "array",
+                                                "u64", "i64", "f64"};
   const auto i = static_cast<uint32_t>(t);
   return i < std::size(kNames) ? kNames[i] : std::string_view("unknown");
 }
@@ -651,8 +652,8 @@ Status GgufFile::parse() {
                    std::to_string(size_) + " bytes)");
   }
   if (n_tensors > c.left() / 32) {
-    return ioError(p + ": tensor count " + std::to_string(n_tensors) +
-                   " cannot fit in the file (" + std::to_string(size_) + " bytes)");
+    return ioError(p + ": tensor count " + std::to_string(n_tensors) + " cannot fit in the file (" +
+                   std::to_string(size_) + " bytes)");
   }
 
   // No reserve from the counts: entries are ~200 bytes in memory for 13 in the file, so memory
@@ -696,8 +697,7 @@ Status GgufFile::parse() {
 
   for (uint64_t k = 0; k < n_tensors; ++k) {
     TensorInfo t;
-    if (Status s = c.string(&t.name, p + ": tensor info " + std::to_string(k) + " name");
-        !s.ok()) {
+    if (Status s = c.string(&t.name, p + ": tensor info " + std::to_string(k) + " name"); !s.ok()) {
       return s;
     }
     const std::string what = p + ": tensor '" + t.name + "'";

@@ -141,8 +141,8 @@ struct TensorInfo {
 class GgufFile {
  public:
   static constexpr uint32_t kDefaultAlignment = 32;
-  static constexpr int kMaxDims = 4;            // GGML_MAX_DIMS
-  static constexpr size_t kMaxNameBytes = 63;   // GGML_MAX_NAME - 1
+  static constexpr int kMaxDims = 4;           // GGML_MAX_DIMS
+  static constexpr size_t kMaxNameBytes = 63;  // GGML_MAX_NAME - 1
 
   // Maps `path` read-only and validates: magic, version (2 or 3), counts against the bytes
   // that could hold them, every string inside the file and valid as a length, value types,

@@ -1,6 +1,7 @@
 #include "engine/gguf_gemma.h"
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <utility>
 
@@ -131,12 +132,14 @@ api::StatusOr<std::vector<KeyValue>> gemmaMetadata(const GemmaConfig& c) {
     return configError("Gemma 4 to GGUF is not implemented (only Gemma 3)");
   }
   if (c.bidirectional) {
-    return configError("EmbeddingGemma to GGUF is not implemented (llama.cpp's arch is "
-                       "gemma-embedding, not gemma3)");
+    return configError(
+        "EmbeddingGemma to GGUF is not implemented (llama.cpp's arch is "
+        "gemma-embedding, not gemma3)");
   }
   if (c.rope_sliding.type != RopeType::kDefault || c.rope_sliding.factor != 1.0) {
-    return configError("RoPE scaling on sliding layers cannot be written to GGUF (llama.cpp's "
-                       "Gemma 3 leaves them unscaled)");
+    return configError(
+        "RoPE scaling on sliding layers cannot be written to GGUF (llama.cpp's "
+        "Gemma 3 leaves them unscaled)");
   }
   if (c.rope_full.type != RopeType::kDefault && c.rope_full.type != RopeType::kLinear) {
     return configError("only default and linear RoPE can be written to GGUF for Gemma 3");
@@ -187,8 +190,7 @@ api::StatusOr<std::vector<KeyValue>> gemmaMetadata(const GemmaConfig& c) {
   }
   m.emplace_back("tokenizer.ggml.bos_token_id", Value::u32(static_cast<uint32_t>(c.bos_id)));
   if (!c.eos_ids.empty()) {
-    m.emplace_back("tokenizer.ggml.eos_token_id",
-                   Value::u32(static_cast<uint32_t>(c.eos_ids[0])));
+    m.emplace_back("tokenizer.ggml.eos_token_id", Value::u32(static_cast<uint32_t>(c.eos_ids[0])));
   }
   m.emplace_back("tokenizer.ggml.padding_token_id", Value::u32(static_cast<uint32_t>(c.pad_id)));
   if (c.eos_ids.size() > 1) {
@@ -223,8 +225,8 @@ class MetaReader {
     auto v = f_.getI64(k);
     if (!v.ok()) return v.status();
     if (*v < lo || *v > hi) {
-      return configError(f_.path() + ": key '" + k + "' is " + std::to_string(*v) +
-                         ", outside [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+      return configError(f_.path() + ": key '" + k + "' is " + std::to_string(*v) + ", outside [" +
+                         std::to_string(lo) + ", " + std::to_string(hi) + "]");
     }
     *out = *v;
     return Status();
@@ -247,8 +249,8 @@ class MetaReader {
     auto v = f_.getF64(k);
     if (!v.ok()) return v.status();
     if (!std::isfinite(*v) || *v <= lo || *v > hi) {
-      return configError(f_.path() + ": key '" + k + "' is " + std::to_string(*v) +
-                         ", outside (" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+      return configError(f_.path() + ": key '" + k + "' is " + std::to_string(*v) + ", outside (" +
+                         std::to_string(lo) + ", " + std::to_string(hi) + "]");
     }
     *out = *v;
     return Status();
@@ -361,7 +363,8 @@ api::StatusOr<GemmaConfig> gemmaConfigFromGguf(const GgufFile& f) {
   auto arch = f.getString("general.architecture");
   if (!arch.ok()) return arch.status();
   if (*arch == kArchGemma4) {
-    return configError(f.path() + ": key 'general.architecture' is 'gemma4': loading Gemma 4 "
+    return configError(f.path() +
+                       ": key 'general.architecture' is 'gemma4': loading Gemma 4 "
                        "from GGUF is not implemented (Gemma 3 is; Gemma 4 loads from safetensors)");
   }
   if (*arch != kArchGemma3) {
@@ -455,6 +458,89 @@ api::StatusOr<GemmaConfig> gemmaConfigFromGguf(const GgufFile& f) {
     g.intermediate = c.intermediate;
   }
   return c;
+}
+
+api::StatusOr<GgufTokenizerData> tokenizerDataFromGguf(const GgufFile& f) {
+  namespace k = gguf_tokenizer_keys;
+  GgufTokenizerData d;
+  Status s;
+  auto str = [&](const char* key, std::string* out) {
+    if (!s.ok() || !f.has(key)) return;
+    auto v = f.getString(key);
+    if (v.ok())
+      *out = std::move(v).value();
+    else
+      s = v.status();
+  };
+  auto strs = [&](const char* key, std::vector<std::string>* out) {
+    if (!s.ok() || !f.has(key)) return;
+    auto v = f.getArray(key);
+    if (!v.ok())
+      s = v.status();
+    else if ((*v)->elem != ValueType::kString)
+      s = configError(f.path() + ": key '" + key + "' must be an array of strings");
+    else
+      *out = (*v)->strs;
+  };
+  auto id = [&](const char* key, int32_t* out) {
+    if (!s.ok() || !f.has(key)) return;
+    auto v = f.getU32(key);
+    if (!v.ok())
+      s = v.status();
+    else if (*v > static_cast<uint32_t>(INT32_MAX))
+      s = configError(f.path() + ": key '" + key + "' is out of range");
+    else
+      *out = static_cast<int32_t>(*v);
+  };
+  auto flag = [&](const char* key, std::optional<bool>* out) {
+    if (!s.ok() || !f.has(key)) return;
+    auto v = f.getBool(key);
+    if (v.ok())
+      *out = *v;
+    else
+      s = v.status();
+  };
+  str(k::kModel, &d.model);
+  str(k::kPre, &d.pre);
+  str(k::kChatTemplate, &d.chat_template);
+  strs(k::kTokens, &d.tokens);
+  strs(k::kMerges, &d.merges);
+  if (s.ok() && f.has(k::kScores)) {
+    auto v = f.getArray(k::kScores);
+    if (!v.ok()) return v.status();
+    if ((*v)->elem != ValueType::kF32 && (*v)->elem != ValueType::kF64) {
+      return configError(f.path() + ": key '" + k::kScores + "' must be an array of f32");
+    }
+    d.scores.assign((*v)->reals.begin(), (*v)->reals.end());
+  }
+  if (s.ok() && f.has(k::kTokenType)) {
+    auto v = f.getArray(k::kTokenType);
+    if (!v.ok()) return v.status();
+    if ((*v)->elem != ValueType::kI32) {
+      return configError(f.path() + ": key '" + k::kTokenType + "' must be an array of i32");
+    }
+    d.token_type.assign((*v)->ints.begin(), (*v)->ints.end());
+  }
+  id(k::kBosId, &d.bos_id);
+  id(k::kEosId, &d.eos_id);
+  id(k::kUnknownId, &d.unknown_id);
+  id(k::kPaddingId, &d.padding_id);
+  flag(k::kAddBos, &d.add_bos);
+  flag(k::kAddEos, &d.add_eos);
+  flag(k::kAddSpacePrefix, &d.add_space_prefix);
+  if (!s.ok()) return s;
+  return d;
+}
+
+api::StatusOr<std::unique_ptr<Tokenizer>> loadGgufTokenizer(const std::string& path) {
+  auto f = GgufFile::open(path);
+  if (!f.ok()) return f.status();
+  if (!(*f)->has(gguf_tokenizer_keys::kTokens)) return Tokenizer::loadDir(sidecarDir(path));
+  auto data = tokenizerDataFromGguf(**f);
+  if (!data.ok()) return data.status();
+  auto tok = importGgufTokenizer(*data, path);
+  if (!tok.ok()) return tok.status();
+  return std::move(tok->tokenizer);
 }
 
 api::StatusOr<GemmaConfig> loadGgufGemmaConfig(const std::string& path) {

@@ -62,6 +62,7 @@
 // implemented: gemmaConfigFromGguf() refuses "gemma4" with kConfig saying so.
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -70,6 +71,8 @@
 #include "api/status.h"
 #include "engine/gguf.h"
 #include "engine/model_config.h"
+#include "engine/tokenizer.h"
+#include "engine/tokenizer_gguf.h"
 
 namespace engine::gguf {
 
@@ -105,10 +108,18 @@ api::StatusOr<std::vector<KeyValue>> gemmaMetadata(const GemmaConfig& config);
 // missing or mistyped key, an unsupported architecture, values out of range).
 api::StatusOr<GemmaConfig> gemmaConfigFromGguf(const GgufFile& file);
 
-// The directory a .gguf file sits in ("." for a bare file name). Until the tokenizer is read from
-// the file's own metadata, the engine reads tokenizer.json (and tokenizer_config.json, the chat
-// template) from there, as from a model directory.
+// The directory a .gguf file sits in ("." for a bare file name): where the chat template
+// (tokenizer_config.json, chat_template.jinja) is read from, and tokenizer.json when the file
+// carries no vocabulary.
 std::string sidecarDir(std::string_view gguf_path);
+
+// The tokenizer.* keys of `file` as engine/tokenizer_gguf.h's plain struct (absent keys stay
+// empty / -1 / nullopt). kConfig naming the key for a key of the wrong type.
+api::StatusOr<GgufTokenizerData> tokenizerDataFromGguf(const GgufFile& file);
+
+// The tokenizer of a .gguf model: from its tokenizer.ggml.* metadata (importGgufTokenizer) when
+// it has tokenizer.ggml.tokens, else Tokenizer::loadDir(sidecarDir(path)).
+api::StatusOr<std::unique_ptr<Tokenizer>> loadGgufTokenizer(const std::string& path);
 
 // Opens `path` (GgufFile::open) and reads its config: what Model::load needs before choosing
 // the model class.

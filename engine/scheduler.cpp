@@ -736,10 +736,9 @@ api::StatusOr<std::unique_ptr<Engine>> Engine::create(const EngineOptions& optio
     return api::Status(api::ErrorCode::kConfig, "engine: quantize '" + options.quantize +
                                                     "' is not one of q8_0, q4_0, q4_k, q6_k");
   }
-  // A .gguf model (engine/gguf_gemma.h) reads its tokenizer from the files beside it.
-  auto tokenizer = Tokenizer::loadDir(gguf::isGgufPath(options.model_dir)
-                                          ? gguf::sidecarDir(options.model_dir)
-                                          : options.model_dir);
+  // A .gguf model (engine/gguf_gemma.h): its own vocabulary, else tokenizer.json beside it.
+  auto tokenizer = gguf::isGgufPath(options.model_dir) ? gguf::loadGgufTokenizer(options.model_dir)
+                                                       : Tokenizer::loadDir(options.model_dir);
   if (!tokenizer.ok()) return tokenizer.status();
   auto model = Model::load(options.model_dir, options.threads, quantize);
   if (!model.ok()) return model.status();
