@@ -462,6 +462,16 @@ int quantizeModel(const std::string& model_dir, GgufFileType type, const std::st
     return 1;
   }
   for (const std::string& f : summary.fallbacks) std::fprintf(stderr, "fallback: %s\n", f.c_str());
+  for (int l = 0; l < config.n_layer; ++l) {
+    if (config.isSliding(l) != ((l + 1) % 6 != 0)) {
+      std::fprintf(stderr,
+                   "note: layer %d is %s; llama.cpp's gemma3 loader makes every 6th layer full "
+                   "and the rest sliding (the file's attention.sliding_window_pattern is for the "
+                   "engine), so llama.cpp runs this model differently past the sliding window\n",
+                   l, config.isSliding(l) ? "sliding" : "full");
+      break;
+    }
+  }
   std::printf("wrote %s: %s, %zu tensors (%s), %.1f MB of tensor data, %lld vocabulary rows\n",
               out.c_str(), std::string(ggufFileTypeName(type)).c_str(), summary.tensors,
               describeTypes(summary).c_str(), static_cast<double>(summary.data_bytes) / 1e6,
