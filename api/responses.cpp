@@ -101,6 +101,13 @@ Status readItem(const Json& item, const std::string& path, ChatRequest& req) {
   if (!item.is_object()) return typeError(path, "an object", item);
   std::string type = "message";
   if (Status s = str(item, "type", path, type, false); !s.ok()) return s;
+  if (!item.contains("type") && !item.contains("role") && item.contains("id")) {
+    // An item reference may leave its type out; it is kept typed (the body goes as it came).
+    Json ref = item;
+    ref["type"] = "item_reference";
+    req.extra[path] = std::move(ref);
+    return {};
+  }
   if (type == "message") return readMessageItem(item, path, out, req.extra);
   if (type == "function_call") {
     ToolCall call;
@@ -113,6 +120,11 @@ Status readItem(const Json& item, const std::string& path, ChatRequest& req) {
       out.push_back(std::move(m));
     }
     out.back().tool_calls.push_back(std::move(call));
+    return {};
+  }
+  if (type == "function_call_output" && item.contains("output") && item["output"].is_array()) {
+    // An output of content parts (text, images, files): the Responses API's own.
+    req.extra[path] = item;
     return {};
   }
   if (type == "function_call_output") {

@@ -26,17 +26,75 @@ bool hasString(const api::Json& j, const char* key) {
   return it != j.end() && it->is_string();
 }
 
+bool startsWith(std::string_view s, std::string_view prefix) {
+  return s.substr(0, prefix.size()) == prefix;
+}
+
 // A Responses input part or item kept whole in ChatRequest::extra that names content stored at
-// the upstream.
-bool namesStoredContent(const api::Json& j) {
-  if (!j.is_object() || !hasString(j, "type")) return false;
-  const std::string& type = j["type"].get_ref<const std::string&>();
-  if (type == "input_file") return hasString(j, "file_id") || hasString(j, "file_url");
-  if (type == "input_image") return hasString(j, "file_id");
-  return type == "item_reference";
+// the upstream, at any depth (a tool call's output may hold files); `depth` bounds the walk
+// (the JSON depth check bounds the document already).
+bool namesStoredContent(const api::Json& j, int depth = 0) {
+  if (depth > 64) return false;
+  if (j.is_array()) {
+    for (const api::Json& v : j) {
+      if (namesStoredContent(v, depth + 1)) return true;
+    }
+    return false;
+  }
+  if (!j.is_object()) return false;
+  if (hasString(j, "type")) {
+    const std::string& type = j["type"].get_ref<const std::string&>();
+    if (type == "item_reference") return true;
+    if (type == "input_file" && hasString(j, "file_url")) return true;
+    if ((type == "input_file" || type == "input_image" || type == "computer_screenshot") &&
+        hasString(j, "file_id")) {
+      return true;
+    }
+  }
+  for (const auto& [key, value] : j.items()) {
+    if ((value.is_object() || value.is_array()) && namesStoredContent(value, depth + 1)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// The built-in tools `r` offers (Responses `tools` entries kept in `extra`), by item type.
+template <class Fn>
+void forEachServerTool(const api::ChatRequest& r, Fn fn) {
+  for (const auto& [key, value] : r.extra.items()) {
+    if (key.rfind("tools[", 0) != 0 || !value.is_object() || !hasString(value, "type")) continue;
+    std::string_view item = serverToolItemType(value["type"].template get_ref<const std::string&>());
+    if (!item.empty()) fn(item);
+  }
 }
 
 }  // namespace
+
+std::string_view serverToolItemType(std::string_view tool) {
+  if (startsWith(tool, "web_search")) return "web_search_call";
+  if (startsWith(tool, "file_search")) return "file_search_call";
+  if (startsWith(tool, "code_interpreter")) return "code_interpreter_call";
+  if (startsWith(tool, "image_generation")) return "image_generation_call";
+  if (tool == "mcp") return "mcp_call";
+  return {};
+}
+
+bool isServerToolItem(std::string_view item) {
+  return item == "web_search_call" || item == "file_search_call" ||
+         item == "code_interpreter_call" || item == "image_generation_call" ||
+         item == "mcp_call";
+}
+
+int64_t serverToolCallBound(const api::ChatRequest& r) {
+  bool offered = false;
+  forEachServerTool(r, [&](std::string_view) { offered = true; });
+  if (!offered) return 0;
+  if (auto m = r.extra.find("max_tool_calls"); m != r.extra.end() && m->is_number_integer()) {
+    return std::clamp<int64_t>(m->get<int64_t>(), 0, kAssumedServerToolCalls * 64);
+  }
+  return kAssumedServerToolCalls;
+}
 
 bool upstreamHeldInput(const api::ChatRequest& r) {
   for (const api::Message& m : r.messages) {
@@ -49,9 +107,11 @@ bool upstreamHeldInput(const api::ChatRequest& r) {
   if (r.native_api != api::kResponsesApi) return false;
   for (const auto& [key, value] : r.extra.items()) {
     if ((key == "prompt" || key == "conversation") && !value.is_null()) return true;
-    if (namesStoredContent(value)) return true;
+    if (key.rfind("tools[", 0) != 0 && namesStoredContent(value)) return true;
   }
-  return false;
+  bool server_tools = false;
+  forEachServerTool(r, [&](std::string_view) { server_tools = true; });
+  return server_tools;
 }
 
 int64_t imageTokenBound(std::string_view api, std::string_view model, std::string_view detail) {
@@ -121,8 +181,10 @@ int64_t promptTokenBound(const api::ChatRequest& r, std::string_view api, std::s
   // Files, stored prompts and conversations the upstream reads by reference: as many tokens as
   // the model can take.
   if (upstreamHeldInput(r)) {
-    tokens = std::max(tokens, price && price->context_window ? *price->context_window
-                                                             : kUnseenInputTokens);
+    const int64_t window =
+        price && price->context_window ? *price->context_window : kUnseenInputTokens;
+    const int64_t turns = saturatingAdd(serverToolCallBound(r), 1);
+    tokens = std::max(tokens, saturatingMul(window, turns));
   }
   return tokens;
 }
@@ -147,28 +209,24 @@ double worstCaseUsd(int64_t prompt_tokens, int64_t output_cap, int choices, cons
   return (in * in_price + out * price.output) / 1e6;
 }
 
-double reservedUsd(const api::ChatRequest& r, double token_worst_usd, const Price& price) {
-  double usd = token_worst_usd;
-  if (auto tier = r.extra.find("service_tier"); tier != r.extra.end() && tier->is_string()) {
-    usd *= std::max(1.0, price.tierMultiplier(tier->get_ref<const std::string&>()));
+double reservedUsd(const api::ChatRequest& r, double token_worst_usd, const Price& price,
+                   TierAssumption tiers) {
+  double multiplier = 1;
+  auto named = r.extra.find("service_tier");
+  if (named != r.extra.end() && named->is_string() && *named != "auto") {
+    multiplier = price.tierMultiplier(named->get_ref<const std::string&>());
+  } else if (tiers == TierAssumption::kDearestUnlessNamed) {
+    // "auto" or nothing: the project's default tier at the provider, which may be a dear one.
+    for (const auto& [tier, m] : price.service_tiers) multiplier = std::max(multiplier, m);
   }
-  if (price.tool_calls.empty()) return usd;
-  int64_t calls = kAssumedServerToolCalls;
-  if (auto m = r.extra.find("max_tool_calls"); m != r.extra.end() && m->is_number_integer()) {
-    calls = std::clamp<int64_t>(m->get<int64_t>(), 0, kAssumedServerToolCalls * 64);
-  }
+  double usd = token_worst_usd * std::max(1.0, multiplier);
   double fee = 0;  // the dearest built-in tool offered: every call may be of it
-  for (const auto& [key, value] : r.extra.items()) {
-    if (key.rfind("tools[", 0) != 0 || !value.is_object() || !hasString(value, "type")) continue;
-    std::string type = value["type"].get<std::string>();
-    if (type.size() > 8 && type.compare(type.size() - 8, 8, "_preview") == 0) {
-      type.resize(type.size() - 8);  // web_search_preview answers with web_search_call items
-    }
-    if (auto it = price.tool_calls.find(type + "_call"); it != price.tool_calls.end()) {
+  forEachServerTool(r, [&](std::string_view item) {
+    if (auto it = price.tool_calls.find(item); it != price.tool_calls.end()) {
       fee = std::max(fee, it->second);
     }
-  }
-  return usd + fee * static_cast<double>(calls);
+  });
+  return usd + fee * static_cast<double>(serverToolCallBound(r));
 }
 
 double estimatedUsd(int64_t prompt_tokens, int64_t output_tokens, const Price& price) {

@@ -43,9 +43,22 @@ int64_t promptTokenBound(const api::ChatRequest& request, std::string_view api,
 inline constexpr int64_t kUnseenInputTokens = int64_t{1} << 21;
 // True when the upstream would add content the gateway cannot see to the prompt: a file named by
 // id or URL (a chat `file` part with a file_id; a Responses input_file with file_id or file_url,
-// an input_image with file_id), a Responses item_reference, or a Responses request naming a
-// stored `prompt` or a `conversation`.
+// an input_image or computer screenshot with file_id, at any depth of an item), a Responses
+// item_reference, a stored `prompt` or a `conversation`, or a built-in tool the provider runs
+// (its results, retrieved files and search pages, come back into the prompt: the request is
+// bounded at the context window once per model turn, max_tool_calls + 1 of them).
 bool upstreamHeldInput(const api::ChatRequest& request);
+
+// The output item type by which the provider reports a call of its own tool of type
+// `tool_type` ("web_search_preview_2025_03_11" -> "web_search_call", "file_search" ->
+// "file_search_call", code_interpreter, image_generation, mcp); "" for tools the client runs
+// (function, custom, computer use, local shell, apply_patch) and unknown ones.
+std::string_view serverToolItemType(std::string_view tool_type);
+// Whether an output item of this type is a call the provider ran itself (and may bill).
+bool isServerToolItem(std::string_view item_type);
+// The provider's own tool calls a request may make: its max_tool_calls, else
+// kAssumedServerToolCalls; 0 when it offers no built-in tool.
+int64_t serverToolCallBound(const api::ChatRequest& request);
 // A typical count (about 4 bytes a token), for rate limits and the trigger's prompt_tokens.
 int64_t promptTokenEstimate(const api::ChatRequest& request);
 
@@ -66,11 +79,15 @@ double worstCaseUsd(int64_t prompt_tokens, int64_t output_cap, int choices, cons
 // Calls of the provider's own tools assumed for a request that offers one and sets no
 // `max_tool_calls`.
 inline constexpr int64_t kAssumedServerToolCalls = 16;
-// What a call of `request` reserves beyond its tokens' worst case: the tokens at the processing
-// tier it asks for (`service_tier`, when the price lists it above 1x) and, for each built-in tool
-// it offers (Responses `tools` of a type the price bills per call: "web_search" bills
-// "web_search_call"), that fee times `max_tool_calls` (kAssumedServerToolCalls without it).
-double reservedUsd(const api::ChatRequest& request, double token_worst_usd, const Price& price);
+// Which processing tier a request's tokens are assumed to run at when it names none (or
+// "auto", which means the project's default at OpenAI): the dearest the price lists, for a
+// reservation; 1x, for an estimate of a call that ended without usage.
+enum class TierAssumption { kDearestUnlessNamed, kNamedOnly };
+// What a call of `request` costs at most beyond its tokens' worst case: the tokens at the
+// processing tier (see TierAssumption; never below 1x) and the dearest per-call fee of the
+// built-in tools it offers (serverToolItemType) times serverToolCallBound.
+double reservedUsd(const api::ChatRequest& request, double token_worst_usd, const Price& price,
+                   TierAssumption tiers = TierAssumption::kDearestUnlessNamed);
 
 // A never-lower estimate in USD of a call that reached its provider and ended without usage:
 // `prompt_tokens` (the provider's count when known, else the bound) and `output_tokens`

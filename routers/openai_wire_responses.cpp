@@ -9,6 +9,7 @@
 #include "api/openai_json.h"
 #include "api/responses.h"
 #include "api/saturating.h"
+#include "policies/spend.h"
 #include "routers/openai_wire.h"
 
 namespace routers {
@@ -39,11 +40,7 @@ std::vector<std::pair<std::string, int64_t>> serverToolCalls(const Json& respons
   for (const Json& item : *output) {
     if (!item.is_object()) continue;
     const std::string type = text(item, "type");
-    // Function calls are the client's; every other *_call item ran at the provider.
-    if (type == "function_call" || type == "custom_tool_call" || type.size() <= 5 ||
-        type.compare(type.size() - 5, 5, "_call") != 0) {
-      continue;
-    }
+    if (!policies::isServerToolItem(type)) continue;  // the client's calls (functions, computer)
     auto it = std::find_if(calls.begin(), calls.end(),
                            [&](const auto& c) { return c.first == type; });
     if (it == calls.end()) calls.emplace_back(type, 1);

@@ -239,8 +239,9 @@ void MeteredCall::onFinish(api::StatusOr<api::ChatResponse> result) {
   // Without usage: the tokens it can have produced, at the tier asked for and with the tool
   // calls it may have made (the reservation's share beyond its tokens).
   auto estimate = [&](int64_t out) {
-    return price_ ? policies::reservedUsd(
-                        request_, policies::estimatedUsd(prompt_bound_, out, *price_), *price_)
+    return price_ ? policies::reservedUsd(request_,
+                                          policies::estimatedUsd(prompt_bound_, out, *price_),
+                                          *price_, policies::TierAssumption::kNamedOnly)
                   : 0;
   };
   if (result.ok() && result->usage) {

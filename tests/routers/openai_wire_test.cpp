@@ -183,6 +183,7 @@ TEST(OpenAIResponsesNative, AResponseObjectIsReadForItsAnswerAndUsageAndKept) {
   tiered["output"].push_back({{"type", "web_search_call"}, {"id", "ws_1"}, {"status", "completed"}});
   tiered["output"].push_back({{"type", "web_search_call"}, {"id", "ws_2"}, {"status", "completed"}});
   tiered["output"].push_back({{"type", "file_search_call"}, {"id", "fs_1"}, {"queries", {"q"}}});
+  tiered["output"].push_back({{"type", "computer_call"}, {"id", "cu_1"}, {"call_id", "c"}});
   auto t = wire.decodeResponse(tiered.dump(), req);
   ASSERT_TRUE(t.ok() && t->usage) << t.status().toString();
   EXPECT_EQ(t->usage->service_tier, "priority");

@@ -335,6 +335,23 @@ TEST(SpendMath, ContentTheUpstreamFetchesIsBoundByTheContextWindow) {
     EXPECT_EQ(policies::promptTokenBound(r, "openai", "m"), policies::kUnseenInputTokens) << body;
     EXPECT_LT(policies::promptTokenEstimate(r), 1000) << body;
   }
+  // Files inside an item, at any depth (a tool call's output), count too.
+  for (const std::string& body : std::vector<std::string>{
+           R"({"model":"m","input":[{"type":"function_call_output","call_id":"c","output":)"
+           R"([{"type":"input_file","file_id":"file-9"}]}]})",
+           R"({"model":"m","input":[{"type":"computer_call_output","call_id":"c","output":)"
+           R"({"type":"computer_screenshot","file_id":"file-8"}}]})",
+           R"({"model":"m","input":[{"id":"msg_7"},{"role":"user","content":"hi"}]})"}) {
+    const api::ChatRequest r = parse(body);
+    EXPECT_TRUE(policies::upstreamHeldInput(r)) << body;
+    EXPECT_EQ(policies::promptTokenBound(r, "openai", "m", &priced), 400000) << body;
+  }
+  // A built-in tool brings its results into the prompt, once per model turn.
+  const api::ChatRequest searching = parse(
+      R"({"model":"m","input":"news?","max_tool_calls":2,"tools":[{"type":"web_search"}]})");
+  EXPECT_TRUE(policies::upstreamHeldInput(searching));
+  EXPECT_EQ(policies::promptTokenBound(searching, "openai", "m", &priced), 3 * 400000);
+
   // Inline file data is measured by its bytes, not assumed.
   const api::ChatRequest inline_file = parse(
       R"({"model":"m","input":[{"role":"user","content":[{"type":"input_file","filename":"a.txt",)"
@@ -352,8 +369,11 @@ TEST(SpendMath, ContentTheUpstreamFetchesIsBoundByTheContextWindow) {
   EXPECT_EQ(policies::promptTokenBound(chat, "openai", "m", &priced), 400000);
 }
 
-// A request asking for a dearer tier reserves at it; one offering a built-in tool reserves its
-// calls (max_tool_calls of them, else the assumed number) at the dearest offered tool's fee.
+// A reservation runs the tokens at the tier the request names, or at the dearest listed one when
+// it names none or "auto" (the project's default tier at OpenAI may be priority); an estimate
+// without usage only at a named one. A request offering a built-in tool reserves its calls
+// (max_tool_calls of them, else the assumed number) at the dearest offered tool's fee; dated
+// and preview tool types bill as their call items.
 TEST(SpendMath, DearerTiersAndBuiltInToolsAreReserved) {
   policies::Price p{1.0, 0.5, 1.0, 2.0};
   p.service_tiers = {{"flex", 0.5}, {"priority", 2.0}};
@@ -363,23 +383,46 @@ TEST(SpendMath, DearerTiersAndBuiltInToolsAreReserved) {
     EXPECT_TRUE(r.ok()) << r.status().toString();
     return r.ok() ? *r : api::ChatRequest{};
   };
-  EXPECT_DOUBLE_EQ(policies::reservedUsd(parse(R"({"model":"m","input":"x"})"), 1.0, p), 1.0);
+  using policies::TierAssumption;
+  const api::ChatRequest plain = parse(R"({"model":"m","input":"x"})");
+  EXPECT_DOUBLE_EQ(policies::reservedUsd(plain, 1.0, p), 2.0);
+  EXPECT_DOUBLE_EQ(policies::reservedUsd(plain, 1.0, p, TierAssumption::kNamedOnly), 1.0);
   EXPECT_DOUBLE_EQ(
-      policies::reservedUsd(parse(R"({"model":"m","input":"x","service_tier":"priority"})"), 1.0, p),
+      policies::reservedUsd(parse(R"({"model":"m","input":"x","service_tier":"auto"})"), 1.0, p),
       2.0);
+  EXPECT_DOUBLE_EQ(
+      policies::reservedUsd(parse(R"({"model":"m","input":"x","service_tier":"priority"})"), 1.0,
+                            p, TierAssumption::kNamedOnly),
+      2.0);
+  EXPECT_DOUBLE_EQ(
+      policies::reservedUsd(parse(R"({"model":"m","input":"x","service_tier":"default"})"), 1.0, p),
+      1.0);
   EXPECT_DOUBLE_EQ(
       policies::reservedUsd(parse(R"({"model":"m","input":"x","service_tier":"flex"})"), 1.0, p),
       1.0)
-      << "a cheaper tier may still run at the default one: reserved at 1x";
-  EXPECT_DOUBLE_EQ(policies::reservedUsd(parse(R"({"model":"m","input":"x",)"
-                                               R"("tools":[{"type":"web_search_preview"}]})"),
-                                         1.0, p),
-                   1.0 + 0.01 * policies::kAssumedServerToolCalls);
-  EXPECT_DOUBLE_EQ(policies::reservedUsd(parse(R"({"model":"m","input":"x","max_tool_calls":3,)"
-                                               R"("tools":[{"type":"file_search"},)"
-                                               R"({"type":"web_search"}]})"),
-                                         1.0, p),
-                   1.0 + 0.03);
+      << "a cheaper tier is never reserved below 1x";
+  for (const char* tool : {"web_search_preview", "web_search_2025_08_26",
+                           "web_search_preview_2025_03_11", "web_search"}) {
+    const api::ChatRequest r = parse(std::string(R"({"model":"m","input":"x","service_tier":)"
+                                                 R"("default","tools":[{"type":")") +
+                                     tool + R"("}]})");
+    EXPECT_EQ(policies::serverToolCallBound(r), policies::kAssumedServerToolCalls) << tool;
+    EXPECT_DOUBLE_EQ(policies::reservedUsd(r, 1.0, p),
+                     1.0 + 0.01 * policies::kAssumedServerToolCalls)
+        << tool;
+  }
+  const api::ChatRequest capped = parse(R"({"model":"m","input":"x","max_tool_calls":3,)"
+                                        R"("service_tier":"default","tools":[{"type":"file_search",)"
+                                        R"("vector_store_ids":["vs_1"]},{"type":"web_search"}]})");
+  EXPECT_DOUBLE_EQ(policies::reservedUsd(capped, 1.0, p), 1.0 + 0.03);
+  // Client-run tools are no calls of the provider.
+  EXPECT_EQ(policies::serverToolCallBound(parse(
+                R"({"model":"m","input":"x","tools":[{"type":"computer_use_preview",)"
+                R"("display_width":1,"display_height":1,"environment":"browser"}]})")),
+            0);
+  EXPECT_TRUE(policies::isServerToolItem("web_search_call"));
+  EXPECT_FALSE(policies::isServerToolItem("computer_call"));
+  EXPECT_FALSE(policies::isServerToolItem("function_call"));
 }
 
 TEST(SpendMath, SchemasAndPassedThroughFieldsCountInThePromptBound) {
