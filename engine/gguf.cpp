@@ -1,16 +1,12 @@
 #include "engine/gguf.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <limits>
 #include <set>
 
+#include "engine/mapped_file.h"
 #include "engine/quant/quant.h"
 
 namespace engine::gguf {
@@ -579,32 +575,12 @@ int64_t TensorInfo::numel() const {
 // ---- GgufFile
 
 api::StatusOr<std::unique_ptr<GgufFile>> GgufFile::open(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ioError(path + ": cannot open: " + std::strerror(errno));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    int err = errno;
-    ::close(fd);
-    return ioError(path + ": cannot stat: " + std::strerror(err));
-  }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    return ioError(path + ": not a regular file");
-  }
-  const size_t size = static_cast<size_t>(st.st_size);
-  if (size < 24) {
-    ::close(fd);
-    return ioError(path + ": file is " + std::to_string(size) +
-                   " bytes, shorter than the 24-byte GGUF header");
-  }
-  void* map = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-  int err = errno;
-  ::close(fd);
-  if (map == MAP_FAILED) return ioError(path + ": cannot mmap: " + std::strerror(err));
+  auto map = mapReadOnlyFile(path, 24, "the 24-byte GGUF header");
+  if (!map.ok()) return map.status();
   std::unique_ptr<GgufFile> file(new GgufFile());
   file->path_ = path;
-  file->base_ = static_cast<const unsigned char*>(map);
-  file->size_ = size;
+  file->base_ = map->data;
+  file->size_ = map->size;
   file->owns_mapping_ = true;
   if (Status s = file->parse(); !s.ok()) return s;
   return file;
@@ -625,7 +601,7 @@ api::StatusOr<std::unique_ptr<GgufFile>> GgufFile::fromMemory(const void* data, 
 }
 
 GgufFile::~GgufFile() {
-  if (owns_mapping_ && base_ != nullptr) ::munmap(const_cast<unsigned char*>(base_), size_);
+  if (owns_mapping_ && base_ != nullptr) unmapFile({base_, size_});
 }
 
 Status GgufFile::parse() {

@@ -1,16 +1,13 @@
 #include "engine/safetensors.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <utility>
+
+#include "engine/mapped_file.h"
 
 namespace engine {
 namespace {
@@ -91,33 +88,12 @@ int64_t TensorView::numel() const {
 }
 
 api::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::open(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ioError(path + ": cannot open: " + std::strerror(errno));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    int err = errno;
-    ::close(fd);
-    return ioError(path + ": cannot stat: " + std::strerror(err));
-  }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    return ioError(path + ": not a regular file");
-  }
-  const size_t size = static_cast<size_t>(st.st_size);
-  if (size < 8) {
-    ::close(fd);
-    return ioError(path + ": file is " + std::to_string(size) +
-                   " bytes, shorter than the 8-byte header length");
-  }
-  void* map = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-  int err = errno;
-  ::close(fd);  // the mapping keeps the file alive
-  if (map == MAP_FAILED) return ioError(path + ": cannot mmap: " + std::strerror(err));
-
+  auto map = mapReadOnlyFile(path, 8, "the 8-byte header length");
+  if (!map.ok()) return map.status();
   std::unique_ptr<SafetensorsFile> file(new SafetensorsFile());
   file->path_ = path;
-  file->base_ = static_cast<const unsigned char*>(map);
-  file->size_ = size;
+  file->base_ = map->data;
+  file->size_ = map->size;
   file->owns_mapping_ = true;
   if (Status s = file->parse(); !s.ok()) return s;
   return file;
@@ -140,7 +116,7 @@ api::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::fromMemory(cons
 
 SafetensorsFile::~SafetensorsFile() {
   if (owns_mapping_ && base_ != nullptr) {
-    ::munmap(const_cast<unsigned char*>(base_), size_);
+    unmapFile({base_, size_});
   }
 }
 
