@@ -88,8 +88,8 @@ struct GgufWriteSummary {
 };
 
 // Writes `out`: metadata (engine::gguf::gemmaMetadata(config), general.file_type, general.name,
-// then the tokenizer's keys; where the tokenizer repeats a special id the model metadata already
-// has, the model's stays), the tensors in llama-quantize's order (tensors outside the blocks by
+// then the tokenizer's keys; a special id both sides give is the tokenizer's, as the converter
+// writes it), the tensors in llama-quantize's order (tensors outside the blocks by
 // name, then block by block, by name within a block), token_embd cut to the tokenizer's length
 // as the converter cuts it. Fails with kConfig for a config or tensor GGUF cannot carry (names
 // the tensor), kIo for a file error (names the file).
