@@ -444,7 +444,14 @@ api::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Gguf::build(const GgufToken
   // The rest of what Gemma's tokenizer.json says: byte fallback, spaces as U+2581 both ways.
   const std::string metaspace(kMetaspace);
   Json model = {{"type", "BPE"}, {"byte_fallback", true}, {"fuse_unk", true}};
-  if (d.unknown_id >= 0) model["unk_token"] = tok->pieces_[static_cast<size_t>(d.unknown_id)];
+  if (d.unknown_id >= 0) {
+    const std::string& unk = tok->pieces_[static_cast<size_t>(d.unknown_id)];
+    if (!isValidUtf8(unk)) {
+      return configError(source, "tokenizer.ggml.unknown_token_id names a token that is not "
+                                 "valid UTF-8");
+    }
+    model["unk_token"] = unk;
+  }
   Json rest = {
       {"model", model},
       {"normalizer", {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", metaspace}}},

@@ -20,7 +20,7 @@ if [[ -z "$seed" && "${CI:-}" == "true" ]]; then seed=1; fi
 build_dir=build-fuzz
 all_targets=(chat_request messages_request responses_request embeddings_request sse openai_response openai_stream
              anthropic_response anthropic_stream gemini_response gemini_stream switchyard_yaml policies_yaml trigger safetensors
-             model_config tokenizer tokenizer_json chat_template response_format)
+             gguf model_config tokenizer tokenizer_json chat_template response_format)
 targets=("$@")
 if ((${#targets[@]} == 0)); then targets=("${all_targets[@]}"); fi
 
@@ -40,7 +40,7 @@ dict_for() {
 # Inputs may be longer than libFuzzer's default 4 KB where the seeds are (configs, streams).
 max_len_for() {
   case "$1" in
-    switchyard_yaml | policies_yaml | tokenizer_json | chat_template | *_stream) echo 16384 ;;
+    switchyard_yaml | policies_yaml | tokenizer_json | chat_template | gguf | *_stream) echo 16384 ;;
     *) echo 4096 ;;
   esac
 }

@@ -19,6 +19,8 @@
 #include "engine/chat_template.h"
 #include "engine/grammar/grammar.h"
 #include "engine/grammar/matcher.h"
+#include "engine/gguf.h"
+#include "engine/gguf_gemma.h"
 #include "engine/model_config.h"
 #include "engine/safetensors.h"
 #include "engine/tokenizer.h"
@@ -414,6 +416,32 @@ void runSafetensors(std::string_view input) {
   }
 }
 
+// A GGUF file: the container, then what a model load reads from it (the Gemma config and the
+// tokenizer metadata, imported when present).
+void runGguf(std::string_view input) {
+  auto file = engine::gguf::GgufFile::fromMemory(input.data(), input.size(), "fuzz.gguf");
+  if (!file.ok()) return;
+  for (const engine::gguf::TensorInfo& t : (*file)->tensors()) {
+    auto row = engine::gguf::rowBytes(t.type, t.shape.empty() ? 0 : t.shape.back());
+    SY_FUZZ_CHECK(row.has_value(), t.name.c_str());
+    if (t.bytes == 0) continue;
+    const auto* bytes = static_cast<const unsigned char*>(t.data);
+    SY_FUZZ_CHECK(bytes >= reinterpret_cast<const unsigned char*>(input.data()) &&
+                      bytes + t.bytes <= reinterpret_cast<const unsigned char*>(input.data()) +
+                                             input.size(),
+                  t.name.c_str());
+    volatile unsigned char edge = bytes[0];
+    edge = bytes[t.bytes - 1];
+    (void)edge;
+  }
+  (void)engine::gguf::gemmaConfigFromGguf(**file);
+  auto vocab = engine::gguf::tokenizerDataFromGguf(**file);
+  if (!vocab.ok() || vocab->tokens.empty()) return;
+  auto tok = engine::importGgufTokenizer(*vocab, "fuzz.gguf");
+  if (!tok.ok()) return;
+  (void)tok->tokenizer->encode("Hello world \n<start_of_turn>", true);
+}
+
 // A checkpoint's config.json.
 void runModelConfig(std::string_view input) {
   auto config = engine::parseGemmaConfig(input, "fuzz/config.json");
@@ -750,6 +778,7 @@ const std::vector<Target>& targets() {
       {"policies_yaml", nullptr, runPoliciesYaml},
       {"trigger", nullptr, runTrigger},
       {"safetensors", nullptr, runSafetensors},
+      {"gguf", nullptr, runGguf},
       {"model_config", nullptr, runModelConfig},
       {"tokenizer", initTokenizer, runTokenizer},
       {"tokenizer_json", nullptr, runTokenizerJson},
