@@ -2,7 +2,7 @@
 # Builds the libFuzzer targets of tests/fuzz/ (clang, ASan+UBSan, in build-fuzz/) and runs each
 # for a bounded time. Exits non-zero when any target finds a crash, a leak, a timeout or an
 # out-of-memory input, after printing the input and the command that reproduces it.
-#   scripts/fuzz.sh                       # every target, SY_FUZZ_SECONDS (default 25) each
+#   scripts/fuzz.sh                       # every target, SY_FUZZ_SECONDS (default 20) each
 #   SY_FUZZ_SECONDS=300 scripts/fuzz.sh sse trigger   # longer, on some targets
 # Targets run SY_FUZZ_JOBS at a time (default: the number of cores). New inputs that reach new
 # code are kept in build-fuzz/corpus/<target>/ for the next local run; the committed seeds
@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-seconds=${SY_FUZZ_SECONDS:-25}
+seconds=${SY_FUZZ_SECONDS:-20}
 jobs=${SY_FUZZ_JOBS:-$(nproc)}
 seed=${SY_FUZZ_SEED:-}
 if [[ -z "$seed" && "${CI:-}" == "true" ]]; then seed=1; fi
