@@ -460,6 +460,33 @@ api::StatusOr<GemmaConfig> gemmaConfigFromGguf(const GgufFile& f) {
   return c;
 }
 
+std::vector<KeyValue> tokenizerMetadata(const GgufTokenizerData& t) {
+  namespace k = gguf_tokenizer_keys;
+  std::vector<KeyValue> kvs;
+  if (!t.model.empty()) kvs.emplace_back(k::kModel, Value::string(t.model));
+  if (!t.pre.empty()) kvs.emplace_back(k::kPre, Value::string(t.pre));
+  kvs.emplace_back(k::kTokens, Value::stringArray(t.tokens));
+  if (!t.scores.empty()) {
+    kvs.emplace_back(k::kScores,
+                     Value::realArray(ValueType::kF32, {t.scores.begin(), t.scores.end()}));
+  }
+  kvs.emplace_back(k::kTokenType,
+                   Value::intArray(ValueType::kI32, {t.token_type.begin(), t.token_type.end()}));
+  if (!t.merges.empty()) kvs.emplace_back(k::kMerges, Value::stringArray(t.merges));
+  if (t.add_space_prefix) kvs.emplace_back(k::kAddSpacePrefix, Value::boolean(*t.add_space_prefix));
+  const std::pair<const char*, int32_t> ids[] = {{k::kBosId, t.bos_id},
+                                                 {k::kEosId, t.eos_id},
+                                                 {k::kUnknownId, t.unknown_id},
+                                                 {k::kPaddingId, t.padding_id}};
+  for (const auto& [key, id] : ids) {
+    if (id >= 0) kvs.emplace_back(key, Value::u32(static_cast<uint32_t>(id)));
+  }
+  if (t.add_bos) kvs.emplace_back(k::kAddBos, Value::boolean(*t.add_bos));
+  if (t.add_eos) kvs.emplace_back(k::kAddEos, Value::boolean(*t.add_eos));
+  if (!t.chat_template.empty()) kvs.emplace_back(k::kChatTemplate, Value::string(t.chat_template));
+  return kvs;
+}
+
 api::StatusOr<GgufTokenizerData> tokenizerDataFromGguf(const GgufFile& f) {
   namespace k = gguf_tokenizer_keys;
   GgufTokenizerData d;

@@ -116,6 +116,9 @@ std::string sidecarDir(std::string_view gguf_path);
 // The tokenizer.* keys of `file` as engine/tokenizer_gguf.h's plain struct (absent keys stay
 // empty / -1 / nullopt). kConfig naming the key for a key of the wrong type.
 api::StatusOr<GgufTokenizerData> tokenizerDataFromGguf(const GgufFile& file);
+// The other way: `data` as tokenizer.* keys in the converter's order (absent fields left out).
+// The special ids it shares with the model metadata are merged by the caller (mergeMetadata).
+std::vector<KeyValue> tokenizerMetadata(const GgufTokenizerData& data);
 
 // The tokenizer of a .gguf model: from its tokenizer.ggml.* metadata (importGgufTokenizer) when
 // it has tokenizer.ggml.tokens, else Tokenizer::loadDir(sidecarDir(path)).

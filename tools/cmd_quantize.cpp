@@ -165,35 +165,6 @@ std::string describeTypes(const GgufWriteSummary& summary) {
 
 namespace {
 
-// The tokenizer's keys, in the converter's order. The special ids it shares with the model
-// metadata go through engine::gguf::mergeMetadata (kept once; a disagreement is kConfig).
-std::vector<KeyValue> tokenizerKeys(const engine::GgufTokenizerData& t) {
-  namespace k = engine::gguf_tokenizer_keys;
-  std::vector<KeyValue> kvs;
-  if (!t.model.empty()) kvs.emplace_back(k::kModel, Value::string(t.model));
-  if (!t.pre.empty()) kvs.emplace_back(k::kPre, Value::string(t.pre));
-  kvs.emplace_back(k::kTokens, Value::stringArray(t.tokens));
-  if (!t.scores.empty()) {
-    kvs.emplace_back(k::kScores,
-                     Value::realArray(ValueType::kF32, {t.scores.begin(), t.scores.end()}));
-  }
-  kvs.emplace_back(k::kTokenType,
-                   Value::intArray(ValueType::kI32, {t.token_type.begin(), t.token_type.end()}));
-  if (!t.merges.empty()) kvs.emplace_back(k::kMerges, Value::stringArray(t.merges));
-  if (t.add_space_prefix) kvs.emplace_back(k::kAddSpacePrefix, Value::boolean(*t.add_space_prefix));
-  const std::pair<const char*, int32_t> ids[] = {{k::kBosId, t.bos_id},
-                                                 {k::kEosId, t.eos_id},
-                                                 {k::kUnknownId, t.unknown_id},
-                                                 {k::kPaddingId, t.padding_id}};
-  for (const auto& [key, id] : ids) {
-    if (id >= 0) kvs.emplace_back(key, Value::u32(static_cast<uint32_t>(id)));
-  }
-  if (t.add_bos) kvs.emplace_back(k::kAddBos, Value::boolean(*t.add_bos));
-  if (t.add_eos) kvs.emplace_back(k::kAddEos, Value::boolean(*t.add_eos));
-  if (!t.chat_template.empty()) kvs.emplace_back(k::kChatTemplate, Value::string(t.chat_template));
-  return kvs;
-}
-
 // One tensor as it goes into the file.
 struct Planned {
   size_t source = 0;  // index into the caller's list
@@ -322,7 +293,7 @@ api::Status writeGemmaGguf(const std::string& out, const engine::GemmaConfig& co
   // The converter writes the special ids from the tokenizer files (gguf-py's SpecialVocab), so
   // where the model config says otherwise (config.json's eos 1 against an instruction-tuned
   // tokenizer_config.json's <end_of_turn> 106) the tokenizer's id is the one written.
-  const std::vector<KeyValue> tok_kvs = tokenizerKeys(tokenizer);
+  const std::vector<KeyValue> tok_kvs = engine::gguf::tokenizerMetadata(tokenizer);
   std::erase_if(kvs, [&](const KeyValue& kv) {
     for (const auto& [key, value] : tok_kvs) {
       if (key != kv.first) continue;

@@ -821,17 +821,8 @@ TEST(GgufEngine, TheTokenizerComesFromTheFileWhenItCarriesOne) {
   SY_REQUIRE_GEMMA_TOKENIZER(tok);
   auto data = exportGgufTokenizerDir(testing::gemmaTokenizerDir());
   ASSERT_TRUE(data.ok()) << data.status().message();
-  std::vector<KeyValue> kv = {
-      {gguf_tokenizer_keys::kModel, Value::string(data->model)},
-      {gguf_tokenizer_keys::kTokens, Value::stringArray(data->tokens)},
-      {gguf_tokenizer_keys::kScores,
-       Value::realArray(ValueType::kF32, {data->scores.begin(), data->scores.end()})},
-      {gguf_tokenizer_keys::kTokenType,
-       Value::intArray(ValueType::kI32, {data->token_type.begin(), data->token_type.end()})},
-      {gguf_tokenizer_keys::kBosId, Value::u32(static_cast<uint32_t>(data->bos_id))},
-      {gguf_tokenizer_keys::kAddSpacePrefix, Value::boolean(false)},
-  };
-  if (!data->pre.empty()) kv.emplace_back(gguf_tokenizer_keys::kPre, Value::string(data->pre));
+  // The keys the writer (switchyard-cli quantize) puts in a file, read back field for field.
+  std::vector<KeyValue> kv = tokenizerMetadata(*data);
   TempDir dir;  // no tokenizer.json here: it must come from the metadata
   const std::string path = dir.file("tok.gguf");
   writeFile(path, kv, {});
@@ -842,15 +833,26 @@ TEST(GgufEngine, TheTokenizerComesFromTheFileWhenItCarriesOne) {
   EXPECT_EQ(back->tokens, data->tokens);
   EXPECT_EQ(back->scores, data->scores);
   EXPECT_EQ(back->token_type, data->token_type);
+  EXPECT_EQ(back->model, data->model);
+  EXPECT_EQ(back->pre, data->pre);
+  EXPECT_EQ(back->merges, data->merges);
   EXPECT_EQ(back->bos_id, data->bos_id);
-  EXPECT_EQ(back->eos_id, -1);
+  EXPECT_EQ(back->eos_id, data->eos_id);
+  EXPECT_EQ(back->unknown_id, data->unknown_id);
+  EXPECT_EQ(back->padding_id, data->padding_id);
+  EXPECT_EQ(back->add_space_prefix, data->add_space_prefix);
+  EXPECT_EQ(back->add_bos, data->add_bos);
+  EXPECT_EQ(back->add_eos, data->add_eos);
+  EXPECT_EQ(back->chat_template, data->chat_template);
   auto loaded = loadGgufTokenizer(path);
   ASSERT_TRUE(loaded.ok()) << loaded.status().message();
   EXPECT_EQ((*loaded)->vocabSize(), tok->vocabSize());
   const std::string text = "Hello world, <start_of_turn>user\nGGUF über alles 123";
   EXPECT_EQ((*loaded)->encode(text, true), tok->encode(text, true));
 
-  kv[2].second = Value::string("not scores");
+  for (auto& [key, value] : kv) {
+    if (key == gguf_tokenizer_keys::kScores) value = Value::string("not scores");
+  }
   writeFile(path, kv, {});
   auto bad = loadGgufTokenizer(path);
   ASSERT_FALSE(bad.ok());
