@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "engine/bf16.h"
+#include "tests/engine/temp_dir.h"
 
 namespace engine {
 namespace {
@@ -24,23 +25,10 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-class TempDir {
+// One test's directory (tests/engine/temp_dir.h).
+class TempDir : public sytest::EngineTempDir {
  public:
-  TempDir() {
-    static int counter = 0;
-    path_ = fs::temp_directory_path() /
-            ("sy_checkpoint_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string path() const { return path_.string(); }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
+  TempDir() : EngineTempDir("checkpoint") {}
 };
 
 enum class Layout { kCausal, kConditional, kLegacy };

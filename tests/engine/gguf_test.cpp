@@ -20,6 +20,7 @@
 #include "engine/models/model.h"
 #include "engine/quant/quant.h"
 #include "gemma_tokenizer_fixture.h"
+#include "tests/engine/temp_dir.h"
 
 namespace engine::gguf {
 namespace {
@@ -27,22 +28,10 @@ namespace {
 namespace fs = std::filesystem;
 using api::ErrorCode;
 
-class TempDir {
+// One test's directory (tests/engine/temp_dir.h).
+class TempDir : public sytest::EngineTempDir {
  public:
-  TempDir() {
-    static int counter = 0;
-    path_ = fs::temp_directory_path() /
-            ("sy_gguf_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
+  TempDir() : EngineTempDir("gguf") {}
 };
 
 std::string readAll(const std::string& path) {

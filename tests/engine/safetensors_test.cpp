@@ -11,28 +11,17 @@
 #include <vector>
 
 #include "engine/bf16.h"
+#include "tests/engine/temp_dir.h"
 
 namespace engine {
 namespace {
 
 namespace fs = std::filesystem;
 
-class TempDir {
+// One test's directory (tests/engine/temp_dir.h).
+class TempDir : public sytest::EngineTempDir {
  public:
-  TempDir() {
-    static int counter = 0;
-    path_ = fs::temp_directory_path() /
-            ("sy_safetensors_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
+  TempDir() : EngineTempDir("safetensors") {}
 };
 
 // 8-byte little-endian length (the header's own unless `declared` is given) + header + data.
