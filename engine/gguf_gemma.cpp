@@ -570,6 +570,49 @@ api::StatusOr<std::unique_ptr<Tokenizer>> loadGgufTokenizer(const std::string& p
   return std::move(tok->tokenizer);
 }
 
+api::StatusOr<std::shared_ptr<const ChatTemplate>> loadGgufChatTemplate(const std::string& path) {
+  auto f = GgufFile::open(path);
+  if (!f.ok()) return f.status();
+  const GgufFile& file = **f;
+  if (!file.has(gguf_tokenizer_keys::kChatTemplate)) return ChatTemplate::loadDir(sidecarDir(path));
+  auto source = file.getString(gguf_tokenizer_keys::kChatTemplate);
+  if (!source.ok()) return source.status();
+  // The variables tokenizer_config.json would give: the pieces of the file's special ids.
+  api::Json config = api::Json::object();
+  if (file.has(gguf_tokenizer_keys::kTokens)) {
+    auto tokens = file.getArray(gguf_tokenizer_keys::kTokens);
+    if (!tokens.ok()) return tokens.status();
+    const std::vector<std::string>& pieces = (*tokens)->strs;
+    const std::pair<const char*, const char*> specials[] = {
+        {gguf_tokenizer_keys::kBosId, "bos_token"},
+        {gguf_tokenizer_keys::kEosId, "eos_token"},
+        {gguf_tokenizer_keys::kUnknownId, "unk_token"},
+        {gguf_tokenizer_keys::kPaddingId, "pad_token"}};
+    for (const auto& [key, name] : specials) {
+      if (!file.has(key)) continue;
+      auto id = file.getU32(key);
+      if (!id.ok()) return id.status();
+      if (*id >= pieces.size()) {
+        return configError(path + ": key '" + key + "' names no token (id " +
+                           std::to_string(*id) + ")");
+      }
+      config[name] = pieces[*id];
+    }
+  }
+  auto created = ChatTemplate::create(*source, config);
+  if (!created.ok()) {
+    return configError(path + ": " + gguf_tokenizer_keys::kChatTemplate +
+                       " does not parse: " + created.status().message());
+  }
+  return created;
+}
+
+api::StatusOr<std::shared_ptr<const ChatTemplate>> loadModelChatTemplate(
+    const std::string& model_dir) {
+  if (isGgufPath(model_dir)) return loadGgufChatTemplate(model_dir);
+  return ChatTemplate::loadDir(model_dir);
+}
+
 api::StatusOr<GemmaConfig> loadGgufGemmaConfig(const std::string& path) {
   auto f = GgufFile::open(path);
   if (!f.ok()) return f.status();

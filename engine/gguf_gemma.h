@@ -69,6 +69,7 @@
 #include <vector>
 
 #include "api/status.h"
+#include "engine/chat_template.h"
 #include "engine/gguf.h"
 #include "engine/model_config.h"
 #include "engine/tokenizer.h"
@@ -123,6 +124,17 @@ std::vector<KeyValue> tokenizerMetadata(const GgufTokenizerData& data);
 // The tokenizer of a .gguf model: from its tokenizer.ggml.* metadata (importGgufTokenizer) when
 // it has tokenizer.ggml.tokens, else Tokenizer::loadDir(sidecarDir(path)).
 api::StatusOr<std::unique_ptr<Tokenizer>> loadGgufTokenizer(const std::string& path);
+
+// The chat template of a .gguf model: tokenizer.chat_template when the file carries one (what
+// llama.cpp uses too), rendered with the file's own special tokens as bos_token, eos_token,
+// unk_token and pad_token; else the files beside it (ChatTemplate::loadDir(sidecarDir(path)));
+// nullptr when neither has one. kConfig naming the file for a template that does not parse.
+api::StatusOr<std::shared_ptr<const ChatTemplate>> loadGgufChatTemplate(const std::string& path);
+
+// The chat template of any model_dir: loadGgufChatTemplate for a .gguf file, else
+// ChatTemplate::loadDir(model_dir).
+api::StatusOr<std::shared_ptr<const ChatTemplate>> loadModelChatTemplate(
+    const std::string& model_dir);
 
 // Opens `path` (GgufFile::open) and reads its config: what Model::load needs before choosing
 // the model class.

@@ -161,10 +161,9 @@ api::Status Gateway::startEngines() {
                                                      pc.local.model_dir +
                                                      "': " + engine.status().message());
     }
-    // The prompt format is the checkpoint's own chat template (null: the built-in Gemma 3 one).
-    auto chat_template = engine::ChatTemplate::loadDir(
-        engine::gguf::isGgufPath(pc.local.model_dir) ? engine::gguf::sidecarDir(pc.local.model_dir)
-                                                     : pc.local.model_dir);
+    // The prompt format is the checkpoint's own chat template (null: the built-in Gemma 3 one);
+    // a .gguf file's tokenizer.chat_template first.
+    auto chat_template = engine::gguf::loadModelChatTemplate(pc.local.model_dir);
     if (!chat_template.ok()) {
       return api::Status(chat_template.status().code(),
                          "provider '" + name + "': " + chat_template.status().message());

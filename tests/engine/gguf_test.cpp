@@ -849,5 +849,60 @@ TEST(GgufEngine, TheTokenizerComesFromTheFileWhenItCarriesOne) {
       << bad.status().message();
 }
 
+TEST(GgufEngine, TheChatTemplateComesFromTheFileBeforeTheFilesBesideIt) {
+  SY_REQUIRE_GEMMA_TOKENIZER(tok);
+  (void)tok;
+  auto data = exportGgufTokenizerDir(testing::gemmaTokenizerDir());
+  ASSERT_TRUE(data.ok()) << data.status().message();
+  ASSERT_FALSE(data->chat_template.empty());
+  auto reference = ChatTemplate::loadDir(testing::gemmaTokenizerDir());
+  ASSERT_TRUE(reference.ok() && *reference) << reference.status().message();
+  std::vector<api::Message> messages(3);
+  messages[0].role = api::Role::kSystem;
+  messages[0].content = api::Content::ofText("Answer briefly.");
+  messages[1].content = api::Content::ofText("Hi there");
+  messages[2].role = api::Role::kAssistant;
+  messages[2].content = api::Content::ofText("Hello!");
+  messages.push_back(messages[1]);
+  auto want = (*reference)->render(messages, {}, true, jinja::Json::object());
+  ASSERT_TRUE(want.ok()) << want.status().message();
+  ASSERT_EQ(want->rfind("<bos>", 0), 0u) << *want;  // bos_token reaches the template
+
+  TempDir dir;
+  // A different template beside the file: the file's own wins, as in llama.cpp.
+  {
+    std::ofstream(dir.file("chat_template.jinja")) << "sidecar {{ messages[0]['content'] }}";
+  }
+  const std::string path = dir.file("model.gguf");
+  writeFile(path, tokenizerMetadata(*data), {});
+  auto from_file = loadModelChatTemplate(path);
+  ASSERT_TRUE(from_file.ok()) << from_file.status().message();
+  ASSERT_TRUE(*from_file);
+  auto got = (*from_file)->render(messages, {}, true, jinja::Json::object());
+  ASSERT_TRUE(got.ok()) << got.status().message();
+  EXPECT_EQ(*got, *want);
+
+  // Without tokenizer.chat_template the files beside it are used.
+  GgufTokenizerData bare = *data;
+  bare.chat_template.clear();
+  writeFile(path, tokenizerMetadata(bare), {});
+  auto beside = loadModelChatTemplate(path);
+  ASSERT_TRUE(beside.ok() && *beside) << beside.status().message();
+  auto sidecar = (*beside)->render(messages, {}, true, jinja::Json::object());
+  ASSERT_TRUE(sidecar.ok()) << sidecar.status().message();
+  EXPECT_EQ(*sidecar, "sidecar Answer briefly.");
+
+  // A template that does not parse names the file and the key.
+  GgufTokenizerData broken = *data;
+  broken.chat_template = "{% if %}";
+  writeFile(path, tokenizerMetadata(broken), {});
+  auto bad = loadModelChatTemplate(path);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), ErrorCode::kConfig);
+  EXPECT_NE(bad.status().message().find("tokenizer.chat_template"), std::string::npos)
+      << bad.status().message();
+  EXPECT_NE(bad.status().message().find(path), std::string::npos) << bad.status().message();
+}
+
 }  // namespace
 }  // namespace engine::gguf
