@@ -1,7 +1,7 @@
 // sy_quant_accuracy: how far weights quantized on load move the model's next-token distributions
 // from the stored (bf16) model, over one fixed token sequence.
 //
-//   sy_quant_accuracy --model DIR [--tokens 2048] [--chunk 128] [--types q8_0,q4_0,q4_k,q6_k]
+//   sy_quant_accuracy --model DIR [--tokens 2048] [--chunk 128] [--types q8_0,q5_0,q4_0,q4_k,q6_k]
 //                     [--threads N] [--seed 7]
 //
 // The sequence is `tokens` ids drawn uniformly (seeded) from the vocabulary after BOS, so the tool
@@ -79,7 +79,7 @@ std::vector<std::string> split(const std::string& s) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string model_dir, types = "q8_0,q4_0,q4_k,q6_k";
+  std::string model_dir, types = "q8_0,q5_0,q4_0,q4_k,q6_k";
   int tokens = 2048, chunk = 128, threads = 0;
   unsigned seed = 7;
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -100,7 +100,7 @@ int main(int argc, char** argv) {
   if (model_dir.empty() || tokens < 2 || chunk < 1) {
     std::fprintf(stderr,
                  "usage: sy_quant_accuracy --model DIR [--tokens 2048] [--chunk 128] "
-                 "[--types q8_0,q4_0,q4_k,q6_k] [--threads N] [--seed 7]\n");
+                 "[--types q8_0,q5_0,q4_0,q4_k,q6_k] [--threads N] [--seed 7]\n");
     return 2;
   }
   auto ref = engine::Model::load(model_dir, threads);

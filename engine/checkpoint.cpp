@@ -201,7 +201,7 @@ api::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::openGguf(const std::strin
       const auto traits = gguf::typeTraits(t->type);
       return configError(where + "ggml type " +
                          (traits ? std::string(traits->name) : std::to_string(t->type)) +
-                         " is not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K)");
+                         " is not supported (F32, F16, BF16, Q8_0, Q5_0, Q4_0, Q4_K, Q6_K)");
     }
     const bool blocks = quant::qtypeOf(*dtype).has_value();
     if (t->shape != r.shape) {

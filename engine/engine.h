@@ -120,8 +120,8 @@ struct EngineOptions {
   // batch still leaves room for prefill.
   int step_tokens = 0;
   int max_context = 0;          // per request; 0 = the model's max positions (capped by the KV)
-  // "" = weights as stored; "q8_0", "q4_0", "q4_k" or "q6_k": matrices block-quantized on load
-  // (engine/quant/quant.h, CpuBackendOptions::quantize).
+  // "" = weights as stored; "q8_0", "q5_0", "q4_0", "q4_k" or "q6_k": matrices block-quantized on
+  // load (engine/quant/quant.h, CpuBackendOptions::quantize).
   std::string quantize;
 };
 

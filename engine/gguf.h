@@ -57,6 +57,7 @@ namespace ggml {
 constexpr uint32_t kF32 = 0;
 constexpr uint32_t kF16 = 1;
 constexpr uint32_t kQ4_0 = 2;
+constexpr uint32_t kQ5_0 = 6;
 constexpr uint32_t kQ8_0 = 8;
 constexpr uint32_t kQ4_K = 12;
 constexpr uint32_t kQ6_K = 14;
@@ -74,7 +75,7 @@ struct TypeTraits {
 std::optional<TypeTraits> typeTraits(uint32_t ggml_type);
 // Bytes of a row of n values; nullopt for an unknown type or n not a whole number of blocks.
 std::optional<uint64_t> rowBytes(uint32_t ggml_type, int64_t n);
-// The engine DType of a ggml type (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K) and back.
+// The engine DType of a ggml type (F32, F16, BF16, Q8_0, Q5_0, Q4_0, Q4_K, Q6_K) and back.
 std::optional<DType> dtypeOf(uint32_t ggml_type);
 std::optional<uint32_t> ggmlTypeOf(DType dtype);
 

@@ -65,6 +65,8 @@ std::string_view dtypeName(DType dtype) {
       return "Q8_0";
     case DType::kQ4_0:
       return "Q4_0";
+    case DType::kQ5_0:
+      return "Q5_0";
     case DType::kQ4_K:
       return "Q4_K";
     case DType::kQ6_K:

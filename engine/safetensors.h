@@ -43,12 +43,14 @@ enum class DType : uint8_t {
   kQ4_0,
   kQ4_K,
   kQ6_K,
+  kQ5_0,
 };
 
 // Bytes per element (1 for BOOL and the fp8 types; 0 for the block formats, whose size is per
 // block: quant::rowBytes).
 size_t dtypeSize(DType dtype);
-// The header spelling: "BF16", "F32", ... ("Q8_0", "Q4_0", "Q4_K", "Q6_K" for the block formats).
+// The header spelling: "BF16", "F32", ... ("Q8_0", "Q5_0", "Q4_0", "Q4_K", "Q6_K" for the block
+// formats).
 std::string_view dtypeName(DType dtype);
 // nullopt for a string the format does not define (the block formats included).
 std::optional<DType> parseDType(std::string_view name);

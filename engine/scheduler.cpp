@@ -734,7 +734,7 @@ api::StatusOr<std::unique_ptr<Engine>> Engine::create(const EngineOptions& optio
   std::optional<quant::QType> quantize;
   if (!options.quantize.empty() && !(quantize = quant::parseQType(options.quantize))) {
     return api::Status(api::ErrorCode::kConfig, "engine: quantize '" + options.quantize +
-                                                    "' is not one of q8_0, q4_0, q4_k, q6_k");
+                                                    "' is not one of q8_0, q5_0, q4_0, q4_k, q6_k");
   }
   // A .gguf model (engine/gguf_gemma.h): its own vocabulary, else tokenizer.json beside it.
   auto tokenizer = gguf::isGgufPath(options.model_dir) ? gguf::loadGgufTokenizer(options.model_dir)

@@ -294,7 +294,7 @@ api::Status parseLocalProvider(const YamlReader& r, ProviderConfig* p) {
   CONFIG_TRY(r.readInt("kv_cache_tokens", &e.kv_cache_tokens, 0, int64_t{1} << 40));
   CONFIG_TRY(r.readInt("step_tokens", &e.step_tokens, 0, 1 << 16));
   CONFIG_TRY(r.readInt("max_context", &e.max_context, 0, 1 << 24));
-  CONFIG_TRY(r.readChoice("quantize", &e.quantize, {"q8_0", "q4_0", "q4_k", "q6_k"}));
+  CONFIG_TRY(r.readChoice("quantize", &e.quantize, {"q8_0", "q5_0", "q4_0", "q4_k", "q6_k"}));
   p->base_url = "local";
   return parseTimeouts(r.section("timeouts"), &p->timeouts);
 }

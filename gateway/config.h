@@ -104,7 +104,7 @@ struct LocalEngineConfig {
   int64_t kv_cache_tokens = 0;  // KV positions for all requests together; 0 = max_batch x 8192
   int step_tokens = 0;          // tokens one forward pass takes (decodes + prefill chunks); 0 = 128
   int max_context = 8192;       // tokens per request (prompt + answer); 0 = the model's own limit
-  std::string quantize;         // "" = as stored; q8_0 | q4_0 | q4_k | q6_k: quantized on load
+  std::string quantize;         // "" = as stored; q8_0|q5_0|q4_0|q4_k|q6_k: quantized on load
   // "chat" (a Gemma chat model) or "embedding": an EmbeddingGemma checkpoint
   // (engine/models/embedding_gemma.h) whose models answer POST /v1/embeddings only; of the
   // keys above it reads model_dir, threads and max_queue.

@@ -64,7 +64,7 @@ std::string_view typeName(uint32_t t) {
   return traits ? traits->name : std::string_view("?");
 }
 
-// llama.cpp's tensor_type_fallback, with Q4_K -> Q4_0 for its Q5_0 (see quantize.h).
+// llama.cpp's tensor_type_fallback (Q4_K -> Q5_0, Q6_K -> Q8_0; see quantize.h).
 uint32_t fallbackFor(uint32_t want, int64_t cols, bool* fallback) {
   auto q = engine::quant::fromGgmlType(static_cast<int>(want));
   if (!q || cols % engine::quant::blockValues(*q) == 0) return want;

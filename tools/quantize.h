@@ -13,10 +13,10 @@
 //   - q4_k_m: Q4_K, except token_embd Q6_K, and Q6_K for attn_v and ffn_down in the layers
 //     where llama.cpp's use_more_bits(i, n) holds: i < n/8, i >= 7n/8, or (i - n/8) % 3 == 2
 //     (i counts attn_v tensors resp. layers, n their number), i.e. about half of them.
-//   - A matrix whose row length is not a whole number of blocks falls back: Q6_K -> Q8_0, and
-//     token_embd straight to Q8_0 when its rows are not multiples of 256, as llama.cpp does;
-//     Q4_K -> Q4_0 (llama.cpp writes Q5_0, a format the engine does not have:
-//     quant::formatForColumns); anything whose rows are not multiples of 32 -> F16.
+//   - A matrix whose row length is not a whole number of blocks falls back as llama.cpp's
+//     tensor_type_fallback does (quant::formatForColumns): Q4_K -> Q5_0, Q6_K -> Q8_0, and
+//     token_embd straight to Q8_0 when its rows are not multiples of 256; anything whose rows
+//     are not multiples of 32 -> F16.
 // The values are quantized from fp32 copies of the checkpoint's values (BF16/F16/F32), so a
 // file equals llama-quantize's output from a BF16 or F32 conversion (not from an F16 one, which
 // rounds BF16 weights first).
@@ -83,7 +83,7 @@ struct GgufWriteSummary {
   size_t tensors = 0;
   uint64_t data_bytes = 0;               // tensor bytes, without padding
   std::map<std::string, int> by_type;    // "Q4_K" -> count
-  std::vector<std::string> fallbacks;    // "blk.0.attn_q.weight: Q4_K -> Q4_0 (64 columns)"
+  std::vector<std::string> fallbacks;    // "blk.0.attn_q.weight: Q4_K -> Q5_0 (64 columns)"
   int64_t vocab_rows = 0;                // token_embd rows written (= tokenizer tokens)
 };
 

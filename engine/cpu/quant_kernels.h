@@ -1,6 +1,6 @@
 // Dot products of block-quantized weight rows (engine/quant/quant.h) with int8-quantized
 // activation rows, in three versions chosen at run time: AVX-512 VNNI (VPDPBUSD on 256-bit
-// vectors, for Q8_0 and Q4_0), AVX2 (VPMADDUBSW + VPMADDWD) and the portable definition
+// vectors, for the 32-value formats), AVX2 (VPMADDUBSW + VPMADDWD) and the portable definition
 // quant::dotRow(). All three give bit-identical results: the integer sums are exact and the fp32
 // scaling and accumulation follow quant.h's fixed order.
 //
@@ -30,7 +30,7 @@ struct QuantKernels {
   void (*dotTokens)(quant::QType w, const void* row, const quant::ActRow* x, int nt, int64_t n,
                     float* y);
   // y[t * ldy + r] = dot(w, rows + r * row_bytes, x[t], n) for every row r < nrows and token
-  // t < nt: one block of a matmul. With AVX-512 VNNI, Q8_0 and Q4_0 rows take 4 tokens per
+  // t < nt: one block of a matmul. With AVX-512 VNNI, Q8_0, Q5_0 and Q4_0 rows take 4 tokens per
   // VPDPBUSD (each group of 4 activation rows interleaved once per call, so no horizontal sums
   // per block); the results stay dot()'s.
   void (*matmulTokens)(quant::QType w, const void* rows, size_t row_bytes, int64_t nrows,

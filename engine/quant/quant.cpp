@@ -14,7 +14,7 @@ constexpr float kGroupMaxEps = 1e-15f;  // ggml's GROUP_MAX_EPS: a group below i
 
 float h2f(uint16_t h) { return f16ToFloat(h); }
 
-// ---- Q8_0 / Q4_0 ------------------------------------------------------------------------------
+// ---- Q8_0 / Q5_0 / Q4_0 -------------------------------------------------------------------------
 
 void quantizeQ8_0(const float* x, BlockQ8_0* y, int64_t nb) {
   for (int64_t b = 0; b < nb; ++b, x += kQK) {
@@ -47,6 +47,47 @@ void quantizeQ4_0(const float* x, BlockQ4_0* y, int64_t nb) {
       y[b].qs[j] = static_cast<uint8_t>(lo | (hi << 4));
     }
   }
+}
+
+void quantizeQ5_0(const float* x, BlockQ5_0* y, int64_t nb) {
+  for (int64_t b = 0; b < nb; ++b, x += kQK) {
+    // As Q4_0, with 5 bits: the signed value of largest magnitude maps to -16, the range is
+    // [-16, 15].
+    float amax = 0, max = 0;
+    for (int i = 0; i < kQK; ++i) {
+      if (amax < std::fabs(x[i])) {
+        amax = std::fabs(x[i]);
+        max = x[i];
+      }
+    }
+    const float d = max / -16.0f;
+    const float id = d != 0 ? 1.0f / d : 0.0f;
+    y[b].d = floatToF16(d);
+    uint32_t qh = 0;
+    for (int j = 0; j < kQK / 2; ++j) {
+      // Truncation of v + 16.5 toward zero, as ggml's (int8_t) cast, capped at 31.
+      const auto lo = static_cast<uint8_t>(
+          std::min(31, static_cast<int>(static_cast<int8_t>(x[j] * id + 16.5f))));
+      const auto hi = static_cast<uint8_t>(
+          std::min(31, static_cast<int>(static_cast<int8_t>(x[j + 16] * id + 16.5f))));
+      y[b].qs[j] = static_cast<uint8_t>((lo & 0x0F) | ((hi & 0x0F) << 4));
+      qh |= static_cast<uint32_t>((lo & 0x10) >> 4) << j;
+      qh |= static_cast<uint32_t>((hi & 0x10) >> 4) << (j + 16);
+    }
+    std::memcpy(y[b].qh, &qh, sizeof qh);
+  }
+}
+
+// The 5-bit value (0..31) of element i (0..31) of a Q5_0 block whose qh reads as `qh`.
+inline int q5At(const BlockQ5_0& k, uint32_t qh, int i) {
+  const int nib = i < 16 ? (k.qs[i] & 0xF) : (k.qs[i - 16] >> 4);
+  return nib | static_cast<int>(((qh >> i) & 1u) << 4);
+}
+
+inline uint32_t q5High(const BlockQ5_0& k) {
+  uint32_t qh;
+  std::memcpy(&qh, k.qh, sizeof qh);
+  return qh;
 }
 
 // ---- Q4_K -------------------------------------------------------------------------------------
@@ -297,7 +338,9 @@ size_t align64(size_t n) { return (n + 63) & ~size_t{63}; }
 
 }  // namespace
 
-int blockValues(QType t) { return t == QType::kQ8_0 || t == QType::kQ4_0 ? kQK : kQKK; }
+int blockValues(QType t) {
+  return t == QType::kQ8_0 || t == QType::kQ5_0 || t == QType::kQ4_0 ? kQK : kQKK;
+}
 
 size_t blockBytes(QType t) {
   switch (t) {
@@ -305,6 +348,8 @@ size_t blockBytes(QType t) {
       return sizeof(BlockQ8_0);
     case QType::kQ4_0:
       return sizeof(BlockQ4_0);
+    case QType::kQ5_0:
+      return sizeof(BlockQ5_0);
     case QType::kQ4_K:
       return sizeof(BlockQ4_K);
     case QType::kQ6_K:
@@ -323,6 +368,8 @@ int ggmlType(QType t) {
   switch (t) {
     case QType::kQ4_0:
       return 2;
+    case QType::kQ5_0:
+      return 6;
     case QType::kQ8_0:
       return 8;
     case QType::kQ4_K:
@@ -336,7 +383,8 @@ int ggmlType(QType t) {
 }
 
 std::optional<QType> fromGgmlType(int id) {
-  for (QType t : {QType::kQ8_0, QType::kQ4_0, QType::kQ4_K, QType::kQ6_K, QType::kQ8_K})
+  for (QType t :
+       {QType::kQ8_0, QType::kQ5_0, QType::kQ4_0, QType::kQ4_K, QType::kQ6_K, QType::kQ8_K})
     if (ggmlType(t) == id) return t;
   return std::nullopt;
 }
@@ -347,6 +395,8 @@ std::string_view qtypeName(QType t) {
       return "q8_0";
     case QType::kQ4_0:
       return "q4_0";
+    case QType::kQ5_0:
+      return "q5_0";
     case QType::kQ4_K:
       return "q4_k";
     case QType::kQ6_K:
@@ -358,7 +408,7 @@ std::string_view qtypeName(QType t) {
 }
 
 std::optional<QType> parseQType(std::string_view name) {
-  for (QType t : {QType::kQ8_0, QType::kQ4_0, QType::kQ4_K, QType::kQ6_K})
+  for (QType t : {QType::kQ8_0, QType::kQ5_0, QType::kQ4_0, QType::kQ4_K, QType::kQ6_K})
     if (qtypeName(t) == name) return t;
   return std::nullopt;
 }
@@ -369,6 +419,8 @@ std::optional<DType> dtypeOf(QType t) {
       return DType::kQ8_0;
     case QType::kQ4_0:
       return DType::kQ4_0;
+    case QType::kQ5_0:
+      return DType::kQ5_0;
     case QType::kQ4_K:
       return DType::kQ4_K;
     case QType::kQ6_K:
@@ -379,7 +431,7 @@ std::optional<DType> dtypeOf(QType t) {
 }
 
 std::optional<QType> qtypeOf(DType d) {
-  for (QType t : {QType::kQ8_0, QType::kQ4_0, QType::kQ4_K, QType::kQ6_K})
+  for (QType t : {QType::kQ8_0, QType::kQ5_0, QType::kQ4_0, QType::kQ4_K, QType::kQ6_K})
     if (dtypeOf(t) == d) return t;
   return std::nullopt;
 }
@@ -421,6 +473,8 @@ void quantizeRow(QType t, const float* x, void* out, int64_t n) {
       return quantizeQ8_0(x, static_cast<BlockQ8_0*>(out), nb);
     case QType::kQ4_0:
       return quantizeQ4_0(x, static_cast<BlockQ4_0*>(out), nb);
+    case QType::kQ5_0:
+      return quantizeQ5_0(x, static_cast<BlockQ5_0*>(out), nb);
     case QType::kQ4_K:
       return quantizeQ4_K(x, static_cast<BlockQ4_K*>(out), nb);
     case QType::kQ6_K:
@@ -447,6 +501,13 @@ void dequantizeRow(QType t, const void* in, float* y, int64_t n) {
         for (int j = 0; j < 16; ++j) y[j] = ((k.qs[j] & 0xF) - 8) * d;
         for (int j = 0; j < 16; ++j) y[j + 16] = ((k.qs[j] >> 4) - 8) * d;
         y += kQK;
+        break;
+      }
+      case QType::kQ5_0: {
+        const BlockQ5_0& k = static_cast<const BlockQ5_0*>(in)[b];
+        const float d = h2f(k.d);
+        const uint32_t qh = q5High(k);
+        for (int i = 0; i < kQK; ++i) *y++ = (q5At(k, qh, i) - 16) * d;
         break;
       }
       case QType::kQ4_K: {
@@ -478,14 +539,12 @@ void dequantizeRow(QType t, const void* in, float* y, int64_t n) {
 
 std::optional<QType> formatForColumns(QType want, int64_t cols) {
   if (cols % blockValues(want) == 0) return want;
-  const QType narrow = want == QType::kQ4_K ? QType::kQ4_0 : QType::kQ8_0;
+  const QType narrow = want == QType::kQ4_K ? QType::kQ5_0 : QType::kQ8_0;
   if (cols % blockValues(narrow) == 0) return narrow;
   return std::nullopt;
 }
 
-QType activationType(QType w) {
-  return w == QType::kQ8_0 || w == QType::kQ4_0 ? QType::kQ8_0 : QType::kQ8_K;
-}
+QType activationType(QType w) { return blockValues(w) == kQK ? QType::kQ8_0 : QType::kQ8_K; }
 
 size_t actRowBytes(QType act, int64_t n) {
   const int64_t nb = n / blockValues(act);
@@ -541,6 +600,16 @@ float dotRow(QType w, const void* row, const ActRow& x, int64_t n) {
         int s = 0;
         for (int j = 0; j < 16; ++j) s += (k.qs[j] & 0xF) * xq[j] + (k.qs[j] >> 4) * xq[j + 16];
         s -= 8 * x.sums[b];
+        term = static_cast<float>(s) * (h2f(k.d) * x.d[b]);
+        break;
+      }
+      case QType::kQ5_0: {
+        const BlockQ5_0& k = static_cast<const BlockQ5_0*>(row)[b];
+        const int8_t* xq = x.qs + b * kQK;
+        const uint32_t qh = q5High(k);
+        int s = 0;
+        for (int i = 0; i < kQK; ++i) s += q5At(k, qh, i) * xq[i];
+        s -= 16 * x.sums[b];  // the stored values are q - 16
         term = static_cast<float>(s) * (h2f(k.d) * x.d[b]);
         break;
       }

@@ -1,17 +1,18 @@
 // Block-quantized weights in llama.cpp's (ggml's) exact byte layouts, so that rows move between a
-// GGUF file and this engine unchanged: Q8_0 and Q4_0 (blocks of 32 values with an fp16 scale),
-// and the K-quants Q4_K and Q6_K (super-blocks of 256 with 6- or 8-bit sub-block scales).
+// GGUF file and this engine unchanged: Q8_0, Q5_0 and Q4_0 (blocks of 32 values with an fp16
+// scale), and the K-quants Q4_K and Q6_K (super-blocks of 256 with 6- or 8-bit sub-block scales).
 //
 // Quantization follows ggml's reference ("_ref") routines: the ones that create model files
 // deterministically (no importance matrix). Dequantization is exact arithmetic on the stored
 // fields. Dot products quantize the activation row to int8 first, as ggml does (Q8_0 blocks for
-// Q8_0/Q4_0 weights, Q8_K super-blocks for the K-quants), multiply in integers and scale in fp32.
+// Q8_0/Q5_0/Q4_0 weights, Q8_K super-blocks for the K-quants), multiply in integers and scale in
+// fp32.
 //
 // The fp32 part of a dot product has one defined order, which every instruction-set version in
-// engine/cpu/quant_kernels.cpp reproduces bit for bit: block b (32 values for Q8_0/Q4_0, 256 for
-// the K-quants) adds its term to accumulator b % 8, and the eight accumulators are summed as
-// ((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7)). A block's term is exact integer arithmetic times a
-// scale; the two products are fp32 multiplies, never fused (see dotRow()).
+// engine/cpu/quant_kernels.cpp reproduces bit for bit: block b (32 values for the 32-value
+// formats, 256 for the K-quants) adds its term to accumulator b % 8, and the eight accumulators
+// are summed as ((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7)). A block's term is exact integer arithmetic
+// times a scale; the two products are fp32 multiplies, never fused (see dotRow()).
 #pragma once
 
 #include <cstddef>
@@ -23,9 +24,9 @@
 
 namespace engine::quant {
 
-enum class QType : uint8_t { kQ8_0, kQ4_0, kQ4_K, kQ6_K, kQ8_K };
+enum class QType : uint8_t { kQ8_0, kQ4_0, kQ4_K, kQ6_K, kQ8_K, kQ5_0 };
 
-constexpr int kQK = 32;    // values per Q8_0 / Q4_0 block
+constexpr int kQK = 32;    // values per Q8_0 / Q5_0 / Q4_0 block
 constexpr int kQKK = 256;  // values per K-quant super-block
 
 // ggml-common.h layouts. `d`/`dmin` are IEEE fp16 bit patterns.
@@ -37,6 +38,13 @@ struct BlockQ4_0 {
   uint16_t d;
   uint8_t
       qs[kQK / 2];  // low nibble of byte j = value j, high nibble = value j + 16; v = (q - 8) * d
+};
+// Value j (0..15) = (low nibble of qs[j] | bit j of qh << 4) - 16, value j + 16 = (high nibble of
+// qs[j] | bit j + 16 of qh << 4) - 16, times d; qh is read as a little-endian uint32.
+struct BlockQ5_0 {
+  uint16_t d;
+  uint8_t qh[4];
+  uint8_t qs[kQK / 2];
 };
 struct BlockQ4_K {
   uint16_t d;            // scale of the 6-bit sub-block scales
@@ -55,7 +63,7 @@ struct BlockQ8_K {  // activations only (never stored in files)
   int8_t qs[kQKK];
   int16_t bsums[kQKK / 16];
 };
-static_assert(sizeof(BlockQ8_0) == 34 && sizeof(BlockQ4_0) == 18);
+static_assert(sizeof(BlockQ8_0) == 34 && sizeof(BlockQ4_0) == 18 && sizeof(BlockQ5_0) == 22);
 static_assert(sizeof(BlockQ4_K) == 144 && sizeof(BlockQ6_K) == 210 && sizeof(BlockQ8_K) == 292);
 
 // Values per block (32 or 256) and bytes per block.
@@ -63,10 +71,11 @@ int blockValues(QType t);
 size_t blockBytes(QType t);
 // Bytes of a row of n values; n must be a multiple of blockValues(t).
 size_t rowBytes(QType t, int64_t n);
-// ggml_type ids (as GGUF stores them): Q4_0 = 2, Q8_0 = 8, Q4_K = 12, Q6_K = 14, Q8_K = 15.
+// ggml_type ids (as GGUF stores them): Q4_0 = 2, Q5_0 = 6, Q8_0 = 8, Q4_K = 12, Q6_K = 14,
+// Q8_K = 15.
 int ggmlType(QType t);
 std::optional<QType> fromGgmlType(int id);
-// "q8_0", "q4_0", "q4_k", "q6_k" (lower case, as the provider config spells them); "q8_k".
+// "q8_0", "q5_0", "q4_0", "q4_k", "q6_k" (lower case, as the provider config spells them); "q8_k".
 std::string_view qtypeName(QType t);
 std::optional<QType> parseQType(std::string_view name);
 
@@ -85,8 +94,8 @@ void quantizeRow(QType t, const float* x, void* out, int64_t n);
 void dequantizeRow(QType t, const void* in, float* y, int64_t n);
 
 // The format a matrix of `cols` columns gets when `want` is asked for: `want` when its rows are
-// whole blocks, else the 32-value format of the same width (Q4_K -> Q4_0, Q6_K -> Q8_0; llama.cpp
-// falls back the same way, to Q5_0 / Q8_0), else nullopt (keep the matrix as stored).
+// whole blocks, else the 32-value format llama.cpp falls back to (its tensor_type_fallback:
+// Q4_K -> Q5_0, Q6_K -> Q8_0), else nullopt (keep the matrix as stored).
 std::optional<QType> formatForColumns(QType want, int64_t cols);
 
 // The type activations are quantized to for a dot product with weights of type w.

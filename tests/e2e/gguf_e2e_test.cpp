@@ -89,11 +89,11 @@ uint32_t expectedType(const std::string& type, const std::string& name) {
   if (type == "bf16") return gg::kBF16;
   if (type == "q8_0" || name == "token_embd.weight") return gg::kQ8_0;  // Q6_K -> Q8_0
   if (type == "q4_0") return gg::kQ4_0;
-  // q4_k_m: use_more_bits(i, 4) holds for layers 2 and 3 (Q6_K -> Q8_0); Q4_K -> Q4_0.
+  // q4_k_m: use_more_bits(i, 4) holds for layers 2 and 3 (Q6_K -> Q8_0); Q4_K -> Q5_0.
   const bool more = name.starts_with("blk.2.") || name.starts_with("blk.3.");
   const bool bumped = name.find("attn_v") != std::string::npos ||
                       name.find("ffn_down") != std::string::npos;
-  return more && bumped ? gg::kQ8_0 : gg::kQ4_0;
+  return more && bumped ? gg::kQ8_0 : gg::kQ5_0;
 }
 
 TEST_F(GgufE2e, EveryTypeOpensWithTheEngineReaderAndFollowsLlamaQuantizeRules) {

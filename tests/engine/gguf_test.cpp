@@ -706,10 +706,10 @@ TEST(GgufCheckpoint, MissingOrUnsupportedTensorsAreNamed) {
                                        "'layers.0.input_layernorm.weight'"),
             std::string::npos)
       << ck.status().message();
-  writeFile(path, *meta, {{"token_embd.weight", 6 /* Q5_0 */, {512, 64}}});
+  writeFile(path, *meta, {{"token_embd.weight", 7 /* Q5_1 */, {512, 64}}});
   ck = Checkpoint::open(path);
   ASSERT_FALSE(ck.ok());
-  EXPECT_NE(ck.status().message().find("tensor 'token_embd.weight': ggml type Q5_0 is not "
+  EXPECT_NE(ck.status().message().find("tensor 'token_embd.weight': ggml type Q5_1 is not "
                                        "supported"),
             std::string::npos)
       << ck.status().message();

@@ -71,14 +71,14 @@ TEST(QuantBackend, PreparedMatricesTakeTheBlockFormatOrItsFallback) {
   auto be = makeCpuBackend(o);
   Bf16Matrix wide(8, 512, 1), narrow(8, 96, 2), odd(8, 40, 3);
   EXPECT_EQ(be->prepareMatrix(wide.w)->dtype, DType::kQ4_K);
-  EXPECT_EQ(be->prepareMatrix(narrow.w)->dtype, DType::kQ4_0);  // 96 is not a multiple of 256
+  EXPECT_EQ(be->prepareMatrix(narrow.w)->dtype, DType::kQ5_0);  // 96 is not a multiple of 256
   EXPECT_EQ(be->prepareMatrix(odd.w)->dtype, DType::kBF16);     // nor of 32: kept as stored
   auto plain = makeCpuBackend(CpuBackendOptions{});
   EXPECT_EQ(plain->prepareMatrix(wide.w)->dtype, DType::kBF16);
 }
 
 TEST(QuantBackend, MatmulEqualsThePortableDotOnEveryIsaAndBatchSize) {
-  for (QType q : {QType::kQ8_0, QType::kQ4_0, QType::kQ4_K, QType::kQ6_K}) {
+  for (QType q : {QType::kQ8_0, QType::kQ5_0, QType::kQ4_0, QType::kQ4_K, QType::kQ6_K}) {
     // An odd row count, and every batch size from one token to two groups of
     // cpu::kQuantTokenGroup plus one (the multi-token kernels and their remainders).
     const int64_t rows = 37, k = 768;

@@ -86,6 +86,84 @@ TEST(QuantQ4_0, BlockBytesMatchTheLayout) {
   for (int i = 0; i < 32; ++i) EXPECT_EQ(y[i], x[i]) << i;
 }
 
+// Q5_0: d, then qh (a little-endian uint32 whose bit i is bit 4 of value i), then 16 bytes whose
+// low nibble is value j and high nibble value j + 16; values are q - 16. The value of largest
+// magnitude is -16, so d = 1 (fp16 0x3c00) and q = trunc(x + 16.5) = x + 16.
+TEST(QuantQ5_0, BlockBytesMatchTheLayout) {
+  const int q[32] = {3, 10, 17, 24, 31, 6, 13, 20, 27, 2,  9,  16, 23, 30, 5,  12,
+                     0, 21, 8,  29, 14, 1, 26, 19, 4,  11, 31, 18, 7,  28, 15, 22};
+  float x[32];
+  for (int i = 0; i < 32; ++i) x[i] = static_cast<float>(q[i] - 16);
+  BlockQ5_0 b;
+  quantizeRow(QType::kQ5_0, x, &b, 32);
+  unsigned char raw[22];
+  std::memcpy(raw, &b, 22);
+  // qh: values >= 16 at 2,3,4,7 | 8,11,12,13 | 17,19,22,23 | 26,27,29,31.
+  const unsigned char want[22] = {0x00, 0x3c, 0x9c, 0x39, 0xca, 0xac, 0x03, 0x5a, 0x81, 0xd8, 0xef,
+                                  0x16, 0xad, 0x34, 0x4b, 0xb2, 0xf9, 0x20, 0x77, 0xce, 0xf5, 0x6c};
+  for (int i = 0; i < 22; ++i) EXPECT_EQ(raw[i], want[i]) << i;
+  float y[32];
+  dequantizeRow(QType::kQ5_0, &b, y, 32);
+  for (int i = 0; i < 32; ++i) EXPECT_EQ(y[i], x[i]) << i;
+}
+
+TEST(QuantQ5_0, APositiveMaximumGivesANegativeScaleAndTheTopIsCappedAt31) {
+  // max = 8: d = 8 / -16 = -0.5 (fp16 0xb800), 1/d = -2, q = min(31, trunc(-2x + 16.5)):
+  // 8 -> 0, -8 -> 32.5 -> 31 (the cap), 1.3 -> 13.9 -> 13, -1.3 -> 19, 0.24 -> 16, -0.26 -> 17,
+  // 7.7 -> 1, and 0 -> 16 for the other 25.
+  float x[32] = {8.0f, -8.0f, 1.3f, -1.3f, 0.0f, 0.24f, -0.26f, 7.7f};
+  BlockQ5_0 b;
+  quantizeRow(QType::kQ5_0, x, &b, 32);
+  unsigned char raw[22];
+  std::memcpy(raw, &b, 22);
+  EXPECT_EQ(raw[0], 0x00);
+  EXPECT_EQ(raw[1], 0xb8);
+  EXPECT_EQ(raw[2], 0x7a);  // bit 4 of values 1, 3, 4, 5, 6 (values 0, 2 and 7 are below 16)
+  EXPECT_EQ(raw[3], 0xff);
+  EXPECT_EQ(raw[4], 0xff);
+  EXPECT_EQ(raw[5], 0xff);
+  const unsigned char qs[8] = {0x00, 0x0f, 0x0d, 0x03, 0x00, 0x00, 0x01, 0x01};
+  for (int j = 0; j < 8; ++j) EXPECT_EQ(raw[6 + j], qs[j]) << j;
+  for (int j = 8; j < 16; ++j) EXPECT_EQ(raw[6 + j], 0x00) << j;
+  float y[32];
+  dequantizeRow(QType::kQ5_0, &b, y, 32);
+  const float want[8] = {8.0f, -7.5f, 1.5f, -1.5f, 0.0f, 0.0f, -0.5f, 7.5f};
+  for (int i = 0; i < 8; ++i) EXPECT_EQ(y[i], want[i]) << i;
+  for (int i = 8; i < 32; ++i) EXPECT_EQ(y[i], 0.0f) << i;
+}
+
+TEST(QuantQ5_0, DequantizesAHandBuiltBlock) {
+  // Every 5-bit value in some position, the high bits in all four qh bytes, d = 0.25.
+  int q[32];
+  for (int i = 0; i < 32; ++i) q[i] = (i * 13 + 7) % 32;
+  unsigned char raw[22] = {0x00, 0x34};
+  uint32_t qh = 0;
+  for (int i = 0; i < 32; ++i) qh |= static_cast<uint32_t>(q[i] >> 4) << i;
+  for (int k = 0; k < 4; ++k) raw[2 + k] = static_cast<unsigned char>(qh >> (8 * k));
+  for (int j = 0; j < 16; ++j)
+    raw[6 + j] = static_cast<unsigned char>((q[j] & 15) | ((q[j + 16] & 15) << 4));
+  float y[32];
+  dequantizeRow(QType::kQ5_0, raw, y, 32);
+  for (int i = 0; i < 32; ++i) ASSERT_EQ(y[i], 0.25f * (q[i] - 16)) << i;
+}
+
+TEST(QuantQ5_0, TypeIdsNamesAndTheQ4_KFallback) {
+  EXPECT_EQ(ggmlType(QType::kQ5_0), 6);
+  EXPECT_EQ(fromGgmlType(6), QType::kQ5_0);
+  EXPECT_EQ(parseQType("q5_0"), QType::kQ5_0);
+  EXPECT_EQ(qtypeOf(DType::kQ5_0), QType::kQ5_0);
+  EXPECT_EQ(dtypeOf(QType::kQ5_0), DType::kQ5_0);
+  EXPECT_EQ(blockBytes(QType::kQ5_0), 22u);
+  EXPECT_EQ(rowBytes(QType::kQ5_0, 1152), 36u * 22);
+  EXPECT_EQ(activationType(QType::kQ5_0), QType::kQ8_0);
+  // llama.cpp's tensor_type_fallback: Q4_K -> Q5_0 for rows that are not whole 256-blocks.
+  EXPECT_EQ(formatForColumns(QType::kQ4_K, 1152), QType::kQ5_0);
+  EXPECT_EQ(formatForColumns(QType::kQ4_K, 1024), QType::kQ4_K);
+  EXPECT_EQ(formatForColumns(QType::kQ6_K, 1152), QType::kQ8_0);
+  EXPECT_EQ(formatForColumns(QType::kQ5_0, 1152), QType::kQ5_0);
+  EXPECT_EQ(formatForColumns(QType::kQ5_0, 40), std::nullopt);
+}
+
 // A Q4_K block assembled byte by byte from the layout: d, dmin, then 12 scale bytes holding eight
 // 6-bit (scale, min) pairs (pairs 0-3 in the low 6 bits of bytes 0-3 / 4-7; pairs 4-7 with their
 // low 4 bits in bytes 8-11 and their top 2 bits in bits 6-7 of bytes 0-3 / 4-7), then 128 bytes
@@ -157,6 +235,7 @@ struct RoundTripCase {
 
 TEST(QuantRoundTrip, ErrorWithinEachFormatsResolution) {
   for (const RoundTripCase c : {RoundTripCase{QType::kQ8_0, 0.01},
+                                {QType::kQ5_0, 0.08},
                                 {QType::kQ4_0, 0.15},
                                 {QType::kQ4_K, 0.12},
                                 {QType::kQ6_K, 0.03}}) {
@@ -326,7 +405,8 @@ TEST_P(QuantDot, ManyTokensInOneCallMatchPortable) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Formats, QuantDot,
-                         ::testing::Values(QType::kQ8_0, QType::kQ4_0, QType::kQ4_K, QType::kQ6_K),
+                         ::testing::Values(QType::kQ8_0, QType::kQ5_0, QType::kQ4_0, QType::kQ4_K,
+                                           QType::kQ6_K),
                          [](const auto& info) { return std::string(qtypeName(info.param)); });
 
 TEST(QuantDot, ExtremeActivationsDoNotSaturate) {
@@ -338,7 +418,7 @@ TEST(QuantDot, ExtremeActivationsDoNotSaturate) {
     w[size_t(i)] = (i % 3 == 0) ? -1.0f : 1.0f;
     x[size_t(i)] = (i % 2 == 0) ? -1.0f : 1.0f;
   }
-  for (QType t : {QType::kQ8_0, QType::kQ4_0, QType::kQ4_K, QType::kQ6_K}) {
+  for (QType t : {QType::kQ8_0, QType::kQ5_0, QType::kQ4_0, QType::kQ4_K, QType::kQ6_K}) {
     std::vector<unsigned char> wq(rowBytes(t, n));
     quantizeRow(t, w.data(), wq.data(), n);
     const QType at = activationType(t);
