@@ -496,10 +496,12 @@ std::vector<const Weight*> allWeights(const GemmaWeights& w) {
 // compare logits bit for bit, every BF16 matrix is then placed at the address modulo 64 it has
 // in the safetensors mapping (both mappings start on a page): alignment 2 and an I8 filler
 // tensor before each tensor, sized once the data section's start is known.
+// q8: the matrices in block format `blocks` (Q8_0 unless named), else as stored.
 void convert(const Checkpoint& ck, const std::string& path, bool q8,
-             bool same_address_mod_64 = false);
+             bool same_address_mod_64 = false, quant::QType blocks = quant::QType::kQ8_0);
 
-void convert(const Checkpoint& ck, const std::string& path, bool q8, bool same_address_mod_64) {
+void convert(const Checkpoint& ck, const std::string& path, bool q8, bool same_address_mod_64,
+             quant::QType blocks) {
   auto meta = gemmaMetadata(ck.config());
   ASSERT_TRUE(meta.ok()) << meta.status().message();
   const std::vector<const Weight*> weights = allWeights(ck.weights());
@@ -520,13 +522,13 @@ void convert(const Checkpoint& ck, const std::string& path, bool q8, bool same_a
       std::memcpy(bytes.data(), values.data(), bytes.size());
     } else if (q8) {
       const int64_t rows = w->shape[0], cols = w->shape[1];
-      const size_t rb = quant::rowBytes(quant::QType::kQ8_0, cols);
+      const size_t rb = quant::rowBytes(blocks, cols);
       bytes.resize(rb * static_cast<size_t>(rows));
       for (int64_t r = 0; r < rows; ++r) {
-        quant::quantizeRow(quant::QType::kQ8_0, values.data() + r * cols,
+        quant::quantizeRow(blocks, values.data() + r * cols,
                            bytes.data() + static_cast<size_t>(r) * rb, cols);
       }
-      specs.push_back({*name, ggml::kQ8_0, w->shape});
+      specs.push_back({*name, static_cast<uint32_t>(quant::ggmlType(blocks)), w->shape});
     } else {
       specs.push_back({*name, *ggmlTypeOf(w->dtype), w->shape});
       const auto* p = static_cast<const unsigned char*>(w->data);
@@ -689,6 +691,29 @@ TEST(GgufCheckpoint, Q8_0GgufMatchesQuantizeOnLoadBitForBit) {
   ASSERT_EQ(a.size(), b.size());
   EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0);
   EXPECT_EQ(runPrompt(**gg_q4, prompt()), b);
+}
+
+TEST(GgufCheckpoint, Q5_0GgufMatchesQuantizeOnLoadBitForBit) {
+  // Q5_0 matrices (ggml type 6) read as stored run the same kernels as Q5_0 quantized on load.
+  TempDir dir;
+  const std::string path = dir.file("model-q5_0.gguf");
+  {
+    auto st = Checkpoint::open(kFixture);
+    ASSERT_TRUE(st.ok()) << st.status().message();
+    convert(**st, path, true, false, quant::QType::kQ5_0);
+  }
+  auto ck = Checkpoint::open(path);
+  ASSERT_TRUE(ck.ok()) << ck.status().message();
+  EXPECT_EQ((*ck)->weights().layers[0].q_proj.dtype, DType::kQ5_0);
+  EXPECT_EQ((*ck)->weights().embed.dtype, DType::kQ5_0);
+  auto ref = Model::load(kFixture, 2, quant::QType::kQ5_0);
+  auto gg = Model::load(path, 2);
+  ASSERT_TRUE(ref.ok()) << ref.status().message();
+  ASSERT_TRUE(gg.ok()) << gg.status().message();
+  const std::vector<float> a = runPrompt(**ref, prompt());
+  const std::vector<float> b = runPrompt(**gg, prompt());
+  ASSERT_EQ(a.size(), b.size());
+  EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0);
 }
 
 TEST(GgufCheckpoint, MissingOrUnsupportedTensorsAreNamed) {
