@@ -170,7 +170,8 @@ std::vector<std::string> Checkpoint::files() const {
   return out;
 }
 
-// A Gemma 3 GGUF file (engine/gguf_gemma.h): the same required tensors under their GGUF names;
+// A Gemma 3 or Gemma 4 GGUF file (engine/gguf_gemma.h): the same required tensors under their
+// GGUF names;
 // matrices may arrive block-quantized; shifted norms are undone into owned fp32 buffers.
 api::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::openGguf(const std::string& path) {
   std::unique_ptr<Checkpoint> ck(new Checkpoint());
@@ -208,9 +209,9 @@ api::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::openGguf(const std::strin
       return configError(where + "shape " + shapeString(t->shape) + ", expected " +
                          shapeString(r.shape) + " " + r.meaning + " from the metadata");
     }
-    if (blocks && r.shape.size() != 2) {
+    if (blocks && r.shape.size() < 2) {
       return configError(where + "a " + std::string(dtypeName(*dtype)) +
-                         " vector: only matrices may be block-quantized");
+                         " vector: only matrices and expert stacks may be block-quantized");
     }
     if (!blocks && reinterpret_cast<uintptr_t>(t->data) % dtypeSize(*dtype) != 0) {
       return configError(where + "data is not aligned to its " +
@@ -235,6 +236,7 @@ api::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::openGguf(const std::strin
     ck->weight_bytes_ += t->bytes;
     used.insert(t->name);
   }
+  used.insert(std::string(gguf::kRopeFreqsTensor));  // read into the config (proportional RoPE)
   for (const gguf::TensorInfo& t : f.tensors()) {
     if (!used.count(t.name)) ck->unused_.push_back(t.name);
   }

@@ -169,6 +169,16 @@ class CpuBackend final : public Backend {
   }
 
   StatusOr<WeightRef> prepareExperts(const Weight& w) override {
+    // Block-quantized in a GGUF file: each expert's rows used as stored.
+    if (auto q = quant::qtypeOf(w.dtype); q && w.shape.size() == 3) {
+      const int64_t rows = w.shape[0] * w.shape[1];
+      if (w.shape[2] % quant::blockValues(*q) != 0 ||
+          w.bytes != quant::rowBytes(*q, w.shape[2]) * static_cast<size_t>(rows))
+        return Status(ErrorCode::kConfig, "tensor " + w.name + " in " + w.file +
+                                              ": rows are not whole " +
+                                              std::string(dtypeName(w.dtype)) + " blocks");
+      return WeightRef{w.data, w.dtype, rows, w.shape[2]};
+    }
     if (!supportedDtype(w.dtype) || w.shape.size() != 3)
       return Status(ErrorCode::kConfig, "tensor " + w.name + " in " + w.file +
                                             ": expected a 3-D BF16/F16/F32 expert stack");

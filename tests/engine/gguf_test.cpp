@@ -8,7 +8,9 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <optional>
 #include <random>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -455,12 +457,12 @@ TEST(GgufGemma, ConverterKeysAloneGiveLlamaCppsFixedChoices) {
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("key 'gemma3.block_count' is 0"), std::string::npos);
   kv[3].second = Value::u32(7);
-  kv[0].second = Value::string("gemma4");
+  kv[0].second = Value::string("gemma4");  // Gemma 4 reads its own gemma4.* keys
   writeFile(path, kv, {{"token_embd.weight", ggml::kBF16, {4, 64}}});
   bad = loadGgufGemmaConfig(path);
   ASSERT_FALSE(bad.ok());
-  EXPECT_NE(bad.status().message().find("Gemma 4 from GGUF is not implemented"),
-            std::string::npos);
+  EXPECT_NE(bad.status().message().find("'gemma4.block_count'"), std::string::npos)
+      << bad.status().message();
   kv[0].second = Value::string("llama");
   writeFile(path, kv, {{"token_embd.weight", ggml::kBF16, {4, 64}}});
   bad = loadGgufGemmaConfig(path);
@@ -765,6 +767,183 @@ TEST(GgufCheckpoint, MissingOrUnsupportedTensorsAreNamed) {
   ck = Checkpoint::open(dir.file("bad.gguf"));
   ASSERT_FALSE(ck.ok());
   EXPECT_EQ(ck.status().code(), ErrorCode::kIo);
+}
+
+// ---- a Gemma 4 checkpoint written to GGUF
+
+// Every text tensor of a safetensors checkpoint as the converter writes it (any family): 1-D
+// tensors F32 with the family's norm shift, matrices and expert stacks as stored or quantized
+// (`blocks`) where their rows are whole blocks; Gemma 4 gets rope_freqs.
+void convertAll(const Checkpoint& ck, const std::string& path, std::optional<quant::QType> blocks) {
+  auto meta = gemmaMetadata(ck.config());
+  ASSERT_TRUE(meta.ok()) << meta.status().message();
+  const std::set<std::string> unused(ck.unusedTensors().begin(), ck.unusedTensors().end());
+  std::vector<GgufTensorSpec> specs;
+  std::vector<std::vector<unsigned char>> data;
+  std::vector<std::unique_ptr<SafetensorsFile>> files;
+  for (const std::string& file : ck.files()) {
+    auto f = SafetensorsFile::open(file);
+    ASSERT_TRUE(f.ok()) << f.status().message();
+    for (const std::string& stored : (*f)->names()) {
+      const std::optional<std::string> canonical = canonicalTensorName(stored);
+      if (!canonical || unused.count(stored)) continue;
+      const std::optional<std::string> name = ggufTensorName(*canonical);
+      ASSERT_TRUE(name) << *canonical;
+      const TensorView& v = *(*f)->find(stored);
+      Weight w;
+      w.data = v.data;
+      w.dtype = v.dtype;
+      w.shape = v.shape;
+      w.bytes = v.bytes;
+      std::vector<float> values(static_cast<size_t>(w.numel()));
+      w.toFloat(values.data());
+      std::vector<unsigned char> bytes;
+      const int64_t cols = v.shape.back(), rows = w.numel() / cols;
+      const std::optional<quant::QType> q =
+          blocks && v.shape.size() >= 2 ? quant::formatForColumns(*blocks, cols) : std::nullopt;
+      if (v.shape.size() == 1) {
+        const float shift = normShift(ck.config().family, *canonical);
+        for (float& x : values) x += shift;
+        specs.push_back({*name, ggml::kF32, v.shape});
+        bytes.resize(values.size() * 4);
+        std::memcpy(bytes.data(), values.data(), bytes.size());
+      } else if (q) {
+        const size_t rb = quant::rowBytes(*q, cols);
+        bytes.resize(rb * static_cast<size_t>(rows));
+        for (int64_t r = 0; r < rows; ++r) {
+          quant::quantizeRow(*q, values.data() + r * cols, bytes.data() + size_t(r) * rb, cols);
+        }
+        specs.push_back({*name, static_cast<uint32_t>(quant::ggmlType(*q)), v.shape});
+      } else {
+        specs.push_back({*name, *ggmlTypeOf(v.dtype), v.shape});
+        const auto* p = static_cast<const unsigned char*>(v.data);
+        bytes.assign(p, p + v.bytes);
+      }
+      data.push_back(std::move(bytes));
+    }
+    files.push_back(std::move(*f));
+  }
+  if (ck.config().isGemma4()) {
+    const std::vector<float> freqs = ropeFreqs(ck.config());
+    specs.push_back({std::string(kRopeFreqsTensor), ggml::kF32,
+                     {static_cast<int64_t>(freqs.size())}});
+    data.emplace_back(reinterpret_cast<const unsigned char*>(freqs.data()),
+                      reinterpret_cast<const unsigned char*>(freqs.data() + freqs.size()));
+  }
+  auto writer = GgufWriter::create(path, *meta, specs);
+  ASSERT_TRUE(writer.ok()) << writer.status().message();
+  for (const auto& d : data) ASSERT_TRUE((*writer)->append(d.data(), d.size()).ok());
+  ASSERT_TRUE((*writer)->finish().ok());
+}
+
+void expectSameGeometry(const GemmaConfig& a, const GemmaConfig& b) {
+  EXPECT_EQ(b.family, a.family);
+  EXPECT_EQ(b.hidden, a.hidden);
+  EXPECT_EQ(b.n_layer, a.n_layer);
+  EXPECT_EQ(b.n_head, a.n_head);
+  EXPECT_EQ(b.head_dim, a.head_dim);
+  EXPECT_EQ(b.global_head_dim, a.global_head_dim);
+  EXPECT_EQ(b.vocab, a.vocab);
+  EXPECT_EQ(b.max_positions, a.max_positions);
+  EXPECT_EQ(b.sliding_window, a.sliding_window);
+  EXPECT_EQ(b.is_sliding, a.is_sliding);
+  EXPECT_EQ(b.n_kv_shared, a.n_kv_shared);
+  EXPECT_EQ(b.attention_k_eq_v, a.attention_k_eq_v);
+  EXPECT_EQ(b.double_wide_mlp, a.double_wide_mlp);
+  EXPECT_EQ(b.moe.n_expert, a.moe.n_expert);
+  EXPECT_EQ(b.moe.top_k, a.moe.top_k);
+  EXPECT_EQ(b.moe.intermediate, a.moe.intermediate);
+  EXPECT_EQ(b.ple_dim, a.ple_dim);
+  if (a.ple_dim > 0) EXPECT_EQ(b.ple_vocab, a.ple_vocab);  // unused without PLE
+  EXPECT_EQ(b.final_softcap, a.final_softcap);
+  EXPECT_EQ(b.rope_full.base, a.rope_full.base);
+  EXPECT_EQ(b.rope_full.type, a.rope_full.type);
+  EXPECT_EQ(b.rope_full.rotatedPairs(b.global_head_dim), a.rope_full.rotatedPairs(a.global_head_dim));
+  EXPECT_EQ(b.rope_sliding.base, a.rope_sliding.base);
+  EXPECT_EQ(b.attn_scale, a.attn_scale);
+  EXPECT_EQ(b.embed_scale, a.embed_scale);
+  EXPECT_EQ(b.rms_norm_eps, a.rms_norm_eps);
+  EXPECT_EQ(b.bos_id, a.bos_id);
+  ASSERT_EQ(b.layers.size(), a.layers.size());
+  for (size_t l = 0; l < a.layers.size(); ++l) {
+    const LayerGeometry &x = a.layers[l], &y = b.layers[l];
+    EXPECT_EQ(y.sliding, x.sliding) << "layer " << l;
+    EXPECT_EQ(y.head_dim, x.head_dim) << "layer " << l;
+    EXPECT_EQ(y.n_head_kv, x.n_head_kv) << "layer " << l;
+    EXPECT_EQ(y.window, x.window) << "layer " << l;
+    EXPECT_EQ(y.k_eq_v, x.k_eq_v) << "layer " << l;
+    EXPECT_EQ(y.kv_source, x.kv_source) << "layer " << l;
+    EXPECT_EQ(y.intermediate, x.intermediate) << "layer " << l;
+  }
+}
+
+// Both Gemma 4 fixtures (KV sharing, double-wide MLP, PLE; K=V with its own KV heads, experts):
+// the config comes back from the gemma4.* keys alone, and a Q8_0 file runs to the same logits as
+// the safetensors checkpoint quantized on load, bit for bit.
+TEST(GgufCheckpoint, Gemma4ConfigAndQ8_0LogitsMatchTheSafetensorsOriginal) {
+  for (const char* name : {"gemma4-tiny-e", "gemma4-tiny-moe"}) {
+    SCOPED_TRACE(name);
+    const std::string dir_in = std::string(SY_SOURCE_DIR) + "/tests/fixtures/" + name;
+    TempDir dir;
+    const std::string path = dir.file("model.gguf");
+    {
+      auto st = Checkpoint::open(dir_in);
+      ASSERT_TRUE(st.ok()) << st.status().message();
+      convertAll(**st, path, quant::QType::kQ8_0);
+      auto gg = Checkpoint::open(path);
+      ASSERT_TRUE(gg.ok()) << gg.status().message();
+      expectSameGeometry((*st)->config(), (*gg)->config());
+      EXPECT_TRUE((*gg)->unusedTensors().empty());
+    }
+    auto ref = Model::load(dir_in, 2, quant::QType::kQ8_0);
+    auto gg = Model::load(path, 2);
+    ASSERT_TRUE(ref.ok()) << ref.status().message();
+    ASSERT_TRUE(gg.ok()) << gg.status().message();
+    const std::vector<float> a = runPrompt(**ref, prompt());
+    const std::vector<float> b = runPrompt(**gg, prompt());
+    ASSERT_EQ(a.size(), b.size());
+    EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0);
+  }
+}
+
+// What a Gemma 4 file must hold, named when it does not.
+TEST(GgufCheckpoint, Gemma4KeysThatCannotBeReadAreNamed) {
+  const std::string dir_in = std::string(SY_SOURCE_DIR) + "/tests/fixtures/gemma4-tiny-e";
+  auto st = Checkpoint::open(dir_in);
+  ASSERT_TRUE(st.ok()) << st.status().message();
+  TempDir dir;
+  const std::string good = dir.file("good.gguf");
+  convertAll(**st, good, std::nullopt);
+  auto f = GgufFile::open(good);
+  ASSERT_TRUE(f.ok()) << f.status().message();
+  auto rewrite = [&](const std::string& key, std::optional<Value> value) {
+    std::vector<KeyValue> kv;
+    for (const KeyValue& x : (*f)->metadata()) {
+      if (x.first != key) kv.push_back(x);
+      else if (value) kv.emplace_back(key, *value);
+    }
+    const std::string path = dir.file("bad.gguf");
+    std::vector<GgufTensorSpec> specs;
+    for (const TensorInfo& t : (*f)->tensors()) specs.push_back({t.name, t.type, t.shape});
+    auto w = GgufWriter::create(path, kv, specs);
+    EXPECT_TRUE(w.ok()) << w.status().message();
+    for (const TensorInfo& t : (*f)->tensors()) EXPECT_TRUE((*w)->append(t.data, t.bytes).ok());
+    EXPECT_TRUE((*w)->finish().ok());
+    auto ck = Checkpoint::open(path);
+    EXPECT_FALSE(ck.ok());
+    return ck.ok() ? std::string() : ck.status().message();
+  };
+  EXPECT_NE(rewrite("gemma4.attention.sliding_window_pattern", std::nullopt)
+                .find("gemma4.attention.sliding_window_pattern"),
+            std::string::npos);
+  EXPECT_NE(rewrite("gemma4.feed_forward_length", Value::intArray(ValueType::kI32, {1, 2, 3}))
+                .find("3 entries for 6 layers"),
+            std::string::npos);
+  EXPECT_NE(rewrite("gemma4.attention.key_length_swa", std::nullopt)
+                .find("gemma4.attention.key_length_swa"),
+            std::string::npos);
+  EXPECT_NE(rewrite("gemma4.rope.dimension_count_swa", Value::u32(4)).find("dimension_count"),
+            std::string::npos);
 }
 
 // ---- the engine on a .gguf model_dir

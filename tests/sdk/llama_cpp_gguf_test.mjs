@@ -182,4 +182,24 @@ if (process.argv.includes('--gguf')) {
     assert.ok(readFileSync(file).equals(readFileSync(path.join(work, 'tiny-q8_0.gguf'))),
       'make-test-model --format gguf equals make-test-model + quantize');
   });
+
+  // Gemma 4 (gemma-4-tiny: PLE, KV sharing, a double-wide MLP, head dims 16 / 32, proportional
+  // RoPE through rope_freqs): llama.cpp's gemma4 loader takes every type. It checks each tensor's
+  // shape against the gemma4.* keys and refuses a file with a tensor it does not expect.
+  test('Gemma 4: llama.cpp loads every type and decodes greedily', async () => {
+    for (const type of TYPES) {
+      const file = path.join(work, `g4-${type}.gguf`);
+      cli(['make-test-model', '--preset', 'gemma-4-tiny', '--seed', '3', '--format', 'gguf',
+        '--type', type, '--tokenizer-dir', TOKENIZER_DIR, '--out', file]);
+      const r = await greedyDecode(file, { prompt: 'Hello world', tokens: 4, threads: 2, context: 64 });
+      console.log(`gemma 4 ${type}: ${JSON.stringify({ ...r, top2: undefined, prompt_top2: undefined })}`);
+      assert.equal(r.architecture, 'gemma4');
+      assert.equal(r.n_vocab, TINY.vocab);
+      assert.equal(r.n_layer, 6);
+      assert.equal(r.bos, 2);
+      const unexpected = r.log.filter((l) => !l.includes("control-looking token:    212 '</s>'"));
+      assert.deepEqual(unexpected, [], 'llama.cpp warnings');
+      assert.equal(r.ids.length, 4);
+    }
+  });
 }
