@@ -171,8 +171,8 @@ std::vector<std::string> Checkpoint::files() const {
 }
 
 // A Gemma 3 or Gemma 4 GGUF file (engine/gguf_gemma.h): the same required tensors under their
-// GGUF names;
-// matrices may arrive block-quantized; shifted norms are undone into owned fp32 buffers.
+// GGUF names; matrices and expert stacks may arrive block-quantized; shifted norms are undone
+// into owned fp32 buffers.
 api::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::openGguf(const std::string& path) {
   std::unique_ptr<Checkpoint> ck(new Checkpoint());
   ck->dir_ = path;

@@ -818,7 +818,7 @@ int writeGgufModel(const ModelPlan& plan, const std::string& out, const std::str
   if (const std::string note = engine::gguf::llamaCppDifference(*config); !note.empty()) {
     std::fprintf(stderr, "note: %s\n", note.c_str());
   }
-  tools::GgufWriteOptions options{type, plan.name, 1};
+  tools::GgufWriteOptions options{type, plan.name, tools::defaultQuantizeThreads()};
   tools::GgufWriteSummary summary;
   api::Status st = tools::writeGemmaGguf(out, *config, *tokenizer, tensors, rows, options, &summary);
   if (st.ok()) st = engine::gguf::loadGgufGemmaConfig(out).status();

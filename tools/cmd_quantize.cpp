@@ -342,6 +342,11 @@ api::Status writeGemmaGguf(const std::string& out, const engine::GemmaConfig& co
   return api::Status();
 }
 
+int defaultQuantizeThreads() {
+  const unsigned n = std::thread::hardware_concurrency();
+  return static_cast<int>(std::clamp(n, 1u, 16u));
+}
+
 namespace {
 
 // Rows of a checkpoint tensor (BF16, F16 or F32, row-major) as fp32.
@@ -404,11 +409,6 @@ void printUsage(FILE* out) {
       "                 token_embd and about half of attn_v / ffn_down, Q4_K elsewhere)\n"
       "  --out FILE     the .gguf file to write (replaced if it exists)\n"
       "  --threads N    quantization threads (default: the CPU count, at most 16)\n");
-}
-
-int defaultThreads() {
-  const unsigned n = std::thread::hardware_concurrency();
-  return static_cast<int>(std::clamp(n, 1u, 16u));
 }
 
 int quantizeModel(const std::string& model_dir, GgufFileType type, const std::string& out,
@@ -496,7 +496,7 @@ int runQuantize(int argc, char** argv) {
                  type_name.c_str());
     return 2;
   }
-  int threads = defaultThreads();
+  int threads = defaultQuantizeThreads();
   if (!threads_text.empty()) {
     char* end = nullptr;
     errno = 0;

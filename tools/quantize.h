@@ -73,6 +73,9 @@ struct GgufSourceTensor {
 using RowSource =
     std::function<api::Status(size_t index, int64_t row, int64_t rows, float* out)>;
 
+// Quantization threads when none are asked for: the CPU count, at most 16.
+int defaultQuantizeThreads();
+
 struct GgufWriteOptions {
   GgufFileType type = GgufFileType::kQ8_0;
   std::string name;  // general.name (the converter writes the model's directory name)
