@@ -432,8 +432,8 @@ Status readRope(const GgufFile& f, const MetaReader& k, GemmaConfig* c) {
   return k.real("rope.freq_base_swa", kLlamaSwaRopeBase, 0, 1e30, &c->rope_sliding.base);
 }
 
-// bos / eos / pad from tokenizer.ggml.*; the end-of-turn token joins the eos set (by id when
-// eot_token_id is given, and by its text in the vocabulary).
+// bos / eos / pad from tokenizer.ggml.*; <eos> and the end-of-turn token join the eos set (by id
+// when eot_token_id is given, and by their text in the vocabulary).
 Status readSpecialIds(const GgufFile& f, GemmaConfig* c) {
   auto id = [&](const char* name, int64_t def, int64_t* out) -> Status {
     if (!f.has(name)) {
@@ -468,8 +468,10 @@ Status readSpecialIds(const GgufFile& f, GemmaConfig* c) {
   if (const Value* tokens = f.find("tokenizer.ggml.tokens");
       tokens != nullptr && tokens->isArray() && tokens->elem == ValueType::kString) {
     for (size_t t = 0; t < tokens->strs.size() && static_cast<int64_t>(t) < c->vocab; ++t) {
-      // Gemma 3's and Gemma 4's end of turn (llama.cpp adds both to its end-of-generation set).
-      if (tokens->strs[t] == "<end_of_turn>" || tokens->strs[t] == "<turn|>") {
+      // <eos> and Gemma 3's and Gemma 4's end of turn, which llama.cpp adds to its
+      // end-of-generation set by their text too (a converted file keeps one eos id).
+      const std::string& piece = tokens->strs[t];
+      if (piece == "<eos>" || piece == "<end_of_turn>" || piece == "<turn|>") {
         add(static_cast<int64_t>(t));
       }
     }

@@ -15,6 +15,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <iterator>
 #include <map>
 #include <string>
@@ -22,6 +23,7 @@
 
 #include "engine/bf16.h"
 #include "engine/checkpoint.h"
+#include "engine/engine.h"
 #include "engine/gguf.h"
 #include "engine/gguf_gemma.h"
 #include "engine/models/model.h"
@@ -241,6 +243,40 @@ void expectGreedyIdsMatchLlamaCpp(const std::string& file, const std::string& pr
   EXPECT_GE(clear, min_clear);
 }
 
+struct CollectIds : engine::TokenSink {
+  std::vector<int32_t> ids;
+  std::promise<engine::FinishEvent> done;
+  void onToken(const engine::TokenEvent& e) override { ids.push_back(e.id); }
+  void onFinish(const engine::FinishEvent& e) override { done.set_value(e); }
+};
+
+// Twelve greedy ids after a text prompt the engine's own tokenizer encodes, and the eos ids
+// (sorted).
+std::pair<std::vector<int32_t>, std::vector<int32_t>> greedyText(const std::string& model_dir,
+                                                                  const std::string& quantize) {
+  engine::EngineOptions o;
+  o.threads = 2;
+  o.max_context = 64;
+  o.model_dir = model_dir;
+  o.quantize = quantize;
+  auto e = engine::Engine::create(o);
+  EXPECT_TRUE(e.ok()) << e.status().message();
+  if (!e.ok()) return {};
+  engine::GenerationRequest r;
+  r.prompt = (*e)->tokenizer().encode("<start_of_turn>user\nWrite a haiku<end_of_turn>\n", true);
+  r.max_tokens = 12;
+  r.sampling.temperature = 0;
+  auto sink = std::make_shared<CollectIds>();
+  auto h = (*e)->submit(r, sink);
+  EXPECT_TRUE(h.ok()) << h.status().message();
+  if (!h.ok()) return {};
+  const engine::FinishEvent fin = sink->done.get_future().get();
+  EXPECT_TRUE(fin.status.ok()) << fin.status.message();
+  std::vector<int32_t> eos = (*e)->eosIds();
+  std::sort(eos.begin(), eos.end());
+  return {sink->ids, eos};
+}
+
 bool haveLlamaCpp() {
   return fs::exists(std::string(SY_SOURCE_DIR) + "/node_modules/node-llama-cpp/package.json");
 }
@@ -293,6 +329,9 @@ TEST(GgufE2eGemma4, QuantizedFilesLoadInBothEnginesAndAgreeWithLlamaCpp) {
     // 48 columns (6 layers x 8) are not whole 32-value blocks: F16, llama-quantize's fallback.
     EXPECT_EQ(types.at("per_layer_token_embd.weight"), type == "bf16" ? gg::kBF16 : gg::kF16);
   }
+  // The engine on the Q8_0 file alone (its tokenizer imported from the gemma4 BPE metadata)
+  // generates what the checkpoint quantized on load generates, from the same text.
+  EXPECT_EQ(greedyText(dir.file("g4-q8_0.gguf"), ""), greedyText(model, "q8_0"));
   if (!haveLlamaCpp()) GTEST_SKIP() << "node-llama-cpp is not installed (scripts/npm-deps.sh)";
   // <bos> + 5 prompt tokens + 13 of the 14 greedy ones: 19 positions, past the window of 8.
   // On the BF16 file: on this random 64-wide model Q8_0's own error (up to 3.6 logits between
