@@ -16,11 +16,11 @@
 // `layer_scalar`, and leave out v_proj on K=V layers; the k_proj / v_proj / k_norm that KV-shared
 // layers still carry are ignored (listed in unusedTensors()), as transformers does.
 //
-// A path ending in ".gguf" is instead a llama.cpp GGUF file of a Gemma 3 text model
+// A path ending in ".gguf" is instead a llama.cpp GGUF file of a Gemma 3 or Gemma 4 text model
 // (engine/gguf_gemma.h): the config comes from its metadata, tensors are found by their GGUF
-// names, matrices may be block-quantized (Q8_0, Q5_0, Q4_0, Q4_K, Q6_K, read as stored), and
-// the norm weights the converter stored as 1 + w are turned back into w in buffers the
-// Checkpoint owns.
+// names, matrices and expert stacks may be block-quantized (Q8_0, Q5_0, Q4_0, Q4_K, Q6_K, read
+// as stored), and the Gemma 3 norm weights the converter stored as 1 + w are turned back into w
+// in buffers the Checkpoint owns.
 //
 // Weights are not copied: each Weight points into a read-only mapping owned by the Checkpoint,
 // valid for the Checkpoint's lifetime. All matrices are nn.Linear weights, stored
@@ -48,7 +48,7 @@ class GgufFile;
 struct Weight {
   const void* data = nullptr;  // little-endian, row-major; aligned to dtypeSize(dtype)
   DType dtype = DType::kBF16;  // kBF16, kF16 or kF32; read it, don't assume it (§4.5). From a
-                               // GGUF file also kQ8_0/kQ5_0/kQ4_0/kQ4_K/kQ6_K (2-D matrices only;
+                               // GGUF file also kQ8_0/kQ5_0/kQ4_0/kQ4_K/kQ6_K (matrices and expert stacks;
                                // rows of quant::rowBytes, data aligned to the file's alignment)
   std::vector<int64_t> shape;  // checked against the config at open()
   size_t bytes = 0;

@@ -172,8 +172,9 @@ api::StatusOr<std::vector<KeyValue>> gemma4Metadata(const GemmaConfig& c) {
     return configError("Gemma 4 sliding layers with scaled or proportional RoPE cannot be "
                        "written to GGUF");
   }
-  if (c.rope_full.type == RopeType::kLinear) {
-    return configError("Gemma 4 full layers with linear RoPE scaling cannot be written to GGUF");
+  if (c.rope_full.type == RopeType::kLinear || c.rope_full.factor != 1.0) {
+    return configError("Gemma 4 full layers with scaled RoPE (factor " +
+                       std::to_string(c.rope_full.factor) + ") cannot be written to GGUF");
   }
   const std::string_view a = kArchGemma4;
   std::vector<KeyValue> m;
@@ -337,7 +338,7 @@ class MetaReader {
     }
     if (const Value* v = f_.find(k); v != nullptr && v->isArray()) {
       return configError(f_.path() + ": key '" + k +
-                         "' is a per-layer array; Gemma 3 has one value for all layers");
+                         "' is a per-layer array; one value for all layers is expected");
     }
     auto v = f_.getI64(k);
     if (!v.ok()) return v.status();
@@ -432,8 +433,9 @@ Status readRope(const GgufFile& f, const MetaReader& k, GemmaConfig* c) {
   return k.real("rope.freq_base_swa", kLlamaSwaRopeBase, 0, 1e30, &c->rope_sliding.base);
 }
 
-// bos / eos / pad from tokenizer.ggml.*; <eos> and the end-of-turn token join the eos set (by id
-// when eot_token_id is given, and by their text in the vocabulary).
+// bos / eos / pad from tokenizer.ggml.*; <eos>, the end-of-turn token and (Gemma 4)
+// <|tool_response> join the eos set (by id when eot_token_id is given, and by their text in the
+// vocabulary), as in HF's generation_config and llama.cpp's end-of-generation set.
 Status readSpecialIds(const GgufFile& f, GemmaConfig* c) {
   auto id = [&](const char* name, int64_t def, int64_t* out) -> Status {
     if (!f.has(name)) {
@@ -471,7 +473,8 @@ Status readSpecialIds(const GgufFile& f, GemmaConfig* c) {
       // <eos> and Gemma 3's and Gemma 4's end of turn, which llama.cpp adds to its
       // end-of-generation set by their text too (a converted file keeps one eos id).
       const std::string& piece = tokens->strs[t];
-      if (piece == "<eos>" || piece == "<end_of_turn>" || piece == "<turn|>") {
+      if (piece == "<eos>" || piece == "<end_of_turn>" || piece == "<turn|>" ||
+          (c->isGemma4() && piece == "<|tool_response>")) {  // Gemma 4 stops for a tool's answer
         add(static_cast<int64_t>(t));
       }
     }
@@ -533,7 +536,12 @@ api::StatusOr<double> partialRotaryFactor(const GgufFile& f, int global_head_dim
                          "entry " + std::to_string(j) + " is " + std::to_string(v[j]));
     }
   }
-  return 2.0 * static_cast<double>(rotated) / global_head_dim;
+  // The factor whose rotatedPairs() gives back exactly `rotated` (int(p * D / 2) truncates).
+  RopeParams p{1.0, 1.0, RopeType::kProportional, 2.0 * static_cast<double>(rotated) / global_head_dim};
+  while (p.rotatedPairs(global_head_dim) < rotated) {
+    p.partial_rotary_factor = std::nextafter(p.partial_rotary_factor, 2.0);
+  }
+  return p.partial_rotary_factor;
 }
 
 // The config.json keys of a Gemma 4 GGUF besides the layer geometry: vocabularies from the
@@ -550,9 +558,14 @@ Status gemma4Rest(const GgufFile& f, const MetaReader& k, int64_t P, api::Json* 
       !(s = k.integer("expert_count", int64_t{0}, 0, 1 << 16, &n_expert)).ok()) {
     return s;
   }
-  if (k.has("final_logit_softcapping") &&
-      !(s = k.real("final_logit_softcapping", std::nullopt, -1, 1e6, &cap)).ok()) {
-    return s;
+  if (k.has("final_logit_softcapping")) {  // 0 = none; the converter writes it only when set
+    auto v = f.getF64(k.full("final_logit_softcapping"));
+    if (!v.ok()) return v.status();
+    if (!std::isfinite(*v) || *v < 0 || *v > 1e6) {
+      return configError(f.path() + ": key '" + k.full("final_logit_softcapping") + "' is " +
+                         std::to_string(*v) + ", outside [0, 1e6]");
+    }
+    cap = *v;
   }
   const TensorInfo* embd = f.findTensor("token_embd.weight");
   if (embd == nullptr || embd->shape.size() != 2 || embd->shape[0] < 1) {
@@ -589,6 +602,20 @@ Status gemma4Rest(const GgufFile& f, const MetaReader& k, int64_t P, api::Json* 
     (*j)["num_experts"] = n_expert;
     (*j)["top_k_experts"] = top_k;
     (*j)["moe_intermediate_size"] = moe_width;
+  }
+  return Status();
+}
+
+// attention.head_count_kv per layer as the file gives it against what the config resolved, for
+// the layers that keep their own K/V (a KV-shared layer's entry is not used).
+Status checkKvHeads(const GgufFile& f, const GemmaConfig& c, const std::vector<int64_t>& kv) {
+  for (int l = 0; l < c.n_layer; ++l) {
+    if (c.storesKv(l) && c.layer(l).n_head_kv != kv[size_t(l)]) {
+      return configError(f.path() + ": key 'gemma4.attention.head_count_kv' gives layer " +
+                         std::to_string(l) + " " + std::to_string(kv[size_t(l)]) +
+                         " KV heads; Gemma 4 has one count for sliding layers and one for full "
+                         "K=V layers (expected " + std::to_string(c.layer(l).n_head_kv) + ")");
+    }
   }
   return Status();
 }
@@ -640,10 +667,13 @@ api::StatusOr<GemmaConfig> gemma4ConfigFromGguf(const GgufFile& f) {
   GemmaConfig probe;
   probe.n_layer = static_cast<int>(L);
   probe.max_positions = 1 << 30;
-  if (!k.has("attention.sliding_window_pattern") || !k.has("attention.sliding_window")) {
-    return configError(f.path() + ": Gemma 4 needs keys '" +
-                       k.full("attention.sliding_window_pattern") + "' and '" +
-                       k.full("attention.sliding_window") + "'");
+  int64_t window = 0;
+  if (!k.has("attention.sliding_window_pattern")) {
+    return configError(f.path() + ": Gemma 4 needs key '" +
+                       k.full("attention.sliding_window_pattern") + "'");
+  }
+  if (!(s = k.integer("attention.sliding_window", std::nullopt, 1, 1 << 30, &window)).ok()) {
+    return s;
   }
   if (!(s = readLayerTypes(f, k, &probe)).ok()) return s;
   std::vector<int64_t> ffn, kv;
@@ -692,7 +722,7 @@ api::StatusOr<GemmaConfig> gemma4ConfigFromGguf(const GgufFile& f) {
   if (!(s = gemma4Rest(f, k, P, &j)).ok()) return s;
   auto c = parseGemmaConfig(j.dump(), f.path() + " (its gemma4.* keys)");
   if (!c.ok()) return c.status();
-  if (!(s = checkFfnWidths(f, *c, ffn)).ok()) return s;
+  if (!(s = checkFfnWidths(f, *c, ffn)).ok() || !(s = checkKvHeads(f, *c, kv)).ok()) return s;
   if (!(s = readSpecialIds(f, &*c)).ok()) return s;
   return c;
 }
@@ -918,6 +948,10 @@ api::StatusOr<std::shared_ptr<const ChatTemplate>> loadGgufChatTemplate(const st
   if (file.has(gguf_tokenizer_keys::kTokens)) {
     auto tokens = file.getArray(gguf_tokenizer_keys::kTokens);
     if (!tokens.ok()) return tokens.status();
+    if ((*tokens)->elem != ValueType::kString) {
+      return configError(path + ": key '" + gguf_tokenizer_keys::kTokens +
+                         "' must be an array of strings");
+    }
     const std::vector<std::string>& pieces = (*tokens)->strs;
     const std::pair<const char*, const char*> specials[] = {
         {gguf_tokenizer_keys::kBosId, "bos_token"},

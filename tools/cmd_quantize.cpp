@@ -114,12 +114,11 @@ uint32_t chooseGgmlType(GgufFileType type, std::string_view name,
                         : type == GgufFileType::kQ4_0 ? gg::kQ4_0
                                                       : gg::kQ4_K;
   uint32_t want = base;
-  if (name == "token_embd.weight") {  // tied: quantized as the output matrix
-    const int block = engine::quant::blockValues(*engine::quant::fromGgmlType(int(base)));
-    if (cols % block != 0) {
-      *fallback = true;
-      return gg::kQ8_0;
-    }
+  // llama-quantize never quantizes Gemma 4's PLE projection; it stays as converted (BF16).
+  if (name == "per_layer_model_proj.weight") return gg::kBF16;
+  if (name == "token_embd.weight" || name == "per_layer_token_embd.weight") {
+    // The embedding tables (token_embd is also the output matrix: Gemma ties them): Q6_K below
+    // Q8_0, falling back to Q8_0 and then F16 on rows that are not whole blocks.
     if (base != gg::kQ8_0) want = gg::kQ6_K;
   } else if (type == GgufFileType::kQ4_K_M) {
     if (contains(name, "attn_v.weight") && useMoreBits(i_attn_v, n_attn_v)) want = gg::kQ6_K;
@@ -207,7 +206,9 @@ api::StatusOr<std::vector<Planned>> planTensors(const engine::GemmaConfig& confi
     p.shift = engine::gguf::normShift(config.family, t.canonical);
     plan.push_back(std::move(p));
   }
-  if (config.isGemma4()) {  // generated: the proportional RoPE's frequency factors, F32
+  const bool any_full = std::find(config.is_sliding.begin(), config.is_sliding.end(), false) !=
+                        config.is_sliding.end();
+  if (config.isGemma4() && any_full) {  // generated: the full layers' RoPE frequency factors
     const int64_t half = config.global_head_dim / 2;
     plan.push_back({kGeneratedRopeFreqs, std::string(engine::gguf::kRopeFreqsTensor), {half},
                     gg::kF32, 0, 1, half});

@@ -8,15 +8,17 @@
 //   - 1-D tensors (the norms) are F32 in every file type; Gemma 3 norms hold fl32(1 + w).
 //   - f32 / bf16: every matrix F32 / BF16 (convert_hf_to_gguf.py --outtype f32 / bf16).
 //   - q8_0: every matrix Q8_0.
-//   - q4_0: every matrix Q4_0, except token_embd (which is also the output matrix: Gemma ties
-//     them), which gets Q6_K.
-//   - q4_k_m: Q4_K, except token_embd Q6_K, and Q6_K for attn_v and ffn_down in the layers
-//     where llama.cpp's use_more_bits(i, n) holds: i < n/8, i >= 7n/8, or (i - n/8) % 3 == 2
-//     (i counts attn_v tensors resp. layers, n their number), i.e. about half of them.
+//   - q4_0: every matrix Q4_0, except the embedding tables token_embd (which is also the output
+//     matrix: Gemma ties them) and Gemma 4's per_layer_token_embd, which get Q6_K.
+//   - q4_k_m: Q4_K, except the embedding tables Q6_K, and Q6_K for attn_v and ffn_down (the
+//     experts' ffn_down_exps too) in the layers where llama.cpp's use_more_bits(i, n) holds:
+//     i < n/8, i >= 7n/8, or (i - n/8) % 3 == 2 (i counts attn_v tensors resp. layers, n their
+//     number), i.e. about half of them.
+//   - Gemma 4: the router (ffn_gate_inp) stays F32 and per_layer_model_proj BF16 in every
+//     quantized type, as llama-quantize leaves them.
 //   - A matrix whose row length is not a whole number of blocks falls back as llama.cpp's
 //     tensor_type_fallback does (quant::formatForColumns): Q4_K -> Q5_0, Q6_K -> Q8_0, and
-//     token_embd straight to Q8_0 when its rows are not multiples of 256; anything whose rows
-//     are not multiples of 32 -> F16.
+//     anything whose rows are not multiples of 32 -> F16.
 // The values are quantized from fp32 copies of the checkpoint's values (BF16/F16/F32), so a
 // file equals llama-quantize's output from a BF16 or F32 conversion (not from an F16 one, which
 // rounds BF16 weights first).

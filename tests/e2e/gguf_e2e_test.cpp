@@ -328,6 +328,7 @@ TEST(GgufE2eGemma4, QuantizedFilesLoadInBothEnginesAndAgreeWithLlamaCpp) {
     EXPECT_EQ(types.at("blk.0.layer_output_scale.weight"), gg::kF32);
     // 48 columns (6 layers x 8) are not whole 32-value blocks: F16, llama-quantize's fallback.
     EXPECT_EQ(types.at("per_layer_token_embd.weight"), type == "bf16" ? gg::kBF16 : gg::kF16);
+    EXPECT_EQ(types.at("per_layer_model_proj.weight"), gg::kBF16);  // llama-quantize skips it
   }
   // The engine on the Q8_0 file alone (its tokenizer imported from the gemma4 BPE metadata)
   // generates what the checkpoint quantized on load generates, from the same text.

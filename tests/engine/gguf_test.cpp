@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -823,7 +824,8 @@ void convertAll(const Checkpoint& ck, const std::string& path, std::optional<qua
     }
     files.push_back(std::move(*f));
   }
-  if (ck.config().isGemma4()) {
+  const std::vector<bool>& sliding = ck.config().is_sliding;
+  if (ck.config().isGemma4() && std::find(sliding.begin(), sliding.end(), false) != sliding.end()) {
     const std::vector<float> freqs = ropeFreqs(ck.config());
     specs.push_back({std::string(kRopeFreqsTensor), ggml::kF32,
                      {static_cast<int64_t>(freqs.size())}});
@@ -944,6 +946,51 @@ TEST(GgufCheckpoint, Gemma4KeysThatCannotBeReadAreNamed) {
             std::string::npos);
   EXPECT_NE(rewrite("gemma4.rope.dimension_count_swa", Value::u32(4)).find("dimension_count"),
             std::string::npos);
+  EXPECT_NE(rewrite("gemma4.attention.sliding_window", Value::u32(0))
+                .find("gemma4.attention.sliding_window"),
+            std::string::npos);
+  EXPECT_NE(rewrite("gemma4.final_logit_softcapping", Value::f32(-30)).find("softcapping"),
+            std::string::npos);
+  // KV heads per layer must be the config's for every layer that keeps its own K/V.
+  EXPECT_NE(rewrite("gemma4.attention.head_count_kv",
+                    Value::intArray(ValueType::kI32, {2, 2, 1, 2, 2, 2}))
+                .find("gives layer 2 1 KV heads"),
+            std::string::npos);
+}
+
+// The eos set of a Gemma 4 file: its eos id, and <eos>, <turn|> and <|tool_response> by their
+// text (HF's generation_config stops on all three; llama.cpp adds them by text too).
+TEST(GgufCheckpoint, Gemma4EosSetHasTheTurnAndToolResponseTokens) {
+  const std::string dir_in = std::string(SY_SOURCE_DIR) + "/tests/fixtures/gemma4-tiny-e";
+  auto st = Checkpoint::open(dir_in);
+  ASSERT_TRUE(st.ok()) << st.status().message();
+  TempDir dir;
+  const std::string path = dir.file("model.gguf");
+  convertAll(**st, path, std::nullopt);
+  auto f = GgufFile::open(path);
+  ASSERT_TRUE(f.ok()) << f.status().message();
+  std::vector<KeyValue> kv = (*f)->metadata();
+  std::vector<std::string> tokens;
+  for (int i = 0; i < 512; ++i) tokens.push_back("t" + std::to_string(i));
+  tokens[1] = "<eos>";
+  tokens[50] = "<|tool_response>";
+  tokens[106] = "<turn|>";
+  kv.emplace_back("tokenizer.ggml.tokens", Value::stringArray(tokens));
+  for (auto& [key, value] : kv) {
+    if (key == "tokenizer.ggml.eos_token_id") value = Value::u32(106);
+  }
+  std::vector<GgufTensorSpec> specs;
+  for (const TensorInfo& t : (*f)->tensors()) specs.push_back({t.name, t.type, t.shape});
+  const std::string out = dir.file("with-vocab.gguf");
+  auto w = GgufWriter::create(out, kv, specs);
+  ASSERT_TRUE(w.ok()) << w.status().message();
+  for (const TensorInfo& t : (*f)->tensors()) ASSERT_TRUE((*w)->append(t.data, t.bytes).ok());
+  ASSERT_TRUE((*w)->finish().ok());
+  auto ck = Checkpoint::open(out);
+  ASSERT_TRUE(ck.ok()) << ck.status().message();
+  std::vector<int32_t> eos = (*ck)->config().eos_ids;
+  std::sort(eos.begin(), eos.end());
+  EXPECT_EQ(eos, (std::vector<int32_t>{1, 50, 106}));
 }
 
 // ---- the engine on a .gguf model_dir
