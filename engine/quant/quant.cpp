@@ -27,17 +27,22 @@ void quantizeQ8_0(const float* x, BlockQ8_0* y, int64_t nb) {
   }
 }
 
+// The value of a 32-value block with the largest magnitude, with its sign (the first of equals).
+float largestMagnitude(const float* x) {
+  float amax = 0, max = 0;
+  for (int i = 0; i < kQK; ++i) {
+    if (amax < std::fabs(x[i])) {
+      amax = std::fabs(x[i]);
+      max = x[i];
+    }
+  }
+  return max;
+}
+
 void quantizeQ4_0(const float* x, BlockQ4_0* y, int64_t nb) {
   for (int64_t b = 0; b < nb; ++b, x += kQK) {
     // The signed value of largest magnitude maps to -8, so the full range [-8, 7] is used.
-    float amax = 0, max = 0;
-    for (int i = 0; i < kQK; ++i) {
-      if (amax < std::fabs(x[i])) {
-        amax = std::fabs(x[i]);
-        max = x[i];
-      }
-    }
-    const float d = max / -8.0f;
+    const float d = largestMagnitude(x) / -8.0f;
     const float id = d != 0 ? 1.0f / d : 0.0f;
     y[b].d = floatToF16(d);
     for (int j = 0; j < kQK / 2; ++j) {
@@ -53,14 +58,7 @@ void quantizeQ5_0(const float* x, BlockQ5_0* y, int64_t nb) {
   for (int64_t b = 0; b < nb; ++b, x += kQK) {
     // As Q4_0, with 5 bits: the signed value of largest magnitude maps to -16, the range is
     // [-16, 15].
-    float amax = 0, max = 0;
-    for (int i = 0; i < kQK; ++i) {
-      if (amax < std::fabs(x[i])) {
-        amax = std::fabs(x[i]);
-        max = x[i];
-      }
-    }
-    const float d = max / -16.0f;
+    const float d = largestMagnitude(x) / -16.0f;
     const float id = d != 0 ? 1.0f / d : 0.0f;
     y[b].d = floatToF16(d);
     uint32_t qh = 0;

@@ -597,6 +597,17 @@ std::vector<int32_t> prompt() {
   return tokens;
 }
 
+// The two models give the same logits for prompt(), bit for bit.
+void expectIdenticalLogits(const api::StatusOr<std::unique_ptr<Model>>& a,
+                           const api::StatusOr<std::unique_ptr<Model>>& b) {
+  ASSERT_TRUE(a.ok()) << a.status().message();
+  ASSERT_TRUE(b.ok()) << b.status().message();
+  const std::vector<float> x = runPrompt(**a, prompt());
+  const std::vector<float> y = runPrompt(**b, prompt());
+  ASSERT_EQ(x.size(), y.size());
+  EXPECT_EQ(std::memcmp(x.data(), y.data(), x.size() * sizeof(float)), 0);
+}
+
 TEST(GgufCheckpoint, ConfigAndWeightsMatchTheSafetensorsOriginal) {
   TempDir dir;
   const std::string path = dir.file("model.gguf");
@@ -661,14 +672,7 @@ TEST(GgufCheckpoint, Bf16GgufGivesBitIdenticalLogits) {
                 reinterpret_cast<uintptr_t>(wa[k]->data) % 64);
     }
   }
-  auto ref = Model::load(kFixture, 2);
-  auto gg = Model::load(path, 2);
-  ASSERT_TRUE(ref.ok()) << ref.status().message();
-  ASSERT_TRUE(gg.ok()) << gg.status().message();
-  const std::vector<float> a = runPrompt(**ref, prompt());
-  const std::vector<float> b = runPrompt(**gg, prompt());
-  ASSERT_EQ(a.size(), b.size());
-  EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0);
+  expectIdenticalLogits(Model::load(kFixture, 2), Model::load(path, 2));
 }
 
 TEST(GgufCheckpoint, Q8_0GgufMatchesQuantizeOnLoadBitForBit) {
@@ -856,7 +860,9 @@ void expectSameGeometry(const GemmaConfig& a, const GemmaConfig& b) {
   EXPECT_EQ(b.moe.top_k, a.moe.top_k);
   EXPECT_EQ(b.moe.intermediate, a.moe.intermediate);
   EXPECT_EQ(b.ple_dim, a.ple_dim);
-  if (a.ple_dim > 0) EXPECT_EQ(b.ple_vocab, a.ple_vocab);  // unused without PLE
+  if (a.ple_dim > 0) {  // unused without PLE
+    EXPECT_EQ(b.ple_vocab, a.ple_vocab);
+  }
   EXPECT_EQ(b.final_softcap, a.final_softcap);
   EXPECT_EQ(b.rope_full.base, a.rope_full.base);
   EXPECT_EQ(b.rope_full.type, a.rope_full.type);
@@ -897,14 +903,7 @@ TEST(GgufCheckpoint, Gemma4ConfigAndQ8_0LogitsMatchTheSafetensorsOriginal) {
       expectSameGeometry((*st)->config(), (*gg)->config());
       EXPECT_TRUE((*gg)->unusedTensors().empty());
     }
-    auto ref = Model::load(dir_in, 2, quant::QType::kQ8_0);
-    auto gg = Model::load(path, 2);
-    ASSERT_TRUE(ref.ok()) << ref.status().message();
-    ASSERT_TRUE(gg.ok()) << gg.status().message();
-    const std::vector<float> a = runPrompt(**ref, prompt());
-    const std::vector<float> b = runPrompt(**gg, prompt());
-    ASSERT_EQ(a.size(), b.size());
-    EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0);
+    expectIdenticalLogits(Model::load(dir_in, 2, quant::QType::kQ8_0), Model::load(path, 2));
   }
 }
 
