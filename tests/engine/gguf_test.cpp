@@ -992,6 +992,38 @@ TEST(GgufCheckpoint, Gemma4EosSetHasTheTurnAndToolResponseTokens) {
   EXPECT_EQ(eos, (std::vector<int32_t>{1, 50, 106}));
 }
 
+// The fuzz seed tests/fuzz/corpus/gguf/gemma4_tiny.gguf (2 KB: gemma4.* keys with a sliding and
+// a K=V full layer, PLE, experts, rope_freqs, a tokenizer and a chat template; no weights) must
+// reach the end of the Gemma 4 reader, or the fuzzer would start from an early refusal.
+TEST(GgufGemma, TheGemma4FuzzSeedResolvesToAConfig) {
+  const std::string path = std::string(SY_SOURCE_DIR) + "/tests/fuzz/corpus/gguf/gemma4_tiny.gguf";
+  auto c = loadGgufGemmaConfig(path);
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_TRUE(c->isGemma4());
+  EXPECT_EQ(c->n_layer, 2);
+  EXPECT_TRUE(c->layer(0).sliding);
+  EXPECT_FALSE(c->layer(1).sliding);
+  EXPECT_TRUE(c->layer(1).k_eq_v);
+  EXPECT_EQ(c->layer(1).head_dim, 8);
+  EXPECT_EQ(c->moe.n_expert, 4);
+  EXPECT_EQ(c->ple_dim, 2);
+  EXPECT_EQ(c->final_softcap, 30.0f);
+  EXPECT_EQ(c->rope_full.rotatedPairs(c->global_head_dim), 1);
+  EXPECT_EQ(c->eos_ids, (std::vector<int32_t>{1}));
+  auto file = GgufFile::open(path);
+  ASSERT_TRUE(file.ok());
+  auto tok = tokenizerDataFromGguf(**file);
+  ASSERT_TRUE(tok.ok()) << tok.status().message();
+  EXPECT_EQ(tok->model, "gemma4");
+  auto tmpl = loadGgufChatTemplate(path);
+  ASSERT_TRUE(tmpl.ok() && *tmpl) << tmpl.status().message();
+  std::vector<api::Message> messages(1);
+  messages[0].content = api::Content::ofText("hi");
+  auto text = (*tmpl)->render(messages, {}, false, jinja::Json::object());
+  ASSERT_TRUE(text.ok()) << text.status().message();
+  EXPECT_EQ(*text, "<bos><|turn>user\nhi<turn|>\n");
+}
+
 // ---- the engine on a .gguf model_dir
 
 struct Collect : TokenSink {
