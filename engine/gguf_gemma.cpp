@@ -150,6 +150,16 @@ float normShift(ModelFamily family, std::string_view canonical) {
 
 namespace internal {
 
+std::vector<KeyValue> headMetadata(std::string_view arch, const GemmaConfig& c) {
+  std::vector<KeyValue> m;
+  m.emplace_back("general.architecture", Value::string(std::string(arch)));
+  m.emplace_back("general.quantization_version", Value::u32(2));
+  m.emplace_back(key(arch, "context_length"), Value::u32(static_cast<uint32_t>(c.max_positions)));
+  m.emplace_back(key(arch, "embedding_length"), Value::u32(static_cast<uint32_t>(c.hidden)));
+  m.emplace_back(key(arch, "block_count"), Value::u32(static_cast<uint32_t>(c.n_layer)));
+  return m;
+}
+
 void specialIdMetadata(const GemmaConfig& c, std::vector<KeyValue>* m) {
   m->emplace_back("tokenizer.ggml.bos_token_id", Value::u32(static_cast<uint32_t>(c.bos_id)));
   if (!c.eos_ids.empty()) {
@@ -206,15 +216,10 @@ api::StatusOr<std::vector<KeyValue>> gemmaMetadata(const GemmaConfig& c) {
   }
   if (c.final_softcap != 0) return configError("Gemma 3 has no final logit softcapping");
   const std::string_view a = kArchGemma3;
-  std::vector<KeyValue> m;
+  std::vector<KeyValue> m = headMetadata(a, c);
   auto u32 = [&](std::string_view name, int64_t v) {
     m.emplace_back(key(a, name), Value::u32(static_cast<uint32_t>(v)));
   };
-  m.emplace_back("general.architecture", Value::string(std::string(a)));
-  m.emplace_back("general.quantization_version", Value::u32(2));
-  u32("context_length", c.max_positions);
-  u32("embedding_length", c.hidden);
-  u32("block_count", c.n_layer);
   u32("feed_forward_length", c.intermediate);
   u32("attention.head_count", c.n_head);
   u32("attention.head_count_kv", c.n_head_kv);

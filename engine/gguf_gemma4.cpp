@@ -283,18 +283,13 @@ api::StatusOr<std::vector<KeyValue>> gemma4Metadata(const GemmaConfig& c) {
                        std::to_string(c.rope_full.factor) + ") cannot be written to GGUF");
   }
   const std::string_view a = kArchGemma4;
-  std::vector<KeyValue> m;
+  std::vector<KeyValue> m = headMetadata(a, c);
   auto u32 = [&](std::string_view name, int64_t v) {
     m.emplace_back(key(a, name), Value::u32(static_cast<uint32_t>(v)));
   };
   auto f32 = [&](std::string_view name, double v) {
     m.emplace_back(key(a, name), Value::f32(static_cast<float>(v)));
   };
-  m.emplace_back("general.architecture", Value::string(std::string(a)));
-  m.emplace_back("general.quantization_version", Value::u32(2));
-  u32("context_length", c.max_positions);
-  u32("embedding_length", c.hidden);
-  u32("block_count", c.n_layer);
   m.emplace_back(key(a, "feed_forward_length"),
                  perLayer(c, [](const LayerGeometry& g) { return g.intermediate; }));
   u32("attention.head_count", c.n_head);

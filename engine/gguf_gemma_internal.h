@@ -83,6 +83,9 @@ class MetaReader {
 api::Status readLayerTypes(const GgufFile& f, const MetaReader& k, GemmaConfig* c);
 // bos / eos / pad from tokenizer.ggml.*, and the eos set completed by text (gguf_gemma.cpp).
 api::Status readSpecialIds(const GgufFile& f, GemmaConfig* c);
+// The keys every Gemma writer starts with: general.architecture, general.quantization_version,
+// and "<arch>." context_length, embedding_length, block_count.
+std::vector<KeyValue> headMetadata(std::string_view arch, const GemmaConfig& c);
 // The special ids llama.cpp reads from the model side (the tokenizer's own are merged later).
 void specialIdMetadata(const GemmaConfig& c, std::vector<KeyValue>* m);
 

@@ -907,29 +907,40 @@ TEST(GgufCheckpoint, Gemma4ConfigAndQ8_0LogitsMatchTheSafetensorsOriginal) {
   }
 }
 
+// The tiny-e fixture (KV sharing, PLE) written to GGUF at `path` by convertAll, opened.
+std::unique_ptr<GgufFile> tinyGemma4Gguf(const std::string& path) {
+  auto st = Checkpoint::open(std::string(SY_SOURCE_DIR) + "/tests/fixtures/gemma4-tiny-e");
+  EXPECT_TRUE(st.ok()) << st.status().message();
+  if (!st.ok()) return nullptr;
+  convertAll(**st, path, std::nullopt);
+  auto f = GgufFile::open(path);
+  EXPECT_TRUE(f.ok()) << f.status().message();
+  return f.ok() ? std::move(f).value() : nullptr;
+}
+
+// `f`'s tensors under metadata `kv`, written to `out`.
+void rewriteGguf(const GgufFile& f, const std::vector<KeyValue>& kv, const std::string& out) {
+  std::vector<GgufTensorSpec> specs;
+  for (const TensorInfo& t : f.tensors()) specs.push_back({t.name, t.type, t.shape});
+  auto w = GgufWriter::create(out, kv, specs);
+  ASSERT_TRUE(w.ok()) << w.status().message();
+  for (const TensorInfo& t : f.tensors()) ASSERT_TRUE((*w)->append(t.data, t.bytes).ok());
+  ASSERT_TRUE((*w)->finish().ok());
+}
+
 // What a Gemma 4 file must hold, named when it does not.
 TEST(GgufCheckpoint, Gemma4KeysThatCannotBeReadAreNamed) {
-  const std::string dir_in = std::string(SY_SOURCE_DIR) + "/tests/fixtures/gemma4-tiny-e";
-  auto st = Checkpoint::open(dir_in);
-  ASSERT_TRUE(st.ok()) << st.status().message();
   TempDir dir;
-  const std::string good = dir.file("good.gguf");
-  convertAll(**st, good, std::nullopt);
-  auto f = GgufFile::open(good);
-  ASSERT_TRUE(f.ok()) << f.status().message();
+  std::unique_ptr<GgufFile> f = tinyGemma4Gguf(dir.file("good.gguf"));
+  ASSERT_TRUE(f);
   auto rewrite = [&](const std::string& key, std::optional<Value> value) {
     std::vector<KeyValue> kv;
-    for (const KeyValue& x : (*f)->metadata()) {
+    for (const KeyValue& x : f->metadata()) {
       if (x.first != key) kv.push_back(x);
       else if (value) kv.emplace_back(key, *value);
     }
     const std::string path = dir.file("bad.gguf");
-    std::vector<GgufTensorSpec> specs;
-    for (const TensorInfo& t : (*f)->tensors()) specs.push_back({t.name, t.type, t.shape});
-    auto w = GgufWriter::create(path, kv, specs);
-    EXPECT_TRUE(w.ok()) << w.status().message();
-    for (const TensorInfo& t : (*f)->tensors()) EXPECT_TRUE((*w)->append(t.data, t.bytes).ok());
-    EXPECT_TRUE((*w)->finish().ok());
+    rewriteGguf(*f, kv, path);
     auto ck = Checkpoint::open(path);
     EXPECT_FALSE(ck.ok());
     return ck.ok() ? std::string() : ck.status().message();
@@ -960,15 +971,10 @@ TEST(GgufCheckpoint, Gemma4KeysThatCannotBeReadAreNamed) {
 // The eos set of a Gemma 4 file: its eos id, and <eos>, <turn|> and <|tool_response> by their
 // text (HF's generation_config stops on all three; llama.cpp adds them by text too).
 TEST(GgufCheckpoint, Gemma4EosSetHasTheTurnAndToolResponseTokens) {
-  const std::string dir_in = std::string(SY_SOURCE_DIR) + "/tests/fixtures/gemma4-tiny-e";
-  auto st = Checkpoint::open(dir_in);
-  ASSERT_TRUE(st.ok()) << st.status().message();
   TempDir dir;
-  const std::string path = dir.file("model.gguf");
-  convertAll(**st, path, std::nullopt);
-  auto f = GgufFile::open(path);
-  ASSERT_TRUE(f.ok()) << f.status().message();
-  std::vector<KeyValue> kv = (*f)->metadata();
+  std::unique_ptr<GgufFile> f = tinyGemma4Gguf(dir.file("model.gguf"));
+  ASSERT_TRUE(f);
+  std::vector<KeyValue> kv = f->metadata();
   std::vector<std::string> tokens;
   for (int i = 0; i < 512; ++i) tokens.push_back("t" + std::to_string(i));
   tokens[1] = "<eos>";
@@ -978,13 +984,8 @@ TEST(GgufCheckpoint, Gemma4EosSetHasTheTurnAndToolResponseTokens) {
   for (auto& [key, value] : kv) {
     if (key == "tokenizer.ggml.eos_token_id") value = Value::u32(106);
   }
-  std::vector<GgufTensorSpec> specs;
-  for (const TensorInfo& t : (*f)->tensors()) specs.push_back({t.name, t.type, t.shape});
   const std::string out = dir.file("with-vocab.gguf");
-  auto w = GgufWriter::create(out, kv, specs);
-  ASSERT_TRUE(w.ok()) << w.status().message();
-  for (const TensorInfo& t : (*f)->tensors()) ASSERT_TRUE((*w)->append(t.data, t.bytes).ok());
-  ASSERT_TRUE((*w)->finish().ok());
+  rewriteGguf(*f, kv, out);
   auto ck = Checkpoint::open(out);
   ASSERT_TRUE(ck.ok()) << ck.status().message();
   std::vector<int32_t> eos = (*ck)->config().eos_ids;
