@@ -60,6 +60,11 @@ using quant::ActRow;
 
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")
+// GCC 12's AVX-512 headers fill unused lanes from _mm512_undefined_*(), which its own
+// -W(maybe-)uninitialized then reports at every call site (fixed in GCC 13).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 namespace qk_vnni {
 using namespace engine::quant;
 using quant::ActRow;
@@ -67,6 +72,7 @@ using quant::ActRow;
 #include "engine/cpu/quant_kernels_x86.inc"
 #undef SY_QK_VNNI
 }  // namespace qk_vnni
+#pragma GCC diagnostic pop
 #pragma GCC pop_options
 
 namespace {

@@ -1,8 +1,10 @@
 // Dot products of block-quantized weight rows (engine/quant/quant.h) with int8-quantized
-// activation rows, in three versions chosen at run time: AVX-512 VNNI (VPDPBUSD on 256-bit
-// vectors, for the 32-value formats), AVX2 (VPMADDUBSW + VPMADDWD) and the portable definition
-// quant::dotRow(). All three give bit-identical results: the integer sums are exact and the fp32
-// scaling and accumulation follow quant.h's fixed order.
+// activation rows, in three versions chosen at run time: AVX-512 (VNNI and BW: one token's dot
+// products on 512-bit vectors, two 32-value blocks or 64 values of a K-quant block per
+// instruction, and 4 tokens per VPDPBUSD for the 32-value formats), AVX2 (VPMADDUBSW +
+// VPMADDWD) and the portable definition quant::dotRow(). All three give bit-identical results:
+// the integer sums are exact and the fp32 scaling and accumulation follow quant.h's fixed order.
+// One-token rates per format and instruction set: bench/quant_kernel_bench.cpp.
 //
 // dotTokens() is the same dot product for several activation rows (tokens) at once: each weight
 // block is loaded and unpacked once and multiplied against up to kQuantTokenGroup rows, and each
