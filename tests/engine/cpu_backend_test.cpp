@@ -542,6 +542,19 @@ TEST_P(CpuBackendTest, ElementwiseVerbsRoundToBf16) {
   EXPECT_EQ(z[0], 0.0f);
   EXPECT_EQ(z[1], -z[2]);
   EXPECT_EQ(z[5], -30.0f);  // tanh saturates; 100 gives 29.875 after the bf16 steps
+  // The looked-up tanh equals std::tanh's result after the bf16 steps for every bf16 input,
+  // infinities included, and NaN stays NaN.
+  std::vector<float> all;
+  for (uint32_t h = 0; h < 65536; ++h) all.push_back(bf16ToFloat(static_cast<uint16_t>(h)) * 30.0f);
+  std::vector<float> capped = all;
+  be_->softcap(capped.data(), int64_t(capped.size()), 30.0f);
+  for (size_t i = 0; i < all.size(); ++i) {
+    const float want = roundBf16(roundBf16(std::tanh(roundBf16(all[i] / 30.0f))) * 30.0f);
+    if (std::isnan(want))
+      ASSERT_TRUE(std::isnan(capped[i])) << i;
+    else
+      ASSERT_EQ(capped[i], want) << all[i];
+  }
 }
 
 TEST_P(CpuBackendTest, StridedGegluReadsOneSliceOfEachRow) {
