@@ -197,6 +197,9 @@ class PgLedger final : public Ledger {
   api::Status failure(api::ErrorCode code, const std::string& what, const std::string& error);
   void markDown(const std::string& error);
   api::StatusOr<uint64_t> reserveRow(const ReservationRequest& r, const char* state);
+  struct Queued;
+  api::Status reserveTx(const ReservationRequest& q, const char* state, const Queued& qd,
+                        Spend* d, Spend* m, int64_t* id);
   // Writes a batch of queued writes in one transaction.
   api::Status apply(const std::vector<Deferred>& batch);
   // Counts `d` in the cached totals at once and queues it for the writer thread (kIo when too
@@ -212,7 +215,8 @@ class PgLedger final : public Ledger {
   void countInCache(const Deferred& d);
   // This replica's writes of a team still queued, as a reservation counts them on top of the
   // database's sums: rows without reservation by their cost in the day and the month of the
-  // reservation (`record_*`; one that commits meanwhile counts twice, never less), and settles
+  // reservation (`record_*`; one that commits meanwhile counts twice, never less, and a refusal
+  // then is decided again: reserveRow), and settles
   // and releases as SQL arrays (ids, reserved amounts given back, costs in the day and the
   // month) that queuedCte() sums over the ones whose row is still held or pending (not
   // written yet: a write of the team commits before the reservation locks the team's row or
@@ -556,28 +560,17 @@ std::optional<Spend> PgLedger::remember(const std::string& team, Window w, int64
   return s;
 }
 
-api::StatusOr<uint64_t> PgLedger::reserveRow(const ReservationRequest& q, const char* state) {
-  if (!std::isfinite(q.max_cost_usd) || q.max_cost_usd < 0) {
-    return api::Status(api::ErrorCode::kInternal, "reservation of an invalid amount " +
-                                                      std::to_string(q.max_cost_usd) +
-                                                      " for team '" + q.team + "'");
-  }
+// One reservation transaction over the database's sums plus `qd` (reserveRow): kQuotaExceeded
+// naming the limit when it does not fit.
+api::Status PgLedger::reserveTx(const ReservationRequest& q, const char* state, const Queued& qd,
+                                Spend* d, Spend* m, int64_t* id) {
   const std::string day = periodKey(Window::kDay, q.now_ms);
   const std::string month = periodKey(Window::kMonth, q.now_ms);
   // A NaN limit refuses (PostgreSQL orders NaN above every number, so it is decided here).
   auto limitOf = [](const std::optional<double>& l) { return l ? *l : INFINITY; };
   const double daily = limitOf(q.limits.daily_usd), monthly = limitOf(q.limits.monthly_usd);
   const bool nan_limit = std::isnan(daily) || std::isnan(monthly);
-  int64_t id = 0;
-  Spend d, m;
-  uint64_t seq;
-  Queued qd;  // this replica's writes still queued for the team, counted on top
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    seq = seqOf(q.team);
-    qd = queuedOf(q.team, q.now_ms);
-  }
-  api::Status st = transact("reserving", [&](pqxx::transaction_base& tx) -> api::Status {
+  return transact("reserving", [&](pqxx::transaction_base& tx) -> api::Status {
     // Durable means on the server's disk: a reservation lost to a crash of the database
     // would leave a call unbilled.
     tx.exec("SET LOCAL synchronous_commit = on");
@@ -614,8 +607,8 @@ api::StatusOr<uint64_t> PgLedger::reserveRow(const ReservationRequest& q, const 
       return budgetExhausted(q.team, w, day_ok ? monthly : daily, q.now_ms,
                              day_ok ? s_month : s_day, reserved_usd, q.max_cost_usd);
     }
-    d = Spend{r[0][1].as<double>(), r[0][0].as<double>()};
-    m = Spend{r[0][2].as<double>(), r[0][0].as<double>()};
+    *d = Spend{r[0][1].as<double>(), r[0][0].as<double>()};
+    *m = Spend{r[0][2].as<double>(), r[0][0].as<double>()};
     auto row = tx.exec_params(
         "INSERT INTO switchyard.requests(request_id, unix_ms, team, key_id, model, route, kind, "
         "prompt_tokens, cached_prompt_tokens, completion_tokens, cost_usd, latency_ms, status, "
@@ -623,9 +616,38 @@ api::StatusOr<uint64_t> PgLedger::reserveRow(const ReservationRequest& q, const 
         "$6, 0, 0, $7, 0, $8, $9) RETURNING id",
         q.request_id, q.now_ms, q.team, q.key_id, q.model, q.max_cost_usd, q.decision,
         std::string(state), replica_);
-    id = row[0][0].as<int64_t>();
+    *id = row[0][0].as<int64_t>();
     return api::Status();
   });
+}
+
+api::StatusOr<uint64_t> PgLedger::reserveRow(const ReservationRequest& q, const char* state) {
+  if (!std::isfinite(q.max_cost_usd) || q.max_cost_usd < 0) {
+    return api::Status(api::ErrorCode::kInternal, "reservation of an invalid amount " +
+                                                      std::to_string(q.max_cost_usd) +
+                                                      " for team '" + q.team + "'");
+  }
+  int64_t id = 0;
+  Spend d, m;
+  uint64_t seq;
+  api::Status st;
+  for (int attempt = 1;; ++attempt) {
+    Queued qd;  // this replica's writes still queued for the team, counted on top
+    {
+      // A write of the team being applied: wait for it (one round trip), so that it is either
+      // committed or still queued when the reservation reads.
+      std::unique_lock<std::mutex> lock(mu_);
+      seq_cv_.wait_for(lock, options_.statement_timeout, [&] { return seqOf(q.team) % 2 == 0; });
+      seq = seqOf(q.team);
+      qd = queuedOf(q.team, q.now_ms);
+    }
+    st = reserveTx(q, state, qd, &d, &m, &id);
+    if (st.code() != api::ErrorCode::kQuotaExceeded || attempt == kMaxAttempts) break;
+    // Refused while a queued row of the team committed: that row counted twice (in the database
+    // and as queued), so the refusal may be wrong; decide again.
+    std::lock_guard<std::mutex> lock(mu_);
+    if (seqOf(q.team) == seq) break;
+  }
   if (!st.ok()) return st;
   std::lock_guard<std::mutex> lock(mu_);
   for (auto [w, db] : {std::pair{Window::kDay, d}, std::pair{Window::kMonth, m}}) {

@@ -228,6 +228,21 @@ TEST_P(LedgerApi, MonthlyLimitCountsEarlierDaysOfTheMonthOnly) {
   EXPECT_DOUBLE_EQ(ledger->spent("acme", Window::kDay, kNov23).settled_usd, 0);
 }
 
+TEST_P(LedgerApi, ARowWrittenDuringAReservationCountsOnce) {
+  // A recorded row is queued and written in the background (PostgreSQL); a reservation right
+  // after it races that write. Each round leaves room for exactly the reservation, so a row
+  // counted both as written and as queued would refuse it.
+  auto ledger = open();
+  ASSERT_NE(ledger, nullptr);
+  const BudgetLimits limits{std::nullopt, 1.0};
+  for (int i = 0; i < 150; ++i) {
+    const std::string team = "race-" + std::to_string(i);
+    ASSERT_TRUE(ledger->record(row(team, 0.5, kNov22 + i)).ok());
+    auto r = ledger->reserve(team, 0.4, limits, kNov23);
+    ASSERT_TRUE(r.ok()) << "round " << i << ": " << r.status().message();
+  }
+}
+
 TEST_P(LedgerApi, BadCallsReturnErrorsAndChangeNothing) {
   auto ledger = open();
   ASSERT_NE(ledger, nullptr);
