@@ -225,16 +225,9 @@ class CpuBackend final : public Backend {
     if (n <= 0 || targets.empty()) return;
     // Output rows of every target are cut into chunks that the pool hands out; several chunks
     // per thread so that a thread the OS delays does not stall the step.
-    chunks_.clear();
-    int64_t total_rows = 0;
-    for (const auto& t : targets) total_rows += t.w->rows;
-    const int64_t want = static_cast<int64_t>(pool_.threads()) * 4;
-    const int64_t per = std::max<int64_t>(16, (total_rows + want - 1) / want + 15) & ~int64_t{15};
-    for (size_t ti = 0; ti < targets.size(); ++ti) {
-      assert(targets[ti].w->cols == targets[0].w->cols);
-      for (int64_t r = 0; r < targets[ti].w->rows; r += per)
-        chunks_.push_back({static_cast<int>(ti), r, std::min(targets[ti].w->rows, r + per)});
-    }
+    assert(std::all_of(targets.begin(), targets.end(),
+                       [&](const MatmulTarget& t) { return t.w->cols == targets[0].w->cols; }));
+    cutChunks(targets);
     quantizeActivations(x, n, targets);
     const uint16_t* xb = nullptr;
     if (k_.matmul_rows_bf16) {
@@ -262,6 +255,51 @@ class CpuBackend final : public Backend {
         k_.matmul_rows_bf16(a, ch.r0, ch.r1);
       } else {
         k_.matmul_rows(a, ch.r0, ch.r1);
+      }
+    });
+  }
+
+  // Output rows of every target cut into chunks_ that the pool hands out; several chunks per
+  // thread so that a thread the OS delays does not stall the step.
+  void cutChunks(std::span<const MatmulTarget> targets) {
+    chunks_.clear();
+    int64_t total_rows = 0;
+    for (const auto& t : targets) total_rows += t.w->rows;
+    const int64_t want = static_cast<int64_t>(pool_.threads()) * 4;
+    const int64_t per = std::max<int64_t>(16, (total_rows + want - 1) / want + 15) & ~int64_t{15};
+    for (size_t ti = 0; ti < targets.size(); ++ti)
+      for (int64_t r = 0; r < targets[ti].w->rows; r += per)
+        chunks_.push_back({static_cast<int>(ti), r, std::min(targets[ti].w->rows, r + per)});
+  }
+
+  // One token through block-quantized targets that each have their own input row xs[t] (the
+  // chosen experts' down projections of a decode step): one pool run for all of them. Each
+  // value is the one-token dot product matmul() computes.
+  void matvecEach(const float* const* xs, std::span<const MatmulTarget> targets, bool round_bf16) {
+    cutChunks(targets);
+    size_t total = 0;
+    for (const auto& t : targets)
+      total += quant::actRowBytes(quant::activationType(*quant::qtypeOf(t.w->dtype)), t.w->cols);
+    if (!each_mem_ || each_mem_->bytes() < total) each_mem_ = alloc(total);
+    each_act_.resize(targets.size());
+    char* mem = static_cast<char*>(each_mem_->data());
+    for (size_t t = 0; t < targets.size(); ++t) {
+      const quant::QType at = quant::activationType(*quant::qtypeOf(targets[t].w->dtype));
+      each_act_[t] = quant::quantizeActivations(at, xs[t], targets[t].w->cols, mem);
+      mem += quant::actRowBytes(at, targets[t].w->cols);
+    }
+    const auto& chunks = chunks_;
+    pool_.run(static_cast<int>(chunks.size()), [&](int c) {
+      const MatmulChunk& ch = chunks[static_cast<size_t>(c)];
+      const WeightRef& w = *targets[static_cast<size_t>(ch.target)].w;
+      const quant::QType q = *quant::qtypeOf(w.dtype);
+      const size_t row_bytes = quant::rowBytes(q, w.cols);
+      const char* base = static_cast<const char*>(w.data);
+      float* y = targets[static_cast<size_t>(ch.target)].y;
+      for (int64_t r = ch.r0; r < ch.r1; ++r) {
+        const float v = qk_.dot(q, base + static_cast<size_t>(r) * row_bytes,
+                                each_act_[static_cast<size_t>(ch.target)], w.cols);
+        y[r] = round_bf16 ? roundBf16(v) : v;
       }
     });
   }
@@ -569,6 +607,18 @@ class CpuBackend final : public Backend {
   std::vector<std::vector<std::pair<int, int>>> expert_rows_;
   std::vector<int32_t> moe_tokens_;
   std::vector<float> moe_x_, moe_gu_, moe_act_, moe_y_;
+  // moeExpertsOneToken / matvecEach scratch: the chosen experts' matrices, and each input row
+  // quantized.
+  std::vector<std::pair<int, int>> moe_chosen_;  // (expert, slot k) in ascending expert id
+  std::vector<WeightRef> moe_refs_;
+  std::vector<MatmulTarget> moe_targets_;
+  std::vector<const float*> moe_inputs_;
+  std::unique_ptr<Buffer> each_mem_;
+  std::vector<quant::ActRow> each_act_;
+
+  void moeExpertsOneToken(const float* x, const int32_t* idx, const float* weights, int top_k,
+                          int n_expert, const WeightRef& gate_up, const WeightRef& down,
+                          float* out);
 };
 
 void CpuBackend::moeRoute(const float* logits, int n, int n_expert, int top_k,
@@ -605,6 +655,8 @@ void CpuBackend::moeRoute(const float* logits, int n, int n_expert, int top_k,
 void CpuBackend::moeExperts(const float* x, int n, const int32_t* idx, const float* weights,
                             int top_k, int n_expert, const WeightRef& gate_up,
                             const WeightRef& down, float* out) {
+  if (n == 1 && quant::qtypeOf(gate_up.dtype) && quant::qtypeOf(down.dtype))
+    return moeExpertsOneToken(x, idx, weights, top_k, n_expert, gate_up, down, out);
   const int64_t H = down.rows / n_expert, I = gate_up.rows / n_expert / 2;
   assert(gate_up.cols == H && down.cols == I);
   expert_rows_.resize(static_cast<size_t>(n_expert));
@@ -646,6 +698,52 @@ void CpuBackend::moeExperts(const float* x, int n, const int32_t* idx, const flo
       float* o = out + int64_t{t} * H;
       for (int64_t j = 0; j < H; ++j) o[j] = engine::roundBf16(o[j] + engine::roundBf16(y[j] * w));
     }
+  }
+}
+
+// A decode step's experts (one token, quantized weights): every chosen expert's gate/up
+// projection in one pool run, every down projection in another, instead of two runs per expert
+// (per layer, 2 * top_k small matrices whose start and end cost more than their rows). The values
+// are moeExperts' own: the same one-token dot products, the terms added in ascending expert id.
+void CpuBackend::moeExpertsOneToken(const float* x, const int32_t* idx, const float* weights,
+                                    int top_k, int n_expert, const WeightRef& gate_up,
+                                    const WeightRef& down, float* out) {
+  const int64_t H = down.rows / n_expert, I = gate_up.rows / n_expert / 2;
+  assert(gate_up.cols == H && down.cols == I);
+  std::vector<std::pair<int, int>>& chosen = moe_chosen_;  // (expert, slot)
+  chosen.clear();
+  for (int k = 0; k < top_k; ++k) chosen.push_back({idx[k], k});
+  std::sort(chosen.begin(), chosen.end());
+  const size_t K = chosen.size();
+  moe_gu_.resize(K * size_t(2 * I));
+  moe_act_.resize(K * size_t(I));
+  moe_y_.resize(K * size_t(H));
+  moe_refs_.resize(2 * K);
+  moe_targets_.resize(2 * K);
+  moe_inputs_.resize(K);
+  for (size_t i = 0; i < K; ++i) {
+    assert(chosen[i].first >= 0 && chosen[i].first < n_expert);
+    const size_t e = size_t(chosen[i].first);
+    moe_refs_[i] = WeightRef{static_cast<const char*>(gate_up.data) +
+                                 e * size_t(2 * I) * matrixRowBytes(gate_up),
+                             gate_up.dtype, 2 * I, H};
+    moe_refs_[K + i] = WeightRef{
+        static_cast<const char*>(down.data) + e * size_t(H) * matrixRowBytes(down), down.dtype, H, I};
+    moe_targets_[i] = MatmulTarget{&moe_refs_[i], moe_gu_.data() + i * size_t(2 * I)};
+    moe_targets_[K + i] = MatmulTarget{&moe_refs_[K + i], moe_y_.data() + i * size_t(H)};
+    moe_inputs_[i] = moe_act_.data() + i * size_t(I);
+  }
+  matmul(x, 1, std::span<const MatmulTarget>(moe_targets_.data(), K), true);
+  for (size_t i = 0; i < K; ++i) {  // gate = first I columns, up = the next I
+    const float* g = moe_gu_.data() + i * size_t(2 * I);
+    k_.geglu(g, g + I, I, moe_act_.data() + i * size_t(I));
+  }
+  matvecEach(moe_inputs_.data(), std::span<const MatmulTarget>(moe_targets_.data() + K, K), true);
+  std::fill(out, out + H, 0.0f);
+  for (size_t i = 0; i < K; ++i) {
+    const float w = weights[chosen[i].second];
+    const float* y = moe_y_.data() + i * size_t(H);
+    for (int64_t j = 0; j < H; ++j) out[j] = engine::roundBf16(out[j] + engine::roundBf16(y[j] * w));
   }
 }
 

@@ -503,7 +503,9 @@ TEST_P(CpuBackendTest, ProportionalRopeRotatesOnlyTheLeadingPairs) {
     for (int d = 0; d < D; ++d) {
       const size_t i = size_t(r * D + d);
       const bool rotated = (d % (D / 2)) < 4;
-      if (!rotated) ASSERT_EQ(y[i], x[i]) << r << "," << d;
+      if (!rotated) {
+        ASSERT_EQ(y[i], x[i]) << r << "," << d;
+      }
       changed += y[i] != x[i];
     }
   EXPECT_GT(changed, 0);
@@ -550,10 +552,11 @@ TEST_P(CpuBackendTest, ElementwiseVerbsRoundToBf16) {
   be_->softcap(capped.data(), int64_t(capped.size()), 30.0f);
   for (size_t i = 0; i < all.size(); ++i) {
     const float want = roundBf16(roundBf16(std::tanh(roundBf16(all[i] / 30.0f))) * 30.0f);
-    if (std::isnan(want))
+    if (std::isnan(want)) {
       ASSERT_TRUE(std::isnan(capped[i])) << i;
-    else
+    } else {
       ASSERT_EQ(capped[i], want) << all[i];
+    }
   }
 }
 
@@ -650,6 +653,39 @@ TEST_P(CpuBackendTest, MoeExpertsComputeOnlyTheSelectedExperts) {
       // fp32 vs double sums may flip one bf16 rounding per term: a few ulps of the terms.
       ASSERT_NEAR(got, want[size_t(j)], 0.02 * (std::fabs(want[size_t(j)]) + 0.05))
           << t << "," << j;
+    }
+  }
+}
+
+// Quantized experts: a decode step (one token) takes its own path through the chosen experts
+// (all of them in two pool runs); each token alone gives what the same tokens give batched.
+TEST_P(CpuBackendTest, QuantizedMoeExpertsOneTokenEqualsTheBatch) {
+  for (quant::QType q : {quant::QType::kQ8_0, quant::QType::kQ4_K}) {
+    CpuBackendOptions o;
+    o.threads = GetParam().threads;
+    o.isa = GetParam().isa;
+    o.quantize = q;
+    auto be = makeCpuBackend(o);
+    const int n = 3, E = 6, K = 3;
+    const int64_t H = 256, I = 512;  // whole Q4_K blocks both ways
+    TestWeight gate_up(DType::kBF16, {E, 2 * I, H}, rng_, 0.2f),
+        down(DType::kBF16, {E, H, I}, rng_, 0.25f);
+    auto gu = be->prepareExperts(gate_up.w);
+    auto dn = be->prepareExperts(down.w);
+    ASSERT_TRUE(gu.ok() && dn.ok());
+    ASSERT_TRUE(quant::qtypeOf(gu->dtype).has_value()) << "experts not quantized";
+    const std::vector<float> x = randomActs(size_t(n * H), rng_);
+    const std::vector<int32_t> idx = {5, 0, 2, 1, 5, 3, 2, 4, 0};
+    const std::vector<float> w = {0.5f, 0.25f, 0.25f, 0.625f, 0.125f, 0.25f, 0.5f, 0.375f, 0.125f};
+    std::vector<float> batch(size_t(n * H));
+    be->moeExperts(x.data(), n, idx.data(), w.data(), K, E, *gu, *dn, batch.data());
+    for (int t = 0; t < n; ++t) {
+      std::vector<float> one(size_t(H), -7.0f);
+      be->moeExperts(x.data() + t * H, 1, idx.data() + t * K, w.data() + t * K, K, E, *gu, *dn,
+                     one.data());
+      for (int64_t j = 0; j < H; ++j)
+        ASSERT_EQ(one[size_t(j)], batch[size_t(t * H + j)])
+            << quant::qtypeName(q) << " token " << t << " value " << j;
     }
   }
 }
