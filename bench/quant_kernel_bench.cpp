@@ -1,6 +1,7 @@
 // sy_quant_kernel_bench: how fast the one-token quantized dot kernels read weights, per format
 // and instruction set, both from a matrix that stays in cache (the kernel's compute rate) and from
-// one far larger than the caches (what a decode step sees). Prints GB/s of weight bytes.
+// one far larger than the caches (what a decode step sees). Prints GB/s of weight bytes. Formats
+// whose blocks do not divide --n are left out.
 //
 //   sy_quant_kernel_bench [--n 2816] [--cached-kb 512] [--streamed-mb 512] [--threads 1]
 //                         [--reps 5] [--formats q8_0,q5_0,q4_0,q4_k,q6_k]
@@ -111,8 +112,8 @@ Options parse(int argc, char** argv) {
       std::exit(2);
     }
   }
-  if (o.n <= 0 || o.n % 256 != 0 || o.threads < 1 || o.reps < 1) {
-    std::fprintf(stderr, "--n must be a positive multiple of 256; --threads and --reps >= 1\n");
+  if (o.n <= 0 || o.n % 32 != 0 || o.threads < 1 || o.reps < 1) {
+    std::fprintf(stderr, "--n must be a positive multiple of 32; --threads and --reps >= 1\n");
     std::exit(2);
   }
   return o;
@@ -132,6 +133,7 @@ int main(int argc, char** argv) {
   for (QType t : {QType::kQ8_0, QType::kQ5_0, QType::kQ4_0, QType::kQ4_K, QType::kQ6_K}) {
     const std::string name(engine::quant::qtypeName(t));
     if (("," + o.formats + ",").find("," + name + ",") == std::string::npos) continue;
+    if (o.n % engine::quant::blockValues(t) != 0) continue;  // rows must be whole blocks
     const QType at = engine::quant::activationType(t);
     std::vector<unsigned char> mem(engine::quant::actRowBytes(at, o.n) + 64);
     void* p = mem.data() + (64 - reinterpret_cast<uintptr_t>(mem.data()) % 64) % 64;
