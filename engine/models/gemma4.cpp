@@ -43,7 +43,8 @@ Status Gemma4Model::prepareWeights() {
   matrix(w.embed, &embed_);
   vec(w.final_norm, &final_norm_);
   if (c.ple_dim > 0) {
-    matrix(w.embed_per_layer, &ple_table_);  // stays in the mapping; embed() reads used rows
+    if (status.ok() && w.embed_per_layer.data)  // stays in the mapping; embed() reads used rows
+      status = prepare(w.embed_per_layer, &ple_table_, &Backend::prepareRowTable);
     matrix(w.per_layer_model_projection, &ple_model_proj_);
     vec(w.per_layer_projection_norm, &ple_proj_norm_);
   }

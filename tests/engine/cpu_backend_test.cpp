@@ -690,6 +690,52 @@ TEST_P(CpuBackendTest, QuantizedMoeExpertsOneTokenEqualsTheBatch) {
   }
 }
 
+// Block-quantized matrices from a file (GGUF) are copied out of the mapping by default, byte for
+// byte (prepareMatrix, prepareExperts), or read in place (copy_quantized off); a row table
+// (prepareRowTable) always stays in place. Both give the same matmul results.
+TEST(CpuBackendWeights, BlockQuantizedMatricesAreCopiedUnlessAskedNotTo) {
+  const int64_t rows = 48, cols = 64;
+  std::vector<unsigned char> stored(quant::rowBytes(quant::QType::kQ8_0, cols) * rows);
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::vector<float> row(static_cast<size_t>(cols));
+  for (int64_t r = 0; r < rows; ++r) {
+    for (float& v : row) v = u(rng);
+    quant::quantizeRow(quant::QType::kQ8_0, row.data(),
+                       stored.data() + quant::rowBytes(quant::QType::kQ8_0, cols) * size_t(r), cols);
+  }
+  Weight w;
+  w.data = stored.data();
+  w.dtype = DType::kQ8_0;
+  w.shape = {rows, cols};
+  w.bytes = stored.size();
+  w.name = "m";
+  w.file = "f.gguf";
+  Weight stack = w;
+  stack.shape = {2, rows / 2, cols};
+  std::vector<float> x(static_cast<size_t>(cols)), y_in_place(static_cast<size_t>(rows)),
+      y_copied(static_cast<size_t>(rows));
+  for (float& v : x) v = u(rng);
+  for (bool copy : {true, false}) {
+    CpuBackendOptions o;
+    o.threads = 2;
+    o.copy_quantized = copy;
+    auto be = makeCpuBackend(o);
+    auto m = be->prepareMatrix(w);
+    auto e = be->prepareExperts(stack);
+    auto t = be->prepareRowTable(w);
+    ASSERT_TRUE(m.ok() && e.ok() && t.ok());
+    EXPECT_EQ(m->data == stored.data(), !copy);
+    EXPECT_EQ(e->data == stored.data(), !copy);
+    EXPECT_EQ(t->data, stored.data());
+    EXPECT_EQ(e->rows, rows);
+    EXPECT_EQ(std::memcmp(m->data, stored.data(), stored.size()), 0);
+    EXPECT_EQ(std::memcmp(e->data, stored.data(), stored.size()), 0);
+    be->matmul(x.data(), 1, *m, copy ? y_copied.data() : y_in_place.data(), false);
+  }
+  EXPECT_EQ(y_copied, y_in_place);
+}
+
 INSTANTIATE_TEST_SUITE_P(Kernels, CpuBackendTest,
                          ::testing::Values(Config{1, CpuIsa::kPortable},
                                            Config{2, CpuIsa::kPortable}, Config{1, CpuIsa::kAvx2},

@@ -416,7 +416,9 @@ TEST(Gemma4Parity, LogitsAndHiddenStatesMatchTheReference) {
       const size_t off = size_t(l) * S * H;
       const Diff dh = diff(hidden.data() + off, ref.hidden.data() + off, S * H);
       std::printf("[%s] hidden %d: max %.4f mean %.5f\n", name, l, dh.max, dh.mean);
-      if (l == 0) EXPECT_EQ(dh.max, 0.0) << "the scaled embedding is exact";
+      if (l == 0) {
+        EXPECT_EQ(dh.max, 0.0) << "the scaled embedding is exact";
+      }
       EXPECT_LE(dh.max, 0.5) << "layer " << l;
       EXPECT_LE(dh.mean, 0.03) << "layer " << l;
     }
@@ -442,7 +444,9 @@ TEST(Gemma4Parity, CachedGreedyDecodeMatchesTheReference) {
       got.push_back(
           static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin()));
       batch = {{kv.get(), &got.back(), 1, false, logits.data()}};
-      if (i + 1 < ref.greedy.size()) ASSERT_TRUE((*m)->forward(batch).ok());
+      if (i + 1 < ref.greedy.size()) {
+        ASSERT_TRUE((*m)->forward(batch).ok());
+      }
     }
     EXPECT_EQ(got, ref.greedy);
   }
