@@ -122,7 +122,8 @@ class Backend {
   // dtype is not BF16/F16/F32 or the shape is not 2-D.
   virtual api::StatusOr<WeightRef> prepareMatrix(const Weight& w) = 0;
   // A table that only embed() reads, a few rows per step (Gemma 4's per-layer embeddings): as
-  // prepareMatrix, but never copied, so that only the rows used become resident.
+  // prepareMatrix, but a block-quantized one stays in the mapping, so that only the rows used
+  // become resident (with CpuBackendOptions::quantize a float table is still quantized).
   virtual api::StatusOr<WeightRef> prepareRowTable(const Weight& w) { return prepareMatrix(w); }
   // A norm weight w [n] stored zero-centred, prepared as (1 + w) in fp32 (gemma-spec §2.2: HF
   // computes 1 + w in fp32; rounding it to bf16 would lose bits). kConfig on a bad dtype/shape.

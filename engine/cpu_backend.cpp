@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cassert>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
@@ -78,6 +79,25 @@ class HostBuffer final : public Buffer {
   void* map_ = nullptr;  // the mapping of a buffer of kHuge and more
   size_t bytes_, mapped_ = 0;
 };
+
+// MemAvailable of /proc/meminfo: what the kernel can hand out without swapping, page cache
+// included. nullopt where it cannot be read.
+std::optional<uint64_t> availableMemoryBytes() {
+  std::FILE* f = std::fopen("/proc/meminfo", "r");
+  if (!f) return std::nullopt;
+  char line[256];
+  std::optional<uint64_t> kb;
+  while (std::fgets(line, sizeof line, f)) {
+    unsigned long long v = 0;
+    if (std::sscanf(line, "MemAvailable: %llu kB", &v) == 1) {
+      kb = v;
+      break;
+    }
+  }
+  std::fclose(f);
+  if (!kb) return std::nullopt;
+  return *kb * 1024;
+}
 
 cpu::Isa toIsa(CpuIsa isa) {
   switch (isa) {
@@ -512,9 +532,14 @@ class CpuBackend final : public Backend {
   }
 
   // A block-quantized matrix of the mapping copied into owned memory (huge pages) in parallel,
-  // the mapping's pages handed back (copy_quantized).
+  // the mapping's pages handed back (copy_quantized). Left in the mapping when the copy would not
+  // fit in the memory the system has available (page cache counts as available: the file's own
+  // pages are handed back as they are copied), so that a model near the machine's memory still
+  // loads, read through the page cache.
   WeightRef copied(const WeightRef& w) {
     const size_t bytes = matrixRowBytes(w) * static_cast<size_t>(w.rows);
+    constexpr uint64_t kReserve = uint64_t{512} << 20;  // left to the rest of the process
+    if (const auto avail = availableMemoryBytes(); avail && *avail < bytes + kReserve) return w;
     auto& buf = owned_.emplace_back(alloc(bytes));
     char* dst = static_cast<char*>(buf->data());
     const char* src = static_cast<const char*>(w.data);

@@ -34,7 +34,8 @@ struct CpuBackendOptions {
   // pages (transparent huge pages, where the kernel allows them on request): reading 4 KB file
   // pages costs a TLB miss per page, dear in a virtual machine and worst for a mixture of
   // experts, whose experts are read in scattered 1-3 MB slices (26B-A4B: decode 1.4x faster).
-  // Loading takes longer (a copy of the file) and processes no longer share the page cache.
+  // Loading takes longer (a copy of the file) and processes no longer share the page cache. A
+  // matrix whose copy would not fit in the memory available stays mapped.
   bool copy_quantized = true;
 };
 

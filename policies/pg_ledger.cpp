@@ -643,10 +643,11 @@ api::StatusOr<uint64_t> PgLedger::reserveRow(const ReservationRequest& q, const 
     }
     st = reserveTx(q, state, qd, &d, &m, &id);
     if (st.code() != api::ErrorCode::kQuotaExceeded || attempt == kMaxAttempts) break;
-    // Refused while a queued row of the team committed: that row counted twice (in the database
-    // and as queued), so the refusal may be wrong; decide again.
+    // Refused while a queued row of the team committed (or with a write still being applied
+    // when the wait gave up): that row may have counted twice (in the database and as queued),
+    // so the refusal may be wrong; decide again.
     std::lock_guard<std::mutex> lock(mu_);
-    if (seqOf(q.team) == seq) break;
+    if (seq % 2 == 0 && seqOf(q.team) == seq) break;
   }
   if (!st.ok()) return st;
   std::lock_guard<std::mutex> lock(mu_);

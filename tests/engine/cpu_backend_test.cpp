@@ -667,7 +667,9 @@ TEST_P(CpuBackendTest, QuantizedMoeExpertsOneTokenEqualsTheBatch) {
     o.quantize = q;
     auto be = makeCpuBackend(o);
     const int n = 3, E = 6, K = 3;
-    const int64_t H = 256, I = 512;  // whole Q4_K blocks both ways
+    // 704-wide down projections (26B-A4B's): 22 blocks of 32, a tail after the groups of 8;
+    // Q4_K falls back to Q5_0 there.
+    const int64_t H = 256, I = 704;
     TestWeight gate_up(DType::kBF16, {E, 2 * I, H}, rng_, 0.2f),
         down(DType::kBF16, {E, H, I}, rng_, 0.25f);
     auto gu = be->prepareExperts(gate_up.w);

@@ -291,9 +291,9 @@ class QuantDot : public ::testing::TestWithParam<QType> {};
 TEST_P(QuantDot, KernelsMatchPortableBitForBitAndApproximateTheFloatDot) {
   const QType t = GetParam();
   const QType at = activationType(t);
-  // Block counts that leave a tail after the groups of 8 (37 blocks of 32, 11 of 256).
-  for (const int64_t n : {int64_t{blockValues(t)} * (blockValues(t) == 32 ? 37 : 11),
-                          int64_t{blockValues(t)} * 8, int64_t{blockValues(t)}}) {
+  // Block counts that leave every tail after the groups of 8 (1-7 blocks), and none.
+  for (const int64_t blocks : {37, 8, 1, 10, 12, 14, 15, 11}) {
+    const int64_t n = int64_t{blockValues(t)} * blocks;
     std::vector<float> w = randomRow(n, 21, 0.05f), x = randomRow(n, 22, 3.0f);
     std::vector<unsigned char> wq(rowBytes(t, n));
     quantizeRow(t, w.data(), wq.data(), n);
@@ -326,8 +326,8 @@ TEST_P(QuantDot, TokenGroupsMatchPortableBitForBit) {
   const QType t = GetParam();
   const QType at = activationType(t);
   constexpr int kRows = 5, kTokens = 9;
-  for (const int64_t n : {int64_t{blockValues(t)} * (blockValues(t) == 32 ? 37 : 11),
-                          int64_t{blockValues(t)} * 8, int64_t{blockValues(t)}}) {
+  for (const int64_t blocks : {37, 8, 1, 10, 12, 14, 15, 11}) {  // every tail after groups of 8
+    const int64_t n = int64_t{blockValues(t)} * blocks;
     const size_t rb = rowBytes(t, n), ab = actRowBytes(at, n);
     std::vector<unsigned char> wq(rb * kRows);
     for (int r = 0; r < kRows; ++r) {
