@@ -1,5 +1,6 @@
 #include "gateway/server.h"
 
+#include <array>
 #include <atomic>
 #include <cstdio>
 #include <deque>
@@ -280,6 +281,7 @@ class Session : public SessionBase {
   void clientGone();
   void completeIfIdle();
   void close();
+  void lingerThenClose(std::shared_ptr<std::array<char, 16384>> scratch, size_t drained);
   void baseHeaders(http::fields& f);
 
   Stream stream_;
@@ -744,8 +746,27 @@ void Session<Stream>::rejectAndClose(int status, api::ErrorCode code, std::strin
   res->keep_alive(false);
   res->prepare_payload();
   tcp().expires_after(std::chrono::seconds(5));
-  http::async_write(stream_, *res, [self = self(), res](beast::error_code, size_t) {
-    self->close();
+  http::async_write(stream_, *res, [self = self(), res](beast::error_code ec, size_t) {
+    if (ec) return self->close();
+    // The client may still be sending the body we refused: closing with its bytes unread would
+    // reset the connection, and a client still writing would see the reset, not our answer.
+    // So stop sending, and read and drop what arrives (a bounded time and amount) first.
+    beast::error_code ignored;
+    self->tcp().socket().shutdown(tcp::socket::shutdown_send, ignored);
+    self->tcp().expires_after(std::chrono::seconds(2));
+    self->lingerThenClose(std::make_shared<std::array<char, 16384>>(), 0);
+  });
+}
+
+template <class Stream>
+void Session<Stream>::lingerThenClose(std::shared_ptr<std::array<char, 16384>> scratch,
+                                      size_t drained) {
+  constexpr size_t kMaxDrained = size_t{64} << 20;
+  if (drained > kMaxDrained) return close();
+  tcp().async_read_some(net::buffer(*scratch), [self = self(), scratch, drained](
+                                                   beast::error_code ec, size_t n) {
+    if (ec) return self->close();  // end of stream, reset or the 2 s timeout
+    self->lingerThenClose(scratch, drained + n);
   });
 }
 

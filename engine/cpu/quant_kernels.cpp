@@ -63,8 +63,10 @@ using quant::ActRow;
 // GCC 12's AVX-512 headers fill unused lanes from _mm512_undefined_*(), which its own
 // -W(maybe-)uninitialized then reports at every call site (fixed in GCC 13).
 #pragma GCC diagnostic push
+#if !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
 namespace qk_vnni {
 using namespace engine::quant;
 using quant::ActRow;
